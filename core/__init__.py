@@ -1,0 +1,34 @@
+"""pipetrace: one pipeline run = one OpenTelemetry trace.
+
+Public API: configuration (``configure``, ``shutdown``), span helpers (``task_span``, ``batch_span``,
+``run_span``, ``link``) and carriers (``inject``, ``extract``, ``wrap``, ``unwrap``).
+"""
+
+from __future__ import annotations
+
+from . import attributes
+from .carriers import extract, inject, unwrap, wrap
+from .config import ConfigError, Settings
+from .identity import RunIdentity
+from .runtime import configure, force_flush, get_tracer, settings, shutdown, stats
+from .spans import (
+    batch_span,
+    end_task_span,
+    identity,
+    link,
+    mark_result,
+    record_span,
+    run_context,
+    run_span,
+    start_task_span,
+    task_span,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "RunIdentity", "Settings", "attributes", "batch_span", "configure", "end_task_span",
+    "extract", "force_flush", "get_tracer", "identity", "inject", "link", "mark_result", "record_span",
+    "run_context", "run_span", "settings", "shutdown", "start_task_span", "stats", "task_span", "unwrap",
+    "wrap",
+]

@@ -1,0 +1,133 @@
+"""W3C context carriers: plain dicts, message headers and JSON envelopes.
+
+Everything here tolerates garbage: malformed, oversized or mistyped input returns ``None`` and logs at
+most one warning per minute per source, never an exception into the traced code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
+
+from .ratelimit import warn_once_per
+
+log = logging.getLogger("pipetrace.carriers")
+
+ENVELOPE_KEY = "__pipetrace__"
+ENVELOPE_VERSION = 1
+MAX_VALUE_CHARS = 8192  # W3C baggage's own limit; traceparent/tracestate are far shorter
+MAX_ENTRIES = 4096  # a carrier with more entries than this is not a trace carrier
+
+
+def inject(carrier: dict[str, Any] | None = None, context: Context | None = None) -> dict[str, Any]:
+    """Write the current (or given) context into ``carrier`` through the global propagators."""
+    target: dict[str, Any] = {} if carrier is None else carrier
+    try:
+        propagate.inject(target, context=context)
+    except Exception as exc:  # a broken propagator must not break the producer
+        warn_once_per(log, "inject", "pipetrace: could not inject trace context: %r", exc)
+    return target
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _clean(carrier: object, source: str) -> dict[str, str] | None:
+    if not isinstance(carrier, Mapping):
+        if carrier is not None:
+            warn_once_per(log, source, "pipetrace: ignoring trace carrier of type %s from %s",
+                          type(carrier).__name__, source)
+        return None
+    fields = {f.lower() for f in propagate.get_global_textmap().fields}
+    clean: dict[str, str] = {}
+    problems: list[str] = []
+    try:
+        items = list(carrier.items())[:MAX_ENTRIES]
+    except Exception as exc:
+        warn_once_per(log, source, "pipetrace: unreadable trace carrier from %s: %r", source, exc)
+        return None
+    for raw_key, raw_value in items:
+        key = _text(raw_key)
+        if key is None or key.lower() not in fields:
+            continue
+        value = _text(raw_value)
+        if value is None:
+            problems.append(f"{key}: not text")
+            continue
+        if len(value) > MAX_VALUE_CHARS:
+            problems.append(f"{key}: {len(value)} chars")
+            continue
+        clean[key.lower()] = value
+    if problems:
+        warn_once_per(log, source, "pipetrace: ignored malformed trace headers from %s (%s)",
+                      source, "; ".join(problems[:5]))
+    return clean
+
+
+def extract(carrier: object, source: str = "carrier") -> Context | None:
+    """The context in ``carrier``, or ``None`` when it holds no valid span context."""
+    clean = _clean(carrier, source)
+    if not clean:
+        return None
+    try:
+        ctx = propagate.extract(clean, context=Context())
+    except Exception as exc:
+        warn_once_per(log, source, "pipetrace: malformed trace context from %s: %r", source, exc)
+        return None
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        if "traceparent" in clean:
+            warn_once_per(log, source, "pipetrace: invalid traceparent from %s: %.80r", source, clean["traceparent"])
+        return None
+    return ctx
+
+
+def span_context_of(carrier_or_context: object, source: str = "carrier") -> SpanContext | None:
+    """The remote span context carried by a dict/headers/envelope, a Context or a SpanContext."""
+    if isinstance(carrier_or_context, SpanContext):
+        return carrier_or_context if carrier_or_context.is_valid else None
+    if isinstance(carrier_or_context, Context):
+        ctx: Context | None = carrier_or_context
+    elif is_envelope(carrier_or_context):
+        ctx = unwrap(carrier_or_context, source)[1]
+    elif isinstance(carrier_or_context, str):
+        ctx = extract({"traceparent": carrier_or_context}, source)
+    else:
+        ctx = extract(carrier_or_context, source)
+    if ctx is None:
+        return None
+    sc = trace.get_current_span(ctx).get_span_context()
+    return sc if sc.is_valid else None
+
+
+def is_envelope(obj: object) -> bool:
+    return isinstance(obj, Mapping) and obj.get(ENVELOPE_KEY) == ENVELOPE_VERSION and "value" in obj
+
+
+def wrap(value: Any, context: Context | None = None) -> dict[str, Any]:
+    """An envelope ``{"__pipetrace__": 1, "value": value, "context": {...}}`` (JSON-serialisable
+    whenever ``value`` is)."""
+    return {ENVELOPE_KEY: ENVELOPE_VERSION, "value": value, "context": inject({}, context)}
+
+
+def unwrap(obj: Any, source: str = "envelope") -> tuple[Any, Context | None]:
+    """``(value, context)`` from an envelope; any other object comes back unchanged with ``None``."""
+    try:
+        if not is_envelope(obj):
+            return obj, None
+        return obj["value"], extract(obj.get("context"), source)
+    except Exception as exc:
+        warn_once_per(log, source, "pipetrace: unreadable envelope from %s: %r", source, exc)
+        return obj, None

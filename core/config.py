@@ -1,0 +1,295 @@
+"""Settings from ``PIPETRACE_*`` and standard ``OTEL_*`` variables, overridable by ``configure(**kw)``.
+
+Validation happens once, at start-up: a bad value raises :class:`ConfigError` naming the variable and
+what it accepts, instead of failing later inside somebody's task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+EXPORTERS = ("store", "otlp", "console", "none")
+PROTOCOLS = ("http/protobuf", "grpc")
+SAMPLERS = (
+    "always_on", "always_off", "traceidratio",
+    "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+)
+PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace", "none")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting has a value pipetrace cannot use; the message names the setting and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = True
+    home: Path = field(default_factory=lambda: Path.home() / ".pipetrace")
+    exporters: tuple[str, ...] = ("store",)
+    service_name: str = "pipetrace"
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    otlp_endpoint: str | None = None
+    otlp_protocol: str = "http/protobuf"
+    otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    otlp_certificate: str | None = None
+    otlp_client_key: str | None = None
+    otlp_client_certificate: str | None = None
+    otlp_timeout_s: float = 10.0
+    otlp_insecure: bool = False
+    sampler: str = "parentbased_always_on"
+    sampler_arg: float | None = None
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
+    sdk_disabled: bool = False
+    flush_timeout_s: float = 5.0
+    max_queue_size: int = 20_000
+    max_export_batch_size: int = 512
+    export_interval_s: float = 0.5
+    span_link_limit: int = 1024
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "traces.db"
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and not self.sdk_disabled
+
+    def redacted_headers(self) -> dict[str, str]:
+        """Header names with values hidden: exporter headers carry API keys and never reach a log."""
+        return {k: "***" for k in self.otlp_headers}
+
+
+# setting name -> environment variable(s), first one set wins
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "enabled": ("PIPETRACE_ENABLED",),
+    "home": ("PIPETRACE_HOME",),
+    "exporters": ("PIPETRACE_EXPORTERS",),
+    "service_name": ("OTEL_SERVICE_NAME",),
+    "resource_attributes": ("OTEL_RESOURCE_ATTRIBUTES",),
+    "otlp_endpoint": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    "otlp_protocol": ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    "otlp_headers": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+    "otlp_certificate": ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+    "otlp_client_key": ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+    "otlp_client_certificate": (
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    ),
+    "otlp_timeout_s": ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    "otlp_insecure": ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+    "sampler": ("OTEL_TRACES_SAMPLER",),
+    "sampler_arg": ("OTEL_TRACES_SAMPLER_ARG",),
+    "propagators": ("OTEL_PROPAGATORS",),
+    "sdk_disabled": ("OTEL_SDK_DISABLED",),
+    "flush_timeout_s": ("PIPETRACE_FLUSH_TIMEOUT",),
+    "max_queue_size": ("PIPETRACE_MAX_QUEUE_SIZE",),
+    "max_export_batch_size": ("PIPETRACE_MAX_EXPORT_BATCH_SIZE",),
+    "export_interval_s": ("PIPETRACE_EXPORT_INTERVAL",),
+    "span_link_limit": ("PIPETRACE_SPAN_LINK_LIMIT",),
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "enabled": "Turn pipetrace on or off everywhere (adapters, run launcher).",
+    "home": "Directory of the embedded store (traces.db) and local state.",
+    "exporters": f"Comma list of {', '.join(EXPORTERS)}; default store, plus otlp when an OTLP endpoint is set.",
+    "service_name": "service.name of every span's resource.",
+    "resource_attributes": "Extra resource attributes, key=value,key=value.",
+    "otlp_endpoint": "OTLP collector endpoint (http://host:4318 or grpc host:4317).",
+    "otlp_protocol": f"One of {', '.join(PROTOCOLS)}.",
+    "otlp_headers": "Exporter headers key=value,… (never logged).",
+    "otlp_certificate": "CA bundle to verify the collector's TLS certificate.",
+    "otlp_client_key": "Client private key for mTLS.",
+    "otlp_client_certificate": "Client certificate for mTLS.",
+    "otlp_timeout_s": "Export timeout in seconds (OTEL_* value in seconds).",
+    "otlp_insecure": "gRPC only: plaintext connection.",
+    "sampler": f"One of {', '.join(SAMPLERS)}.",
+    "sampler_arg": "Ratio 0..1 for the traceidratio samplers.",
+    "propagators": f"Comma list of {', '.join(PROPAGATORS)}.",
+    "sdk_disabled": "OTEL_SDK_DISABLED=true turns every span off.",
+    "flush_timeout_s": "Upper bound of the flush at shutdown, seconds.",
+    "max_queue_size": "Spans held per exporter queue before new ones are dropped (and counted).",
+    "max_export_batch_size": "Spans per export batch.",
+    "export_interval_s": "Seconds between background exports.",
+    "span_link_limit": "Most links kept on one span (the SDK default of 128 drops links of large batches).",
+}
+
+
+def _bool(name: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use one of true/false/1/0/yes/no/on/off")
+
+
+def _float(name: str, raw: object, *, low: float | None = None, high: float | None = None) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value != value or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name}={raw!r} is out of range; it must be {bounds}")
+    return value
+
+
+def _int(name: str, raw: object, *, low: int = 1) -> int:
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} is out of range; it must be at least {low}")
+    return value
+
+
+def _list(name: str, raw: object, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    items = [str(x).strip().lower() for x in (raw.split(",") if isinstance(raw, str) else raw)]  # type: ignore[union-attr]
+    items = [x for x in items if x]
+    bad = [x for x in items if x not in allowed]
+    if bad:
+        raise ConfigError(f"{name}: unknown value(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _pairs(name: str, raw: object) -> dict[str, str]:
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for part in str(raw).split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ConfigError(f"{name}: {part.strip()!r} is not key=value (expected k1=v1,k2=v2)")
+        k, v = part.split("=", 1)
+        if not k.strip():
+            raise ConfigError(f"{name}: empty key in {part.strip()!r}")
+        out[unquote(k.strip())] = unquote(v.strip())
+    return out
+
+
+def _choice(name: str, raw: object, allowed: tuple[str, ...]) -> str:
+    value = str(raw).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}={raw!r} is not allowed; use one of {', '.join(allowed)}")
+    return value
+
+
+def _endpoint(name: str, raw: object) -> str | None:
+    text = str(raw).strip()
+    if not text:
+        return None
+    parsed = urlparse(text if "://" in text else f"http://{text}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name}={raw!r} is not an endpoint URL; expected http(s)://host:port[/path]")
+    try:
+        parsed.port
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} has an invalid port") from None
+    return text
+
+
+def _existing_file(name: str, raw: object) -> str | None:
+    text = str(raw).strip()
+    if not text:
+        return None
+    if not Path(text).is_file():
+        raise ConfigError(f"{name}={text!r}: no such file")
+    return text
+
+
+def _convert(key: str, name: str, raw: object) -> Any:
+    if key in ("enabled", "sdk_disabled", "otlp_insecure"):
+        return _bool(name, raw)
+    if key == "home":
+        return Path(str(raw)).expanduser()
+    if key == "exporters":
+        return _list(name, raw, EXPORTERS)
+    if key == "propagators":
+        return _list(name, raw, PROPAGATORS)
+    if key in ("resource_attributes", "otlp_headers"):
+        return _pairs(name, raw)
+    if key == "otlp_endpoint":
+        return _endpoint(name, raw)
+    if key == "otlp_protocol":
+        return _choice(name, raw, PROTOCOLS)
+    if key == "sampler":
+        return _choice(name, raw, SAMPLERS)
+    if key == "sampler_arg":
+        return None if str(raw).strip() == "" else _float(name, raw, low=0.0, high=1.0)
+    if key in ("otlp_certificate", "otlp_client_key", "otlp_client_certificate"):
+        return _existing_file(name, raw)
+    if key in ("otlp_timeout_s", "flush_timeout_s", "export_interval_s"):
+        return _float(name, raw, low=0.0)
+    if key in ("max_queue_size", "max_export_batch_size", "span_link_limit"):
+        return _int(name, raw)
+    if key == "service_name":
+        text = str(raw).strip()
+        if not text:
+            raise ConfigError(f"{name} must not be empty")
+        return text
+    raise ConfigError(f"unknown setting {key!r}")
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``env`` (default ``os.environ``) with keyword overrides on top; validated."""
+    env = os.environ if env is None else env
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"configure(): unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values: dict[str, Any] = {}
+    for key, names in ENV_NAMES.items():
+        for name in names:
+            raw = env.get(name)
+            if raw is not None and (raw.strip() != "" or key == "enabled"):
+                values[key] = _convert(key, name, raw)
+                break
+    if "exporters" not in values:
+        endpoint = values.get("otlp_endpoint")
+        values["exporters"] = ("store", "otlp") if endpoint else ("store",)
+    for key, raw in overrides.items():
+        if raw is None and key not in ("otlp_endpoint", "sampler_arg", "otlp_certificate",
+                                         "otlp_client_key", "otlp_client_certificate"):
+            continue
+        values[key] = raw if raw is None else _convert(key, f"configure({key}=...)", raw)
+    settings = replace(Settings(), **values)
+    if "otlp" in settings.exporters and not settings.otlp_endpoint:
+        raise ConfigError(
+            "PIPETRACE_EXPORTERS includes otlp but no endpoint is set; set OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+    if settings.otlp_endpoint and settings.otlp_endpoint.startswith("http://") and (
+        settings.otlp_client_key or settings.otlp_client_certificate
+    ):
+        raise ConfigError("OTEL_EXPORTER_OTLP_CLIENT_KEY/CERTIFICATE need an https:// endpoint")
+    if bool(settings.otlp_client_key) != bool(settings.otlp_client_certificate):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY and OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE must be set together"
+        )
+    if settings.sampler.endswith("traceidratio") and settings.sampler_arg is None:
+        settings = replace(settings, sampler_arg=1.0)
+    return settings
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(setting, env vars, default, description) rows: the configuration reference is generated from this."""
+    defaults = Settings()
+    rows = []
+    for f in fields(Settings):
+        default = getattr(defaults, f.name)
+        if f.name == "home":
+            default = "~/.pipetrace"
+        rows.append((f.name, " / ".join(ENV_NAMES.get(f.name, ())), repr(default), DESCRIPTIONS.get(f.name, "")))
+    return rows

@@ -1,0 +1,75 @@
+"""Exporter set-up from settings: store (default), OTLP http/protobuf or gRPC with TLS/mTLS, console."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+from .config import ConfigError, Settings
+from .processors import ExportQueue
+from .store import SpanStore, StoreSpanExporter
+
+log = logging.getLogger("pipetrace.export")
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def otlp_exporter(settings: Settings) -> SpanExporter:
+    endpoint = settings.otlp_endpoint
+    if not endpoint:
+        raise ConfigError("OTEL_EXPORTER_OTLP_ENDPOINT is required for the otlp exporter")
+    headers = dict(settings.otlp_headers)
+    if settings.otlp_protocol == "grpc":
+        try:
+            import grpc
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        except ImportError as exc:
+            raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs `pip install pipetrace[otlp]`") from exc
+        secure = endpoint.startswith("https://") or (not endpoint.startswith("http://") and not settings.otlp_insecure)
+        credentials = None
+        if secure:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(settings.otlp_certificate),
+                private_key=_read(settings.otlp_client_key),
+                certificate_chain=_read(settings.otlp_client_certificate),
+            )
+        target = endpoint.split("://", 1)[-1]
+        return GrpcExporter(endpoint=target, insecure=not secure, credentials=credentials,
+                            headers=headers or None, timeout=settings.otlp_timeout_s)
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    except ImportError as exc:
+        raise ConfigError("the otlp exporter needs `pip install pipetrace[otlp]`") from exc
+    url = endpoint if "://" in endpoint else f"http://{endpoint}"
+    if not url.rstrip("/").endswith("/v1/traces"):
+        url = url.rstrip("/") + "/v1/traces"
+    client_cert = settings.otlp_client_certificate
+    return HttpExporter(endpoint=url, headers=headers or None, timeout=settings.otlp_timeout_s,
+                        certificate_file=settings.otlp_certificate or None,
+                        client_certificate_file=client_cert or None,
+                        client_key_file=settings.otlp_client_key or None)
+
+
+def build_queues(settings: Settings) -> list[ExportQueue]:
+    """One bounded background queue per configured exporter."""
+    queues: list[ExportQueue] = []
+    kw = dict(max_queue_size=settings.max_queue_size, max_batch_size=settings.max_export_batch_size,
+              interval_s=settings.export_interval_s)
+    for name in settings.exporters:
+        exporter: SpanExporter
+        if name == "store":
+            exporter = StoreSpanExporter(SpanStore(settings.store_path))
+        elif name == "otlp":
+            exporter = otlp_exporter(settings)
+        elif name == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            continue
+        queues.append(ExportQueue(exporter, name=name, **kw))  # type: ignore[arg-type]
+    return queues

@@ -1,0 +1,116 @@
+"""A stored trace as OTLP JSON (the collector's file format) or Jaeger JSON (Jaeger UI "JSON File")."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+from .store.records import SpanRecord
+
+_OTLP_KIND = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+_OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+
+
+def _any_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def _kvs(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _any_value(v)} for k, v in attrs.items()]
+
+
+def to_otlp_json(spans: Sequence[SpanRecord]) -> dict[str, Any]:
+    """OTLP/JSON ``ExportTraceServiceRequest`` (hex ids, as the OTLP JSON encoding requires)."""
+    by_resource: dict[str, tuple[dict[str, Any], dict[str, list[SpanRecord]]]] = {}
+    for span in spans:
+        key = repr(sorted(span.resource.items()))
+        entry = by_resource.setdefault(key, (span.resource, {}))
+        entry[1].setdefault(span.scope, []).append(span)
+    resource_spans = []
+    for resource, scopes in by_resource.values():
+        resource_spans.append({
+            "resource": {"attributes": _kvs(resource)},
+            "scopeSpans": [{
+                "scope": {"name": scope},
+                "spans": [{
+                    "traceId": s.trace_id, "spanId": s.span_id, "parentSpanId": s.parent_span_id or "",
+                    "name": s.name, "kind": _OTLP_KIND.get(s.kind, 1),
+                    "startTimeUnixNano": str(s.start_ns), "endTimeUnixNano": str(s.end_ns),
+                    "attributes": _kvs(s.attributes),
+                    "events": [{"timeUnixNano": str(e["time_ns"]), "name": e["name"],
+                                "attributes": _kvs(e.get("attributes", {}))} for e in s.events],
+                    "links": [{"traceId": lk["trace_id"], "spanId": lk["span_id"],
+                               "attributes": _kvs(lk.get("attributes", {}))} for lk in s.links],
+                    "status": {"code": _OTLP_STATUS.get(s.status, 0), "message": s.status_message or ""},
+                } for s in scoped],
+            } for scope, scoped in scopes.items()],
+        })
+    return {"resourceSpans": resource_spans}
+
+
+def _tag(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"key": key, "type": "bool", "value": value}
+    if isinstance(value, int):
+        return {"key": key, "type": "int64", "value": value}
+    if isinstance(value, float):
+        return {"key": key, "type": "float64", "value": value}
+    return {"key": key, "type": "string", "value": value if isinstance(value, str) else str(value)}
+
+
+def to_jaeger_json(spans: Sequence[SpanRecord]) -> dict[str, Any]:
+    """Jaeger query-API JSON: ``{"data": [{traceID, spans, processes}]}`` per trace."""
+    traces: dict[str, list[SpanRecord]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    data = []
+    for trace_id, members in traces.items():
+        processes: dict[str, dict[str, Any]] = {}
+        process_ids: dict[str, str] = {}
+        out = []
+        for s in members:
+            pkey = repr(sorted(s.resource.items()))
+            if pkey not in process_ids:
+                pid = f"p{len(process_ids) + 1}"
+                process_ids[pkey] = pid
+                processes[pid] = {
+                    "serviceName": str(s.resource.get("service.name", "pipetrace")),
+                    "tags": [_tag(k, v) for k, v in s.resource.items() if k != "service.name"],
+                }
+            refs = []
+            if s.parent_span_id:
+                refs.append({"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id})
+            refs.extend({"refType": "FOLLOWS_FROM", "traceID": lk["trace_id"], "spanID": lk["span_id"]}
+                        for lk in s.links)
+            tags = [_tag(k, v) for k, v in s.attributes.items()]
+            tags.append(_tag("span.kind", s.kind.lower()))
+            if s.status == "ERROR":
+                tags.append(_tag("error", True))
+                if s.status_message:
+                    tags.append(_tag("otel.status_description", s.status_message))
+            out.append({
+                "traceID": s.trace_id, "spanID": s.span_id, "operationName": s.name, "references": refs,
+                "startTime": s.start_ns // 1000, "duration": max(0, s.end_ns - s.start_ns) // 1000,
+                "tags": tags,
+                "logs": [{"timestamp": e["time_ns"] // 1000,
+                          "fields": [_tag("event", e["name"])] + [_tag(k, v) for k, v in
+                                                                  e.get("attributes", {}).items()]}
+                         for e in s.events],
+                "processID": process_ids[pkey], "warnings": None,
+            })
+        data.append({"traceID": trace_id, "spans": out, "processes": processes, "warnings": None})
+    return {"data": data, "total": 0, "limit": 0, "offset": 0, "errors": None}
+
+
+def b64_id(hex_id: str) -> str:
+    """OTLP protobuf-JSON mapping (base64) of a hex id, for tools that want it."""
+    return base64.b64encode(bytes.fromhex(hex_id)).decode()

@@ -1,0 +1,123 @@
+"""Run identity → deterministic trace and span ids.
+
+Any process that knows a run's system, pipeline and run id computes the same ids with no shared state:
+the trace id of the run, the span id of its run span and of every task attempt and batch. An upstream
+context found in the run's own metadata wins for the trace id (and becomes the run span's parent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+PREFIX = "pipetrace/1"
+
+
+def _digest(*parts: object) -> bytes:
+    key = "|".join([PREFIX, *("" if p is None else str(p) for p in parts)])
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def _nonzero(value: int) -> int:
+    # An all-zero id is invalid in W3C and OTel; the chance is 2**-64 but the rule is absolute.
+    return value or 1
+
+
+def derive_trace_id(system: str, pipeline: str, run_id: str) -> int:
+    """First 16 bytes of SHA-256 of ``pipetrace/1|{system}|{pipeline}|{run_id}``."""
+    return _nonzero(int.from_bytes(_digest(system, pipeline, run_id)[:16], "big"))
+
+
+def derive_run_span_id(system: str, pipeline: str, run_id: str) -> int:
+    return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "run")[:8], "big"))
+
+
+def derive_task_span_id(
+    system: str, pipeline: str, run_id: str, task: str, map_index: int | None = None, try_number: int = 1
+) -> int:
+    mi = -1 if map_index is None else map_index
+    return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "task", task, mi, try_number)[:8], "big"))
+
+
+def derive_batch_span_id(system: str, pipeline: str, run_id: str, batch: str, index: int | None = None) -> int:
+    idx = "" if index is None else index
+    return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "batch", batch, idx)[:8], "big"))
+
+
+def format_trace_id(value: int) -> str:
+    return f"{value:032x}"
+
+
+def format_span_id(value: int) -> str:
+    return f"{value:016x}"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is; every id of the run follows from it.
+
+    ``upstream`` is the caller's span context found in the run metadata (a ``traceparent`` in Airflow
+    conf, Dagster tags, Prefect labels…); when valid it supplies the trace id and the run span's parent.
+    """
+
+    system: str
+    pipeline: str
+    run_id: str
+    upstream: SpanContext | None = field(default=None, compare=False)
+
+    @property
+    def trace_id(self) -> int:
+        if self.upstream is not None and self.upstream.is_valid:
+            return self.upstream.trace_id
+        return derive_trace_id(self.system, self.pipeline, self.run_id)
+
+    @property
+    def run_span_id(self) -> int:
+        return derive_run_span_id(self.system, self.pipeline, self.run_id)
+
+    @property
+    def trace_flags(self) -> TraceFlags:
+        if self.upstream is not None and self.upstream.is_valid:
+            return self.upstream.trace_flags
+        return TraceFlags(TraceFlags.SAMPLED)
+
+    @property
+    def trace_state(self) -> TraceState:
+        if self.upstream is not None and self.upstream.is_valid:
+            return self.upstream.trace_state
+        return TraceState()
+
+    def task_span_id(self, task: str, map_index: int | None = None, try_number: int = 1) -> int:
+        return derive_task_span_id(self.system, self.pipeline, self.run_id, task, map_index, try_number)
+
+    def batch_span_id(self, batch: str, index: int | None = None) -> int:
+        return derive_batch_span_id(self.system, self.pipeline, self.run_id, batch, index)
+
+    def span_context(self, span_id: int) -> SpanContext:
+        """A remote span context in this run's trace, usable as a parent."""
+        return SpanContext(
+            trace_id=self.trace_id,
+            span_id=span_id,
+            is_remote=True,
+            trace_flags=self.trace_flags,
+            trace_state=self.trace_state,
+        )
+
+    def run_span_context(self) -> SpanContext:
+        return self.span_context(self.run_span_id)
+
+    def context_for(self, span_id: int) -> Context:
+        """An OTel Context whose current span is ``span_id`` of this run (for parenting)."""
+        return trace.set_span_in_context(NonRecordingSpan(self.span_context(span_id)), Context())
+
+    def run_context(self) -> Context:
+        return self.context_for(self.run_span_id)
+
+    def upstream_context(self) -> Context | None:
+        if self.upstream is None or not self.upstream.is_valid:
+            return None
+        return trace.set_span_in_context(NonRecordingSpan(self.upstream), Context())

@@ -1,0 +1,44 @@
+"""An OTel id generator that can be told the next ids: how derived span ids reach real SDK spans."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+
+_forced: contextvars.ContextVar[tuple[int | None, int | None] | None] = contextvars.ContextVar(
+    "pipetrace_forced_ids", default=None
+)
+
+
+class DerivedIdGenerator(IdGenerator):
+    """Random ids, except inside :func:`forced_ids`, where the given ones are used once each."""
+
+    def __init__(self, fallback: IdGenerator | None = None) -> None:
+        self.fallback = fallback or RandomIdGenerator()
+
+    def generate_span_id(self) -> int:
+        forced = _forced.get()
+        if forced is not None and forced[1] is not None:
+            _forced.set((forced[0], None))
+            return forced[1]
+        return self.fallback.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        forced = _forced.get()
+        if forced is not None and forced[0] is not None:
+            _forced.set((None, forced[1]))
+            return forced[0]
+        return self.fallback.generate_trace_id()
+
+
+@contextmanager
+def forced_ids(trace_id: int | None = None, span_id: int | None = None) -> Iterator[None]:
+    """Within the block the next root span gets ``trace_id`` and the next span ``span_id``."""
+    token = _forced.set((trace_id, span_id))
+    try:
+        yield
+    finally:
+        _forced.reset(token)

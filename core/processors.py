@@ -1,0 +1,171 @@
+"""The processing chain: span ends → transforms (redaction, …) → bounded background export queues.
+
+Nothing here runs export work on the task's thread: ``on_end`` only appends to a bounded deque, and a
+full queue drops the span and counts it instead of blocking.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .ratelimit import warn_once_per
+
+log = logging.getLogger("pipetrace.export")
+
+SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
+
+
+class ExportQueue:
+    """One exporter behind a bounded queue and a daemon thread (re-created after fork)."""
+
+    def __init__(self, exporter: SpanExporter, *, name: str, max_queue_size: int = 20_000,
+                 max_batch_size: int = 512, interval_s: float = 0.5) -> None:
+        self.exporter = exporter
+        self.name = name
+        self.max_queue_size = max_queue_size
+        self.max_batch_size = max_batch_size
+        self.interval_s = interval_s
+        self.dropped = 0
+        self.failed = 0
+        self.exported = 0
+        self._shutdown = False
+        self._init_worker()
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: (q := ref()) is not None and q._init_worker())
+
+    def _init_worker(self) -> None:
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name=f"pipetrace-export-{self.name}", daemon=True)
+        self._thread.start()
+
+    def offer(self, span: ReadableSpan) -> None:
+        if self._shutdown:
+            return
+        with self._cond:
+            if len(self._queue) >= self.max_queue_size:
+                self.dropped += 1
+                warn_once_per(log, f"drop-{self.name}", "pipetrace: %s queue full (%d); dropping spans",
+                              self.name, self.max_queue_size)
+                return
+            self._queue.append(span)
+            if len(self._queue) >= self.max_batch_size:
+                self._cond.notify()
+
+    def _take(self) -> list[ReadableSpan]:
+        batch = []
+        while self._queue and len(batch) < self.max_batch_size:
+            batch.append(self._queue.popleft())
+        return batch
+
+    def _export(self, batch: Sequence[ReadableSpan]) -> None:
+        try:
+            result = self.exporter.export(batch)
+        except Exception as exc:
+            result = SpanExportResult.FAILURE
+            warn_once_per(log, f"export-{self.name}", "pipetrace: %s exporter raised %r", self.name, exc)
+        if result == SpanExportResult.SUCCESS:
+            self.exported += len(batch)
+        else:
+            self.failed += len(batch)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._shutdown:
+                    self._cond.wait(self.interval_s)
+                batch = self._take()
+                self._busy = bool(batch)
+                stop = self._shutdown and not self._queue
+            if batch:
+                self._export(batch)
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+            if stop:
+                return
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued so far is exported, at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._cond.notify_all()
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.notify_all()
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def shutdown(self, timeout_s: float) -> None:
+        self.flush(timeout_s)
+        self._shutdown = True
+        with self._cond:
+            lost = len(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        if lost:
+            self.dropped += lost
+            log.warning("pipetrace: %s exporter lost %d spans at shutdown (flush bound %.1fs)",
+                        self.name, lost, timeout_s)
+        try:
+            self.exporter.shutdown()
+        except Exception as exc:
+            log.debug("pipetrace: %s exporter shutdown failed: %r", self.name, exc)
+
+
+class PipelineProcessor(SpanProcessor):
+    """Applies transforms in order, then hands the span to every export queue."""
+
+    def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
+        self.queues = list(queues)
+        self.transforms = list(transforms)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            current: ReadableSpan | None = span
+            for transform in self.transforms:
+                current = transform(current)
+                if current is None:
+                    return
+            for queue in self.queues:
+                queue.offer(current)
+        except Exception as exc:  # never into the traced code
+            warn_once_per(log, "pipeline", "pipetrace: span processing failed: %r", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        ok = True
+        for queue in self.queues:
+            ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        for queue in self.queues:
+            queue.shutdown(queue.interval_s + 5.0)
+
+    def shutdown_within(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for queue in self.queues:
+            queue.shutdown(max(0.0, deadline - time.monotonic()))
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed,
+                         "queued": len(q._queue)} for q in self.queues}

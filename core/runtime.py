@@ -1,0 +1,230 @@
+"""Process-wide set-up: the tracer provider, its processing chain and the propagators.
+
+If the process already has an SDK TracerProvider (a vendor distro, Airflow's own) our processors are
+added to it and its id generator learns derived ids; otherwise we install our own provider.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.trace import NoOpTracer, Tracer
+
+from . import config as _config
+from .config import ConfigError, Settings
+from .export import build_queues
+from .ids import DerivedIdGenerator
+from .processors import PipelineProcessor, SpanTransform
+from .ratelimit import warn_once_per
+
+log = logging.getLogger("pipetrace")
+TRACER_NAME = "pipetrace"
+
+_lock = threading.RLock()
+
+
+class _State:
+    settings: Settings | None = None
+    provider: TracerProvider | None = None
+    owns_provider: bool = False
+    processor: PipelineProcessor | None = None
+    tracer: Tracer | None = None
+    failed: bool = False
+    transforms: list[SpanTransform] = []
+
+
+_state = _State()
+
+
+def _sampler(settings: Settings) -> sampling.Sampler:
+    ratio = settings.sampler_arg if settings.sampler_arg is not None else 1.0
+    base = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
+    }
+    return base[settings.sampler]
+
+
+def _resource(settings: Settings) -> Resource:
+    attrs: dict[str, Any] = dict(settings.resource_attributes)
+    attrs["service.name"] = settings.service_name
+    attrs.setdefault("host.name", socket.gethostname())
+    attrs["process.pid"] = os.getpid()
+    return Resource.create(attrs)
+
+
+def _propagators(settings: Settings) -> None:
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    items: list[TextMapPropagator] = []
+    for name in settings.propagators:
+        if name == "none":
+            continue
+        if name == "tracecontext":
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            items.append(TraceContextTextMapPropagator())
+        elif name == "baggage":
+            from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+            items.append(W3CBaggagePropagator())
+        else:
+            try:
+                from opentelemetry.util._importlib_metadata import entry_points
+
+                (ep,) = entry_points(group="opentelemetry_propagator", name=name)
+                items.append(ep.load()())
+            except Exception as exc:
+                raise ConfigError(f"OTEL_PROPAGATORS: propagator {name!r} is not installed ({exc!r})") from None
+    propagate.set_global_textmap(CompositePropagator(items))
+
+
+def _after_fork() -> None:
+    # A forked worker (Celery prefork, multiprocessing) is a new process: new pid on the resource.
+    provider = _state.provider
+    if provider is not None and _state.owns_provider:
+        try:
+            provider._resource = provider._resource.merge(Resource({"process.pid": os.getpid()}))  # noqa: SLF001
+            _state.tracer = provider.get_tracer(TRACER_NAME)
+        except Exception:  # pragma: no cover - defensive
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def configure(**overrides: Any) -> Settings:
+    """Set pipetrace up for this process from the environment plus ``overrides``.
+
+    Raises :class:`ConfigError` naming the bad setting. Calling it again replaces the exporters.
+    """
+    settings = _config.load(**overrides)
+    with _lock:
+        _teardown(settings.flush_timeout_s)
+        _state.settings = settings
+        _state.failed = False
+        if not settings.active:
+            _state.tracer = NoOpTracer()
+            return settings
+        _propagators(settings)
+        processor = PipelineProcessor(build_queues(settings), _state.transforms)
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):
+            provider = existing
+            if not isinstance(provider.id_generator, DerivedIdGenerator):
+                provider.id_generator = DerivedIdGenerator(provider.id_generator)
+            _state.owns_provider = False
+        elif isinstance(existing, TracerProvider):
+            provider = existing
+            provider._resource = _resource(settings)  # noqa: SLF001
+            provider.sampler = _sampler(settings)
+            _state.owns_provider = True
+        else:
+            provider = TracerProvider(
+                sampler=_sampler(settings), resource=_resource(settings), id_generator=DerivedIdGenerator(),
+                span_limits=SpanLimits(max_links=settings.span_link_limit),
+                shutdown_on_exit=False,
+            )
+            provider._pipetrace_owned = True  # type: ignore[attr-defined]
+            trace.set_tracer_provider(provider)
+            _state.owns_provider = True
+        provider.add_span_processor(processor)
+        _state.provider = provider
+        _state.processor = processor
+        _state.tracer = provider.get_tracer(TRACER_NAME)
+        return settings
+
+
+def _teardown(timeout_s: float) -> None:
+    processor = _state.processor
+    if processor is not None:
+        processor.shutdown_within(timeout_s)
+        provider = _state.provider
+        if provider is not None:
+            try:  # detach the old chain from the provider
+                procs = provider._active_span_processor._span_processors  # noqa: SLF001
+                provider._active_span_processor._span_processors = tuple(  # noqa: SLF001
+                    p for p in procs if p is not processor)
+            except AttributeError:  # pragma: no cover
+                pass
+    _state.processor = None
+    _state.tracer = None
+
+
+def get_tracer() -> Tracer:
+    """pipetrace's tracer; configures from the environment on first use and never raises.
+
+    A bad environment here (inside somebody's task) logs one clear error and disables tracing for the
+    process instead of raising into the task.
+    """
+    tracer = _state.tracer
+    if tracer is not None:
+        return tracer
+    with _lock:
+        if _state.tracer is None:
+            try:
+                configure()
+            except Exception as exc:
+                if not _state.failed:
+                    log.error("pipetrace disabled in this process: %s", exc)
+                _state.failed = True
+                _state.tracer = NoOpTracer()
+        return _state.tracer or NoOpTracer()
+
+
+def settings() -> Settings:
+    if _state.settings is None:
+        get_tracer()
+    return _state.settings or Settings()
+
+
+def is_configured() -> bool:
+    return _state.tracer is not None
+
+
+def add_transform(transform: SpanTransform) -> None:
+    """Add a span transform (redaction, tail buffer…) to the chain, before every exporter."""
+    with _lock:
+        _state.transforms.append(transform)
+        if _state.processor is not None and _state.processor.transforms is not _state.transforms:
+            _state.processor.transforms.append(transform)
+
+
+def force_flush(timeout_s: float | None = None) -> bool:
+    processor = _state.processor
+    if processor is None:
+        return True
+    bound = timeout_s if timeout_s is not None else (_state.settings or Settings()).flush_timeout_s
+    return processor.force_flush(int(bound * 1000))
+
+
+def shutdown(timeout_s: float | None = None) -> None:
+    """Flush and stop every exporter, within ``timeout_s`` (default ``flush_timeout_s``, 5 s)."""
+    with _lock:
+        bound = timeout_s if timeout_s is not None else (_state.settings or Settings()).flush_timeout_s
+        try:
+            _teardown(bound)
+        except Exception as exc:  # pragma: no cover - defensive
+            warn_once_per(log, "shutdown", "pipetrace: shutdown failed: %r", exc)
+
+
+def stats() -> dict[str, dict[str, int]]:
+    processor = _state.processor
+    return processor.stats() if processor is not None else {}
+
+
+atexit.register(shutdown)

@@ -1,0 +1,35 @@
+"""SpanExporter writing to the embedded store (runs on the export queue's thread, never the task's)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ..ratelimit import warn_once_per
+from .records import from_readable
+from .sqlite import SpanStore
+
+log = logging.getLogger("pipetrace.store")
+
+
+class StoreSpanExporter(SpanExporter):
+    def __init__(self, store: SpanStore) -> None:
+        self.store = store
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            self.store.write(from_readable(s) for s in spans)
+            return SpanExportResult.SUCCESS
+        except Exception as exc:
+            warn_once_per(log, "store-write", "pipetrace: cannot write spans to %s: %r", self.store.path, exc)
+            self.store.close()  # reconnect next time: the condition (disk full, lock) may pass
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.store.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

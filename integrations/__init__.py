@@ -1,0 +1,1 @@
+"""Thin adapters: each translates one orchestrator's events into pipetrace core calls."""
