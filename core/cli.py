@@ -169,6 +169,27 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(launch(list(ctx.args)))
 
 
+# Command groups living next to the code they drive register themselves here (each module exposes
+# ``register(app)``): the viewer (ui, report) and analysis (critical-path, anomalies, alerts, prune, audit).
+EXTENSIONS = ("pipetrace.ui.commands", "pipetrace.analysis.commands")
+
+
+def _register_extensions() -> None:
+    import importlib
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part is not built yet; anything else missing is a real error
+                continue
+            raise
+        module.register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     app()
 

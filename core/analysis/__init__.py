@@ -1,0 +1,1 @@
+"""Analysis of stored traces (in progress)."""

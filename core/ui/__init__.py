@@ -1,0 +1,1 @@
+"""Web viewer (in progress)."""

@@ -1,0 +1,1 @@
+"""pipetrace adapter for airflow (in progress)."""

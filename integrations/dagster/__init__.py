@@ -1,0 +1,1 @@
+"""pipetrace adapter for dagster (in progress)."""

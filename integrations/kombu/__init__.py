@@ -1,0 +1,1 @@
+"""pipetrace adapter for kombu (in progress)."""
