@@ -14,7 +14,6 @@ from .runtime import configure, force_flush, get_tracer, settings, shutdown, sta
 from .spans import (
     batch_span,
     end_task_span,
-    identity,
     link,
     mark_result,
     record_span,
@@ -23,12 +22,15 @@ from .spans import (
     start_task_span,
     task_span,
 )
+from .spans import (
+    identity as run_identity,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "RunIdentity", "Settings", "attributes", "batch_span", "configure", "end_task_span",
-    "extract", "force_flush", "get_tracer", "identity", "inject", "link", "mark_result", "record_span",
-    "run_context", "run_span", "settings", "shutdown", "start_task_span", "stats", "task_span", "unwrap",
-    "wrap",
+    "extract", "force_flush", "get_tracer", "inject", "link", "mark_result", "record_span",
+    "run_context", "run_identity", "run_span", "settings", "shutdown", "start_task_span", "stats", "task_span",
+    "unwrap", "wrap",
 ]

@@ -9,6 +9,7 @@ the Celery adapter.
 from __future__ import annotations
 
 import importlib.abc
+import importlib.util
 import importlib.machinery
 import logging
 import os

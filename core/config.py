@@ -154,7 +154,7 @@ def _int(name: str, raw: object, *, low: int = 1) -> int:
 
 
 def _list(name: str, raw: object, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    items = [str(x).strip().lower() for x in (raw.split(",") if isinstance(raw, str) else raw)]  # type: ignore[union-attr]
+    items = [str(x).strip().lower() for x in (raw.split(",") if isinstance(raw, str) else raw)]  # type: ignore[union-attr,attr-defined]
     items = [x for x in items if x]
     bad = [x for x in items if x not in allowed]
     if bad:
@@ -195,7 +195,7 @@ def _endpoint(name: str, raw: object) -> str | None:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(f"{name}={raw!r} is not an endpoint URL; expected http(s)://host:port[/path]")
     try:
-        parsed.port
+        _ = parsed.port  # raises ValueError on a bad port
     except ValueError:
         raise ConfigError(f"{name}={raw!r} has an invalid port") from None
     return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
@@ -53,7 +54,27 @@ def otlp_exporter(settings: Settings) -> SpanExporter:
     return HttpExporter(endpoint=url, headers=headers or None, timeout=settings.otlp_timeout_s,
                         certificate_file=settings.otlp_certificate or None,
                         client_certificate_file=client_cert or None,
-                        client_key_file=settings.otlp_client_key or None)
+                        client_key_file=settings.otlp_client_key or None,
+                        session=_pinned_ca_session() if settings.otlp_certificate else None)
+
+
+def _pinned_ca_session() -> Any:
+    """A requests session that keeps the configured CA bundle.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session-level ``verify`` path
+    (psf/requests#3829), which silently swaps OTEL_EXPORTER_OTLP_CERTIFICATE for the system bundle.
+    """
+    import requests
+
+    class PinnedCASession(requests.Session):
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                       cert: Any) -> dict[str, Any]:
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify is None:
+                merged["verify"] = self.verify
+            return merged
+
+    return PinnedCASession()
 
 
 def build_queues(settings: Settings) -> list[ExportQueue]:

@@ -7,6 +7,7 @@ context found in the run's own metadata wins for the trace id (and becomes the r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -27,11 +28,13 @@ def _nonzero(value: int) -> int:
     return value or 1
 
 
+@functools.lru_cache(maxsize=4096)  # every task of a run asks for these again
 def derive_trace_id(system: str, pipeline: str, run_id: str) -> int:
     """First 16 bytes of SHA-256 of ``pipetrace/1|{system}|{pipeline}|{run_id}``."""
     return _nonzero(int.from_bytes(_digest(system, pipeline, run_id)[:16], "big"))
 
 
+@functools.lru_cache(maxsize=4096)  # every task of a run asks for these again
 def derive_run_span_id(system: str, pipeline: str, run_id: str) -> int:
     return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "run")[:8], "big"))
 
@@ -43,6 +46,7 @@ def derive_task_span_id(
     return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "task", task, mi, try_number)[:8], "big"))
 
 
+@functools.lru_cache(maxsize=4096)  # every task of a run asks for these again
 def derive_batch_span_id(system: str, pipeline: str, run_id: str, batch: str, index: int | None = None) -> int:
     idx = "" if index is None else index
     return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "batch", batch, idx)[:8], "big"))

@@ -41,8 +41,14 @@ class ExportQueue:
         self._shutdown = False
         self._init_worker()
         ref = weakref.ref(self)
+
+        def reinit_in_child() -> None:
+            queue = ref()
+            if queue is not None:
+                queue._init_worker()
+
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: (q := ref()) is not None and q._init_worker())
+            os.register_at_fork(after_in_child=reinit_in_child)
 
     def _init_worker(self) -> None:
         self._queue: collections.deque[ReadableSpan] = collections.deque()
@@ -66,7 +72,7 @@ class ExportQueue:
                 self._cond.notify()
 
     def _take(self) -> list[ReadableSpan]:
-        batch = []
+        batch: list[ReadableSpan] = []
         while self._queue and len(batch) < self.max_batch_size:
             batch.append(self._queue.popleft())
         return batch
@@ -140,11 +146,12 @@ class PipelineProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            current: ReadableSpan | None = span
+            current: ReadableSpan = span
             for transform in self.transforms:
-                current = transform(current)
-                if current is None:
+                transformed = transform(current)
+                if transformed is None:
                     return
+                current = transformed
             for queue in self.queues:
                 queue.offer(current)
         except Exception as exc:  # never into the traced code

@@ -97,8 +97,7 @@ def _after_fork() -> None:
     provider = _state.provider
     if provider is not None and _state.owns_provider:
         try:
-            provider._resource = provider._resource.merge(Resource({"process.pid": os.getpid()}))  # noqa: SLF001
-            _state.tracer = provider.get_tracer(TRACER_NAME)
+            provider._update_resource(Resource({"process.pid": os.getpid()}))  # noqa: SLF001
         except Exception:  # pragma: no cover - defensive
             pass
 
@@ -126,11 +125,11 @@ def configure(**overrides: Any) -> Settings:
         if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):
             provider = existing
             if not isinstance(provider.id_generator, DerivedIdGenerator):
-                provider.id_generator = DerivedIdGenerator(provider.id_generator)
+                provider.id_generator = DerivedIdGenerator(provider.id_generator)  # type: ignore[assignment]
             _state.owns_provider = False
         elif isinstance(existing, TracerProvider):
             provider = existing
-            provider._resource = _resource(settings)  # noqa: SLF001
+            provider._update_resource(_resource(settings))  # noqa: SLF001  (cached tracers follow)
             provider.sampler = _sampler(settings)
             _state.owns_provider = True
         else:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
@@ -154,27 +155,45 @@ def end_task_span(span: Span, *, error: BaseException | None = None, result: str
         warn_once_per(log, "task_span_end", "pipetrace: could not end task span: %r", exc)
 
 
-@contextmanager
+class _LiveTaskSpan:
+    """Context manager of :func:`task_span` (a class: cheaper than a generator on the per-task path)."""
+
+    __slots__ = ("span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        try:
+            self._token = context_api.attach(trace.set_span_in_context(self.span))
+        except Exception as exc:
+            warn_once_per(log, "task_span_enter", "pipetrace: could not activate task span: %r", exc)
+        return self.span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._token is not None:
+            try:
+                context_api.detach(self._token)  # type: ignore[arg-type]
+            except Exception:
+                pass
+        end_task_span(self.span, error=exc)
+
+
 def task_span(
     system: str, pipeline: str, run_id: str, task: str, *, try_number: int = 1, map_index: int | None = None,
     attributes: Mapping[str, Any] | None = None, links: Iterable[Link | None] = (), upstream: object = None,
     batch: str | None = None, parent: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
-) -> Iterator[Span]:
+) -> _LiveTaskSpan:
     """A live span for one task attempt, current while the body runs (user spans nest under it).
 
     Its parent is the run span (or the ``batch`` span) computed from the run identity, so the worker
     needs nothing but the run id; ``upstream`` is the run's caller context if its metadata has one.
+    An exception of the body is recorded (result failure) and propagates unchanged.
     """
-    span = start_task_span(system, pipeline, run_id, task, try_number=try_number, map_index=map_index,
-                           attributes=attributes, links=links, upstream=upstream, batch=batch, parent=parent,
-                           kind=kind)
-    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        try:
-            yield span
-        except BaseException as exc:
-            end_task_span(span, error=exc)
-            raise
-    end_task_span(span)
+    return _LiveTaskSpan(start_task_span(
+        system, pipeline, run_id, task, try_number=try_number, map_index=map_index, attributes=attributes,
+        links=links, upstream=upstream, batch=batch, parent=parent, kind=kind))
 
 
 @contextmanager

@@ -12,16 +12,26 @@ from opentelemetry.trace import StatusCode
 from .. import attributes as A
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
 def _attrs(mapping: Any) -> dict[str, Any]:
-    return {str(k): _jsonable(v) for k, v in (mapping or {}).items()}
+    # SDK attributes are already cleaned to str/bool/int/float or tuples of them; JSON writes tuples as lists.
+    return dict(mapping) if mapping else {}
+
+
+_resource_cache: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _resource_attrs(resource: Any) -> dict[str, Any]:
+    """Resources are shared by every span of a process: convert each one once."""
+    if resource is None:
+        return {}
+    cached = _resource_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    if len(_resource_cache) > 64:
+        _resource_cache.clear()
+    attrs = _attrs(resource.attributes)
+    _resource_cache[id(resource)] = (resource, attrs)
+    return attrs
 
 
 @dataclass
@@ -109,10 +119,13 @@ def from_readable(span: ReadableSpan) -> SpanRecord:
                 for e in span.events],
         links=[{"trace_id": f"{lk.context.trace_id:032x}", "span_id": f"{lk.context.span_id:016x}",
                 "attributes": _attrs(lk.attributes)} for lk in span.links],
-        resource=_attrs(span.resource.attributes) if span.resource is not None else {},
+        resource=_resource_attrs(span.resource),
         scope=span.instrumentation_scope.name if span.instrumentation_scope is not None else "",
     )
 
 
+_encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _encoder.encode(value)

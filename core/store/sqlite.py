@@ -118,9 +118,23 @@ def _row(rec: SpanRecord) -> tuple[Any, ...]:
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id, rec.name, rec.kind, rec.start_ns, rec.end_ns,
         rec.status, rec.status_message, rec.system, rec.pipeline, rec.run_id, rec.task, rec.result,
-        1 if rec.is_run else 0, rec.quality, dumps(rec.attributes), dumps(rec.events), dumps(rec.links),
-        dumps(rec.resource), rec.scope,
+        1 if rec.is_run else 0, rec.quality, dumps(rec.attributes), dumps(rec.events) if rec.events else "[]",
+        dumps(rec.links) if rec.links else "[]", _resource_json(rec.resource), rec.scope,
     )
+
+
+_resource_json_cache: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _resource_json(resource: dict[str, Any]) -> str:
+    cached = _resource_json_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    if len(_resource_json_cache) > 64:
+        _resource_json_cache.clear()
+    text = dumps(resource)
+    _resource_json_cache[id(resource)] = (resource, text)
+    return text
 
 
 def _record(row: Sequence[Any]) -> SpanRecord:
@@ -221,7 +235,8 @@ class SpanStore:
     def runs(self, *, pipeline: str | None = None, system: str | None = None, status: str | None = None,
              since_ns: int | None = None, limit: int = 50) -> list[RunSummary]:
         """Runs newest first: one row per run span, plus traces still in progress (no run span yet)."""
-        where, params = ["is_run=1"], []
+        where: list[str] = ["is_run=1"]
+        params: list[Any] = []
         if pipeline:
             where.append("pipeline GLOB ?")
             params.append(pipeline)
@@ -288,7 +303,8 @@ class SpanStore:
     def task_stats(self, pipeline: str | None = None, task: str | None = None,
                    last: int = 1000) -> list[TaskStats]:
         """Per (pipeline, task): count, failures and duration percentiles over the ``last`` attempts."""
-        where, params = ["task IS NOT NULL", "is_run=0", "name LIKE 'task %'"], []
+        where: list[str] = ["task IS NOT NULL", "is_run=0", "name LIKE 'task %'"]
+        params: list[Any] = []
         if pipeline:
             where.append("pipeline=?")
             params.append(pipeline)

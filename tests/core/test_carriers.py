@@ -1,0 +1,128 @@
+import json
+import logging
+
+import pipetrace
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from pipetrace import ratelimit
+from pipetrace.carriers import extract, inject, span_context_of, unwrap, wrap
+
+TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ratelimit() -> None:
+    ratelimit.reset()
+
+
+def _sc(ctx: Context | None) -> trace.SpanContext:
+    assert ctx is not None
+    return trace.get_current_span(ctx).get_span_context()
+
+
+def test_dict_round_trip_with_tracestate_and_baggage(traced) -> None:
+    with pipetrace.get_tracer().start_as_current_span("producer") as span:
+        ctx = baggage.set_baggage("tenant", "acme")
+        carrier = inject({}, context=ctx)
+    assert carrier["traceparent"].startswith("00-")
+    assert "baggage" in carrier
+    out = extract(carrier)
+    assert _sc(out).trace_id == span.get_span_context().trace_id
+    assert _sc(out).span_id == span.get_span_context().span_id
+    assert baggage.get_baggage("tenant", out) == "acme"
+
+
+def test_tracestate_survives() -> None:
+    out = extract({"traceparent": TP, "tracestate": "vendor=abc,ot=th:8"})
+    assert _sc(out).trace_state.get("vendor") == "abc"
+
+
+def test_message_headers_with_bytes_keys_and_values() -> None:
+    out = extract({b"traceparent": TP.encode(), b"other": b"\xff\xfe"})
+    assert _sc(out).span_id == 0xB7AD6B7169203331
+
+
+def test_header_names_are_case_insensitive() -> None:
+    assert extract({"Traceparent": TP}) is not None
+
+
+def test_envelope_round_trip_is_json(traced) -> None:
+    with pipetrace.get_tracer().start_as_current_span("p") as span:
+        env = wrap({"rows": [1, 2, 3]})
+    env = json.loads(json.dumps(env))
+    value, ctx = unwrap(env)
+    assert value == {"rows": [1, 2, 3]}
+    assert _sc(ctx).span_id == span.get_span_context().span_id
+
+
+def test_unwrap_leaves_other_values_alone() -> None:
+    for value in (None, 1, "x", [1], {"value": 2}, {"__pipetrace__": 2, "value": 1}):
+        assert unwrap(value) == (value, None)
+
+
+@pytest.mark.parametrize("carrier", [
+    None, 42, "traceparent", [("traceparent", TP)], {},
+    {"traceparent": "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x"},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"},
+    {"traceparent": "00-0AF7651916CD43DD8448EB211C80319G-b7ad6b7169203331-01"},
+    {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+    {"traceparent": "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"traceparent": 12345}, {"traceparent": None}, {"traceparent": ["a"]},
+    {b"traceparent": b"\xff\xfe\xfd"},
+    {"traceparent": "00-" + "a" * 1_000_000},
+    {"traceparent": TP[:20] + "\x00\x01" + TP[22:]},
+    {1: 2, None: 3},
+], ids=repr)
+def test_malformed_returns_none(carrier: object) -> None:
+    assert extract(carrier) is None
+
+
+def test_invalid_baggage_does_not_break_trace_context() -> None:
+    out = extract({"traceparent": TP, "baggage": "=;;;,,,\x00" * 50})
+    assert _sc(out).is_valid
+    assert extract({"traceparent": TP, "baggage": "k=" + "v" * 2_000_000}) is not None
+
+
+def test_warnings_are_rate_limited_per_source(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pipetrace")
+    for _ in range(50):
+        extract({"traceparent": "garbage"}, source="queue-a")
+        extract({"traceparent": "garbage"}, source="queue-b")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "queue-a" in m]) == 1
+    assert len([m for m in messages if "queue-b" in m]) == 1
+
+
+def test_span_context_of_accepts_every_form(traced) -> None:
+    with pipetrace.get_tracer().start_as_current_span("p") as span:
+        carrier = inject()
+        env = wrap(1)
+    sc = span.get_span_context()
+    ctx = extract(carrier)
+    for form in (carrier, env, ctx, sc, carrier["traceparent"]):
+        got = span_context_of(form)
+        assert got is not None and got.span_id == sc.span_id
+    assert span_context_of(object()) is None
+
+
+values = st.one_of(
+    st.text(max_size=80), st.binary(max_size=80), st.integers(), st.none(), st.floats(),
+    st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    st.from_regex(r"\A[0-9a-f]{2}-[0-9a-fA-Fz]{30,34}-[0-9a-f]{14,18}-[0-9a-f]{1,3}\Z"),
+)
+keys = st.one_of(st.sampled_from(["traceparent", "tracestate", "baggage", "Traceparent", b"traceparent"]),
+                 st.text(max_size=10), st.binary(max_size=10), st.integers())
+
+
+@settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(values, st.dictionaries(keys, values, max_size=6)))
+def test_fuzz_extract_and_unwrap_never_raise(carrier: object) -> None:
+    out = extract(carrier, source="fuzz")
+    assert out is None or trace.get_current_span(out).get_span_context().is_valid
+    unwrap(carrier)
+    unwrap({"__pipetrace__": 1, "value": 1, "context": carrier})
+    span_context_of(carrier)

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+from pipetrace import identity as ident_mod
+from pipetrace.carriers import span_context_of
+from pipetrace.identity import RunIdentity, derive_run_span_id, derive_task_span_id, derive_trace_id
+
+SNIPPET = (
+    "from pipetrace.identity import RunIdentity as R;"
+    "r=R('airflow','etl','manual__2026-01-01');"
+    "print(r.trace_id, r.run_span_id, r.task_span_id('load', None, 2), r.batch_span_id('map'))"
+)
+
+
+def _ids(r: RunIdentity) -> str:
+    return f"{r.trace_id} {r.run_span_id} {r.task_span_id('load', None, 2)} {r.batch_span_id('map')}"
+
+
+def test_ids_equal_across_processes() -> None:
+    outputs = {subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, check=True)
+               .stdout.strip() for _ in range(2)}
+    assert outputs == {_ids(RunIdentity("airflow", "etl", "manual__2026-01-01"))}
+
+
+def test_trace_id_follows_the_documented_formula() -> None:
+    import hashlib
+
+    expected = int.from_bytes(hashlib.sha256(b"pipetrace/1|airflow|etl|r1").digest()[:16], "big")
+    assert derive_trace_id("airflow", "etl", "r1") == expected
+
+
+def test_different_runs_tasks_tries_and_systems_differ() -> None:
+    ids = {
+        derive_trace_id("airflow", "etl", "r1"), derive_trace_id("airflow", "etl", "r2"),
+        derive_trace_id("dagster", "etl", "r1"), derive_trace_id("airflow", "etl2", "r1"),
+    }
+    assert len(ids) == 4
+    spans = {
+        derive_run_span_id("airflow", "etl", "r1"),
+        derive_task_span_id("airflow", "etl", "r1", "t", None, 1),
+        derive_task_span_id("airflow", "etl", "r1", "t", None, 2),
+        derive_task_span_id("airflow", "etl", "r1", "t", 0, 1),
+        derive_task_span_id("airflow", "etl", "r1", "t", 1, 1),
+        derive_task_span_id("airflow", "etl", "r1", "u", None, 1),
+    }
+    assert len(spans) == 6
+
+
+
+def test_upstream_traceparent_wins() -> None:
+    up = span_context_of("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert up is not None
+    r = RunIdentity("airflow", "etl", "r1", up)
+    assert r.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert r.run_span_id == derive_run_span_id("airflow", "etl", "r1")
+    ctx = r.upstream_context()
+    assert ctx is not None
+
+
+def test_garbage_upstream_falls_back_to_derived() -> None:
+    assert span_context_of("00-zzzz-b7ad6b7169203331-01") is None
+    r = RunIdentity("airflow", "etl", "r1", None)
+    assert r.trace_id == derive_trace_id("airflow", "etl", "r1")
+
+
+def test_never_an_all_zero_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ident_mod, "_digest", lambda *parts: b"\x00" * 32)
+    assert derive_trace_id("a", "b", "c") == 1
+    assert derive_run_span_id("a", "b", "c") == 1
+    assert derive_task_span_id("a", "b", "c", "t") == 1
+    assert ident_mod.derive_batch_span_id("a", "b", "c", "t") == 1
