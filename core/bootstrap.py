@@ -9,8 +9,8 @@ the Celery adapter.
 from __future__ import annotations
 
 import importlib.abc
-import importlib.util
 import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys

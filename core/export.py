@@ -85,12 +85,13 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
     for name in settings.exporters:
         exporter: SpanExporter
         if name == "store":
-            exporter = StoreSpanExporter(SpanStore(settings.store_path))
+            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True))
         elif name == "otlp":
             exporter = otlp_exporter(settings)
         elif name == "console":
             exporter = ConsoleSpanExporter()
         else:
             continue
-        queues.append(ExportQueue(exporter, name=name, **kw))  # type: ignore[arg-type]
+        # the local store keeps failed batches and retries them: its failures (a lock, a full disk) pass
+        queues.append(ExportQueue(exporter, name=name, retry_failures=name == "store", **kw))  # type: ignore[arg-type]
     return queues

@@ -29,8 +29,12 @@ class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread (re-created after fork)."""
 
     def __init__(self, exporter: SpanExporter, *, name: str, max_queue_size: int = 20_000,
-                 max_batch_size: int = 512, interval_s: float = 0.5) -> None:
+                 max_batch_size: int = 512, interval_s: float = 0.5, retry_failures: bool = False,
+                 max_backoff_s: float = 5.0) -> None:
         self.exporter = exporter
+        self.retry_failures = retry_failures
+        self.max_backoff_s = max_backoff_s
+        self._backoff_s = 0.0
         self.name = name
         self.max_queue_size = max_queue_size
         self.max_batch_size = max_batch_size
@@ -77,7 +81,7 @@ class ExportQueue:
             batch.append(self._queue.popleft())
         return batch
 
-    def _export(self, batch: Sequence[ReadableSpan]) -> None:
+    def _export(self, batch: Sequence[ReadableSpan]) -> bool:
         try:
             result = self.exporter.export(batch)
         except Exception as exc:
@@ -85,8 +89,28 @@ class ExportQueue:
             warn_once_per(log, f"export-{self.name}", "pipetrace: %s exporter raised %r", self.name, exc)
         if result == SpanExportResult.SUCCESS:
             self.exported += len(batch)
-        else:
+            self._backoff_s = 0.0
+            return True
+        return False
+
+    def _after_failure(self, batch: list[ReadableSpan]) -> None:
+        """Keep a failed batch for a later attempt (store: a lock or a full disk passes) or count it lost."""
+        if not self.retry_failures or self._shutdown:
             self.failed += len(batch)
+            warn_once_per(log, f"failed-{self.name}", "pipetrace: %s export failed; %d spans dropped",
+                          self.name, len(batch))
+            return
+        with self._cond:
+            room = self.max_queue_size - len(self._queue)
+            keep = batch[:max(0, room)]
+            lost = len(batch) - len(keep)
+            self._queue.extendleft(reversed(keep))
+            if lost:
+                self.dropped += lost
+            self._backoff_s = min(self.max_backoff_s, max(0.1, self._backoff_s * 2))
+            warn_once_per(log, f"failed-{self.name}", "pipetrace: %s export failed; keeping %d spans and "
+                          "retrying in %.1fs (%d dropped: queue full)", self.name, len(keep), self._backoff_s, lost)
+            self._cond.wait(self._backoff_s)
 
     def _run(self) -> None:
         while True:
@@ -97,7 +121,8 @@ class ExportQueue:
                 self._busy = bool(batch)
                 stop = self._shutdown and not self._queue
             if batch:
-                self._export(batch)
+                if not self._export(batch):
+                    self._after_failure(batch)
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
@@ -163,6 +188,10 @@ class PipelineProcessor(SpanProcessor):
         for queue in self.queues:
             ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
         return ok
+
+    def flush_only(self, names: Sequence[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names)
 
     def shutdown(self) -> None:
         for queue in self.queues:

@@ -203,12 +203,15 @@ def add_transform(transform: SpanTransform) -> None:
             _state.processor.transforms.append(transform)
 
 
-def force_flush(timeout_s: float | None = None) -> bool:
+def force_flush(timeout_s: float | None = None, exporters: tuple[str, ...] | None = None) -> bool:
+    """Wait until queued spans are exported (all exporters, or only those named), within the bound."""
     processor = _state.processor
     if processor is None:
         return True
     bound = timeout_s if timeout_s is not None else (_state.settings or Settings()).flush_timeout_s
-    return processor.force_flush(int(bound * 1000))
+    if exporters is None:
+        return processor.force_flush(int(bound * 1000))
+    return processor.flush_only(exporters, bound)
 
 
 def shutdown(timeout_s: float | None = None) -> None:

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..ratelimit import warn_once_per
 from .records import from_readable
-from .sqlite import SpanStore
+from .sqlite import SpanStore, is_corruption
 
 log = logging.getLogger("pipetrace.store")
 
@@ -25,6 +25,8 @@ class StoreSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         except Exception as exc:
             warn_once_per(log, "store-write", "pipetrace: cannot write spans to %s: %r", self.store.path, exc)
+            if is_corruption(exc):
+                self.store.quarantine(exc)
             self.store.close()  # reconnect next time: the condition (disk full, lock) may pass
             return SpanExportResult.FAILURE
 

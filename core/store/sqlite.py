@@ -148,8 +148,9 @@ def _record(row: Sequence[Any]) -> SpanRecord:
 class SpanStore:
     """Read and write access to one store file. One instance per process; thread-safe."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0, repair: bool = False) -> None:
         self.path = Path(path)
+        self.repair = repair
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -159,14 +160,49 @@ class SpanStore:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-        conn.execute("PRAGMA synchronous=NORMAL")
-        self._retry(lambda: conn.executescript(SCHEMA))
+        try:
+            conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not (self.repair and is_corruption(exc)):
+                raise
+            self.quarantine(exc)
+            conn = self._open()
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._retry(lambda: conn.executescript(SCHEMA))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def quarantine(self, reason: BaseException) -> Path:
+        """Move a corrupted store file (and its WAL) aside so a fresh one can be written; keep it for forensics."""
+        import logging
+
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    try:
+                        src.rename(Path(str(target) + suffix))
+                    except FileNotFoundError:  # another writer process moved it first
+                        pass
+            logging.getLogger("pipetrace.store").warning(
+                "pipetrace: store %s is corrupted (%s); moved it to %s and started a new one",
+                self.path, reason, target)
+            return target
 
     def _retry(self, fn: Any) -> Any:
         deadline = time.monotonic() + self.busy_timeout_s
@@ -220,7 +256,7 @@ class SpanStore:
             if self._query("SELECT 1 FROM spans WHERE trace_id=? LIMIT 1", (low,)):
                 return low
         rows = self._query(
-            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY start_ns DESC LIMIT 1", (ident,)
+            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (ident,)
         )
         return rows[0][0] if rows else None
 
@@ -326,6 +362,12 @@ class SpanStore:
                                  _percentile(durs, 0.5), _percentile(durs, 0.95), sum(durs) / len(durs),
                                  durs[-1], durs))
         return out
+
+
+def is_corruption(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text)
 
 
 def _glob(value: str, pattern: str) -> bool:
