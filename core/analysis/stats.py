@@ -1,0 +1,43 @@
+"""Per-task duration percentiles over every stored attempt, from the covering duration index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..store import SpanStore
+from ..store import maintenance as M
+from .baselines import percentile
+
+
+@dataclass
+class TaskPercentiles:
+    pipeline: str | None
+    task: str
+    count: int
+    failures: int
+    p50_ms: float
+    p95_ms: float
+
+
+def task_percentiles(store: SpanStore, pipeline: str | None = None) -> list[TaskPercentiles]:
+    """p50/p95 per (pipeline, task) over all attempts; reads only the index, never the wide rows."""
+    M.ensure_schema(store)
+    out: list[TaskPercentiles] = []
+    current: tuple[str | None, str] | None = None
+    durs: list[float] = []
+    fails = 0
+
+    def flush() -> None:
+        if current is not None and durs:
+            durs.sort()
+            out.append(TaskPercentiles(current[0], current[1], len(durs), fails, percentile(durs, 0.5),
+                                       percentile(durs, 0.95)))
+
+    for pipe, task, _t, _s, start, end, status, _n in M.duration_rows(store, runs=False, pipeline=pipeline):
+        if (pipe, task) != current:
+            flush()
+            current, durs, fails = (pipe, task), [], 0
+        durs.append((end - start) / 1e6)
+        fails += status == "ERROR"
+    flush()
+    return out
