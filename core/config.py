@@ -29,6 +29,13 @@ class ConfigError(ValueError):
     """A setting has a value pipetrace cannot use; the message names the setting and what is allowed."""
 
 
+class SecretStr(str):
+    """A str whose repr never shows it: keys in Settings stay out of logs and ``pipetrace doctor``."""
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
 @dataclass(frozen=True)
 class Settings:
     enabled: bool = True
@@ -38,7 +45,7 @@ class Settings:
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     otlp_endpoint: str | None = None
     otlp_protocol: str = "http/protobuf"
-    otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    otlp_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     otlp_certificate: str | None = None
     otlp_client_key: str | None = None
     otlp_client_certificate: str | None = None
@@ -53,6 +60,19 @@ class Settings:
     max_export_batch_size: int = 512
     export_interval_s: float = 0.5
     span_link_limit: int = 1024
+    redaction: bool = True
+    redaction_modes: Mapping[str, str] = field(default_factory=dict)
+    redaction_key: SecretStr | None = field(default=None, repr=False)
+    redaction_sensitive_keys: tuple[str, ...] = ()
+    redaction_allow_keys: tuple[str, ...] = ()
+    sample_rates: Mapping[str, float] = field(default_factory=dict)
+    sample_targets: Mapping[str, float] = field(default_factory=dict)
+    sample_adapt_interval_s: float = 10.0
+    tail_sampling: bool = False
+    tail_slow_ms: float | None = None
+    tail_local_retention_h: float = 24.0
+    tail_max_hold_h: float = 48.0
+    require_tls: bool = False
 
     @property
     def store_path(self) -> Path:
@@ -93,6 +113,19 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_export_batch_size": ("PIPETRACE_MAX_EXPORT_BATCH_SIZE",),
     "export_interval_s": ("PIPETRACE_EXPORT_INTERVAL",),
     "span_link_limit": ("PIPETRACE_SPAN_LINK_LIMIT",),
+    "redaction": ("PIPETRACE_REDACTION",),
+    "redaction_modes": ("PIPETRACE_REDACTION_MODES",),
+    "redaction_key": ("PIPETRACE_REDACTION_KEY",),
+    "redaction_sensitive_keys": ("PIPETRACE_REDACTION_SENSITIVE_KEYS",),
+    "redaction_allow_keys": ("PIPETRACE_REDACTION_ALLOW_KEYS",),
+    "sample_rates": ("PIPETRACE_SAMPLE_RATES",),
+    "sample_targets": ("PIPETRACE_SAMPLE_TARGETS",),
+    "sample_adapt_interval_s": ("PIPETRACE_SAMPLE_ADAPT_INTERVAL",),
+    "tail_sampling": ("PIPETRACE_TAIL_SAMPLING",),
+    "tail_slow_ms": ("PIPETRACE_TAIL_SLOW_MS",),
+    "tail_local_retention_h": ("PIPETRACE_TAIL_LOCAL_RETENTION",),
+    "tail_max_hold_h": ("PIPETRACE_TAIL_MAX_HOLD",),
+    "require_tls": ("PIPETRACE_REQUIRE_TLS",),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -118,6 +151,19 @@ DESCRIPTIONS: dict[str, str] = {
     "max_export_batch_size": "Spans per export batch.",
     "export_interval_s": "Seconds between background exports.",
     "span_link_limit": "Most links kept on one span (the SDK default of 128 drops links of large batches).",
+    "redaction": "Mask secrets in span names, attributes, events, links and resource before store and export.",
+    "redaction_modes": "Per detector mask|token|drop|off, e.g. email=token,card=drop,default=mask (docs/security.md).",
+    "redaction_key": "HMAC-SHA256 key for token mode: the same value gives the same token (never logged).",
+    "redaction_sensitive_keys": "Extra attribute-key words (comma list) whose values are always secret.",
+    "redaction_allow_keys": "Allow-list mode: only these attribute keys (globs, comma list) leave the process.",
+    "sample_rates": "Head sampling rate per pipeline glob, e.g. etl_*=0.1,billing=1 (run-consistent).",
+    "sample_targets": "Adaptive sampling: target spans per second per pipeline glob, e.g. celery_*=50.",
+    "sample_adapt_interval_s": "Seconds between adaptive rate adjustments.",
+    "tail_sampling": "Hold each run's spans on disk until the run ends, then keep failed/retried/slow runs.",
+    "tail_slow_ms": "Tail: a run slower than this (ms) is kept, besides the pipeline's p95.",
+    "tail_local_retention_h": "Hours the local store keeps spans of runs sampled out by the tail.",
+    "tail_max_hold_h": "Hours a run's spans wait for its end before being decided without it.",
+    "require_tls": "Refuse a plaintext OTLP endpoint that is not loopback (configure raises).",
 }
 
 
@@ -162,22 +208,65 @@ def _list(name: str, raw: object, allowed: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _pairs(name: str, raw: object) -> dict[str, str]:
+def _pairs(name: str, raw: object, *, secret: bool = False) -> dict[str, str]:
     if isinstance(raw, Mapping):
         return {str(k): str(v) for k, v in raw.items()}
     from urllib.parse import unquote
 
     out: dict[str, str] = {}
-    for part in str(raw).split(","):
+    for i, part in enumerate(str(raw).split(",")):
         if not part.strip():
             continue
         if "=" not in part:
-            raise ConfigError(f"{name}: {part.strip()!r} is not key=value (expected k1=v1,k2=v2)")
+            shown = f"item {i + 1}" if secret else repr(part.strip())  # header values are API keys
+            raise ConfigError(f"{name}: {shown} is not key=value (expected k1=v1,k2=v2)")
         k, v = part.split("=", 1)
         if not k.strip():
             raise ConfigError(f"{name}: empty key in {part.strip()!r}")
         out[unquote(k.strip())] = unquote(v.strip())
     return out
+
+
+def _rates(name: str, raw: object, *, high: float | None) -> dict[str, float]:
+    """``glob=number,…`` → {glob: number}; rates lie in 0..1, targets are ≥ 0."""
+    pairs = {str(k): v for k, v in raw.items()} if isinstance(raw, Mapping) else _pairs(name, raw)
+    return {k: _float(f"{name} ({k})", v, low=0.0, high=high) for k, v in pairs.items()}
+
+
+def _words(raw: object) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+    return tuple(dict.fromkeys(str(x).strip() for x in items if str(x).strip()))
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_tls(settings: Settings) -> None:
+    """PIPETRACE_REQUIRE_TLS: spans leave the machine only over TLS (loopback collectors excepted)."""
+    endpoint = settings.otlp_endpoint
+    if not settings.require_tls or "otlp" not in settings.exporters or not endpoint:
+        return
+    has_scheme = "://" in endpoint
+    parsed = urlparse(endpoint if has_scheme else f"http://{endpoint}")
+    if parsed.scheme == "https":
+        return
+    if not has_scheme and settings.otlp_protocol == "grpc" and not settings.otlp_insecure:
+        return  # grpc host:port without a scheme is TLS unless OTEL_EXPORTER_OTLP_INSECURE
+    if _is_loopback(parsed.hostname or ""):
+        return
+    shown = f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+    raise ConfigError(
+        f"PIPETRACE_REQUIRE_TLS=1 refuses the plaintext OTLP endpoint {shown}: use https:// "
+        "(with OTEL_EXPORTER_OTLP_CERTIFICATE for a private CA) or a loopback collector"
+    )
 
 
 def _choice(name: str, raw: object, allowed: tuple[str, ...]) -> str:
@@ -211,8 +300,23 @@ def _existing_file(name: str, raw: object) -> str | None:
 
 
 def _convert(key: str, name: str, raw: object) -> Any:
-    if key in ("enabled", "sdk_disabled", "otlp_insecure"):
+    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls"):
         return _bool(name, raw)
+    if key == "redaction_modes":
+        return {k.lower(): v.strip().lower() for k, v in _pairs(name, raw).items()}
+    if key == "redaction_key":
+        text = str(raw)
+        return SecretStr(text) if text else None
+    if key in ("redaction_sensitive_keys", "redaction_allow_keys"):
+        return _words(raw)
+    if key == "sample_rates":
+        return _rates(name, raw, high=1.0)
+    if key == "sample_targets":
+        return _rates(name, raw, high=None)
+    if key in ("sample_adapt_interval_s", "tail_local_retention_h", "tail_max_hold_h"):
+        return _float(name, raw, low=0.0)
+    if key == "tail_slow_ms":
+        return None if str(raw).strip() == "" else _float(name, raw, low=0.0)
     if key == "home":
         return Path(str(raw)).expanduser()
     if key == "exporters":
@@ -220,7 +324,7 @@ def _convert(key: str, name: str, raw: object) -> Any:
     if key == "propagators":
         return _list(name, raw, PROPAGATORS)
     if key in ("resource_attributes", "otlp_headers"):
-        return _pairs(name, raw)
+        return _pairs(name, raw, secret=key == "otlp_headers")
     if key == "otlp_endpoint":
         return _endpoint(name, raw)
     if key == "otlp_protocol":
@@ -262,7 +366,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         values["exporters"] = ("store", "otlp") if endpoint else ("store",)
     for key, raw in overrides.items():
         if raw is None and key not in ("otlp_endpoint", "sampler_arg", "otlp_certificate",
-                                         "otlp_client_key", "otlp_client_certificate"):
+                                         "otlp_client_key", "otlp_client_certificate", "redaction_key",
+                                         "tail_slow_ms"):
             continue
         values[key] = raw if raw is None else _convert(key, f"configure({key}=...)", raw)
     settings = replace(Settings(), **values)
@@ -280,6 +385,14 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         )
     if settings.sampler.endswith("traceidratio") and settings.sampler_arg is None:
         settings = replace(settings, sampler_arg=1.0)
+    _check_tls(settings)
+    if settings.redaction:
+        from .redaction import redactor_for
+
+        try:
+            redactor_for(settings)
+        except ValueError as exc:
+            raise ConfigError(f"PIPETRACE_REDACTION_MODES: {exc}") from None
     return settings
 
 

@@ -87,7 +87,9 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
         if name == "store":
             exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True))
         elif name == "otlp":
-            exporter = otlp_exporter(settings)
+            from .sampling import tail_exporter
+
+            exporter = tail_exporter(otlp_exporter(settings), settings)  # itself unless tail sampling is on
         elif name == "console":
             exporter = ConsoleSpanExporter()
         else:

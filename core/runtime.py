@@ -46,6 +46,11 @@ _state = _State()
 
 
 def _sampler(settings: Settings) -> sampling.Sampler:
+    from .sampling import sampler_for
+
+    run_consistent = sampler_for(settings)  # per-pipeline/adaptive rates, whole runs kept or dropped
+    if run_consistent is not None:
+        return run_consistent
     ratio = settings.sampler_arg if settings.sampler_arg is not None else 1.0
     base = {
         "always_on": sampling.ALWAYS_ON,
@@ -120,7 +125,7 @@ def configure(**overrides: Any) -> Settings:
             _state.tracer = NoOpTracer()
             return settings
         _propagators(settings)
-        processor = PipelineProcessor(build_queues(settings), _state.transforms)
+        processor = PipelineProcessor(build_queues(settings), [*_builtin_transforms(settings), *_state.transforms])
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):
             provider = existing
@@ -130,7 +135,7 @@ def configure(**overrides: Any) -> Settings:
         elif isinstance(existing, TracerProvider):
             provider = existing
             provider._update_resource(_resource(settings))  # noqa: SLF001  (cached tracers follow)
-            provider.sampler = _sampler(settings)
+            _apply_sampler(provider, _sampler(settings))
             _state.owns_provider = True
         else:
             provider = TracerProvider(
@@ -146,6 +151,26 @@ def configure(**overrides: Any) -> Settings:
         _state.processor = processor
         _state.tracer = provider.get_tracer(TRACER_NAME)
         return settings
+
+
+def _apply_sampler(provider: TracerProvider, sampler: sampling.Sampler) -> None:
+    """Set the sampler on the provider and on the tracers it already handed out (the SDK caches one
+    tracer per scope and each keeps the sampler it was made with)."""
+    provider.sampler = sampler
+    tracers = getattr(provider, "_tracers", None)
+    lock = getattr(provider, "_tracers_lock", None)
+    if isinstance(tracers, dict) and lock is not None:
+        with lock:
+            for tracer in tracers.values():
+                tracer.sampler = sampler
+
+
+def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
+    """Transforms the settings ask for, ahead of any added one: redaction first, before every exporter."""
+    from .redaction import transform_for
+
+    redaction = transform_for(settings)
+    return [redaction] if redaction is not None else []
 
 
 def _teardown(timeout_s: float) -> None:

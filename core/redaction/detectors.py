@@ -1,0 +1,176 @@
+"""What a secret looks like: sensitive key names and value patterns, each a named detector.
+
+Value detectors are compiled into one alternation so an ordinary string costs one regex scan. Every
+match names its detector (the group name) and the part of it to hide (``secret`` span of the match);
+detectors with a checksum or a shape rule (card numbers, AWS secrets) validate the candidate first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Airflow's DEFAULT_SENSITIVE_FIELDS plus a few common spellings; matched as substrings of the lowered key.
+SENSITIVE_KEY_WORDS: tuple[str, ...] = (
+    "access_key", "access_token", "api_key", "api-key", "apikey", "auth_header", "authorization",
+    "bearer", "connection_string", "credential", "dsn", "passphrase", "passwd", "password", "private_key",
+    "proxy_password", "secret", "service_account", "service_key", "token", "keyfile_dict", "webhook_url",
+    "cookie", "x-api-key", "pwd", "client_secret", "sas_key",
+)
+
+# Keys that contain a sensitive word but are our own vocabulary or hold ids/counts, never secrets.
+SAFE_KEYS: frozenset[str] = frozenset({
+    "pipetrace.redaction.detectors", "pipetrace.sampling.policy", "pipetrace.sampling.rate",
+    "pipetrace.sampling.decision",
+})
+
+KEY_DETECTOR = "key"
+
+_KV_WORDS = (r"password|passwd|pwd|passphrase|secret|client_secret|token|access_token|refresh_token|"
+             r"api[_-]?key|apikey|auth_token|private_key|sas_key|accountkey|sharedaccesskey")
+
+# (name, pattern). A group named ``s_<name>`` marks the secret part; without it the whole match is secret.
+_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("pem", r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?:.*?-----END[A-Z ]*PRIVATE KEY-----|.*)"),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    ("uri_password", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/?#@]*:(?P<s_uri_password>[^\s@/]+)@"),
+    ("aws_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b"),
+    ("github", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
+    ("slack", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"),
+    ("google", r"\bAIza[0-9A-Za-z_-]{35}|\bya29\.[0-9A-Za-z_-]{20,}|\bGOCSPX-[0-9A-Za-z_-]{20,}"),
+    ("stripe", r"\b(?:sk|rk)_(?:live|test)_[0-9a-zA-Z]{16,}\b|\bwhsec_[0-9a-zA-Z]{24,}\b"),
+    ("url_query", r"[?&](?:[A-Za-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|sig|signature|auth|credential)"
+                  r"[A-Za-z0-9_.-]*|code)=(?P<s_url_query>[^&\s#\"']+)"),
+    ("sql_password", r"(?i)\bidentified\s+by\s+(?P<s_sql_password>'[^']*'|\"[^\"]*\"|[^\s;,)]+)"),
+    ("sql_password__2", r"(?i)\bpassword\s+(?P<s_sql_password__2>'[^']*'|\"[^\"]*\")"),
+    ("kv_password", r"(?i)(?<![A-Za-z0-9])(?:" + _KV_WORDS + r")[\"']?\s*[:=]\s*[\"']?"
+                    r"(?P<s_kv_password>[^\s\"',;&}\]]+)"),
+    ("bearer", r"(?i)\b(?:bearer|basic|token)\s+(?P<s_bearer>[A-Za-z0-9._~+/=-]{16,})"),
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+    ("card", r"(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d.])"),
+    ("aws_secret", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+)
+
+VALUE_DETECTORS: tuple[str, ...] = tuple(dict.fromkeys(name.split("__")[0] for name, _ in _PATTERNS))
+ALL_DETECTORS: tuple[str, ...] = (KEY_DETECTOR, *VALUE_DETECTORS, "airflow")
+
+_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[068]|6011|65|64[4-9]|35)")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card(text: str) -> bool:
+    digits = text.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_ok(digits)
+
+
+def _aws_secret(text: str) -> bool:
+    # Random base64: mixed case and digits. A git SHA (lower hex) or a path segment never passes.
+    return (any(c.isupper() for c in text) and any(c.islower() for c in text)
+            and any(c.isdigit() for c in text) and sum(c.isupper() for c in text) >= 4
+            and text.count("/") <= 2)
+
+
+VALIDATORS: dict[str, Callable[[str], bool]] = {"card": _card, "aws_secret": _aws_secret}
+
+
+
+def _scoped(pattern: str) -> str:
+    # A leading (?i) becomes a scoped (?i:...) so it applies to this detector only.
+    return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else pattern
+
+
+def _any(*words: str) -> Callable[[str, str], bool]:
+    return lambda text, lower: any(w in text for w in words)
+
+
+def _any_lower(*words: str) -> Callable[[str, str], bool]:
+    return lambda text, lower: any(w in lower for w in words)
+
+
+_CARD_HINT = re.compile(r"\d{4}[ -]?\d{4}")
+
+# Literal pre-checks (C-speed ``in`` tests) that every match of a detector must pass: an ordinary string
+# runs a handful of them and no regex at all. Python's alternation would try all patterns at every
+# position, which costs ~100 µs on a 70-character value; this costs about 2 µs.
+PREFILTERS: dict[str, Callable[[str, str], bool]] = {
+    "pem": _any("PRIVATE KEY"),
+    "jwt": _any("eyJ"),
+    "uri_password": lambda text, lower: "://" in text and "@" in text,
+    "aws_key_id": _any("AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA"),
+    "github": _any("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "slack": _any("xox", "hooks.slack.com"),
+    "google": _any("AIza", "ya29.", "GOCSPX-"),
+    "stripe": _any("_live_", "_test_", "whsec_"),
+    "url_query": lambda text, lower: "=" in text and ("?" in text or "&" in text),
+    "sql_password": _any_lower("identified"),
+    "sql_password__2": _any_lower("password"),
+    "kv_password": lambda text, lower: ("=" in text or ":" in text) and any(
+        w in lower for w in ("pass", "pwd", "secret", "token", "key", "auth")),
+    "bearer": _any_lower("bearer", "basic", "token"),
+    "email": _any("@"),
+    "card": lambda text, lower: _CARD_HINT.search(text) is not None,
+    "aws_secret": lambda text, lower: len(text) >= 40,
+}
+
+COMPILED: tuple[tuple[str, str, re.Pattern[str], Callable[[str, str], bool]], ...] = tuple(
+    (name, name.split("__")[0], re.compile(_scoped(pattern), re.DOTALL), PREFILTERS[name])
+    for name, pattern in _PATTERNS
+)
+
+# The shortest string any detector above can match; shorter ones skip the scan.
+_MIN_LEN = 8
+
+
+@dataclass(frozen=True)
+class Finding:
+    detector: str
+    start: int
+    end: int
+
+
+def find(text: str) -> list[Finding]:
+    """Secret spans in ``text`` (start/end of the part to hide), in order, non-overlapping."""
+    if len(text) < _MIN_LEN:
+        return []
+    lower = text.lower()
+    found: list[tuple[int, int, Finding]] = []
+    for priority, (name, detector, regex, hint) in enumerate(COMPILED):
+        if not hint(text, lower):
+            continue
+        group = f"s_{name}"
+        has_group = group in regex.groupindex
+        validator = VALIDATORS.get(detector)
+        for m in regex.finditer(text):
+            start, end = m.span(group) if has_group and m.group(group) is not None else m.span()
+            if validator is not None and not validator(text[start:end]):
+                continue
+            found.append((start, priority, Finding(detector, start, end)))
+    if len(found) < 2:
+        return [f for _, _, f in found]
+    found.sort(key=lambda item: (item[0], item[1]))
+    out: list[Finding] = []
+    for _, _, f in found:  # overlaps (an e-mail-like "pw@host" in a URI): the earlier, then the more
+        if out and f.start < out[-1].end:  # specific detector (listed first) wins
+            continue
+        out.append(f)
+    return out
+
+
+def sensitive_key(key: str, extra_words: tuple[str, ...] = ()) -> bool:
+    """True if an attribute named ``key`` holds a secret whatever its value (Airflow's rule: substring)."""
+    if key in SAFE_KEYS:
+        return False
+    low = key.lower()
+    return any(w in low for w in SENSITIVE_KEY_WORDS) or any(w in low for w in extra_words)

@@ -1,0 +1,224 @@
+"""Apply the detectors to values: mask (``***``), HMAC-SHA256 token, or drop — per detector.
+
+A token is ``tok_`` + 20 hex digits of HMAC-SHA256(key, value): the same secret gives the same token in
+every process that has the same key, so spans still group and join on it without revealing it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import detectors as D
+
+MODES = ("mask", "token", "drop", "off")
+MASK = "***"
+
+
+class _Drop:
+    """Sentinel: the attribute carrying this value is removed."""
+
+
+DROP = _Drop()
+
+# Our own vocabulary always passes the allow-list: without it the store and viewer cannot work.
+BUILTIN_ALLOWED = ("cicd.*", "pipetrace.*", "messaging.*", "error.type", "exception.type", "service.*",
+                   "host.name", "process.pid", "telemetry.*", "otel.*", "code.*")
+
+_AIRFLOW_MASKERS = ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker",
+                    "airflow.sdk._shared.secrets_masker.secrets_masker",
+                    "airflow._shared.secrets_masker.secrets_masker")
+
+
+def airflow_replacers() -> list[Any]:
+    """Compiled patterns of values registered with Airflow's secrets masker, if Airflow is loaded here.
+
+    We never import Airflow ourselves: only a process that already imported it can have secrets in it.
+    """
+    out = []
+    for name in _AIRFLOW_MASKERS:
+        module = sys.modules.get(name)
+        getter = getattr(module, "_secrets_masker", None) if module is not None else None
+        if getter is None:
+            continue
+        try:
+            replacer = getattr(getter(), "replacer", None)
+        except Exception:
+            continue
+        if replacer is not None and replacer not in out:
+            out.append(replacer)
+    return out
+
+
+class Redactor:
+    """Redacts strings and attribute mappings; results for repeated strings are cached (bounded)."""
+
+    def __init__(self, *, modes: Mapping[str, str] | None = None, key: str | bytes | None = None,
+                 sensitive_keys: Sequence[str] = (), allow_keys: Sequence[str] = (),
+                 cache_size: int = 8192) -> None:
+        modes = dict(modes or {})
+        default = modes.pop("default", "mask")
+        self.modes = {d: modes.get(d, default) for d in D.ALL_DETECTORS}
+        unknown = sorted(set(modes) - set(D.ALL_DETECTORS))
+        if unknown:
+            raise ValueError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(D.ALL_DETECTORS)}")
+        bad = sorted({m for m in self.modes.values() if m not in MODES} | ({default} - set(MODES)))
+        if bad:
+            raise ValueError(f"unknown mode(s) {', '.join(bad)}; use one of {', '.join(MODES)}")
+        if "token" in self.modes.values() and not key:
+            raise ValueError("token mode needs a key (PIPETRACE_REDACTION_KEY)")
+        self._key = key.encode() if isinstance(key, str) else key
+        self.sensitive_words = tuple(w.strip().lower() for w in sensitive_keys if w.strip())
+        self.allow = tuple(allow_keys)
+        self._allow_all = BUILTIN_ALLOWED + self.allow
+        self._cache: dict[str, str | _Drop] = {}
+        self._key_cache: dict[str, int] = {}  # 0 ordinary, 1 sensitive, 2 not allowed
+        self._cache_size = cache_size
+
+    # ---- primitives --------------------------------------------------------------------------------
+    def token(self, value: str) -> str:
+        assert self._key is not None
+        return "tok_" + hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:20]
+
+    def _replace(self, mode: str, secret: str) -> str | _Drop:
+        if mode == "token":
+            return self.token(secret)
+        if mode == "drop":
+            return DROP
+        return MASK
+
+    def _scan(self, text: str) -> str | _Drop:
+        findings = D.find(text)
+        out: list[str] = []
+        pos = 0
+        for f in findings:
+            mode = self.modes[f.detector]
+            if mode == "off":
+                continue
+            repl = self._replace(mode, text[f.start:f.end])
+            if isinstance(repl, _Drop):
+                return DROP
+            out.append(text[pos:f.start])
+            out.append(repl)
+            pos = f.end
+        result = "".join(out) + text[pos:] if out else text
+        if self.modes["airflow"] != "off":
+            for replacer in airflow_replacers():
+                result = replacer.sub(MASK, result)
+        return result
+
+    def value(self, text: str) -> str | _Drop:
+        """``text`` with every secret replaced per its detector's mode, or DROP."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        result = self._scan(text)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[text] = result
+        return result
+
+    def text(self, text: str) -> str:
+        """For span names and status messages, which cannot be dropped: a drop becomes a mask."""
+        result = self.value(text)
+        return MASK if isinstance(result, _Drop) else result
+
+    def _key_class(self, key: str) -> int:
+        cls = self._key_cache.get(key)
+        if cls is None:
+            if self.allow and not any(fnmatch.fnmatchcase(key, p) for p in self._allow_all):
+                cls = 2
+            elif D.sensitive_key(key, self.sensitive_words):
+                cls = 1
+            else:
+                cls = 0
+            if len(self._key_cache) >= self._cache_size:
+                self._key_cache.clear()
+            self._key_cache[key] = cls
+        return cls
+
+    def _whole(self, value: Any) -> Any:
+        """A value under a sensitive key: all of it is the secret."""
+        mode = self.modes[D.KEY_DETECTOR]
+        if mode == "off":
+            return value
+        if isinstance(value, (bool, int, float)):
+            return value  # counts and flags under a key like ``max_tokens`` are not secrets
+        if isinstance(value, (list, tuple)):
+            if all(isinstance(v, (bool, int, float)) for v in value):
+                return value
+            if mode == "drop":
+                return DROP
+            return [self._replace(mode, str(v)) if isinstance(v, (str, bytes)) else v for v in value]
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return self._replace(mode, text)
+
+    def _one(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.value(value)
+        if isinstance(value, bytes):
+            text = value.decode("utf-8", "replace")
+            out = self.value(text)
+            return value if out == text else out
+        if isinstance(value, (list, tuple)):
+            changed = False
+            items = []
+            for v in value:
+                r = self._one(v)
+                if isinstance(r, _Drop):
+                    return DROP
+                changed = changed or r is not v
+                items.append(r)
+            return items if changed else value
+        return value
+
+    def attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Redacted copy of ``attrs``, or None when nothing needed to change (the common case).
+
+        The loop is the hot path of every span: cached key classes and cached string results, and no
+        copy unless something changed."""
+        if not attrs:
+            return None
+        cache = self._cache
+        key_cache = self._key_cache
+        changes: list[tuple[str, Any]] | None = None
+        for key, value in attrs.items():
+            cls = key_cache.get(key)
+            if cls is None:
+                cls = self._key_class(key)
+            if cls == 0:
+                kind = type(value)
+                if kind is str:
+                    new: Any = cache.get(value)
+                    if new is None:
+                        new = self.value(value)
+                    if new is value or new == value:
+                        continue
+                elif kind is int or kind is float or kind is bool:
+                    continue
+                else:
+                    new = self._one(value)
+                    if new is value:
+                        continue
+            elif cls == 2:
+                new = DROP
+            else:
+                new = self._whole(value)
+                if new is value:
+                    continue
+            if changes is None:
+                changes = []
+            changes.append((key, new))
+        if changes is None:
+            return None
+        out = dict(attrs)
+        for key, new in changes:
+            if isinstance(new, _Drop):
+                out.pop(key, None)
+            else:
+                out[key] = new
+        return out
