@@ -1,0 +1,85 @@
+"""CLI commands of the viewer: ``pipetrace ui`` and ``pipetrace report`` (registered by core/cli.py)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from ..store import SpanStore
+
+err = Console(stderr=True)
+
+
+def _store() -> SpanStore:
+    from .. import config as _config
+    from ..store import SpanStore
+
+    try:
+        return SpanStore(_config.load().store_path)
+    except _config.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def ui(
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)", min=0, max=65535)] = 8765,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(
+        help="access token required from browsers (generated when --host is not loopback)",
+        envvar="PIPETRACE_UI_TOKEN")] = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="open a browser tab")] = False,
+) -> None:
+    """Web viewer over the local store: runs, waterfall, flame graph, task history (read-only)."""
+    from .server import is_loopback, make_server
+
+    if not is_loopback(host):
+        if not token:
+            token = secrets.token_urlsafe(24)
+        err.print(f"[bold yellow]warning:[/bold yellow] serving traces on {escape(host)}, reachable from other "
+                  "machines. Traces can hold parameters, host names and error messages; anyone with the "
+                  "token below can read them. Plain HTTP: put TLS in front of it on untrusted networks.")
+    try:
+        server = make_server(_store(), host=host, port=port, token=token)
+    except OSError as exc:
+        err.print(f"[red]cannot bind {escape(host)}:{port}:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    url = server.url + (f"?token={token}" if token else "")
+    print(f"pipetrace ui: serving {url}", flush=True)
+    err.print("press Ctrl+C to stop")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def report(
+    ident: Annotated[str, typer.Argument(help="trace id or run id")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("run.html"),
+) -> None:
+    """Write one run as a self-contained HTML page (no network needed; open it from file://)."""
+    from .report import build_report
+
+    text = build_report(_store(), ident)
+    if text is None:
+        err.print(f"[red]no trace found for {escape(ident)!r}[/red]")
+        raise typer.Exit(1)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output} ({len(text.encode()) / 1e6:.1f} MB)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="ui")(ui)
+    app.command(name="report")(report)

@@ -1,0 +1,81 @@
+"""A small Celery app for the examples, tests and benchmark: arithmetic tasks, a flaky task, a failing
+task. Broker, result backend and queue come from the environment, so one module serves RabbitMQ,
+Redis and ``memory://``:
+
+    PIPETRACE_EXAMPLE_BROKER=redis://127.0.0.1:6379/0 PIPETRACE_EXAMPLE_QUEUE=etl \\
+        pipetrace run -- celery -A pipeline_app worker -c 2
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+app = Celery(
+    "pipeline_app",
+    broker=os.environ.get("PIPETRACE_EXAMPLE_BROKER", "memory://"),
+    backend=os.environ.get("PIPETRACE_EXAMPLE_BACKEND", "cache+memory://"),
+)
+app.conf.update(
+    task_default_queue=os.environ.get("PIPETRACE_EXAMPLE_QUEUE", "celery"),
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    result_expires=600,
+)
+
+
+class ExpectedError(Exception):
+    """A failure the task declares in ``throws``: an outcome, not an error."""
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+@app.task
+def tsum(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task(bind=True, max_retries=5)
+def flaky(self, x: int) -> int:  # type: ignore[no-untyped-def]
+    """Fails on its first two attempts, succeeds on the third."""
+    if self.request.retries < 2:
+        raise self.retry(exc=RuntimeError(f"attempt {self.request.retries + 1} failed"), countdown=0.05)
+    return x
+
+
+@app.task
+def boom(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@app.task(throws=(ExpectedError,))
+def expected(x: int) -> int:
+    raise ExpectedError(f"expected {x}")
+
+
+@app.task
+def noop() -> None:
+    return None
+
+
+@app.task
+def whoami() -> int:
+    return os.getpid()
+
+
+if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "1":
+    # Interop examples: opentelemetry-instrumentation-celery in this process, exporting to pipetrace's store.
+    import pipetrace
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    pipetrace.get_tracer()
+    CeleryInstrumentor().instrument()

@@ -1,0 +1,54 @@
+"""Identity and attribute rules of the Celery adapter.
+
+A Celery workflow (a task and everything it starts: chain links, group and chord members, retries)
+is one pipeline run: run id = Celery's ``root_id``, pipeline = the first task's name (carried in the
+``pipetrace_pipeline`` header). Every task attempt has a span id derived from its task id and try
+number, so a chord body can link to the header tasks from their ids alone, and a span recorded after
+the fact (revoked, rejected) and a live one for the same attempt are one span in the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipetrace.identity import RunIdentity, derive_task_span_id
+
+SYSTEM = "celery"
+
+_BROKERS = {"amqp": "rabbitmq", "pyamqp": "rabbitmq", "amqps": "rabbitmq", "librabbitmq": "rabbitmq",
+            "redis": "redis", "rediss": "redis", "sentinel": "redis", "sqs": "aws_sqs", "memory": "memory",
+            "filesystem": "filesystem"}
+_system_cache: dict[int, str] = {}
+
+
+def attempt_span_id(task_id: str, try_number: int) -> int:
+    return derive_task_span_id(SYSTEM, SYSTEM, str(task_id), "attempt", None, int(try_number))
+
+
+def run_identity(root_id: str) -> RunIdentity:
+    """Identity used for a workflow whose producer sent no trace context (derived trace id)."""
+    return RunIdentity(SYSTEM, SYSTEM, str(root_id))
+
+
+def broker_system(app: Any) -> str:
+    """``messaging.system`` from the app's broker URL scheme, cached per app."""
+    key = id(app)
+    cached = _system_cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        url = str(app.conf.broker_url or "amqp://")
+        scheme = url.split("://", 1)[0].split("+")[0].lower()
+    except Exception:
+        scheme = "amqp"
+    system = _BROKERS.get(scheme, scheme)
+    _system_cache[key] = system
+    return system
+
+
+def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:
+    """(destination name, routing key) from a request's delivery info."""
+    info = delivery_info if isinstance(delivery_info, dict) else {}
+    rk = info.get("routing_key")
+    dest = rk or info.get("exchange") or fallback
+    return str(dest), (str(rk) if rk is not None else None)

@@ -1,0 +1,63 @@
+"""Reading and writing trace headers on Celery messages, surviving the nested-headers quirk.
+
+Celery merges ``apply_async(headers=...)`` into the top level of the message headers, where a worker
+sees them as attributes of ``task.request`` — but eager runs, ``Task.retry`` and some producers leave
+them one level down in ``request.headers`` or ``headers["headers"]`` (celery#4875). Writes go to the
+top level (what Celery workers and opentelemetry-instrumentation-celery read) and to a nested
+``headers`` dict when the message has one; reads try every place, top level first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER
+
+PIPELINE_HEADER = "pipetrace_pipeline"
+"""Name of the workflow's first task: the pipeline every task of the workflow reports."""
+CHORD_HEADER = "pipetrace_chord_header"
+"""Comma list of a chord's header task ids, written on the chord body so it can link to each."""
+
+TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+KEYS = (*TRACE_KEYS, PUBLISHED_HEADER, PIPELINE_HEADER, CHORD_HEADER)
+
+
+def write(headers: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
+    headers.update(values)
+    nested = headers.get("headers")
+    if isinstance(nested, MutableMapping):
+        nested.update(values)
+
+
+def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
+    for key in KEYS:
+        if key not in out:
+            value = source.get(key)
+            if value is not None:
+                out[key] = value
+
+
+def read(request: Any) -> dict[str, Any]:
+    """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
+    out: dict[str, Any] = {}
+    if isinstance(request, Mapping):
+        sources: list[Any] = [request]
+    else:
+        sources = []
+        request_dict = getattr(request, "request_dict", None)  # celery.worker.request.Request
+        if isinstance(request_dict, Mapping):
+            sources.append(request_dict)
+        else:
+            attrs = getattr(request, "__dict__", None)
+            if isinstance(attrs, Mapping):
+                sources.append(attrs)
+        nested = getattr(request, "headers", None)
+        if isinstance(nested, Mapping):
+            sources.append(nested)
+    for source in list(sources):
+        _from_mapping(source, out)
+        inner = source.get("headers")
+        if isinstance(inner, Mapping):
+            _from_mapping(inner, out)
+    return out

@@ -1,0 +1,108 @@
+"""Publish side: ``before_task_publish`` starts a ``send {queue}`` PRODUCER span and writes its context
+into the message headers; ``after_task_publish`` ends it. Keyed by the task id in the headers, so a
+``send_task`` to a task this process does not know is traced and ended like any other."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from pipetrace import attributes as A
+from pipetrace.carriers import inject
+from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, base_attributes
+from pipetrace.integrations.kombu.tracer import tracer
+from pipetrace.ratelimit import warn_once_per
+
+from . import headers as H
+from . import interop
+from .common import SYSTEM, broker_system
+from .state import current, publishes
+
+log = logging.getLogger("pipetrace.celery")
+
+UNCONFIRMED = "pipetrace.celery.publish_unconfirmed"
+
+
+def _task_id(headers: Any, body: Any) -> str | None:
+    if isinstance(headers, dict) and headers.get("id"):
+        return str(headers["id"])
+    if isinstance(body, dict) and body.get("id"):  # task protocol 1
+        return str(body["id"])
+    return None
+
+
+def _close_evicted(spans: list[Span]) -> None:
+    for span in spans:
+        try:
+            span.set_attribute(UNCONFIRMED, True)
+            span.end()
+        except Exception:
+            pass
+
+
+def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, routing_key: Any = None,
+                   headers: Any = None, properties: Any = None, **_: Any) -> None:
+    try:
+        if headers is None or interop.deferring():
+            return
+        task_id = _task_id(headers, body)
+        if task_id is None:
+            return
+        name = str(sender or headers.get("task") or "unknown")
+        dest = str(routing_key or getattr(exchange, "name", exchange) or "celery")
+        running = current.get()
+        root_id = str(headers.get("root_id") or task_id)
+        if running is not None and running.root_id == root_id:
+            pipeline = running.pipeline
+        else:
+            inherited = H.read(headers).get(H.PIPELINE_HEADER)
+            pipeline = str(inherited) if inherited and root_id != task_id else name
+        attrs = base_attributes(broker_system(_app_of(sender)), dest, "send", task_id,
+                                routing_key=str(routing_key) if routing_key is not None else None)
+        attrs[A.SYSTEM] = SYSTEM
+        attrs[A.PIPELINE_NAME] = pipeline
+        attrs[A.PIPELINE_RUN_ID] = root_id
+        attrs[A.TASK_NAME] = name
+        if headers.get("group"):
+            attrs["celery.group_id"] = str(headers["group"])
+        span = tracer().start_span(f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs)
+        carrier = inject({}, trace.set_span_in_context(span))
+        carrier[PUBLISHED_HEADER] = str(time.time_ns())
+        carrier[H.PIPELINE_HEADER] = pipeline
+        H.write(headers, carrier)
+        _close_evicted(publishes.put(task_id, span))
+    except Exception as exc:
+        warn_once_per(log, "celery-before-publish", "pipetrace: celery publish not traced: %r", exc)
+
+
+def after_publish(sender: Any = None, body: Any = None, headers: Any = None, **_: Any) -> None:
+    try:
+        task_id = _task_id(headers, body)
+        span = publishes.pop(task_id) if task_id else None
+        if span is not None:
+            span.end()
+    except Exception as exc:
+        warn_once_per(log, "celery-after-publish", "pipetrace: celery publish span not ended: %r", exc)
+
+
+def publish_failed(headers: Any, exc: BaseException) -> None:
+    """Called by the kombu wrapper when the broker refused a Celery message: end its span as failed."""
+    try:
+        task_id = _task_id(headers, None)
+        span = publishes.pop(task_id) if task_id else None
+        if span is not None:
+            span.record_exception(exc)
+            span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))
+            span.end()
+    except Exception:
+        pass
+
+
+def _app_of(sender: Any) -> Any:
+    from celery import current_app
+
+    return current_app

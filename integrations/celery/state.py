@@ -1,0 +1,58 @@
+"""Small bounded state the Celery signal handlers share (publish spans between before/after publish,
+task spans between prerun/postrun). Bounded so that a signal that never comes cannot leak memory."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import Span
+
+MAX_PENDING = 10_000
+
+
+@dataclass
+class Attempt:
+    span: Span
+    token: Any
+    pipeline: str
+    root_id: str
+    expected_error: bool = False
+    failed: bool = False
+    retried: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Pending:
+    """Insertion-ordered map with a size bound; evicted entries are handed back to be closed."""
+
+    def __init__(self, bound: int = MAX_PENDING) -> None:
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bound = bound
+
+    def put(self, key: str, value: Any) -> list[Any]:
+        evicted = []
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.bound:
+                evicted.append(self._items.popitem(last=False)[1])
+        return evicted
+
+    def pop(self, key: str) -> Any:
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def get(self, key: str) -> Any:
+        return self._items.get(key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+publishes = Pending()
+attempts = Pending()
+current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("pipetrace_celery_task", default=None)

@@ -1,0 +1,237 @@
+"""Worker side: one ``task {name}`` CONSUMER span per attempt, current while the task body runs.
+
+``task_prerun`` starts it (parent = the publish span from the message headers, or a derived root
+for an untraced producer), ``task_failure``/``task_retry`` mark it, ``task_postrun`` ends it with the
+attempt's result. Revoked and rejected messages, which never run, get a span recorded at that moment.
+Prefork children set up their exporters at ``worker_process_init`` and flush at
+``worker_process_shutdown`` (which billiard sends in the child before it exits, also with
+``max_tasks_per_child``), so no span is lost on a warm shutdown or a recycled child.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pipetrace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from pipetrace import attributes as A
+from pipetrace.carriers import extract
+from pipetrace.ids import forced_ids
+from pipetrace.integrations.kombu.consumer import bad_context_event, parent_of
+from pipetrace.integrations.kombu.messaging import base_attributes, queued_ms
+from pipetrace.integrations.kombu.tracer import link_limit, tracer
+from pipetrace.ratelimit import warn_once_per
+from pipetrace.spans import record_span
+
+from . import headers as H
+from . import interop
+from .common import SYSTEM, attempt_span_id, broker_system, destination, run_identity
+from .state import Attempt, attempts, current
+
+log = logging.getLogger("pipetrace.celery")
+
+RESULTS = {"SUCCESS": A.RESULT_SUCCESS, "FAILURE": A.RESULT_FAILURE, "RETRY": A.RESULT_RETRY,
+           "IGNORED": A.RESULT_SKIP, "REJECTED": A.RESULT_CANCELLATION, "REVOKED": A.RESULT_CANCELLATION}
+EXPECTED = "pipetrace.celery.expected_error"
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _chord_links(values: dict[str, Any], parent: Context | None) -> list[Link]:
+    raw = values.get(H.CHORD_HEADER)
+    if not raw or parent is None:
+        return []
+    sc = trace.get_current_span(parent).get_span_context()
+    ids = [i for i in str(raw).split(",") if i][: link_limit()]
+    return [Link(SpanContext(sc.trace_id, attempt_span_id(i, 1), is_remote=True,
+                             trace_flags=TraceFlags(TraceFlags.SAMPLED)),
+                 {A.LINK_KIND: "result", A.MESSAGING_MESSAGE_ID: i}) for i in ids]
+
+
+def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
+                     now_ns: int) -> tuple[dict[str, Any], str, str]:
+    name = str(getattr(task, "name", None) or getattr(request, "task", None) or "unknown")
+    root_id = str(getattr(request, "root_id", None) or task_id)
+    pipeline = str(values.get(H.PIPELINE_HEADER) or name)
+    dest, rk = destination(getattr(request, "delivery_info", None))
+    attrs = base_attributes(broker_system(getattr(task, "app", None)), dest, "process", task_id, routing_key=rk)
+    attrs.update({A.SYSTEM: SYSTEM, A.PIPELINE_NAME: pipeline, A.PIPELINE_RUN_ID: root_id, A.TASK_NAME: name,
+                  A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number})
+    group_index = getattr(request, "group_index", None)
+    if isinstance(group_index, int):
+        attrs[A.MAP_INDEX] = group_index
+    group = getattr(request, "group", None)
+    if group:
+        attrs["celery.group_id"] = str(group)
+    eta = getattr(request, "eta", None)
+    wait = queued_ms(values, now_ns, eta)
+    if wait is not None:
+        attrs[A.QUEUED_MS] = wait
+    if eta:
+        attrs["celery.eta"] = str(eta)
+    return attrs, pipeline, root_id
+
+
+def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
+    try:
+        if task is None or task_id is None or interop.deferring():
+            return
+        task_id = str(task_id)
+        request = task.request
+        now = time.time_ns()
+        values = H.read(request)
+        try_number = int(getattr(request, "retries", 0) or 0) + 1
+        attrs, pipeline, root_id = _task_attributes(task, request, task_id, values, try_number, now)
+        parent, reason = parent_of(values, f"celery task {attrs[A.TASK_NAME]}")
+        if parent is None and getattr(request, "is_eager", False):
+            # apply()/always-eager: no message, the caller's span (if any) is the parent
+            current_span = trace.get_current_span()
+            if current_span.get_span_context().is_valid:
+                parent, reason = otel_context.get_current(), None
+        links = _chord_links(values, parent)
+        trace_id = None if parent is not None else run_identity(root_id).trace_id
+        with forced_ids(trace_id=trace_id, span_id=attempt_span_id(task_id, try_number)):
+            span = tracer().start_span(f"task {attrs[A.TASK_NAME]}", context=parent or Context(),
+                                       kind=SpanKind.CONSUMER, attributes=attrs, links=links, start_time=now)
+        if reason is not None:
+            bad_context_event(span, reason)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        attempt = Attempt(span=span, token=token, pipeline=pipeline, root_id=root_id)
+        attempt.extra["var"] = current.set(attempt)
+        for old in attempts.put(task_id, attempt):
+            old.span.end()
+    except Exception as exc:
+        warn_once_per(log, "celery-prerun", "pipetrace: celery task not traced: %r", exc)
+
+
+def task_failure(sender: Any = None, task_id: Any = None, exception: Any = None, **_: Any) -> None:
+    try:
+        attempt = attempts.get(str(task_id))
+        if attempt is None or not isinstance(exception, BaseException):
+            return
+        span = attempt.span
+        throws = getattr(sender, "throws", None) or ()
+        attempt.failed = True
+        span.set_attribute(A.ERROR_TYPE, _error_type(exception))
+        if throws and isinstance(exception, tuple(throws)):
+            attempt.expected_error = True  # declared in Task.throws: an outcome, not an error
+            span.record_exception(exception, attributes={EXPECTED: True})
+            span.set_attribute(EXPECTED, True)
+        else:
+            span.record_exception(exception)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"[:1024]))
+    except Exception as exc:
+        warn_once_per(log, "celery-failure", "pipetrace: celery failure not recorded: %r", exc)
+
+
+def task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    try:
+        attempt = attempts.get(str(getattr(request, "id", "")))
+        if attempt is None:
+            return
+        attempt.retried = True
+        attempt.span.add_event("celery.retry", {"celery.retry.reason": str(reason)[:1024]})
+    except Exception as exc:
+        warn_once_per(log, "celery-retry", "pipetrace: celery retry not recorded: %r", exc)
+
+
+def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_: Any) -> None:
+    attempt = attempts.pop(str(task_id)) if task_id is not None else None
+    if attempt is None:
+        return
+    try:
+        span = attempt.span
+        result = RESULTS.get(str(state), A.RESULT_SUCCESS if not attempt.failed else A.RESULT_FAILURE)
+        span.set_attribute(A.TASK_RESULT, result)
+        span.set_attribute("celery.state", str(state))
+        span.end()
+    except Exception as exc:
+        warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)
+    finally:
+        try:
+            current.reset(attempt.extra["var"])
+        except Exception:
+            current.set(None)
+        try:
+            otel_context.detach(attempt.token)
+        except Exception:
+            pass
+
+
+def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any, root_id: Any,
+                  result: str, attrs: dict[str, Any], error: BaseException | str | None = None) -> None:
+    """A span for an attempt that never ran (revoked before start, rejected, unknown task)."""
+    try_number = int(retries or 0) + 1
+    root = str(root_id or task_id)
+    parent = extract(values, source=f"celery task {name}")
+    now = time.time_ns()
+    base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: str(values.get(H.PIPELINE_HEADER) or name),
+            A.PIPELINE_RUN_ID: root, A.TASK_NAME: name, A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number,
+            A.MESSAGING_MESSAGE_ID: task_id}
+    base.update(attrs)
+    wait = queued_ms(values, now)
+    if wait is not None:
+        base[A.QUEUED_MS] = wait
+    record_span(run_identity(root), attempt_span_id(task_id, try_number), f"task {name}", start=now, end=now,
+                parent=parent, attributes=base, result=result, kind=SpanKind.CONSUMER, synthetic=True,
+                error=error)
+
+
+def task_revoked(sender: Any = None, request: Any = None, terminated: Any = None, signum: Any = None,
+                 expired: Any = None, **_: Any) -> None:
+    try:
+        if request is None or interop.deferring():
+            return
+        task_id = str(getattr(request, "id", None) or getattr(request, "task_id", ""))
+        running = attempts.pop(task_id)
+        reason = "expired" if expired else ("terminated" if terminated else "revoked")
+        if running is not None:  # terminated while running in this process
+            running.span.set_attribute("celery.revoked.reason", reason)
+            running.span.set_attribute(A.TASK_RESULT, A.RESULT_CANCELLATION)
+            running.span.end()
+            return
+        name = str(getattr(request, "task_name", None) or getattr(request, "name", None) or "unknown")
+        _record_unrun(name, task_id, H.read(request), getattr(request, "request_dict", {}).get("retries"),
+                      getattr(request, "root_id", None), A.RESULT_CANCELLATION,
+                      {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
+    except Exception as exc:
+        warn_once_per(log, "celery-revoked", "pipetrace: revoked celery task not recorded: %r", exc)
+
+
+def task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
+    """An unknown or undecodable message on a task queue: recorded, then Celery rejects it."""
+    try:
+        if message is None or interop.deferring():
+            return
+        headers = getattr(message, "headers", None) or {}
+        task_id = str(headers.get("id") or getattr(message, "delivery_tag", "") or "unknown")
+        name = str(headers.get("task") or "unknown")
+        _record_unrun(name, task_id, H.read(headers), headers.get("retries"), headers.get("root_id"),
+                      A.RESULT_ERROR, {"celery.state": "REJECTED"},
+                      error=exc if isinstance(exc, BaseException) else "rejected")
+    except Exception as err:
+        warn_once_per(log, "celery-rejected", "pipetrace: rejected celery message not recorded: %r", err)
+
+
+def process_init(**_: Any) -> None:
+    """In each prefork child: set up the provider and exporters now, not inside the first task."""
+    try:
+        pipetrace.get_tracer()
+    except Exception as exc:
+        warn_once_per(log, "celery-process-init", "pipetrace: worker process set-up failed: %r", exc)
+
+
+def flush(**_: Any) -> None:
+    """Child exit (warm shutdown, max_tasks_per_child) or worker shutdown: export what is queued."""
+    try:
+        pipetrace.force_flush(pipetrace.settings().flush_timeout_s)
+    except Exception as exc:
+        warn_once_per(log, "celery-flush", "pipetrace: flush at worker shutdown failed: %r", exc)

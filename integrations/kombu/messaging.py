@@ -1,0 +1,102 @@
+"""Message-header and attribute helpers shared by the kombu and Celery adapters.
+
+Why here: both adapters speak kombu messages; one place decides the header names, the broker name
+(`messaging.system`) and how queue wait is measured, so a Celery task and a plain kombu consumer
+report the same figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, MutableMapping
+from datetime import datetime
+from typing import Any
+
+from pipetrace import attributes as A
+
+PUBLISHED_HEADER = "pipetrace-published-ns"
+"""Epoch nanoseconds (as text) when the producer handed the message to the broker: queue wait origin."""
+
+SYSTEMS = {"amqp": "rabbitmq", "py-amqp": "rabbitmq", "librabbitmq": "rabbitmq", "redis": "redis",
+           "sqs": "aws_sqs", "memory": "memory", "filesystem": "filesystem", "mongodb": "mongodb",
+           "qpid": "qpid", "kafka": "kafka", "gcpubsub": "gcp_pubsub", "azureservicebus": "servicebus"}
+
+INTERNAL_MARKERS = ("pidbox", "celeryev", "celery_gossip")
+"""Celery's control/event/gossip traffic: never traced (it is not pipeline data)."""
+
+
+def messaging_system(connection: object) -> str:
+    """``messaging.system`` of a kombu Connection (cached on it): rabbitmq, redis, memory, …"""
+    cached = getattr(connection, "_pipetrace_system", None)
+    if cached is not None:
+        return str(cached)
+    try:
+        driver = str(connection.transport.driver_type)  # type: ignore[attr-defined]
+    except Exception:
+        driver = "kombu"
+    system = SYSTEMS.get(driver, driver)
+    try:
+        connection._pipetrace_system = system  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    return system
+
+
+def is_internal(*names: object) -> bool:
+    for name in names:
+        text = getattr(name, "name", name)
+        if isinstance(text, str) and text and any(m in text for m in INTERNAL_MARKERS):
+            return True
+    return False
+
+
+def stamp_published(headers: MutableMapping[str, Any], now_ns: int | None = None) -> None:
+    headers[PUBLISHED_HEADER] = str(now_ns if now_ns is not None else time.time_ns())
+
+
+def _eta_ns(eta: object) -> int | None:
+    if isinstance(eta, datetime):
+        return int(eta.timestamp() * 1e9)
+    if isinstance(eta, str) and eta:
+        try:
+            return int(datetime.fromisoformat(eta).timestamp() * 1e9)
+        except ValueError:
+            return None
+    return None
+
+
+def queued_ms(headers: Mapping[str, Any] | None, now_ns: int | None = None, eta: object = None) -> float | None:
+    """Milliseconds between publish (or the ETA, when later) and ``now``; None when unknown.
+
+    A countdown task is not "waiting in the queue" before its ETA, so the later of the two counts."""
+    if not headers:
+        return None
+    raw = headers.get(PUBLISHED_HEADER)
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    try:
+        published = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    origin = max(published, _eta_ns(eta) or 0)
+    now = now_ns if now_ns is not None else time.time_ns()
+    return round(max(0, now - origin) / 1e6, 3)
+
+
+OPERATION_NAMES = {"send": "publish", "process": "process", "receive": "receive"}
+
+
+def base_attributes(system: str, destination: str, operation: str, message_id: object = None,
+                    routing_key: str | None = None) -> dict[str, Any]:
+    """The OTel messaging attributes of one operation (``send``, ``receive`` or ``process``)."""
+    attrs: dict[str, Any] = {
+        A.MESSAGING_SYSTEM: system,
+        A.MESSAGING_DESTINATION: destination,
+        A.MESSAGING_OPERATION_TYPE: operation,
+        A.MESSAGING_OPERATION_NAME: OPERATION_NAMES.get(operation, operation),
+    }
+    if message_id is not None and message_id != "":
+        attrs[A.MESSAGING_MESSAGE_ID] = str(message_id)
+    if system == "rabbitmq" and routing_key is not None:
+        attrs["messaging.rabbitmq.destination.routing_key"] = routing_key
+    return attrs
