@@ -71,7 +71,7 @@ def show(ident: Annotated[str, typer.Argument(help="trace id or run id")]) -> No
         err.print(f"[red]no trace found for {ident!r}[/red]")
         raise typer.Exit(1)
     console.print(f"[bold]trace {spans[0].trace_id}[/bold]  {len(spans)} spans")
-    console.print(render(spans))
+    console.print(render(spans, console_width=console.width))
 
 
 @app.command()

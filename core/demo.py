@@ -91,7 +91,7 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
     show = trace_ids[-1]
     spans = store.trace(show)
     console.print(f"[bold]trace {show}[/bold] ({len(spans)} spans) — stored in {settings().store_path}")
-    console.print(render(spans))
+    console.print(render(spans, console_width=console.width))
     console.print(f"{len(trace_ids)} trace(s) recorded. See them with: pipetrace runs / pipetrace show ID")
     del open_browser  # the web viewer comes with the viewer issue; nothing to open yet
     return 0

@@ -46,6 +46,20 @@ def ordered_tree(spans: Sequence[SpanRecord]) -> list[tuple[int, SpanRecord]]:
     return out
 
 
+def label(span: SpanRecord) -> str:
+    """Span name plus what tells attempts apart: map index, try number, number of incoming links."""
+    text = span.name
+    index = span.attributes.get(A.MAP_INDEX)
+    if index is not None:
+        text += f" [{index}]"
+    tries = span.attributes.get(A.TRY_NUMBER)
+    if isinstance(tries, int) and tries > 1:
+        text += f" #{tries}"
+    if span.links:
+        text += f" ⇠{len(span.links)}"
+    return text
+
+
 def _status_style(span: SpanRecord) -> str:
     result = span.result
     if span.status == "ERROR" or result in A.FAILED_RESULTS:
@@ -57,19 +71,25 @@ def _status_style(span: SpanRecord) -> str:
     return "green"
 
 
-def render(spans: Sequence[SpanRecord], width: int = 48) -> Table:
+def render(spans: Sequence[SpanRecord], width: int | None = None, console_width: int = 120) -> Table:
+    """The waterfall as a Rich table; the timeline takes what the other columns leave of the console."""
+    tree = ordered_tree(spans)
+    name_width = min(48, max([len("  " * d + label(s)) for d, s in tree] + [4]))
+    if width is None:
+        width = max(16, console_width - name_width - 8 - 12 - 9 - 8)
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("span", overflow="fold")
-    table.add_column("system")
-    table.add_column("result")
-    table.add_column("duration", justify="right")
+    table.add_column("span", no_wrap=True, overflow="ellipsis", max_width=name_width,
+                     min_width=min(name_width, 24))
+    table.add_column("system", no_wrap=True)
+    table.add_column("result", no_wrap=True, overflow="ellipsis", max_width=12)
+    table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("timeline", no_wrap=True)
     if not spans:
         return table
     t0 = min(s.start_ns for s in spans)
     t1 = max(s.end_ns for s in spans)
     total = max(1, t1 - t0)
-    for depth, span in ordered_tree(spans):
+    for depth, span in tree:
         left = int((span.start_ns - t0) / total * width)
         length = max(1, int(round((span.end_ns - span.start_ns) / total * width)))
         left = min(left, width - 1)
@@ -78,11 +98,9 @@ def render(spans: Sequence[SpanRecord], width: int = 48) -> Table:
         bar = Text(" " * left)
         bar.append("█" * length, style=style)
         bar.append(" " * (width - left - length))
-        extra = ""
-        if span.links:
-            extra = f" ⇠{len(span.links)}"
-        name = Text("  " * depth + span.name + extra)
+        name = Text("  " * depth + label(span))
         system = span.system or ""
-        table.add_row(name, Text(system, style=SYSTEM_COLOURS.get(system, "")),
-                      Text(span.result or span.status.lower(), style=style), human_ms(span.duration_ms), bar)
+        result = span.result or ("error" if span.status == "ERROR" else "")
+        table.add_row(name, Text(system, style=SYSTEM_COLOURS.get(system, "")), Text(result, style=style),
+                      human_ms(span.duration_ms), bar)
     return table

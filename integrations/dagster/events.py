@@ -1,0 +1,177 @@
+"""The one place that reads Dagster events: each ``EventLogEntry`` handed to the instance becomes a
+call on :class:`.tracker.StepTracker` with plain values.
+
+Every Dagster process (the in-process executor, the multiprocess orchestrator, each step subprocess,
+``dagster dev``'s run workers) hands every event it emits to ``DagsterInstance.handle_new_event`` in
+the thread that runs the step, so this sees STEP_START before the op body and STEP_SUCCESS after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from pipetrace import attributes as A
+from pipetrace.ratelimit import warn_once_per
+
+from .runinfo import RunInfo, RunRegistry, stored_retry_counts
+from .tracker import ErrorSummary, StepEvent, StepTracker
+
+log = logging.getLogger("pipetrace.dagster")
+
+_ATTEMPT = re.compile(r"attempt # (\d+)")
+
+STEP_START = "STEP_START"
+STEP_RESTARTED = "STEP_RESTARTED"
+STEP_SUCCESS = "STEP_SUCCESS"
+STEP_FAILURE = "STEP_FAILURE"
+STEP_UP_FOR_RETRY = "STEP_UP_FOR_RETRY"
+STEP_SKIPPED = "STEP_SKIPPED"
+LOADED_INPUT = "LOADED_INPUT"
+ASSET_MATERIALIZATION = "ASSET_MATERIALIZATION"
+RUN_START = "PIPELINE_START"
+RUN_SUCCESS = "PIPELINE_SUCCESS"
+RUN_FAILURE = "PIPELINE_FAILURE"
+RUN_CANCELED = "PIPELINE_CANCELED"
+
+RUN_RESULTS = {RUN_SUCCESS: A.RESULT_SUCCESS, RUN_FAILURE: A.RESULT_FAILURE, RUN_CANCELED: A.RESULT_CANCELLATION}
+HANDLED = frozenset({STEP_START, STEP_RESTARTED, STEP_SUCCESS, STEP_FAILURE, STEP_UP_FOR_RETRY, STEP_SKIPPED,
+                     LOADED_INPUT, ASSET_MATERIALIZATION, RUN_START, *RUN_RESULTS})
+
+
+_WRAPPERS = frozenset({"RetryRequestedFromPolicy", "RetryRequested"})
+
+
+def _is_wrapper(cls_name: str) -> bool:
+    """Dagster's own exception classes that carry the user's exception as their cause."""
+    return cls_name.startswith("Dagster") or cls_name in _WRAPPERS
+
+
+def error_summary(error: Any) -> ErrorSummary | None:
+    """Flatten a SerializableErrorInfo; a user error wrapped by Dagster reports the user's class."""
+    if error is None:
+        return None
+    inner = error
+    while inner.cause is not None and _is_wrapper(str(getattr(inner, "cls_name", "") or "")):
+        inner = inner.cause
+    stack = "".join(getattr(error, "stack", None) or [])
+    return ErrorSummary(type=str(inner.cls_name or "Error"), message=str(inner.message or "").strip(),
+                        stacktrace=stack)
+
+
+class EventTranslator:
+    """Turns Dagster events into tracker calls; keeps what this process learnt per run."""
+
+    def __init__(self) -> None:
+        self.runs = RunRegistry()
+        self.steps = StepTracker()
+
+    def __call__(self, instance: Any, entry: Any) -> None:
+        de = entry.dagster_event
+        if de is None:
+            return
+        kind = de.event_type_value
+        if kind not in HANDLED:
+            return
+        info = self.runs.get(instance, entry.run_id, entry.job_name or de.job_name)
+        key = de.step_key
+        if kind == STEP_START:
+            self.steps.step_started(info, key, 1, entry.timestamp)
+        elif kind == STEP_RESTARTED:
+            self.steps.step_started(info, key, self._restart_try(instance, info, key, de.message),
+                                    entry.timestamp)
+        elif kind == LOADED_INPUT:
+            data = de.event_specific_data
+            up = getattr(data, "upstream_step_key", None)
+            if up:
+                self.steps.input_loaded(info, key, up, data.upstream_output_name, data.input_name,
+                                        self._final_try(instance, info, up))
+        elif kind == ASSET_MATERIALIZATION:
+            mat = getattr(de.event_specific_data, "materialization", None)
+            if mat is not None and key:
+                self.steps.asset_materialized(info, key, mat.asset_key.to_user_string(), mat.partition)
+        elif kind == STEP_SUCCESS:
+            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_SUCCESS)
+        elif kind == STEP_FAILURE:
+            err = error_summary(getattr(de.event_specific_data, "error", None))
+            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_FAILURE,
+                                     err or ErrorSummary("StepFailure", de.message or ""))
+        elif kind == STEP_UP_FOR_RETRY:
+            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_RETRY,
+                                     error_summary(getattr(de.event_specific_data, "error", None)))
+        elif kind == STEP_SKIPPED:
+            self.steps.step_skipped(info, key, entry.timestamp, "outputs_not_yielded")
+        elif kind == RUN_START:
+            info.saw_run_start = True
+            info.start_ts = entry.timestamp
+        else:
+            self._run_ended(instance, info, entry, kind)
+
+    def _restart_try(self, instance: Any, info: RunInfo, key: str, message: str | None) -> int:
+        match = _ATTEMPT.search(message or "")
+        if match:
+            return int(match.group(1))
+        if key in info.attempts:
+            return info.attempts[key] + 1
+        return self._stored_retries(instance, info).get(key, 0) + 1
+
+    def _final_try(self, instance: Any, info: RunInfo, key: str) -> int:
+        """Try number of the attempt that produced an upstream output."""
+        if key in info.attempts:
+            return info.attempts[key]
+        return self._stored_retries(instance, info).get(key, 0) + 1
+
+    def _stored_retries(self, instance: Any, info: RunInfo) -> dict[str, int]:
+        if info.stored_retries is None:
+            try:
+                info.stored_retries = stored_retry_counts(instance, info.run_id)
+            except Exception as exc:
+                warn_once_per(log, "dagster-retries", "pipetrace: could not read Dagster retries: %r", exc)
+                info.stored_retries = {}
+        return info.stored_retries
+
+    def _run_ended(self, instance: Any, info: RunInfo, entry: Any, kind: str) -> None:
+        result = RUN_RESULTS[kind]
+        start = info.start_ts
+        if start is None:
+            try:
+                record = instance.get_run_record_by_id(info.run_id)
+                start = record.start_time if record is not None else None
+            except Exception:
+                start = None
+        error_type = None
+        if kind == RUN_FAILURE:
+            data = entry.dagster_event.event_specific_data
+            reason = getattr(getattr(data, "failure_reason", None), "value", None)
+            err = error_summary(getattr(data, "error", None))
+            error_type = reason or (err.type if err else "RunFailure")
+        step_events = None
+        if info.dynamic or result != A.RESULT_SUCCESS:
+            step_events = self._step_events(instance, info.run_id)
+        self.steps.run_ended(info, start if start is not None else entry.timestamp, entry.timestamp, result,
+                             error_type, step_events)
+        self.runs.forget(info.run_id)
+
+    def _step_events(self, instance: Any, run_id: str) -> list[StepEvent] | None:
+        from dagster import DagsterEventType as T
+
+        kinds = {T.STEP_START: "start", T.STEP_RESTARTED: "start", T.STEP_SUCCESS: "end",
+                 T.STEP_FAILURE: "end", T.STEP_UP_FOR_RETRY: "retry", T.STEP_SKIPPED: "skip"}
+        try:
+            entries = instance.all_logs(run_id, of_type=set(kinds))
+        except Exception as exc:
+            warn_once_per(log, "dagster-steps", "pipetrace: could not read Dagster step events: %r", exc)
+            return None
+        out = []
+        for e in entries:
+            de = e.dagster_event
+            if de is None or not e.step_key:
+                continue
+            out.append(StepEvent(e.step_key, kinds[de.event_type], e.timestamp,
+                                 failed=de.event_type == T.STEP_FAILURE))
+        return out
+
+    def clear(self) -> None:
+        self.steps.clear()
+        self.runs.clear()
