@@ -73,6 +73,7 @@ class Settings:
     tail_local_retention_h: float = 24.0
     tail_max_hold_h: float = 48.0
     require_tls: bool = False
+    metrics: bool = False
 
     @property
     def store_path(self) -> Path:
@@ -126,6 +127,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "tail_local_retention_h": ("PIPETRACE_TAIL_LOCAL_RETENTION",),
     "tail_max_hold_h": ("PIPETRACE_TAIL_MAX_HOLD",),
     "require_tls": ("PIPETRACE_REQUIRE_TLS",),
+    "metrics": ("PIPETRACE_METRICS",),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -164,6 +166,8 @@ DESCRIPTIONS: dict[str, str] = {
     "tail_local_retention_h": "Hours the local store keeps spans of runs sampled out by the tail.",
     "tail_max_hold_h": "Hours a run's spans wait for its end before being decided without it.",
     "require_tls": "Refuse a plaintext OTLP endpoint that is not loopback (configure raises).",
+    "metrics": "Record run/task duration and error metrics (cicd.pipeline.run.duration, …) from spans and "
+               "export them with the OTLP/console exporters.",
 }
 
 
@@ -300,7 +304,7 @@ def _existing_file(name: str, raw: object) -> str | None:
 
 
 def _convert(key: str, name: str, raw: object) -> Any:
-    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls"):
+    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics"):
         return _bool(name, raw)
     if key == "redaction_modes":
         return {k.lower(): v.strip().lower() for k, v in _pairs(name, raw).items()}

@@ -150,6 +150,7 @@ def configure(**overrides: Any) -> Settings:
         _state.provider = provider
         _state.processor = processor
         _state.tracer = provider.get_tracer(TRACER_NAME)
+        _metrics(settings)
         return settings
 
 
@@ -171,6 +172,15 @@ def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
 
     redaction = transform_for(settings)
     return [redaction] if redaction is not None else []
+
+
+def _metrics(settings: Settings) -> None:
+    """Span-derived metrics (PIPETRACE_METRICS): one processor, replaced on every configure()."""
+    from .analysis import metrics
+
+    metrics.disable()
+    if settings.metrics:
+        metrics.enable()
 
 
 def _teardown(timeout_s: float) -> None:
