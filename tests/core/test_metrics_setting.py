@@ -2,10 +2,9 @@
 
 import time
 
+import pipetrace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-import pipetrace
 from pipetrace.analysis import metrics
 
 
