@@ -1,0 +1,166 @@
+"""``dag.test()`` of every example DAG → the exact span tree in the store (real Airflow, in process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import _dagrun
+from conftest import by_name, link_targets, shape, spans_of
+from pipetrace.identity import derive_trace_id
+from pipetrace.integrations.airflow.xcom import CARRIER_KEY
+
+
+def _user_xcoms(dr: Any) -> dict[str, Any]:
+    return {k: v for k, v in _dagrun.xcoms(dr.dag_id, dr.run_id).items() if not k.endswith(CARRIER_KEY)}
+
+
+def test_etl_fan_out_fan_in(store: Any) -> None:
+    dr = _dagrun.run("pt_etl")
+    spans = spans_of(store, dr.run_id)
+    assert shape(spans) == {
+        ("run pt_etl", "<root>", "success", None, None),
+        ("task extract", "run pt_etl", "success", 1, None),
+        ("task transform_sum", "run pt_etl", "success", 1, None),
+        ("task transform_max", "run pt_etl", "success", 1, None),
+        ("task transform_count", "run pt_etl", "success", 1, None),
+        ("task load", "run pt_etl", "success", 1, None),
+    }
+    assert len(spans) == 6
+    assert {s.trace_id for s in spans} == {f"{derive_trace_id('airflow', 'pt_etl', dr.run_id):032x}"}
+    named = {name: group[0] for name, group in by_name(spans).items()}
+    run = named["run pt_etl"]
+    assert run.kind == "SERVER" and run.attributes["cicd.pipeline.run.id"] == dr.run_id
+    for t in ("transform_sum", "transform_max", "transform_count"):
+        assert link_targets(named[f"task {t}"], spans) == [("task extract", None, "xcom")]
+    assert link_targets(named["task load"], spans) == sorted(
+        [("task transform_sum", None, "xcom"), ("task transform_max", None, "xcom"),
+         ("task transform_count", None, "xcom")], key=repr)
+    extract = named["task extract"]
+    assert extract.attributes["airflow.dag_id"] == "pt_etl"
+    assert extract.attributes["airflow.task_id"] == "extract"
+    assert extract.attributes["airflow.task_instance.hostname"]
+    assert extract.kind == "INTERNAL" and extract.resource["process.pid"]
+    assert run.start_ns <= extract.start_ns and extract.end_ns <= run.end_ns
+    # user-visible XComs are exactly what the DAG returned
+    assert _user_xcoms(dr) == {
+        "extract[-1]:return_value": [1, 2, 3, 4], "transform_sum[-1]:return_value": 10,
+        "transform_max[-1]:return_value": 4, "transform_count[-1]:return_value": 4,
+        "load[-1]:return_value": {"total": 10, "max": 4, "count": 4},
+        "load[-1]:total": 10, "load[-1]:max": 4, "load[-1]:count": 4,  # multiple_outputs from the dict hint
+    }
+
+
+def test_mapped_task_batch(store: Any) -> None:
+    dr = _dagrun.run("pt_mapped")
+    spans = spans_of(store, dr.run_id)
+    assert shape(spans) == {
+        ("run pt_mapped", "<root>", "success", None, None),
+        ("task list_files", "run pt_mapped", "success", 1, None),
+        ("batch process", "run pt_mapped", "success", None, None),
+        ("task process", "batch process", "success", 1, 0),
+        ("task process", "batch process", "success", 1, 1),
+        ("task process", "batch process", "success", 1, 2),
+        ("task summarize", "run pt_mapped", "success", 1, None),
+    }
+    assert len(spans) == 7
+    named = by_name(spans)
+    (batch,) = named["batch process"]
+    assert batch.attributes["pipetrace.batch.size"] == 3
+    instances = named["task process"]
+    assert batch.start_ns <= min(s.start_ns for s in instances)
+    assert batch.end_ns >= max(s.end_ns for s in instances)
+    for inst in instances:
+        assert link_targets(inst, spans) == [("task list_files", None, "xcom")]
+    (summarize,) = named["task summarize"]
+    assert link_targets(summarize, spans) == [("task process", i, "xcom") for i in range(3)]
+    assert _user_xcoms(dr)["summarize[-1]:return_value"] == 15
+
+
+def test_failing_then_retried_task(store: Any) -> None:
+    dr = _dagrun.run("pt_retry")
+    spans = spans_of(store, dr.run_id)
+    assert shape(spans) == {
+        ("run pt_retry", "<root>", "success", None, None),
+        ("task flaky", "run pt_retry", "retry", 1, None),
+        ("task flaky", "run pt_retry", "success", 2, None),
+        ("task report", "run pt_retry", "success", 1, None),
+    }
+    attempts = {s.attributes["pipetrace.task.try_number"]: s for s in by_name(spans)["task flaky"]}
+    first, second = attempts[1], attempts[2]
+    assert first.status == "ERROR" and first.attributes["error.type"] == "ConnectionError"
+    assert any(e["name"] == "exception" and "source not ready" in str(e["attributes"]) for e in first.events)
+    assert first.attributes["airflow.task_instance.state"] == "up_for_retry"
+    assert second.status != "ERROR" and first.end_ns <= second.start_ns
+    (report,) = by_name(spans)["task report"]
+    assert [lk["span_id"] for lk in report.links] == [second.span_id]  # the attempt whose XCom it read
+
+
+def test_never_ran_tasks(store: Any) -> None:
+    dr = _dagrun.run("pt_failures")
+    spans = spans_of(store, dr.run_id)
+    assert shape(spans) == {
+        ("run pt_failures", "<root>", "failure", None, None),
+        ("task choose", "run pt_failures", "success", 1, None),
+        ("task taken", "run pt_failures", "success", 1, None),
+        ("task not_taken", "run pt_failures", "skip", 0, None),
+        ("task broken", "run pt_failures", "failure", 1, None),
+        ("task after_broken", "run pt_failures", "cancellation", 0, None),
+    }
+    named = {name: group[0] for name, group in by_name(spans).items()}
+    for name, state in (("task not_taken", "skipped"), ("task after_broken", "upstream_failed")):
+        span = named[name]
+        assert span.start_ns == span.end_ns and span.attributes["pipetrace.synthetic"] is True
+        assert span.attributes["airflow.task_instance.state"] == state
+    assert named["task broken"].attributes["error.type"] == "ValueError"
+    assert named["run pt_failures"].status == "ERROR"
+
+
+def test_upstream_traceparent_from_conf(store: Any) -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    dr = _dagrun.run("pt_etl", {"traceparent": f"00-{trace_id}-{span_id}-01"})
+    spans = spans_of(store, dr.run_id)
+    assert len(spans) == 6 and {s.trace_id for s in spans} == {trace_id}
+    (run,) = by_name(spans)["run pt_etl"]
+    assert run.parent_span_id == span_id
+
+
+def test_garbage_traceparent_changes_nothing(store: Any) -> None:
+    dr = _dagrun.run("pt_etl", {"traceparent": "00-zz-not-a-trace\x00", "tracestate": 7})
+    assert str(dr.state) in ("success", "DagRunState.SUCCESS")
+    spans = spans_of(store, dr.run_id)
+    assert len(spans) == 6
+    assert {s.trace_id for s in spans} == {f"{derive_trace_id('airflow', 'pt_etl', dr.run_id):032x}"}
+    assert _user_xcoms(dr)["load[-1]:return_value"] == {"total": 10, "max": 4, "count": 4}
+
+
+def test_trigger_dag_run_is_one_trace(store: Any) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    parent = _dagrun.run("pt_trigger_parent")
+    parent_spans = spans_of(store, parent.run_id)
+    assert shape(parent_spans) == {
+        ("run pt_trigger_parent", "<root>", "success", None, None),
+        ("task prepare", "run pt_trigger_parent", "success", 1, None),
+        ("task trigger_child", "run pt_trigger_parent", "success", 1, None),
+    }
+    (trigger,) = by_name(parent_spans)["task trigger_child"]
+    with create_session() as session:
+        child_runs = session.query(DagRun).filter(DagRun.dag_id == "pt_trigger_child").all()
+        conf = next(dict(r.conf or {}) for r in child_runs
+                    if (r.conf or {}).get("traceparent", "").split("-")[2:3] == [trigger.span_id])
+    assert conf["source"] == "parent"  # the user's conf is kept
+    assert conf["traceparent"] == f"00-{trigger.trace_id}-{trigger.span_id}-01"
+    # dag.test() leaves the triggered run queued; run the child with the conf it was given
+    child = _dagrun.run("pt_trigger_child", conf)
+    child_spans = spans_of(store, child.run_id)
+    assert {s.trace_id for s in child_spans} == {trigger.trace_id}
+    (child_run,) = by_name(child_spans)["run pt_trigger_child"]
+    assert child_run.parent_span_id == trigger.span_id
+    assert shape(child_spans) == {  # one trace: the parent run, and the child run under the trigger task
+        ("run pt_trigger_parent", "<root>", "success", None, None),
+        ("task prepare", "run pt_trigger_parent", "success", 1, None),
+        ("task trigger_child", "run pt_trigger_parent", "success", 1, None),
+        ("run pt_trigger_child", "task trigger_child", "success", None, None),
+        ("task child_work", "run pt_trigger_child", "success", 1, None),
+    }
