@@ -24,6 +24,10 @@ log = logging.getLogger("pipetrace.export")
 
 SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
+YIELD_EVERY = 16
+"""Background threads release the GIL after this many spans of Python work. Without it a busy export
+thread keeps the GIL for a whole switch interval (5 ms) and the task's thread waits for it."""
+
 
 class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread (re-created after fork)."""
@@ -159,49 +163,91 @@ class ExportQueue:
             log.debug("pipetrace: %s exporter shutdown failed: %r", self.name, exc)
 
 
+class _TransformStage(SpanExporter):
+    """The transforms' own background step: redact (and so on) each span once, then fan out to every
+    export queue. Keeps that work off the task's thread."""
+
+    def __init__(self, transforms: list[SpanTransform], queues: list[ExportQueue]) -> None:
+        self.transforms = transforms
+        self.queues = queues
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for n, span in enumerate(spans, 1):
+            if n % YIELD_EVERY == 0:
+                time.sleep(0)  # hand the GIL back: a task thread must not wait a whole switch interval
+            out = apply_transforms(self.transforms, span)
+            if out is not None:
+                for queue in self.queues:
+                    queue.offer(out)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def apply_transforms(transforms: Sequence[SpanTransform], span: ReadableSpan) -> ReadableSpan | None:
+    current: ReadableSpan = span
+    for transform in transforms:
+        try:
+            transformed = transform(current)
+        except Exception as exc:  # a failing transform (redaction!) drops the span rather than leak it
+            warn_once_per(log, "transform", "pipetrace: span transform %r failed, span dropped: %r",
+                          transform, exc)
+            return None
+        if transformed is None:
+            return None
+        current = transformed
+    return current
+
+
 class PipelineProcessor(SpanProcessor):
-    """Applies transforms in order, then hands the span to every export queue."""
+    """Hands each ended span to the transform stage (redaction, …) or, with no transforms, straight to
+    every export queue. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
         self.transforms = list(transforms)
+        first = self.queues[0] if self.queues else None
+        self.stage = ExportQueue(
+            _TransformStage(self.transforms, self.queues), name="transform",
+            max_queue_size=first.max_queue_size if first else 20_000,
+            max_batch_size=first.max_batch_size if first else 512,
+            interval_s=min(first.interval_s, 0.1) if first else 0.1)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            current: ReadableSpan = span
-            for transform in self.transforms:
-                transformed = transform(current)
-                if transformed is None:
-                    return
-                current = transformed
+            if self.transforms:
+                self.stage.offer(span)
+                return
             for queue in self.queues:
-                queue.offer(current)
+                queue.offer(span)
         except Exception as exc:  # never into the traced code
             warn_once_per(log, "pipeline", "pipetrace: span processing failed: %r", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        ok = True
+        ok = self.stage.flush(timeout_millis / 1000)
         for queue in self.queues:
             ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
         return ok
 
     def flush_only(self, names: Sequence[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names)
+        ok = self.stage.flush(timeout_s)
+        return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names) and ok
 
     def shutdown(self) -> None:
-        for queue in self.queues:
-            queue.shutdown(queue.interval_s + 5.0)
+        self.shutdown_within(5.0)
 
     def shutdown_within(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        self.stage.shutdown(timeout_s)
         for queue in self.queues:
             queue.shutdown(max(0.0, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed,
-                         "queued": len(q._queue)} for q in self.queues}
+                         "queued": len(q._queue)} for q in [self.stage, *self.queues]}

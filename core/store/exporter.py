@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ..processors import YIELD_EVERY
 from ..ratelimit import warn_once_per
-from .records import from_readable
+from .records import SpanRecord, from_readable
 from .sqlite import SpanStore, is_corruption
 
 log = logging.getLogger("pipetrace.store")
+
+
+def _records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
+    out = []
+    for n, span in enumerate(spans, 1):
+        if n % YIELD_EVERY == 0:
+            time.sleep(0)  # let the task's thread have the GIL (see processors.YIELD_EVERY)
+        out.append(from_readable(span))
+    return out
 
 
 class StoreSpanExporter(SpanExporter):
@@ -21,7 +32,7 @@ class StoreSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            self.store.write(from_readable(s) for s in spans)
+            self.store.write(_records(spans))
             return SpanExportResult.SUCCESS
         except Exception as exc:
             warn_once_per(log, "store-write", "pipetrace: cannot write spans to %s: %r", self.store.path, exc)

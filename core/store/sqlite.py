@@ -221,7 +221,11 @@ class SpanStore:
             self._conn = None
 
     def write(self, records: Iterable[SpanRecord]) -> int:
-        rows = [_row(r) for r in records]
+        rows = []
+        for n, rec in enumerate(records, 1):
+            if n % 32 == 0:
+                time.sleep(0)  # release the GIL between chunks of Python work (a task may be waiting)
+            rows.append(_row(rec))
         if not rows:
             return 0
 
