@@ -90,6 +90,7 @@ def base_attributes(system: str, destination: str, operation: str, message_id: o
                     routing_key: str | None = None) -> dict[str, Any]:
     """The OTel messaging attributes of one operation (``send``, ``receive`` or ``process``)."""
     attrs: dict[str, Any] = {
+        A.SYSTEM: "kombu",  # the Celery adapter, built on these, sets its own
         A.MESSAGING_SYSTEM: system,
         A.MESSAGING_DESTINATION: destination,
         A.MESSAGING_OPERATION_TYPE: operation,

@@ -64,12 +64,14 @@ def test_thousand_messages_in_batches_of_hundred(store: SpanStore, broker: str) 
     sends = {s.span_id: s for s in spans if s.name == f"send {q.exchange.name}"}
     batches = [s for s in spans if s.name == f"process {q.routing_key}"]
     assert len(sends) == 1000 and all(s.kind == "PRODUCER" for s in sends.values())
+    assert {s.system for s in sends.values()} == {"kombu"}
     assert len(batches) == 10
     linked = []
     for b in sorted(batches, key=lambda s: s.attributes["pipetrace.batch.index"]):
         assert b.kind == "CONSUMER" and len(b.links) == 100
         assert b.attributes["messaging.batch.message_count"] == 100
         assert b.attributes["messaging.system"] == SYSTEM[broker]
+        assert b.system == "kombu"
         assert b.attributes["messaging.operation.type"] == "process"
         assert b.attributes["pipetrace.task.queued_ms"] >= 0
         assert "pipetrace.batch.links_dropped" not in b.attributes
