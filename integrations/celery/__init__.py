@@ -15,7 +15,7 @@ from opentelemetry.trace import TracerProvider
 from pipetrace.integrations.kombu import producer as _kombu_producer
 from pipetrace.integrations.kombu.tracer import set_provider
 
-from . import canvas, interop, publish, worker
+from . import canvas, interop, lost, publish, worker
 
 _lock = threading.Lock()
 _enabled = False
@@ -37,6 +37,7 @@ def _connections() -> list[tuple[Any, Any]]:
         (signals.worker_process_init, worker.process_init),
         (signals.worker_process_shutdown, worker.flush),
         (signals.worker_shutdown, worker.flush),
+        (signals.worker_init, lost.patch_worker),
     ]
 
 
@@ -64,6 +65,7 @@ def uninstrument() -> None:
             signal.disconnect(handler, dispatch_uid=f"pipetrace.{handler.__module__}.{handler.__name__}"
                               f".{signal.name}")
         canvas.unpatch()
+        lost.unpatch()
         interop.teardown()
         _kombu_producer.celery_publish_failed = None
         _enabled = False

@@ -19,6 +19,10 @@ PIPELINE_HEADER = "pipetrace_pipeline"
 CHORD_HEADER = "pipetrace_chord_header"
 """Comma list of a chord's header task ids, written on the chord body so it can link to each."""
 
+MAX_PIPELINE_CHARS = 200
+"""A ``pipetrace_pipeline`` header longer than this (or not a printable string) is ignored: any producer
+can write it, and it becomes a span attribute and the store's pipeline column."""
+
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 KEYS = (*TRACE_KEYS, PUBLISHED_HEADER, PIPELINE_HEADER, CHORD_HEADER)
 
@@ -28,6 +32,14 @@ def write(headers: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
     nested = headers.get("headers")
     if isinstance(nested, MutableMapping):
         nested.update(values)
+
+
+def pipeline(values: Mapping[str, Any], default: str) -> str:
+    """The workflow's pipeline name from the headers, or ``default`` when it is absent or unusable."""
+    value = values.get(PIPELINE_HEADER)
+    if isinstance(value, str) and 0 < len(value) <= MAX_PIPELINE_CHARS and value.isprintable():
+        return value
+    return default
 
 
 def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:

@@ -58,8 +58,7 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
         if running is not None and running.root_id == root_id:
             pipeline = running.pipeline
         else:
-            inherited = H.read(headers).get(H.PIPELINE_HEADER)
-            pipeline = str(inherited) if inherited and root_id != task_id else name
+            pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
         attrs = base_attributes(broker_system(_app_of(sender)), dest, "send", task_id,
                                 routing_key=str(routing_key) if routing_key is not None else None)
         attrs[A.SYSTEM] = SYSTEM

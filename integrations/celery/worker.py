@@ -29,7 +29,7 @@ from pipetrace.ratelimit import warn_once_per
 from pipetrace.spans import record_span
 
 from . import headers as H
-from . import interop
+from . import interop, lost
 from .common import SYSTEM, attempt_span_id, broker_system, destination, run_identity
 from .state import Attempt, attempts, current
 
@@ -60,7 +60,7 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
                      now_ns: int) -> tuple[dict[str, Any], str, str]:
     name = str(getattr(task, "name", None) or getattr(request, "task", None) or "unknown")
     root_id = str(getattr(request, "root_id", None) or task_id)
-    pipeline = str(values.get(H.PIPELINE_HEADER) or name)
+    pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
     attrs = base_attributes(broker_system(getattr(task, "app", None)), dest, "process", task_id, routing_key=rk)
     attrs.update({A.SYSTEM: SYSTEM, A.PIPELINE_NAME: pipeline, A.PIPELINE_RUN_ID: root_id, A.TASK_NAME: name,
@@ -115,7 +115,11 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
 def task_failure(sender: Any = None, task_id: Any = None, exception: Any = None, **_: Any) -> None:
     try:
         attempt = attempts.get(str(task_id))
-        if attempt is None or not isinstance(exception, BaseException):
+        if not isinstance(exception, BaseException):
+            return
+        if attempt is None:
+            if task_id is not None and not interop.deferring():
+                lost.failure_without_attempt(sender, str(task_id), exception)  # worker lost, hard time limit
             return
         span = attempt.span
         throws = getattr(sender, "throws", None) or ()
@@ -173,7 +177,7 @@ def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any,
     root = str(root_id or task_id)
     parent = extract(values, source=f"celery task {name}")
     now = time.time_ns()
-    base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: str(values.get(H.PIPELINE_HEADER) or name),
+    base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
             A.PIPELINE_RUN_ID: root, A.TASK_NAME: name, A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number,
             A.MESSAGING_MESSAGE_ID: task_id}
     base.update(attrs)
