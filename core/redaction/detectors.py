@@ -48,7 +48,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
                     r"(?P<s_kv_password>[^\s\"',;&}\]]+)"),
     ("bearer", r"(?i)\b(?:bearer|basic|token)\s+(?P<s_bearer>[A-Za-z0-9._~+/=-]{16,})"),
     ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
-    ("card", r"(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d.])"),
+    ("card", r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w.-])"),  # not inside ids (UUIDs, hex, dotted)
     ("aws_secret", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
 )
 
