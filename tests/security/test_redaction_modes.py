@@ -87,7 +87,8 @@ ORDINARY_TEXT = [
     "manual__2024-06-01T12:30:45.123456+00:00", "d41d8cd98f00b204e9800998ecf8427e4a1b2c3d",
     "3f2a6c1e-9b7d-4e2f-8a61-0c5d9e7f1b24",
     # a Celery task id whose digits "46-9029-4093601645" pass Luhn: ids are not card numbers
-    "7d4bfa31-84c0-4e46-9029-4093601645e5", "12345678-1234-1234-1234-123456789012", "1718000000000", "1718000000000123456", "worker-7.etl.internal",
+    "7d4bfa31-84c0-4e46-9029-4093601645e5", "12345678-1234-1234-1234-123456789012",
+    "1718000000000", "1718000000000123456", "worker-7.etl.internal",
     "true-gazelle", "task extract_orders", "run nightly_etl", "batch load_customers",
     "celery@worker-3 ready", "amqp://rabbitmq:5672//", "postgresql://db.internal:5432/warehouse",
     "Processed 1,234,567 rows in 12.5 s", "tokenizer=bert-base-uncased", "max_tokens=512",
