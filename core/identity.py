@@ -43,7 +43,10 @@ def derive_task_span_id(
     system: str, pipeline: str, run_id: str, task: str, map_index: int | None = None, try_number: int = 1
 ) -> int:
     mi = -1 if map_index is None else map_index
-    return _nonzero(int.from_bytes(_digest(system, pipeline, run_id, "task", task, mi, try_number)[:8], "big"))
+    # the same key as _digest(system, pipeline, run_id, "task", task, mi, try_number), built directly:
+    # this runs once per task attempt
+    key = f"{PREFIX}|{system}|{pipeline}|{run_id}|task|{task}|{mi}|{try_number}"
+    return _nonzero(int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big"))
 
 
 @functools.lru_cache(maxsize=4096)  # every task of a run asks for these again
@@ -58,6 +61,22 @@ def format_trace_id(value: int) -> str:
 
 def format_span_id(value: int) -> str:
     return f"{value:016x}"
+
+
+_contexts: dict[tuple[int, int, int, str], Context] = {}
+
+
+def _parent_context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState) -> Context:
+    """Contexts are immutable and every task of a run has the same parent (the run or its batch span):
+    build each once (bounded cache)."""
+    key = (trace_id, span_id, int(flags), state.to_header() if len(state) else "")
+    ctx = _contexts.get(key)
+    if ctx is None:
+        if len(_contexts) >= 1024:
+            _contexts.clear()
+        sc = SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=flags, trace_state=state)
+        ctx = _contexts[key] = trace.set_span_in_context(NonRecordingSpan(sc), Context())
+    return ctx
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,7 @@ class RunIdentity:
 
     def context_for(self, span_id: int) -> Context:
         """An OTel Context whose current span is ``span_id`` of this run (for parenting)."""
-        return trace.set_span_in_context(NonRecordingSpan(self.span_context(span_id)), Context())
+        return _parent_context(self.trace_id, span_id, self.trace_flags, self.trace_state)
 
     def run_context(self) -> Context:
         return self.context_for(self.run_span_id)

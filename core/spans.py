@@ -20,7 +20,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from . import attributes as A
 from .carriers import span_context_of
 from .identity import RunIdentity
-from .ids import forced_ids
+from .ids import force_next, forced_ids, release
 from .ratelimit import warn_once_per
 from .runtime import get_tracer
 
@@ -128,11 +128,14 @@ def start_task_span(
         attrs[A.TASK_RUN_ID] = task_run_id or f"{run_id}/{task}" + (
             f"[{map_index}]" if map_index is not None and map_index >= 0 else "") + f"#{try_number}"
         attrs.update(_clean_attrs(attributes))
-        with forced_ids(span_id=ident.task_span_id(task, map_index, try_number)):
+        token = force_next(span_id=ident.task_span_id(task, map_index, try_number))
+        try:
             return get_tracer().start_span(
                 A.task_span_name(task), context=parent, kind=kind, attributes=attrs, links=_links(links),
                 start_time=to_ns(start_time), record_exception=False, set_status_on_exception=False,
             )
+        finally:
+            release(token)
     except Exception as exc:
         warn_once_per(log, "task_span", "pipetrace: could not start task span: %r", exc)
         return INVALID_SPAN

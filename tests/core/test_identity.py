@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from pipetrace import identity as ident_mod
+import pipetrace.identity as ident_mod
 from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity, derive_run_span_id, derive_task_span_id, derive_trace_id
 
@@ -65,8 +65,21 @@ def test_garbage_upstream_falls_back_to_derived() -> None:
 
 
 def test_never_an_all_zero_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ident_mod, "_digest", lambda *parts: b"\x00" * 32)
-    assert derive_trace_id("a", "b", "c") == 1
-    assert derive_run_span_id("a", "b", "c") == 1
-    assert derive_task_span_id("a", "b", "c", "t") == 1
-    assert ident_mod.derive_batch_span_id("a", "b", "c", "t") == 1
+    class ZeroHash:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def digest(self) -> bytes:
+            return b"\x00" * 32
+
+    monkeypatch.setattr(ident_mod.hashlib, "sha256", ZeroHash)
+    for fn in (derive_trace_id, derive_run_span_id, ident_mod.derive_batch_span_id):
+        fn.cache_clear()  # type: ignore[attr-defined]
+    try:
+        assert derive_trace_id("a", "b", "zero") == 1
+        assert derive_run_span_id("a", "b", "zero") == 1
+        assert derive_task_span_id("a", "b", "zero", "t") == 1
+        assert ident_mod.derive_batch_span_id("a", "b", "zero", "t") == 1
+    finally:
+        for fn in (derive_trace_id, derive_run_span_id, ident_mod.derive_batch_span_id):
+            fn.cache_clear()  # type: ignore[attr-defined]
