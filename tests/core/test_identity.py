@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
-import pytest
 import pipetrace.identity as ident_mod
+import pytest
 from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity, derive_run_span_id, derive_task_span_id, derive_trace_id
 
