@@ -218,6 +218,8 @@ class PipelineProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        if not self.queues:  # exporters=none: nothing to redact for
+            return
         try:
             if self.transforms:
                 self.stage.offer(span)
