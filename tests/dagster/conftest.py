@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pipetrace.store import SpanRecord
+from span_tree import span_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "example_dags" / "dagster"
@@ -25,27 +26,8 @@ def instrumented(traced) -> Iterator[object]:  # noqa: ANN001 - the shared fixtu
 
 
 def tree(spans: list[SpanRecord], show: tuple[str, ...] = ("dagster.step_key",)) -> str:
-    """The span tree as indented text: ``name [attr=value ...]``, siblings sorted, so a test can
-    compare a whole trace at once."""
-    ids = {s.span_id for s in spans}
-    children: dict[str | None, list[SpanRecord]] = {}
-    for s in spans:
-        parent = s.parent_span_id if s.parent_span_id in ids else None
-        children.setdefault(parent, []).append(s)
-
-    def label(s: SpanRecord) -> str:
-        extra = [f"{k}={s.attributes[k]}" for k in show if k in s.attributes]
-        return " ".join([s.name, *extra])
-
-    lines: list[str] = []
-
-    def walk(parent: str | None, depth: int) -> None:
-        for s in sorted(children.get(parent, []), key=label):
-            lines.append("  " * depth + label(s))
-            walk(s.span_id, depth + 1)
-
-    walk(None, 0)
-    return "\n".join(lines)
+    """The span tree as indented text (see span_tree), showing the step keys."""
+    return span_tree(spans, show)
 
 
 def by_step(spans: list[SpanRecord]) -> dict[tuple[str, int], SpanRecord]:

@@ -20,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.pop("PREFECT_API_URL", None)
 
 from pipetrace.store import SpanRecord  # noqa: E402
+from span_tree import span_tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "example_dags" / "prefect"
@@ -54,26 +55,8 @@ SHORT = {"pipetrace.task.try_number": "try", "pipetrace.task.map_index": "i",
 
 
 def tree(spans: list[SpanRecord], show: tuple[str, ...] = SHOW) -> str:
-    """Every span as an indented line ``name k=v ...`` (siblings sorted); the whole trace at once."""
-    ids = {s.span_id for s in spans}
-    children: dict[str | None, list[SpanRecord]] = {}
-    for s in spans:
-        parent = s.parent_span_id if s.parent_span_id in ids else None
-        children.setdefault(parent, []).append(s)
-
-    def label(s: SpanRecord) -> str:
-        extra = [f"{SHORT.get(k, k)}={s.attributes[k]}" for k in show if k in s.attributes]
-        return " ".join([s.name, *extra])
-
-    lines: list[str] = []
-
-    def walk(parent: str | None, depth: int) -> None:
-        for s in sorted(children.get(parent, []), key=label):
-            lines.append("  " * depth + label(s))
-            walk(s.span_id, depth + 1)
-
-    walk(None, 0)
-    return "\n".join(lines)
+    """Every span as an indented line ``name k=v ...`` (see span_tree), with short attribute names."""
+    return span_tree(spans, show, SHORT)
 
 
 def dedent(text: str) -> str:
