@@ -127,7 +127,7 @@ def task_started(ti: Any) -> None:
     span = start_task_span(
         SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number=int(ti.try_number or 0),
         map_index=ti.map_index if mapped else None, attributes=_attributes(ti),
-        links=xcom.upstream_links(ti) if xcom_links() else (), upstream=ref.upstream,
+        links=xcom.upstream_links(ti, ref.ident) if xcom_links() else (), upstream=ref.upstream,
         batch=ti.task_id if mapped else None,
         parent=parent, start_time=getattr(ti, "start_date", None),
     )

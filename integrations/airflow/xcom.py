@@ -1,10 +1,13 @@
 """XCom hand-offs as span links, without touching any XCom value.
 
-The producer's span id depends on its try number, which the consumer cannot know. So a producer whose
-XCom a downstream task reads (through ``XComArg``/TaskFlow arguments) also pushes one small extra XCom
-under :data:`CARRIER_KEY` holding its span's ``traceparent``; the consumer reads those carriers for
-every XCom it is wired to and links to each. Values under every other key are never read or changed,
-and the carrier goes through the base XCom class, never through a custom (e.g. object-store) backend.
+The producer's span id is derived from its try number, which the consumer cannot see. The common case
+costs nothing: a producer's first try has a span id the consumer derives itself. Only when that may be
+wrong does the producer leave its span's ``traceparent`` in one small extra XCom under
+:data:`CARRIER_KEY` — on a second or later try, and for mapped instances (whose indexes the consumer
+would otherwise have to look up) — and the consumer reads it when the producer may have retried (it
+has ``retries``) or the consumer itself is a later try (a cleared run). A missing carrier means try 1.
+Values under every other key are never read or changed, and the carrier goes through the base XCom
+class, never through a custom (e.g. object-store) backend.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry.trace import Link, Span
+from opentelemetry.trace import Link, Span, SpanContext
 from pipetrace import link
 from pipetrace.carriers import inject
+from pipetrace.identity import RunIdentity
 from pipetrace.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.airflow")
@@ -59,9 +63,11 @@ def has_xcom_consumers(task: Any) -> bool:
 
 
 def publish(ti: Any, span: Span) -> None:
-    """Push the producer span's traceparent for its consumers (only when it has any)."""
+    """Push the producer span's traceparent for its consumers, when they cannot derive it (see above)."""
     try:
         task = original_task(ti)
+        if int(ti.try_number or 1) <= 1 and not _is_mapped(task):
+            return  # consumers derive the span id of a first try
         if not has_xcom_consumers(task):
             return
         from airflow.sdk.bases.xcom import BaseXCom
@@ -92,17 +98,29 @@ def _carriers(ti: Any, producer: Any) -> list[object]:
     return [BaseXCom.get_one(map_index=i, **common) for i in indexes]
 
 
-def upstream_links(ti: Any) -> list[Link]:
+def _first_try(ident: RunIdentity, producer: Any) -> SpanContext:
+    return ident.span_context(ident.task_span_id(producer.task_id, None, 1))
+
+
+def upstream_links(ti: Any, ident: RunIdentity) -> list[Link]:
     """One ``xcom`` link per producer task attempt whose XCom this task instance reads."""
     links: list[Link] = []
     try:
         seen: set[str] = set()
+        consumer_retry = int(ti.try_number or 1) > 1
         for producer, key in xcom_sources(original_task(ti)):
             if producer.task_id in seen:
                 continue
             seen.add(producer.task_id)
+            attrs = {"airflow.xcom.key": key, "airflow.xcom.task_id": producer.task_id}
+            if not _is_mapped(producer):
+                carrier = None
+                if consumer_retry or int(getattr(producer, "retries", 0) or 0) > 0:
+                    carrier = _carriers(ti, producer)[0]
+                links.append(link(carrier, "xcom", attrs) or link(_first_try(ident, producer), "xcom", attrs))
+                continue
             for value in _carriers(ti, producer):
-                lk = link(value, "xcom", {"airflow.xcom.key": key, "airflow.xcom.task_id": producer.task_id})
+                lk = link(value, "xcom", attrs)
                 if lk is not None:
                     links.append(lk)
     except Exception as exc:

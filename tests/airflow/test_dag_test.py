@@ -48,6 +48,8 @@ def test_etl_fan_out_fan_in(store: Any) -> None:
         "load[-1]:return_value": {"total": 10, "max": 4, "count": 4},
         "load[-1]:total": 10, "load[-1]:max": 4, "load[-1]:count": 4,  # multiple_outputs from the dict hint
     }
+    # first tries: consumers derive the producers' span ids, so no carrier XCom is written at all
+    assert not [k for k in _dagrun.xcoms(dr.dag_id, dr.run_id) if k.endswith(CARRIER_KEY)]
 
 
 def test_mapped_task_batch(store: Any) -> None:
@@ -93,6 +95,8 @@ def test_failing_then_retried_task(store: Any) -> None:
     assert second.status != "ERROR" and first.end_ns <= second.start_ns
     (report,) = by_name(spans)["task report"]
     assert [lk["span_id"] for lk in report.links] == [second.span_id]  # the attempt whose XCom it read
+    # only the retried producer left a carrier (its span id is not the first try's)
+    assert [k for k in _dagrun.xcoms(dr.dag_id, dr.run_id) if k.endswith(CARRIER_KEY)] == [f"flaky[-1]:{CARRIER_KEY}"]
 
 
 def test_never_ran_tasks(store: Any) -> None:
