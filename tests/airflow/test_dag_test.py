@@ -100,8 +100,16 @@ def test_failing_then_retried_task(store: Any) -> None:
 
 
 def test_never_ran_tasks(store: Any) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()  # what any exporter (OTLP, console) would receive
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exported))  # type: ignore[attr-defined]
     dr = _dagrun.run("pt_failures")
     spans = spans_of(store, dr.run_id)
+    # the failed task reported its own span, so the scheduler's run-end check sends no second copy
+    assert [s.name for s in exported.get_finished_spans()].count("task broken") == 1
     assert shape(spans) == {
         ("run pt_failures", "<root>", "failure", None, None),
         ("task choose", "run pt_failures", "success", 1, None),
