@@ -20,8 +20,8 @@ from pipetrace import attributes as A
 from pipetrace.carriers import span_context_of
 from pipetrace.ratelimit import warn_once_per
 
-from .consumer import end_with_error, message_headers, message_id, queue_of
-from .messaging import base_attributes, messaging_system, queued_ms
+from .consumer import message_headers, message_id, queue_of
+from .messaging import base_attributes, end_with_error, messaging_system, queued_ms
 from .tracer import link_limit, tracer
 
 log = logging.getLogger("pipetrace.kombu")

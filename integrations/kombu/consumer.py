@@ -14,12 +14,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
 from pipetrace.ratelimit import warn_once_per
 
-from .messaging import base_attributes, is_internal, messaging_system, queued_ms
+from .messaging import base_attributes, end_with_error, is_internal, messaging_system, queued_ms
 from .tracer import tracer
 
 log = logging.getLogger("pipetrace.kombu")
@@ -84,12 +84,6 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     if reason is not None:
         bad_context_event(span, reason)
     return span
-
-
-def end_with_error(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))
 
 
 def traced_receive(self: Any, body: Any, message: Any) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.trace import Span, Status, StatusCode
 from pipetrace import attributes as A
 
 PUBLISHED_HEADER = "pipetrace-published-ns"
@@ -101,3 +102,10 @@ def base_attributes(system: str, destination: str, operation: str, message_id: o
     if system == "rabbitmq" and routing_key is not None:
         attrs["messaging.rabbitmq.destination.routing_key"] = routing_key
     return attrs
+
+
+def end_with_error(span: Span, exc: BaseException) -> None:
+    """Record an exception that escaped a publish or a consumer callback on its span."""
+    span.record_exception(exc)
+    span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from pipetrace.carriers import inject
 from pipetrace.ratelimit import warn_once_per
 
-from .messaging import base_attributes, is_internal, messaging_system, stamp_published
+from .messaging import base_attributes, end_with_error, is_internal, messaging_system, stamp_published
 from .tracer import tracer
 
 log = logging.getLogger("pipetrace.kombu")
@@ -76,9 +76,7 @@ def traced_publish(self: Any, body: Any, routing_key: Any = None, *args: Any, **
         return original(self, body, routing_key, *args, **kwargs)
     except BaseException as exc:
         try:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))
+            end_with_error(span, exc)
         except Exception:
             pass
         raise
