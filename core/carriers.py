@@ -7,12 +7,14 @@ most one warning per minute per source, never an exception into the traced code.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanContext
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from .ratelimit import warn_once_per
 
@@ -22,16 +24,90 @@ ENVELOPE_KEY = "__pipetrace__"
 ENVELOPE_VERSION = 1
 MAX_VALUE_CHARS = 8192  # W3C baggage's own limit; traceparent/tracestate are far shorter
 MAX_ENTRIES = 4096  # a carrier with more entries than this is not a trace carrier
+MAX_TRACEPARENT_CHARS = 512  # the SDK's W3C propagator's limits
+MAX_TRACESTATE_CHARS = 512
+_TRACEPARENT = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$")
+
+
+class _W3C:
+    textmap: TextMapPropagator | None = None
+    """The global propagator pipetrace installed when it is plain W3C (``tracecontext`` and maybe
+    ``baggage``): while it is still the global one, a message with a well-formed ``traceparent`` and no
+    baggage is read and written here directly — the same result as the propagators', at a fifth of
+    the cost, on the per-message path. Anything else takes the propagators' path."""
+
+
+def use_w3c_fast_path(textmap: TextMapPropagator | None) -> None:
+    _W3C.textmap = textmap
+
+
+def _w3c_fast() -> bool:
+    return _W3C.textmap is not None and propagate.get_global_textmap() is _W3C.textmap
+
+
+def _write_w3c(target: dict[str, Any], sc: SpanContext) -> None:
+    if sc == INVALID_SPAN_CONTEXT:
+        return
+    target["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+    if sc.trace_state:
+        target["tracestate"] = sc.trace_state.to_header()
+
+
+def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
+    if baggage.get_all(context):
+        return False
+    _write_w3c(target, trace.get_current_span(context).get_span_context())
+    return True
+
+
+def _w3c_extract(carrier: dict[Any, Any]) -> Context | None:
+    """The context of a well-formed W3C carrier without baggage; None sends it the propagators' way
+    (which also logs what is wrong with it)."""
+    header = carrier.get("traceparent")
+    if (type(header) is not str or len(header) > MAX_TRACEPARENT_CHARS or "baggage" in carrier
+            or len(carrier) > MAX_ENTRIES):
+        return None
+    match = _TRACEPARENT.search(header)
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_hex == "0" * 32 or span_hex == "0" * 16:
+        return None
+    raw_state = carrier.get("tracestate")
+    state = None
+    if raw_state is not None:
+        if type(raw_state) is not str or len(raw_state) > MAX_TRACESTATE_CHARS:
+            return None
+        state = TraceState.from_header([raw_state])
+    sc = SpanContext(int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
+                     trace_state=state)
+    return trace.set_span_in_context(NonRecordingSpan(sc), Context())
 
 
 def inject(carrier: dict[str, Any] | None = None, context: Context | None = None) -> dict[str, Any]:
     """Write the current (or given) context into ``carrier`` through the global propagators."""
     target: dict[str, Any] = {} if carrier is None else carrier
     try:
+        if _w3c_fast() and _w3c_inject(target, context):
+            return target
         propagate.inject(target, context=context)
     except Exception as exc:  # a broken propagator must not break the producer
         warn_once_per(log, "inject", "pipetrace: could not inject trace context: %r", exc)
     return target
+
+
+def inject_span_context(carrier: dict[str, Any], span_context: SpanContext,
+                        context: Context | None = None) -> dict[str, Any]:
+    """Write ``span_context`` as the current span of ``context`` (default: the current context, for
+    its baggage) into ``carrier``: for a span that is never made current, such as a publish."""
+    try:
+        if _w3c_fast() and not baggage.get_all(context):
+            _write_w3c(carrier, span_context)
+            return carrier
+        propagate.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context), context))
+    except Exception as exc:
+        warn_once_per(log, "inject", "pipetrace: could not inject trace context: %r", exc)
+    return carrier
 
 
 def _text(value: object) -> str | None:
@@ -79,6 +155,13 @@ def _clean(carrier: object, source: str) -> dict[str, str] | None:
 
 def extract(carrier: object, source: str = "carrier") -> Context | None:
     """The context in ``carrier``, or ``None`` when it holds no valid span context."""
+    if type(carrier) is dict and _w3c_fast():
+        try:
+            fast = _w3c_extract(carrier)
+        except Exception:
+            fast = None
+        if fast is not None:
+            return fast
     clean = _clean(carrier, source)
     if not clean:
         return None

@@ -30,11 +30,20 @@ thread keeps the GIL for a whole switch interval (5 ms) and the task's thread wa
 
 
 class ExportQueue:
-    """One exporter behind a bounded queue and a daemon thread (re-created after fork)."""
+    """One exporter behind a bounded queue and a daemon thread.
+
+    The thread starts with the first span (a process that never ends a span has none) and sleeps
+    without a timeout while the queue is empty: an idle traced process is never woken by pipetrace
+    (each wake-up takes the GIL from the task's thread). Spans wait at most ``interval_s`` after the
+    first of a batch arrives, less when a batch fills or a flush asks. With ``transforms`` (the
+    processor's single exporter) this thread also applies them, before the exporter sees a span; a
+    batch kept for a retry is kept transformed, so a transform never runs twice on one span.
+    After fork the child starts empty and starts its own thread on its first span.
+    """
 
     def __init__(self, exporter: SpanExporter, *, name: str, max_queue_size: int = 20_000,
                  max_batch_size: int = 512, interval_s: float = 0.5, retry_failures: bool = False,
-                 max_backoff_s: float = 5.0) -> None:
+                 max_backoff_s: float = 5.0, transforms: list[SpanTransform] | None = None) -> None:
         self.exporter = exporter
         self.retry_failures = retry_failures
         self.max_backoff_s = max_backoff_s
@@ -43,47 +52,91 @@ class ExportQueue:
         self.max_queue_size = max_queue_size
         self.max_batch_size = max_batch_size
         self.interval_s = interval_s
+        self.transforms = transforms
         self.dropped = 0
         self.failed = 0
         self.exported = 0
         self._shutdown = False
-        self._init_worker()
+        self._init_state()
         ref = weakref.ref(self)
 
         def reinit_in_child() -> None:
             queue = ref()
             if queue is not None:
-                queue._init_worker()
+                queue._init_state()
 
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=reinit_in_child)
 
-    def _init_worker(self) -> None:
-        self._queue: collections.deque[ReadableSpan] = collections.deque()
+    def _init_state(self) -> None:
+        self._queue: collections.deque[ReadableSpan] = collections.deque()  # as ended: not transformed yet
+        self._ready: collections.deque[ReadableSpan] = collections.deque()  # transformed, kept for a retry
         self._cond = threading.Condition()
         self._busy = False
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name=f"pipetrace-export-{self.name}", daemon=True)
-        self._thread.start()
+        self._flushes = 0
+        self._due = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue) + len(self._ready)
+
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=f"pipetrace-export-{self.name}", daemon=True)
+            self._thread.start()
 
     def offer(self, span: ReadableSpan) -> None:
         if self._shutdown:
             return
         with self._cond:
-            if len(self._queue) >= self.max_queue_size:
+            pending = len(self._queue) + len(self._ready)
+            if pending >= self.max_queue_size:
                 self.dropped += 1
                 warn_once_per(log, f"drop-{self.name}", "pipetrace: %s queue full (%d); dropping spans",
                               self.name, self.max_queue_size)
                 return
             self._queue.append(span)
-            if len(self._queue) >= self.max_batch_size:
+            if pending == 0:
+                self._due = time.monotonic() + self.interval_s
+                if self._thread is None:
+                    self._start_locked()
+                self._cond.notify()  # the thread sleeps untimed while the queue is empty
+            elif pending + 1 == self.max_batch_size:
                 self._cond.notify()
 
-    def _take(self) -> list[ReadableSpan]:
-        batch: list[ReadableSpan] = []
-        while self._queue and len(batch) < self.max_batch_size:
-            batch.append(self._queue.popleft())
-        return batch
+    def _wait_for_batch_locked(self) -> None:
+        while not self._shutdown and not (self._queue or self._ready):
+            self._cond.wait()
+        while not self._shutdown and not self._flushes and len(self._queue) + len(self._ready) < self.max_batch_size:
+            left = self._due - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _take_locked(self) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+        ready: list[ReadableSpan] = []
+        raw: list[ReadableSpan] = []
+        while self._ready and len(ready) < self.max_batch_size:
+            ready.append(self._ready.popleft())
+        while self._queue and len(ready) + len(raw) < self.max_batch_size:
+            raw.append(self._queue.popleft())
+        if self._queue or self._ready:
+            self._due = 0.0  # more than one batch was waiting: the next one is due now
+        return ready, raw
+
+    def _transform(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        transforms = self.transforms
+        if not transforms:
+            return spans
+        out = []
+        for n, span in enumerate(spans, 1):
+            if n % YIELD_EVERY == 0:
+                time.sleep(0)  # hand the GIL back: a task thread must not wait a whole switch interval
+            done = apply_transforms(transforms, span)
+            if done is not None:
+                out.append(done)
+        return out
 
     def _export(self, batch: Sequence[ReadableSpan]) -> bool:
         try:
@@ -105,13 +158,14 @@ class ExportQueue:
                           self.name, len(batch))
             return
         with self._cond:
-            room = self.max_queue_size - len(self._queue)
+            room = self.max_queue_size - len(self._queue) - len(self._ready)
             keep = batch[:max(0, room)]
             lost = len(batch) - len(keep)
-            self._queue.extendleft(reversed(keep))
+            self._ready.extendleft(reversed(keep))
             if lost:
                 self.dropped += lost
             self._backoff_s = min(self.max_backoff_s, max(0.1, self._backoff_s * 2))
+            self._due = 0.0
             warn_once_per(log, f"failed-{self.name}", "pipetrace: %s export failed; keeping %d spans and "
                           "retrying in %.1fs (%d dropped: queue full)", self.name, len(keep), self._backoff_s, lost)
             self._cond.wait(self._backoff_s)
@@ -119,13 +173,13 @@ class ExportQueue:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._queue and not self._shutdown:
-                    self._cond.wait(self.interval_s)
-                batch = self._take()
-                self._busy = bool(batch)
-                stop = self._shutdown and not self._queue
-            if batch:
-                if not self._export(batch):
+                self._wait_for_batch_locked()
+                ready, raw = self._take_locked()
+                self._busy = bool(ready or raw)
+                stop = self._shutdown and not (self._queue or self._ready)
+            if ready or raw:
+                batch = ready + self._transform(raw)
+                if batch and not self._export(batch):
                     self._after_failure(batch)
                 with self._cond:
                     self._busy = False
@@ -137,21 +191,29 @@ class ExportQueue:
         """Wait until everything queued so far is exported, at most ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            self._cond.notify_all()
-            while self._queue or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
+            if not (self._queue or self._ready or self._busy):
+                return True
+            self._start_locked()
+            self._flushes += 1
+            try:
                 self._cond.notify_all()
-                self._cond.wait(min(left, 0.05))
+                while self._queue or self._ready or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._thread is None or not self._thread.is_alive():
+                        return False
+                    self._cond.notify_all()
+                    self._cond.wait(min(left, 0.05))
+            finally:
+                self._flushes -= 1
         return True
 
     def shutdown(self, timeout_s: float) -> None:
         self.flush(timeout_s)
         self._shutdown = True
         with self._cond:
-            lost = len(self._queue)
+            lost = len(self._queue) + len(self._ready)
             self._queue.clear()
+            self._ready.clear()
             self._cond.notify_all()
         if lost:
             self.dropped += lost
@@ -163,22 +225,17 @@ class ExportQueue:
             log.debug("pipetrace: %s exporter shutdown failed: %r", self.name, exc)
 
 
-class _TransformStage(SpanExporter):
-    """The transforms' own background step: redact (and so on) each span once, then fan out to every
-    export queue. Keeps that work off the task's thread."""
+class _FanOut(SpanExporter):
+    """The transform stage's exporter when there are several exporters: each span was transformed
+    once (on the stage's thread); hand it to every export queue."""
 
-    def __init__(self, transforms: list[SpanTransform], queues: list[ExportQueue]) -> None:
-        self.transforms = transforms
+    def __init__(self, queues: list[ExportQueue]) -> None:
         self.queues = queues
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        for n, span in enumerate(spans, 1):
-            if n % YIELD_EVERY == 0:
-                time.sleep(0)  # hand the GIL back: a task thread must not wait a whole switch interval
-            out = apply_transforms(self.transforms, span)
-            if out is not None:
-                for queue in self.queues:
-                    queue.offer(out)
+        for queue in self.queues:
+            for span in spans:
+                queue.offer(span)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -201,18 +258,26 @@ def apply_transforms(transforms: Sequence[SpanTransform], span: ReadableSpan) ->
 
 
 class PipelineProcessor(SpanProcessor):
-    """Hands each ended span to the transform stage (redaction, …) or, with no transforms, straight to
-    every export queue. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
+    """Hands each ended span to the export queues; transforms (redaction, …) run off the task's thread
+    and once per span: on the single exporter's own thread, or with several exporters on one transform
+    stage in front of them. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
+
+    ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.deferred
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
-        self.transforms = list(transforms)
-        first = self.queues[0] if self.queues else None
-        self.stage = ExportQueue(
-            _TransformStage(self.transforms, self.queues), name="transform",
-            max_queue_size=first.max_queue_size if first else 20_000,
-            max_batch_size=first.max_batch_size if first else 512,
-            interval_s=min(first.interval_s, 0.1) if first else 0.1)
+        self.transforms = list(transforms)  # shared with the queue or stage that applies them: add_transform appends
+        self.stage: ExportQueue | None = None
+        if len(self.queues) == 1:
+            self.queues[0].transforms = self.transforms
+        elif self.queues:
+            first = self.queues[0]
+            self.stage = ExportQueue(_FanOut(self.queues), name="transform", max_queue_size=first.max_queue_size,
+                                     max_batch_size=first.max_batch_size, interval_s=min(first.interval_s, 0.1),
+                                     transforms=self.transforms)
+
+    def _all(self) -> list[ExportQueue]:
+        return [self.stage, *self.queues] if self.stage is not None else list(self.queues)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
@@ -221,7 +286,7 @@ class PipelineProcessor(SpanProcessor):
         if not self.queues:  # exporters=none: nothing to redact for
             return
         try:
-            if self.transforms:
+            if self.stage is not None and self.transforms:
                 self.stage.offer(span)
                 return
             for queue in self.queues:
@@ -231,14 +296,14 @@ class PipelineProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        ok = self.stage.flush(timeout_millis / 1000)
-        for queue in self.queues:
+        ok = True
+        for queue in self._all():  # the stage first: it feeds the others
             ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
         return ok
 
     def flush_only(self, names: Sequence[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        ok = self.stage.flush(timeout_s)
+        ok = self.stage.flush(timeout_s) if self.stage is not None else True
         return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names) and ok
 
     def shutdown(self) -> None:
@@ -246,10 +311,9 @@ class PipelineProcessor(SpanProcessor):
 
     def shutdown_within(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        self.stage.shutdown(timeout_s)
-        for queue in self.queues:
+        for queue in self._all():
             queue.shutdown(max(0.0, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, dict[str, int]]:
-        return {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed,
-                         "queued": len(q._queue)} for q in [self.stage, *self.queues]}
+        return {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed, "queued": q.queued}
+                for q in self._all()}

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from . import config as _config
+from .carriers import use_w3c_fast_path
 from .config import ConfigError, Settings
 from .export import build_queues
 from .ids import DerivedIdGenerator
@@ -94,7 +95,11 @@ def _propagators(settings: Settings) -> None:
                 items.append(ep.load()())
             except Exception as exc:
                 raise ConfigError(f"OTEL_PROPAGATORS: propagator {name!r} is not installed ({exc!r})") from None
-    propagate.set_global_textmap(CompositePropagator(items))
+    textmap = CompositePropagator(items)
+    propagate.set_global_textmap(textmap)
+    plain_w3c = "tracecontext" in settings.propagators and set(settings.propagators) <= {"tracecontext", "baggage",
+                                                                                          "none"}
+    use_w3c_fast_path(textmap if plain_w3c else None)
 
 
 def _after_fork() -> None:

@@ -95,6 +95,8 @@ class SpanMetrics:
 class SpanMetricsProcessor(SpanProcessor):
     """Records metrics as spans end; never raises into the traced code."""
 
+    ignores_running_spans = True  # only ended spans count: see pipetrace.deferred
+
     def __init__(self, metrics: SpanMetrics) -> None:
         self.metrics = metrics
 

@@ -50,26 +50,30 @@ def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
                 out[key] = value
 
 
+def _sources(request: Any) -> list[Mapping[str, Any]]:
+    if isinstance(request, Mapping):
+        return [request]
+    sources: list[Mapping[str, Any]] = []
+    request_dict = getattr(request, "request_dict", None)  # celery.worker.request.Request
+    if isinstance(request_dict, Mapping):
+        sources.append(request_dict)
+    else:
+        attrs = getattr(request, "__dict__", None)  # a task's request Context
+        if isinstance(attrs, Mapping):
+            sources.append(attrs)
+    nested = getattr(request, "headers", None)
+    if isinstance(nested, Mapping):
+        sources.append(nested)
+    return sources
+
+
 def read(request: Any) -> dict[str, Any]:
     """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
     out: dict[str, Any] = {}
-    if isinstance(request, Mapping):
-        sources: list[Any] = [request]
-    else:
-        sources = []
-        request_dict = getattr(request, "request_dict", None)  # celery.worker.request.Request
-        if isinstance(request_dict, Mapping):
-            sources.append(request_dict)
-        else:
-            attrs = getattr(request, "__dict__", None)
-            if isinstance(attrs, Mapping):
-                sources.append(attrs)
-        nested = getattr(request, "headers", None)
-        if isinstance(nested, Mapping):
-            sources.append(nested)
-    for source in list(sources):
-        _from_mapping(source, out)
-        inner = source.get("headers")
-        if isinstance(inner, Mapping):
-            _from_mapping(inner, out)
+    seen: list[int] = []
+    for source in _sources(request):
+        for mapping in (source, source.get("headers")):
+            if isinstance(mapping, Mapping) and id(mapping) not in seen:  # a Context's headers twice
+                seen.append(id(mapping))
+                _from_mapping(mapping, out)
     return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -14,16 +13,20 @@ from opentelemetry.trace import Span
 MAX_PENDING = 10_000
 
 
-@dataclass
 class Attempt:
-    span: Span
-    token: Any
-    pipeline: str
-    root_id: str
-    expected_error: bool = False
-    failed: bool = False
-    retried: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    """One running task attempt: its span, the context token to detach and the workflow it is in."""
+
+    __slots__ = ("span", "token", "pipeline", "root_id", "expected_error", "failed", "retried", "var_token")
+
+    def __init__(self, span: Span, token: Any, pipeline: str, root_id: str) -> None:
+        self.span = span
+        self.token = token
+        self.pipeline = pipeline
+        self.root_id = root_id
+        self.expected_error = False
+        self.failed = False
+        self.retried = False
+        self.var_token: Any = None
 
 
 class Pending:

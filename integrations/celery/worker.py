@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
-from pipetrace.ids import forced_ids
+from pipetrace.fastspan import start_span
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_of
 from pipetrace.integrations.kombu.messaging import base_attributes, queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
@@ -63,8 +63,12 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
     attrs = base_attributes(broker_system(getattr(task, "app", None)), dest, "process", task_id, routing_key=rk)
-    attrs.update({A.SYSTEM: SYSTEM, A.PIPELINE_NAME: pipeline, A.PIPELINE_RUN_ID: root_id, A.TASK_NAME: name,
-                  A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number})
+    attrs[A.SYSTEM] = SYSTEM
+    attrs[A.PIPELINE_NAME] = pipeline
+    attrs[A.PIPELINE_RUN_ID] = root_id
+    attrs[A.TASK_NAME] = name
+    attrs[A.TASK_RUN_ID] = task_id
+    attrs[A.TRY_NUMBER] = try_number
     group_index = getattr(request, "group_index", None)
     if isinstance(group_index, int):
         attrs[A.MAP_INDEX] = group_index
@@ -98,14 +102,14 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
                 parent, reason = otel_context.get_current(), None
         links = _chord_links(values, parent)
         trace_id = None if parent is not None else run_identity(root_id).trace_id
-        with forced_ids(trace_id=trace_id, span_id=attempt_span_id(task_id, try_number)):
-            span = tracer().start_span(f"task {attrs[A.TASK_NAME]}", context=parent or Context(),
-                                       kind=SpanKind.CONSUMER, attributes=attrs, links=links, start_time=now)
+        span = start_span(tracer(), f"task {attrs[A.TASK_NAME]}", context=parent or Context(), kind=SpanKind.CONSUMER,
+                          attributes=attrs, links=links, start_time=now, trace_id=trace_id,
+                          span_id=attempt_span_id(task_id, try_number))
         if reason is not None:
             bad_context_event(span, reason)
         token = otel_context.attach(trace.set_span_in_context(span))
-        attempt = Attempt(span=span, token=token, pipeline=pipeline, root_id=root_id)
-        attempt.extra["var"] = current.set(attempt)
+        attempt = Attempt(span, token, pipeline, root_id)
+        attempt.var_token = current.set(attempt)
         for old in attempts.put(task_id, attempt):
             old.span.end()
     except Exception as exc:
@@ -154,14 +158,13 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
     try:
         span = attempt.span
         result = RESULTS.get(str(state), A.RESULT_SUCCESS if not attempt.failed else A.RESULT_FAILURE)
-        span.set_attribute(A.TASK_RESULT, result)
-        span.set_attribute("celery.state", str(state))
+        span.set_attributes({A.TASK_RESULT: result, "celery.state": str(state)})
         span.end()
     except Exception as exc:
         warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)
     finally:
         try:
-            current.reset(attempt.extra["var"])
+            current.reset(attempt.var_token)
         except Exception:
             current.set(None)
         try:

@@ -7,6 +7,7 @@ report the same figures.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
@@ -87,9 +88,9 @@ def queued_ms(headers: Mapping[str, Any] | None, now_ns: int | None = None, eta:
 OPERATION_NAMES = {"send": "publish", "process": "process", "receive": "receive"}
 
 
-def base_attributes(system: str, destination: str, operation: str, message_id: object = None,
-                    routing_key: str | None = None) -> dict[str, Any]:
-    """The OTel messaging attributes of one operation (``send``, ``receive`` or ``process``)."""
+@functools.lru_cache(maxsize=1024)  # a process talks to a handful of queues: built once each
+def _static_attributes(system: str, destination: str, operation: str, routing_key: str | None
+                       ) -> tuple[tuple[str, Any], ...]:
     attrs: dict[str, Any] = {
         A.SYSTEM: "kombu",  # the Celery adapter, built on these, sets its own
         A.MESSAGING_SYSTEM: system,
@@ -97,10 +98,17 @@ def base_attributes(system: str, destination: str, operation: str, message_id: o
         A.MESSAGING_OPERATION_TYPE: operation,
         A.MESSAGING_OPERATION_NAME: OPERATION_NAMES.get(operation, operation),
     }
-    if message_id is not None and message_id != "":
-        attrs[A.MESSAGING_MESSAGE_ID] = str(message_id)
     if system == "rabbitmq" and routing_key is not None:
         attrs["messaging.rabbitmq.destination.routing_key"] = routing_key
+    return tuple(attrs.items())
+
+
+def base_attributes(system: str, destination: str, operation: str, message_id: object = None,
+                    routing_key: str | None = None) -> dict[str, Any]:
+    """The OTel messaging attributes of one operation (``send``, ``receive`` or ``process``)."""
+    attrs = dict(_static_attributes(system, destination, operation, routing_key if system == "rabbitmq" else None))
+    if message_id is not None and message_id != "":
+        attrs[A.MESSAGING_MESSAGE_ID] = str(message_id)
     return attrs
 
 

@@ -126,3 +126,99 @@ def test_fuzz_extract_and_unwrap_never_raise(carrier: object) -> None:
     unwrap(carrier)
     unwrap({"__pipetrace__": 1, "value": 1, "context": carrier})
     span_context_of(carrier)
+
+
+# --- the W3C fast path gives what the propagators give ------------------------------------------------
+
+W3C_CARRIERS: list[dict[str, object]] = [
+    {"traceparent": TP},
+    {"traceparent": TP, "tracestate": "ot=th:8,vendor=x"},
+    {"traceparent": TP, "baggage": "tenant=acme"},
+    {"traceparent": " " + TP + "\t"},
+    {"traceparent": "ff" + TP[2:]},
+    {"traceparent": TP + "-extra"},
+    {"traceparent": "01" + TP[2:] + "-future"},
+    {"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"},
+    {"traceparent": TP[:-2] + "00"},
+    {"traceparent": TP.upper()},
+    {"traceparent": TP, "tracestate": "k=" + "v" * 600},
+    {"traceparent": TP, "tracestate": "not a tracestate"},
+    {"traceparent": "x" * 600},
+    {"traceparent": TP.encode()},
+    {"Traceparent": TP},
+    {"other": "header"},
+]
+
+
+def _both_ways(carrier: dict[str, object]) -> tuple[Context | None, Context | None]:
+    from opentelemetry import propagate
+    from pipetrace import carriers
+
+    textmap = propagate.get_global_textmap()
+    carriers.use_w3c_fast_path(textmap)
+    fast = extract(dict(carrier), source="fast")
+    carriers.use_w3c_fast_path(None)
+    slow = extract(dict(carrier), source="slow")
+    carriers.use_w3c_fast_path(textmap)
+    return fast, slow
+
+
+@pytest.mark.parametrize("carrier", W3C_CARRIERS, ids=range(len(W3C_CARRIERS)))
+def test_w3c_fast_extract_matches_the_propagators(traced, carrier: dict[str, object]) -> None:
+    fast, slow = _both_ways(carrier)
+    assert (fast is None) == (slow is None)
+    if fast is not None and slow is not None:
+        assert _sc(fast) == _sc(slow)
+        assert baggage.get_all(fast) == baggage.get_all(slow)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(version=st.sampled_from(["00", "01", "ff", "0g", "0"]), trace_hex=st.text("0123456789abcdefA", min_size=31,
+       max_size=33), span_hex=st.text("0123456789abcdef", min_size=15, max_size=17), flags=st.text("0123456789af",
+       min_size=1, max_size=3), tail=st.sampled_from(["", "-x", " ", "\n"]),
+       state=st.one_of(st.none(), st.text(max_size=40)))
+def test_fuzz_w3c_fast_extract_matches_the_propagators(traced, version: str, trace_hex: str, span_hex: str,
+                                                       flags: str, tail: str, state: str | None) -> None:
+    carrier: dict[str, object] = {"traceparent": f"{version}-{trace_hex}-{span_hex}-{flags}{tail}"}
+    if state is not None:
+        carrier["tracestate"] = state
+    fast, slow = _both_ways(carrier)
+    assert (fast is None) == (slow is None)
+    if fast is not None and slow is not None:
+        assert _sc(fast) == _sc(slow)
+
+
+def test_w3c_fast_inject_matches_the_propagators(traced) -> None:
+    from opentelemetry import propagate
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from pipetrace import carriers
+    from pipetrace.carriers import inject_span_context
+
+    textmap = propagate.get_global_textmap()
+    for state in (TraceState(), TraceState([("ot", "th:8")])):
+        sc = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1), trace_state=state)
+        for ctx in (Context(), baggage.set_baggage("tenant", "acme", Context())):
+            full = trace.set_span_in_context(NonRecordingSpan(sc), ctx)
+            carriers.use_w3c_fast_path(textmap)
+            fast, fast_sc = inject({}, full), inject_span_context({}, sc, ctx)
+            carriers.use_w3c_fast_path(None)
+            slow, slow_sc = inject({}, full), inject_span_context({}, sc, ctx)
+            carriers.use_w3c_fast_path(textmap)
+            assert fast == slow == fast_sc == slow_sc
+            assert ("baggage" in fast) == bool(baggage.get_all(ctx))
+
+
+def test_w3c_fast_path_is_off_when_other_propagators_are_configured(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path) -> None:
+    from pipetrace import carriers
+
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext")
+    pipetrace.configure(home=tmp_path, exporters="none")
+    assert carriers._w3c_fast()  # noqa: SLF001
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    propagate.set_global_textmap(CompositePropagator([]))  # somebody else's propagator wins
+    assert not carriers._w3c_fast()  # noqa: SLF001
+    assert extract({"traceparent": TP}) is None
+    pipetrace.shutdown()

@@ -1,0 +1,204 @@
+"""Start SDK spans with given ids and without re-checking plain attribute values.
+
+Why: on the per-task path (a Celery publish and task run, a kombu message, an Airflow, Dagster or
+Prefect attempt) the SDK's ``Tracer.start_span`` spends about 40 % of its time passing each attribute
+through ``_clean_attribute_value`` under a lock, and a derived span id costs a context-variable round
+trip through the id generator. For ``str``/``bool``/``int``/``float`` values cleaning returns the
+value unchanged, so :func:`start_span` does exactly what the SDK's ``Tracer.start_span`` does — the
+same sampler call, span class, limits, processors and ``on_start`` — but copies such values straight
+into the span and takes the ids it is given. Any other value (a sequence, ``None``, a custom type),
+a string length limit, or an attribute count over the limit goes through the SDK's own setter.
+
+It relies on SDK internals (``_Span``, ``BoundedAttributes._dict``, the tracer's ``_span_limits``),
+checked once per process; if they are not as expected, or the lean path ever raises, every call
+uses the public ``Tracer.start_span`` (with the ids forced through :mod:`pipetrace.ids`) instead.
+``tests/core/test_fastspan.py`` compares both paths span for span.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer
+
+from .ids import force_next, release
+
+log = logging.getLogger("pipetrace.spans")
+
+_PLAIN = frozenset((str, bool, int, float))
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+_NEEDED_SPAN_PARAMS = ("name", "context", "parent", "sampler", "resource", "attributes", "span_processor", "kind",
+                       "links", "instrumentation_info", "record_exception", "set_status_on_exception", "limits",
+                       "instrumentation_scope")
+
+
+class _State:
+    lean: bool | None = None  # None: not checked yet in this process
+    metrics_kw: bool = False
+
+
+_state = _State()
+
+
+def _check() -> bool:
+    """Whether this SDK has the internals the lean path uses (once per process)."""
+    try:
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.trace import Tracer as SdkTracer
+        from opentelemetry.sdk.trace import _Span
+
+        params = inspect.signature(_Span.__init__).parameters
+        probe = BoundedAttributes(4, None, immutable=False)
+        ok = (all(p in params for p in _NEEDED_SPAN_PARAMS) and isinstance(getattr(probe, "_dict", None), dict)
+              and hasattr(probe, "maxlen") and hasattr(probe, "max_value_len")
+              and all(hasattr(SdkTracer, m) for m in ("start_span",)))
+        _state.metrics_kw = "record_end_metrics" in params
+        return ok
+    except Exception as exc:  # pragma: no cover - another SDK
+        log.debug("pipetrace: lean span path unavailable: %r", exc)
+        return False
+
+
+try:
+    from opentelemetry.sdk.trace import Tracer as _SdkTracer
+    from opentelemetry.sdk.trace import _Span
+except ImportError:  # pragma: no cover - the SDK is a dependency; without it only the public path exists
+    _SdkTracer = None  # type: ignore[assignment,misc]
+
+
+def lean_enabled() -> bool:
+    if _state.lean is None:
+        _state.lean = _check()
+    return bool(_state.lean)
+
+
+def disable_lean() -> None:
+    """Use the public ``Tracer.start_span`` from now on (tests compare both paths with it)."""
+    _state.lean = False
+
+
+def enable_lean() -> None:
+    _state.lean = None
+
+
+def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
+    """Put the sampler's attributes on a new span as the SDK would, plain values without cleaning."""
+    maxlen = bounded.maxlen
+    if bounded.max_value_len is not None or (maxlen is not None and len(attributes) > maxlen):
+        for key, value in attributes.items():
+            bounded[key] = value  # the SDK's own checks, limits and drop counts
+        return
+    target = bounded._dict
+    for key, value in attributes.items():
+        if type(value) in _PLAIN and type(key) is str and key:
+            target[key] = value
+        else:
+            bounded[key] = value
+
+
+class Decision:
+    """What the SDK decides when a span starts — its span context, parent and the sampler's
+    attributes — kept so the span can be built then or later (:mod:`pipetrace.deferred`)."""
+
+    __slots__ = ("context", "parent", "attributes", "end_metrics")
+
+    def __init__(self, context: SpanContext, parent: SpanContext | None, attributes: Mapping[str, Any] | None,
+                 end_metrics: Any) -> None:
+        self.context = context
+        self.parent = parent
+        self.attributes = attributes
+        self.end_metrics = end_metrics
+
+
+def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attributes: Mapping[str, Any] | None,
+           links: Sequence[Link], trace_id: int | None, span_id: int | None) -> Decision | NonRecordingSpan:
+    """The first half of the SDK's ``Tracer.start_span``: parent, ids, sampler. A non-recording span
+    when the tracer is disabled or the sampler drops the span."""
+    parent: SpanContext | None = trace_api.get_current_span(context).get_span_context()
+    enabled = getattr(tracer, "_is_enabled", None)
+    if enabled is not None and not enabled():
+        return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
+    generator = tracer.id_generator
+    if parent is None or not parent.is_valid:
+        parent = None
+        if trace_id is not None:
+            tid = trace_id
+            random_id = False  # derived from the run: not random
+        else:
+            tid = generator.generate_trace_id()
+            random_id = bool(_RANDOM_FLAG) and generator.is_trace_id_random()
+    else:
+        tid = parent.trace_id
+        random_id = bool(_RANDOM_FLAG) and bool(parent.trace_flags & _RANDOM_FLAG)
+    result = tracer.sampler.should_sample(context, tid, name, kind, attributes, links)
+    decision = result.decision
+    flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
+    if random_id:
+        flags = TraceFlags(flags | _RANDOM_FLAG)
+    sc = SpanContext(tid, span_id if span_id is not None else generator.generate_span_id(), is_remote=False,
+                     trace_flags=flags, trace_state=result.trace_state)
+    metrics = getattr(tracer, "_tracer_metrics", None)
+    end_metrics = metrics.start_span(parent, decision) if metrics is not None else None
+    if not decision.is_recording():
+        return NonRecordingSpan(context=sc)
+    return Decision(sc, parent, result.attributes, end_metrics)
+
+
+def materialise(tracer: Any, name: str, decided: Decision, context: Context | None, kind: SpanKind,
+                links: Sequence[Link], start_time: int | None, record_exception: bool = True,
+                set_status_on_exception: bool = True) -> Span:
+    """The second half: the SDK's own span class, started (``on_start`` of every processor)."""
+    extra: dict[str, Any] = {"record_end_metrics": decided.end_metrics} if _state.metrics_kw else {}
+    span = _Span(name=name, context=decided.context, parent=decided.parent, sampler=tracer.sampler,
+                 resource=tracer.resource, attributes=None, span_processor=tracer.span_processor, kind=kind,
+                 links=links, instrumentation_info=tracer.instrumentation_info, record_exception=record_exception,
+                 set_status_on_exception=set_status_on_exception, limits=tracer._span_limits,
+                 instrumentation_scope=tracer._instrumentation_scope, **extra)
+    if decided.attributes:
+        _fill(span._attributes, decided.attributes)
+    span.start(start_time=start_time, parent_context=context)
+    return span
+
+
+def usable(tracer: object) -> bool:
+    """Whether the lean path applies to ``tracer`` (an SDK tracer, internals as expected)."""
+    return _SdkTracer is not None and type(tracer) is _SdkTracer and bool(
+        _state.lean or (_state.lean is None and lean_enabled()))
+
+
+def lean_failed(exc: BaseException) -> None:
+    _state.lean = False
+    log.warning("pipetrace: lean span path switched off (%r); using the SDK's start_span", exc)
+
+
+def start_span(tracer: Tracer, name: str, *, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
+               attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
+               start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None,
+               record_exception: bool = True, set_status_on_exception: bool = True) -> Span:
+    """``tracer.start_span(...)`` with ``span_id`` (and, for a root, ``trace_id``) given; the result is
+    the same span the SDK would make. ``context`` None means the current context, as in the SDK."""
+    if usable(tracer):
+        try:
+            links = links or ()
+            decided = decide(tracer, name, context, kind, attributes, links, trace_id, span_id)
+            if not isinstance(decided, Decision):
+                return decided
+            return materialise(tracer, name, decided, context, kind, links, start_time, record_exception,
+                               set_status_on_exception)
+        except Exception as exc:
+            lean_failed(exc)
+    token = force_next(trace_id, span_id) if trace_id is not None or span_id is not None else None
+    try:
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links,
+                                 start_time=start_time, record_exception=record_exception,
+                                 set_status_on_exception=set_status_on_exception)
+    finally:
+        if token is not None:
+            release(token)

@@ -1,0 +1,226 @@
+"""The lean span path (pipetrace.fastspan) and deferred spans (pipetrace.deferred) give exactly the
+span the SDK's own ``Tracer.start_span`` gives: same ids, parent, attributes, limits, sampling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
+from pipetrace import deferred, fastspan
+from pipetrace.ids import DerivedIdGenerator
+from pipetrace.sampling.head import RunConsistentSampler
+from pipetrace.sampling.rates import PipelineRates
+
+REMOTE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
+                     trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=TraceState([("ot", "th:8")]))
+UNSAMPLED = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+
+
+def _ctx(sc: SpanContext) -> Context:
+    return trace.set_span_in_context(NonRecordingSpan(sc), Context())
+
+
+CASES: list[dict[str, Any]] = [
+    {"name": "root with derived trace id", "context": Context(), "trace_id": 0xABC, "span_id": 0xDEF,
+     "attributes": {"a": "x", "n": 3, "f": 1.5, "b": True}},
+    {"name": "child of a remote sampled parent", "context": _ctx(REMOTE), "span_id": 0x77,
+     "attributes": {"cicd.pipeline.name": "etl"}, "kind": SpanKind.CONSUMER, "start_time": 1_700_000_000_000_000_000},
+    {"name": "child of an unsampled parent", "context": _ctx(UNSAMPLED), "span_id": 0x78, "attributes": {"a": "b"}},
+    {"name": "values that need cleaning", "context": Context(), "trace_id": 0x99, "span_id": 0x98,
+     "attributes": {"list": [1, 2, 3], "none": None, "tuple": ("a", "b"), "obj": object(), "": "empty key"}},
+    {"name": "links", "context": _ctx(REMOTE), "span_id": 0x55, "attributes": {"a": "b"},
+     "links": [Link(UNSAMPLED, {"pipetrace.link.kind": "result"})]},
+    {"name": "random ids", "context": Context(), "attributes": {"a": "b"}},
+]
+
+
+def _provider(sampler: sampling.Sampler | None = None, limits: SpanLimits | None = None,
+              processor: SpanProcessor | None = None) -> tuple[TracerProvider, InMemorySpanExporter]:
+    provider = TracerProvider(id_generator=DerivedIdGenerator(), sampler=sampler or sampling.ParentBased(
+        sampling.ALWAYS_ON), span_limits=limits or SpanLimits(), shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(processor or SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _shape(span: ReadableSpan, start: bool = True) -> dict[str, Any]:
+    shape = {
+        "name": span.name, "context": span.context, "parent": span.parent, "kind": span.kind,
+        "attributes": dict(span.attributes or {}), "dropped_attributes": span.dropped_attributes,
+        "links": [(lk.context, dict(lk.attributes or {})) for lk in span.links], "start": span.start_time,
+        "status": span.status.status_code, "resource": dict(span.resource.attributes),
+        "scope": span.instrumentation_scope, "events": [(e.name, dict(e.attributes or {})) for e in span.events],
+    }
+    if not start:  # the clock's "now": differs between two calls
+        shape.pop("start")
+    return shape
+
+
+@pytest.fixture(autouse=True)
+def _lean_on_after() -> Iterator[None]:
+    yield
+    fastspan.enable_lean()
+
+
+def _both(case: dict[str, Any], **provider_kw: Any) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+    """The spans from the lean path and from the SDK's public path, for the same call."""
+    out = []
+    for lean in (True, False):
+        if lean:
+            fastspan.enable_lean()
+        else:
+            fastspan.disable_lean()
+        provider, exporter = _provider(**provider_kw)
+        tracer = provider.get_tracer("pipetrace")
+        args = {k: v for k, v in case.items() if k != "name"}
+        span = fastspan.start_span(tracer, case["name"], **args)
+        span.end(end_time=(args.get("start_time") or 0) + 10**9 if args.get("start_time") else None)
+        out.append(list(exporter.get_finished_spans()))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_lean_span_equals_the_sdk_span(case: dict[str, Any]) -> None:
+    lean, public = _both(case)
+    assert len(lean) == len(public)
+    for a, b in zip(lean, public, strict=True):
+        sa, sb = _shape(a, "start_time" in case), _shape(b, "start_time" in case)
+        if "trace_id" not in case and "span_id" not in case:  # random ids: everything else equal
+            for s in (sa, sb):
+                s.pop("context")
+        assert sa == sb
+
+
+def test_lean_span_honours_the_span_limits() -> None:
+    case = {"name": "limited", "context": Context(), "trace_id": 5, "span_id": 6,
+            "attributes": {f"k{i}": "long value" for i in range(6)}}
+    lean, public = _both(case, limits=SpanLimits(max_span_attributes=3, max_span_attribute_length=4))
+    assert _shape(lean[0], False) == _shape(public[0], False)
+    assert dict(lean[0].attributes) == {"k3": "long", "k4": "long", "k5": "long"}
+    assert lean[0].dropped_attributes == 3
+
+
+def test_lean_span_passes_the_samplers_attributes_and_decision() -> None:
+    sampler = RunConsistentSampler(PipelineRates({}, default_rate=0.5))
+    kept_lean = kept_public = 0
+    for lean in (True, False):
+        fastspan.enable_lean() if lean else fastspan.disable_lean()
+        provider, exporter = _provider(sampler=sampler)
+        tracer = provider.get_tracer("pipetrace")
+        for i in range(200):
+            fastspan.start_span(tracer, "run", context=Context(), trace_id=(i * 0x9E3779B97F4A7C15) % 2**128 or 1,
+                                span_id=i + 1, attributes={"cicd.pipeline.name": "etl"}).end()
+        spans = exporter.get_finished_spans()
+        if lean:
+            kept_lean, lean_spans = len(spans), spans
+        else:
+            kept_public, public_spans = len(spans), spans
+    assert 0 < kept_lean < 200 and kept_lean == kept_public
+    assert [_shape(s, False) for s in lean_spans] == [_shape(s, False) for s in public_spans]
+    assert all("pipetrace.sampling.rate" in s.attributes or len(s.attributes) == 1 for s in lean_spans)
+
+
+def test_lean_path_switches_itself_off_when_the_sdk_differs(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise TypeError("an SDK with another _Span")
+
+    monkeypatch.setattr(fastspan, "_Span", broken)
+    provider, exporter = _provider()
+    with caplog.at_level(logging.WARNING, logger="pipetrace.spans"):
+        span = fastspan.start_span(provider.get_tracer("t"), "still traced", context=Context(), trace_id=7, span_id=8)
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.context.trace_id == 7 and done.context.span_id == 8  # ids forced through the public path
+    assert not fastspan.usable(provider.get_tracer("t"))
+    assert "lean span path switched off" in caplog.text
+
+
+# --- deferred spans ----------------------------------------------------------------------------------
+
+
+class _WatchesRunningSpans(SpanProcessor):
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+        span.set_attribute("seen.at.start", True)
+
+
+def _deferred_and_live(processor: SpanProcessor | None = None) -> tuple[ReadableSpan, ReadableSpan]:
+    spans = []
+    for make in ("deferred", "live"):
+        provider, exporter = _provider(processor=processor)
+        if processor is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("pipetrace")
+        attrs = {"messaging.system": "redis", "messaging.destination.name": "q", "n": 1}
+        if make == "deferred":
+            span = deferred.begin(tracer, "send q", kind=SpanKind.PRODUCER, attributes=attrs, context=_ctx(REMOTE),
+                                  span_id=0x42, start_time=1_000)
+            span.set_attribute("late", "yes")
+            span.end(end_time=2_000)
+        else:
+            live = fastspan.start_span(tracer, "send q", kind=SpanKind.PRODUCER, attributes=attrs,
+                                       context=_ctx(REMOTE), span_id=0x42, start_time=1_000)
+            live.set_attribute("late", "yes")
+            live.end(end_time=2_000)
+        finished = exporter.get_finished_spans()
+        spans.append(finished[-1])
+    return spans[0], spans[1]
+
+
+def test_deferred_span_is_the_span_the_sdk_would_make() -> None:
+    got, want = _deferred_and_live()
+    assert _shape(got) == _shape(want)
+    assert got.end_time == want.end_time == 2_000
+    assert got.context.span_id == 0x42 and got.parent == REMOTE
+
+
+def test_deferred_span_uses_the_sdk_span_when_a_processor_watches_running_spans() -> None:
+    watcher = _WatchesRunningSpans()
+    got, want = _deferred_and_live(processor=watcher)
+    assert watcher.started == ["send q", "send q"]  # on_start ran for the deferred span too
+    assert got.attributes["seen.at.start"] is True
+    assert _shape(got) == _shape(want)
+
+
+def test_deferred_span_records_an_exception_on_the_live_span() -> None:
+    provider, exporter = _provider()
+    span = deferred.begin(provider.get_tracer("t"), "send q", kind=SpanKind.PRODUCER, attributes={"a": "b"},
+                          context=Context())
+    live = span.live()
+    live.record_exception(ConnectionError("broker down"))
+    live.set_status(StatusCode.ERROR)
+    live.end()
+    span.end()  # a second end is a no-op
+    (done,) = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.ERROR
+    assert [e.name for e in done.events] == ["exception"]
+    assert done.start_time == span.start_time
+
+
+def test_unsampled_deferred_span_records_nothing_and_still_has_a_context() -> None:
+    provider, exporter = _provider(sampler=sampling.ALWAYS_OFF)
+    span = deferred.begin(provider.get_tracer("t"), "send q", attributes={"a": "b"}, context=Context())
+    assert span.get_span_context().is_valid and not span.get_span_context().trace_flags.sampled
+    assert not span.is_recording()
+    span.end()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_emits_directly_follows_the_processors_of_the_provider() -> None:
+    provider, _ = _provider()
+    tracer = provider.get_tracer("t")
+    assert deferred.emits_directly(tracer)
+    provider.add_span_processor(_WatchesRunningSpans())
+    assert not deferred.emits_directly(tracer)

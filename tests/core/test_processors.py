@@ -1,0 +1,133 @@
+"""The export queues: no thread until the first span, no wake-ups while idle, transforms once per span
+on the single exporter's own thread, a retried batch never transformed twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from pipetrace.processors import ExportQueue, PipelineProcessor
+
+
+class _Recorder(SpanExporter):
+    def __init__(self, fail_first: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.fail_first = fail_first
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.threads.add(threading.current_thread().name)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return SpanExportResult.FAILURE
+        self.batches.append([s.name for s in spans])
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+class _CountingCondition(threading.Condition):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def _span(name: str) -> ReadableSpan:
+    return ReadableSpan(name=name)
+
+
+def test_no_thread_until_the_first_span_and_no_wake_ups_while_idle() -> None:
+    exporter = _Recorder()
+    queue = ExportQueue(exporter, name="t", interval_s=0.02)
+    assert queue._thread is None  # noqa: SLF001 - a process that ends no span has no export thread
+    cond = _CountingCondition()
+    queue._cond = cond  # noqa: SLF001
+    queue.offer(_span("a"))
+    assert queue.flush(5)
+    assert exporter.batches == [["a"]]
+    time.sleep(0.1)
+    before = cond.waits
+    time.sleep(0.5)  # 25 export intervals
+    assert cond.waits - before <= 1, "an idle export thread woke up"
+    queue.offer(_span("b"))  # and it still wakes for the next span, within the interval
+    deadline = time.monotonic() + 2
+    while exporter.batches != [["a"], ["b"]] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exporter.batches == [["a"], ["b"]]
+    queue.shutdown(5)
+
+
+def test_batch_waits_for_the_interval_or_a_full_batch() -> None:
+    exporter = _Recorder()
+    queue = ExportQueue(exporter, name="t", interval_s=0.3, max_batch_size=5)
+    started = time.monotonic()
+    for i in range(12):
+        queue.offer(_span(f"s{i}"))
+    deadline = time.monotonic() + 2
+    while sum(len(b) for b in exporter.batches) < 10 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert [len(b) for b in exporter.batches[:2]] == [5, 5]
+    assert time.monotonic() - started < 0.25  # full batches go at once
+    assert queue.flush(5)
+    assert sum(len(b) for b in exporter.batches) == 12
+    queue.shutdown(5)
+
+
+def test_single_exporter_transforms_on_its_own_thread_and_a_retry_is_not_transformed_again() -> None:
+    calls: list[str] = []
+
+    def rename(span: ReadableSpan) -> ReadableSpan:
+        calls.append(span.name)
+        return ReadableSpan(name=span.name.upper())
+
+    exporter = _Recorder(fail_first=1)
+    queue = ExportQueue(exporter, name="store", interval_s=0.01, retry_failures=True)
+    processor = PipelineProcessor([queue], [rename])
+    assert processor.stage is None  # one exporter: no extra thread, no extra hop
+    processor.on_end(_span("a"))
+    processor.on_end(_span("b"))
+    assert processor.force_flush(5000)
+    assert exporter.batches == [["A", "B"]]
+    assert calls == ["a", "b"]  # the failed batch was kept transformed
+    assert exporter.threads == {"pipetrace-export-store"}
+    processor.shutdown()
+
+
+def test_several_exporters_share_one_transform_stage() -> None:
+    calls: list[str] = []
+
+    def mark(span: ReadableSpan) -> ReadableSpan:
+        calls.append(span.name)
+        return span
+
+    first, second = _Recorder(), _Recorder()
+    processor = PipelineProcessor([ExportQueue(first, name="store", interval_s=0.01),
+                                   ExportQueue(second, name="otlp", interval_s=0.01)], [mark])
+    assert processor.stage is not None
+    for name in ("a", "b", "c"):
+        processor.on_end(_span(name))
+    assert processor.force_flush(5000)
+    assert [n for b in first.batches for n in b] == [n for b in second.batches for n in b] == ["a", "b", "c"]
+    assert calls == ["a", "b", "c"]
+    stats: dict[str, Any] = processor.stats()
+    assert set(stats) == {"transform", "store", "otlp"} and stats["store"]["exported"] == 3
+    processor.shutdown()
+
+
+def test_a_transform_added_later_reaches_the_single_exporter() -> None:
+    exporter = _Recorder()
+    processor = PipelineProcessor([ExportQueue(exporter, name="store", interval_s=0.01)], [])
+    processor.transforms.append(lambda span: None)  # what pipetrace.add_transform does: drop everything
+    processor.on_end(_span("secret"))
+    assert processor.force_flush(5000)
+    assert exporter.batches == []
+    processor.shutdown()
