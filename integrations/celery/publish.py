@@ -63,16 +63,15 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline = running.pipeline
         else:
             pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
-        attrs = base_attributes(broker_system(_app_of(sender)), dest, "send", task_id,
-                                routing_key=str(routing_key) if routing_key is not None else None)
-        attrs[A.SYSTEM] = SYSTEM
+        span_name, base = _template(name, dest, str(routing_key) if routing_key is not None else None)
+        attrs = dict(base)
+        attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
         attrs[A.PIPELINE_RUN_ID] = root_id
-        attrs[A.TASK_NAME] = name
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
         now = time.time_ns()
-        span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now)
+        span = begin(tracer(), span_name, kind=SpanKind.PRODUCER, attributes=attrs, start_time=now)
         carrier = inject_span_context({}, span.get_span_context())
         carrier[PUBLISHED_HEADER] = str(now)
         carrier[H.PIPELINE_HEADER] = pipeline
@@ -105,7 +104,21 @@ def publish_failed(headers: Any, exc: BaseException) -> None:
         pass
 
 
-def _app_of(sender: Any) -> Any:
+_templates: dict[tuple[int, str, str, str | None], tuple[str, tuple[tuple[str, Any], ...]]] = {}
+
+
+def _template(name: str, dest: str, routing_key: str | None) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """Span name and the attributes every publish of ``name`` to ``dest`` shares, built once (per app)."""
     from celery import current_app
 
-    return current_app._get_current_object()  # the app itself: broker_system caches per app
+    app = current_app._get_current_object()
+    key = (id(app), name, dest, routing_key)
+    found = _templates.get(key)
+    if found is None:
+        if len(_templates) >= 1024:
+            _templates.clear()
+        attrs = base_attributes(broker_system(app), dest, "send", routing_key=routing_key)
+        attrs[A.SYSTEM] = SYSTEM
+        attrs[A.TASK_NAME] = name
+        found = _templates[key] = (f"send {dest}", tuple(attrs.items()))
+    return found

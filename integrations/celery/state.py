@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections import OrderedDict
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -33,17 +32,21 @@ class Pending:
     """Insertion-ordered map with a size bound; evicted entries are handed back to be closed."""
 
     def __init__(self, bound: int = MAX_PENDING) -> None:
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._items: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.bound = bound
 
     def put(self, key: str, value: Any) -> list[Any]:
-        evicted = []
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.bound:
-                evicted.append(self._items.popitem(last=False)[1])
-        return evicted
+            items = self._items
+            items.pop(key, None)  # a re-put key moves to the end, as in an OrderedDict
+            items[key] = value
+            if len(items) <= self.bound:
+                return []
+            evicted = []
+            while len(items) > self.bound:
+                evicted.append(items.pop(next(iter(items))))
+            return evicted
 
     def pop(self, key: str) -> Any:
         with self._lock:
