@@ -19,8 +19,8 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 
 from . import attributes as A
 from .carriers import span_context_of
+from .fastspan import start_span
 from .identity import RunIdentity
-from .ids import force_next, forced_ids, release
 from .ratelimit import warn_once_per
 from .runtime import get_tracer
 
@@ -128,14 +128,11 @@ def start_task_span(
         attrs[A.TASK_RUN_ID] = task_run_id or f"{run_id}/{task}" + (
             f"[{map_index}]" if map_index is not None and map_index >= 0 else "") + f"#{try_number}"
         attrs.update(_clean_attrs(attributes))
-        token = force_next(span_id=ident.task_span_id(task, map_index, try_number))
-        try:
-            return get_tracer().start_span(
-                A.task_span_name(task), context=parent, kind=kind, attributes=attrs, links=_links(links),
-                start_time=to_ns(start_time), record_exception=False, set_status_on_exception=False,
-            )
-        finally:
-            release(token)
+        return start_span(
+            get_tracer(), A.task_span_name(task), context=parent, kind=kind, attributes=attrs, links=_links(links),
+            start_time=to_ns(start_time), span_id=ident.task_span_id(task, map_index, try_number),
+            record_exception=False, set_status_on_exception=False,
+        )
     except Exception as exc:
         warn_once_per(log, "task_span", "pipetrace: could not start task span: %r", exc)
         return INVALID_SPAN
@@ -259,9 +256,8 @@ def record_span(
         if result is not None:
             attrs[result_key] = result
         trace_id = ident.trace_id if parent is None else None
-        with forced_ids(trace_id=trace_id, span_id=span_id):
-            span = get_tracer().start_span(name, context=parent or Context(), kind=kind, attributes=attrs,
-                                           links=_links(links), start_time=to_ns(start))
+        span = start_span(get_tracer(), name, context=parent or Context(), kind=kind, attributes=attrs,
+                          links=_links(links), start_time=to_ns(start), trace_id=trace_id, span_id=span_id)
         if isinstance(error, BaseException):
             _record_failure(span, error, result_key)
             if result is not None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipetrace import attributes as A
 from pipetrace.identity import RunIdentity, derive_task_span_id
+from pipetrace.integrations.kombu.messaging import base_attributes
 
 SYSTEM = "celery"
 
@@ -44,6 +46,25 @@ def broker_system(app: Any) -> str:
     system = _BROKERS.get(scheme, scheme)
     _system_cache[key] = system
     return system
+
+
+_shared: dict[tuple[int, str, str, str, str | None], tuple[tuple[str, Any], ...]] = {}
+
+
+def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None
+                      ) -> tuple[tuple[str, Any], ...]:
+    """The attributes every ``send``/``process`` of ``task`` on ``dest`` has in common (messaging,
+    system, task name), built once per app, task and queue: ``dict(...)`` of it starts a span's."""
+    key = (id(app), operation, task, dest, routing_key)
+    found = _shared.get(key)
+    if found is None:
+        if len(_shared) >= 4096:
+            _shared.clear()
+        attrs = base_attributes(broker_system(app), dest, operation, routing_key=routing_key)
+        attrs[A.SYSTEM] = SYSTEM
+        attrs[A.TASK_NAME] = task
+        found = _shared[key] = tuple(attrs.items())
+    return found
 
 
 def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:

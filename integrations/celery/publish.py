@@ -16,13 +16,13 @@ from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import inject_span_context
 from pipetrace.deferred import DeferredSpan, begin
-from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, base_attributes, end_with_error
+from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, end_with_error
 from pipetrace.integrations.kombu.tracer import tracer
 from pipetrace.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop
-from .common import SYSTEM, broker_system
+from .common import shared_attributes
 from .state import current, publishes
 
 log = logging.getLogger("pipetrace.celery")
@@ -63,15 +63,15 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline = running.pipeline
         else:
             pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
-        span_name, base = _template(name, dest, str(routing_key) if routing_key is not None else None)
-        attrs = dict(base)
+        attrs = dict(shared_attributes(_current_app(), "send", name, dest,
+                                       str(routing_key) if routing_key is not None else None))
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
         attrs[A.PIPELINE_RUN_ID] = root_id
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
         now = time.time_ns()
-        span = begin(tracer(), span_name, kind=SpanKind.PRODUCER, attributes=attrs, start_time=now)
+        span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now)
         carrier = inject_span_context({}, span.get_span_context())
         carrier[PUBLISHED_HEADER] = str(now)
         carrier[H.PIPELINE_HEADER] = pipeline
@@ -104,21 +104,7 @@ def publish_failed(headers: Any, exc: BaseException) -> None:
         pass
 
 
-_templates: dict[tuple[int, str, str, str | None], tuple[str, tuple[tuple[str, Any], ...]]] = {}
-
-
-def _template(name: str, dest: str, routing_key: str | None) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """Span name and the attributes every publish of ``name`` to ``dest`` shares, built once (per app)."""
+def _current_app() -> Any:
     from celery import current_app
 
-    app = current_app._get_current_object()
-    key = (id(app), name, dest, routing_key)
-    found = _templates.get(key)
-    if found is None:
-        if len(_templates) >= 1024:
-            _templates.clear()
-        attrs = base_attributes(broker_system(app), dest, "send", routing_key=routing_key)
-        attrs[A.SYSTEM] = SYSTEM
-        attrs[A.TASK_NAME] = name
-        found = _templates[key] = (f"send {dest}", tuple(attrs.items()))
-    return found
+    return current_app._get_current_object()  # the app itself: attributes are cached per app

@@ -23,14 +23,14 @@ from pipetrace import attributes as A
 from pipetrace.carriers import extract
 from pipetrace.fastspan import start_span
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_of
-from pipetrace.integrations.kombu.messaging import base_attributes, queued_ms
+from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
 from pipetrace.ratelimit import warn_once_per
 from pipetrace.spans import record_span
 
 from . import headers as H
 from . import interop, lost
-from .common import SYSTEM, attempt_span_id, broker_system, destination, run_identity
+from .common import SYSTEM, attempt_span_id, destination, run_identity, shared_attributes
 from .state import Attempt, attempts, current
 
 log = logging.getLogger("pipetrace.celery")
@@ -62,11 +62,10 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     root_id = str(getattr(request, "root_id", None) or task_id)
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
-    attrs = base_attributes(broker_system(getattr(task, "app", None)), dest, "process", task_id, routing_key=rk)
-    attrs[A.SYSTEM] = SYSTEM
+    attrs = dict(shared_attributes(getattr(task, "app", None), "process", name, dest, rk))
+    attrs[A.MESSAGING_MESSAGE_ID] = task_id
     attrs[A.PIPELINE_NAME] = pipeline
     attrs[A.PIPELINE_RUN_ID] = root_id
-    attrs[A.TASK_NAME] = name
     attrs[A.TASK_RUN_ID] = task_id
     attrs[A.TRY_NUMBER] = try_number
     group_index = getattr(request, "group_index", None)

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from pipetrace.carriers import inject
+from pipetrace.carriers import inject, inject_span_context
+from pipetrace.deferred import begin
 from pipetrace.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, stamp_published
@@ -65,9 +65,9 @@ def traced_publish(self: Any, body: Any, routing_key: Any = None, *args: Any, **
             kwargs["headers"] = out
             return original(self, body, routing_key, *args, **kwargs)
         attrs = base_attributes(messaging_system(self.connection), dest, "send", routing_key=rk)
-        span = tracer().start_span(f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
-        inject(out, trace.set_span_in_context(span))
-        stamp_published(out)
+        span = begin(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
+        inject_span_context(out, span.get_span_context())
+        stamp_published(out, span.start_time)
         kwargs["headers"] = out
     except Exception as exc:
         warn_once_per(log, "kombu-publish", "pipetrace: kombu publish not traced: %r", exc)
@@ -76,7 +76,7 @@ def traced_publish(self: Any, body: Any, routing_key: Any = None, *args: Any, **
         return original(self, body, routing_key, *args, **kwargs)
     except BaseException as exc:
         try:
-            end_with_error(span, exc)
+            end_with_error(span.live(), exc)
         except Exception:
             pass
         raise
