@@ -1,17 +1,20 @@
-"""Spans built when they end, for operations that are never the current span (a message publish).
+"""Spans whose record is built when they end: a publish, a task attempt on the per-message path.
 
-Why: a Celery or kombu publish span marks a hand-off — no code runs inside it — so nothing needs a
-live SDK span object between its start and its end. The ids and the sampling decision are made when
-the operation starts (the context must go into the message headers then); the finished span is made
-in one step when it ends: a ``ReadableSpan`` handed straight to the processors when none of them
-looks at spans while they run (pipetrace's own chain, the SDK's batch and simple processors), or
-otherwise the SDK's own span, started with the recorded start time and ended at once. Measured in a
-real producer on Redis, a live SDK span adds ~45 µs to a publish (its many small objects are cold
-after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
+Why: when none of the tracer's processors looks at spans while they run (pipetrace's own chain, the
+SDK's batch and simple processors — they only read ended spans), nothing needs the SDK's live span
+object, with its locks, bounded containers and per-attribute checks, between a span's start and its
+end. The ids and the sampling decision are made at the start (the context must go into message
+headers, or be current for the task's own spans, then); attributes and events are kept in plain
+containers; the finished ``ReadableSpan`` is built in one step at the end and handed to the
+processors. Measured in a real producer on Redis, a live SDK span adds ~45 µs to a publish (its many
+small objects are cold after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
 
-The result is the span the SDK would have made: same ids, sampler call, resource, scope, attributes.
-Anything unusual (links, an exception, attributes over the span limits, a string length limit, a
-foreign tracer) takes the SDK's own span path.
+A :class:`DeferredSpan` is an OpenTelemetry API span: it can be the current span (user spans nest
+under it), takes attributes, events and a new name. Anything less common — an exception, a status, a
+link added later, a value that needs cleaning, a limit reached — turns it into the SDK's own span
+(started with the recorded start time, everything so far replayed) and forwards every later call, so
+the result is always the span the SDK would have made. When a processor does watch running spans, or
+the tracer is not the SDK's, :func:`begin` starts the SDK span at once.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
+from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Tracer
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from . import fastspan
 from .ratelimit import warn_once_per
@@ -88,11 +93,11 @@ def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: 
     return out
 
 
-class DeferredSpan:
+class DeferredSpan(trace_api.Span):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
-    __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_live",
-                 "_done")
+    __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
+                 "_live", "_done")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None) -> None:
@@ -104,8 +109,11 @@ class DeferredSpan:
         self._context = context
         self._links = links
         self._extra: dict[str, Any] | None = None
+        self._events: list[Event] | None = None
         self._live = live
         self._done = False
+
+    # --- the API span -------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
         if self._live is not None:
@@ -126,16 +134,80 @@ class DeferredSpan:
                 self._extra = {}
             self._extra[key] = value
 
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self._live is not None:
+            self._live.set_attributes(attributes)
+        elif not self._done:
+            if self._extra is None:
+                self._extra = {}
+            self._extra.update(attributes)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
+                  timestamp: int | None = None) -> None:
+        limits = self._tracer._span_limits if self._live is None else None
+        if limits is not None and not self._done and (not attributes or (
+                limits.max_event_attributes is not None and len(attributes) <= limits.max_event_attributes
+                and limits.max_attribute_length is None and all(type(v) in _PLAIN for v in attributes.values()))):
+            if self._events is None:
+                self._events = []
+            self._events.append(Event(name, dict(attributes) if attributes else {}, timestamp))
+        else:
+            self.live().add_event(name, attributes, timestamp)
+
+    def update_name(self, name: str) -> None:
+        if self._live is not None:
+            self._live.update_name(name)
+        elif not self._done:
+            self.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.live().set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        self.live().record_exception(exception, attributes, timestamp, escaped)
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        self.live().add_link(context, attributes)
+
+    def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
+        if exc_val is not None and self.is_recording():
+            self.live().__exit__(exc_type, exc_val, exc_tb)  # the SDK's rules for an escaping exception
+            return
+        self.end()
+
+    # --- what pipetrace reads of a running span -------------------------------------------------------
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        if self._live is not None:
+            return getattr(self._live, "attributes", None) or MappingProxyType({})
+        decided = self._decided
+        out = dict(decided.attributes or {}) if isinstance(decided, fastspan.Decision) else {}
+        if self._extra:
+            out.update(self._extra)
+        return MappingProxyType(out)
+
+    @property
+    def parent(self) -> SpanContext | None:
+        if self._live is not None:
+            return getattr(self._live, "parent", None)
+        decided = self._decided
+        return decided.parent if isinstance(decided, fastspan.Decision) else None
+
     def live(self) -> Span:
-        """The SDK span itself, made now with the recorded start time (for the rare paths that
-        record more than attributes, such as an exception); end it as usual."""
+        """The SDK span itself, made now with the recorded start time and everything recorded so far
+        (for the rare paths that record more than attributes and events); end it as usual."""
         if self._live is None:
             decided = self._decided
             if isinstance(decided, fastspan.Decision) and not self._done:
-                self._live = fastspan.materialise(self._tracer, self.name, decided, self._context, self.kind,
-                                                  self._links, self.start_time)
+                live = fastspan.materialise(self._tracer, self.name, decided, self._context, self.kind,
+                                            self._links, self.start_time)
                 if self._extra:
-                    self._live.set_attributes(self._extra)
+                    live.set_attributes(self._extra)
+                for event in self._events or ():
+                    live.add_event(event.name, event.attributes, event.timestamp)
+                self._live = live
             else:
                 self._live = NonRecordingSpan(self.get_span_context())
             self._done = True
@@ -154,8 +226,12 @@ class DeferredSpan:
         tracer = self._tracer
         end = end_time if end_time is not None else time.time_ns()
         try:
-            attrs = None if self._links or not emits_directly(tracer) else _plain_attributes(
-                tracer, decided.attributes, self._extra)
+            limits = tracer._span_limits
+            events = self._events
+            attrs = None
+            if not self._links and emits_directly(tracer) and (
+                    not events or (limits.max_events is None or len(events) <= limits.max_events)):
+                attrs = _plain_attributes(tracer, decided.attributes, self._extra)
             if attrs is None:
                 self.live().end(end_time=end)
                 return
@@ -164,8 +240,9 @@ class DeferredSpan:
                 decided.end_metrics()
             tracer.span_processor.on_end(ReadableSpan(
                 name=self.name, context=decided.context, parent=decided.parent, resource=tracer.resource,
-                attributes=attrs, kind=self.kind, instrumentation_info=tracer.instrumentation_info,
-                start_time=self.start_time, end_time=end, instrumentation_scope=tracer._instrumentation_scope))
+                attributes=attrs, events=tuple(events) if events else (), kind=self.kind,
+                instrumentation_info=tracer.instrumentation_info, start_time=self.start_time, end_time=end,
+                instrumentation_scope=tracer._instrumentation_scope))
         except Exception as exc:
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)
 
@@ -173,9 +250,10 @@ class DeferredSpan:
 def begin(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
           context: Context | None = None, links: Sequence[Link] = (), trace_id: int | None = None,
           span_id: int | None = None, start_time: int | None = None) -> DeferredSpan:
-    """Start a span that will be recorded when it ends; ``context`` None means the current one."""
+    """Start a span that will be recorded when it ends (or, when a processor watches running spans,
+    the SDK's span at once); ``context`` None means the current one, as in the SDK."""
     start = start_time if start_time is not None else time.time_ns()
-    if fastspan.usable(tracer):
+    if fastspan.usable(tracer) and emits_directly(tracer):
         try:
             decided = fastspan.decide(tracer, name, context, kind, attributes, links, trace_id, span_id)
             return DeferredSpan(tracer, name, kind, start, decided, context, links)

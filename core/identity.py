@@ -17,10 +17,18 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 PREFIX = "pipetrace/1"
 
+try:  # CPython's own SHA-256: the same digest as OpenSSL's, without its per-call provider machinery
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]  # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]  # Python 3.10, 3.11
+    except ImportError:  # pragma: no cover - a build without the module
+        _sha256 = hashlib.sha256  # type: ignore[assignment]
+
 
 def _digest(*parts: object) -> bytes:
     key = "|".join([PREFIX, *("" if p is None else str(p) for p in parts)])
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return _sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def _nonzero(value: int) -> int:
@@ -46,7 +54,7 @@ def derive_task_span_id(
     # the same key as _digest(system, pipeline, run_id, "task", task, mi, try_number), built directly:
     # this runs once per task attempt
     key = f"{PREFIX}|{system}|{pipeline}|{run_id}|task|{task}|{mi}|{try_number}"
-    return _nonzero(int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big"))
+    return _nonzero(int.from_bytes(_sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big"))
 
 
 @functools.lru_cache(maxsize=4096)  # every task of a run asks for these again

@@ -50,15 +50,28 @@ def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
                 out[key] = value
 
 
+_context_type: list[type] = []
+
+
+def _task_context() -> type:
+    if not _context_type:
+        from celery.app.task import Context
+
+        _context_type.append(Context)
+    return _context_type[0]
+
+
 def _sources(request: Any) -> list[Mapping[str, Any]]:
     if isinstance(request, Mapping):
         return [request]
     sources: list[Mapping[str, Any]] = []
-    request_dict = getattr(request, "request_dict", None)  # celery.worker.request.Request
-    if isinstance(request_dict, Mapping):
+    # a task's request Context keeps the headers as attributes; asking it for request_dict would cost a
+    # failed attribute lookup (an exception) on every task
+    request_dict = None if isinstance(request, _task_context()) else getattr(request, "request_dict", None)
+    if isinstance(request_dict, Mapping):  # celery.worker.request.Request
         sources.append(request_dict)
     else:
-        attrs = getattr(request, "__dict__", None)  # a task's request Context
+        attrs = getattr(request, "__dict__", None)
         if isinstance(attrs, Mapping):
             sources.append(attrs)
     nested = getattr(request, "headers", None)

@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
-from pipetrace.fastspan import start_span
+from pipetrace.deferred import begin
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_of
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
@@ -101,9 +101,9 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
                 parent, reason = otel_context.get_current(), None
         links = _chord_links(values, parent)
         trace_id = None if parent is not None else run_identity(root_id).trace_id
-        span = start_span(tracer(), f"task {attrs[A.TASK_NAME]}", context=parent or Context(), kind=SpanKind.CONSUMER,
-                          attributes=attrs, links=links, start_time=now, trace_id=trace_id,
-                          span_id=attempt_span_id(task_id, try_number))
+        span = begin(tracer(), f"task {attrs[A.TASK_NAME]}", context=parent or Context(), kind=SpanKind.CONSUMER,
+                     attributes=attrs, links=links, start_time=now, trace_id=trace_id,
+                     span_id=attempt_span_id(task_id, try_number))
         if reason is not None:
             bad_context_event(span, reason)
         token = otel_context.attach(trace.set_span_in_context(span))

@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
-from pipetrace.fastspan import start_span
+from pipetrace.deferred import begin
 from pipetrace.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, queued_ms
@@ -80,8 +80,8 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = start_span(tracer(), f"process {dest or 'default'}", context=parent or Context(),
-                      kind=SpanKind.CONSUMER, attributes=attrs)
+    span = begin(tracer(), f"process {dest or 'default'}", context=parent or Context(), kind=SpanKind.CONSUMER,
+                 attributes=attrs)
     if reason is not None:
         bad_context_event(span, reason)
     return span

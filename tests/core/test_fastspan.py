@@ -224,3 +224,78 @@ def test_emits_directly_follows_the_processors_of_the_provider() -> None:
     assert deferred.emits_directly(tracer)
     provider.add_span_processor(_WatchesRunningSpans())
     assert not deferred.emits_directly(tracer)
+
+
+def _deferred_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    return _provider()
+
+
+def test_deferred_span_as_the_current_span_parents_user_spans_and_keeps_attributes_and_events() -> None:
+    provider, exporter = _deferred_provider()
+    tracer = provider.get_tracer("pipetrace")
+    span = deferred.begin(tracer, "task load", kind=SpanKind.CONSUMER, attributes={"a": 1}, context=_ctx(REMOTE),
+                          span_id=0x99)
+    assert isinstance(span, deferred.DeferredSpan)  # no processor watches running spans: deferred
+    with trace.use_span(span, end_on_exit=False):
+        current = trace.get_current_span()
+        assert current is span and current.is_recording()
+        current.set_attribute("rows", 10)
+        current.add_event("celery.retry", {"reason": "flaky"}, timestamp=5)
+        current.update_name("task load_v2")
+        with tracer.start_as_current_span("user work") as user:
+            assert user.parent.span_id == 0x99
+        assert span.attributes["rows"] == 10 and span.attributes["a"] == 1
+    span.end()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    task = spans["task load_v2"]
+    assert task.context.span_id == 0x99 and task.parent == REMOTE and task.kind is SpanKind.CONSUMER
+    assert dict(task.attributes) == {"a": 1, "rows": 10}
+    assert [(e.name, dict(e.attributes), e.timestamp) for e in task.events] == [("celery.retry", {"reason": "flaky"},
+                                                                               5)]
+    assert spans["user work"].parent.span_id == 0x99
+    assert not span.is_recording()
+
+
+def test_deferred_span_becomes_the_sdk_span_for_an_exception_and_keeps_what_came_before() -> None:
+    provider, exporter = _deferred_provider()
+    span = deferred.begin(provider.get_tracer("t"), "task boom", attributes={"a": "b"}, context=Context(),
+                          span_id=0x5)
+    span.set_attribute("before", True)
+    span.add_event("first", {"k": "v"})
+    span.set_attribute("list", ["x", "y"])  # needs cleaning: handled by the SDK at the end
+    span.record_exception(ValueError("bad"), attributes={"pipetrace.celery.expected_error": True})
+    span.set_status(StatusCode.ERROR, "bad")
+    span.set_attribute("after", 1)
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.context.span_id == 0x5 and done.start_time == span.start_time
+    assert done.attributes["before"] is True and done.attributes["after"] == 1
+    assert done.attributes["list"] == ("x", "y")
+    assert [e.name for e in done.events] == ["first", "exception"]
+    assert done.status.status_code is StatusCode.ERROR
+
+
+def test_deferred_span_context_manager_records_an_escaping_exception() -> None:
+    provider, exporter = _deferred_provider()
+    span = deferred.begin(provider.get_tracer("t"), "process q", attributes={"a": "b"}, context=Context())
+    with pytest.raises(KeyError):
+        with span:
+            raise KeyError("missing")
+    (done,) = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.ERROR
+    assert [e.name for e in done.events] == ["exception"]
+
+
+def test_deferred_span_with_a_list_attribute_matches_the_sdk() -> None:
+    provider, exporter = _deferred_provider()
+    tracer = provider.get_tracer("t")
+    span = deferred.begin(tracer, "x", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
+                          start_time=100)
+    span.set_attribute("tags", ["p", "q"])
+    span.end(end_time=200)
+    live = fastspan.start_span(tracer, "x", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
+                               start_time=100)
+    live.set_attribute("tags", ["p", "q"])
+    live.end(end_time=200)
+    got, want = exporter.get_finished_spans()
+    assert _shape(got) == _shape(want)

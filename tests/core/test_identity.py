@@ -72,7 +72,7 @@ def test_never_an_all_zero_id(monkeypatch: pytest.MonkeyPatch) -> None:
         def digest(self) -> bytes:
             return b"\x00" * 32
 
-    monkeypatch.setattr(ident_mod.hashlib, "sha256", ZeroHash)
+    monkeypatch.setattr(ident_mod, "_sha256", ZeroHash)
     for fn in (derive_trace_id, derive_run_span_id, ident_mod.derive_batch_span_id):
         fn.cache_clear()  # type: ignore[attr-defined]
     try:
@@ -83,3 +83,15 @@ def test_never_an_all_zero_id(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         for fn in (derive_trace_id, derive_run_span_id, ident_mod.derive_batch_span_id):
             fn.cache_clear()  # type: ignore[attr-defined]
+
+
+def test_ids_are_sha256_as_documented() -> None:
+    """identity uses CPython's own SHA-256 (cheaper per call than OpenSSL's); the ids are the same."""
+    import hashlib
+
+    key = "pipetrace/1|celery|celery|6f1c5c8e-2d6b-4a43-9b0d-3c2f1c9e8a11"
+    assert derive_trace_id("celery", "celery", "6f1c5c8e-2d6b-4a43-9b0d-3c2f1c9e8a11") == int.from_bytes(
+        hashlib.sha256(key.encode()).digest()[:16], "big")
+    task_key = "pipetrace/1|airflow|etl|r1|task|load|-1|2"
+    assert derive_task_span_id("airflow", "etl", "r1", "load", None, 2) == int.from_bytes(
+        hashlib.sha256(task_key.encode()).digest()[:8], "big")
