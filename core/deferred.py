@@ -35,7 +35,7 @@ from .ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
 
-_PLAIN = frozenset((str, bool, int, float))
+_PLAIN = fastspan.PLAIN_TYPES
 
 
 def _sdk_no_op_hooks() -> set[Any]:

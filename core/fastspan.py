@@ -30,7 +30,8 @@ from .ids import force_next, release
 
 log = logging.getLogger("pipetrace.spans")
 
-_PLAIN = frozenset((str, bool, int, float))
+PLAIN_TYPES = frozenset((str, bool, int, float))
+"""Attribute value types the SDK stores unchanged (its cleaning returns them as they are)."""
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
@@ -47,30 +48,26 @@ class _State:
 _state = _State()
 
 
-def _check() -> bool:
-    """Whether this SDK has the internals the lean path uses (once per process)."""
-    try:
-        from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.trace import Tracer as SdkTracer
-        from opentelemetry.sdk.trace import _Span
-
-        params = inspect.signature(_Span.__init__).parameters
-        probe = BoundedAttributes(4, None, immutable=False)
-        ok = (all(p in params for p in _NEEDED_SPAN_PARAMS) and isinstance(getattr(probe, "_dict", None), dict)
-              and hasattr(probe, "maxlen") and hasattr(probe, "max_value_len")
-              and all(hasattr(SdkTracer, m) for m in ("start_span",)))
-        _state.metrics_kw = "record_end_metrics" in params
-        return ok
-    except Exception as exc:  # pragma: no cover - another SDK
-        log.debug("pipetrace: lean span path unavailable: %r", exc)
-        return False
-
-
 try:
+    from opentelemetry.attributes import BoundedAttributes
     from opentelemetry.sdk.trace import Tracer as _SdkTracer
     from opentelemetry.sdk.trace import _Span
 except ImportError:  # pragma: no cover - the SDK is a dependency; without it only the public path exists
     _SdkTracer = None  # type: ignore[assignment,misc]
+
+
+def _check() -> bool:
+    """Whether this SDK has the internals the lean path uses (once per process; a tracer lacking an
+    attribute the path reads makes it raise, and it switches itself off then)."""
+    try:
+        params = inspect.signature(_Span.__init__).parameters
+        probe = BoundedAttributes(4, None, immutable=False)
+        _state.metrics_kw = "record_end_metrics" in params
+        return (all(p in params for p in _NEEDED_SPAN_PARAMS) and isinstance(getattr(probe, "_dict", None), dict)
+                and hasattr(probe, "maxlen") and hasattr(probe, "max_value_len"))
+    except Exception as exc:  # pragma: no cover - another SDK
+        log.debug("pipetrace: lean span path unavailable: %r", exc)
+        return False
 
 
 def lean_enabled() -> bool:
@@ -97,7 +94,7 @@ def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
         return
     target = bounded._dict
     for key, value in attributes.items():
-        if type(value) in _PLAIN and type(key) is str and key:
+        if type(value) in PLAIN_TYPES and type(key) is str and key:
             target[key] = value
         else:
             bounded[key] = value

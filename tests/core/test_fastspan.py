@@ -133,6 +133,7 @@ def test_lean_path_switches_itself_off_when_the_sdk_differs(monkeypatch: pytest.
     def broken(*_: Any, **__: Any) -> None:
         raise TypeError("an SDK with another _Span")
 
+    assert fastspan.lean_enabled()  # the SDK passed the check; then it fails at run time
     monkeypatch.setattr(fastspan, "_Span", broken)
     provider, exporter = _provider()
     with caplog.at_level(logging.WARNING, logger="pipetrace.spans"):
@@ -142,6 +143,16 @@ def test_lean_path_switches_itself_off_when_the_sdk_differs(monkeypatch: pytest.
     assert done.context.trace_id == 7 and done.context.span_id == 8  # ids forced through the public path
     assert not fastspan.usable(provider.get_tracer("t"))
     assert "lean span path switched off" in caplog.text
+
+
+def test_lean_path_is_off_for_an_sdk_without_the_expected_span_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastspan, "_Span", lambda name: None)  # another constructor signature
+    fastspan.enable_lean()
+    assert not fastspan.lean_enabled()
+    provider, exporter = _provider()
+    fastspan.start_span(provider.get_tracer("t"), "public path", context=Context(), span_id=9).end()
+    (done,) = exporter.get_finished_spans()
+    assert done.context.span_id == 9
 
 
 # --- deferred spans ----------------------------------------------------------------------------------
