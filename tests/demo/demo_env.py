@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,13 @@ BIN = Path(sys.executable).parent
 _DROP = ("AIRFLOW_HOME", "DAGSTER_HOME", "PREFECT_HOME", "PIPETRACE_DEMO_PARTS", "PIPETRACE_DEMO_BROKER",
          "PIPETRACE_EXPORTERS", "PIPETRACE_ENABLED", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT",
          "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "PIPETRACE_AUTO")
+
+
+def ctrl_c_works() -> None:
+    """``preexec_fn`` for a command the test stops with Ctrl+C (SIGINT): a test runner started in the
+    background of a non-interactive shell ignores SIGINT, its children inherit that, and Python then
+    installs no KeyboardInterrupt handler — the command would never see the test's Ctrl+C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

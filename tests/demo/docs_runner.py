@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from demo_env import REPO, clean_env
+from demo_env import REPO, clean_env, ctrl_c_works
 from pipetrace.store import SpanStore
 
 WARMUP_S = 5.0
@@ -212,7 +212,8 @@ class Session:
         if cmd.long_running:
             out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
             started = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=self.work, env=dict(self.env), stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=ctrl_c_works)
             out.close()
             time.sleep(WARMUP_S)
             assert started.poll() is None, f"{where} ended after start (exit {started.returncode}):\n{self._tail()}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from demo_chain import AIRFLOW_DAG, DAGSTER_JOB, assert_cross_system_trace
-from demo_env import BIN, REPO, DemoRun, clean_env
+from demo_env import BIN, REPO, DemoRun, clean_env, ctrl_c_works
 from pipetrace.identity import RunIdentity
 from pipetrace.store import SpanStore
 
@@ -97,7 +97,7 @@ def test_demo_serves_viewer_and_opens_browser(tmp_path: Path) -> None:
     browser.chmod(0o755)
     env = clean_env(tmp_path / "home", PIPETRACE_DEMO_PARTS="python", BROWSER=str(browser))
     proc = subprocess.Popen([str(BIN / "pipetrace"), "demo"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_works)
     try:
         deadline = time.monotonic() + 90
         while not opened.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -113,3 +113,23 @@ def test_make_server_refuses_open_bind_without_token(tmp_path: Path) -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     with pytest.raises(ValueError, match="token"):
         make_server(SpanStore(tmp_path / "t.db"), host="0.0.0.0", port=0)
+
+
+def test_closing_the_server_does_not_wait_for_idle_keep_alive_connections(tmp_path: Path) -> None:
+    """A browser keeps HTTP/1.1 connections open after a page loads; Ctrl+C must still stop the viewer."""
+    import socket
+    import threading
+    import time
+
+    server = make_server(SpanStore(tmp_path / "traces.db"), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    browser = socket.create_connection((host, port), timeout=5)
+    browser.sendall(f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert b"200" in browser.recv(4096).split(b"\r\n", 1)[0]  # answered; the connection stays open
+    started = time.monotonic()
+    server.shutdown()
+    server.server_close()
+    assert time.monotonic() - started < 3
+    browser.close()
