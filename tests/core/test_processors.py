@@ -66,19 +66,25 @@ def test_no_thread_until_the_first_span_and_no_wake_ups_while_idle() -> None:
     queue.shutdown(5)
 
 
-def test_batch_waits_for_the_interval_or_a_full_batch() -> None:
+def test_a_full_batch_goes_at_once_and_a_lone_span_waits_for_the_interval() -> None:
     exporter = _Recorder()
-    queue = ExportQueue(exporter, name="t", interval_s=0.3, max_batch_size=5)
+    queue = ExportQueue(exporter, name="t", interval_s=1.0, max_batch_size=5)
     started = time.monotonic()
     for i in range(12):
         queue.offer(_span(f"s{i}"))
     deadline = time.monotonic() + 2
-    while sum(len(b) for b in exporter.batches) < 10 and time.monotonic() < deadline:
+    while sum(len(b) for b in exporter.batches) < 5 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert [len(b) for b in exporter.batches[:2]] == [5, 5]
-    assert time.monotonic() - started < 0.25  # full batches go at once
+    assert time.monotonic() - started < 0.8  # a full batch does not wait for the interval
     assert queue.flush(5)
-    assert sum(len(b) for b in exporter.batches) == 12
+    assert sum(len(b) for b in exporter.batches) == 12 and max(len(b) for b in exporter.batches) <= 5
+    exporter.batches.clear()
+    lone = time.monotonic()
+    queue.offer(_span("lone"))
+    while not exporter.batches and time.monotonic() < lone + 4:
+        time.sleep(0.005)
+    waited = time.monotonic() - lone
+    assert exporter.batches == [["lone"]] and 0.9 <= waited < 3.5  # exported once its interval is up
     queue.shutdown(5)
 
 
