@@ -34,7 +34,9 @@ class _W3C:
     """The global propagator pipetrace installed when it is plain W3C (``tracecontext`` and maybe
     ``baggage``): while it is still the global one, a message with a well-formed ``traceparent`` and no
     baggage is read and written here directly — the same result as the propagators', at a fifth of
-    the cost, on the per-message path. Anything else takes the propagators' path."""
+    the cost, on the per-message path. Anything else takes the propagators' path. Header names are
+    matched in lower case, as every W3C writer (pipetrace, OTel instrumentations) writes them; a carrier
+    with only a capitalised ``Traceparent`` still goes the propagators' (case-insensitive) way."""
 
 
 def use_w3c_fast_path(textmap: TextMapPropagator | None) -> None:
