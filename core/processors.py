@@ -90,7 +90,7 @@ class ExportQueue:
         if self._shutdown:
             return
         with self._cond:
-            pending = len(self._queue) + len(self._ready)
+            pending = self.queued
             if pending >= self.max_queue_size:
                 self.dropped += 1
                 warn_once_per(log, f"drop-{self.name}", "pipetrace: %s queue full (%d); dropping spans",
@@ -108,7 +108,7 @@ class ExportQueue:
     def _wait_for_batch_locked(self) -> None:
         while not self._shutdown and not (self._queue or self._ready):
             self._cond.wait()
-        while not self._shutdown and not self._flushes and len(self._queue) + len(self._ready) < self.max_batch_size:
+        while not self._shutdown and not self._flushes and self.queued < self.max_batch_size:
             left = self._due - time.monotonic()
             if left <= 0:
                 return
@@ -158,7 +158,7 @@ class ExportQueue:
                           self.name, len(batch))
             return
         with self._cond:
-            room = self.max_queue_size - len(self._queue) - len(self._ready)
+            room = self.max_queue_size - self.queued
             keep = batch[:max(0, room)]
             lost = len(batch) - len(keep)
             self._ready.extendleft(reversed(keep))
@@ -211,7 +211,7 @@ class ExportQueue:
         self.flush(timeout_s)
         self._shutdown = True
         with self._cond:
-            lost = len(self._queue) + len(self._ready)
+            lost = self.queued
             self._queue.clear()
             self._ready.clear()
             self._cond.notify_all()

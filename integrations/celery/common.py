@@ -9,6 +9,7 @@ the fact (revoked, rejected) and a live one for the same attempt are one span in
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pipetrace import attributes as A
@@ -48,23 +49,20 @@ def broker_system(app: Any) -> str:
     return system
 
 
-_shared: dict[tuple[int, str, str, str, str | None], tuple[tuple[str, Any], ...]] = {}
-
-
 def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None
                       ) -> tuple[tuple[str, Any], ...]:
     """The attributes every ``send``/``process`` of ``task`` on ``dest`` has in common (messaging,
-    system, task name), built once per app, task and queue: ``dict(...)`` of it starts a span's."""
-    key = (id(app), operation, task, dest, routing_key)
-    found = _shared.get(key)
-    if found is None:
-        if len(_shared) >= 4096:
-            _shared.clear()
-        attrs = base_attributes(broker_system(app), dest, operation, routing_key=routing_key)
-        attrs[A.SYSTEM] = SYSTEM
-        attrs[A.TASK_NAME] = task
-        found = _shared[key] = tuple(attrs.items())
-    return found
+    system, task name): ``dict(...)`` of it starts a span's."""
+    return _shared_attributes(broker_system(app), operation, task, dest, routing_key)
+
+
+@functools.lru_cache(maxsize=4096)  # a handful of tasks and queues per process: built once each
+def _shared_attributes(system: str, operation: str, task: str, dest: str, routing_key: str | None
+                       ) -> tuple[tuple[str, Any], ...]:
+    attrs = base_attributes(system, dest, operation, routing_key=routing_key)
+    attrs[A.SYSTEM] = SYSTEM
+    attrs[A.TASK_NAME] = task
+    return tuple(attrs.items())
 
 
 def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:

@@ -9,6 +9,7 @@ top level (what Celery workers and opentelemetry-instrumentation-celery read) an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -50,15 +51,11 @@ def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
                 out[key] = value
 
 
-_context_type: list[type] = []
-
-
+@functools.cache
 def _task_context() -> type:
-    if not _context_type:
-        from celery.app.task import Context
+    from celery.app.task import Context
 
-        _context_type.append(Context)
-    return _context_type[0]
+    return Context
 
 
 def _sources(request: Any) -> list[Mapping[str, Any]]:
