@@ -48,7 +48,7 @@ def _w3c_fast() -> bool:
 
 
 def _write_w3c(target: dict[str, Any], sc: SpanContext) -> None:
-    if sc == INVALID_SPAN_CONTEXT:
+    if not sc.trace_id and sc == INVALID_SPAN_CONTEXT:  # the int first: a full compare is costly when cold
         return
     target["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
     if sc.trace_state:
@@ -65,6 +65,11 @@ def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
 def _w3c_extract(carrier: dict[Any, Any]) -> Context | None:
     """The context of a well-formed W3C carrier without baggage; None sends it the propagators' way
     (which also logs what is wrong with it)."""
+    sc = _w3c_span_context(carrier)
+    return None if sc is None else trace.set_span_in_context(NonRecordingSpan(sc), Context())
+
+
+def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
     header = carrier.get("traceparent")
     if (type(header) is not str or len(header) > MAX_TRACEPARENT_CHARS or "baggage" in carrier
             or len(carrier) > MAX_ENTRIES):
@@ -81,9 +86,8 @@ def _w3c_extract(carrier: dict[Any, Any]) -> Context | None:
         if type(raw_state) is not str or len(raw_state) > MAX_TRACESTATE_CHARS:
             return None
         state = TraceState.from_header([raw_state])
-    sc = SpanContext(int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
-                     trace_state=state)
-    return trace.set_span_in_context(NonRecordingSpan(sc), Context())
+    return SpanContext(int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
+                       trace_state=state)
 
 
 def inject(carrier: dict[str, Any] | None = None, context: Context | None = None) -> dict[str, Any]:
@@ -177,6 +181,20 @@ def extract(carrier: object, source: str = "carrier") -> Context | None:
             warn_once_per(log, source, "pipetrace: invalid traceparent from %s: %.80r", source, clean["traceparent"])
         return None
     return ctx
+
+
+def extract_span_context(carrier: object, source: str = "carrier") -> SpanContext | None:
+    """The remote span context in ``carrier`` (what :func:`extract` finds, without building a Context:
+    a message consumer that starts its span from it needs only this), or ``None``."""
+    if type(carrier) is dict and _w3c_fast():
+        try:
+            fast = _w3c_span_context(carrier)
+        except Exception:
+            fast = None
+        if fast is not None:
+            return fast
+    ctx = extract(carrier, source)
+    return None if ctx is None else trace.get_current_span(ctx).get_span_context()
 
 
 def span_context_of(carrier_or_context: object, source: str = "carrier") -> SpanContext | None:

@@ -93,14 +93,35 @@ def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: 
     return out
 
 
+def _known_plain(tracer: Any, attributes: Mapping[str, Any] | None, extra: dict[str, Any] | None
+                 ) -> dict[str, Any] | None:
+    """:func:`_plain_attributes` for start attributes the caller vouched for: only the limits and
+    what was set later are checked; the caller's dict itself becomes the span's attributes."""
+    if not isinstance(attributes, dict):
+        return _plain_attributes(tracer, attributes, extra)
+    limits = tracer._span_limits
+    maxlen = limits.max_span_attributes
+    if extra:
+        for key, value in extra.items():
+            if type(value) not in _PLAIN or type(key) is not str or not key:
+                return None
+        attributes.update(extra)
+    if limits.max_span_attribute_length is not None or (maxlen is not None and len(attributes) > maxlen):
+        return None
+    return attributes
+
+
 class DeferredSpan(trace_api.Span):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done")
+                 "_live", "_done", "_plain", "_from_parent")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
-                 context: Context | None, links: Sequence[Link], live: Span | None = None) -> None:
+                 context: Context | None, links: Sequence[Link], live: Span | None = None,
+                 plain: bool = False, from_parent: bool = False) -> None:
+        self._plain = plain  # the start attributes are known plain (see begin): not checked again at the end
+        self._from_parent = from_parent  # begun from a parent span context: its Context is built if needed
         self._tracer = tracer
         self.name = name
         self.kind = kind
@@ -201,7 +222,10 @@ class DeferredSpan(trace_api.Span):
         if self._live is None:
             decided = self._decided
             if isinstance(decided, fastspan.Decision) and not self._done:
-                live = fastspan.materialise(self._tracer, self.name, decided, self._context, self.kind,
+                context = self._context
+                if self._from_parent and decided.parent is not None:
+                    context = fastspan.parent_context(decided.parent)
+                live = fastspan.materialise(self._tracer, self.name, decided, context, self.kind,
                                             self._links, self.start_time)
                 if self._extra:
                     live.set_attributes(self._extra)
@@ -231,7 +255,8 @@ class DeferredSpan(trace_api.Span):
             attrs = None
             if not self._links and emits_directly(tracer) and (
                     not events or (limits.max_events is None or len(events) <= limits.max_events)):
-                attrs = _plain_attributes(tracer, decided.attributes, self._extra)
+                attrs = (_known_plain(tracer, decided.attributes, self._extra) if self._plain
+                         else _plain_attributes(tracer, decided.attributes, self._extra))
             if attrs is None:
                 self.live().end(end_time=end)
                 return
@@ -249,16 +274,29 @@ class DeferredSpan(trace_api.Span):
 
 def begin(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
           context: Context | None = None, links: Sequence[Link] = (), trace_id: int | None = None,
-          span_id: int | None = None, start_time: int | None = None) -> DeferredSpan:
+          span_id: int | None = None, start_time: int | None = None, parent: SpanContext | None = None,
+          plain_attributes: bool = False) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
-    the SDK's span at once); ``context`` None means the current one, as in the SDK."""
+    the SDK's span at once); ``context`` None means the current one, as in the SDK.
+
+    ``parent``: the parent span context itself (a consumer's extracted message context), instead of a
+    Context holding it — one is built only if a sampler or processor asks for it.
+    ``plain_attributes``: the caller hands ``attributes`` over (a dict it does not touch again) and
+    vouches that every key is a non-empty str and every value a str/bool/int/float, so the end does
+    not check them one by one again (what is set later still is)."""
     start = start_time if start_time is not None else time.time_ns()
+    if parent is not None and not parent.is_valid:
+        parent, context = None, context if context is not None else Context()
     if fastspan.usable(tracer) and emits_directly(tracer):
         try:
-            decided = fastspan.decide(tracer, name, context, kind, attributes, links, trace_id, span_id)
-            return DeferredSpan(tracer, name, kind, start, decided, context, links)
+            decided = fastspan.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
+                                      trace_id, span_id, parent)
+            return DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
+                                plain=plain_attributes, from_parent=parent is not None)
         except Exception as exc:
             fastspan.lean_failed(exc)
+    if parent is not None:
+        context = fastspan.parent_context(parent)
     live = fastspan.start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
                                start_time=start, trace_id=trace_id, span_id=span_id)
     return DeferredSpan(tracer, name, kind, start, live, context, links, live=live)

@@ -100,6 +100,57 @@ def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
             bounded[key] = value
 
 
+try:
+    from opentelemetry.sdk.trace.sampling import Decision as _SamplingDecision
+    from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler
+except ImportError:  # pragma: no cover
+    ParentBased = StaticSampler = None  # type: ignore[assignment,misc]
+
+_Table = tuple[Any, Any, Any, Any, Any]
+_PARENT_BASED_PARTS = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+                       "_local_parent_not_sampled")
+# (the sampler last looked at, its decision table or None): see _static_table
+_sampler_seen: list[Any] = [None, None]
+
+
+def _static_table(sampler: object) -> _Table | None:
+    """The SDK's static samplers — ``ALWAYS_ON``/``ALWAYS_OFF`` and ``ParentBased`` over them, the
+    default ``parentbased_always_on`` among them — decide from the parent's flags alone: their
+    decisions for (root, remote sampled, remote unsampled, local sampled, local unsampled) parents,
+    read once per sampler. None for any other sampler, which is then called as usual."""
+    if sampler is _sampler_seen[0]:
+        return _sampler_seen[1]  # type: ignore[no-any-return]
+    table: _Table | None = None
+    try:
+        parts: tuple[Any, ...] = ()
+        if type(sampler) is StaticSampler:
+            parts = (sampler,) * 5
+        elif type(sampler) is ParentBased:
+            parts = tuple(getattr(sampler, part) for part in _PARENT_BASED_PARTS)
+        if parts and all(type(part) is StaticSampler for part in parts):
+            decisions = tuple(getattr(part, "_decision", None) for part in parts)
+            if all(isinstance(d, _SamplingDecision) for d in decisions):
+                table = (decisions[0], decisions[1], decisions[2], decisions[3], decisions[4])
+    except Exception:  # pragma: no cover - another SDK: ask the sampler
+        table = None
+    _sampler_seen[0], _sampler_seen[1] = sampler, table
+    return table
+
+
+def _static_decision(table: _Table, parent: SpanContext | None) -> Any:
+    if parent is None:
+        return table[0]
+    sampled = parent.trace_flags.sampled
+    if parent.is_remote:
+        return table[1] if sampled else table[2]
+    return table[3] if sampled else table[4]
+
+
+def parent_context(parent: SpanContext) -> Context:
+    """A Context whose current span is ``parent`` (for samplers and processors that read one)."""
+    return trace_api.set_span_in_context(NonRecordingSpan(parent), Context())
+
+
 class Decision:
     """What the SDK decides when a span starts — its span context, parent and the sampler's
     attributes — kept so the span can be built then or later (:mod:`pipetrace.deferred`)."""
@@ -115,10 +166,16 @@ class Decision:
 
 
 def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attributes: Mapping[str, Any] | None,
-           links: Sequence[Link], trace_id: int | None, span_id: int | None) -> Decision | NonRecordingSpan:
+           links: Sequence[Link], trace_id: int | None, span_id: int | None,
+           parent_span: SpanContext | None = None) -> Decision | NonRecordingSpan:
     """The first half of the SDK's ``Tracer.start_span``: parent, ids, sampler. A non-recording span
-    when the tracer is disabled or the sampler drops the span."""
-    parent: SpanContext | None = trace_api.get_current_span(context).get_span_context()
+    when the tracer is disabled or the sampler drops the span. ``parent_span``, when given, is the
+    parent (``context`` is then the Context holding it, or None to build one only if a sampler needs it)."""
+    parent: SpanContext | None
+    if parent_span is not None:
+        parent = parent_span
+    else:
+        parent = trace_api.get_current_span(context).get_span_context()
     enabled = getattr(tracer, "_is_enabled", None)
     if enabled is not None and not enabled():
         return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
@@ -134,18 +191,27 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     else:
         tid = parent.trace_id
         random_id = bool(_RANDOM_FLAG) and bool(parent.trace_flags & _RANDOM_FLAG)
-    result = tracer.sampler.should_sample(context, tid, name, kind, attributes, links)
-    decision = result.decision
+    sampler = tracer.sampler
+    table = _static_table(sampler)
+    if table is not None:  # what the static sampler would return, without the call
+        decision = _static_decision(table, parent)
+        trace_state = parent.trace_state if parent is not None else None
+        sampled_attributes: Mapping[str, Any] | None = attributes if decision is not _SamplingDecision.DROP else None
+    else:
+        if context is None and parent_span is not None:
+            context = parent_context(parent_span)
+        result = sampler.should_sample(context, tid, name, kind, attributes, links)
+        decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
     flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
     if random_id:
         flags = TraceFlags(flags | _RANDOM_FLAG)
     sc = SpanContext(tid, span_id if span_id is not None else generator.generate_span_id(), is_remote=False,
-                     trace_flags=flags, trace_state=result.trace_state)
+                     trace_flags=flags, trace_state=trace_state)
     metrics = getattr(tracer, "_tracer_metrics", None)
     end_metrics = metrics.start_span(parent, decision) if metrics is not None else None
     if not decision.is_recording():
         return NonRecordingSpan(context=sc)
-    return Decision(sc, parent, result.attributes, end_metrics)
+    return Decision(sc, parent, sampled_attributes, end_metrics)
 
 
 def materialise(tracer: Any, name: str, decided: Decision, context: Context | None, kind: SpanKind,

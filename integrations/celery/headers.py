@@ -43,6 +43,10 @@ def pipeline(values: Mapping[str, Any], default: str) -> str:
     return default
 
 
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the exact type first: an ABC check is slow
+
+
 def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
     for key in KEYS:
         if key not in out:
@@ -59,20 +63,20 @@ def _task_context() -> type:
 
 
 def _sources(request: Any) -> list[Mapping[str, Any]]:
-    if isinstance(request, Mapping):
+    if _is_mapping(request):
         return [request]
     sources: list[Mapping[str, Any]] = []
     # a task's request Context keeps the headers as attributes; asking it for request_dict would cost a
     # failed attribute lookup (an exception) on every task
-    request_dict = None if isinstance(request, _task_context()) else getattr(request, "request_dict", None)
-    if isinstance(request_dict, Mapping):  # celery.worker.request.Request
+    request_dict = None if type(request) is _task_context() else getattr(request, "request_dict", None)
+    if request_dict is not None and _is_mapping(request_dict):  # celery.worker.request.Request
         sources.append(request_dict)
     else:
         attrs = getattr(request, "__dict__", None)
-        if isinstance(attrs, Mapping):
+        if attrs is not None and _is_mapping(attrs):
             sources.append(attrs)
     nested = getattr(request, "headers", None)
-    if isinstance(nested, Mapping):
+    if nested is not None and _is_mapping(nested):
         sources.append(nested)
     return sources
 
@@ -83,7 +87,7 @@ def read(request: Any) -> dict[str, Any]:
     seen: list[int] = []
     for source in _sources(request):
         for mapping in (source, source.get("headers")):
-            if isinstance(mapping, Mapping) and id(mapping) not in seen:  # a Context's headers twice
+            if mapping is not None and id(mapping) not in seen and _is_mapping(mapping):  # a Context's headers twice
                 seen.append(id(mapping))
                 _from_mapping(mapping, out)
     return out

@@ -8,6 +8,7 @@ the issue's throughput goal is most sensitive to."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -71,7 +72,8 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
         now = time.time_ns()
-        span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now)
+        span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
+                     plain_attributes=True)
         carrier = inject_span_context({}, span.get_span_context())
         carrier[PUBLISHED_HEADER] = str(now)
         carrier[H.PIPELINE_HEADER] = pipeline
@@ -104,7 +106,12 @@ def publish_failed(headers: Any, exc: BaseException) -> None:
         pass
 
 
-def _current_app() -> Any:
-    from celery import current_app
+@functools.cache
+def _app_getter() -> Any:
+    from celery._state import get_current_app
 
-    return current_app._get_current_object()  # the app itself: attributes are cached per app
+    return get_current_app
+
+
+def _current_app() -> Any:
+    return _app_getter()()  # the app itself (not the proxy): its broker system is cached per app

@@ -37,20 +37,23 @@ class Pending:
         self.bound = bound
 
     def put(self, key: str, value: Any) -> list[Any]:
-        with self._lock:
-            items = self._items
+        items = self._items
+        if key in items:
             items.pop(key, None)  # a re-put key moves to the end, as in an OrderedDict
-            items[key] = value
-            if len(items) <= self.bound:
-                return []
-            evicted = []
+        items[key] = value  # one dict operation each: atomic under the GIL, no lock on the common path
+        if len(items) <= self.bound:
+            return []
+        evicted = []
+        with self._lock:  # only eviction walks the dict
             while len(items) > self.bound:
-                evicted.append(items.pop(next(iter(items))))
-            return evicted
+                try:
+                    evicted.append(items.pop(next(iter(items))))
+                except (StopIteration, KeyError, RuntimeError):  # another thread changed it meanwhile
+                    break
+        return evicted
 
     def pop(self, key: str) -> Any:
-        with self._lock:
-            return self._items.pop(key, None)
+        return self._items.pop(key, None)
 
     def get(self, key: str) -> Any:
         return self._items.get(key)

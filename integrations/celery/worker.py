@@ -22,7 +22,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
 from pipetrace.deferred import begin
-from pipetrace.integrations.kombu.consumer import bad_context_event, parent_of
+from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span_of
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
 from pipetrace.ratelimit import warn_once_per
@@ -45,11 +45,10 @@ def _error_type(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _chord_links(values: dict[str, Any], parent: Context | None) -> list[Link]:
+def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
     raw = values.get(H.CHORD_HEADER)
-    if not raw or parent is None:
+    if not raw or sc is None:
         return []
-    sc = trace.get_current_span(parent).get_span_context()
     ids = [i for i in str(raw).split(",") if i][: link_limit()]
     return [Link(SpanContext(sc.trace_id, attempt_span_id(i, 1), is_remote=True,
                              trace_flags=TraceFlags(TraceFlags.SAMPLED)),
@@ -93,17 +92,20 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         values = H.read(request)
         try_number = int(getattr(request, "retries", 0) or 0) + 1
         attrs, pipeline, root_id = _task_attributes(task, request, task_id, values, try_number, now)
-        parent, reason = parent_of(values, f"celery task {attrs[A.TASK_NAME]}")
+        name = attrs[A.TASK_NAME]
+        parent, reason = parent_span_of(values, f"celery task {name}")
+        context = Context()  # a root, unless the message (or, run eagerly, the caller) has a parent
+        linked = parent
         if parent is None and getattr(request, "is_eager", False):
             # apply()/always-eager: no message, the caller's span (if any) is the parent
-            current_span = trace.get_current_span()
-            if current_span.get_span_context().is_valid:
-                parent, reason = otel_context.get_current(), None
-        links = _chord_links(values, parent)
-        trace_id = None if parent is not None else run_identity(root_id).trace_id
-        span = begin(tracer(), f"task {attrs[A.TASK_NAME]}", context=parent or Context(), kind=SpanKind.CONSUMER,
+            current_sc = trace.get_current_span().get_span_context()
+            if current_sc.is_valid:
+                context, reason, linked = otel_context.get_current(), None, current_sc
+        links = _chord_links(values, linked)
+        trace_id = None if linked is not None else run_identity(root_id).trace_id
+        span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
                      attributes=attrs, links=links, start_time=now, trace_id=trace_id,
-                     span_id=attempt_span_id(task_id, try_number))
+                     span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
         if reason is not None:
             bad_context_event(span, reason)
         token = otel_context.attach(trace.set_span_in_context(span))

@@ -14,9 +14,9 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanContext, SpanKind
 from pipetrace import attributes as A
-from pipetrace.carriers import extract
+from pipetrace.carriers import extract, extract_span_context
 from pipetrace.deferred import begin
 from pipetrace.ratelimit import warn_once_per
 
@@ -56,15 +56,23 @@ def queue_of(message: Any, consumer: Any = None) -> tuple[str, str]:
     return dest, rk
 
 
+def _missing_reason(headers: Mapping[str, Any]) -> str:
+    raw = headers.get("traceparent") if headers else None
+    if raw is None:
+        return "no trace context in message headers"
+    return f"unusable traceparent header ({type(raw).__name__}, {len(str(raw))} chars)"
+
+
 def parent_of(headers: Mapping[str, Any], source: str) -> tuple[Context | None, str | None]:
     """The producer's context, or None with the reason it could not be used (for a span event)."""
     ctx = extract(headers, source=source)
-    if ctx is not None:
-        return ctx, None
-    raw = headers.get("traceparent") if headers else None
-    if raw is None:
-        return None, "no trace context in message headers"
-    return None, f"unusable traceparent header ({type(raw).__name__}, {len(str(raw))} chars)"
+    return (ctx, None) if ctx is not None else (None, _missing_reason(headers))
+
+
+def parent_span_of(headers: Mapping[str, Any], source: str) -> tuple[SpanContext | None, str | None]:
+    """:func:`parent_of` as the producer's span context itself (what a consumer span starts from)."""
+    sc = extract_span_context(headers, source=source)
+    return (sc, None) if sc is not None else (None, _missing_reason(headers))
 
 
 def bad_context_event(span: Span, reason: str) -> None:
@@ -75,12 +83,12 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     headers = message_headers(message)
     dest, rk = queue_of(message, consumer)
     system = messaging_system(connection if connection is not None else getattr(consumer, "connection", None))
-    parent, reason = parent_of(headers, f"kombu message on {dest}")
+    parent, reason = parent_span_of(headers, f"kombu message on {dest}")
     attrs = base_attributes(system, dest, "process", message_id(message), routing_key=rk)
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = begin(tracer(), f"process {dest or 'default'}", context=parent or Context(), kind=SpanKind.CONSUMER,
+    span = begin(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent, kind=SpanKind.CONSUMER,
                  attributes=attrs)
     if reason is not None:
         bad_context_event(span, reason)

@@ -164,6 +164,25 @@ def _both_ways(carrier: dict[str, object]) -> tuple[Context | None, Context | No
 
 
 @pytest.mark.parametrize("carrier", W3C_CARRIERS, ids=range(len(W3C_CARRIERS)))
+def test_extract_span_context_is_the_span_context_extract_finds(traced, carrier: dict[str, object]) -> None:
+    from pipetrace.carriers import extract_span_context
+
+    ctx = extract(dict(carrier), source="ctx")
+    got = extract_span_context(dict(carrier), source="sc")
+    if ctx is None:
+        assert got is None
+    else:
+        assert got == _sc(ctx) and got.is_remote
+
+
+def test_extract_span_context_of_garbage_is_none(traced) -> None:
+    from pipetrace.carriers import extract_span_context
+
+    for garbage in (None, "traceparent", 42, {"traceparent": 7}, {"traceparent": "00-zz-yy-01"}, [("a", "b")]):
+        assert extract_span_context(garbage, source="garbage") is None
+
+
+@pytest.mark.parametrize("carrier", W3C_CARRIERS, ids=range(len(W3C_CARRIERS)))
 def test_w3c_fast_extract_matches_the_propagators(traced, carrier: dict[str, object]) -> None:
     fast, slow = _both_ways(carrier)
     assert (fast is None) == (slow is None)

@@ -310,3 +310,136 @@ def test_deferred_span_with_a_list_attribute_matches_the_sdk() -> None:
     live.end(end_time=200)
     got, want = exporter.get_finished_spans()
     assert _shape(got) == _shape(want)
+
+
+LOCAL = SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                    trace_state=TraceState([("vendor", "v1")]))
+LOCAL_UNSAMPLED = SpanContext(0xFEED, 0xBEE0, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+STATIC_SAMPLERS = [
+    sampling.ALWAYS_ON, sampling.ALWAYS_OFF, sampling.ParentBased(sampling.ALWAYS_ON),
+    sampling.ParentBased(sampling.ALWAYS_OFF),
+    sampling.ParentBased(sampling.ALWAYS_OFF, remote_parent_sampled=sampling.ALWAYS_OFF,
+                         remote_parent_not_sampled=sampling.ALWAYS_ON, local_parent_sampled=sampling.ALWAYS_OFF,
+                         local_parent_not_sampled=sampling.ALWAYS_ON),
+]
+
+
+@pytest.mark.parametrize("sampler", STATIC_SAMPLERS, ids=lambda s: s.get_description())
+@pytest.mark.parametrize("parent", [None, REMOTE, UNSAMPLED, LOCAL, LOCAL_UNSAMPLED],
+                         ids=["root", "remote", "remote-unsampled", "local", "local-unsampled"])
+def test_static_samplers_are_decided_without_the_call_exactly_as_they_decide(sampler: sampling.Sampler,
+                                                                           parent: SpanContext | None) -> None:
+    table = fastspan._static_table(sampler)
+    assert table is not None
+    context = Context() if parent is None else _ctx(parent)
+    attrs = {"a": "b"}
+    want = sampler.should_sample(context, 0xABC, "s", SpanKind.INTERNAL, attrs, ())
+    assert fastspan._static_decision(table, parent) is want.decision
+    provider, exporter = _provider(sampler=sampler)
+    decided = fastspan.decide(provider.get_tracer("t"), "s", context, SpanKind.INTERNAL, attrs, (), 0xABC, 0x1)
+    if want.decision.is_recording():
+        assert isinstance(decided, fastspan.Decision)
+        assert dict(decided.attributes or {}) == dict(want.attributes)
+        assert decided.context.trace_state == (want.trace_state or TraceState())
+        assert decided.context.trace_flags.sampled == want.decision.is_sampled()
+    else:
+        assert isinstance(decided, NonRecordingSpan)
+
+
+def test_other_samplers_are_still_asked() -> None:
+    ratio = sampling.ParentBased(sampling.TraceIdRatioBased(0.5))
+    assert fastspan._static_table(ratio) is None
+    assert fastspan._static_table(RunConsistentSampler(PipelineRates({}, default_rate=0.5))) is None
+    asked: list[str] = []
+
+    class Counting(sampling.Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any
+                          ) -> sampling.SamplingResult:
+            asked.append(name)
+            parent = trace.get_current_span(parent_context).get_span_context()
+            assert parent == REMOTE  # a sampler asked for a span begun from a span context gets its Context
+            return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, {"by": "counting"})
+
+        def get_description(self) -> str:
+            return "counting"
+
+    provider, exporter = _provider(sampler=Counting())
+    span = deferred.begin(provider.get_tracer("t"), "asked", parent=REMOTE, span_id=0x9)
+    span.end()
+    assert asked == ["asked"]
+    assert dict(exporter.get_finished_spans()[0].attributes) == {"by": "counting"}
+
+
+class _RecordsParentContext(SpanProcessor):
+    def __init__(self) -> None:
+        self.parents: list[SpanContext | None] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self.parents.append(trace.get_current_span(parent_context).get_span_context() if parent_context else None)
+
+
+@pytest.mark.parametrize("watched", [False, True], ids=["deferred", "sdk-span-at-once"])
+def test_begun_from_a_parent_span_context_is_the_span_begun_from_its_context(watched: bool) -> None:
+    shapes = []
+    for how in ("parent", "context"):
+        watcher = _RecordsParentContext()
+        provider, exporter = _provider(processor=watcher if watched else None)
+        if watched:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("pipetrace")
+        where: dict[str, Any] = {"parent": REMOTE} if how == "parent" else {"context": _ctx(REMOTE)}
+        span = deferred.begin(tracer, "process q", kind=SpanKind.CONSUMER, attributes={"a": "b"}, span_id=0x43,
+                              start_time=5, **where)
+        span.set_attribute("late", 1)
+        span.end(end_time=9)
+        (finished,) = exporter.get_finished_spans()
+        shapes.append(_shape(finished))
+        if watched:
+            assert watcher.parents == [REMOTE]  # the processor saw the parent's Context at the start
+    assert shapes[0] == shapes[1]
+    assert shapes[0]["parent"] == REMOTE and shapes[0]["context"].trace_state == REMOTE.trace_state
+
+
+def test_begun_from_a_parent_and_made_live_keeps_the_parent_context() -> None:
+    watcher = _RecordsParentContext()
+    provider, exporter = _provider()
+    provider.add_span_processor(watcher)  # added after begin would not matter: live() starts the SDK span
+    span = deferred.begin(provider.get_tracer("t"), "process q", parent=REMOTE, span_id=0x44)
+    span.record_exception(ValueError("x"))  # becomes the SDK span
+    span.end()
+    assert exporter.get_finished_spans()[0].parent == REMOTE
+    assert watcher.parents == [REMOTE]  # its on_start got a Context holding the parent
+
+
+def test_an_invalid_parent_span_context_makes_a_root() -> None:
+    provider, exporter = _provider()
+    from opentelemetry.trace import INVALID_SPAN_CONTEXT
+
+    deferred.begin(provider.get_tracer("t"), "root", parent=INVALID_SPAN_CONTEXT, trace_id=0x5, span_id=0x6).end()
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None and span.context.trace_id == 0x5
+
+
+def test_plain_attributes_are_the_spans_and_later_values_are_still_checked() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("t")
+    span = deferred.begin(tracer, "plain", attributes={"a": "b", "n": 2}, context=Context(), trace_id=1, span_id=2,
+                          plain_attributes=True)
+    span.set_attribute("late", 1.5)
+    span.end()
+    span = deferred.begin(tracer, "late list", attributes={"a": "b"}, context=Context(), trace_id=1, span_id=3,
+                          plain_attributes=True)
+    span.set_attribute("items", [1, 2])  # needs the SDK's cleaning: the end goes the SDK's way
+    span.end()
+    first, second = exporter.get_finished_spans()
+    assert dict(first.attributes) == {"a": "b", "n": 2, "late": 1.5}
+    assert dict(second.attributes) == {"a": "b", "items": (1, 2)}
+
+
+def test_plain_attributes_still_honour_the_limits() -> None:
+    provider, exporter = _provider(limits=SpanLimits(max_span_attributes=2))
+    attrs = {"a": "1", "b": "2", "c": "3"}
+    deferred.begin(provider.get_tracer("t"), "limited", attributes=attrs, context=Context(), trace_id=1,
+                   span_id=2, plain_attributes=True).end()
+    (span,) = exporter.get_finished_spans()
+    assert len(span.attributes) == 2 and span.dropped_attributes == 1
