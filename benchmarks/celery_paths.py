@@ -137,8 +137,9 @@ def run_one(mode: str, side: str, n: int) -> None:
 
 def _count(mode: str, side: str, n: int, out_dir: Path) -> int:
     out = out_dir / f"callgrind.{side}.{mode}.{n}"
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run: repeatable counts
     proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                           "--run", mode, side, str(n)], capture_output=True, text=True, cwd=ROOT, check=False)
+                           "--run", mode, side, str(n)], capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     for line in proc.stderr.splitlines():
         if "Collected :" in line:
             return int(line.rsplit(":", 1)[1].strip())

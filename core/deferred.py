@@ -93,12 +93,9 @@ def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: 
     return out
 
 
-def _known_plain(tracer: Any, attributes: Mapping[str, Any] | None, extra: dict[str, Any] | None
-                 ) -> dict[str, Any] | None:
+def _known_plain(tracer: Any, attributes: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any] | None:
     """:func:`_plain_attributes` for start attributes the caller vouched for: only the limits and
     what was set later are checked; the caller's dict itself becomes the span's attributes."""
-    if not isinstance(attributes, dict):
-        return _plain_attributes(tracer, attributes, extra)
     limits = tracer._span_limits
     maxlen = limits.max_span_attributes
     if extra:
@@ -115,12 +112,14 @@ class DeferredSpan(trace_api.Span):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done", "_plain", "_from_parent")
+                 "_live", "_done", "_owned", "_from_parent")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
-                 plain: bool = False, from_parent: bool = False) -> None:
-        self._plain = plain  # the start attributes are known plain (see begin): not checked again at the end
+                 owned: dict[str, Any] | None = None, from_parent: bool = False) -> None:
+        # the start attributes when the caller vouched for them (see begin): plain values set later go
+        # straight in, and the end does not check them one by one again
+        self._owned = owned
         self._from_parent = from_parent  # begun from a parent span context: its Context is built if needed
         self._tracer = tracer
         self.name = name
@@ -151,7 +150,11 @@ class DeferredSpan(trace_api.Span):
         if self._live is not None:
             self._live.set_attribute(key, value)
         elif not self._done:
-            if self._extra is None:
+            owned = self._owned
+            if owned is not None and self._extra is None and type(value) in _PLAIN and type(key) is str and key:
+                owned[key] = value
+                return
+            if self._extra is None:  # from here on every later value goes here, in the order set
                 self._extra = {}
             self._extra[key] = value
 
@@ -159,9 +162,8 @@ class DeferredSpan(trace_api.Span):
         if self._live is not None:
             self._live.set_attributes(attributes)
         elif not self._done:
-            if self._extra is None:
-                self._extra = {}
-            self._extra.update(attributes)
+            for key, value in attributes.items():
+                self.set_attribute(key, value)
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
                   timestamp: int | None = None) -> None:
@@ -255,7 +257,7 @@ class DeferredSpan(trace_api.Span):
             attrs = None
             if not self._links and emits_directly(tracer) and (
                     not events or (limits.max_events is None or len(events) <= limits.max_events)):
-                attrs = (_known_plain(tracer, decided.attributes, self._extra) if self._plain
+                attrs = (_known_plain(tracer, self._owned, self._extra) if self._owned is not None
                          else _plain_attributes(tracer, decided.attributes, self._extra))
             if attrs is None:
                 self.live().end(end_time=end)
@@ -291,8 +293,12 @@ def begin(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attr
         try:
             decided = fastspan.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
                                       trace_id, span_id, parent)
+            owned = None
+            if plain_attributes and type(attributes) is dict and isinstance(decided, fastspan.Decision) and (
+                    decided.attributes is attributes):  # the sampler kept the caller's dict as the span's
+                owned = attributes
             return DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
-                                plain=plain_attributes, from_parent=parent is not None)
+                                owned=owned, from_parent=parent is not None)
         except Exception as exc:
             fastspan.lean_failed(exc)
     if parent is not None:

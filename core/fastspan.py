@@ -130,20 +130,21 @@ def _static_table(sampler: object) -> _Table | None:
         if parts and all(type(part) is StaticSampler for part in parts):
             decisions = tuple(getattr(part, "_decision", None) for part in parts)
             if all(isinstance(d, _SamplingDecision) for d in decisions):
-                table = (decisions[0], decisions[1], decisions[2], decisions[3], decisions[4])
+                entries = tuple((d, d.is_sampled(), d.is_recording()) for d in decisions)  # type: ignore[union-attr]
+                table = (entries[0], entries[1], entries[2], entries[3], entries[4])
     except Exception:  # pragma: no cover - another SDK: ask the sampler
         table = None
     _sampler_seen[0], _sampler_seen[1] = sampler, table
     return table
 
 
-def _static_decision(table: _Table, parent: SpanContext | None) -> Any:
+def _static_entry(table: _Table, parent: SpanContext | None) -> tuple[Any, bool, bool]:
+    """(decision, sampled, recording) of a static sampler for a span with this parent."""
     if parent is None:
-        return table[0]
-    sampled = parent.trace_flags.sampled
+        return table[0]  # type: ignore[no-any-return]
     if parent.is_remote:
-        return table[1] if sampled else table[2]
-    return table[3] if sampled else table[4]
+        return table[1] if parent.trace_flags.sampled else table[2]  # type: ignore[no-any-return]
+    return table[3] if parent.trace_flags.sampled else table[4]  # type: ignore[no-any-return]
 
 
 def parent_context(parent: SpanContext) -> Context:
@@ -194,22 +195,23 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     sampler = tracer.sampler
     table = _static_table(sampler)
     if table is not None:  # what the static sampler would return, without the call
-        decision = _static_decision(table, parent)
+        decision, sampled, recording = _static_entry(table, parent)
         trace_state = parent.trace_state if parent is not None else None
-        sampled_attributes: Mapping[str, Any] | None = attributes if decision is not _SamplingDecision.DROP else None
+        sampled_attributes: Mapping[str, Any] | None = attributes if recording else None
     else:
         if context is None and parent_span is not None:
             context = parent_context(parent_span)
         result = sampler.should_sample(context, tid, name, kind, attributes, links)
         decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
-    flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
+        sampled, recording = decision.is_sampled(), decision.is_recording()
+    flags = _SAMPLED if sampled else _NOT_SAMPLED
     if random_id:
         flags = TraceFlags(flags | _RANDOM_FLAG)
     sc = SpanContext(tid, span_id if span_id is not None else generator.generate_span_id(), is_remote=False,
                      trace_flags=flags, trace_state=trace_state)
     metrics = getattr(tracer, "_tracer_metrics", None)
     end_metrics = metrics.start_span(parent, decision) if metrics is not None else None
-    if not decision.is_recording():
+    if not recording:
         return NonRecordingSpan(context=sc)
     return Decision(sc, parent, sampled_attributes, end_metrics)
 

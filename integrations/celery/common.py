@@ -10,6 +10,7 @@ the fact (revoked, rejected) and a live one for the same attempt are one span in
 from __future__ import annotations
 
 import functools
+from types import MappingProxyType
 from typing import Any
 
 from pipetrace import attributes as A
@@ -50,19 +51,19 @@ def broker_system(app: Any) -> str:
 
 
 def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None
-                      ) -> tuple[tuple[str, Any], ...]:
+                      ) -> dict[str, Any]:
     """The attributes every ``send``/``process`` of ``task`` on ``dest`` has in common (messaging,
-    system, task name): ``dict(...)`` of it starts a span's."""
-    return _shared_attributes(broker_system(app), operation, task, dest, routing_key)
+    system, task name), as a new dict that starts a span's."""
+    return _shared_attributes(broker_system(app), operation, task, dest, routing_key).copy()
 
 
 @functools.lru_cache(maxsize=4096)  # a handful of tasks and queues per process: built once each
 def _shared_attributes(system: str, operation: str, task: str, dest: str, routing_key: str | None
-                       ) -> tuple[tuple[str, Any], ...]:
+                       ) -> MappingProxyType[str, Any]:
     attrs = base_attributes(system, dest, operation, routing_key=routing_key)
     attrs[A.SYSTEM] = SYSTEM
     attrs[A.TASK_NAME] = task
-    return tuple(attrs.items())
+    return MappingProxyType(attrs)  # read-only: copying a dict is cheaper than building one from pairs
 
 
 def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:

@@ -84,6 +84,16 @@ def _sources(request: Any) -> list[Mapping[str, Any]]:
 def read(request: Any) -> dict[str, Any]:
     """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
     out: dict[str, Any] = {}
+    if type(request) is _task_context():  # every task start: the same places as below, in the same order
+        attrs = request.__dict__
+        _from_mapping(attrs, out)
+        nested = attrs.get("headers")
+        if nested is not None and nested is not attrs and _is_mapping(nested):
+            _from_mapping(nested, out)
+            deeper = nested.get("headers")
+            if deeper is not None and deeper is not nested and deeper is not attrs and _is_mapping(deeper):
+                _from_mapping(deeper, out)
+        return out
     seen: list[int] = []
     for source in _sources(request):
         for mapping in (source, source.get("headers")):

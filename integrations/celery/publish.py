@@ -64,8 +64,8 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline = running.pipeline
         else:
             pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
-        attrs = dict(shared_attributes(_current_app(), "send", name, dest,
-                                       str(routing_key) if routing_key is not None else None))
+        attrs = shared_attributes(_current_app(), "send", name, dest,
+                                  str(routing_key) if routing_key is not None else None)
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
         attrs[A.PIPELINE_RUN_ID] = root_id

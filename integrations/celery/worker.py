@@ -61,7 +61,7 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     root_id = str(getattr(request, "root_id", None) or task_id)
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
-    attrs = dict(shared_attributes(getattr(task, "app", None), "process", name, dest, rk))
+    attrs = shared_attributes(getattr(task, "app", None), "process", name, dest, rk)
     attrs[A.MESSAGING_MESSAGE_ID] = task_id
     attrs[A.PIPELINE_NAME] = pipeline
     attrs[A.PIPELINE_RUN_ID] = root_id
@@ -159,7 +159,8 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
     try:
         span = attempt.span
         result = RESULTS.get(str(state), A.RESULT_SUCCESS if not attempt.failed else A.RESULT_FAILURE)
-        span.set_attributes({A.TASK_RESULT: result, "celery.state": str(state)})
+        span.set_attribute(A.TASK_RESULT, result)
+        span.set_attribute("celery.state", str(state))
         span.end()
     except Exception as exc:
         warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)

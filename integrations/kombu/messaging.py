@@ -80,9 +80,10 @@ def queued_ms(headers: Mapping[str, Any] | None, now_ns: int | None = None, eta:
         published = int(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    origin = max(published, _eta_ns(eta) or 0)
+    if eta is not None:
+        published = max(published, _eta_ns(eta) or 0)
     now = now_ns if now_ns is not None else time.time_ns()
-    return round(max(0, now - origin) / 1e6, 3)
+    return max(0, now - published) // 1000 / 1000  # ms, to the µs below (integer steps: no float rounding)
 
 
 OPERATION_NAMES = {"send": "publish", "process": "process", "receive": "receive"}

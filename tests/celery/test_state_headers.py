@@ -55,3 +55,25 @@ def test_read_from_a_worker_request_and_from_a_mapping() -> None:
     assert H.read(_WorkerRequest({"traceparent": TP, "other": 1})) == {"traceparent": TP}
     assert H.read({"traceparent": TP, "headers": {"tracestate": "a=b"}}) == {"traceparent": TP, "tracestate": "a=b"}
     assert H.read(object()) == {}
+
+
+class _ContextLike:
+    """Not a Celery Context: read() takes its general path for it."""
+
+    headers = None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def test_the_task_context_shortcut_reads_what_the_general_path_reads() -> None:
+    shapes: list[dict[str, Any]] = [
+        {"id": "a", "traceparent": TP},
+        {"id": "b", "headers": {"traceparent": TP, "headers": {"tracestate": "k=v", "traceparent": OTHER}}},
+        {"id": "c", "traceparent": TP, "headers": {"traceparent": OTHER, "pipetrace_pipeline": "p"}},
+        {"id": "d", "headers": "not a mapping"},
+        {"id": "e", "headers": {"headers": {"pipetrace_chord_header": "x"}}},
+        {"id": "f"},
+    ]
+    for values in shapes:
+        assert H.read(Context(dict(values))) == H.read(_ContextLike(dict(values))), values

@@ -334,7 +334,9 @@ def test_static_samplers_are_decided_without_the_call_exactly_as_they_decide(sam
     context = Context() if parent is None else _ctx(parent)
     attrs = {"a": "b"}
     want = sampler.should_sample(context, 0xABC, "s", SpanKind.INTERNAL, attrs, ())
-    assert fastspan._static_decision(table, parent) is want.decision
+    decision, sampled, recording = fastspan._static_entry(table, parent)
+    assert decision is want.decision
+    assert (sampled, recording) == (want.decision.is_sampled(), want.decision.is_recording())
     provider, exporter = _provider(sampler=sampler)
     decided = fastspan.decide(provider.get_tracer("t"), "s", context, SpanKind.INTERNAL, attrs, (), 0xABC, 0x1)
     if want.decision.is_recording():
