@@ -62,11 +62,15 @@ def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
     return True
 
 
-def _w3c_extract(carrier: dict[Any, Any]) -> Context | None:
-    """The context of a well-formed W3C carrier without baggage; None sends it the propagators' way
-    (which also logs what is wrong with it)."""
-    sc = _w3c_span_context(carrier)
-    return None if sc is None else trace.set_span_in_context(NonRecordingSpan(sc), Context())
+def _fast_span_context(carrier: object) -> SpanContext | None:
+    """The span context of a well-formed W3C carrier dict without baggage, read directly; None sends it
+    the propagators' way (which also logs what is wrong with it)."""
+    if type(carrier) is not dict or not _w3c_fast():
+        return None
+    try:
+        return _w3c_span_context(carrier)
+    except Exception:
+        return None
 
 
 def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
@@ -161,13 +165,23 @@ def _clean(carrier: object, source: str) -> dict[str, str] | None:
 
 def extract(carrier: object, source: str = "carrier") -> Context | None:
     """The context in ``carrier``, or ``None`` when it holds no valid span context."""
-    if type(carrier) is dict and _w3c_fast():
-        try:
-            fast = _w3c_extract(carrier)
-        except Exception:
-            fast = None
-        if fast is not None:
-            return fast
+    fast = _fast_span_context(carrier)
+    if fast is not None:
+        return trace.set_span_in_context(NonRecordingSpan(fast), Context())
+    return _propagators_extract(carrier, source)
+
+
+def extract_span_context(carrier: object, source: str = "carrier") -> SpanContext | None:
+    """The remote span context in ``carrier`` (what :func:`extract` finds, without building a Context:
+    a message consumer that starts its span from it needs only this), or ``None``."""
+    fast = _fast_span_context(carrier)
+    if fast is not None:
+        return fast
+    ctx = _propagators_extract(carrier, source)
+    return None if ctx is None else trace.get_current_span(ctx).get_span_context()
+
+
+def _propagators_extract(carrier: object, source: str) -> Context | None:
     clean = _clean(carrier, source)
     if not clean:
         return None
@@ -181,20 +195,6 @@ def extract(carrier: object, source: str = "carrier") -> Context | None:
             warn_once_per(log, source, "pipetrace: invalid traceparent from %s: %.80r", source, clean["traceparent"])
         return None
     return ctx
-
-
-def extract_span_context(carrier: object, source: str = "carrier") -> SpanContext | None:
-    """The remote span context in ``carrier`` (what :func:`extract` finds, without building a Context:
-    a message consumer that starts its span from it needs only this), or ``None``."""
-    if type(carrier) is dict and _w3c_fast():
-        try:
-            fast = _w3c_span_context(carrier)
-        except Exception:
-            fast = None
-        if fast is not None:
-            return fast
-    ctx = extract(carrier, source)
-    return None if ctx is None else trace.get_current_span(ctx).get_span_context()
 
 
 def span_context_of(carrier_or_context: object, source: str = "carrier") -> SpanContext | None:

@@ -106,7 +106,8 @@ try:
 except ImportError:  # pragma: no cover
     ParentBased = StaticSampler = None  # type: ignore[assignment,misc]
 
-_Table = tuple[Any, Any, Any, Any, Any]
+_Entry = tuple[Any, bool, bool]  # (decision, sampled, recording)
+_Table = tuple[_Entry, _Entry, _Entry, _Entry, _Entry]
 _PARENT_BASED_PARTS = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
                        "_local_parent_not_sampled")
 # (the sampler last looked at, its decision table or None): see _static_table
@@ -128,9 +129,9 @@ def _static_table(sampler: object) -> _Table | None:
         elif type(sampler) is ParentBased:
             parts = tuple(getattr(sampler, part) for part in _PARENT_BASED_PARTS)
         if parts and all(type(part) is StaticSampler for part in parts):
-            decisions = tuple(getattr(part, "_decision", None) for part in parts)
-            if all(isinstance(d, _SamplingDecision) for d in decisions):
-                entries = tuple((d, d.is_sampled(), d.is_recording()) for d in decisions)  # type: ignore[union-attr]
+            decisions = [getattr(part, "_decision", None) for part in parts]
+            entries = [(d, d.is_sampled(), d.is_recording()) for d in decisions if isinstance(d, _SamplingDecision)]
+            if len(entries) == 5:  # every part a known decision
                 table = (entries[0], entries[1], entries[2], entries[3], entries[4])
     except Exception:  # pragma: no cover - another SDK: ask the sampler
         table = None
@@ -138,13 +139,13 @@ def _static_table(sampler: object) -> _Table | None:
     return table
 
 
-def _static_entry(table: _Table, parent: SpanContext | None) -> tuple[Any, bool, bool]:
+def _static_entry(table: _Table, parent: SpanContext | None) -> _Entry:
     """(decision, sampled, recording) of a static sampler for a span with this parent."""
     if parent is None:
-        return table[0]  # type: ignore[no-any-return]
+        return table[0]
     if parent.is_remote:
-        return table[1] if parent.trace_flags.sampled else table[2]  # type: ignore[no-any-return]
-    return table[3] if parent.trace_flags.sampled else table[4]  # type: ignore[no-any-return]
+        return table[1] if parent.trace_flags.sampled else table[2]
+    return table[3] if parent.trace_flags.sampled else table[4]
 
 
 def parent_context(parent: SpanContext) -> Context:
