@@ -76,36 +76,35 @@ def emits_directly(tracer: Any) -> bool:
     return bool(_checked[1])
 
 
+def _all_plain(attributes: Mapping[str, Any]) -> bool:
+    """Every key a non-empty str and every value one the SDK stores unchanged."""
+    return all(type(value) in _PLAIN and type(key) is str and key for key, value in attributes.items())
+
+
+def _fits(limits: Any, count: int) -> bool:
+    """No length limit to apply and not more attributes than the limit: nothing for the SDK to drop."""
+    maxlen = limits.max_span_attributes
+    return limits.max_span_attribute_length is None and (maxlen is None or count <= maxlen)
+
+
 def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: dict[str, Any] | None
                       ) -> dict[str, Any] | None:
     """The span's attributes as the SDK would store them, or None when only the SDK's bounded
     attributes can say it (limits to apply, a value to clean)."""
-    limits = tracer._span_limits
     out = dict(attributes) if attributes else {}
     if extra:
         out.update(extra)
-    maxlen = limits.max_span_attributes
-    if limits.max_span_attribute_length is not None or (maxlen is not None and len(out) > maxlen):
-        return None
-    for key, value in out.items():
-        if type(value) not in _PLAIN or type(key) is not str or not key:
-            return None
-    return out
+    return out if _fits(tracer._span_limits, len(out)) and _all_plain(out) else None
 
 
 def _known_plain(tracer: Any, attributes: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any] | None:
     """:func:`_plain_attributes` for start attributes the caller vouched for: only the limits and
     what was set later are checked; the caller's dict itself becomes the span's attributes."""
-    limits = tracer._span_limits
-    maxlen = limits.max_span_attributes
     if extra:
-        for key, value in extra.items():
-            if type(value) not in _PLAIN or type(key) is not str or not key:
-                return None
+        if not _all_plain(extra):
+            return None
         attributes.update(extra)
-    if limits.max_span_attribute_length is not None or (maxlen is not None and len(attributes) > maxlen):
-        return None
-    return attributes
+    return attributes if _fits(tracer._span_limits, len(attributes)) else None
 
 
 class DeferredSpan(trace_api.Span):

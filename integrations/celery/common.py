@@ -34,6 +34,18 @@ def run_identity(root_id: str) -> RunIdentity:
     return RunIdentity(SYSTEM, SYSTEM, str(root_id))
 
 
+@functools.cache
+def _app_getter() -> Any:
+    from celery._state import get_current_app
+
+    return get_current_app
+
+
+def current_app() -> Any:
+    """The current Celery app itself (not Celery's proxy): per-app caches key on it."""
+    return _app_getter()()
+
+
 def broker_system(app: Any) -> str:
     """``messaging.system`` from the app's broker URL scheme, cached per app."""
     key = id(app)

@@ -66,9 +66,7 @@ def _sources(request: Any) -> list[Mapping[str, Any]]:
     if _is_mapping(request):
         return [request]
     sources: list[Mapping[str, Any]] = []
-    # a task's request Context keeps the headers as attributes; asking it for request_dict would cost a
-    # failed attribute lookup (an exception) on every task
-    request_dict = None if type(request) is _task_context() else getattr(request, "request_dict", None)
+    request_dict = getattr(request, "request_dict", None)  # (a task's Context is read by read() itself)
     if request_dict is not None and _is_mapping(request_dict):  # celery.worker.request.Request
         sources.append(request_dict)
     else:
@@ -84,7 +82,9 @@ def _sources(request: Any) -> list[Mapping[str, Any]]:
 def read(request: Any) -> dict[str, Any]:
     """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
     out: dict[str, Any] = {}
-    if type(request) is _task_context():  # every task start: the same places as below, in the same order
+    if type(request) is _task_context():
+        # every task start: the places _sources gives, in the same order, without asking the Context
+        # for request_dict (a failed attribute lookup, an exception, on every task)
         attrs = request.__dict__
         _from_mapping(attrs, out)
         nested = attrs.get("headers")

@@ -28,7 +28,7 @@ from pipetrace.spans import record_span
 
 from . import headers as H
 from . import interop
-from .common import SYSTEM, attempt_span_id, broker_system, destination, run_identity
+from .common import SYSTEM, attempt_span_id, broker_system, current_app, destination, run_identity
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -60,7 +60,7 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     try_number = int(getattr(context, "retries", 0) or 0) + 1
     root = str(getattr(context, "root_id", None) or task_id)
     dest, rk = destination(getattr(request, "delivery_info", None))
-    app = getattr(task, "app", None) or _current_app()
+    app = getattr(task, "app", None) or current_app()
     now = time.time_ns()
     started = getattr(request, "time_start", None)
     start = int(started * 1e9) if isinstance(started, (int, float)) and started else now
@@ -79,12 +79,6 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     record_span(run_identity(root), span_id, f"task {name}", start=start, end=max(now, start),
                 parent=extract(values, source=f"celery task {name}"), attributes=attrs, result=A.RESULT_FAILURE,
                 kind=SpanKind.CONSUMER, synthetic=True, error=exc)
-
-
-def _current_app() -> Any:
-    from celery import current_app
-
-    return current_app
 
 
 def failure_without_attempt(sender: Any, task_id: str, exception: BaseException) -> None:

@@ -8,7 +8,6 @@ the issue's throughput goal is most sensitive to."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Any
@@ -23,7 +22,7 @@ from pipetrace.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop
-from .common import shared_attributes
+from .common import current_app, shared_attributes
 from .state import current, publishes
 
 log = logging.getLogger("pipetrace.celery")
@@ -64,7 +63,7 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline = running.pipeline
         else:
             pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
-        attrs = shared_attributes(_current_app(), "send", name, dest,
+        attrs = shared_attributes(current_app(), "send", name, dest,
                                   str(routing_key) if routing_key is not None else None)
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
@@ -104,14 +103,3 @@ def publish_failed(headers: Any, exc: BaseException) -> None:
             live.end()
     except Exception:
         pass
-
-
-@functools.cache
-def _app_getter() -> Any:
-    from celery._state import get_current_app
-
-    return get_current_app
-
-
-def _current_app() -> Any:
-    return _app_getter()()  # the app itself (not the proxy): its broker system is cached per app

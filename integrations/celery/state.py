@@ -38,8 +38,7 @@ class Pending:
 
     def put(self, key: str, value: Any) -> list[Any]:
         items = self._items
-        if key in items:
-            items.pop(key, None)  # a re-put key moves to the end, as in an OrderedDict
+        items.pop(key, None)  # a re-put key moves to the end, as in an OrderedDict
         items[key] = value  # one dict operation each: atomic under the GIL, no lock on the common path
         if len(items) <= self.bound:
             return []
