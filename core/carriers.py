@@ -65,8 +65,8 @@ def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
 def _fast_span_context(carrier: object) -> SpanContext | None:
     """The span context of a well-formed W3C carrier dict without baggage, read directly; None sends it
     the propagators' way (which also logs what is wrong with it)."""
-    if type(carrier) is not dict or not _w3c_fast():
-        return None
+    if type(carrier) is not dict or _W3C.textmap is None or propagate.get_global_textmap() is not _W3C.textmap:
+        return None  # (what _w3c_fast() says, without the call: this runs once per message)
     try:
         return _w3c_span_context(carrier)
     except Exception:
@@ -111,7 +111,8 @@ def inject_span_context(carrier: dict[str, Any], span_context: SpanContext,
     """Write ``span_context`` as the current span of ``context`` (default: the current context, for
     its baggage) into ``carrier``: for a span that is never made current, such as a publish."""
     try:
-        if _w3c_fast() and not baggage.get_all(context):
+        # an empty context (a producer outside any span, the common case) has no baggage to look up
+        if _w3c_fast() and (context is not None and not context or not baggage.get_all(context)):
             _write_w3c(carrier, span_context)
             return carrier
         propagate.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context), context))

@@ -20,13 +20,14 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer, TraceState
 
-from .ids import force_next, release
+from .ids import force_next, plain_generator, release
 
 log = logging.getLogger("pipetrace.spans")
 
@@ -52,6 +53,7 @@ try:
     from opentelemetry.attributes import BoundedAttributes
     from opentelemetry.sdk.trace import Tracer as _SdkTracer
     from opentelemetry.sdk.trace import _Span
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 except ImportError:  # pragma: no cover - the SDK is a dependency; without it only the public path exists
     _SdkTracer = None  # type: ignore[assignment,misc]
 
@@ -100,6 +102,11 @@ def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
             bounded[key] = value
 
 
+try:  # the SDK's span metrics when they are off (the default): nothing to count at a span's start or end
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
+except ImportError:  # pragma: no cover - an SDK without span metrics
+    _NoOpTracerMetrics = None  # type: ignore[assignment,misc]
+
 try:
     from opentelemetry.sdk.trace.sampling import Decision as _SamplingDecision
     from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler
@@ -139,13 +146,29 @@ def _static_table(sampler: object) -> _Table | None:
     return table
 
 
-def _static_entry(table: _Table, parent: SpanContext | None) -> _Entry:
-    """(decision, sampled, recording) of a static sampler for a span with this parent."""
-    if parent is None:
-        return table[0]
-    if parent.is_remote:
-        return table[1] if parent.trace_flags.sampled else table[2]
-    return table[3] if parent.trace_flags.sampled else table[4]
+def _static_entry(table: _Table, remote: bool, flags: int) -> _Entry:
+    """(decision, sampled, recording) of a static sampler for a span whose parent is ``remote`` (or
+    local) with these trace flags; ``table[0]`` is the root's."""
+    return table[(1 if remote else 3) + (0 if flags & _SAMPLED else 1)]
+
+
+def _fields_by_property(sc: SpanContext) -> tuple[int, int, bool, TraceFlags, TraceState, bool]:
+    return sc.trace_id, sc.span_id, sc.is_remote, sc.trace_flags, sc.trace_state, sc.is_valid
+
+
+def _span_context_is_its_fields() -> bool:
+    """Whether a ``SpanContext`` is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state,
+    is_valid), as in every API release so far: then :func:`decide` unpacks its parent in one step instead
+    of six property calls (each a Python call, costly when cold on the per-message path)."""
+    try:
+        state = TraceState([("k", "v")])
+        sc = SpanContext(0x12, 0x34, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=state)
+        return isinstance(sc, tuple) and tuple(sc) == _fields_by_property(sc) and len(sc) == 6
+    except Exception:  # pragma: no cover - another API
+        return False
+
+
+_SC_IS_TUPLE = _span_context_is_its_fields()
 
 
 def parent_context(parent: SpanContext) -> Context:
@@ -181,23 +204,36 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     enabled = getattr(tracer, "_is_enabled", None)
     if enabled is not None and not enabled():
         return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
+    if parent is not None:
+        p_tid, _, p_remote, p_flags, p_state, p_valid = parent if _SC_IS_TUPLE else _fields_by_property(parent)
     generator = tracer.id_generator
-    if parent is None or not parent.is_valid:
+    if parent is None or not p_valid:
         parent = None
         if trace_id is not None:
             tid = trace_id
             random_id = False  # derived from the run: not random
         else:
-            tid = generator.generate_trace_id()
-            random_id = bool(_RANDOM_FLAG) and generator.is_trace_id_random()
+            generator = plain_generator(generator)
+            if type(generator) is RandomIdGenerator:  # what its two methods do, without the calls
+                tid = getrandbits(128)
+                while not tid:
+                    tid = getrandbits(128)
+                if span_id is None:
+                    span_id = getrandbits(64)
+                    while not span_id:
+                        span_id = getrandbits(64)
+                random_id = bool(_RANDOM_FLAG)
+            else:
+                tid = generator.generate_trace_id()
+                random_id = bool(_RANDOM_FLAG) and generator.is_trace_id_random()
     else:
-        tid = parent.trace_id
-        random_id = bool(_RANDOM_FLAG) and bool(parent.trace_flags & _RANDOM_FLAG)
+        tid = p_tid
+        random_id = bool(_RANDOM_FLAG) and bool(p_flags & _RANDOM_FLAG)
     sampler = tracer.sampler
-    table = _static_table(sampler)
+    table = _sampler_seen[1] if sampler is _sampler_seen[0] else _static_table(sampler)
     if table is not None:  # what the static sampler would return, without the call
-        decision, sampled, recording = _static_entry(table, parent)
-        trace_state = parent.trace_state if parent is not None else None
+        decision, sampled, recording = table[0] if parent is None else _static_entry(table, p_remote, p_flags)
+        trace_state = p_state if parent is not None else None
         sampled_attributes: Mapping[str, Any] | None = attributes if recording else None
     else:
         if context is None and parent_span is not None:
@@ -211,7 +247,8 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     sc = SpanContext(tid, span_id if span_id is not None else generator.generate_span_id(), is_remote=False,
                      trace_flags=flags, trace_state=trace_state)
     metrics = getattr(tracer, "_tracer_metrics", None)
-    end_metrics = metrics.start_span(parent, decision) if metrics is not None else None
+    end_metrics = (metrics.start_span(parent, decision)
+                   if metrics is not None and type(metrics) is not _NoOpTracerMetrics else None)
     if not recording:
         return NonRecordingSpan(context=sc)
     return Decision(sc, parent, sampled_attributes, end_metrics)

@@ -54,7 +54,7 @@ def derive_task_span_id(
     # the same key as _digest(system, pipeline, run_id, "task", task, mi, try_number), built directly:
     # this runs once per task attempt
     key = f"{PREFIX}|{system}|{pipeline}|{run_id}|task|{task}|{mi}|{try_number}"
-    return _nonzero(int.from_bytes(_sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big"))
+    return int.from_bytes(_sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big") or 1  # _nonzero
 
 
 @functools.lru_cache(maxsize=4096)  # every task of a run asks for these again

@@ -34,6 +34,14 @@ class DerivedIdGenerator(IdGenerator):
         return self.fallback.generate_trace_id()
 
 
+def plain_generator(generator: IdGenerator) -> IdGenerator:
+    """The generator that makes the next random ids: a :class:`DerivedIdGenerator`'s fallback while no
+    ids are forced (one context-variable read for both ids of a root span, instead of one per id)."""
+    if type(generator) is DerivedIdGenerator and _forced.get() is None:
+        return generator.fallback
+    return generator
+
+
 def force_next(trace_id: int | None = None, span_id: int | None = None) -> contextvars.Token:  # type: ignore[type-arg]
     """Cheaper form of :func:`forced_ids` for the per-task path: pair with :func:`release`."""
     return _forced.set((trace_id, span_id))

@@ -47,12 +47,16 @@ def deferring() -> bool:
 
 
 _mode = mode()
+may_defer = _mode == "defer"
+"""Whether :func:`deferring` can ever be true in this process: the per-message handlers read this flag
+and call :func:`deferring` only when it is set (in ``replace`` mode, the default, no call per message)."""
 
 
 def setup() -> None:
     """In ``replace`` mode, switch the OTel Celery instrumentor off now and whenever it is enabled."""
-    global _mode
+    global _mode, may_defer
     _mode = mode()
+    may_defer = _mode == "defer"
     if _mode != "replace" or "instrument" in _patched:
         return
     try:

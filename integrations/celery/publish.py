@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import inject_span_context
@@ -50,7 +51,7 @@ def _close_evicted(spans: list[DeferredSpan]) -> None:
 def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, routing_key: Any = None,
                    headers: Any = None, properties: Any = None, **_: Any) -> None:
     try:
-        if headers is None or interop.deferring():
+        if headers is None or (interop.may_defer and interop.deferring()):
             return
         task_id = _task_id(headers, body)
         if task_id is None:
@@ -71,13 +72,16 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
         now = time.time_ns()
+        context = otel_context.get_current()  # read once: the parent here and the baggage to inject
         span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
-                     plain_attributes=True)
-        carrier = inject_span_context({}, span.get_span_context())
+                     context=context, plain_attributes=True)
+        carrier = inject_span_context({}, span.get_span_context(), context)
         carrier[PUBLISHED_HEADER] = str(now)
         carrier[H.PIPELINE_HEADER] = pipeline
         H.write(headers, carrier)
-        _close_evicted(publishes.put(task_id, span))
+        evicted = publishes.put(task_id, span)
+        if evicted:
+            _close_evicted(evicted)
     except Exception as exc:
         warn_once_per(log, "celery-before-publish", "pipetrace: celery publish not traced: %r", exc)
 

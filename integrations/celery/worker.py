@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pipetrace
@@ -45,7 +46,7 @@ def _error_type(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
+def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> Sequence[Link]:
     raw = values.get(H.CHORD_HEADER)
     if not raw or sc is None:
         return []
@@ -84,7 +85,7 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
 
 def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
     try:
-        if task is None or task_id is None or interop.deferring():
+        if task is None or task_id is None or (interop.may_defer and interop.deferring()):
             return
         task_id = str(task_id)
         request = task.request
@@ -101,7 +102,7 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
             current_sc = trace.get_current_span().get_span_context()
             if current_sc.is_valid:
                 context, reason, linked = otel_context.get_current(), None, current_sc
-        links = _chord_links(values, linked)
+        links = _chord_links(values, linked) if H.CHORD_HEADER in values else ()
         trace_id = None if linked is not None else run_identity(root_id).trace_id
         span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
                      attributes=attrs, links=links, start_time=now, trace_id=trace_id,

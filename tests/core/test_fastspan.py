@@ -334,7 +334,8 @@ def test_static_samplers_are_decided_without_the_call_exactly_as_they_decide(sam
     context = Context() if parent is None else _ctx(parent)
     attrs = {"a": "b"}
     want = sampler.should_sample(context, 0xABC, "s", SpanKind.INTERNAL, attrs, ())
-    decision, sampled, recording = fastspan._static_entry(table, parent)
+    decision, sampled, recording = table[0] if parent is None else fastspan._static_entry(
+        table, parent.is_remote, parent.trace_flags)
     assert decision is want.decision
     assert (sampled, recording) == (want.decision.is_sampled(), want.decision.is_recording())
     provider, exporter = _provider(sampler=sampler)
