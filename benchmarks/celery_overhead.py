@@ -13,7 +13,13 @@ Two figures per mode, both over the window from the first publish to the last re
   the work tracing adds, much less sensitive to scheduling noise on a 2-core machine.
 Goal (issue 4): pipetrace's added time per task <= half of the reference's.
 
-    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 3] [--db 14] [--exporters none|store]
+``--hooks`` adds one more run per traced mode that times the instrumentation's own work where it runs:
+each Celery signal that carries its handlers (``before/after_task_publish`` in the producer,
+``task_prerun/postrun`` in the pool children), as thread CPU time per call, medians over the calls
+after the warm-up. These runs are not part of the figures above (the timing shim costs a little itself).
+Untraced, Celery sends none of these signals, so the figures are the added time per task.
+
+    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 3] [--db 14] [--exporters none|store] [--hooks]
 """
 
 from __future__ import annotations
@@ -54,6 +60,41 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(
 '''
 
 
+HOOK_SHIM = r'''
+"""Times each Celery signal send (thread CPU ns) and writes medians per signal for this process."""
+import json, os, statistics, time
+
+
+def _shim():
+    from celery.utils.dispatch import signal as dispatch
+
+    send, clock, out = dispatch.Signal.send, time.thread_time_ns, os.environ["PIPETRACE_BENCH_HOOKS"]
+    calls = {}
+
+    def timed_send(self, sender, **named):
+        start = clock()
+        try:
+            return send(self, sender, **named)
+        finally:
+            took = clock() - start
+            name = self.name
+            seen = calls.setdefault(name, [])
+            seen.append(took)
+            if name in ("task_postrun", "after_task_publish") and len(seen) % 250 == 0:
+                rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP] for k, v in calls.items() if len(v) > SKIP}
+                with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
+                    json.dump(rows, fh)
+
+    dispatch.Signal.send = timed_send
+
+
+SKIP = int(os.environ.get("PIPETRACE_BENCH_HOOKS_SKIP", "100"))  # each process's warm-up calls
+if os.environ.get("PIPETRACE_BENCH_HOOKS"):
+    _shim()
+'''
+HOOKS = ("before_task_publish", "after_task_publish", "task_prerun", "task_postrun")
+
+
 def _tree_cpu(pid: int) -> tuple[float, float]:
     """User + system CPU seconds of ``pid`` itself (the worker's main process) and of its live
     descendants (the prefork pool)."""
@@ -76,8 +117,9 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     return main, pool
 
 
-def run(mode: str, n: int, db: int, exporters: str) -> tuple[float, float, float, float]:
-    """(wall seconds, producer CPU, worker main-process CPU, pool CPU seconds) for n tasks in ``mode``."""
+def run(mode: str, n: int, db: int, exporters: str, hooks: Path | None = None) -> tuple[float, float, float, float]:
+    """(wall seconds, producer CPU, worker main-process CPU, pool CPU seconds) for n tasks in ``mode``;
+    with ``hooks`` (a folder), the timing shim runs in every process and writes there."""
     with tempfile.TemporaryDirectory() as home:
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
@@ -85,6 +127,11 @@ def run(mode: str, n: int, db: int, exporters: str) -> tuple[float, float, float
                    PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db + 1}",
                    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters)
         env.pop("PIPETRACE_AUTO", None)
+        if hooks is not None:
+            (hooks / "sitecustomize.py").write_text(HOOK_SHIM)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hooks), env.get("PYTHONPATH", "")) if p)
+            env["PIPETRACE_BENCH_HOOKS"] = str(hooks / "out")
+            (hooks / "out").mkdir(exist_ok=True)
         if mode == "otel":
             env["PIPETRACE_EXAMPLE_OTEL"] = "1"
         prefix = [str(BIN / "pipetrace"), "run", "--"] if mode == "pipetrace" else []
@@ -121,12 +168,38 @@ def run(mode: str, n: int, db: int, exporters: str) -> tuple[float, float, float
                 os.killpg(worker.pid, signal.SIGKILL)
 
 
+def hook_times(mode: str, n: int, db: int, exporters: str) -> dict[str, float]:
+    """Median thread CPU µs per call of each traced signal in ``mode`` (pool children averaged)."""
+    with tempfile.TemporaryDirectory() as folder:
+        run(mode, n, db, exporters, hooks=Path(folder))
+        found: dict[str, list[float]] = {}
+        for path in (Path(folder) / "out").glob("*.json"):
+            for name, (median_ns, _count) in json.loads(path.read_text()).items():
+                found.setdefault(name, []).append(median_ns / 1000)
+    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in HOOKS}
+
+
+def report_hooks(n: int, db: int, exporters: str) -> None:
+    times = {mode: hook_times(mode, n, db, exporters) for mode in ("otel", "pipetrace")}
+    print("instrumentation hooks, thread CPU per call (median; pool children averaged), us:")
+    for mode, t in times.items():
+        publish, task = t["before_task_publish"] + t["after_task_publish"], t["task_prerun"] + t["task_postrun"]
+        print(f"  {mode:10s} " + "  ".join(f"{h} {t[h]:5.1f}" for h in HOOKS)
+              + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}")
+    side = {m: (t["before_task_publish"] + t["after_task_publish"], t["task_prerun"] + t["task_postrun"])
+            for m, t in times.items()}
+    ref, ours = side["otel"], side["pipetrace"]
+    print(f"pipetrace hooks / reference hooks: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
+          f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--db", type=int, default=14)
     ap.add_argument("--exporters", default="none")
+    ap.add_argument("--hooks", action="store_true", help="also time the instrumentation hooks in place")
     args = ap.parse_args()
     walls: dict[str, list[float]] = {m: [] for m in MODES}
     producer_cpu: dict[str, list[float]] = {m: [] for m in MODES}
@@ -167,6 +240,8 @@ def main() -> None:
     print(f"pipetrace added / reference added: wall {ratio(per):.2f}, cpu {ratio(per_cpu):.2f} "
           f"(producer {ratio(per_producer):.2f}, worker {ratio(per_worker):.2f}: main {ratio(per_main):.2f}, "
           f"pool {ratio(per_pool):.2f}) (goal <= 0.5)")
+    if args.hooks:
+        report_hooks(args.tasks, args.db, args.exporters)
 
 
 if __name__ == "__main__":

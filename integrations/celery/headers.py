@@ -15,7 +15,8 @@ from typing import Any
 from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER
 
 PIPELINE_HEADER = "pipetrace_pipeline"
-"""Name of the workflow's first task: the pipeline every task of the workflow reports."""
+"""Name of the workflow's first task: the pipeline every task of the workflow reports. Not sent when
+it is the task's own name (a workflow's first task), which is what a worker assumes without it."""
 CHORD_HEADER = "pipetrace_chord_header"
 """Comma list of a chord's header task ids, written on the chord body so it can link to each."""
 
@@ -32,6 +33,15 @@ def write(headers: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
     nested = headers.get("headers")
     if isinstance(nested, MutableMapping):
         nested.update(values)
+
+
+def has_pipeline(headers: Mapping[str, Any]) -> bool:
+    """Whether a message already names a pipeline, at the top level or one level down (a retry or a
+    re-sent message keeps its headers: a stale name there must be overwritten, not left to be read)."""
+    if PIPELINE_HEADER in headers:
+        return True
+    nested = headers.get("headers")
+    return isinstance(nested, Mapping) and PIPELINE_HEADER in nested
 
 
 def pipeline(values: Mapping[str, Any], default: str) -> str:

@@ -77,7 +77,8 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
                      context=context, plain_attributes=True)
         carrier = inject_span_context({}, span.get_span_context(), context)
         carrier[PUBLISHED_HEADER] = str(now)
-        carrier[H.PIPELINE_HEADER] = pipeline
+        if pipeline != name or H.has_pipeline(headers):  # the task's own name is what a worker assumes
+            carrier[H.PIPELINE_HEADER] = pipeline
         H.write(headers, carrier)
         evicted = publishes.put(task_id, span)
         if evicted:

@@ -77,3 +77,36 @@ def test_the_task_context_shortcut_reads_what_the_general_path_reads() -> None:
     ]
     for values in shapes:
         assert H.read(Context(dict(values))) == H.read(_ContextLike(dict(values))), values
+
+
+def _published(headers: dict[str, Any], sender: str = "app.first") -> dict[str, Any]:
+    from pipetrace.integrations.celery import publish
+
+    publish.before_publish(sender=sender, body=((), {}, {}), routing_key="q", headers=headers)
+    publish.after_publish(sender=sender, body=((), {}, {}), headers=headers)
+    return headers
+
+
+def test_a_workflows_first_task_is_sent_without_a_pipeline_header(traced: Any) -> None:
+    """The worker takes the task's own name when the header is absent: the header would only repeat it."""
+    headers = _published({"id": "t1", "task": "app.first", "root_id": "t1"})
+    assert headers["traceparent"].startswith("00-") and "pipetrace-published-ns" in headers
+    assert H.PIPELINE_HEADER not in headers
+    assert H.pipeline(H.read(headers), "app.first") == "app.first"
+    (span,) = traced.spans()
+    assert span.name == "send q" and span.attributes["cicd.pipeline.name"] == "app.first"
+
+
+def test_a_later_task_of_a_workflow_carries_the_workflows_pipeline(traced: Any) -> None:
+    headers = _published({"id": "t2", "task": "app.second", "root_id": "t1", "pipetrace_pipeline": "app.first"},
+                         sender="app.second")
+    assert headers[H.PIPELINE_HEADER] == "app.first"
+
+
+def test_a_stale_pipeline_header_is_overwritten_even_when_it_is_the_tasks_own_name(traced: Any) -> None:
+    # a re-sent message keeps its headers, nested ones included (celery#4875): the old name must not be read
+    top = _published({"id": "t3", "task": "app.first", "root_id": "t3", "pipetrace_pipeline": "old"})
+    assert top[H.PIPELINE_HEADER] == "app.first"
+    nested = _published({"id": "t4", "task": "app.first", "root_id": "t4", "headers": {"pipetrace_pipeline": "old"}})
+    assert nested["headers"][H.PIPELINE_HEADER] == "app.first"
+    assert H.pipeline(H.read(nested), "x") == "app.first"
