@@ -110,3 +110,17 @@ def test_a_stale_pipeline_header_is_overwritten_even_when_it_is_the_tasks_own_na
     nested = _published({"id": "t4", "task": "app.first", "root_id": "t4", "headers": {"pipetrace_pipeline": "old"}})
     assert nested["headers"][H.PIPELINE_HEADER] == "app.first"
     assert H.pipeline(H.read(nested), "x") == "app.first"
+
+
+def test_shared_attributes_are_built_once_per_app_task_and_queue() -> None:
+    from celery import Celery
+    from pipetrace.integrations.celery.common import shared_attributes
+
+    on_redis, on_rabbit = Celery("a", broker="redis://127.0.0.1:6379/0"), Celery("b", broker="amqp://h//")
+    first = shared_attributes(on_redis, "send", "app.t", "q", "q")
+    first["messaging.message.id"] = "mine"  # a new dict each time: the cached set is not changed
+    again = shared_attributes(on_redis, "send", "app.t", "q", "q")
+    assert again["messaging.system"] == "redis" and "messaging.message.id" not in again
+    rabbit = shared_attributes(on_rabbit, "send", "app.t", "q", "q")
+    assert rabbit["messaging.system"] == "rabbitmq" and rabbit["messaging.rabbitmq.destination.routing_key"] == "q"
+    assert shared_attributes(on_redis, "process", "app.t", "other", None)["messaging.destination.name"] == "other"

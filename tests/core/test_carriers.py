@@ -241,3 +241,22 @@ def test_w3c_fast_path_is_off_when_other_propagators_are_configured(monkeypatch:
     assert not carriers._w3c_fast()  # noqa: SLF001
     assert extract({"traceparent": TP}) is None
     pipetrace.shutdown()
+
+
+def test_inject_span_context_reads_baggage_from_the_given_or_current_context(traced,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import SpanContext, TraceFlags
+    from pipetrace.carriers import inject_span_context
+
+    sc = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        assert "tenant=acme" in inject_span_context({}, sc)["baggage"]  # None: the current context's
+        asked: list[object] = []
+        real = baggage.get_all
+        monkeypatch.setattr(baggage, "get_all", lambda ctx=None: asked.append(ctx) or real(ctx))
+        empty = inject_span_context({}, sc, Context())  # an empty context: nothing to look up
+        assert "baggage" not in empty and empty["traceparent"].endswith("-0000000000000def-01") and not asked
+    finally:
+        otel_context.detach(token)

@@ -446,3 +446,78 @@ def test_plain_attributes_still_honour_the_limits() -> None:
                    span_id=2, plain_attributes=True).end()
     (span,) = exporter.get_finished_spans()
     assert len(span.attributes) == 2 and span.dropped_attributes == 1
+
+
+def test_forced_ids_still_reach_a_root_begun_on_the_lean_path() -> None:
+    from pipetrace.ids import forced_ids
+
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("t")
+    with forced_ids(trace_id=0xABCDEF, span_id=0x1234):
+        deferred.begin(tracer, "forced", context=Context()).end()
+    deferred.begin(tracer, "random", context=Context()).end()
+    forced, random_ids = exporter.get_finished_spans()
+    assert (forced.context.trace_id, forced.context.span_id) == (0xABCDEF, 0x1234)
+    assert random_ids.context.is_valid and random_ids.context.trace_id != 0xABCDEF
+
+
+def test_a_custom_id_generator_is_asked_for_a_roots_ids() -> None:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class Sequential(IdGenerator):
+        def generate_span_id(self) -> int:
+            return 0x51
+
+        def generate_trace_id(self) -> int:
+            return 0x7A
+
+    for generator in (Sequential(), DerivedIdGenerator(Sequential())):
+        provider = TracerProvider(id_generator=generator, shutdown_on_exit=False)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        deferred.begin(provider.get_tracer("t"), "root", context=Context()).end()
+        (span,) = exporter.get_finished_spans()
+        assert (span.context.trace_id, span.context.span_id) == (0x7A, 0x51)
+
+
+def test_random_root_ids_are_what_the_sdk_generator_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's RandomIdGenerator is not called on the lean path: its ids are made the same way."""
+    import random
+
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("t")
+    random.seed(7)
+    deferred.begin(tracer, "lean", context=Context()).end()
+    random.seed(7)
+    want_trace, want_span = random.getrandbits(128), random.getrandbits(64)
+    (span,) = exporter.get_finished_spans()
+    assert (span.context.trace_id, span.context.span_id) == (want_trace, want_span)
+
+
+def test_span_metrics_are_counted_when_the_sdk_has_them_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off (the default), no metric call is made at a span's start or end; on, the lean path counts like the SDK."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    provider, _ = _provider()
+    decided = fastspan.decide(provider.get_tracer("t"), "s", Context(), SpanKind.INTERNAL, {}, (), 0x1, 0x2)
+    assert isinstance(decided, fastspan.Decision) and decided.end_metrics is None
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    metered = TracerProvider(shutdown_on_exit=False, meter_provider=MeterProvider(metric_readers=[reader]))
+    metered.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    span = deferred.begin(metered.get_tracer("t"), "s", context=Context(), trace_id=0x1, span_id=0x2)
+    live_during = _live_spans(reader)
+    span.end()
+    assert live_during == 1 and _live_spans(reader) == 0
+
+
+def _live_spans(reader: Any) -> int:
+    data = reader.get_metrics_data()
+    total = 0
+    for rm in data.resource_metrics if data else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "otel.sdk.span.live":
+                    total += sum(int(p.value) for p in metric.data.data_points)
+    return total
