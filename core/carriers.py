@@ -112,7 +112,7 @@ def inject_span_context(carrier: dict[str, Any], span_context: SpanContext,
     its baggage) into ``carrier``: for a span that is never made current, such as a publish."""
     try:
         # an empty context (a producer outside any span, the common case) has no baggage to look up
-        if _w3c_fast() and (context is not None and not context or not baggage.get_all(context)):
+        if _w3c_fast() and ((context is not None and not context) or not baggage.get_all(context)):
             _write_w3c(carrier, span_context)
             return carrier
         propagate.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context), context))

@@ -9,6 +9,7 @@ the fact (revoked, rejected) and a live one for the same attempt are one span in
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Any
 
@@ -33,16 +34,16 @@ def run_identity(root_id: str) -> RunIdentity:
     return RunIdentity(SYSTEM, SYSTEM, str(root_id))
 
 
-_app_getter: list[Any] = []
+@functools.cache
+def _app_getter() -> Any:
+    from celery._state import get_current_app
+
+    return get_current_app
 
 
 def current_app() -> Any:
     """The current Celery app itself (not Celery's proxy): per-app caches key on it."""
-    if not _app_getter:
-        from celery._state import get_current_app
-
-        _app_getter.append(get_current_app)
-    return _app_getter[0]()
+    return _app_getter()()
 
 
 def broker_system(app: Any) -> str:

@@ -9,6 +9,7 @@ top level (what Celery workers and opentelemetry-instrumentation-celery read) an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -64,16 +65,11 @@ def _from_mapping(source: Mapping[str, Any], out: dict[str, Any]) -> None:
                 out[key] = value
 
 
-_context_type: list[type] = []
-
-
+@functools.cache
 def _task_context() -> type:
-    """Celery's task ``Context`` class (imported on first use: this module loads before Celery)."""
-    if not _context_type:
-        from celery.app.task import Context
+    from celery.app.task import Context
 
-        _context_type.append(Context)
-    return _context_type[0]
+    return Context
 
 
 def _sources(request: Any) -> list[Mapping[str, Any]]:
@@ -96,7 +92,7 @@ def _sources(request: Any) -> list[Mapping[str, Any]]:
 def read(request: Any) -> dict[str, Any]:
     """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
     out: dict[str, Any] = {}
-    if type(request) is (_context_type[0] if _context_type else _task_context()):
+    if type(request) is _task_context():
         # every task start: the places _sources gives, in the same order, without asking the Context
         # for request_dict (a failed attribute lookup, an exception, on every task)
         attrs = request.__dict__
