@@ -62,26 +62,20 @@ def broker_system(app: Any) -> str:
     return system
 
 
-_templates: dict[tuple[Any, ...], MappingProxyType[str, Any]] = {}
-MAX_TEMPLATES = 4096
-
-
 def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None
                       ) -> dict[str, Any]:
     """The attributes every ``send``/``process`` of ``task`` on ``dest`` has in common (messaging,
-    system, task name), as a new dict that starts a span's. A process has a handful of apps, tasks
-    and queues: each set is built once and found again with one dict look-up per message."""
-    key = (app, operation, task, dest, routing_key)
-    template = _templates.get(key)
-    if template is None:
-        attrs = base_attributes(broker_system(app), dest, operation, routing_key=routing_key)
-        attrs[A.SYSTEM] = SYSTEM
-        attrs[A.TASK_NAME] = task
-        template = MappingProxyType(attrs)  # read-only: copying a dict is cheaper than building one from pairs
-        if len(_templates) >= MAX_TEMPLATES:
-            _templates.clear()
-        _templates[key] = template
-    return template.copy()
+    system, task name), as a new dict that starts a span's."""
+    return _shared_attributes(broker_system(app), operation, task, dest, routing_key).copy()
+
+
+@functools.lru_cache(maxsize=4096)  # a handful of tasks and queues per process: built once each
+def _shared_attributes(system: str, operation: str, task: str, dest: str, routing_key: str | None
+                       ) -> MappingProxyType[str, Any]:
+    attrs = base_attributes(system, dest, operation, routing_key=routing_key)
+    attrs[A.SYSTEM] = SYSTEM
+    attrs[A.TASK_NAME] = task
+    return MappingProxyType(attrs)  # read-only: copying a dict is cheaper than building one from pairs
 
 
 def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:

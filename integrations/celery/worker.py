@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pipetrace
@@ -46,7 +45,7 @@ def _error_type(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> Sequence[Link]:
+def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
     raw = values.get(H.CHORD_HEADER)
     if not raw or sc is None:
         return []
@@ -102,7 +101,7 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
             current_sc = trace.get_current_span().get_span_context()
             if current_sc.is_valid:
                 context, reason, linked = otel_context.get_current(), None, current_sc
-        links = _chord_links(values, linked) if H.CHORD_HEADER in values else ()
+        links = _chord_links(values, linked)
         trace_id = None if linked is not None else run_identity(root_id).trace_id
         span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
                      attributes=attrs, links=links, start_time=now, trace_id=trace_id,

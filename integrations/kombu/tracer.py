@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pipetrace
 from opentelemetry.trace import Tracer, TracerProvider
-from pipetrace import runtime
 
 _provider: TracerProvider | None = None
 
@@ -17,8 +16,7 @@ def set_provider(provider: TracerProvider | None) -> None:
 def tracer() -> Tracer:
     if _provider is not None:
         return _provider.get_tracer("pipetrace")
-    configured = runtime._state.tracer  # what get_tracer() returns once set up: no call per message
-    return configured if configured is not None else pipetrace.get_tracer()
+    return pipetrace.get_tracer()
 
 
 def link_limit() -> int:
