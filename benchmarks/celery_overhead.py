@@ -61,15 +61,27 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(
 
 
 HOOK_SHIM = r'''
-"""Times each Celery signal send (thread CPU ns) and writes medians per signal for this process."""
-import json, os, statistics, time
+"""Times each Celery signal send (thread CPU ns) and writes medians per signal for this process, plus
+the CPU time of the process's other threads (an instrumentation's background work) per task."""
+import json, os, statistics, threading, time
+
+
+def _other_threads_ns():
+    total, main = 0, threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and thread.ident is not None:
+            try:
+                total += time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, AttributeError):
+                pass
+    return total
 
 
 def _shim():
     from celery.utils.dispatch import signal as dispatch
 
     send, clock, out = dispatch.Signal.send, time.thread_time_ns, os.environ["PIPETRACE_BENCH_HOOKS"]
-    calls = {}
+    calls, base = {}, {}
 
     def timed_send(self, sender, **named):
         start = clock()
@@ -80,10 +92,17 @@ def _shim():
             name = self.name
             seen = calls.setdefault(name, [])
             seen.append(took)
-            if name in ("task_postrun", "after_task_publish") and len(seen) % 250 == 0:
-                rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP] for k, v in calls.items() if len(v) > SKIP}
-                with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
-                    json.dump(rows, fh)
+            if name in ("task_postrun", "after_task_publish"):
+                if len(seen) == SKIP:
+                    base[name] = _other_threads_ns()
+                elif len(seen) % 250 == 0:
+                    rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP] for k, v in calls.items()
+                            if len(v) > SKIP}
+                    if name in base:  # other threads' CPU per call since the warm-up (mean, not median)
+                        rows[f"background {name}"] = [(_other_threads_ns() - base[name]) / (len(seen) - SKIP),
+                                                      len(seen) - SKIP]
+                    with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
+                        json.dump(rows, fh)
 
     dispatch.Signal.send = timed_send
 
@@ -93,6 +112,7 @@ if os.environ.get("PIPETRACE_BENCH_HOOKS"):
     _shim()
 '''
 HOOKS = ("before_task_publish", "after_task_publish", "task_prerun", "task_postrun")
+BACKGROUND = ("background after_task_publish", "background task_postrun")
 
 
 def _tree_cpu(pid: int) -> tuple[float, float]:
@@ -169,53 +189,45 @@ def run(mode: str, n: int, db: int, exporters: str, hooks: Path | None = None) -
 
 
 def hook_times(mode: str, n: int, db: int, exporters: str) -> dict[str, float]:
-    """Median thread CPU µs per call of each traced signal in ``mode`` (pool children averaged)."""
+    """Median thread CPU µs per call of each traced signal in ``mode``, and the mean CPU µs per call of
+    the process's other threads (pool children averaged)."""
     with tempfile.TemporaryDirectory() as folder:
         run(mode, n, db, exporters, hooks=Path(folder))
         found: dict[str, list[float]] = {}
         for path in (Path(folder) / "out").glob("*.json"):
             for name, (median_ns, _count) in json.loads(path.read_text()).items():
                 found.setdefault(name, []).append(median_ns / 1000)
-    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in HOOKS}
+    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in (*HOOKS, *BACKGROUND)}
 
 
-def report_hooks(n: int, db: int, exporters: str) -> None:
-    times = {mode: hook_times(mode, n, db, exporters) for mode in ("otel", "pipetrace")}
-    print("instrumentation hooks, thread CPU per call (median; pool children averaged), us:")
+def _sides(t: dict[str, float]) -> tuple[float, float]:
+    """(publish, task) µs: the signal handlers plus the background threads' share of each side."""
+    return (t["before_task_publish"] + t["after_task_publish"] + t[BACKGROUND[0]],
+            t["task_prerun"] + t["task_postrun"] + t[BACKGROUND[1]])
+
+
+def report_hooks(n: int, db: int, exporters: str, rounds: int) -> None:
+    runs: dict[str, list[dict[str, float]]] = {"otel": [], "pipetrace": []}
+    for i in range(rounds):  # interleaved, alternating which mode goes first
+        for mode in (("otel", "pipetrace") if i % 2 == 0 else ("pipetrace", "otel")):
+            runs[mode].append(hook_times(mode, n, db, exporters))
+    print(f"instrumentation hooks, thread CPU per call (median over calls; pool children averaged), plus the "
+          f"other threads' CPU per task ('bg'), us; median of {rounds} interleaved runs:")
+    times = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     for mode, t in times.items():
-        publish, task = t["before_task_publish"] + t["after_task_publish"], t["task_prerun"] + t["task_postrun"]
+        publish, task = _sides(t)
         print(f"  {mode:10s} " + "  ".join(f"{h} {t[h]:5.1f}" for h in HOOKS)
+              + f"  bg publish {t[BACKGROUND[0]]:4.1f} task {t[BACKGROUND[1]]:4.1f}"
               + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}")
-    side = {m: (t["before_task_publish"] + t["after_task_publish"], t["task_prerun"] + t["task_postrun"])
-            for m, t in times.items()}
-    ref, ours = side["otel"], side["pipetrace"]
-    print(f"pipetrace hooks / reference hooks: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
-          f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5)")
+    ratios = sorted(sum(_sides(o)) / sum(_sides(r)) for o, r in zip(runs["pipetrace"], runs["otel"], strict=True))
+    ref, ours = _sides(times["otel"]), _sides(times["pipetrace"])
+    print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
+          f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios "
+          + " ".join(f"{r:.2f}" for r in ratios))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--db", type=int, default=14)
-    ap.add_argument("--exporters", default="none")
-    ap.add_argument("--hooks", action="store_true", help="also time the instrumentation hooks in place")
-    args = ap.parse_args()
-    walls: dict[str, list[float]] = {m: [] for m in MODES}
-    producer_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    main_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    pool_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    for r in range(args.rounds):
-        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
-        for mode in order:
-            wall, p_cpu, m_cpu, c_cpu = run(mode, args.tasks, args.db, args.exporters)
-            walls[mode].append(wall)
-            producer_cpu[mode].append(p_cpu)
-            main_cpu[mode].append(m_cpu)
-            pool_cpu[mode].append(c_cpu)
-            print(f"  round {r + 1} {mode:10s} {wall:6.2f} s wall  {p_cpu:6.2f} s producer cpu  "
-                  f"{m_cpu:6.2f} s worker main cpu  {c_cpu:6.2f} s pool cpu", file=sys.stderr, flush=True)
-
+def report_throughput(args: argparse.Namespace, walls: dict[str, list[float]], producer_cpu: dict[str, list[float]],
+                      main_cpu: dict[str, list[float]], pool_cpu: dict[str, list[float]]) -> None:
     def added(values: dict[str, list[float]]) -> dict[str, float]:
         med = {m: statistics.median(v) for m, v in values.items()}
         return {m: (med[m] - med["untraced"]) / args.tasks * 1e6 for m in MODES}
@@ -240,8 +252,36 @@ def main() -> None:
     print(f"pipetrace added / reference added: wall {ratio(per):.2f}, cpu {ratio(per_cpu):.2f} "
           f"(producer {ratio(per_producer):.2f}, worker {ratio(per_worker):.2f}: main {ratio(per_main):.2f}, "
           f"pool {ratio(per_pool):.2f}) (goal <= 0.5)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (0: only --hooks)")
+    ap.add_argument("--db", type=int, default=14)
+    ap.add_argument("--exporters", default="none")
+    ap.add_argument("--hooks", action="store_true", help="also time the instrumentation hooks in place")
+    ap.add_argument("--hook-rounds", type=int, default=3, help="interleaved runs per traced mode for --hooks")
+    args = ap.parse_args()
+    walls: dict[str, list[float]] = {m: [] for m in MODES}
+    producer_cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    main_cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    pool_cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    for r in range(args.rounds):
+        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+        for mode in order:
+            wall, p_cpu, m_cpu, c_cpu = run(mode, args.tasks, args.db, args.exporters)
+            walls[mode].append(wall)
+            producer_cpu[mode].append(p_cpu)
+            main_cpu[mode].append(m_cpu)
+            pool_cpu[mode].append(c_cpu)
+            print(f"  round {r + 1} {mode:10s} {wall:6.2f} s wall  {p_cpu:6.2f} s producer cpu  "
+                  f"{m_cpu:6.2f} s worker main cpu  {c_cpu:6.2f} s pool cpu", file=sys.stderr, flush=True)
+
+    if args.rounds > 0:
+        report_throughput(args, walls, producer_cpu, main_cpu, pool_cpu)
     if args.hooks:
-        report_hooks(args.tasks, args.db, args.exporters)
+        report_hooks(args.tasks, args.db, args.exporters, args.hook_rounds)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from . import later
 from .ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.export")
@@ -263,6 +264,7 @@ class PipelineProcessor(SpanProcessor):
     stage in front of them. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
 
     ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.deferred
+    drains_later = True  # spans may end on pipetrace.later's thread: each flush drains it first
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
@@ -296,6 +298,7 @@ class PipelineProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
+        later.drain()  # spans ended but not yet made: made now, in this thread, before the queues flush
         ok = True
         for queue in self._all():  # the stage first: it feeds the others
             ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
@@ -303,6 +306,7 @@ class PipelineProcessor(SpanProcessor):
 
     def flush_only(self, names: Sequence[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
+        later.drain()
         ok = self.stage.flush(timeout_s) if self.stage is not None else True
         return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names) and ok
 
@@ -311,6 +315,7 @@ class PipelineProcessor(SpanProcessor):
 
     def shutdown_within(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        later.drain()
         for queue in self._all():
             queue.shutdown(max(0.0, deadline - time.monotonic()))
 

@@ -29,6 +29,11 @@ def attempt_span_id(task_id: str, try_number: int) -> int:
     return derive_task_span_id(SYSTEM, SYSTEM, str(task_id), "attempt", None, int(try_number))
 
 
+def task_name(task: Any, request: Any) -> str:
+    """A task's name: the task's own, else the request's."""
+    return str(getattr(task, "name", None) or getattr(request, "task", None) or "unknown")
+
+
 def run_identity(root_id: str) -> RunIdentity:
     """Identity used for a workflow whose producer sent no trace context (derived trace id)."""
     return RunIdentity(SYSTEM, SYSTEM, str(root_id))

@@ -13,19 +13,33 @@ MAX_PENDING = 10_000
 
 
 class Attempt:
-    """One running task attempt: its span, the context token to detach and the workflow it is in."""
+    """One running task attempt: its span, the context token to detach and the workflow it is in
+    (the pipeline name is read from the request only when something asks for it)."""
 
-    __slots__ = ("span", "token", "pipeline", "root_id", "expected_error", "failed", "retried", "var_token")
+    __slots__ = ("span", "token", "task", "request", "root_id", "_pipeline", "expected_error", "failed", "retried",
+                 "var_token")
 
-    def __init__(self, span: Span, token: Any, pipeline: str, root_id: str) -> None:
+    def __init__(self, span: Span, token: Any, task: Any, request: Any, root_id: str,
+                 pipeline: str | None = None) -> None:
         self.span = span
         self.token = token
-        self.pipeline = pipeline
+        self.task = task
+        self.request = request
         self.root_id = root_id
+        self._pipeline = pipeline
         self.expected_error = False
         self.failed = False
         self.retried = False
         self.var_token: Any = None
+
+    @property
+    def pipeline(self) -> str:
+        if self._pipeline is None:
+            from . import headers
+            from .common import task_name
+
+            self._pipeline = headers.pipeline(headers.read(self.request), task_name(self.task, self.request))
+        return self._pipeline
 
 
 class Pending:

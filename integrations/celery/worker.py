@@ -12,25 +12,27 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import pipetrace
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
-from pipetrace.deferred import begin
+from pipetrace.deferred import DeferredSpan, begin
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span_of
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
+from pipetrace.lazyspan import LazySpan
 from pipetrace.ratelimit import warn_once_per
 from pipetrace.spans import record_span
 
 from . import headers as H
 from . import interop, lost
-from .common import SYSTEM, attempt_span_id, destination, run_identity, shared_attributes
+from .common import SYSTEM, attempt_span_id, destination, run_identity, shared_attributes, task_name
 from .state import Attempt, attempts, current
 
 log = logging.getLogger("pipetrace.celery")
@@ -57,7 +59,7 @@ def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
 
 def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
                      now_ns: int) -> tuple[dict[str, Any], str, str]:
-    name = str(getattr(task, "name", None) or getattr(request, "task", None) or "unknown")
+    name = task_name(task, request)
     root_id = str(getattr(request, "root_id", None) or task_id)
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
@@ -82,6 +84,30 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     return attrs, pipeline, root_id
 
 
+def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | None) -> DeferredSpan:
+    """The attempt's span, started at ``now``: parent, ids, attributes from the request (``caller``:
+    the context an eager run was called in, whose current span is the parent if the request has none)."""
+    values = H.read(request)
+    try_number = int(getattr(request, "retries", 0) or 0) + 1
+    attrs, _pipeline, root_id = _task_attributes(task, request, task_id, values, try_number, now)
+    name = attrs[A.TASK_NAME]
+    parent, reason = parent_span_of(values, f"celery task {name}")
+    context = Context()  # a root, unless the message (or, run eagerly, the caller) has a parent
+    linked = parent
+    if parent is None and caller is not None:
+        current_sc = trace.get_current_span(caller).get_span_context()
+        if current_sc.is_valid:
+            context, reason, linked = caller, None, current_sc
+    links = _chord_links(values, linked)
+    trace_id = None if linked is not None else run_identity(root_id).trace_id
+    span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
+                 attributes=attrs, links=links, start_time=now, trace_id=trace_id,
+                 span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
+    if reason is not None:
+        bad_context_event(span, reason)
+    return span
+
+
 def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
     try:
         if task is None or task_id is None or (interop.may_defer and interop.deferring()):
@@ -89,27 +115,13 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         task_id = str(task_id)
         request = task.request
         now = time.time_ns()
-        values = H.read(request)
-        try_number = int(getattr(request, "retries", 0) or 0) + 1
-        attrs, pipeline, root_id = _task_attributes(task, request, task_id, values, try_number, now)
-        name = attrs[A.TASK_NAME]
-        parent, reason = parent_span_of(values, f"celery task {name}")
-        context = Context()  # a root, unless the message (or, run eagerly, the caller) has a parent
-        linked = parent
-        if parent is None and getattr(request, "is_eager", False):
-            # apply()/always-eager: no message, the caller's span (if any) is the parent
-            current_sc = trace.get_current_span().get_span_context()
-            if current_sc.is_valid:
-                context, reason, linked = otel_context.get_current(), None, current_sc
-        links = _chord_links(values, linked)
-        trace_id = None if linked is not None else run_identity(root_id).trace_id
-        span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
-                     attributes=attrs, links=links, start_time=now, trace_id=trace_id,
-                     span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
-        if reason is not None:
-            bad_context_event(span, reason)
+        span: Span
+        if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
+            span = _start(task, request, task_id, now, otel_context.get_current())
+        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.lazyspan)
+            span = LazySpan(tracer(), partial(_start, task, request, task_id, now, None))
         token = otel_context.attach(trace.set_span_in_context(span))
-        attempt = Attempt(span, token, pipeline, root_id)
+        attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))
         attempt.var_token = current.set(attempt)
         for old in attempts.put(task_id, attempt):
             old.span.end()

@@ -1,0 +1,210 @@
+"""Lazy spans (pipetrace.lazyspan) and the later queue (pipetrace.later): a span made when first needed
+or after it ends, off the thread, is the span an eager start makes, and no flush loses one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from pipetrace import later
+from pipetrace.deferred import begin
+from pipetrace.ids import DerivedIdGenerator
+from pipetrace.lazyspan import LazySpan
+from pipetrace.processors import ExportQueue, PipelineProcessor
+
+START = 1_700_000_000_000_000_000
+
+
+class _Recorder(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+@pytest.fixture(autouse=True)
+def _slow_later(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The later thread waits a minute: what a test sees before a flush was not done by it."""
+    later.drain()
+    monkeypatch.setattr(later, "INTERVAL_S", 60.0)
+    yield
+    later.drain()
+
+
+def _sdk_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    provider = TracerProvider(id_generator=DerivedIdGenerator(), sampler=sampling.ParentBased(sampling.ALWAYS_ON),
+                              shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _pipeline_provider() -> tuple[TracerProvider, PipelineProcessor, _Recorder]:
+    provider = TracerProvider(id_generator=DerivedIdGenerator(), shutdown_on_exit=False)
+    exporter = _Recorder()
+    processor = PipelineProcessor([ExportQueue(exporter, name="store", interval_s=0.01)])
+    provider.add_span_processor(processor)
+    return provider, processor, exporter
+
+
+def _builder(tracer: Any, calls: list[int], name: str = "task t") -> Any:
+    def build() -> Any:
+        calls.append(1)
+        return begin(tracer, name, kind=SpanKind.CONSUMER, attributes={"a": "x", "n": 1}, context=Context(),
+                     trace_id=0xABC, span_id=0xDEF, start_time=START, plain_attributes=True)
+    return build
+
+
+def test_nothing_is_made_until_needed_and_the_context_is_the_eager_spans() -> None:
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    calls: list[int] = []
+    span = LazySpan(tracer, _builder(tracer, calls))
+    span.set_attribute("early", "yes")
+    assert calls == [] and not span.built
+    sc = span.get_span_context()
+    assert (sc.trace_id, sc.span_id) == (0xABC, 0xDEF) and calls == [1]
+    assert span.get_span_context() == sc and calls == [1]  # made once
+    span.set_attribute("late", 2)
+    span.end(START + 5)
+    (done,) = exporter.get_finished_spans()
+    assert dict(done.attributes or {}) == {"a": "x", "n": 1, "early": "yes", "late": 2}
+    assert (done.start_time, done.end_time, done.kind) == (START, START + 5, SpanKind.CONSUMER)
+
+
+def test_with_an_sdk_processor_the_span_is_made_and_ended_at_end() -> None:
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    calls: list[int] = []
+    span = LazySpan(tracer, _builder(tracer, calls))
+    span.set_attribute("result", "success")
+    assert not later.accepts(tracer)  # the SDK's processor would not wait for the later queue
+    span.end(START + 9)
+    (done,) = exporter.get_finished_spans()  # at once: nothing waits for a later flush
+    assert calls == [1] and done.attributes is not None and done.attributes["result"] == "success"
+    assert done.end_time == START + 9 and later.pending() == 0
+
+
+def test_with_pipetraces_processor_the_span_is_made_later_and_a_flush_waits_for_it() -> None:
+    provider, processor, exporter = _pipeline_provider()
+    tracer = provider.get_tracer("t")
+    assert later.accepts(tracer)
+    calls: list[int] = []
+    span = LazySpan(tracer, _builder(tracer, calls))
+    span.set_attribute("result", "success")
+    with later._later.running:  # (the background thread cannot take it meanwhile)
+        span.end(START + 7)
+        assert calls == [] and later.pending() == 1 and not span.is_recording()
+    span.set_attribute("after end", True)  # ignored, as the SDK ignores it on an ended span
+    assert processor.force_flush(5000)
+    assert calls == [1] and later.pending() == 0
+    (done,) = exporter.spans
+    assert dict(done.attributes or {}) == {"a": "x", "n": 1, "result": "success"}
+    assert (done.context.span_id, done.end_time) == (0xDEF, START + 7)
+    processor.shutdown()
+
+
+def test_shutdown_makes_what_is_queued() -> None:
+    provider, processor, exporter = _pipeline_provider()
+    tracer = provider.get_tracer("t")
+    spans = [LazySpan(tracer, _builder(tracer, [], name=f"task {i}")) for i in range(5)]
+    for span in spans:
+        span.end()
+    processor.shutdown()
+    assert sorted(s.name for s in exporter.spans) == [f"task {i}" for i in range(5)]
+
+
+def test_the_background_thread_makes_spans_without_a_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(later, "INTERVAL_S", 0.01)
+    later._later.wake.set()  # the thread may be waiting out a long interval from an earlier test
+    provider, processor, exporter = _pipeline_provider()
+    tracer = provider.get_tracer("t")
+    span = LazySpan(tracer, _builder(tracer, []))
+    span.end()
+    for _ in range(500):
+        if exporter.spans:
+            break
+        threading.Event().wait(0.01)
+    assert [s.name for s in exporter.spans] == ["task t"]
+    assert later._later.thread is not None and later._later.thread.name == "pipetrace-later"
+    processor.shutdown()
+
+
+def test_exceptions_events_and_status_make_the_span_at_once() -> None:
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    calls: list[int] = []
+    span = LazySpan(tracer, _builder(tracer, calls))
+    span.record_exception(ValueError("boom"))
+    assert calls == [1]
+    span.add_event("celery.retry", {"celery.retry.reason": "again"})
+    span.set_status(StatusCode.ERROR, "ValueError: boom")
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert [e.name for e in done.events] == ["exception", "celery.retry"]
+    assert done.status.status_code is StatusCode.ERROR
+
+
+def test_user_spans_under_a_lazy_span_are_its_children() -> None:
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    span = LazySpan(tracer, _builder(tracer, []))
+    with trace.use_span(span, end_on_exit=True):
+        with tracer.start_as_current_span("user work"):
+            pass
+    user, task = exporter.get_finished_spans()
+    assert user.parent is not None and user.parent.span_id == task.context.span_id == 0xDEF
+    assert user.context.trace_id == 0xABC
+
+
+def test_a_failing_build_is_logged_never_raised(caplog: pytest.LogCaptureFixture) -> None:
+    provider, processor, _exporter = _pipeline_provider()
+    tracer = provider.get_tracer("t")
+
+    def broken() -> Any:
+        raise RuntimeError("bad request")
+
+    span = LazySpan(tracer, broken)
+    with caplog.at_level(logging.WARNING, logger="pipetrace"):
+        span.end()
+        assert later.drain() == 1
+    assert "bad request" in caplog.text
+    processor.shutdown()
+
+
+def test_a_failing_item_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    done: list[int] = []
+
+    def fail() -> None:
+        raise ValueError("nope")
+
+    later.submit(fail)
+    later.submit(done.append, 1)
+    with caplog.at_level(logging.WARNING, logger="pipetrace"):
+        assert later.drain() == 2
+    assert done == [1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_starts_with_an_empty_queue() -> None:
+    with later._later.running:  # the parent's thread cannot take the item before the fork
+        later.submit(lambda: None)
+        assert later.pending() == 1
+        pid = os.fork()
+        if pid == 0:  # the child: nothing of the parent's queue, and its own thread on its first item
+            ok = later.pending() == 0 and later._later.thread is None and not later._later.running.locked()
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
