@@ -7,10 +7,12 @@ row. Measured in a real worker on Redis (``benchmarks/celery_overhead.py --hooks
 work per task on the task's thread, ~25–30 µs per span when a background thread does it in batches.
 
 Only what nobody waits for goes here: a span that has ended and whose record only pipetrace's own
-processor will see (:func:`accepts`). :func:`drain` runs everything queued in the caller's thread
-and waits for a batch in progress; the processor calls it before each flush and at shutdown, so a
-flush, a worker child's exit or ``pipetrace.force_flush()`` never loses a queued span. After fork the
-child starts with an empty queue and starts its own thread on its first item.
+processor will see (:func:`accepts`). The thread starts with the first item and sleeps untimed while
+the queue is empty (an idle traced process is never woken by it); the first item of a batch waits at
+most :data:`INTERVAL_S`, less when :data:`WAKE_AT` items wait. :func:`drain` runs everything queued in
+the caller's thread and waits for a batch in progress; the processor calls it before each flush and at
+shutdown, so a flush, a worker child's exit or ``pipetrace.force_flush()`` never loses a queued span.
+After fork the child starts with an empty queue and starts its own thread on its first item.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class _Later:
         self.items: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
         self.running = threading.Lock()  # held while items are being done (by the thread or a drain)
         self.starting = threading.Lock()
-        self.wake = threading.Event()
+        self.arrived = threading.Event()  # set by the first item after the queue was empty
+        self.full = threading.Event()  # set when WAKE_AT items wait
         self.thread: threading.Thread | None = None
         self.done = 0
 
@@ -56,8 +59,10 @@ class _Later:
 
     def _loop(self) -> None:
         while True:
-            self.wake.wait(INTERVAL_S)
-            self.wake.clear()
+            self.arrived.wait()  # untimed while nothing is queued: an idle process is never woken
+            self.arrived.clear()
+            self.full.wait(INTERVAL_S)  # the batch's first item waits at most this long
+            self.full.clear()
             self.run_queued(yield_gil=True)
 
     def run_queued(self, yield_gil: bool = False) -> int:
@@ -92,11 +97,15 @@ if hasattr(os, "register_at_fork"):
 def submit(work: Callable[..., Any], *args: Any) -> None:
     """Do ``work(*args)`` on the background thread, within :data:`INTERVAL_S` (or at the next drain)."""
     later = _later
-    later.items.append((work, args))
-    if later.thread is None:
-        later.start()
-    elif len(later.items) >= WAKE_AT:
-        later.wake.set()
+    items = later.items
+    items.append((work, args))
+    queued = len(items)
+    if queued == 1:  # the first of a batch (one wake-up per batch, not per item)
+        if later.thread is None:
+            later.start()
+        later.arrived.set()
+    elif queued == WAKE_AT:
+        later.full.set()
 
 
 def drain() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -41,6 +42,7 @@ def _slow_later(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(later, "INTERVAL_S", 60.0)
     yield
     later.drain()
+    later._later.full.set()  # a thread waiting out the minute goes back to its untimed wait
 
 
 def _sdk_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -128,7 +130,7 @@ def test_shutdown_makes_what_is_queued() -> None:
 
 def test_the_background_thread_makes_spans_without_a_flush(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(later, "INTERVAL_S", 0.01)
-    later._later.wake.set()  # the thread may be waiting out a long interval from an earlier test
+    later._later.full.set()  # the thread may be waiting out a minute from an earlier test
     provider, processor, exporter = _pipeline_provider()
     tracer = provider.get_tracer("t")
     span = LazySpan(tracer, _builder(tracer, []))
@@ -182,6 +184,30 @@ def test_a_failing_build_is_logged_never_raised(caplog: pytest.LogCaptureFixture
         assert later.drain() == 1
     assert "bad request" in caplog.text
     processor.shutdown()
+
+
+def test_an_idle_thread_sleeps_untimed_and_one_item_wakes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(later, "INTERVAL_S", 0.01)
+    later._later.full.set()
+    done: list[int] = []
+    later.submit(done.append, 1)  # starts the thread if this process has none yet
+    for _ in range(500):
+        if done:
+            break
+        threading.Event().wait(0.01)
+    assert done == [1]
+    thread = later._later.thread
+    assert thread is not None
+    threading.Event().wait(0.05)  # back in its untimed wait: no wake-ups while nothing is queued
+    frame = sys._current_frames()[thread.ident or 0]
+    assert frame.f_code.co_name == "wait" and frame.f_locals.get("timeout") is None  # Condition.wait, untimed
+    assert not later._later.arrived.is_set()
+    later.submit(done.append, 2)
+    for _ in range(500):
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert done == [1, 2]
 
 
 def test_a_failing_item_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
