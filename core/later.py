@@ -3,8 +3,9 @@
 Why: on a per-message path (a Celery task in a prefork child) building a span record is mostly cold
 work — the code and objects it touches were evicted by everything the process did since the last
 message — so it costs several times more per span than the same work done for a batch of spans in a
-row. Measured in a real worker on Redis (``benchmarks/celery_overhead.py --hooks``): ~55 µs of span
-work per task on the task's thread, ~25–30 µs per span when a background thread does it in batches.
+row. Measured in a real prefork worker on Redis (``benchmarks/celery_overhead.py --hooks``): the task
+span's work took ~55 µs on the task's thread; done here it takes ~21–24 µs per span, and the task's
+thread keeps ~12 µs (capturing the request, making the span current, queueing it).
 
 Only what nobody waits for goes here: a span that has ended and whose record only pipetrace's own
 processor will see (:func:`accepts`). The thread starts with the first item and sleeps untimed while
@@ -30,10 +31,14 @@ from .ratelimit import warn_once_per
 log = logging.getLogger("pipetrace.spans")
 
 INTERVAL_S = 1.0
-"""Longest a queued item waits for the background thread (far below the exporters' own interval)."""
+"""Longest the first item of a batch waits for the background thread: about a second of a busy
+worker's spans makes one warm batch; spans reach the exporters' queues at most this much later."""
 WAKE_AT = 512
 """Queue length at which the thread is woken before its interval is up."""
 YIELD_EVERY = 32
+MAX_QUEUED = 20_000
+"""Items beyond this many waiting are done at once in the submitting thread: memory stays bounded if the
+thread falls behind, and nothing is dropped."""
 """Items done between releases of the GIL, so the task's thread never waits for a whole batch."""
 
 
@@ -98,8 +103,14 @@ def submit(work: Callable[..., Any], *args: Any) -> None:
     """Do ``work(*args)`` on the background thread, within :data:`INTERVAL_S` (or at the next drain)."""
     later = _later
     items = later.items
+    queued = len(items) + 1
+    if queued > MAX_QUEUED:
+        try:
+            work(*args)
+        except Exception as exc:
+            warn_once_per(log, "later", "pipetrace: deferred span work failed: %r", exc)
+        return
     items.append((work, args))
-    queued = len(items)
     if queued == 1:  # the first of a batch (one wake-up per batch, not per item)
         if later.thread is None:
             later.start()

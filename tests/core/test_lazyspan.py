@@ -210,6 +210,17 @@ def test_an_idle_thread_sleeps_untimed_and_one_item_wakes_it(monkeypatch: pytest
     assert done == [1, 2]
 
 
+def test_a_full_queue_does_the_work_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(later, "MAX_QUEUED", 2)
+    done: list[int] = []
+    with later._later.running:  # the thread cannot take anything meanwhile
+        for i in range(4):
+            later.submit(done.append, i)
+        assert done == [2, 3] and later.pending() == 2  # bounded, and nothing dropped
+    later.drain()
+    assert sorted(done) == [0, 1, 2, 3]
+
+
 def test_a_failing_item_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
     done: list[int] = []
 
