@@ -18,7 +18,6 @@ ended in ``end`` itself.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +29,6 @@ from . import later
 from .ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
-_lock = threading.Lock()  # one build per span, whichever thread asks first
 
 
 class LazySpan(trace_api.Span):
@@ -46,20 +44,25 @@ class LazySpan(trace_api.Span):
         self._ended = False
 
     def real(self) -> Span:
-        """The span itself, built now if it was not yet (with the attributes set so far)."""
+        """The span itself, built now if it was not yet (with the attributes set so far). Never raises:
+        a build that fails gives a non-recording span (and one rate-limited warning)."""
         real = self._real
         if real is not None:
             return real
-        with _lock:
-            if self._real is None:
-                build, self._build = self._build, None
-                assert build is not None
-                span = build()
-                for key, value in self._pending or ():
-                    span.set_attribute(key, value)
-                self._pending = None
-                self._real = span
-            return self._real
+        build = self._build
+        if build is None:  # being built right now: asked from inside the build (a log record's trace ids)
+            return trace_api.INVALID_SPAN  # or by another thread at that instant; no lock to deadlock on
+        self._build = None
+        try:
+            span = build()
+        except Exception as exc:
+            warn_once_per(log, "lazy-build", "pipetrace: could not make a span: %r", exc)
+            span = trace_api.INVALID_SPAN
+        self._real = span  # first: an attribute set from now on goes to it directly (see set_attribute)
+        pending, self._pending = self._pending, None
+        for key, value in pending or ():
+            span.set_attribute(key, value)
+        return span
 
     @property
     def built(self) -> bool:
@@ -74,15 +77,17 @@ class LazySpan(trace_api.Span):
         return not self._ended and self.real().is_recording()
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if self._real is None and not self._ended:
-            with _lock:
-                if self._real is None:
-                    if self._pending is None:
-                        self._pending = []
-                    self._pending.append((key, value))
-                    return
-        if not self._ended or self._real is not None:
-            self.real().set_attribute(key, value)
+        if self._real is None:
+            if self._ended:
+                return  # ended and not built: ignored, as the SDK ignores it on an ended span
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = []
+            pending.append((key, value))
+            if self._real is None:
+                return  # the build replays it
+            # built meanwhile by another thread, which may have replayed the list before this append
+        self._real.set_attribute(key, value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from pipetrace import later
+from pipetrace import later, ratelimit
 from pipetrace.deferred import begin
 from pipetrace.ids import DerivedIdGenerator
 from pipetrace.lazyspan import LazySpan
@@ -179,6 +179,7 @@ def test_a_failing_build_is_logged_never_raised(caplog: pytest.LogCaptureFixture
         raise RuntimeError("bad request")
 
     span = LazySpan(tracer, broken)
+    ratelimit.reset()
     with caplog.at_level(logging.WARNING, logger="pipetrace"):
         span.end()
         assert later.drain() == 1
@@ -219,6 +220,68 @@ def test_a_full_queue_does_the_work_at_once(monkeypatch: pytest.MonkeyPatch) -> 
         assert done == [2, 3] and later.pending() == 2  # bounded, and nothing dropped
     later.drain()
     assert sorted(done) == [0, 1, 2, 3]
+
+
+def test_a_failing_build_in_the_tasks_thread_gives_an_invalid_span_not_an_exception(
+        caplog: pytest.LogCaptureFixture) -> None:
+    provider, _exporter = _sdk_provider()
+
+    def broken() -> Any:
+        raise KeyError("no headers")
+
+    span = LazySpan(provider.get_tracer("t"), broken)
+    ratelimit.reset()  # (one warning a minute per kind)
+    with caplog.at_level(logging.WARNING, logger="pipetrace"):
+        assert not span.get_span_context().is_valid  # what user code asking for it gets
+        span.set_attribute("a", 1)
+        span.end()
+    assert "no headers" in caplog.text
+
+
+def test_asking_for_the_span_while_it_is_being_built_does_not_deadlock() -> None:
+    """A log record made during the build reads the current span's ids (the logging instrumentation
+    does): the inner ask gets an invalid context at once; the build itself is not disturbed."""
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    inner: list[Any] = []
+    holder: list[LazySpan] = []
+    plain = _builder(tracer, [])
+
+    def build() -> Any:
+        inner.append(holder[0].get_span_context())
+        return plain()
+
+    span = LazySpan(tracer, build)
+    holder.append(span)
+    assert span.get_span_context().span_id == 0xDEF
+    assert inner and not inner[0].is_valid
+    span.end()
+    assert [s.context.span_id for s in exporter.get_finished_spans()] == [0xDEF]
+
+
+def test_an_attribute_set_while_another_thread_builds_is_kept() -> None:
+    provider, exporter = _sdk_provider()
+    tracer = provider.get_tracer("t")
+    plain = _builder(tracer, [])
+    started, go = threading.Event(), threading.Event()
+
+    def slow_build() -> Any:
+        started.set()
+        go.wait(5)
+        return plain()
+
+    span = LazySpan(tracer, slow_build)
+    builder = threading.Thread(target=span.real)
+    builder.start()
+    started.wait(5)
+    span.set_attribute("during", "build")  # the build has not replayed yet: kept in the list
+    go.set()
+    builder.join(5)
+    span.set_attribute("after", "build")
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.attributes is not None
+    assert done.attributes["during"] == "build" and done.attributes["after"] == "build"
 
 
 def test_a_failing_item_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
