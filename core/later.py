@@ -36,10 +36,10 @@ worker's spans makes one warm batch; spans reach the exporters' queues at most t
 WAKE_AT = 512
 """Queue length at which the thread is woken before its interval is up."""
 YIELD_EVERY = 32
+"""Items done between releases of the GIL, so the task's thread never waits for a whole batch."""
 MAX_QUEUED = 20_000
 """Items beyond this many waiting are done at once in the submitting thread: memory stays bounded if the
 thread falls behind, and nothing is dropped."""
-"""Items done between releases of the GIL, so the task's thread never waits for a whole batch."""
 
 
 class _Later:
@@ -53,7 +53,6 @@ class _Later:
         self.arrived = threading.Event()  # set by the first item after the queue was empty
         self.full = threading.Event()  # set when WAKE_AT items wait
         self.thread: threading.Thread | None = None
-        self.done = 0
 
     def start(self) -> None:
         with self.starting:
@@ -90,7 +89,6 @@ class _Later:
                         time.sleep(0)
                     finally:
                         self.running.acquire()
-            self.done += count
         return count
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from . import headers
+from .common import task_name
+
 MAX_PENDING = 10_000
 
 
@@ -35,9 +38,6 @@ class Attempt:
     @property
     def pipeline(self) -> str:
         if self._pipeline is None:
-            from . import headers
-            from .common import task_name
-
             self._pipeline = headers.pipeline(headers.read(self.request), task_name(self.task, self.request))
         return self._pipeline
 

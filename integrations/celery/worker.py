@@ -58,7 +58,7 @@ def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
 
 
 def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
-                     now_ns: int) -> tuple[dict[str, Any], str, str]:
+                     now_ns: int) -> tuple[dict[str, Any], str]:
     name = task_name(task, request)
     root_id = str(getattr(request, "root_id", None) or task_id)
     pipeline = H.pipeline(values, name)
@@ -81,7 +81,7 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
         attrs[A.QUEUED_MS] = wait
     if eta:
         attrs["celery.eta"] = str(eta)
-    return attrs, pipeline, root_id
+    return attrs, root_id
 
 
 def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | None) -> DeferredSpan:
@@ -89,7 +89,7 @@ def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | No
     the context an eager run was called in, whose current span is the parent if the request has none)."""
     values = H.read(request)
     try_number = int(getattr(request, "retries", 0) or 0) + 1
-    attrs, _pipeline, root_id = _task_attributes(task, request, task_id, values, try_number, now)
+    attrs, root_id = _task_attributes(task, request, task_id, values, try_number, now)
     name = attrs[A.TASK_NAME]
     parent, reason = parent_span_of(values, f"celery task {name}")
     context = Context()  # a root, unless the message (or, run eagerly, the caller) has a parent
