@@ -1,0 +1,138 @@
+"""``pipetrace access``: review who can see what, check an access file, make hashed entries."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .access import AccessConfig, AccessConfigError, Role, entry_toml, hash_password, load, new_token
+
+console = Console()
+err = Console(stderr=True)
+access_app = typer.Typer(help="Viewer access control: list who can see what, check a file, add entries.",
+                         invoke_without_command=True)
+
+FileOption = Annotated[Path | None, typer.Option("--file", "-f", help="access file (TOML or JSON)",
+                                                 envvar="PIPETRACE_ACCESS_FILE")]
+
+
+def _load(path: Path | None) -> AccessConfig:
+    if path is None:
+        err.print("[red]no access file: pass --file or set PIPETRACE_ACCESS_FILE[/red]")
+        raise typer.Exit(2)
+    try:
+        return load(path)
+    except AccessConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _scope(role: Role) -> str:
+    if role.admin:
+        return "everything"
+    systems = "" if role.systems == ("*",) else f" in {', '.join(role.systems)}"
+    return ", ".join(role.pipelines) + systems
+
+
+def _pipelines_in_store() -> list[tuple[str | None, str]]:
+    """(system, pipeline) pairs of the store's recent runs, to show what each principal sees today."""
+    from .. import config as _config
+    from ..store import SpanStore
+
+    try:
+        path = _config.load().store_path
+    except _config.ConfigError:
+        return []
+    if not path.exists():
+        return []
+    store = SpanStore(path)
+    try:
+        return sorted({(r.system, r.pipeline) for r in store.runs(limit=100_000) if r.pipeline},
+                      key=lambda p: (p[1], p[0] or ""))
+    finally:
+        store.close()
+
+
+@access_app.callback()
+def review(
+    ctx: typer.Context,
+    file: FileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List every principal, its roles, what they let it see, and which stored pipelines that is today."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _load(file)
+    known = _pipelines_in_store()
+    rows: list[dict[str, Any]] = []
+    for entry in config.entries:
+        who = config.principal(entry)
+        sees = sorted({p for s, p in known if who.may_see(s, p)})
+        rows.append({"name": entry.name, "kind": entry.kind, "roles": list(entry.roles),
+                     "scope": [_scope(r) for r in who.roles], "admin": who.admin, "pipelines_in_store": sees})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"access from {file} ({len(rows)} principals)")
+    for col in ("principal", "kind", "roles", "may see", "stored pipelines visible"):
+        table.add_column(col)
+    total = len({p for _, p in known})
+    for row in rows:
+        visible = "all" if row["admin"] else (f"{len(row['pipelines_in_store'])}/{total}: "
+                                              + ", ".join(row["pipelines_in_store"][:8]))
+        table.add_row(escape(row["name"]), row["kind"], escape(", ".join(row["roles"])),
+                      escape("; ".join(row["scope"])), escape(visible))
+    console.print(table)
+
+
+@access_app.command("check")
+def check(file: FileOption = None) -> None:
+    """Validate an access file: every problem listed; exit 1 when there is any."""
+    config = _load(file)
+    users = sum(1 for e in config.entries if e.kind == "user")
+    console.print(f"[green]ok[/green]: {file}: {len(config.roles)} roles, {len(config.entries) - users} tokens, "
+                  f"{users} users")
+
+
+def _roles_or_exit(roles: list[str]) -> list[str]:
+    if not roles:
+        err.print("[red]--role is required (repeat it for several roles)[/red]")
+        raise typer.Exit(2)
+    return roles
+
+
+@access_app.command("add-user")
+def add_user(
+    name: Annotated[str, typer.Argument(help="user name (letters, digits, _ . @ -)")],
+    role: Annotated[list[str], typer.Option("--role", help="role name; repeat for several")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Print a [[user]] entry with a salted scrypt hash of the password (asked for, never echoed)."""
+    roles = _roles_or_exit(role)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    if len(password) < 12:
+        err.print("[red]use a password of at least 12 characters[/red]")
+        raise typer.Exit(2)
+    sys.stdout.write(entry_toml("user", name, roles, hash_password(password)))
+
+
+@access_app.command("add-token")
+def add_token(
+    name: Annotated[str, typer.Argument(help="what the token is for (letters, digits, _ . @ -)")],
+    role: Annotated[list[str], typer.Option("--role", help="role name; repeat for several")],
+) -> None:
+    """Make a new random token: the token goes to stderr (hand it out once), the [[token]] entry to stdout."""
+    roles = _roles_or_exit(role)
+    token, digest = new_token()
+    err.print(f"token for {escape(name)} (shown once, not stored): {token}", soft_wrap=True)
+    sys.stdout.write(entry_toml("token", name, roles, digest))
