@@ -98,7 +98,7 @@ def check(file: FileOption = None) -> None:
     config = _load(file)
     users = sum(1 for e in config.entries if e.kind == "user")
     console.print(f"[green]ok[/green]: {file}: {len(config.roles)} roles, {len(config.entries) - users} tokens, "
-                  f"{users} users")
+                  f"{users} users", soft_wrap=True)
 
 
 def _roles_or_exit(roles: list[str]) -> list[str]:

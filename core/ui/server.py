@@ -191,14 +191,14 @@ class Handler(BaseHTTPRequestHandler):
     def _unauthorized(self, path: str, reason: str) -> None:
         extra: dict[str, str] = {}
         users = self.server.access is not None and self.server.access.has_users
-        if path in ("/", "/index.html"):
-            if users:
+        if path in ("/", "/index.html", "/login"):
+            if users and path == "/login":  # only here, so a token holder is not met by a password prompt
                 extra["WWW-Authenticate"] = 'Basic realm="pipetrace", charset="UTF-8"'
             extra["Content-Security-Policy"] = LOGIN_CSP
             given = "not valid" in reason or "wrong" in reason or "malformed" in reason
             body = LOGIN_PAGE.format(cls="err" if given else "", reason=html.escape(
                 reason if given else "Sign in to see the traces."),
-                users=", or sign in with your user name and password" if users else "")
+                users=', or <a href="/login">sign in with your user name and password</a>' if users else "")
             self._send(HTTPStatus.UNAUTHORIZED, body.encode(), "text/html; charset=utf-8", extra)
         else:
             self._error(HTTPStatus.UNAUTHORIZED, reason)
@@ -265,6 +265,8 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):  # a page address, not the API: extra parameters are ignored
             body = page.server_page(__version__).encode()
             self._send(200, body, "text/html; charset=utf-8", {"Content-Security-Policy": page.SERVER_CSP_HEADER})
+        elif path == "/login":  # signed in (Basic credentials now cached by the browser): go to the runs
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": "/"})
         elif path.startswith("/static/"):
             self._static(path[len("/static/"):])
         elif path == "/api/health":
