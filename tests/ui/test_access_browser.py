@@ -104,7 +104,8 @@ def test_scoped_token_sees_only_its_pipelines(browser: Any, guarded: Guarded) ->
     page.wait_for_selector(".error-box")
     assert "No trace" in page.locator(".error-box").inner_text()
 
-    hidden = [f"/api/trace/{other['trace_id']}", f"/api/trace/{other['run_id']}", f"/api/trace/{data['live']['trace_id']}",
+    hidden = [f"/api/trace/{other['trace_id']}", f"/api/trace/{other['run_id']}",
+              f"/api/trace/{data['live']['trace_id']}",
               f"/api/export/{other['trace_id']}?format=jaeger-json", f"/api/export/{other['run_id']}",
               "/api/history?pipeline=ingest_events&task=consume"]
     missing = f"/api/trace/{'ab' * 16}"
