@@ -41,6 +41,30 @@ def _scope(role: Role) -> str:
     return ", ".join(role.pipelines) + systems
 
 
+def _home() -> Path | None:
+    from .. import config as _config
+
+    try:
+        return _config.load().home
+    except _config.ConfigError:
+        return None
+
+
+def last_seen(log: Path | None) -> dict[str, str]:
+    """Principal -> time of its last request, from the viewer's access log."""
+    from urllib.parse import unquote
+
+    seen: dict[str, str] = {}
+    if log is None or not log.exists():
+        return seen
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            fields = line.split(" ")
+            if len(fields) == 6 and fields[1] != "-":
+                seen[unquote(fields[1])] = fields[0]
+    return seen
+
+
 def _pipelines_in_store() -> list[tuple[str | None, str]]:
     """(system, pipeline) pairs of the store's recent runs, to show what each principal sees today."""
     from .. import config as _config
@@ -64,31 +88,37 @@ def _pipelines_in_store() -> list[tuple[str | None, str]]:
 def review(
     ctx: typer.Context,
     file: FileOption = None,
+    log: Annotated[Path | None, typer.Option(help="viewer access log (default $PIPETRACE_HOME/ui-access.log)",
+                                             envvar="PIPETRACE_UI_ACCESS_LOG")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List every principal, its roles, what they let it see, and which stored pipelines that is today."""
+    """List every principal, its roles, what they let it see, which stored pipelines that is today, and
+    when it last used the viewer (the periodic access review)."""
     if ctx.invoked_subcommand is not None:
         return
     config = _load(file)
     known = _pipelines_in_store()
+    home = _home()
+    seen = last_seen(log or (home / "ui-access.log" if home else None))
     rows: list[dict[str, Any]] = []
     for entry in config.entries:
         who = config.principal(entry)
         sees = sorted({p for s, p in known if who.may_see(s, p)})
         rows.append({"name": entry.name, "kind": entry.kind, "roles": list(entry.roles),
-                     "scope": [_scope(r) for r in who.roles], "admin": who.admin, "pipelines_in_store": sees})
+                     "scope": [_scope(r) for r in who.roles], "admin": who.admin, "pipelines_in_store": sees,
+                     "last_seen": seen.get(entry.name)})
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title=f"access from {file} ({len(rows)} principals)")
-    for col in ("principal", "kind", "roles", "may see", "stored pipelines visible"):
+    for col in ("principal", "kind", "roles", "may see", "stored pipelines visible", "last seen"):
         table.add_column(col)
     total = len({p for _, p in known})
     for row in rows:
         visible = "all" if row["admin"] else (f"{len(row['pipelines_in_store'])}/{total}: "
                                               + ", ".join(row["pipelines_in_store"][:8]))
         table.add_row(escape(row["name"]), row["kind"], escape(", ".join(row["roles"])),
-                      escape("; ".join(row["scope"])), escape(visible))
+                      escape("; ".join(row["scope"])), escape(visible), row["last_seen"] or "never")
     console.print(table)
 
 

@@ -164,9 +164,11 @@ def history_document(store: SpanStore, pipeline: str, task: str, last: int = HIS
             "max_ms": round(st.max_ms, 3), "durations_ms": [round(d, 3) for d in st.durations_ms]}
 
 
-def trace_document(store: SpanStore, ident: str, *, with_history: bool = False) -> dict[str, Any] | None:
-    """Everything the run page draws for one trace; None if the store has no such trace."""
-    spans = store.trace(ident)
+def trace_document(store: SpanStore, ident: str, *, with_history: bool = False,
+                   spans: Sequence[SpanRecord] | None = None) -> dict[str, Any] | None:
+    """Everything the run page draws for one trace; None if the store has no such trace. ``spans``: the
+    trace, when the caller has read it already."""
+    spans = spans if spans is not None else store.trace(ident)
     if not spans:
         return None
     t0 = min(s.start_ns for s in spans)

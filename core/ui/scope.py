@@ -16,6 +16,7 @@ from ..store.queries import run_span_of
 from .access import Principal
 
 _GLOB_CHARS = re.compile(r"([*?\[])")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def owner(spans: Sequence[SpanRecord]) -> tuple[str | None, str | None]:
@@ -26,6 +27,22 @@ def owner(spans: Sequence[SpanRecord]) -> tuple[str | None, str | None]:
 
 def may_see_trace(principal: Principal, spans: Sequence[SpanRecord]) -> bool:
     return principal.admin or principal.may_see(*owner(spans))
+
+
+def visible_trace(principal: Principal, store: SpanStore, ident: str) -> list[SpanRecord]:
+    """The spans of trace or run ``ident`` if the caller may see it, else []. A run id that several
+    pipelines share (``scheduled__2026-11-17T00:00:00``) opens the newest run the caller may see."""
+    spans = store.trace(ident)
+    if spans and may_see_trace(principal, spans):
+        return spans
+    if principal.admin or _HEX_ID.fullmatch(ident.strip()):
+        return []
+    for glob in principal.pipeline_globs() or []:
+        for r in store.runs(pipeline=glob, limit=2000):
+            if r.run_id == ident.strip() and principal.may_see(r.system, r.pipeline):
+                spans = store.trace(r.trace_id)
+                return spans if spans and may_see_trace(principal, spans) else []
+    return []
 
 
 def hide_linked(principal: Principal, store: SpanStore, linked: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

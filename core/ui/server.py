@@ -300,12 +300,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _trace(self, ident: str) -> None:
         store = self.server.store
-        spans = store.trace(ident)
-        if not spans or not scope.may_see_trace(self._who, spans):
-            self._not_found()
-            return
-        doc = payload.trace_document(store, ident)
-        if doc is None:  # removed between the two reads
+        spans = scope.visible_trace(self._who, store, ident)
+        doc = payload.trace_document(store, ident, spans=spans) if spans else None
+        if doc is None:
             self._not_found()
             return
         doc["linked"] = scope.hide_linked(self._who, store, doc["linked"])
@@ -327,8 +324,8 @@ class Handler(BaseHTTPRequestHandler):
     def _export(self, ident: str, fmt: str) -> None:
         from ..formats import to_jaeger_json, to_otlp_json
 
-        spans = self.server.store.trace(ident)
-        if not spans or not scope.may_see_trace(self._who, spans):
+        spans = scope.visible_trace(self._who, self.server.store, ident)
+        if not spans:
             self._not_found()
             return
         doc = to_otlp_json(spans) if fmt == "otlp-json" else to_jaeger_json(spans)

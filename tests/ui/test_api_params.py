@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,5 +97,9 @@ def test_unexpected_failure_is_a_generic_500_with_details_only_in_the_log(
     finally:
         server.shutdown()
         server.server_close()
-    lines = (tmp_path / "access.log").read_text().splitlines()
+    log = tmp_path / "access.log"
+    deadline = time.monotonic() + 5  # the line is written just after the response
+    while not log.read_text().endswith(" 500\n") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = log.read_text().splitlines()
     assert lines[-1].split()[1:] == ["-", "127.0.0.1", "GET", "/api/runs", "500"]
