@@ -26,7 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from .. import __version__
 from ..store import SpanStore
@@ -257,11 +257,12 @@ class Handler(BaseHTTPRequestHandler):
         except Unauthorized as exc:
             self._unauthorized(path, str(exc))
             return
-        if from_query:  # keep the token out of the address bar and history
-            cookie = f"{COOKIE}={quote(from_query, safe='')}; HttpOnly; SameSite=Strict; Path=/"
-            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": path, "Set-Cookie": cookie})
-            return
         query.pop("token", None)
+        if from_query:  # keep the token out of the address bar and history; keep the other parameters
+            cookie = f"{COOKIE}={quote(from_query, safe='')}; HttpOnly; SameSite=Strict; Path=/"
+            location = path + (f"?{urlencode(query, doseq=True)}" if query else "")
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": location, "Set-Cookie": cookie})
+            return
         if path in ("/", "/index.html"):  # a page address, not the API: extra parameters are ignored
             body = page.server_page(__version__).encode()
             self._send(200, body, "text/html; charset=utf-8", {"Content-Security-Policy": page.SERVER_CSP_HEADER})

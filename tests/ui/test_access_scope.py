@@ -102,7 +102,9 @@ def test_one_pipeline_name_in_two_systems(server: tuple[ViewerServer, dict[str, 
 
 def test_access_log_lines_and_last_seen(server: tuple[ViewerServer, dict[str, str], Path]) -> None:
     srv, tokens, log = server
-    assert request(srv.url, "/api/runs?token=" + tokens["a"])[0] == 303
+    status, headers, _ = request(srv.url, "/api/runs?limit=3&token=" + tokens["a"])
+    assert status == 303 and headers["location"] == "/api/runs?limit=3"
+    assert headers["set-cookie"].startswith(f"pipetrace_token={tokens['a']};")
     assert request(srv.url, "/api/runs")[0] == 401
     deadline = time.monotonic() + 5  # the line is written just after the response
     while not log.read_text().endswith(" 401\n") and time.monotonic() < deadline:
