@@ -219,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
         self.principal, self.status_sent = None, 0
         try:
             action()
-        except BrokenPipeError:
+        except ConnectionError:  # the client went away (broken pipe, reset): nothing to answer
             pass
         except params.ParamError as exc:
             self._safe_error(400, str(exc))
