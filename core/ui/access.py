@@ -345,3 +345,51 @@ def entry_toml(kind: str, name: str, roles: Iterable[str], secret: str) -> str:
     key = "sha256" if kind == "token" else "secret"
     role_list = ", ".join(json.dumps(r) for r in roles)
     return f"[[{kind}]]\nname = {json.dumps(name)}\nroles = [{role_list}]\n{key} = {json.dumps(secret)}\n"
+
+
+class AccessFile:
+    """The access file of a running viewer, reloaded when it changes (checked at most every
+    ``interval_s``), so a revoked token or user stops working without a restart. A change that does not
+    validate locks the viewer (every request refused) until the file is fixed: fail closed."""
+
+    def __init__(self, path: Path, config: AccessConfig, *, interval_s: float = 2.0) -> None:
+        self.path, self.config, self.interval_s = path, config, interval_s
+        self.error: str | None = None
+        self._signature = self._stat()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def current(self) -> AccessConfig | None:
+        """The config to apply now; None while the file is broken (``error`` says why)."""
+        now = time.monotonic()
+        if now - self._checked >= self.interval_s:
+            with self._lock:
+                if now - self._checked >= self.interval_s:
+                    self._checked = now
+                    signature = self._stat()
+                    if signature != self._signature:
+                        self._signature = signature
+                        self._reload()
+        return None if self.error else self.config
+
+    def _reload(self) -> None:
+        import logging
+
+        log = logging.getLogger("pipetrace.ui")
+        try:
+            self.config = load(self.path)
+        except AccessConfigError as exc:
+            self.error = str(exc)
+            log.error("pipetrace ui: the access file changed and does not validate; every request is refused "
+                      "until it is fixed: %s", exc)
+            return
+        self.error = None
+        log.warning("pipetrace ui: access file %s reloaded (%d principals)", self.path, len(self.config.entries))
+

@@ -34,12 +34,12 @@ def _store() -> SpanStore:
 
 def _access(path: Path | None):  # type: ignore[no-untyped-def]
     """The access file, validated; any problem stops the viewer (fail closed)."""
-    from .access import AccessConfigError, load
+    from .access import AccessConfigError, AccessFile, load
 
     if path is None:
         return None
     try:
-        return load(path)
+        return AccessFile(path, load(path))
     except AccessConfigError as exc:
         err.print(f"[red]access file refused, the viewer does not start:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -81,7 +81,8 @@ def ui(
     url = server.url + (f"?token={token}" if token else "")
     print(f"pipetrace ui: serving {url}", flush=True)
     if access is not None:
-        err.print(f"access control: {len(access.entries)} principals from {access_file}; access log {log_path}")
+        err.print(f"access control: {len(access.config.entries)} principals from {access_file} (reloaded when it "
+                  f"changes); access log {log_path}", soft_wrap=True)
     err.print("press Ctrl+C to stop")
     if open_browser:
         import webbrowser

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from .. import __version__
 from ..store import SpanStore
 from . import page, params, payload, scope
-from .access import FULL_ACCESS, AccessConfig, Principal, anonymous
+from .access import FULL_ACCESS, AccessConfig, AccessFile, Principal, anonymous
 from .access_log import AccessLog
 
 log = logging.getLogger("pipetrace.ui")
@@ -71,10 +71,10 @@ class ViewerServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], store: SpanStore, token: str | None,
-                 access: AccessConfig | None = None, access_log: Path | None = None) -> None:
+                 access: AccessConfig | AccessFile | None = None, access_log: Path | None = None) -> None:
         self.store = store
         self.token = token
-        self.access = access
+        self.access_source = access
         self.access_log = AccessLog(access_log) if access_log is not None else None
         self.loopback = is_loopback(address[0])
         if ":" in address[0]:
@@ -84,7 +84,18 @@ class ViewerServer(ThreadingHTTPServer):
     @property
     def locked(self) -> bool:
         """True when every request must name a principal."""
-        return bool(self.token) or self.access is not None
+        return bool(self.token) or self.access_source is not None
+
+    @property
+    def access(self) -> AccessConfig | None:
+        """The access config to apply to this request (a reloaded file: its latest valid version)."""
+        source = self.access_source
+        if isinstance(source, AccessFile):
+            current = source.current()
+            if current is None:
+                raise AccessLocked(source.error or "access file invalid")
+            return current
+        return source
 
     @property
     def url(self) -> str:
@@ -98,6 +109,10 @@ class ViewerServer(ThreadingHTTPServer):
         super().server_close()
         if self.access_log is not None:
             self.access_log.close()
+
+
+class AccessLocked(Exception):
+    """The access file changed into something invalid: every request is refused (503) until it is fixed."""
 
 
 class Unauthorized(Exception):
@@ -150,9 +165,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.token and hmac.compare_digest(token.encode("utf-8", "surrogatepass"),
                                                      self.server.token.encode()):
             return Principal("ui-token", "ui-token", (FULL_ACCESS,))
-        if self.server.access is not None:
-            return self.server.access.by_token(token)
-        return None
+        access = self.server.access
+        return access.by_token(token) if access is not None else None
 
     def _authenticate(self, query: dict[str, list[str]]) -> tuple[Principal, str | None]:
         """(principal, token to move into the cookie when it came in the query string)."""
@@ -171,12 +185,13 @@ class Handler(BaseHTTPRequestHandler):
             if found is None:
                 raise Unauthorized("that access token is not valid")
             return found, None
-        if scheme.lower() == "basic" and credentials.strip() and self.server.access is not None:
+        access = self.server.access
+        if scheme.lower() == "basic" and credentials.strip() and access is not None:
             try:
                 name, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise Unauthorized("malformed Basic credentials") from None
-            found = self.server.access.by_password(name, password) if sep else None
+            found = access.by_password(name, password) if sep else None
             if found is None:
                 raise Unauthorized("unknown user or wrong password")
             return found, None
@@ -190,7 +205,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _unauthorized(self, path: str, reason: str) -> None:
         extra: dict[str, str] = {}
-        users = self.server.access is not None and self.server.access.has_users
+        access = self.server.access
+        users = access is not None and access.has_users
         if path in ("/", "/index.html", "/login"):
             if users and path == "/login":  # only here, so a token holder is not met by a password prompt
                 extra["WWW-Authenticate"] = 'Basic realm="pipetrace", charset="UTF-8"'
@@ -256,6 +272,10 @@ class Handler(BaseHTTPRequestHandler):
             self.principal, from_query = self._authenticate(query)
         except Unauthorized as exc:
             self._unauthorized(path, str(exc))
+            return
+        except AccessLocked:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "the viewer's access file is invalid: "
+                        "access is refused until an administrator fixes it")
             return
         query.pop("token", None)
         if from_query:  # keep the token out of the address bar and history; keep the other parameters
@@ -335,7 +355,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(store: SpanStore, host: str = "127.0.0.1", port: int = 8765,
-                token: str | None = None, access: AccessConfig | None = None,
+                token: str | None = None, access: AccessConfig | AccessFile | None = None,
                 access_log: Path | None = None) -> ViewerServer:
     """A bound server (port 0 picks a free one); call ``serve_forever()`` or :func:`serve_in_thread`."""
     if not is_loopback(host) and not token and access is None:

@@ -138,3 +138,35 @@ def test_ui_refuses_to_start_on_a_bad_or_missing_access_file(tmp_path: Path) -> 
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "serving" not in proc.stdout
         assert "the viewer does not start" in proc.stderr and words in proc.stderr
+
+
+def test_a_running_viewer_reloads_the_file_and_locks_when_it_breaks(tmp_path: Path) -> None:
+    """Revoking a token needs no restart; a broken edit refuses everyone (503) until it is fixed."""
+    from pipetrace.store import SpanStore
+    from pipetrace.ui.server import make_server, serve_in_thread
+    from test_server import request
+
+    keep, keep_entry = token_entry("keep", "admin")
+    drop, drop_entry = token_entry("drop", "admin")
+    path = tmp_path / "access.toml"
+    path.write_text(keep_entry + drop_entry)
+    server = make_server(SpanStore(tmp_path / "traces.db"), port=0,
+                         access=A.AccessFile(path, A.load(path), interval_s=0))
+    serve_in_thread(server)
+
+    def status(token: str) -> int:
+        return request(server.url, "/api/runs", headers={"Authorization": f"Bearer {token}"})[0]
+
+    try:
+        assert status(keep) == 200 and status(drop) == 200
+        path.write_text(keep_entry)  # revoke "drop"
+        assert status(drop) == 401 and status(keep) == 200
+        path.write_text(keep_entry + '[[token]]\nname = "x"\nrole = "ghost"\nsha256 = "00"\n')
+        assert status(keep) == 503 and status(drop) == 503
+        _, _, body = request(server.url, "/api/runs", headers={"Authorization": f"Bearer {keep}"})
+        assert "ghost" not in body.decode()  # the details are for the server log, not the client
+        path.write_text(keep_entry + drop_entry)
+        assert status(keep) == 200 and status(drop) == 200
+    finally:
+        server.shutdown()
+        server.server_close()
