@@ -103,3 +103,25 @@ def test_unexpected_failure_is_a_generic_500_with_details_only_in_the_log(
         time.sleep(0.01)
     lines = log.read_text().splitlines()
     assert lines[-1].split()[1:] == ["-", "127.0.0.1", "GET", "/api/runs", "500"]
+
+
+def test_keep_alive_requests_are_not_held_back_by_nagle(tmp_path: Path) -> None:
+    """Headers and body are two writes; with Nagle's algorithm each keep-alive answer waited ~40 ms for the
+    client's delayed ACK (the page makes several requests per view)."""
+    import http.client
+
+    server = make_server(SpanStore(tmp_path / "traces.db"), port=0)
+    serve_in_thread(server)
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        conn.request("GET", "/api/health")
+        conn.getresponse().read()
+        started = time.perf_counter()
+        for _ in range(20):
+            conn.request("GET", "/api/health")
+            assert conn.getresponse().read()
+        assert time.perf_counter() - started < 0.4  # 20 × 40 ms = 0.8 s with Nagle
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()
