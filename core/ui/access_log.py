@@ -8,6 +8,7 @@ never fails a request.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,8 @@ class AccessLog:
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open for the server's life
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # who read what: for its owner only
+        self._fh = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
     def write(self, principal: str, client: str, method: str, path: str, status: int) -> None:
         line = format_line(principal, client, method, path, status)

@@ -113,5 +113,6 @@ def test_access_log_lines_and_last_seen(server: tuple[ViewerServer, dict[str, st
     assert lines[-2].split()[1:] == ["team-a", "127.0.0.1", "GET", "/api/runs", "303"]
     assert lines[-1].split()[1:] == ["-", "127.0.0.1", "GET", "/api/runs", "401"]
     assert tokens["a"] not in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600
     seen = last_seen(log)
     assert set(seen) >= {"team-a", "shared-af"} and seen["team-a"] == lines[-2].split()[0]
