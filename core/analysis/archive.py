@@ -27,6 +27,7 @@ import secrets
 import struct
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,11 +336,33 @@ class _Hashing:
         self.fh.flush()
 
 
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One writer per archive directory at a time (a CLI prune and a background one could race on the
+    manifest, and the loser's file would be left out of it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_archive(directory: Path, documents: Iterable[tuple[dict[str, Any], int]], key: bytes | None) -> Path:
     """Write ``(OTLP JSON document, span count)`` pairs as one new archive file and chain it into the
     manifest (sealed again with ``key``). Refuses a directory whose manifest does not verify, or that
     was sealed with another key (or none): extending it would re-seal whatever was altered."""
-    directory.mkdir(parents=True, exist_ok=True)
+    with _locked(directory):
+        return _write_archive(directory, documents, key)
+
+
+def _write_archive(directory: Path, documents: Iterable[tuple[dict[str, Any], int]], key: bytes | None) -> Path:
     existing = _read_manifest(directory)
     doc = existing or {"format": FORMAT, "key_id": key_id(key) if key else None, "entries": []}
     if bool(doc.get("key_id")) != (key is not None):

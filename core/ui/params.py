@@ -100,12 +100,10 @@ def _one(name: str, value: str, spec: Spec) -> Any:
     return _number(name, value, spec)
 
 
-def parse(query: Mapping[str, list[str]], specs: Mapping[str, Spec], *, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The validated parameters (missing optional ones are None); ``ignore`` names are skipped."""
+def parse(query: Mapping[str, list[str]], specs: Mapping[str, Spec]) -> dict[str, Any]:
+    """The validated parameters (missing optional ones are None)."""
     out: dict[str, Any] = {}
     for name, values in query.items():
-        if name in ignore:
-            continue
         if name not in specs:
             shown = name if _NAME.fullmatch(name) else "(unprintable)"
             raise ParamError(f"unknown parameter {shown}; this route takes: {', '.join(specs) or 'none'}")

@@ -212,3 +212,28 @@ def test_cli_keygen_prune_verify_restore(tmp_path: Path, monkeypatch: pytest.Mon
     assert back.exit_code == 0 and "restored 15 spans in 5 traces" in back.stdout
     monkeypatch.setenv(AR.KEY_ENV, "not-a-key")
     assert runner.invoke(app, ["archive", "verify", str(arch)]).exit_code == 2
+
+
+def test_concurrent_writers_all_land_in_the_manifest(tmp_path: Path) -> None:
+    """A CLI prune and a background one archiving into one directory at once: no entry is lost."""
+    import threading
+
+    key = base64.b64decode(AR.generate_key())
+    docs = [({"resourceSpans": [], "pad": os.urandom(2000).hex()}, 1) for _ in range(50)]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            AR.write_archive(tmp_path / "a", docs, key)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = AR.verify(tmp_path / "a", key)
+    assert report.ok, report.findings
+    assert len(report.entries) == 4 and len(list((tmp_path / "a").glob("pruned-*"))) == 4
