@@ -62,7 +62,7 @@ input{{font:inherit;width:100%;padding:.4rem;box-sizing:border-box}}button{{font
 <h1>pipetrace</h1><p id="login-reason" class="{cls}">{reason}</p>
 <form method="get" action="/"><label for="token">Access token</label>
 <input id="token" name="token" type="password" autocomplete="off" required><button type="submit">Sign in</button></form>
-<p>Open the URL <code>pipetrace ui</code> printed (it carries a token once){users}.</p></body></html>
+<p>{hint}{users}.</p></body></html>
 """
 
 
@@ -215,6 +215,8 @@ class Handler(BaseHTTPRequestHandler):
             given = "not valid" in reason or "wrong" in reason or "malformed" in reason
             body = LOGIN_PAGE.format(cls="err" if given else "", reason=html.escape(
                 reason if given else "Sign in to see the traces."),
+                hint="Paste the access token you were given" if access is not None
+                else "Open the URL <code>pipetrace ui</code> printed (it carries the token once)",
                 users=', or <a href="/login">sign in with your user name and password</a>' if users else "")
             self._send(HTTPStatus.UNAUTHORIZED, body.encode(), "text/html; charset=utf-8", extra)
         else:
