@@ -89,11 +89,17 @@ class Principal:
     def may_see(self, system: str | None, pipeline: str | None) -> bool:
         return any(r.allows(system, pipeline) for r in self.roles)
 
-    def pipeline_globs(self) -> list[str] | None:
-        """The pipeline globs to query the store with; None means everything (admin)."""
+    def query_scopes(self) -> list[tuple[str, str | None]] | None:
+        """(pipeline glob, exact system or None) pairs to query the store with, so that runs this principal
+        may not see never crowd out those it may under a limit; None means everything (admin)."""
         if self.admin:
             return None
-        return sorted({g for r in self.roles for g in r.pipelines})
+        pairs: set[tuple[str, str | None]] = set()
+        for role in self.roles:
+            exact = [s for s in role.systems if not any(c in s for c in "*?[")]
+            systems: list[str | None] = list(exact) if len(exact) == len(role.systems) else [None]
+            pairs.update((g, s) for g in role.pipelines for s in systems)
+        return sorted(pairs, key=lambda p: (p[0], p[1] or ""))
 
 
 FULL_ACCESS = Role(ADMIN, admin=True)

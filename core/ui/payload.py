@@ -35,15 +35,17 @@ def _pattern(text: str | None) -> str | None:
 Visible = Callable[[str | None, str | None], bool]
 
 
-def _scoped_runs(store: SpanStore, scope: Sequence[str] | None, visible: Visible | None, pipeline: str | None,
-                 limit: int, **filters: Any) -> list[RunSummary]:
-    """``store.runs`` limited to what a caller may see: one query per pipeline glob it holds (so runs it may
-    not see never crowd out those it may), then its exact rule, then the caller's own pipeline filter."""
+def _scoped_runs(store: SpanStore, scope: Sequence[tuple[str, str | None]] | None, visible: Visible | None,
+                 pipeline: str | None, limit: int, system: str | None = None, **filters: Any) -> list[RunSummary]:
+    """``store.runs`` limited to what a caller may see: one query per (pipeline glob, system) it holds (so
+    runs it may not see never crowd out those it may), then its exact rule, then the caller's own filters."""
     if scope is None:
-        return store.runs(pipeline=pipeline, limit=limit, **filters)
+        return store.runs(pipeline=pipeline, system=system, limit=limit, **filters)
     found: dict[tuple[str, str | None], RunSummary] = {}
-    for glob in scope:
-        for r in store.runs(pipeline=glob, limit=limit, **filters):
+    for glob, scope_system in scope:
+        if system and scope_system and system != scope_system:
+            continue
+        for r in store.runs(pipeline=glob, system=system or scope_system, limit=limit, **filters):
             if pipeline and not (r.pipeline and fnmatch.fnmatchcase(r.pipeline, pipeline)):
                 continue
             if visible is None or visible(r.system, r.pipeline):
@@ -54,10 +56,12 @@ def _scoped_runs(store: SpanStore, scope: Sequence[str] | None, visible: Visible
 def runs_document(store: SpanStore, *, system: str | None = None, pipeline: str | None = None,
                   status: str | None = None, since_s: float | None = None, until_s: float | None = None,
                   min_ms: float | None = None, max_ms: float | None = None, limit: int = 200,
-                  scope: Sequence[str] | None = None, visible: Visible | None = None) -> dict[str, Any]:
+                  scope: Sequence[tuple[str, str | None]] | None = None,
+                  visible: Visible | None = None) -> dict[str, Any]:
     """Runs newest first after the filters, plus a duration series per pipeline for its sparkline.
 
-    ``scope`` (pipeline globs) and ``visible(system, pipeline)`` restrict both to what one caller may see."""
+    ``scope`` ((pipeline glob, system) pairs) and ``visible(system, pipeline)`` restrict both to what one
+    caller may see."""
     since_ns = int(since_s * 1e9) if since_s else None
     fetched = _scoped_runs(store, scope, visible, _pattern(pipeline), max(limit * 2, limit + 50),
                            system=system or None, status=status or None, since_ns=since_ns)

@@ -37,8 +37,8 @@ def visible_trace(principal: Principal, store: SpanStore, ident: str) -> list[Sp
         return spans
     if principal.admin or _HEX_ID.fullmatch(ident.strip()):
         return []
-    for glob in principal.pipeline_globs() or []:
-        for r in store.runs(pipeline=glob, limit=2000):
+    for glob, system in principal.query_scopes() or []:
+        for r in store.runs(pipeline=glob, system=system, limit=2000):
             if r.run_id == ident.strip() and principal.may_see(r.system, r.pipeline):
                 spans = store.trace(r.trace_id)
                 return spans if spans and may_see_trace(principal, spans) else []

@@ -320,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(payload.runs_document(
             self.server.store, system=q["system"], pipeline=q["pipeline"], status=q["status"], since_s=q["since"],
             until_s=q["until"], min_ms=q["min_ms"], max_ms=q["max_ms"], limit=q["limit"] or 200,
-            scope=who.pipeline_globs(), visible=None if who.admin else who.may_see))
+            scope=who.query_scopes(), visible=None if who.admin else who.may_see))
 
     def _trace(self, ident: str) -> None:
         store = self.server.store

@@ -42,10 +42,10 @@ def test_roles_tokens_and_users_resolve_to_scoped_principals(tmp_path: Path) -> 
     assert who is not None and who.name == "dash" and not who.admin
     assert who.may_see("airflow", "daily_sales") and not who.may_see("celery", "daily_sales")
     assert not who.may_see("airflow", "ingest_events") and not who.may_see("airflow", None)
-    assert who.pipeline_globs() == ["daily_*"]
+    assert who.query_scopes() == [("daily_*", "airflow")]
     assert config.by_token(sales + "x") is None and config.by_token("") is None
     alice = config.by_password("alice", "correct horse battery")
-    assert alice is not None and alice.admin and alice.pipeline_globs() is None
+    assert alice is not None and alice.admin and alice.query_scopes() is None
     assert config.by_password("alice", "wrong") is None and config.by_password("mallory", "x") is None
     assert config.by_password("alice", "correct horse battery") is not None  # the cached path agrees
     assert "correct horse" not in text and sales not in text  # only hashes are written

@@ -48,12 +48,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ViewerSer
                 + run_spans(3, "airflow", "shared", "r3") + run_spans(4, "celery", "shared", "r4")
                 + run_spans(5, "airflow", "a_live", "live-1", ended=False)
                 + run_spans(6, "airflow", "a_etl", "linker", links=[{"trace_id": tid(2), "span_id": f"{2:015x}2",
-                                                                     "attributes": {A.LINK_KIND: "xcom"}}]))
-    tokens = {name: AC.new_token() for name in ("a", "shared_airflow")}
+                                                                     "attributes": {A.LINK_KIND: "xcom"}}])
+                + [s for n in range(100, 160) for s in run_spans(n, "celery", "noise", f"n{n}")])  # the newest
+    tokens = {name: AC.new_token() for name in ("a", "shared_airflow", "airflow")}
     config = AC.parse({
-        "role": [{"name": "a", "pipelines": ["a_*"]}, {"name": "sa", "pipelines": ["shared"], "systems": ["airflow"]}],
+        "role": [{"name": "a", "pipelines": ["a_*"]}, {"name": "sa", "pipelines": ["shared"], "systems": ["airflow"]},
+                 {"name": "af", "pipelines": ["*"], "systems": ["airflow"]}],
         "token": [{"name": "team-a", "role": "a", "sha256": tokens["a"][1]},
-                  {"name": "shared-af", "role": "sa", "sha256": tokens["shared_airflow"][1]}]})
+                  {"name": "shared-af", "role": "sa", "sha256": tokens["shared_airflow"][1]},
+                  {"name": "all-airflow", "role": "af", "sha256": tokens["airflow"][1]}]})
     srv = make_server(store, port=0, access=config, access_log=where / "access.log")
     serve_in_thread(srv)
     yield srv, {k: t for k, (t, _) in tokens.items()}, where / "access.log"
@@ -100,6 +103,16 @@ def test_one_pipeline_name_in_two_systems(server: tuple[ViewerServer, dict[str, 
     assert get(srv, tokens["a"], "/api/history?pipeline=a_etl&task=work")[0] == 200
 
 
+def test_a_whole_system_is_not_crowded_out_by_newer_runs_of_another(
+        server: tuple[ViewerServer, dict[str, str], Path]) -> None:
+    """60 newer celery runs must not push a "every airflow pipeline" principal's runs past the limit."""
+    srv, tokens, _ = server
+    status, doc = get(srv, tokens["airflow"], "/api/runs?limit=3")
+    assert status == 200 and len(doc["runs"]) == 3 and {r["system"] for r in doc["runs"]} == {"airflow"}
+    assert set(doc["pipelines"]) == {"a_etl", "b_etl", "shared", "a_live"}
+    assert get(srv, tokens["airflow"], f"/api/trace/{tid(4)}")[0] == 404  # shared, but on celery
+
+
 def test_access_log_lines_and_last_seen(server: tuple[ViewerServer, dict[str, str], Path]) -> None:
     srv, tokens, log = server
     status, headers, _ = request(srv.url, "/api/runs?limit=3&token=" + tokens["a"])
@@ -115,4 +128,4 @@ def test_access_log_lines_and_last_seen(server: tuple[ViewerServer, dict[str, st
     assert tokens["a"] not in log.read_text()
     assert log.stat().st_mode & 0o777 == 0o600
     seen = last_seen(log)
-    assert set(seen) >= {"team-a", "shared-af"} and seen["team-a"] == lines[-2].split()[0]
+    assert set(seen) >= {"team-a", "shared-af", "all-airflow"} and seen["team-a"] == lines[-2].split()[0]
