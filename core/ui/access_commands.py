@@ -90,6 +90,8 @@ def review(
     file: FileOption = None,
     log: Annotated[Path | None, typer.Option(help="viewer access log (default $PIPETRACE_HOME/ui-access.log)",
                                              envvar="PIPETRACE_UI_ACCESS_LOG")] = None,
+    stale: Annotated[str | None, typer.Option(
+        help="exit 1 when a principal has not used the viewer for this long (e.g. 90d), or never")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List every principal, its roles, what they let it see, which stored pipelines that is today, and
@@ -97,6 +99,7 @@ def review(
     if ctx.invoked_subcommand is not None:
         return
     config = _load(file)
+    cutoff = _cutoff(stale)
     known = _pipelines_in_store()
     home = _home()
     seen = last_seen(log or (home / "ui-access.log" if home else None))
@@ -104,12 +107,36 @@ def review(
     for entry in config.entries:
         who = config.principal(entry)
         sees = sorted({p for s, p in known if who.may_see(s, p)})
+        last = seen.get(entry.name)
         rows.append({"name": entry.name, "kind": entry.kind, "roles": list(entry.roles),
                      "scope": [_scope(r) for r in who.roles], "admin": who.admin, "pipelines_in_store": sees,
-                     "last_seen": seen.get(entry.name)})
+                     "last_seen": last, "stale": cutoff is not None and (last is None or last < cutoff)})
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
+    else:
+        _print_review(file, rows, known, config)
+    if any(r["stale"] for r in rows):
+        raise typer.Exit(1)
+
+
+def _cutoff(stale: str | None) -> str | None:
+    """The access-log timestamp before which a principal counts as stale."""
+    if stale is None:
+        return None
+    import time
+
+    from ..analysis.durations import parse_duration
+
+    try:
+        seconds = parse_duration(stale)
+    except ValueError as exc:
+        err.print(f"[red]--stale: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - seconds))
+
+
+def _print_review(file: Path | None, rows: list[dict[str, Any]], known: list[tuple[str | None, str]],
+                  config: AccessConfig) -> None:
     table = Table(title=f"access from {file} ({len(rows)} principals)")
     for col in ("principal", "kind", "roles", "may see", "stored pipelines visible", "last seen"):
         table.add_column(col)
@@ -117,9 +144,19 @@ def review(
     for row in rows:
         visible = "all" if row["admin"] else (f"{len(row['pipelines_in_store'])}/{total}: "
                                               + ", ".join(row["pipelines_in_store"][:8]))
+        when = row["last_seen"] or "never"
         table.add_row(escape(row["name"]), row["kind"], escape(", ".join(row["roles"])),
-                      escape("; ".join(row["scope"])), escape(visible), row["last_seen"] or "never")
+                      escape("; ".join(row["scope"])), escape(visible), f"[red]{when}[/red]" if row["stale"] else when)
     console.print(table)
+    for role in config.roles.values():
+        if known and not role.admin and not any(role.allows(s, p) for s, p in known):
+            console.print(f"[yellow]note[/yellow]: role {escape(role.name)!r} matches no stored pipeline "
+                          f"({escape(_scope(role))}): a typo, or a pipeline that no longer runs?", soft_wrap=True)
+    for row in rows:
+        if row["stale"]:
+            console.print(f"[red]stale[/red]: {escape(row['name'])} last used the viewer "
+                          f"{row['last_seen'] or 'never'}: remove it from the file if it is not needed",
+                          soft_wrap=True)
 
 
 @access_app.command("check")

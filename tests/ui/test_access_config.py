@@ -124,6 +124,22 @@ def test_review_lists_the_stored_pipelines_each_principal_sees(seeded: tuple[Pat
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["dash"]["pipelines_in_store"] == ["daily_sales"]
     assert rows["root"]["pipelines_in_store"] == ["daily_sales", "hourly_rollup", "ingest_events"]
+    # the periodic review: who has not used the viewer lately, and roles that match nothing
+    from pipetrace.ui.access_log import format_line
+
+    log = tmp_path / "ui-access.log"
+    log.write_text(format_line("dash", "127.0.0.1", "GET", "/api/runs", 200)
+                   + format_line("root", "127.0.0.1", "GET", "/", 200, now=1.0e9))  # 2001
+    doc = json.loads(path.read_text())
+    doc["role"].append({"name": "ghosts", "pipelines": ["nothing_*"]})
+    path.write_text(json.dumps(doc))
+    out = pipetrace_cli(home, "access", "--file", str(path), "--log", str(log), "--stale", "90d", "--json")
+    assert out.returncode == 1
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert not rows["dash"]["stale"] and rows["root"]["stale"] and rows["root"]["last_seen"].startswith("2001-")
+    text = pipetrace_cli(home, "access", "--file", str(path), "--log", str(log), "--stale", "90d").stdout
+    assert "stale: root last used the viewer 2001-" in text and "role 'ghosts' matches no stored pipeline" in text
+    assert pipetrace_cli(home, "access", "--file", str(path), "--log", str(log)).returncode == 0
 
 
 def test_ui_refuses_to_start_on_a_bad_or_missing_access_file(tmp_path: Path) -> None:
