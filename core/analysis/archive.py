@@ -250,6 +250,9 @@ def _read_manifest(directory: Path) -> dict[str, Any] | None:
     return doc
 
 
+_ENTRY_FIELDS = {"file": str, "bytes": int, "sha256": str, "traces": int, "spans": int, "prev": str, "hash": str}
+
+
 def _check_manifest(doc: dict[str, Any], key: bytes | None, report: VerifyReport) -> None:
     sealed_with = doc.get("key_id")
     if sealed_with:
@@ -265,7 +268,10 @@ def _check_manifest(doc: dict[str, Any], key: bytes | None, report: VerifyReport
         report.authenticated = True
     prev = GENESIS
     for i, entry in enumerate(doc["entries"]):
-        if not isinstance(entry, dict) or entry.get("prev") != prev or entry.get("hash") != _entry_hash(entry):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), t) for k, t in _ENTRY_FIELDS.items()):
+            report.findings.append(Finding(MANIFEST, f"entry {i + 1} is malformed"))
+            return
+        if entry.get("prev") != prev or entry.get("hash") != _entry_hash(entry):
             name = entry.get("file", f"entry {i + 1}") if isinstance(entry, dict) else f"entry {i + 1}"
             report.findings.append(Finding(MANIFEST, f"hash chain broken at entry {i + 1} ({name})"))
             return

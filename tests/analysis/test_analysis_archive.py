@@ -174,6 +174,15 @@ def test_plain_archive_without_a_key_keeps_a_chain(tmp_path: Path) -> None:
         assert json.loads(fh.readline())["n"] == 1
     report = AR.verify(tmp_path / "a", None)
     assert report.ok and not report.authenticated
+    manifest = tmp_path / "a" / AR.MANIFEST
+    good = manifest.read_text()
+    doc = json.loads(good)
+    del doc["entries"][0]["bytes"]
+    manifest.write_text(json.dumps(doc))
+    assert [str(f) for f in AR.verify(tmp_path / "a", None).findings] == ["manifest.json: entry 1 is malformed"]
+    manifest.write_text("{not json")
+    assert AR.verify(tmp_path / "a", None).findings[0].file == AR.MANIFEST
+    manifest.write_text(good)
     with pytest.raises(AR.ArchiveError, match="written without a key"):
         AR.write_archive(tmp_path / "a", docs, base64.b64decode(AR.generate_key()))
 
