@@ -230,8 +230,10 @@ def _read(path: Path) -> dict[str, Any]:
         if path.suffix == ".json":
             raw = json.loads(text)
         else:
-            import tomllib
-
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                raise AccessConfigError(f"{path}: TOML needs Python 3.11+; use a .json file") from None
             raw = tomllib.loads(text)
     except ValueError as exc:
         raise AccessConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'toml'}: {exc}") from None
