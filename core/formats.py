@@ -57,6 +57,51 @@ def to_otlp_json(spans: Sequence[SpanRecord]) -> dict[str, Any]:
     return {"resourceSpans": resource_spans}
 
 
+_KIND_NAME = {v: k for k, v in _OTLP_KIND.items()}
+_STATUS_NAME = {v: k for k, v in _OTLP_STATUS.items()}
+
+
+def _from_any(value: dict[str, Any]) -> Any:
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [_from_any(v) for v in value["arrayValue"].get("values", [])]
+    return value.get("stringValue", "")
+
+
+def _from_kvs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {kv["key"]: _from_any(kv.get("value", {})) for kv in items}
+
+
+def from_otlp_json(doc: dict[str, Any]) -> list[SpanRecord]:
+    """The spans of an OTLP/JSON ``ExportTraceServiceRequest`` as written by :func:`to_otlp_json` (used to
+    restore archives)."""
+    out: list[SpanRecord] = []
+    for rs in doc.get("resourceSpans", []):
+        resource = _from_kvs(rs.get("resource", {}).get("attributes", []))
+        for ss in rs.get("scopeSpans", []):
+            scope = ss.get("scope", {}).get("name", "")
+            for s in ss.get("spans", []):
+                status = s.get("status", {})
+                out.append(SpanRecord(
+                    trace_id=s["traceId"], span_id=s["spanId"], parent_span_id=s.get("parentSpanId") or None,
+                    name=s["name"], kind=_KIND_NAME.get(int(s.get("kind", 1)), "INTERNAL"),
+                    start_ns=int(s["startTimeUnixNano"]), end_ns=int(s["endTimeUnixNano"]),
+                    status=_STATUS_NAME.get(int(status.get("code", 0)), "UNSET"),
+                    status_message=status.get("message") or None,
+                    attributes=_from_kvs(s.get("attributes", [])),
+                    events=[{"name": e["name"], "time_ns": int(e["timeUnixNano"]),
+                             "attributes": _from_kvs(e.get("attributes", []))} for e in s.get("events", [])],
+                    links=[{"trace_id": lk["traceId"], "span_id": lk["spanId"],
+                            "attributes": _from_kvs(lk.get("attributes", []))} for lk in s.get("links", [])],
+                    resource=resource, scope=scope))
+    return out
+
+
 def _tag(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"key": key, "type": "bool", "value": value}

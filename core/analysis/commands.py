@@ -208,14 +208,25 @@ def prune_cmd(
     failed: Annotated[str, typer.Option(help="keep failed runs this long")] = "90d",
     normal: Annotated[str, typer.Option(help="keep other finished runs this long")] = "14d",
     sampled_out: Annotated[str, typer.Option(help="keep runs the sampler reduced to a summary this long")] = "1d",
-    archive: Annotated[Path | None, typer.Option(help="first append pruned traces to DIR/*.otlp.jsonl.gz")] = None,
+    archive: Annotated[Path | None, typer.Option(help="first archive pruned traces into DIR (see pipetrace archive)")
+                       ] = None,
+    key_file: Annotated[Path | None, typer.Option(
+        "--key-file", help="encrypt and sign the archive with this key (default: $PIPETRACE_ARCHIVE_KEY)")] = None,
+    encrypt: Annotated[bool, typer.Option("--encrypt", help="refuse to archive without a key")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="report what would go, delete nothing")] = False,
     vacuum: Annotated[bool, typer.Option(help="VACUUM afterwards to return the space to the OS")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apply the retention policy (runs in progress are never removed)."""
+    from .archive import ArchiveError
+    from .archive_commands import key_or_exit
     from .retention import RetentionPolicy, prune
 
+    key = key_or_exit(key_file) if archive is not None else None
+    if archive is not None and encrypt and key is None:
+        err.print("[red]--encrypt: no key (pass --key-file or set PIPETRACE_ARCHIVE_KEY; "
+                  "make one with pipetrace archive keygen)[/red]")
+        raise typer.Exit(2)
     store, _ = _home_store()
     policy = RetentionPolicy(_seconds("--failed", failed), _seconds("--normal", normal),
                              _seconds("--sampled-out", sampled_out))
@@ -227,7 +238,12 @@ def prune_cmd(
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        report = prune(store, policy, archive_dir=archive, dry_run=dry_run, vacuum=vacuum, progress=progress)
+        try:
+            report = prune(store, policy, archive_dir=archive, dry_run=dry_run, vacuum=vacuum, progress=progress,
+                           archive_key=key)
+        except ArchiveError as exc:
+            err.print(f"[red]archive failed, nothing was removed:[/red] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
@@ -238,7 +254,7 @@ def prune_cmd(
                   + ("" if dry_run else f", {report.spans} spans; freed {_human_bytes(report.freed_bytes)}"
                      f" (store now {_human_bytes(report.bytes_after)})"))
     if report.archive:
-        console.print(f"archived to {report.archive}")
+        console.print(f"archived to {report.archive}" + (" (encrypted, signed manifest)" if key else ""))
 
 
 def audit_cmd(
@@ -287,4 +303,7 @@ def register(app: typer.Typer) -> None:
     app.command("anomalies")(anomalies_cmd)
     app.add_typer(alerts_app, name="alerts")
     app.command("prune")(prune_cmd)
+    from .archive_commands import archive_app
+
+    app.add_typer(archive_app, name="archive")
     app.command("audit")(audit_cmd)

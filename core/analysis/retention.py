@@ -3,18 +3,17 @@
 Defaults: failed runs 90 days, other finished runs 14 days, runs the tail sampler kept only as a summary
 (run span attribute ``pipetrace.sampling.kept`` = false) 1 day. Age counts from the run's end. A trace is
 removed only when every run span in it has expired (a parent run keeps the child runs it triggered), and
-a trace without a run span is a run still in progress: never removed. Optionally every pruned trace is
-first appended to a gzip file of OTLP JSON lines (one ``ExportTraceServiceRequest`` per trace).
+a trace without a run span is a run still in progress: never removed. Optionally the pruned traces are
+first archived: one gzip file of OTLP JSON lines (one ``ExportTraceServiceRequest`` per trace) per prune,
+chained into a manifest, encrypted and signed under a key when one is given (:mod:`.archive`).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,26 +98,34 @@ def expired_traces(store: SpanStore, policy: RetentionPolicy, now_ns: int | None
     return doomed, sum(runs[t] for t in doomed), by_tier
 
 
-def archive_traces(store: SpanStore, trace_ids: list[str], path: Path,
-                   progress: Callable[[int], None] | None = None) -> None:
-    """Append each trace as one OTLP JSON line to a gzip file (readable with ``zcat``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "at", encoding="utf-8") as fh:
-        for i in range(0, len(trace_ids), 200):
-            part = trace_ids[i:i + 200]
-            rows = M.trace_span_rows(store, part)
-            for trace_id in part:
-                spans = [_record(r) for r in rows.get(trace_id, [])]
-                if spans:
-                    fh.write(json.dumps(to_otlp_json(spans), separators=(",", ":")) + "\n")
-            if progress is not None:
-                progress(len(part))
+def _archived_documents(store: SpanStore, trace_ids: list[str],
+                        progress: Callable[[int], None] | None) -> Iterator[tuple[dict[str, Any], int]]:
+    for i in range(0, len(trace_ids), 200):
+        part = trace_ids[i:i + 200]
+        rows = M.trace_span_rows(store, part)
+        for trace_id in part:
+            spans = [_record(r) for r in rows.get(trace_id, [])]
+            if spans:
+                yield to_otlp_json(spans), len(spans)
+        if progress is not None:
+            progress(len(part))
+
+
+def archive_traces(store: SpanStore, trace_ids: list[str], directory: Path,
+                   progress: Callable[[int], None] | None = None, *, key: bytes | None = None) -> Path:
+    """Write the traces as one new archive file in ``directory`` (one OTLP JSON line per trace, gzip;
+    AES-GCM encrypted under ``key``) chained into its signed manifest (see :mod:`.archive`)."""
+    from .archive import write_archive
+
+    return write_archive(directory, _archived_documents(store, trace_ids, progress), key)
 
 
 def prune(store: SpanStore, policy: RetentionPolicy | None = None, *, now_ns: int | None = None,
           archive_dir: Path | None = None, dry_run: bool = False, vacuum: bool = False,
-          progress: Callable[[str, int, int], None] | None = None) -> PruneReport:
-    """Apply ``policy``; ``progress(phase, done, total)`` is called as work advances."""
+          progress: Callable[[str, int, int], None] | None = None, archive_key: bytes | None = None) -> PruneReport:
+    """Apply ``policy``; ``progress(phase, done, total)`` is called as work advances. With ``archive_dir``
+    the expired traces are archived first (encrypted when ``archive_key`` is given); a failing archive
+    stops the prune before anything is deleted."""
     policy = policy or RetentionPolicy()
     M.ensure_schema(store, duration_index=False)
     report = PruneReport(bytes_before=M.file_bytes(store), dry_run=dry_run)
@@ -140,9 +147,7 @@ def prune(store: SpanStore, policy: RetentionPolicy | None = None, *, now_ns: in
         return inner
 
     if archive_dir is not None:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        report.archive = archive_dir / f"pruned-{stamp}.otlp.jsonl.gz"
-        archive_traces(store, doomed, report.archive, tick("archive"))
+        report.archive = archive_traces(store, doomed, archive_dir, tick("archive"), key=archive_key)
     report.spans = M.delete_traces(store, doomed, progress=tick("delete"))
     if vacuum:
         M.vacuum(store)
@@ -158,8 +163,9 @@ class BackgroundRetention:
     Failures are logged (rate-limited) and retried next round; they never reach the host process."""
 
     def __init__(self, store_path: Path, policy: RetentionPolicy | None = None, *, interval_s: float = 3600.0,
-                 archive_dir: Path | None = None) -> None:
+                 archive_dir: Path | None = None, archive_key: bytes | None = None) -> None:
         self.store_path = store_path
+        self.archive_key = archive_key
         self.policy = policy or RetentionPolicy()
         self.interval_s = interval_s
         self.archive_dir = archive_dir
@@ -178,7 +184,7 @@ class BackgroundRetention:
     def run_once(self) -> PruneReport | None:
         store = SpanStore(self.store_path)
         try:
-            self.last = prune(store, self.policy, archive_dir=self.archive_dir)
+            self.last = prune(store, self.policy, archive_dir=self.archive_dir, archive_key=self.archive_key)
             if self.last.traces:
                 log.info("pipetrace retention: removed %d runs (%d spans)", self.last.runs, self.last.spans)
             return self.last

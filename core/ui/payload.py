@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import attributes as A
@@ -32,13 +32,39 @@ def _pattern(text: str | None) -> str | None:
     return text if any(c in text for c in "*?[") else f"*{text}*"
 
 
+Visible = Callable[[str | None, str | None], bool]
+
+
+def _scoped_runs(store: SpanStore, scope: Sequence[tuple[str, str | None]] | None, visible: Visible | None,
+                 pipeline: str | None, limit: int, system: str | None = None, **filters: Any) -> list[RunSummary]:
+    """``store.runs`` limited to what a caller may see: one query per (pipeline glob, system) it holds (so
+    runs it may not see never crowd out those it may), then its exact rule, then the caller's own filters."""
+    if scope is None:
+        return store.runs(pipeline=pipeline, system=system, limit=limit, **filters)
+    found: dict[tuple[str, str | None], RunSummary] = {}
+    for glob, scope_system in scope:
+        if system and scope_system and system != scope_system:
+            continue
+        for r in store.runs(pipeline=glob, system=system or scope_system, limit=limit, **filters):
+            if pipeline and not (r.pipeline and fnmatch.fnmatchcase(r.pipeline, pipeline)):
+                continue
+            if visible is None or visible(r.system, r.pipeline):
+                found[(r.trace_id, r.span_id)] = r
+    return sorted(found.values(), key=lambda r: r.start_ns, reverse=True)[:limit]
+
+
 def runs_document(store: SpanStore, *, system: str | None = None, pipeline: str | None = None,
                   status: str | None = None, since_s: float | None = None, until_s: float | None = None,
-                  min_ms: float | None = None, max_ms: float | None = None, limit: int = 200) -> dict[str, Any]:
-    """Runs newest first after the filters, plus a duration series per pipeline for its sparkline."""
+                  min_ms: float | None = None, max_ms: float | None = None, limit: int = 200,
+                  scope: Sequence[tuple[str, str | None]] | None = None,
+                  visible: Visible | None = None) -> dict[str, Any]:
+    """Runs newest first after the filters, plus a duration series per pipeline for its sparkline.
+
+    ``scope`` ((pipeline glob, system) pairs) and ``visible(system, pipeline)`` restrict both to what one
+    caller may see."""
     since_ns = int(since_s * 1e9) if since_s else None
-    fetched = store.runs(pipeline=_pattern(pipeline), system=system or None, status=status or None,
-                         since_ns=since_ns, limit=max(limit * 2, limit + 50))
+    fetched = _scoped_runs(store, scope, visible, _pattern(pipeline), max(limit * 2, limit + 50),
+                           system=system or None, status=status or None, since_ns=since_ns)
     rows: list[RunSummary] = []
     for r in fetched:
         if until_s and r.start_ns > until_s * 1e9:
@@ -50,7 +76,7 @@ def runs_document(store: SpanStore, *, system: str | None = None, pipeline: str 
         rows.append(r)
     rows = rows[:limit]
     series: dict[str, list[dict[str, Any]]] = {}
-    for r in store.runs(system=system or None, limit=1000):
+    for r in _scoped_runs(store, scope, visible, None, 1000, system=system or None):
         if r.pipeline is None or (pipeline and not fnmatch.fnmatchcase(r.pipeline, _pattern(pipeline) or "*")):
             continue
         points = series.setdefault(r.pipeline, [])
@@ -142,9 +168,11 @@ def history_document(store: SpanStore, pipeline: str, task: str, last: int = HIS
             "max_ms": round(st.max_ms, 3), "durations_ms": [round(d, 3) for d in st.durations_ms]}
 
 
-def trace_document(store: SpanStore, ident: str, *, with_history: bool = False) -> dict[str, Any] | None:
-    """Everything the run page draws for one trace; None if the store has no such trace."""
-    spans = store.trace(ident)
+def trace_document(store: SpanStore, ident: str, *, with_history: bool = False,
+                   spans: Sequence[SpanRecord] | None = None) -> dict[str, Any] | None:
+    """Everything the run page draws for one trace; None if the store has no such trace. ``spans``: the
+    trace, when the caller has read it already."""
+    spans = spans if spans is not None else store.trace(ident)
     if not spans:
         return None
     t0 = min(s.start_ns for s in spans)
