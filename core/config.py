@@ -60,6 +60,7 @@ class Settings:
     max_export_batch_size: int = 512
     export_interval_s: float = 0.5
     span_link_limit: int = 1024
+    attribute_value_length_limit: int = 8192
     redaction: bool = True
     redaction_modes: Mapping[str, str] = field(default_factory=dict)
     redaction_key: SecretStr | None = field(default=None, repr=False)
@@ -114,6 +115,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_export_batch_size": ("PIPETRACE_MAX_EXPORT_BATCH_SIZE",),
     "export_interval_s": ("PIPETRACE_EXPORT_INTERVAL",),
     "span_link_limit": ("PIPETRACE_SPAN_LINK_LIMIT",),
+    "attribute_value_length_limit": ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
     "redaction": ("PIPETRACE_REDACTION",),
     "redaction_modes": ("PIPETRACE_REDACTION_MODES",),
     "redaction_key": ("PIPETRACE_REDACTION_KEY",),
@@ -153,6 +155,8 @@ DESCRIPTIONS: dict[str, str] = {
     "max_export_batch_size": "Spans per export batch.",
     "export_interval_s": "Seconds between background exports.",
     "span_link_limit": "Most links kept on one span (the SDK default of 128 drops links of large batches).",
+    "attribute_value_length_limit": "Longest string kept in a span name, attribute, event or link (characters; "
+                                    "0 = no limit); cut after redaction, counted in stats()['redaction'].",
     "redaction": "Mask secrets in span names, attributes, events, links and resource before store and export.",
     "redaction_modes": "Per detector mask|token|drop|off, e.g. email=token,card=drop,default=mask (docs/security.md).",
     "redaction_key": "HMAC-SHA256 key for token mode: the same value gives the same token (never logged).",
@@ -343,6 +347,8 @@ def _convert(key: str, name: str, raw: object) -> Any:
         return _float(name, raw, low=0.0)
     if key in ("max_queue_size", "max_export_batch_size", "span_link_limit"):
         return _int(name, raw)
+    if key == "attribute_value_length_limit":
+        return 0 if str(raw).strip() == "" else _int(name, raw, low=0)
     if key == "service_name":
         text = str(raw).strip()
         if not text:
