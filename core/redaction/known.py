@@ -231,3 +231,39 @@ def install_log_filter(handlers: Iterable[logging.Handler] | None = None) -> int
         if _log_filter not in handler.filters:
             handler.addFilter(_log_filter)
     return len(targets)
+
+
+# ---- orchestrators' secret accessors -------------------------------------------------------------------
+_WRAPPED = "_pipetrace_registers_secret"
+
+
+def register_results(owner: object, name: str, source: str) -> bool:
+    """Wrap ``owner.name`` (a function or method) so every value it returns becomes a known secret.
+
+    For accessors whose result is secret by definition (Prefect ``Secret.get``, Dagster's ``EnvVar``
+    resolution). Idempotent; False if there is no such attribute. The wrapper never raises more than
+    the original did."""
+    original = getattr(owner, name, None)
+    if original is None or not callable(original):
+        return False
+    if getattr(original, _WRAPPED, False):
+        return True
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        value = original(*args, **kwargs)
+        mask_secret(value, source)
+        return value
+
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(original, "__name__", name)
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    setattr(wrapper, _WRAPPED, True)
+    setattr(owner, name, wrapper)
+    return True
+
+
+def unregister_results(owner: object, name: str) -> None:
+    """Undo ``register_results`` (the values already known stay known)."""
+    current = getattr(owner, name, None)
+    if current is not None and getattr(current, _WRAPPED, False):
+        setattr(owner, name, current.__wrapped__)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pipetrace
 import pytest
 from corpus import make
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 from pipetrace.redaction import KNOWN, Redactor, find, install_log_filter, status_description
 from pipetrace.redaction.known import KnownSecrets
 from pipetrace.redaction.text import STATUS_LIMIT
