@@ -91,7 +91,7 @@ def main() -> None:
     for label, index in (("wall", 0), ("cpu ", 1)):
         m_off = statistics.median(x[index] for x in off)
         m_on = statistics.median(x[index] for x in on)
-        ratios = sorted(b[index] / a[index] for a, b in zip(off, on))  # paired rounds: on right after off
+        ratios = sorted(b[index] / a[index] for a, b in zip(off, on, strict=True))  # paired rounds
         print(f"  {label}  off {m_off:7.1f} µs/span   on {m_on:7.1f} µs/span   "
               f"cost {m_on - m_off:6.1f} µs/span   ratio {m_on / m_off:.2f}x (goal <= 1.3x)   "
               f"paired ratios min/median/max {ratios[0]:.2f}/{statistics.median(ratios):.2f}/{ratios[-1]:.2f}")
