@@ -32,6 +32,17 @@ TRIVIAL = frozenset({"true", "false", "none", "null", "airflow", "prefect", "dag
                      "localhost", "postgres", "admin", "password", "secret", "changeme", "example"})
 
 SOURCES = ("api", "key", "detector", "airflow", "prefect", "dagster")
+# Values inferred from context (under a sensitive key, after ``password=``) rather than declared must
+# look like a credential to be propagated: a plain word such as ``access`` under ``token_type`` would
+# otherwise be masked in every later span.
+INFERRED_SOURCES = frozenset({"key", "detector"})
+INFERRED_MIN_LENGTH = 8
+
+
+def _credential_like(value: str) -> bool:
+    classes = (any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+               + any(not c.isalnum() for c in value))
+    return len(value) >= INFERRED_MIN_LENGTH and classes >= 2
 
 
 def _variants(value: str) -> Iterable[str]:
@@ -91,7 +102,8 @@ class KnownSecrets:
         if not isinstance(value, str):
             return False
         value = value.strip()
-        if len(value) < self.min_length or len(value) > MAX_SECRET_LENGTH or value.lower() in TRIVIAL:
+        if (len(value) < self.min_length or len(value) > MAX_SECRET_LENGTH or value.lower() in TRIVIAL
+                or (source in INFERRED_SOURCES and not _credential_like(value))):
             self.refused += 1
             return False
         if value in self._sources:

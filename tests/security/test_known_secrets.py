@@ -82,6 +82,17 @@ def test_a_context_detector_finding_becomes_known(traced: object) -> None:
     assert len(spans) == 2 and not [s for s in spans if pw in _blob(s)]
 
 
+def test_plain_words_under_sensitive_keys_are_not_propagated(traced: object) -> None:
+    with pipetrace.task_span("python", "words", "r1", "a", attributes={"token_type": "access",
+                                                                       "secret_backend": "vaultserver"}):
+        pass
+    with pipetrace.task_span("python", "words", "r1", "b", attributes={"log": "access_log on vaultserver"}):
+        pass
+    spans = {s.name: s for s in traced.spans()}  # type: ignore[attr-defined]
+    assert spans["task a"].attributes["token_type"] == "***"  # still masked under its key
+    assert spans["task b"].attributes["log"] == "access_log on vaultserver"
+
+
 def test_short_and_trivial_values_are_refused() -> None:
     for value in ("1", "true", "False", "abc", "null", "  x  ", 12345678):
         assert not pipetrace.mask_secret(value)
