@@ -66,6 +66,7 @@ class Settings:
     redaction_key: SecretStr | None = field(default=None, repr=False)
     redaction_sensitive_keys: tuple[str, ...] = ()
     redaction_allow_keys: tuple[str, ...] = ()
+    redaction_logs: bool = False
     sample_rates: Mapping[str, float] = field(default_factory=dict)
     sample_targets: Mapping[str, float] = field(default_factory=dict)
     sample_adapt_interval_s: float = 10.0
@@ -121,6 +122,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "redaction_key": ("PIPETRACE_REDACTION_KEY",),
     "redaction_sensitive_keys": ("PIPETRACE_REDACTION_SENSITIVE_KEYS",),
     "redaction_allow_keys": ("PIPETRACE_REDACTION_ALLOW_KEYS",),
+    "redaction_logs": ("PIPETRACE_REDACTION_LOGS",),
     "sample_rates": ("PIPETRACE_SAMPLE_RATES",),
     "sample_targets": ("PIPETRACE_SAMPLE_TARGETS",),
     "sample_adapt_interval_s": ("PIPETRACE_SAMPLE_ADAPT_INTERVAL",),
@@ -161,6 +163,8 @@ DESCRIPTIONS: dict[str, str] = {
     "redaction_modes": "Per detector mask|token|drop|off, e.g. email=token,card=drop,default=mask (docs/security.md).",
     "redaction_key": "HMAC-SHA256 key for token mode: the same value gives the same token (never logged).",
     "redaction_sensitive_keys": "Extra attribute-key words (comma list) whose values are always secret.",
+    "redaction_logs": "Also mask secrets (detectors + known secrets) in log records, via a filter on the root "
+                      "logger's handlers.",
     "redaction_allow_keys": "Allow-list mode: only these attribute keys (globs, comma list) leave the process.",
     "sample_rates": "Head sampling rate per pipeline glob, e.g. etl_*=0.1,billing=1 (run-consistent).",
     "sample_targets": "Adaptive sampling: target spans per second per pipeline glob, e.g. celery_*=50.",
@@ -308,7 +312,8 @@ def _existing_file(name: str, raw: object) -> str | None:
 
 
 def _convert(key: str, name: str, raw: object) -> Any:
-    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics"):
+    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics",
+               "redaction_logs"):
         return _bool(name, raw)
     if key == "redaction_modes":
         return {k.lower(): v.strip().lower() for k, v in _pairs(name, raw).items()}

@@ -35,6 +35,8 @@ def transform_for(settings: Settings) -> RedactionTransform | None:
 
     redactor = redactor_for(settings) if settings.redaction else None
     set_active_redactor(redactor)
+    if redactor is not None and settings.redaction_logs:
+        install_log_filter()
     limit = settings.attribute_value_length_limit
     _transform.clear()
     if redactor is None and not limit:

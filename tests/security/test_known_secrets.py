@@ -215,3 +215,20 @@ def test_log_filter_masks_known_secrets_and_detector_findings(traced: object,
     finally:
         logger.removeHandler(handler)
     assert records == ["connecting with *** and password=***"]
+
+
+def test_redaction_logs_setting_installs_the_filter_on_root_handlers(tmp_path: Path) -> None:
+    from pipetrace.redaction.known import _log_filter
+
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        _configure(tmp_path, redaction_logs=True)
+        assert _log_filter in handler.filters
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "dsn %s", ("postgresql://u:Pw9Zk2Lq@h/db",), None)
+        assert handler.filter(record) and record.getMessage() == "dsn postgresql://u:***@h/db"
+    finally:
+        root.removeHandler(handler)
+        handler.removeFilter(_log_filter)
+        pipetrace.shutdown(5)
