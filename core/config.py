@@ -60,11 +60,13 @@ class Settings:
     max_export_batch_size: int = 512
     export_interval_s: float = 0.5
     span_link_limit: int = 1024
+    attribute_value_length_limit: int = 8192
     redaction: bool = True
     redaction_modes: Mapping[str, str] = field(default_factory=dict)
     redaction_key: SecretStr | None = field(default=None, repr=False)
     redaction_sensitive_keys: tuple[str, ...] = ()
     redaction_allow_keys: tuple[str, ...] = ()
+    redaction_logs: bool = False
     sample_rates: Mapping[str, float] = field(default_factory=dict)
     sample_targets: Mapping[str, float] = field(default_factory=dict)
     sample_adapt_interval_s: float = 10.0
@@ -114,11 +116,13 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_export_batch_size": ("PIPETRACE_MAX_EXPORT_BATCH_SIZE",),
     "export_interval_s": ("PIPETRACE_EXPORT_INTERVAL",),
     "span_link_limit": ("PIPETRACE_SPAN_LINK_LIMIT",),
+    "attribute_value_length_limit": ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
     "redaction": ("PIPETRACE_REDACTION",),
     "redaction_modes": ("PIPETRACE_REDACTION_MODES",),
     "redaction_key": ("PIPETRACE_REDACTION_KEY",),
     "redaction_sensitive_keys": ("PIPETRACE_REDACTION_SENSITIVE_KEYS",),
     "redaction_allow_keys": ("PIPETRACE_REDACTION_ALLOW_KEYS",),
+    "redaction_logs": ("PIPETRACE_REDACTION_LOGS",),
     "sample_rates": ("PIPETRACE_SAMPLE_RATES",),
     "sample_targets": ("PIPETRACE_SAMPLE_TARGETS",),
     "sample_adapt_interval_s": ("PIPETRACE_SAMPLE_ADAPT_INTERVAL",),
@@ -153,10 +157,14 @@ DESCRIPTIONS: dict[str, str] = {
     "max_export_batch_size": "Spans per export batch.",
     "export_interval_s": "Seconds between background exports.",
     "span_link_limit": "Most links kept on one span (the SDK default of 128 drops links of large batches).",
+    "attribute_value_length_limit": "Longest string kept in a span name, attribute, event or link (characters; "
+                                    "0 = no limit); cut after redaction, counted in stats()['redaction'].",
     "redaction": "Mask secrets in span names, attributes, events, links and resource before store and export.",
     "redaction_modes": "Per detector mask|token|drop|off, e.g. email=token,card=drop,default=mask (docs/security.md).",
     "redaction_key": "HMAC-SHA256 key for token mode: the same value gives the same token (never logged).",
     "redaction_sensitive_keys": "Extra attribute-key words (comma list) whose values are always secret.",
+    "redaction_logs": "Also mask secrets (detectors + known secrets) in log records, via a filter on the root "
+                      "logger's handlers.",
     "redaction_allow_keys": "Allow-list mode: only these attribute keys (globs, comma list) leave the process.",
     "sample_rates": "Head sampling rate per pipeline glob, e.g. etl_*=0.1,billing=1 (run-consistent).",
     "sample_targets": "Adaptive sampling: target spans per second per pipeline glob, e.g. celery_*=50.",
@@ -304,7 +312,8 @@ def _existing_file(name: str, raw: object) -> str | None:
 
 
 def _convert(key: str, name: str, raw: object) -> Any:
-    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics"):
+    if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics",
+               "redaction_logs"):
         return _bool(name, raw)
     if key == "redaction_modes":
         return {k.lower(): v.strip().lower() for k, v in _pairs(name, raw).items()}
@@ -343,6 +352,8 @@ def _convert(key: str, name: str, raw: object) -> Any:
         return _float(name, raw, low=0.0)
     if key in ("max_queue_size", "max_export_batch_size", "span_link_limit"):
         return _int(name, raw)
+    if key == "attribute_value_length_limit":
+        return 0 if str(raw).strip() == "" else _int(name, raw, low=0)
     if key == "service_name":
         text = str(raw).strip()
         if not text:

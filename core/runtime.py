@@ -145,7 +145,10 @@ def configure(**overrides: Any) -> Settings:
         else:
             provider = TracerProvider(
                 sampler=_sampler(settings), resource=_resource(settings), id_generator=DerivedIdGenerator(),
-                span_limits=SpanLimits(max_links=settings.span_link_limit),
+                # no SDK cut of attribute values (it would cut before redaction): the redaction transform
+                # applies OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT after masking (attribute_value_length_limit)
+                span_limits=SpanLimits(max_links=settings.span_link_limit, max_attribute_length=SpanLimits.UNSET,
+                                       max_span_attribute_length=SpanLimits.UNSET),
                 shutdown_on_exit=False,
             )
             provider._pipetrace_owned = True  # type: ignore[attr-defined]
@@ -265,8 +268,16 @@ def shutdown(timeout_s: float | None = None) -> None:
 
 
 def stats() -> dict[str, dict[str, int]]:
+    """Per exporter queue: exported/dropped/failed/queued; ``redaction``: strings cut to the length
+    limit, spans dropped because redaction failed, known secrets held."""
+    from .redaction import stats as redaction_stats
+
     processor = _state.processor
-    return processor.stats() if processor is not None else {}
+    out = processor.stats() if processor is not None else {}
+    redaction = redaction_stats()
+    if processor is not None and redaction:
+        out["redaction"] = redaction
+    return out
 
 
 atexit.register(shutdown)

@@ -22,6 +22,7 @@ from .carriers import span_context_of
 from .fastspan import start_span
 from .identity import RunIdentity
 from .ratelimit import warn_once_per
+from .redaction.text import exception_description, status_description
 from .runtime import get_tracer
 
 log = logging.getLogger("pipetrace.spans")
@@ -80,7 +81,7 @@ def _record_failure(span: Span, exc: BaseException, result_key: str) -> None:
     span.set_attribute(A.ERROR_TYPE, f"{type(exc).__module__}.{type(exc).__qualname__}"
                        if type(exc).__module__ != "builtins" else type(exc).__qualname__)
     span.set_attribute(result_key, A.RESULT_FAILURE)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1024]))
+    span.set_status(Status(StatusCode.ERROR, exception_description(exc)))
 
 
 def mark_result(span: Span, result: str, *, key: str = A.TASK_RESULT, error: BaseException | None = None) -> None:
@@ -264,7 +265,7 @@ def record_span(
                 span.set_attribute(result_key, result)
         elif error:
             span.set_attribute(A.ERROR_TYPE, str(error))
-            span.set_status(Status(StatusCode.ERROR, str(error)[:1024]))
+            span.set_status(Status(StatusCode.ERROR, status_description(error)))
         elif result in A.FAILED_RESULTS:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=to_ns(end))

@@ -11,7 +11,7 @@ url = "https://hooks.example/pipetrace"
 
 [[rule]]
 name = "etl-slow"
-type = "slow_run"                      # slow_run | error_rate | deadline | stopped_tracing
+type = "slow_run"                      # slow_run | error_rate | deadline | stopped_tracing | secrets
 pipeline = "etl*"                      # glob; default "*"
 factor = 2.0
 sinks = ["ops"]                        # default: every sink
@@ -27,7 +27,7 @@ from typing import Any
 
 from .durations import parse_duration
 
-RULE_TYPES = ("slow_run", "error_rate", "deadline", "stopped_tracing")
+RULE_TYPES = ("slow_run", "error_rate", "deadline", "stopped_tracing", "secrets")
 SINK_TYPES = ("log", "webhook", "command")
 
 
@@ -41,7 +41,7 @@ class Rule:
     type: str
     pipeline: str = "*"
     task: str = "*"
-    window_s: float = 86400.0        # slow_run / error_rate: how far back to look
+    window_s: float = 86400.0        # slow_run / error_rate / secrets: how far back to look
     factor: float = 2.0              # slow_run: duration > baseline median × factor
     min_history: int = 10            # slow_run: earlier runs needed for a baseline
     threshold: float = 0.5           # error_rate: failed / attempts at or above this

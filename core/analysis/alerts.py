@@ -151,8 +151,31 @@ def _stopped_tracing(store: SpanStore, rule: Rule, now_ns: int) -> list[Alert]:
     return out
 
 
+def _secrets(store: SpanStore, rule: Rule, now_ns: int) -> list[Alert]:
+    """One alert per trace of the window whose stored spans hold something a detector calls a secret
+    (data stored with redaction off or under older rules). Names fields and detectors, never values."""
+    from .secrets_audit import audit_secrets
+
+    report = audit_secrets(store, since_ns=now_ns - int(rule.window_s * 1e9))
+    by_trace: dict[str, list[Any]] = {}
+    for f in report.findings:
+        if _match(f.pipeline, rule.pipeline):
+            by_trace.setdefault(f.trace_id, []).append(f)
+    out: list[Alert] = []
+    for trace_id, findings in sorted(by_trace.items()):
+        first = findings[0]
+        detectors = sorted({f.detector for f in findings})
+        out.append(Alert(rule.name, rule.type, f"{rule.name}|{trace_id}",
+                         f"{len(findings)} possible secret(s) stored in {first.pipeline or 'a trace'} run "
+                         f"{first.run_id or trace_id} ({', '.join(detectors)}); mask with "
+                         f"`pipetrace audit --secrets --mask`", trace_id, first.pipeline, None, rule.severity,
+                         details={"findings": [f.to_json() for f in findings[:20]]}))
+    return out
+
+
 EVALUATORS: dict[str, Callable[[SpanStore, Rule, int], list[Alert]]] = {
     "slow_run": _slow_runs, "error_rate": _error_rate, "deadline": _deadline, "stopped_tracing": _stopped_tracing,
+    "secrets": _secrets,
 }
 
 

@@ -262,10 +262,23 @@ def audit_cmd(
     stale: Annotated[str, typer.Option(help="a trace without run span this old is reported")] = "24h",
     details: Annotated[int, typer.Option(help="findings listed per kind")] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    secrets: Annotated[bool, typer.Option("--secrets", help="scan stored spans for secrets instead "
+                                          "(detectors + this process's known secrets)")] = False,
+    mask: Annotated[bool, typer.Option("--mask", help="with --secrets: rewrite affected spans masked")] = False,
+    since: Annotated[str | None, typer.Option(help="with --secrets: only traces with a span this recent")] = None,
 ) -> None:
-    """Broken traces, runs with untraced tasks, coverage % per pipeline. Exit 1 when anything is found."""
+    """Broken traces, runs with untraced tasks, coverage % per pipeline. Exit 1 when anything is found.
+
+    With ``--secrets``: where stored spans hold secrets (trace, span, field, detector — never the value);
+    ``--mask`` masks them in place."""
     from .audit import audit
 
+    if mask and not secrets:
+        err.print("[red]--mask needs --secrets[/red]")
+        raise typer.Exit(2)
+    if secrets:
+        _audit_secrets(mask=mask, since=since, details=details, as_json=as_json)
+        return
     store, _ = _home_store()
     with _progress() as bar:
         task = bar.add_task("auditing traces", total=None)
@@ -295,6 +308,34 @@ def audit_cmd(
             for f in [f for f in report.findings if f.kind == kind][:details]:
                 console.print(f"  {f.trace_id} {escape(f.pipeline or '')} {escape(f.run_id or '')}: {escape(f.detail)}")
     if not report.clean:
+        raise typer.Exit(1)
+
+
+def _audit_secrets(*, mask: bool, since: str | None, details: int, as_json: bool) -> None:
+    from .secrets_audit import audit_secrets
+
+    store, _ = _home_store()
+    since_ns = time.time_ns() - int(_seconds("--since", since) * 1e9) if since else None
+    with _progress() as bar:
+        task = bar.add_task("scanning spans for secrets", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = audit_secrets(store, mask=mask, since_ns=since_ns, progress=progress)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        console.print(f"{report.traces} traces, {report.spans} spans scanned")
+        if report.clean:
+            console.print("[green]clean: no secret found[/green]")
+        for detector, count in sorted(report.by_detector().items()):
+            console.print(f"[red]{detector}[/red]: {count}")
+            for f in [f for f in report.findings if f.detector == detector][:details]:
+                console.print(f"  {f.trace_id} {f.span_id} {escape(f.span_name)}: {escape(f.field)}")
+        if mask:
+            console.print(f"masked {report.masked_spans} spans in place")
+    if not report.clean and not mask:
         raise typer.Exit(1)
 
 

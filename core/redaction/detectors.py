@@ -27,8 +27,10 @@ SAFE_KEYS: frozenset[str] = frozenset({
 
 KEY_DETECTOR = "key"
 
-_KV_WORDS = (r"password|passwd|pwd|passphrase|secret|client_secret|token|access_token|refresh_token|"
-             r"api[_-]?key|apikey|auth_token|private_key|sas_key|accountkey|sharedaccesskey")
+# A key=value pair is secret when the key ENDS with one of these (``aws_secret_access_key``, ``db_password``).
+_KV_WORDS = (r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|"
+             r"private[_-]?key|session[_-]?key|signing[_-]?key|encryption[_-]?key|master[_-]?key|account[_-]?key|"
+             r"accountkey|sharedaccesskey|sas[_-]?key|credentials?|auth")
 
 # (name, pattern). A group named ``s_<name>`` marks the secret part; without it the whole match is secret.
 _PATTERNS: tuple[tuple[str, str], ...] = (
@@ -44,16 +46,22 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
                   r"[A-Za-z0-9_.-]*|code)=(?P<s_url_query>[^&\s#\"']+)"),
     ("sql_password", r"(?i)\bidentified\s+by\s+(?P<s_sql_password>'[^']*'|\"[^\"]*\"|[^\s;,)]+)"),
     ("sql_password__2", r"(?i)\bpassword\s+(?P<s_sql_password__2>'[^']*'|\"[^\"]*\")"),
-    ("kv_password", r"(?i)(?<![A-Za-z0-9])(?:" + _KV_WORDS + r")[\"']?\s*[:=]\s*[\"']?"
+    ("kv_password", r"(?i)(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{0,40}?(?:" + _KV_WORDS + r")[\"']?\s*[:=]\s*[\"']?"
                     r"(?P<s_kv_password>[^\s\"',;&}\]]+)"),
     ("bearer", r"(?i)\b(?:bearer|basic|token)\s+(?P<s_bearer>[A-Za-z0-9._~+/=-]{16,})"),
     ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     ("card", r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w.-])"),  # not inside ids (UUIDs, hex, dotted)
-    ("aws_secret", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    # may follow ``=`` (``aws_secret_access_key=…``); never followed by ``=`` (the middle of padded base64)
+    ("aws_secret", r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
 )
 
 VALUE_DETECTORS: tuple[str, ...] = tuple(dict.fromkeys(name.split("__")[0] for name, _ in _PATTERNS))
-ALL_DETECTORS: tuple[str, ...] = (KEY_DETECTOR, *VALUE_DETECTORS, "airflow")
+KNOWN_DETECTOR = "known"  # values registered as secret (pipetrace.mask_secret, keys, context detectors…)
+ALL_DETECTORS: tuple[str, ...] = (KEY_DETECTOR, *VALUE_DETECTORS, KNOWN_DETECTOR, "airflow")
+
+# Detectors whose secret part is recognisable only by its context (``password=``, ``user:pw@``, ``Bearer``):
+# what they find becomes a known secret, masked afterwards wherever it appears without that context.
+CONTEXT_DETECTORS: frozenset[str] = frozenset({"kv_password", "uri_password", "sql_password", "bearer", "url_query"})
 
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[068]|6011|65|64[4-9]|35)")
 
@@ -117,7 +125,7 @@ PREFILTERS: dict[str, Callable[[str, str], bool]] = {
     "sql_password": _any_lower("identified"),
     "sql_password__2": _any_lower("password"),
     "kv_password": lambda text, lower: ("=" in text or ":" in text) and any(
-        w in lower for w in ("pass", "pwd", "secret", "token", "key", "auth")),
+        w in lower for w in ("pass", "pwd", "secret", "token", "key", "auth", "cred")),
     "bearer": _any_lower("bearer", "basic", "token"),
     "email": _any("@"),
     "card": lambda text, lower: _CARD_HINT.search(text) is not None,

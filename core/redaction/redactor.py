@@ -9,11 +9,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import sys
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import detectors as D
+from .known import KNOWN, sync_airflow
 
 MODES = ("mask", "token", "drop", "off")
 MASK = "***"
@@ -28,31 +29,6 @@ DROP = _Drop()
 # Our own vocabulary always passes the allow-list: without it the store and viewer cannot work.
 BUILTIN_ALLOWED = ("cicd.*", "pipetrace.*", "messaging.*", "error.type", "exception.type", "service.*",
                    "host.name", "process.pid", "telemetry.*", "otel.*", "code.*")
-
-_AIRFLOW_MASKERS = ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker",
-                    "airflow.sdk._shared.secrets_masker.secrets_masker",
-                    "airflow._shared.secrets_masker.secrets_masker")
-
-
-def airflow_replacers() -> list[Any]:
-    """Compiled patterns of values registered with Airflow's secrets masker, if Airflow is loaded here.
-
-    We never import Airflow ourselves: only a process that already imported it can have secrets in it.
-    """
-    out = []
-    for name in _AIRFLOW_MASKERS:
-        module = sys.modules.get(name)
-        getter = getattr(module, "_secrets_masker", None) if module is not None else None
-        if getter is None:
-            continue
-        try:
-            replacer = getattr(getter(), "replacer", None)
-        except Exception:
-            continue
-        if replacer is not None and replacer not in out:
-            out.append(replacer)
-    return out
-
 
 class Redactor:
     """Redacts strings and attribute mappings; results for repeated strings are cached (bounded)."""
@@ -78,6 +54,17 @@ class Redactor:
         self._cache: dict[str, str | _Drop] = {}
         self._key_cache: dict[str, int] = {}  # 0 ordinary, 1 sensitive, 2 not allowed
         self._cache_size = cache_size
+        self._known_version = KNOWN.version
+        self._known_mode = self.modes[D.KNOWN_DETECTOR]
+        self._airflow_mode = self.modes["airflow"]
+
+    def refresh(self) -> None:
+        """Pick up secrets learnt since the last call (Airflow's masker included): cached results that
+        predate a new known secret are forgotten. Called once per span; cheap when nothing changed."""
+        sync_airflow()
+        if KNOWN.version != self._known_version:
+            self._known_version = KNOWN.version
+            self._cache.clear()
 
     # ---- primitives --------------------------------------------------------------------------------
     def token(self, value: str) -> str:
@@ -99,16 +86,33 @@ class Redactor:
             mode = self.modes[f.detector]
             if mode == "off":
                 continue
-            repl = self._replace(mode, text[f.start:f.end])
+            secret = text[f.start:f.end]
+            if f.detector in D.CONTEXT_DETECTORS:
+                KNOWN.add(secret.strip("'\""), "detector")
+            repl = self._replace(mode, secret)
             if isinstance(repl, _Drop):
                 return DROP
             out.append(text[pos:f.start])
             out.append(repl)
             pos = f.end
         result = "".join(out) + text[pos:] if out else text
-        if self.modes["airflow"] != "off":
-            for replacer in airflow_replacers():
-                result = replacer.sub(MASK, result)
+        for pattern in KNOWN.patterns():
+            dropped = False
+
+            def known(m: re.Match[str]) -> str:
+                nonlocal dropped
+                mode = self._airflow_mode if KNOWN.source(m.group()) == "airflow" else self._known_mode
+                if mode == "off":
+                    return m.group()
+                repl = self._replace(mode, m.group())
+                if isinstance(repl, _Drop):
+                    dropped = True
+                    return MASK
+                return repl
+
+            result = pattern.sub(known, result)
+            if dropped:
+                return DROP
         return result
 
     def value(self, text: str) -> str | _Drop:
@@ -151,10 +155,14 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             if all(isinstance(v, (bool, int, float)) for v in value):
                 return value
+            for v in value:
+                if isinstance(v, str):
+                    KNOWN.add(v, "key")
             if mode == "drop":
                 return DROP
             return [self._replace(mode, str(v)) if isinstance(v, (str, bytes)) else v for v in value]
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        KNOWN.add(text, "key")  # known from now on: masked wherever else it appears
         return self._replace(mode, text)
 
     def _one(self, value: Any) -> Any:

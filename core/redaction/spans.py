@@ -1,20 +1,28 @@
 """The redaction transform of the processing chain: a finished span in, a redacted copy out.
 
 Covers the span name, status message, attributes, events (exception messages and stack traces), link
-attributes and the resource. An ordinary span passes through as the same object (no copy).
+attributes and the resource. Then, and only then, the length limit: a string longer than
+``attribute_value_length_limit`` (``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, 8 KiB by default) is cut —
+after redaction, so a cut can never split a secret from the context its detector needs. Cuts are
+counted (``pipetrace.stats()["redaction"]["truncated"]``). An ordinary span passes through as the same
+object (no copy).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, Status
 
 from ..ratelimit import warn_once_per
+from .known import KNOWN
 from .redactor import Redactor
+from .text import cut
 
 log = logging.getLogger("pipetrace.redaction")
 
@@ -26,24 +34,27 @@ class RedactionTransform:
     unredacted: a missing span is a lesser harm than a leaked secret.
     """
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor | None, limit: int | None = None) -> None:
         self.redactor = redactor
+        self.limit = limit if limit and limit > 0 else None
         self.failed = 0
-        self._resources: dict[int, tuple[Resource, Resource]] = {}
+        self.truncated = 0
+        self._resources: dict[int, tuple[Resource, int, Resource]] = {}
         self._lock = threading.Lock()
 
     def _resource(self, resource: Resource | None) -> Resource | None:
         if resource is None:
             return None
+        version = KNOWN.version
         entry = self._resources.get(id(resource))
-        if entry is not None and entry[0] is resource:
-            return entry[1]
-        attrs = self.redactor.attributes(resource.attributes)
+        if entry is not None and entry[0] is resource and entry[1] == version:
+            return entry[2]
+        attrs = self._attributes(resource.attributes)
         redacted = resource if attrs is None else Resource(attrs, resource.schema_url)
         with self._lock:
             if len(self._resources) > 64:
                 self._resources.clear()
-            self._resources[id(resource)] = (resource, redacted)
+            self._resources[id(resource)] = (resource, version, redacted)
         return redacted
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan | None:
@@ -54,29 +65,70 @@ class RedactionTransform:
             warn_once_per(log, "redaction", "pipetrace: redaction failed, span dropped: %r", exc)
             return None
 
+    def stats(self) -> dict[str, int]:
+        return {"truncated": self.truncated, "failed": self.failed, "known_secrets": len(KNOWN)}
+
+    def _text(self, text: str) -> str:
+        out = self.redactor.text(text) if self.redactor is not None else text
+        if self.limit is not None and len(out) > self.limit:
+            self.truncated += 1
+            out = cut(out, self.limit)
+        return out
+
+    def _limited(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        limit = self.limit
+        assert limit is not None
+        out: dict[str, Any] | None = None
+        for key, value in attrs.items():
+            if type(value) is str:
+                if len(value) <= limit:
+                    continue
+                new: Any = cut(value, limit)
+            elif isinstance(value, (list, tuple)) and any(type(v) is str and len(v) > limit for v in value):
+                new = [cut(v, limit) if type(v) is str else v for v in value]
+            else:
+                continue
+            self.truncated += 1
+            if out is None:
+                out = dict(attrs)
+            out[key] = new
+        return out
+
+    def _attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Redacted, then length-limited copy of ``attrs``; None when nothing changed."""
+        out = self.redactor.attributes(attrs) if self.redactor is not None else None
+        if self.limit is not None and attrs:
+            limited = self._limited(out if out is not None else attrs)
+            if limited is not None:
+                out = limited
+        return out
+
     def _redact(self, span: ReadableSpan) -> ReadableSpan:
         r = self.redactor
-        changed = False
-        name = r.text(span.name)
+        if r is not None:
+            r.refresh()
+        attrs = self._attributes(span.attributes)  # first: values under sensitive keys become known…
+        if r is not None:
+            r.refresh()  # …and are masked in the name, events and status below
+        changed = attrs is not None
+        name = self._text(span.name)
         changed |= name != span.name
-        attrs = r.attributes(span.attributes)
-        changed |= attrs is not None
         status = span.status
         if status is not None and status.description:
-            desc = r.text(status.description)
+            desc = self._text(status.description)
             if desc != status.description:
                 status = Status(status.status_code, desc)
                 changed = True
         events = list(span.events)
         for i, ev in enumerate(events):
-            ev_name = r.text(ev.name)
-            ev_attrs = r.attributes(ev.attributes)
+            ev_name = self._text(ev.name)
+            ev_attrs = self._attributes(ev.attributes)
             if ev_attrs is not None or ev_name != ev.name:
                 events[i] = Event(ev_name, ev_attrs if ev_attrs is not None else ev.attributes, ev.timestamp)
                 changed = True
         links = list(span.links)
         for i, lk in enumerate(links):
-            lk_attrs = r.attributes(lk.attributes)
+            lk_attrs = self._attributes(lk.attributes)
             if lk_attrs is not None:
                 links[i] = Link(lk.context, lk_attrs)
                 changed = True

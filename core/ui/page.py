@@ -38,13 +38,19 @@ def embed_json(value: Any) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+_PLACEHOLDER = re.compile(r"\{\{(CSP|TITLE|HEAD|BOOT|SCRIPTS)\}\}")
+
+
 def _fill(title: str, csp: str, head: str, scripts: str, boot: dict[str, Any]) -> str:
-    return (_template()
-            .replace("{{CSP}}", html.escape(csp, quote=True))
-            .replace("{{TITLE}}", html.escape(title))
-            .replace("{{HEAD}}", head)
-            .replace("{{BOOT}}", embed_json(boot))
-            .replace("{{SCRIPTS}}", scripts))
+    """The template with each placeholder replaced in ONE pass over the template only.
+
+    Sequential ``str.replace`` would also replace a placeholder that a previous value brought in (an
+    attribute holding ``{{SCRIPTS}}`` in the embedded data), breaking the page; here inserted text is
+    never scanned again.
+    """
+    values = {"CSP": html.escape(csp, quote=True), "TITLE": html.escape(title), "HEAD": head,
+              "BOOT": embed_json(boot), "SCRIPTS": scripts}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template())
 
 
 def server_page(version: str) -> str:

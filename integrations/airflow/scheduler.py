@@ -18,6 +18,7 @@ import pipetrace
 from pipetrace import attributes as A
 from pipetrace import record_span, run_span
 from pipetrace.ratelimit import warn_once_per
+from pipetrace.redaction.text import status_description
 from pipetrace.spans import task_attributes
 from pipetrace.store import SpanStore
 from pipetrace.store.queries import spans_by_ids
@@ -165,4 +166,4 @@ def _failed_attempt_span(ref: RunRef, ti: Any, error: object) -> None:
     _attempt_span(ref, ti, start=ti.start_date or end, end=end, result=result,
                   error="airflow.TaskFailedOutsideWorker",
                   extra={"airflow.failure.source": "scheduler",
-                         "airflow.failure.message": str(error)[:1024]})
+                         "airflow.failure.message": status_description(error)})

@@ -21,6 +21,7 @@ from pipetrace import attributes as A
 from pipetrace import end_task_span, start_task_span
 from pipetrace.carriers import inject
 from pipetrace.ratelimit import warn_once_per
+from pipetrace.redaction.text import status_description
 
 from . import xcom
 from .runs import SYSTEM, run_ref
@@ -150,7 +151,7 @@ def _close(entry: _Open, *, result: str | None, error: BaseException | str | Non
     else:
         if error:
             span.set_attribute(A.ERROR_TYPE, "airflow.TaskFailure")
-            span.add_event("exception", {"exception.message": str(error)[:4096]})
+            span.add_event("exception", {"exception.message": status_description(error, 4096)})
         end_task_span(span, result=result, end_time=end)
     try:
         otel_context.detach(entry.token)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
 from pipetrace.lazyspan import LazySpan
 from pipetrace.ratelimit import warn_once_per
+from pipetrace.redaction.text import exception_description, status_description
 from pipetrace.spans import record_span
 
 from . import headers as H
@@ -148,7 +149,7 @@ def task_failure(sender: Any = None, task_id: Any = None, exception: Any = None,
             span.set_attribute(EXPECTED, True)
         else:
             span.record_exception(exception)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"[:1024]))
+            span.set_status(Status(StatusCode.ERROR, exception_description(exception)))
     except Exception as exc:
         warn_once_per(log, "celery-failure", "pipetrace: celery failure not recorded: %r", exc)
 
@@ -159,7 +160,7 @@ def task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_:
         if attempt is None:
             return
         attempt.retried = True
-        attempt.span.add_event("celery.retry", {"celery.retry.reason": str(reason)[:1024]})
+        attempt.span.add_event("celery.retry", {"celery.retry.reason": status_description(reason)})
     except Exception as exc:
         warn_once_per(log, "celery-retry", "pipetrace: celery retry not recorded: %r", exc)
 

@@ -30,13 +30,14 @@ def instrument(tracer_provider: Any = None) -> bool:
     try:
         if tracer_provider is not None:
             _use_provider(tracer_provider)
-        from . import hook
+        from . import hook, secrets
         from .events import EventTranslator
 
         with _lock:
             if _translator is None:
                 _translator = EventTranslator()
             hook.install(_translator)
+            secrets.install()
         return True
     except Exception as exc:
         warn_once_per(log, "dagster-instrument", "pipetrace: could not instrument Dagster: %r", exc)
@@ -47,10 +48,11 @@ def uninstrument() -> None:
     """Stop tracing Dagster in this process; open step spans are ended."""
     global _translator
     try:
-        from . import hook
+        from . import hook, secrets
 
         with _lock:
             hook.uninstall()
+            secrets.remove()
             if _translator is not None:
                 _translator.clear()
             _translator = None

@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pipetrace import attributes as A
 from pipetrace.ratelimit import warn_once_per
+from pipetrace.redaction.text import status_description
 from pipetrace.runtime import force_flush
 from pipetrace.spans import end_task_span, link, record_span, run_span, start_task_span
 
@@ -75,7 +76,7 @@ def _record_error(span: Span, error: ErrorSummary, result: str) -> None:
                                  "exception.stacktrace": error.stacktrace, "exception.escaped": True})
     span.set_attribute(A.ERROR_TYPE, error.type)
     span.set_attribute(A.TASK_RESULT, result)
-    span.set_status(Status(StatusCode.ERROR, f"{error.type}: {error.message}"[:1024]))
+    span.set_status(Status(StatusCode.ERROR, status_description(f"{error.type}: {error.message}")))
 
 
 def _detach(token: object) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 from pipetrace import attributes as A
+from pipetrace.redaction.text import status_description
 
 PUBLISHED_HEADER = "pipetrace-published-ns"
 """Epoch nanoseconds (as text) when the producer handed the message to the broker: queue wait origin."""
@@ -117,4 +118,4 @@ def end_with_error(span: Span, exc: BaseException) -> None:
     """Record an exception that escaped a publish or a consumer callback on its span."""
     span.record_exception(exc)
     span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, str(exc)[:1024]))
+    span.set_status(Status(StatusCode.ERROR, status_description(exc)))

@@ -46,9 +46,10 @@ def instrument(tracer_provider: Any = None) -> bool:
 
                 trace.set_tracer_provider(tracer_provider)
             pipetrace.get_tracer()
-            from . import hooks, links, telemetry
+            from . import hooks, links, secrets, telemetry
 
             hooks.install()
+            secrets.install()
             if links.mark_result_links not in _transforms():
                 add_transform(links.mark_result_links)
             atexit.unregister(telemetry.sweep_all)  # once, however often re-instrumented
@@ -73,9 +74,10 @@ def uninstrument() -> None:
     with _lock:
         if not _installed:
             return
-        from . import hooks
+        from . import hooks, secrets
 
         hooks.remove()
+        secrets.remove()
         _installed = False
 
 

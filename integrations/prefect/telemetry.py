@@ -27,6 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
 from pipetrace.ids import forced_ids
 from pipetrace.ratelimit import warn_once_per
+from pipetrace.redaction.text import status_description
 from pipetrace.runtime import get_tracer
 from pipetrace.spans import _clean_attrs
 from prefect.telemetry.run_telemetry import RunTelemetry
@@ -293,7 +294,8 @@ class PipetraceRunTelemetry(RunTelemetry):
                 span.set_attribute(runs.CACHED, True)
         span.set_attribute(key, result)
         if result in A.FAILED_RESULTS:
-            span.set_status(Status(StatusCode.ERROR, (message or getattr(state, "message", None) or result)[:1024]))
+            description = status_description(message or getattr(state, "message", None) or result)
+            span.set_status(Status(StatusCode.ERROR, description))
             if not _has(span, A.ERROR_TYPE):
                 span.set_attribute(A.ERROR_TYPE, _error_type(state) or result)
         elif result == A.RESULT_SUCCESS:

@@ -48,6 +48,13 @@ class Secret:
     needle: str  # must never leave the process
     text: str  # how it appears in the planted value
 
+    @property
+    def probe(self) -> str:
+        """A random part of the needle's start: found if a cut kept the beginning of the secret."""
+        if self.kind == "jwt":
+            return self.needle.split(".")[1][-12:]  # the header is the same in every JWT
+        return self.needle[:12]
+
 
 def make(kind: str) -> Secret:
     pw = _alnum(14)
@@ -97,13 +104,16 @@ def make(kind: str) -> Secret:
     if kind == "bearer":
         s = _alnum(32)
         return Secret(kind, s, f"Authorization: Bearer {s}")
+    if kind == "aws_secret_kv":
+        s = make("aws_secret").needle
+        return Secret(kind, s, f"aws_secret_access_key={s}")
     if kind == "sensitive_key":
         return Secret(kind, pw, pw)  # value under a key such as ``warehouse_password``
     raise KeyError(kind)
 
 
 KINDS = ("aws_key_id", "aws_secret", "github", "slack", "google", "stripe", "jwt", "pem", "uri_password",
-         "conn_string", "sql_password", "url_query", "email", "card", "bearer", "sensitive_key")
+         "conn_string", "sql_password", "url_query", "email", "card", "bearer", "sensitive_key", "aws_secret_kv")
 
 # Ordinary values that must come out exactly as they went in.
 ORDINARY: dict[str, object] = {

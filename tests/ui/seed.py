@@ -188,7 +188,8 @@ def hostile() -> dict[str, object]:
     """Names and attributes that would run script if the viewer ever parsed data as HTML."""
     system, pipeline, run_id = "python", "etl " + NASTY, "run-" + NASTY
     span = start_task_span(system, pipeline, run_id, "task" + NASTY, start_time=BASE,
-                           attributes={"note": NASTY, "\u2028line": "sep\u2029"})
+                           attributes={"note": NASTY, "\u2028line": "sep\u2029",
+                                       "template": "{{SCRIPTS}} {{BOOT}} {{HEAD}} {{TITLE}} {{CSP}}"})
     end_task_span(span, end_time=BASE + 1, error=RuntimeError(NASTY))
     run_span(system, pipeline, run_id, start=BASE, end=BASE + 1.5, result=A.RESULT_FAILURE)
     ident = RunIdentity(system, pipeline, run_id)
