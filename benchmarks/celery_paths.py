@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, fmt_spread  # noqa: E402
+from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load, summary_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "example_dags" / "celery"
@@ -246,6 +246,10 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
     return result
 
 
+def _side_ratio(per: dict[str, float]) -> float:
+    return (per["pipetrace"] - per["untraced"]) / (per["otel"] - per["untraced"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--measure", choices=("instructions", "cold"), default="instructions")
@@ -253,11 +257,13 @@ def main() -> None:
     ap.add_argument("--high", type=int, default=350)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--block", type=int, default=100)
+    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table row")
     ap.add_argument("--run", nargs=3, metavar=("MODE", "SIDE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
         run_one(args.run[0], args.run[1], int(args.run[2]))
         return
+    loads = load()
     per = instructions(args.low, args.high) if args.measure == "instructions" else cold(args.rounds, args.block)
     unit = "k instructions" if args.measure == "instructions" else "us (cold caches)"
     scale = 1e3 if args.measure == "instructions" else 1.0
@@ -273,6 +279,16 @@ def main() -> None:
         ratio = (per[side]["pipetrace"] - base) / (per[side]["otel"] - base)
         print(f"  {side:7s} pipetrace added / reference added: {ratio:.2f}")
     print(f"publish + task: pipetrace added / reference added: {total['pipetrace'] / total['otel']:.2f} (goal <= 0.5)")
+    if args.markdown:
+        before = "0.45 (exporters none, reference under pipetrace's provider)" if args.measure == "instructions" \
+            else "0.45–0.50 (exporters none, reference under pipetrace's provider)"
+        print(TABLE_HEADER)
+        print(summary_row(f"Celery per-task work ({args.measure}), pipetrace / reference added (`celery_paths.py "
+                          f"--measure {args.measure}`)", before, f"**{total['pipetrace'] / total['otel']:.2f}**",
+                          f"otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP: {total['otel'] / scale:.1f} "
+                          f"{unit} added",
+                          "per side: " + ", ".join(f"{side} {_side_ratio(per[side]):.2f}" for side in SIDES),
+                          [loads, load()]))
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ def main() -> None:
         ratios = paired_ratios(o, s_)
         print(f"  {label:30s} task_span {fmt_spread(o)} µs   bare SDK + BSP + OTLP {fmt_spread(s_)} µs   "
               f"ratio per round {fmt_spread(ratios)}")
-        rows.append(summary_row(f"core `task_span` {label} / bare SDK span (`core_overhead.py --rounds {args.rounds}`)",
+        rows.append(summary_row(f"core `task_span` {label} / bare SDK span (`core_overhead.py --rounds {args.rounds}"
+                                f" --exporters {args.exporters}`)",
                                 BEFORE if k == 0 else "not measured", f"**{statistics.median(ratios):.2f}×**",
                                 f"SDK span + BSP + OTLP/HTTP: {statistics.median(s_):.1f} µs",
                                 f"{min(ratios):.2f}–{max(ratios):.2f}", loads))
