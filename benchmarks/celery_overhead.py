@@ -242,7 +242,8 @@ def _sides(t: dict[str, float]) -> tuple[float, float]:
             t["task_prerun"] + t["task_postrun"] + t[BACKGROUND[1]])
 
 
-def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> None:
+def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
+    """Print the in-place hook times; return the closing-note row."""
     runs, loads = paired_rounds(("otel", "pipetrace"), args.hook_rounds,
                                 lambda mode, _r: hook_times(mode, args.tasks, args.db, args.exporters, receiver))
     print(f"instrumentation hooks, thread CPU per call (median over calls; pool children averaged), plus the "
@@ -258,6 +259,13 @@ def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> None:
     ref, ours = _sides(times["otel"]), _sides(times["pipetrace"])
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
           f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios {fmt_spread(ratios)}")
+    low, _mid, high = spread(ratios)
+    return summary_row(f"Celery hooks + background threads, CPU per task, pipetrace / reference (`celery_overhead.py "
+                       f"--rounds 0 --hooks --hook-rounds {args.hook_rounds}`, exporters {args.exporters})",
+                       "0.40–0.46 (exporters none, reference under pipetrace's provider)",
+                       f"**{sum(ours) / sum(ref):.2f}** ({sum(ours):.0f} µs)",
+                       f"{sum(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP",
+                       f"per round {low:.2f}–{high:.2f}", loads)
 
 
 def report_throughput(args: argparse.Namespace, runs: dict[str, list[Run]], loads: list[str]) -> list[str]:
@@ -326,7 +334,7 @@ def main() -> None:
                                         echo=echo)
             rows = report_throughput(args, runs, loads)
         if args.hooks:
-            report_hooks(args, receiver)
+            rows.append(report_hooks(args, receiver))
     if args.markdown and rows:
         print(TABLE_HEADER)
         print("\n".join(rows))
