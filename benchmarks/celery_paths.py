@@ -282,9 +282,11 @@ def main() -> None:
     if args.markdown:
         before = "0.45 (exporters none, reference under pipetrace's provider)" if args.measure == "instructions" \
             else "0.45–0.50 (exporters none, reference under pipetrace's provider)"
+        rounds = f" --rounds {args.rounds}" if args.measure == "cold" else ""
         print(TABLE_HEADER)
         print(summary_row(f"Celery per-task work ({args.measure}), pipetrace / reference added (`celery_paths.py "
-                          f"--measure {args.measure}`)", before, f"**{total['pipetrace'] / total['otel']:.2f}**",
+                          f"--measure {args.measure}{rounds}`)", before,
+                          f"**{total['pipetrace'] / total['otel']:.2f}**",
                           f"otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP: {total['otel'] / scale:.1f} "
                           f"{unit} added",
                           "per side: " + ", ".join(f"{side} {_side_ratio(per[side]):.2f}" for side in SIDES),
