@@ -1,7 +1,13 @@
 """Overhead of pipetrace on Airflow: a 50-task DAG through ``dag.test()``, with and without pipetrace,
-alternating in one process. Prints the wall-time ratio and the added milliseconds per task.
+in paired rounds in one process (the order alternates each round: off→on, on→off, ...).
 
-    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 3]
+pipetrace runs as deployed: redaction on, exporting (``--exporters``, default ``store,otlp``: the
+embedded store plus OTLP/HTTP to a local receiver that counts the spans it got). Each run's CPU (every
+thread of this process plus reaped children) is read after ``force_flush``, so the export work of the
+traced run is counted. Prints wall and CPU as median (min, max), the paired per-round ratios and the
+added milliseconds per task; ``--markdown`` ends with the closing-note rows.
+
+    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 7] [--exporters store,otlp] [--markdown]
 
 The DAG: one source task whose XCom 48 parallel tasks read, and one sink reading all of them, so the
 XCom-link path (carrier push + reads) is part of what is measured.
@@ -18,7 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import TABLE_HEADER, SpanCounter, fmt_spread, paired_ratios, paired_rounds, summary_row  # noqa: E402
+
 TASKS = 50
+BEFORE = "1.053 and 1.062 (fixed off→on order, store only)"
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (every thread) and of its reaped children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _setup(home: Path) -> None:
@@ -70,7 +86,9 @@ def _dag(home: Path) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--exporters", default="store,otlp")
+    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pt-bench-airflow-"))
     _setup(home)
@@ -80,24 +98,46 @@ def main() -> int:
     import pipetrace
     from pipetrace.integrations import airflow as adapter
 
-    pipetrace.configure()
-    bench = _dag(home)
-    bench.test()  # warm-up: imports, DAG sync, first-use costs on both sides
-    timings: dict[str, list[float]] = {"off": [], "on": []}
-    for _ in range(args.rounds):
-        for mode in ("off", "on"):
+    with SpanCounter() as receiver:
+        pipetrace.configure(exporters=args.exporters, otlp_endpoint=receiver.endpoint)
+        bench = _dag(home)
+        adapter.instrument()
+        bench.test()  # warm-up: imports, DAG sync, first-use costs on both sides
+        pipetrace.force_flush(30)
+        spans: list[int] = []
+
+        def one(mode: str, _round: int) -> tuple[float, float]:
             (adapter.instrument if mode == "on" else adapter.uninstrument)()
-            start = time.perf_counter()
+            before = receiver.spans
+            start, cpu = time.perf_counter(), _cpu()
             dr = bench.test()
-            timings[mode].append(time.perf_counter() - start)
+            wall = time.perf_counter() - start
+            pipetrace.force_flush(30)  # the traced run's export work belongs to it
+            cpu = _cpu() - cpu
             assert str(getattr(dr.state, "value", dr.state)) == "success"
-    adapter.instrument()
-    pipetrace.force_flush(30)
-    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
-    print(f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} rounds, medians")
-    print(f"  without pipetrace: {off:8.3f} s   {timings['off']}")
-    print(f"  with pipetrace:    {on:8.3f} s   {timings['on']}")
-    print(f"  ratio: {on / off:.3f}   added per task: {(on - off) / TASKS * 1000:+.2f} ms (goal: ratio <= 1.03)")
+            if mode == "on":
+                spans.append(receiver.spans - before)
+            return wall, cpu
+
+        runs, loads = paired_rounds(("off", "on"), args.rounds, one)
+        adapter.instrument()
+    print(f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} paired rounds (alternating order), "
+          f"exporters {args.exporters}; spans received per traced run {min(spans)}–{max(spans)}")
+    rows = []
+    for k, label in ((0, "wall"), (1, "CPU")):
+        off, on = [r[k] for r in runs["off"]], [r[k] for r in runs["on"]]
+        ratios = paired_ratios(on, off)
+        added = [(b - a) / TASKS * 1000 for a, b in zip(off, on, strict=True)]
+        print(f"  {label:4s} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
+        print(f"       ratio per round {fmt_spread(ratios, '.3f')}  added per task {fmt_spread(added, '+.2f')} ms "
+              f"(goal: ratio <= 1.03)")
+        rows.append(summary_row(f"Airflow 50-task `dag.test()` {label}, with / without (`airflow_overhead.py "
+                                f"--rounds {args.rounds}`, exporters {args.exporters})",
+                                BEFORE if k == 0 else "not measured", f"**{statistics.median(ratios):.3f}**",
+                                "untraced", f"{min(ratios):.3f}–{max(ratios):.3f}", loads))
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
     return 0
 
 

@@ -1,30 +1,34 @@
 """Celery overhead: N no-op tasks through a real prefork worker (concurrency 2) on Redis, side by side
-in one run: untraced, opentelemetry-instrumentation-celery (the reference), pipetrace (``pipetrace run --``).
+in one run: untraced, the reference, and pipetrace (``pipetrace run --``), every side exporting.
 
-Both traced modes use pipetrace's tracer provider with the same exporters (``--exporters``, default
-``none``: spans are made and processed but not written, which isolates the instrumentation cost from
-the exporter's; ``store`` adds the SQLite writes each worker child does in its background thread).
-Each round runs the three modes one after the other, in a rotating order, and each figure is the
-median over the rounds, so a noisy moment of the shared machine hits every mode alike.
+* **The reference** is ``opentelemetry-instrumentation-celery`` set up as its own docs tell a user, with
+  no pipetrace anywhere in its processes: a plain SDK ``TracerProvider`` + ``BatchSpanProcessor`` +
+  OTLP/HTTP exporter (``pipeline_app.setup_reference_tracing``; in the pool children from
+  ``worker_process_init``, in the producer at start).
+* **pipetrace** runs as deployed: ``pipetrace run --`` with its default processing (redaction on) and
+  ``--exporters`` (default ``otlp``; ``store,otlp`` adds the embedded store as a deployment with an
+  endpoint has it).
+* Both export OTLP/HTTP to the same local receiver (:class:`_harness.SpanCounter`), which counts the spans
+  it got: completeness (got / expected) and wire bytes per span are printed per side.
+* Rounds are interleaved and paired, the order rotated each round; every figure is printed as median
+  (min, max) over the rounds, and the per-round paired ratios with their spread.
+* CPU: the producer's (every thread, ``process_time``) and the whole worker's (main process and pool
+  children, every thread, from /proc), read **after the receiver has every span** of the run, so
+  background work (batching, redaction, encoding, export) is counted; the warm-up's spans are drained
+  before the window opens.
+* Wall: from the first publish to the last result (what a producer waiting on results sees), and to
+  the moment the receiver has every span ("drained"; it includes each side's idle batch delay — the
+  SDK's 5 s ``schedule_delay`` for the tail — so it is printed, not used for the ratio).
 
-Two figures per mode, both over the window from the first publish to the last result:
-* wall time: the added time per task is (mode - untraced) / N — the throughput the user sees;
-* CPU time of the producer plus the whole worker (main process and pool children, read from /proc):
-  the work tracing adds, much less sensitive to scheduling noise on a 2-core machine.
-Goal (issue 4): pipetrace's added time per task <= half of the reference's.
+Goal (issue 24): pipetrace's added CPU and wall per task <= 0.5x the reference's.
 
-``--hooks`` adds ``--hook-rounds`` more runs per traced mode, interleaved, that time the
-instrumentation's own work where it runs: each Celery signal that carries its handlers
-(``before/after_task_publish`` in the producer, ``task_prerun/postrun`` in the pool children), as thread
-CPU time per call, medians over the calls after the warm-up, plus the CPU time of every other thread of
-those processes per task after the warm-up ("bg": work an instrumentation hands to a background thread,
-such as pipetrace's task spans made after the task, is counted, not hidden). These runs are not part of
-the figures above (the timing shim costs a little itself). Untraced, Celery sends none of these signals,
-so the figures are the added time per task; they are the steadiest measure of it here (the throughput
-figures move by more than the whole difference between the modes from one round to the next).
+``--hooks`` adds ``--hook-rounds`` more runs per traced mode, interleaved, that time each Celery signal
+carrying the instrumentation's handlers where it runs (thread CPU per call, medians after the warm-up),
+plus the CPU of every other thread of those processes per task ("bg"). ``--markdown`` ends with the
+closing-note rows (measure | before | after | reference | spread | load).
 
-    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 3] [--db 14] [--exporters none|store]
-                                         [--hooks] [--hook-rounds 3]
+    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 5] [--db 14] [--exporters otlp|store,otlp|none]
+                                         [--hooks] [--hook-rounds 3] [--markdown]
 """
 
 from __future__ import annotations
@@ -39,21 +43,40 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import (  # noqa: E402
+    TABLE_HEADER,
+    SpanCounter,
+    fmt_spread,
+    load_range,
+    paired_ratios,
+    paired_rounds,
+    spread,
+    summary_row,
+    tree_cpu,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "example_dags" / "celery"
 BIN = Path(sys.executable).parent
 MODES = ("untraced", "otel", "pipetrace")
-TICK = os.sysconf("SC_CLK_TCK")
+SPANS_PER_TASK = {"untraced": 0, "otel": 2, "pipetrace": 2}  # a publish span and a task span
+WARMUP = 200
+BEFORE = {"cpu": "0.40–0.46 (hooks only, exporters none, reference under pipetrace's provider)",
+          "wall": "0.23 (exporters none)"}
 
 PRODUCER = r'''
-import json, sys, time
+import json, os, sys, time
+import pipeline_app
 from pipeline_app import noop
-n = int(sys.argv[1])
-# warm-up outside the window: connections, and every pool child's first-task imports (without .pyc
-# files, as with PYTHONDONTWRITEBYTECODE, each child compiles what it imports lazily)
-for r in [noop.delay() for _ in range(200)]:
+if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "reference":
+    pipeline_app.setup_reference_tracing()
+n, warm = int(sys.argv[1]), int(sys.argv[2])
+# warm-up outside the window: connections, and every pool child's first-task imports
+for r in [noop.delay() for _ in range(warm)]:
     r.get(timeout=120)
 print("ready", flush=True)
 sys.stdin.readline()
@@ -61,7 +84,9 @@ t0, c0 = time.perf_counter(), time.process_time()
 results = [noop.delay() for _ in range(n)]
 for r in results:
     r.get(timeout=300)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}), flush=True)
+print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+sys.stdin.readline()  # the receiver has every span: this process's background export work is done
+print(json.dumps({"cpu": time.process_time() - c0}), flush=True)
 '''
 
 
@@ -120,46 +145,43 @@ HOOKS = ("before_task_publish", "after_task_publish", "task_prerun", "task_postr
 BACKGROUND = ("background after_task_publish", "background task_postrun")
 
 
-def _tree_cpu(pid: int) -> tuple[float, float]:
-    """User + system CPU seconds of ``pid`` itself (the worker's main process) and of its live
-    descendants (the prefork pool)."""
-    main = pool = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            seconds = (int(fields[11]) + int(fields[12])) / TICK
-            if p == pid:
-                main += seconds
-            else:
-                pool += seconds
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                todo.extend(int(c) for c in children)
-        except (OSError, ValueError, IndexError):
-            continue
-    return main, pool
+@dataclass
+class Run:
+    wall: float  # first publish -> last result
+    drained: float  # first publish -> receiver has every span
+    producer: float  # CPU seconds, every thread, after the drain
+    main: float  # worker main process
+    pool: float  # pool children
+    got: int
+    expected: int
+    wire: int  # bytes received
+
+    @property
+    def cpu(self) -> float:
+        return self.producer + self.main + self.pool
 
 
-def run(mode: str, n: int, db: int, exporters: str, hooks: Path | None = None) -> tuple[float, float, float, float]:
-    """(wall seconds, producer CPU, worker main-process CPU, pool CPU seconds) for n tasks in ``mode``;
-    with ``hooks`` (a folder), the timing shim runs in every process and writes there."""
+def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks: Path | None = None) -> Run:
+    """One run of n tasks in ``mode``; with ``hooks`` (a folder), the timing shim runs in every process."""
+    receiver.reset()
     with tempfile.TemporaryDirectory() as home:
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
                    PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{db}",
                    PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db + 1}",
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters)
-        env.pop("PIPETRACE_AUTO", None)
+                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
+                   OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+            env.pop(name, None)
         if hooks is not None:
             (hooks / "sitecustomize.py").write_text(HOOK_SHIM)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hooks), env.get("PYTHONPATH", "")) if p)
             env["PIPETRACE_BENCH_HOOKS"] = str(hooks / "out")
             (hooks / "out").mkdir(exist_ok=True)
         if mode == "otel":
-            env["PIPETRACE_EXAMPLE_OTEL"] = "1"
+            env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
         prefix = [str(BIN / "pipetrace"), "run", "--"] if mode == "pipetrace" else []
+        per_task = SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
         log = Path(home) / "worker.log"
         with open(log, "wb") as fh:
             worker = subprocess.Popen(
@@ -169,20 +191,29 @@ def run(mode: str, n: int, db: int, exporters: str, hooks: Path | None = None) -
                 start_new_session=True)
         producer = None
         try:
-            producer = subprocess.Popen([*prefix, str(BIN / "python"), "-c", PRODUCER, str(n)], cwd=APP_DIR, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            producer = subprocess.Popen([*prefix, str(BIN / "python"), "-c", PRODUCER, str(n), str(WARMUP)],
+                                        cwd=APP_DIR, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert producer.stdin is not None and producer.stdout is not None
             if producer.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{mode}: producer did not start; worker log:\n{log.read_text()[-2000:]}")
-            time.sleep(1.0)  # let the pool children finish their start-up work
-            cpu0 = _tree_cpu(worker.pid)
+            receiver.wait_for(WARMUP * per_task, 30)  # the warm-up's spans are out before the window opens
+            time.sleep(0.5)
+            base_spans, base_bytes = receiver.spans, receiver.bytes
+            cpu0 = tree_cpu(worker.pid)
+            t0 = time.perf_counter()
             producer.stdin.write("go\n")
             producer.stdin.flush()
-            line = producer.stdout.readline()
-            cpu1 = _tree_cpu(worker.pid)
-            out = json.loads(line)
+            wall = float(json.loads(producer.stdout.readline())["seconds"])
+            expected = (WARMUP + n) * per_task
+            receiver.wait_for(expected, 60)
+            drained = time.perf_counter() - t0
+            cpu1 = tree_cpu(worker.pid)
+            producer.stdin.write("report\n")
+            producer.stdin.flush()
+            producer_cpu = float(json.loads(producer.stdout.readline())["cpu"])
             producer.wait(60)
-            return float(out["seconds"]), float(out["cpu"]), cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+            return Run(wall, drained if per_task else wall, producer_cpu, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1],
+                       receiver.spans - base_spans, n * per_task, receiver.bytes - base_bytes)
         finally:
             if producer is not None and producer.poll() is None:
                 producer.kill()
@@ -193,11 +224,11 @@ def run(mode: str, n: int, db: int, exporters: str, hooks: Path | None = None) -
                 os.killpg(worker.pid, signal.SIGKILL)
 
 
-def hook_times(mode: str, n: int, db: int, exporters: str) -> dict[str, float]:
+def hook_times(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter) -> dict[str, float]:
     """Median thread CPU µs per call of each traced signal in ``mode``, and the mean CPU µs per call of
     the process's other threads (pool children averaged)."""
     with tempfile.TemporaryDirectory() as folder:
-        run(mode, n, db, exporters, hooks=Path(folder))
+        run(mode, n, db, exporters, receiver, hooks=Path(folder))
         found: dict[str, list[float]] = {}
         for path in (Path(folder) / "out").glob("*.json"):
             for name, (median_ns, _count) in json.loads(path.read_text()).items():
@@ -211,82 +242,102 @@ def _sides(t: dict[str, float]) -> tuple[float, float]:
             t["task_prerun"] + t["task_postrun"] + t[BACKGROUND[1]])
 
 
-def report_hooks(n: int, db: int, exporters: str, rounds: int) -> None:
-    runs: dict[str, list[dict[str, float]]] = {"otel": [], "pipetrace": []}
-    for i in range(rounds):  # interleaved, alternating which mode goes first
-        for mode in (("otel", "pipetrace") if i % 2 == 0 else ("pipetrace", "otel")):
-            runs[mode].append(hook_times(mode, n, db, exporters))
+def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
+    """Print the in-place hook times; return the closing-note row."""
+    runs, loads = paired_rounds(("otel", "pipetrace"), args.hook_rounds,
+                                lambda mode, _r: hook_times(mode, args.tasks, args.db, args.exporters, receiver))
     print(f"instrumentation hooks, thread CPU per call (median over calls; pool children averaged), plus the "
-          f"other threads' CPU per task ('bg'), us; median of {rounds} interleaved runs:")
+          f"other threads' CPU per task ('bg'), us; median of {args.hook_rounds} interleaved runs, "
+          f"load {load_range(loads)}:")
     times = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     for mode, t in times.items():
         publish, task = _sides(t)
         print(f"  {mode:10s} " + "  ".join(f"{h} {t[h]:5.1f}" for h in HOOKS)
               + f"  bg publish {t[BACKGROUND[0]]:4.1f} task {t[BACKGROUND[1]]:4.1f}"
               + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}")
-    ratios = sorted(sum(_sides(o)) / sum(_sides(r)) for o, r in zip(runs["pipetrace"], runs["otel"], strict=True))
+    ratios = paired_ratios([sum(_sides(o)) for o in runs["pipetrace"]], [sum(_sides(r)) for r in runs["otel"]])
     ref, ours = _sides(times["otel"]), _sides(times["pipetrace"])
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
-          f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios "
-          + " ".join(f"{r:.2f}" for r in ratios))
+          f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios {fmt_spread(ratios)}")
+    low, _mid, high = spread(ratios)
+    return summary_row(f"Celery hooks + background threads, CPU per task, pipetrace / reference (`celery_overhead.py "
+                       f"--rounds 0 --hooks --hook-rounds {args.hook_rounds}`, exporters {args.exporters})",
+                       "0.40–0.46 (exporters none, reference under pipetrace's provider)",
+                       f"**{sum(ours) / sum(ref):.2f}** ({sum(ours):.0f} µs)",
+                       f"{sum(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP",
+                       f"per round {low:.2f}–{high:.2f}", loads)
 
 
-def report_throughput(args: argparse.Namespace, walls: dict[str, list[float]], producer_cpu: dict[str, list[float]],
-                      main_cpu: dict[str, list[float]], pool_cpu: dict[str, list[float]]) -> None:
-    def added(values: dict[str, list[float]]) -> dict[str, float]:
-        med = {m: statistics.median(v) for m, v in values.items()}
-        return {m: (med[m] - med["untraced"]) / args.tasks * 1e6 for m in MODES}
+def report_throughput(args: argparse.Namespace, runs: dict[str, list[Run]], loads: list[str]) -> list[str]:
+    """Print the figures; return the closing-note rows."""
+    n = args.tasks
 
-    wall = {m: statistics.median(v) for m, v in walls.items()}
-    per = added(walls)
-    worker_cpu = {m: [a + b for a, b in zip(main_cpu[m], pool_cpu[m], strict=True)] for m in MODES}
-    per_cpu = added({m: [p + w for p, w in zip(producer_cpu[m], worker_cpu[m], strict=True)] for m in MODES})
-    per_producer, per_worker = added(producer_cpu), added(worker_cpu)
-    per_main, per_pool = added(main_cpu), added(pool_cpu)
-    print(f"celery on redis, {args.tasks} no-op tasks, prefork -c 2, exporters={args.exporters}, "
-          f"median of {args.rounds} interleaved rounds")
+    def per_task(mode: str, field: str) -> list[float]:
+        """Added µs per task, paired with the untraced run of the same round."""
+        return [(getattr(a, field) - getattr(u, field)) / n * 1e6
+                for a, u in zip(runs[mode], runs["untraced"], strict=True)]
+
+    print(f"celery on redis, {n} no-op tasks, prefork -c 2, pipetrace exporters={args.exporters}, "
+          f"{args.rounds} interleaved rounds (rotating order), median (min, max); load {load_range(loads)}")
     for m in MODES:
-        print(f"  {m:10s} {wall[m]:6.2f} s  {args.tasks / wall[m]:6.0f} tasks/s  {wall[m] / wall['untraced']:5.2f}x  "
-              f"added per task: {per[m]:6.1f} us wall, {per_cpu[m]:6.1f} us cpu "
-              f"(producer {per_producer[m]:6.1f}, worker {per_worker[m]:6.1f} = main {per_main[m]:6.1f} + "
-              f"pool {per_pool[m]:6.1f})")
-
-    def ratio(values: dict[str, float]) -> float:
-        return values["pipetrace"] / values["otel"] if values["otel"] > 0 else float("nan")
-
-    print(f"pipetrace added / reference added: wall {ratio(per):.2f}, cpu {ratio(per_cpu):.2f} "
-          f"(producer {ratio(per_producer):.2f}, worker {ratio(per_worker):.2f}: main {ratio(per_main):.2f}, "
-          f"pool {ratio(per_pool):.2f}) (goal <= 0.5)")
+        rs = runs[m]
+        print(f"  {m:10s} wall {fmt_spread([r.wall for r in rs])} s, "
+              f"drained {fmt_spread([r.drained for r in rs])} s, cpu {fmt_spread([r.cpu for r in rs])} s")
+        if m != "untraced":
+            got, want = sum(r.got for r in rs), sum(r.expected for r in rs)
+            wire = sum(r.wire for r in rs) / got if got else 0.0
+            print(f"    added per task: wall {fmt_spread(per_task(m, 'wall'), '.1f')} us, "
+                  f"cpu {fmt_spread(per_task(m, 'cpu'), '.1f')} us "
+                  f"(producer {statistics.median(per_task(m, 'producer')):.1f}, "
+                  f"worker main {statistics.median(per_task(m, 'main')):.1f}, "
+                  f"pool {statistics.median(per_task(m, 'pool')):.1f}); "
+                  f"spans received {got}/{want}, {wire:.0f} bytes a span on the wire")
+    rows = []
+    for field, label in (("cpu", "CPU"), ("wall", "wall")):
+        ours, ref = per_task("pipetrace", field), per_task("otel", field)
+        ratios = paired_ratios(ours, ref)
+        of_medians = statistics.median(ours) / statistics.median(ref) if statistics.median(ref) > 0 else float("nan")
+        print(f"pipetrace added / reference added, {label}: {of_medians:.2f} (ratio of medians; goal <= 0.5); "
+              f"per-round ratios {fmt_spread(ratios)}")
+        low, _mid, high = spread(ratios)
+        rows.append(summary_row(
+            f"Celery added {label} per task, pipetrace / reference (`celery_overhead.py --tasks {n} "
+            f"--rounds {args.rounds}`, exporters {args.exporters})", BEFORE[field],
+            f"**{of_medians:.2f}** ({statistics.median(ours):.0f} µs)",
+            f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
+            f"per round {low:.2f}–{high:.2f}", loads))
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (0: only --hooks)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (0: only --hooks)")
     ap.add_argument("--db", type=int, default=14)
-    ap.add_argument("--exporters", default="none")
+    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
     ap.add_argument("--hooks", action="store_true", help="also time the instrumentation hooks in place")
     ap.add_argument("--hook-rounds", type=int, default=3, help="interleaved runs per traced mode for --hooks")
+    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
     args = ap.parse_args()
-    walls: dict[str, list[float]] = {m: [] for m in MODES}
-    producer_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    main_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    pool_cpu: dict[str, list[float]] = {m: [] for m in MODES}
-    for r in range(args.rounds):
-        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
-        for mode in order:
-            wall, p_cpu, m_cpu, c_cpu = run(mode, args.tasks, args.db, args.exporters)
-            walls[mode].append(wall)
-            producer_cpu[mode].append(p_cpu)
-            main_cpu[mode].append(m_cpu)
-            pool_cpu[mode].append(c_cpu)
-            print(f"  round {r + 1} {mode:10s} {wall:6.2f} s wall  {p_cpu:6.2f} s producer cpu  "
-                  f"{m_cpu:6.2f} s worker main cpu  {c_cpu:6.2f} s pool cpu", file=sys.stderr, flush=True)
 
-    if args.rounds > 0:
-        report_throughput(args, walls, producer_cpu, main_cpu, pool_cpu)
-    if args.hooks:
-        report_hooks(args.tasks, args.db, args.exporters, args.hook_rounds)
+    def echo(mode: str, r: int, x: Run) -> None:
+        print(f"  round {r + 1} {mode:10s} {x.wall:6.2f} s wall  {x.drained:6.2f} s drained  "
+              f"{x.producer:6.2f} s producer cpu  {x.main:6.2f} s worker main  {x.pool:6.2f} s pool  "
+              f"spans {x.got}/{x.expected}",
+              file=sys.stderr, flush=True)
+
+    rows: list[str] = []
+    with SpanCounter() as receiver:
+        if args.rounds > 0:
+            runs, loads = paired_rounds(MODES, args.rounds,
+                                        lambda mode, _r: run(mode, args.tasks, args.db, args.exporters, receiver),
+                                        echo=echo)
+            rows = report_throughput(args, runs, loads)
+        if args.hooks:
+            rows.append(report_hooks(args, receiver))
+    if args.markdown and rows:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ included) — each mode's task reading the message its own producer wrote:
 
 Both count everything the process does: callgrind counts every thread and the exit's flush too.
 
+Both traced modes export, as deployed: the reference is set up as its docs show a user — its own plain
+SDK ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP/HTTP exporter, not pipetrace's provider — and
+pipetrace runs with its default processing (redaction on) and ``PIPETRACE_EXPORTERS`` (default
+``otlp``); both export to one local receiver that counts the spans (printed). In ``cold``, each block
+ends with a flush of the mode's provider, timed and added per task (the export a background thread did
+during the block is not in that figure; callgrind's count has all of it).
+
 Goal (issue 4): pipetrace's added work per task <= half of the reference's.
 
     python benchmarks/celery_paths.py [--measure instructions|cold] [--low 50] [--high 350] [--rounds 10]
@@ -37,6 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load, summary_row  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "example_dags" / "celery"
 MODES = ("untraced", "otel", "pipetrace")
@@ -44,7 +54,7 @@ SIDES = ("publish", "task")
 
 
 def _environment(queue: str) -> None:
-    os.environ.setdefault("PIPETRACE_EXPORTERS", "none")
+    os.environ.setdefault("PIPETRACE_EXPORTERS", "otlp")
     os.environ.setdefault("PIPETRACE_EXAMPLE_BROKER", "redis://127.0.0.1:6379/12")
     os.environ.setdefault("PIPETRACE_EXAMPLE_BACKEND", "redis://127.0.0.1:6379/13")
     os.environ["PIPETRACE_EXAMPLE_QUEUE"] = queue
@@ -55,21 +65,33 @@ class _Modes:
     """Switches the instrumentation of this process between the three modes."""
 
     def __init__(self) -> None:
-        import pipetrace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        pipetrace.get_tracer()  # one provider for every mode (exporters as configured)
         self.reference = CeleryInstrumentor()
+        self.provider = TracerProvider()  # the reference's own, as its docs show (endpoint from the env)
+        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+
+    def flush(self, mode: str) -> None:
+        """Drain the mode's background work: deferred spans and the export queue."""
+        if mode == "otel":
+            self.provider.force_flush()
+        elif mode == "pipetrace":
+            import pipetrace
+
+            pipetrace.force_flush(60)
 
     def on(self, mode: str) -> None:
-        from opentelemetry import trace
-
         if mode == "otel":
-            self.reference.instrument(tracer_provider=trace.get_tracer_provider())
+            self.reference.instrument(tracer_provider=self.provider)
         elif mode == "pipetrace":
+            import pipetrace
             import pipetrace.integrations.celery as pc
             import pipetrace.integrations.kombu as pk
 
+            pipetrace.get_tracer()  # pipetrace's provider, exporters as configured
             pc.instrument()
             pk.instrument()  # what ``pipetrace run`` enables in a Celery process
 
@@ -134,6 +156,7 @@ def run_one(mode: str, side: str, n: int) -> None:
             for _ in range(n):
                 task_id, request = _request(headers, queue)
                 trace_task(task_id, (), {}, request)
+        modes.flush(mode)  # inside the count: the export of every span
     finally:
         _purge(app, queue)
 
@@ -152,6 +175,8 @@ def _count(mode: str, side: str, n: int, out_dir: Path) -> int:
 def instructions(low: int, high: int) -> dict[str, dict[str, float]]:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: use --measure cold, or install valgrind")
+    receiver = SpanCounter().__enter__()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
     out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"pipetrace-callgrind-{os.getpid()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(mode, side, n) for side in SIDES for mode in MODES for n in (low, high)]
@@ -165,6 +190,8 @@ def instructions(low: int, high: int) -> dict[str, dict[str, float]]:
             print(f"  [{done}/{len(jobs)}] {job[1]:7s} {job[0]:10s} {job[2]:4d} tasks: {counts[job]:,} instructions",
                   file=sys.stderr, flush=True)
     shutil.rmtree(out_dir, ignore_errors=True)
+    print(f"  spans received: {receiver.spans}", file=sys.stderr)
+    receiver.__exit__()
     return {side: {mode: (counts[(mode, side, high)] - counts[(mode, side, low)]) / (high - low) for mode in MODES}
             for side in SIDES}
 
@@ -178,6 +205,8 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
     from pipeline_app import app, noop
     from pipetrace import later
 
+    receiver = SpanCounter().__enter__()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
     later.INTERVAL_S = 3600.0  # spans made after the task are made by the drain below, inside the figure
     modes = _Modes()
     junk, zeros = bytearray(24 << 20), bytes(24 << 20)
@@ -202,7 +231,7 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
                     if i >= 5:
                         samples.append(clock() - t0)
                 t0 = clock()
-                later.drain()  # the block's deferred span work (pipetrace's background thread), per task
+                modes.flush(mode)  # the block's deferred span work and export, per task
                 deferred = (clock() - t0) / (block + 5)
                 blocks[mode].append((statistics.median(samples) + deferred) / 1e3)
                 modes.off(mode)
@@ -210,7 +239,15 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
                 with app.connection_for_write() as conn:
                     conn.default_channel.queue_purge(queue)
         result[side] = {m: statistics.median(v) for m, v in blocks.items()}
+        for m, v in blocks.items():
+            print(f"  {side:7s} {m:10s} per block: {fmt_spread(v, '.1f')} us", file=sys.stderr)
+    print(f"  spans received: {receiver.spans}", file=sys.stderr)
+    receiver.__exit__()
     return result
+
+
+def _side_ratio(per: dict[str, float]) -> float:
+    return (per["pipetrace"] - per["untraced"]) / (per["otel"] - per["untraced"])
 
 
 def main() -> None:
@@ -220,11 +257,13 @@ def main() -> None:
     ap.add_argument("--high", type=int, default=350)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--block", type=int, default=100)
+    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table row")
     ap.add_argument("--run", nargs=3, metavar=("MODE", "SIDE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
         run_one(args.run[0], args.run[1], int(args.run[2]))
         return
+    loads = load()
     per = instructions(args.low, args.high) if args.measure == "instructions" else cold(args.rounds, args.block)
     unit = "k instructions" if args.measure == "instructions" else "us (cold caches)"
     scale = 1e3 if args.measure == "instructions" else 1.0
@@ -240,6 +279,18 @@ def main() -> None:
         ratio = (per[side]["pipetrace"] - base) / (per[side]["otel"] - base)
         print(f"  {side:7s} pipetrace added / reference added: {ratio:.2f}")
     print(f"publish + task: pipetrace added / reference added: {total['pipetrace'] / total['otel']:.2f} (goal <= 0.5)")
+    if args.markdown:
+        before = "0.45 (exporters none, reference under pipetrace's provider)" if args.measure == "instructions" \
+            else "0.45–0.50 (exporters none, reference under pipetrace's provider)"
+        rounds = f" --rounds {args.rounds}" if args.measure == "cold" else ""
+        print(TABLE_HEADER)
+        print(summary_row(f"Celery per-task work ({args.measure}), pipetrace / reference added (`celery_paths.py "
+                          f"--measure {args.measure}{rounds}`)", before,
+                          f"**{total['pipetrace'] / total['otel']:.2f}**",
+                          f"otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP: {total['otel'] / scale:.1f} "
+                          f"{unit} added",
+                          "per side: " + ", ".join(f"{side} {_side_ratio(per[side]):.2f}" for side in SIDES),
+                          [loads, load()]))
 
 
 if __name__ == "__main__":

@@ -73,9 +73,34 @@ def whoami() -> int:
 
 
 if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "1":
-    # Interop examples: opentelemetry-instrumentation-celery in this process, exporting to pipetrace's store.
+    # Interop examples: opentelemetry-instrumentation-celery in this process, exporting to pipetrace's store
+    # (pipetrace's provider; the benchmarks' reference is ``setup_reference_tracing`` below, without pipetrace).
     import pipetrace
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     pipetrace.get_tracer()
     CeleryInstrumentor().instrument()
+
+
+def setup_reference_tracing() -> None:
+    """``opentelemetry-instrumentation-celery`` set up as its own docs show a user, with no pipetrace:
+    a plain SDK ``TracerProvider``, a ``BatchSpanProcessor`` and the OTLP/HTTP exporter (endpoint from
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``). The benchmarks' reference; a producer calls it at start, a prefork
+    worker in each pool child (``worker_process_init``, as the instrumentation's docs advise)."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "pipeline_app"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    CeleryInstrumentor().instrument()
+
+
+if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "reference":
+    from celery.signals import worker_process_init
+
+    worker_process_init.connect(lambda *args, **kwargs: setup_reference_tracing(), weak=False)

@@ -1,0 +1,181 @@
+"""Shared pieces of the benchmarks, so that none of them can flatter pipetrace by how it is run.
+
+* :func:`paired_rounds`: every mode once per round, the order rotated each round (two modes alternate),
+  so a noisy moment of the shared machine, a warm cache or a cold start hits every mode alike; each
+  round also records the machine's load.
+* :func:`spread` / :func:`fmt_spread`: min / median / max of a list, printed with every figure.
+* :func:`paired_ratios`: a / b per round (the pairs ran next to each other), then their spread.
+* :class:`SpanCounter`: a local OTLP/HTTP receiver that both sides export to; it decodes each request
+  and counts the spans and bytes it got, so completeness (got / expected) is printed per side.
+* :func:`tree_cpu`: CPU seconds of a process and all its descendants, every thread included.
+* :func:`summary_row`: one ``| measure | before | after | reference | spread | load |`` row, the
+  closing-note table made by the benchmark commands themselves (``--markdown`` prints only those).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+TICK = os.sysconf("SC_CLK_TCK")
+TABLE_HEADER = "| measure | before | after | reference | spread | load |\n| --- | --- | --- | --- | --- | --- |"
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages (the machine is shared: a figure is printed with its load)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}/{fifteen:.1f}"
+
+
+def rotated(modes: Sequence[str], round_no: int) -> list[str]:
+    """The run order of ``round_no``: the modes rotated by the round number (two modes alternate)."""
+    k = round_no % len(modes)
+    return list(modes[k:]) + list(modes[:k])
+
+
+def paired_rounds(modes: Sequence[str], rounds: int, run: Callable[[str, int], T], *,
+                  echo: Callable[[str, int, T], None] | None = None) -> tuple[dict[str, list[T]], list[str]]:
+    """Run every mode once per round in rotating order; (results per mode in round order, load per round)."""
+    results: dict[str, list[T]] = {m: [] for m in modes}
+    loads: list[str] = []
+    for r in range(rounds):
+        for mode in rotated(modes, r):
+            value = run(mode, r)
+            results[mode].append(value)
+            if echo is not None:
+                echo(mode, r, value)
+        loads.append(load())
+    return results, loads
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(min, median, max)."""
+    return min(values), statistics.median(values), max(values)
+
+
+def fmt_spread(values: Sequence[float], fmt: str = ".2f") -> str:
+    low, mid, high = spread(values)
+    return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}})"
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """a[i] / b[i] for each round (nan where b[i] is not positive)."""
+    return [x / y if y > 0 else float("nan") for x, y in zip(a, b, strict=True)]
+
+
+def load_range(loads: Sequence[str]) -> str:
+    """The 1-minute load over the run, as ``min–max``."""
+    ones = [float(x.split("/")[0]) for x in loads] or [os.getloadavg()[0]]
+    return f"{min(ones):.1f}–{max(ones):.1f}"
+
+
+def summary_row(measure: str, before: str, after: str, reference: str, spread_text: str, loads: Sequence[str]) -> str:
+    return f"| {measure} | {before} | {after} | {reference} | {spread_text} | {load_range(loads)} |"
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of ``pid`` itself and of its live descendants, all threads (from /proc)."""
+    main = children = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / TICK
+            if p == pid:
+                main += seconds
+            else:
+                children += seconds
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return main, children
+
+
+class SpanCounter:
+    """A local OTLP/HTTP (protobuf) receiver that counts what it got; both sides of a comparison export
+    to it, so neither side's export is skipped and a lost span shows in the completeness figure."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.spans = 0
+        self.bytes = 0
+        self.requests = 0
+        self.names: dict[str, int] = {}
+        self._lock = threading.Lock()
+        counter = self
+        reply = ExportTraceServiceResponse().SerializeToString()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding", "") == "gzip":
+                    import gzip
+
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                names: dict[str, int] = {}
+                count = 0
+                for rs in request.resource_spans:
+                    for ss in rs.scope_spans:
+                        for span in ss.spans:
+                            count += 1
+                            names[span.name.split(" ")[0]] = names.get(span.name.split(" ")[0], 0) + 1
+                with counter._lock:
+                    counter.spans += count
+                    counter.bytes += len(body)
+                    counter.requests += 1
+                    for k, v in names.items():
+                        counter.names[k] = counter.names.get(k, 0) + v
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SpanCounter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.spans = self.bytes = self.requests = 0
+            self.names = {}
+
+    def wait_for(self, count: int, timeout_s: float = 60.0) -> bool:
+        """Wait until ``count`` spans arrived; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.spans >= count:
+                return True
+            time.sleep(0.01)
+        return self.spans >= count

@@ -1,0 +1,56 @@
+"""The benchmarks' shared harness: rotation of the run order, spread, paired ratios, the span counter."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_harness.py"
+
+
+@pytest.fixture(scope="module")
+def harness():  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location("_bench_harness", _PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_bench_harness"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_mode_runs_once_per_round_and_each_goes_first_in_turn(harness) -> None:  # noqa: ANN001
+    calls: list[tuple[str, int]] = []
+    results, loads = harness.paired_rounds(("a", "b", "c"), 3, lambda m, r: calls.append((m, r)) or f"{m}{r}")
+    assert [c[0] for c in calls] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert results == {"a": ["a0", "a1", "a2"], "b": ["b0", "b1", "b2"], "c": ["c0", "c1", "c2"]}
+    assert len(loads) == 3
+    assert harness.rotated(("off", "on"), 0) == ["off", "on"] and harness.rotated(("off", "on"), 1) == ["on", "off"]
+
+
+def test_spread_and_paired_ratios(harness) -> None:  # noqa: ANN001
+    assert harness.spread([3.0, 1.0, 2.0, 10.0]) == (1.0, 2.5, 10.0)
+    assert harness.fmt_spread([1.0, 2.0, 4.0]) == "2.00 (min 1.00, max 4.00)"
+    ratios = harness.paired_ratios([2.0, 3.0, 1.0], [1.0, 2.0, 0.0])
+    assert ratios[:2] == [2.0, 1.5] and math.isnan(ratios[2])
+    assert harness.load_range(["1.5/1.0/0.5", "3.25/2.0/1.0"]) == "1.5–3.2"
+
+
+def test_span_counter_counts_what_an_sdk_exporter_sends(harness) -> None:  # noqa: ANN001
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    with harness.SpanCounter() as receiver:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")))
+        for i in range(3):
+            provider.get_tracer("t").start_span(f"task {i}").end()
+        assert receiver.wait_for(3, 10)
+        assert receiver.spans == 3 and receiver.names == {"task": 3} and receiver.bytes > 0
+        receiver.reset()
+        assert receiver.spans == 0
+        provider.shutdown()
