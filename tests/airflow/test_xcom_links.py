@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from _xcom_edges import observe, recorded_edges, trace_links
 from conftest import spans_of
+from pipetrace.analysis.audit import DANGLING, audit
 
 CASES = [
     ("example_dynamic_task_mapping.py", "example_dynamic_task_mapping"),
@@ -66,6 +67,7 @@ def test_links_equal_airflows_reads(store: Any, filename: str, dag_id: str) -> N
     TOTALS["spurious"] += len(links - recorded)
     TOTALS["missing"] += len(recorded - links)
     assert dangling == 0
+    assert not [f for f in audit(store, sources={}).findings if f.kind == DANGLING]  # `pipetrace audit` agrees
     assert links == recorded
     if dag_id in ("example_task_mapping_second_order", "example_task_group_mapping", "example_xcom"):
         assert recorded  # the shapes this issue is about really read XComs
