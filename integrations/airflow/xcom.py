@@ -264,7 +264,7 @@ def start_consumer(ti: Any, ident: RunIdentity) -> list[Link]:
 
 def consumer_started(ti: Any, ident: RunIdentity, span: Span, links: list[Link]) -> None:
     """From now on, reads of this process are links of ``span`` (``links``: those it started with)."""
-    linked = {(str(lk.attributes.get("airflow.xcom.task_id")), int(lk.attributes.get("airflow.xcom.map_index", -1)))
+    linked = {(str(lk.attributes.get("airflow.xcom.task_id")), int(lk.attributes.get("airflow.xcom.map_index", -1)))  # type: ignore[arg-type]
               for lk in links if lk.attributes}
     with _lock:
         _consumer[:] = [_Consumer(ti, ident, span, linked)]

@@ -29,8 +29,12 @@ def recorded_edges(flow_run_id: str) -> set[Edge]:
     A subflow's parameters are recorded on the task run that stands for it in the parent flow: their
     consumer is the subflow run."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentTaskRunId, TaskRunFilter
-    from prefect.client.schemas.filters import TaskRunFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
 
     edges: set[Edge] = set()
     with get_client(sync_client=True) as client:
