@@ -105,7 +105,7 @@ def _check(instrumented: Any, flow: Any) -> None:
 
 
 @pytest.mark.parametrize("flow", handoff_flows.FLOWS, ids=[f.name for f in handoff_flows.FLOWS])
-def test_links_equal_task_inputs(instrumented: Any, flow: Any) -> None:
+def test_links_equal_task_inputs(instrumented: Any, native: bool, flow: Any) -> None:  # noqa: ARG001
     _check(instrumented, flow)
 
 
