@@ -72,3 +72,19 @@ def test_links_equal_airflows_reads(store: Any, filename: str, dag_id: str) -> N
     assert links == recorded
     if dag_id in ("example_task_mapping_second_order", "example_task_group_mapping", "example_xcom"):
         assert recorded  # the shapes this issue is about really read XComs
+
+
+def test_switched_off_no_links_and_reads_unchanged(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipetrace.integrations.airflow import settings
+
+    monkeypatch.setenv("AIRFLOW__PIPETRACE__XCOM_LINKS", "false")
+    settings.reset()
+    try:
+        dr = _dag("example_dynamic_task_mapping.py", "example_task_group_mapping").test()
+    finally:
+        monkeypatch.delenv("AIRFLOW__PIPETRACE__XCOM_LINKS")
+        settings.reset()
+    assert str(getattr(dr.state, "value", dr.state)) == "success"
+    spans = spans_of(store, dr.run_id)
+    assert len([s for s in spans if s.name == "task op.mul_2"]) == 3
+    assert trace_links(spans) == (set(), 0)
