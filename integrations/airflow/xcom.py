@@ -78,7 +78,7 @@ def _note(read: Read) -> None:
                 _pending.append(read)
             return
     try:
-        for lk in _links(current, [read]):
+        for lk in _links(current.ti, current.ident, current.linked, [read]):
             current.span.add_link(lk.context, lk.attributes)
     except Exception as exc:
         warn_once_per(log, "airflow-xcom-read", "pipetrace: could not link an XCom read: %r", exc)
@@ -223,18 +223,18 @@ def _carrier(ti: Any, task_id: str, map_index: int) -> Any:
                             map_index=map_index)
 
 
-def _links(consumer: _Consumer, reads: list[Read]) -> list[Link]:
-    """One ``xcom`` link per producer task instance read and not linked yet (the attempt that pushed)."""
-    ti, ident = consumer.ti, consumer.ident
+def _links(ti: Any, ident: RunIdentity, linked: set[tuple[str, int]], reads: list[Read]) -> list[Link]:
+    """One ``xcom`` link per producer task instance read and not in ``linked`` yet (the attempt that
+    pushed); adds what it links to ``linked``."""
     out: list[Link] = []
     consumer_retry = int(ti.try_number or 1) > 1
     for read in reads:
         if read.dag_id != ti.dag_id or read.run_id != ti.run_id:
             continue  # another run's data: not a hand-off inside this trace
         for mi in _indexes(ti, read):
-            if (read.task_id, mi) in consumer.linked:
+            if (read.task_id, mi) in linked:
                 continue
-            consumer.linked.add((read.task_id, mi))
+            linked.add((read.task_id, mi))
             attrs: dict[str, Any] = {"airflow.xcom.key": read.key, "airflow.xcom.task_id": read.task_id}
             if mi >= 0:
                 attrs["airflow.xcom.map_index"] = mi
@@ -256,7 +256,7 @@ def start_consumer(ti: Any, ident: RunIdentity) -> list[Link]:
         _pending.clear()
         _consumer.clear()
     try:
-        return _links(_Consumer(ti, ident, span=None), reads)  # type: ignore[arg-type]
+        return _links(ti, ident, set(), reads)
     except Exception as exc:
         warn_once_per(log, "airflow-xcom-links", "pipetrace: could not link XCom reads: %r", exc)
         return []

@@ -13,9 +13,11 @@ attempt that produced it:
   client: a task run's final state carries the ``traceparent`` of the attempt that set it, a flow run's
   ``__OTEL_TRACEPARENT`` label its run span.
 
-The ``__parents__`` entry (a task called inside another task) is the span's parent, not a hand-off.
-Prefect's own links (consumed futures' states) are kept only where they add a target:
-:func:`mark_result_links` drops the duplicates and gives the rest ``pipetrace.link.kind=result``.
+Entries whose producer has not started when the consumer starts (``.submit`` of still-running futures)
+are resolved once the consumer is running. The ``__parents__`` entry (a task called inside another task)
+is the span's parent, not a hand-off. Prefect's own links (consumed futures' states, native telemetry):
+:func:`mark_result_links` drops those that repeat one of ours and those on flow-run spans, and gives
+the rest ``pipetrace.link.kind=result``.
 """
 
 from __future__ import annotations
