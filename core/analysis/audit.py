@@ -2,8 +2,9 @@
 
 Checks per trace: orphans (a parent id that never arrived), several roots, children outside their
 parent's time window beyond a clock-skew tolerance (consumer spans are exempt: a message can be
-processed after its producer span ended), runs without task spans or missing some, and traces still
-without a run span long after their last span (the run's end was never reported).
+processed after its producer span ended), runs without task spans or missing some, traces still
+without a run span long after their last span (the run's end was never reported), and dangling data
+links: a hand-off link (one with ``pipetrace.link.kind``) whose target span is not in the store.
 
 Expected tasks of a run come from the orchestrator's own record when an adapter offers one (entry
 point group ``pipetrace.task_records``: name = system, value = ``callable(pipeline, run_id)`` returning
@@ -26,8 +27,10 @@ from ..store import maintenance as M
 
 log = logging.getLogger("pipetrace.audit")
 
-ORPHAN, ROOTS, OUTSIDE, NO_TASKS, MISSING, NO_RUN_SPAN = (
-    "orphan", "several-roots", "outside-parent", "run-without-tasks", "missing-tasks", "no-run-span")
+ORPHAN, ROOTS, OUTSIDE, NO_TASKS, MISSING, NO_RUN_SPAN, DANGLING = (
+    "orphan", "several-roots", "outside-parent", "run-without-tasks", "missing-tasks", "no-run-span",
+    "dangling-link")
+LINK_KIND = "pipetrace.link.kind"
 TaskRecord = Callable[[str, str], "Iterable[str] | None"]
 
 
@@ -124,7 +127,26 @@ def audit(store: SpanStore, *, skew_ms: float = 1000.0, stale_after_s: float = 8
     if progress is not None:
         progress(report.traces, total)
     _check_tasks(runs, sources, report)
+    _check_links(store, report)
     return report
+
+
+def _check_links(store: SpanStore, report: AuditReport) -> None:
+    """A data link must point at a stored span (the attempt that produced the data)."""
+    links: list[tuple[tuple[str, ...], tuple[str, str]]] = []
+    for trace_id, span_id, name, pipeline, run_id, span_links in M.iter_links(store):
+        for lk in span_links:
+            if not isinstance(lk, dict) or LINK_KIND not in (lk.get("attributes") or {}):
+                continue
+            target = (str(lk.get("trace_id", "")).lower(), str(lk.get("span_id", "")).lower())
+            links.append(((trace_id, span_id, name, pipeline or "", run_id or "", lk["attributes"][LINK_KIND]),
+                          target))
+    stored = M.existing_spans(store, {target for _, target in links})
+    for (trace_id, span_id, name, pipeline, run_id, kind), target in links:
+        if target not in stored:
+            report.findings.append(Finding(
+                DANGLING, trace_id, f"{name}: {kind} link to span {target[1]} (trace {target[0]}) not stored",
+                span_id, pipeline or None, run_id or None))
 
 
 def _check_trace(rows: list[tuple[Any, ...]], skew: int, stale_after_s: float, now_ns: int,

@@ -208,6 +208,33 @@ def iter_structure(store: SpanStore, *, batch: int = 20_000) -> Iterator[list[tu
         yield pending
 
 
+def iter_links(store: SpanStore, *, batch: int = 5_000) -> Iterator[tuple[str, str, str, Any, Any, list[Any]]]:
+    """``(trace_id, span_id, name, pipeline, run_id, links)`` of every span that has links (keyset-paginated)."""
+    last_trace, last_span = "", ""
+    while True:
+        rows = store._query(  # noqa: SLF001
+            "SELECT trace_id, span_id, name, pipeline, run_id, links FROM spans WHERE (trace_id, span_id) > (?, ?) "
+            "AND links != '[]' ORDER BY trace_id, span_id LIMIT ?", (last_trace, last_span, batch))
+        if not rows:
+            return
+        for row in rows:
+            yield row[0], row[1], row[2], row[3], row[4], json.loads(row[5] or "[]")
+        last_trace, last_span = rows[-1][0], rows[-1][1]
+
+
+def existing_spans(store: SpanStore, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which ``(trace_id, span_id)`` pairs are stored."""
+    wanted = list(dict.fromkeys(pairs))
+    found: set[tuple[str, str]] = set()
+    for i in range(0, len(wanted), 200):
+        chunk = wanted[i:i + 200]
+        cond = " OR ".join("(trace_id=? AND span_id=?)" for _ in chunk)
+        rows = store._query(f"SELECT trace_id, span_id FROM spans WHERE {cond}",  # noqa: SLF001
+                            [v for pair in chunk for v in pair])
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
 def trace_count(store: SpanStore) -> int:
     return int(store._query("SELECT COUNT(DISTINCT trace_id) FROM spans")[0][0])  # noqa: SLF001
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import state
+from . import state, xcom
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
@@ -24,6 +24,7 @@ def instrument(tracer_provider: Any = None) -> None:
         if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
             trace.set_tracer_provider(tracer_provider)
     state.install_filter()
+    xcom.install()
     state.set_active(True)
 
 

@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover - older layouts
 from .listener import listener
 from .settings import enabled
 from .state import install_filter
+from .xcom import install as install_xcom_reads
 
 
 def _listeners() -> list[object]:
@@ -21,6 +22,7 @@ def _listeners() -> list[object]:
         if not enabled():
             return []
         install_filter()
+        install_xcom_reads()
         return [listener]
     except Exception:  # never break Airflow's plugin loading
         return []

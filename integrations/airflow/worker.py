@@ -125,10 +125,11 @@ def task_started(ti: Any) -> None:
         current = trace.get_current_span()
         if current.get_span_context().is_valid:  # Airflow's worker.* span
             parent = otel_context.get_current()
+    links = xcom.start_consumer(ti, ref.ident) if xcom_links() else []
     span = start_task_span(
         SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number=int(ti.try_number or 0),
         map_index=ti.map_index if mapped else None, attributes=_attributes(ti),
-        links=xcom.upstream_links(ti, ref.ident) if xcom_links() else (), upstream=ref.upstream,
+        links=links, upstream=ref.upstream,
         batch=ti.task_id if mapped else None,
         parent=parent, start_time=getattr(ti, "start_date", None),
     )
@@ -141,6 +142,7 @@ def task_started(ti: Any) -> None:
     except Exception as exc:
         warn_once_per(log, "airflow-trigger", "pipetrace: could not propagate context to triggered run: %r", exc)
     if xcom_links():
+        xcom.consumer_started(ti, ref.ident, span, links)
         xcom.publish(ti, span)
 
 
@@ -164,6 +166,7 @@ def task_finished(ti: Any, result: str, error: BaseException | str | None = None
     """End the attempt's span with its result (success, failure, retry, skip)."""
     with _lock:
         entry = _open.pop(_key(ti), None)
+    xcom.consumer_finished()
     if entry is None:
         return
     try:

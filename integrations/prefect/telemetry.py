@@ -32,7 +32,7 @@ from pipetrace.runtime import get_tracer
 from pipetrace.spans import _clean_attrs
 from prefect.telemetry.run_telemetry import RunTelemetry
 
-from . import batches, runs
+from . import batches, links, runs
 
 log = logging.getLogger("pipetrace.prefect")
 
@@ -79,9 +79,15 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_running_seen: bool = False
     _pt_final: Any = None
     _pt_ours: bool = False
+    _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
+    _pt_links: list[Any] = field(default_factory=list)
+    _pt_unresolved: list[Any] = field(default_factory=list)  # inputs whose producer had not started yet
+    _pt_subflow_inputs: Any = None  # task_inputs of the task run standing for this subflow in its parent
 
     # ---- start ---------------------------------------------------------------------------------------
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
+        self._pt_client = client
+        self._pt_subflow_inputs = _subflow_inputs(run, client)
         span = self._pt_start_guarded(run, parameters)
         if span is None:
             return super().start_span(run, client, parameters)
@@ -94,6 +100,7 @@ class PipetraceRunTelemetry(RunTelemetry):
 
     async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None
                                ) -> Span | None:
+        self._pt_subflow_inputs = await _async_subflow_inputs(run, client)
         span = self._pt_start_guarded(run, parameters)
         if span is None:
             return await super().async_start_span(run, client, parameters)
@@ -134,9 +141,11 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs.update({A.SYSTEM: runs.SYSTEM, A.PIPELINE_NAME: flow.name, A.PIPELINE_RUN_ID: str(run.id),
                       runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
         parent = ident.upstream_context()
+        inputs, _ = links.input_links(self._pt_subflow_inputs, self._pt_client, ident.trace_id)
         with forced_ids(trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id):
             span = get_tracer().start_span(A.run_span_name(flow.name), context=parent or Context(),
-                                           kind=SpanKind.SERVER, attributes=_clean_attrs(attrs))
+                                           kind=SpanKind.SERVER, attributes=_clean_attrs(attrs), links=inputs)
+        links.remember(str(run.id), span)
         info = runs.FlowInfo(ident, flow.name, str(run.id))
         self._pt_flow = info
         self._pt_owns_flow = True
@@ -183,6 +192,8 @@ class PipetraceRunTelemetry(RunTelemetry):
         if member is not None:
             attrs[A.MAP_INDEX] = member.map_index
         self._pt_base_attrs = _clean_attrs(attrs)
+        self._pt_links, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
+                                                                trace_id=info.ident.trace_id, defer=True)
         with _open_lock:
             _open.setdefault(info.run_id, weakref.WeakSet()).add(self)
         return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1), None)
@@ -196,7 +207,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs[A.TRY_NUMBER] = try_number
         with forced_ids(span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number)):
             span = get_tracer().start_span(A.task_span_name(self._pt_task), context=self._pt_parent,
-                                           kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns)
+                                           kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns,
+                                           links=self._pt_links)
+        links.remember(str(self._pt_run.id), span)
         return span
 
     # ---- state changes -------------------------------------------------------------------------------
@@ -227,6 +240,8 @@ class PipetraceRunTelemetry(RunTelemetry):
                 self._pt_token = otel_context.attach(trace.set_span_in_context(span))
             if not self._pt_running_seen and self.span is not None:
                 self._pt_running_seen = True
+                if self._pt_unresolved:
+                    self._pt_link_late_inputs(self.span)
                 start = getattr(self.span, "start_time", None)
                 ts = _ns(state.timestamp)
                 if start and ts and ts >= start:
@@ -239,6 +254,15 @@ class PipetraceRunTelemetry(RunTelemetry):
             self._pt_close()
         elif state.is_final():
             self._pt_final = state
+
+    def _pt_link_late_inputs(self, span: Span) -> None:
+        """Inputs whose producers had not started when this run did: finished now (the engine resolved
+        the parameters before Running), so their spans are known."""
+        info = self._pt_flow
+        entries, self._pt_unresolved = self._pt_unresolved, []
+        for lk in links.resolve(entries, self._pt_client, info.ident.trace_id if info is not None else None):
+            span.add_link(lk.context, lk.attributes)
+            self._pt_links.append(lk)
 
     # ---- end -----------------------------------------------------------------------------------------
     def end_span_on_success(self) -> None:
@@ -337,6 +361,29 @@ class PipetraceRunTelemetry(RunTelemetry):
                 self.span.set_attribute(A.ERROR_TYPE, _type_name(exc))
         except Exception as err:
             _warn("exception record", err)
+
+
+def _subflow_inputs(run: Any, client: Any) -> Any:
+    """A subflow's parameters as Prefect recorded them: the task_inputs of its parent task run."""
+    parent = getattr(run, "parent_task_run_id", None)
+    if parent is None or client is None or type(run).__name__ != "FlowRun":
+        return None
+    try:
+        return client.read_task_run(parent).task_inputs
+    except Exception as exc:
+        _warn("subflow inputs", exc)
+        return None
+
+
+async def _async_subflow_inputs(run: Any, client: Any) -> Any:
+    parent = getattr(run, "parent_task_run_id", None)
+    if parent is None or client is None or type(run).__name__ != "FlowRun":
+        return None
+    try:
+        return (await client.read_task_run(parent)).task_inputs
+    except Exception as exc:
+        _warn("subflow inputs", exc)
+        return None
 
 
 def _has(span: Span, key: str) -> bool:

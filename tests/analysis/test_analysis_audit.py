@@ -9,7 +9,7 @@ from pathlib import Path
 from analysis_helpers import S, run, span, tid
 from pipetrace import attributes as A
 from pipetrace.analysis import audit
-from pipetrace.analysis.audit import MISSING, NO_RUN_SPAN, NO_TASKS, ORPHAN, OUTSIDE, ROOTS
+from pipetrace.analysis.audit import DANGLING, MISSING, NO_RUN_SPAN, NO_TASKS, ORPHAN, OUTSIDE, ROOTS
 from pipetrace.cli import app
 from pipetrace.identity import derive_run_span_id, format_span_id
 from pipetrace.store import SpanStore
@@ -86,6 +86,31 @@ def test_every_planted_defect_is_found(tmp_path: Path) -> None:
     # the skew tolerance absorbs the 5 s overrun when it is wider
     assert (OUTSIDE, outside) not in {(f.kind, f.trace_id) for f in
                                                audit(store, now_ns=now, skew_ms=6000, sources={}).findings}
+
+
+def test_dangling_data_links_are_found(tmp_path: Path) -> None:
+    """A hand-off link must point at a stored span: in its own trace or another one; links without a
+    pipetrace kind (other instrumentations') are not ours to judge."""
+    now = time.time_ns()
+    store = SpanStore(tmp_path / "traces.db")
+    t0 = now - 3600 * S
+    good, bad, other = tid(7001), tid(7002), tid(7003)
+    records = [run(good, 0, 60, run_id="g", pipeline="etl", t0=t0),
+               span(good, "a", "1", "task a", 0, 30, pipeline="etl", run_id="g", t0=t0),
+               span(good, "b", "1", "task b", 30, 60, pipeline="etl", run_id="g", t0=t0, links=["a"])]
+    records += [run(bad, 0, 60, run_id="d", pipeline="etl", t0=t0),
+                span(bad, "a", "1", "task a", 0, 30, pipeline="etl", run_id="d", t0=t0),
+                span(bad, "b", "1", "task b", 30, 60, pipeline="etl", run_id="d", t0=t0, links=["a", "dead"])]
+    cross = span(other, "c", None, "consumer", 0, 1, pipeline="x", run_id="x", t0=t0)
+    cross.links = [{"trace_id": good, "span_id": "a".rjust(16, "0"), "attributes": {A.LINK_KIND: "message"}},
+                   {"trace_id": tid(1), "span_id": "f".rjust(16, "0"), "attributes": {"other": 1}}]
+    records.append(cross)
+    store.write(records)
+    report = audit(store, now_ns=now, sources={})
+    dangling = [f for f in report.findings if f.kind == DANGLING]
+    assert [(f.trace_id, f.span_id, f.run_id) for f in dangling] == [(bad, "b".rjust(16, "0"), "d")]
+    assert "xcom link to span " + "dead".rjust(16, "0") in dangling[0].detail
+    assert report.counts()[DANGLING] == 1
 
 
 def test_orchestrator_record_is_the_reference_when_available(tmp_path: Path) -> None:
