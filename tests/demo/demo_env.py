@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment with its own PIPETRACE_HOME and the env's executables first on PATH."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
     env.update(PIPETRACE_HOME=str(home), COLUMNS="200", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", PIPETRACE_DEMO_QUEUE=f"pipetrace_demo_cross-{uuid.uuid4().hex[:8]}")
     env.update(extra)
     return env
 
