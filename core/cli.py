@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
 
 import typer
 from rich.console import Console
@@ -152,52 +150,27 @@ def export(
         err.print(f"wrote {len(spans)} spans to {output}")
 
 
-def _reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:
-    parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-    host = parsed.hostname or "localhost"
-    port = parsed.port or (443 if parsed.scheme == "https" else 4318)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, f"{host}:{port} accepts connections"
-    except OSError as exc:
-        return False, f"{host}:{port}: {exc}"
-
-
 @app.command()
 def doctor() -> None:
-    """Effective configuration, store writability and OTLP reachability."""
+    """Effective configuration, then what really works here: store, each exporter (installed, reachable),
+    the orchestrators that import (with versions). Exit 1 when something will not work."""
+    from .doctor import run_checks
+
     try:
         settings = _config.load()
     except _config.ConfigError as exc:
-        err.print(f"[red]✗ configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
-    ok = True
+        fail(f"configuration: {exc}", "fix the variable it names (docs/configuration.md)", code=2)
     console.print("[bold]effective configuration[/bold]")
     for f in settings.__dataclass_fields__:
         value = getattr(settings, f)
         if f == "otlp_headers":
             value = settings.redacted_headers()
-        console.print(f"  {f} = {value!r}")
-    try:
-        store = SpanStore(settings.store_path)
-        count = store.count()
-        store.close()
-        console.print(f"[green]✓[/green] store {settings.store_path} writable ({count} spans)")
-    except Exception as exc:
-        ok = False
-        console.print(f"[red]✗[/red] store {settings.store_path}: {exc}")
-    if "otlp" in settings.exporters and settings.otlp_endpoint:
-        reachable, detail = _reachable(settings.otlp_endpoint)
-        ok = ok and reachable
-        mark = "[green]✓[/green]" if reachable else "[red]✗[/red]"
-        console.print(f"{mark} OTLP endpoint {detail}")
-    else:
-        console.print("  OTLP exporter not configured (set OTEL_EXPORTER_OTLP_ENDPOINT)")
-    from importlib.metadata import entry_points
-
-    adapters = sorted(ep.name for ep in entry_points(group="pipetrace.adapters"))
-    console.print(f"  adapters installed: {', '.join(adapters) or 'none'}")
-    if not ok:
+        console.print(f"  {f} = {value!r}", markup=False, highlight=False)
+    findings = run_checks(settings)
+    for finding in findings:
+        style = {True: "green", False: "red", None: ""}[finding.ok]
+        console.print(finding.line(), style=style, markup=False, highlight=False, soft_wrap=True)
+    if any(f.ok is False for f in findings):
         raise typer.Exit(1)
 
 
