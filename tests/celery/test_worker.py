@@ -123,6 +123,10 @@ def test_workflows_make_exact_trees(worker_factory: Any, kind: str) -> None:
     assert len(pids) >= 2
     assert all(s.parent_span_id is None or s.parent_span_id in by_id for s in spans)
     assert not [s for s in spans if s.attributes.get("pipetrace.celery.publish_unconfirmed")]
+    # service.name per component: the producer script and the worker (a publish from a task is the worker's)
+    assert root_send.resource["service.name"] == "pipeline_app-producer"
+    assert publish_of(b, by_id).resource["service.name"] == "pipeline_app-worker"
+    assert {s.resource["service.name"] for s in (a, b, c)} == {"pipeline_app-worker"}
 
 
 def test_revoked_task_is_recorded(worker_factory: Any) -> None:
