@@ -18,6 +18,12 @@ OTLP_MODULES = {"http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_e
                 "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"}
 
 
+STORE_LOCK_WAIT_S = 2.0
+"""How long one store write waits for another process's write lock before the export thread gives up,
+keeps the batch and retries (warning while the store stays locked). SQLite's own wait (60 s) would hold
+the batch, later batches and shutdown behind one lock."""
+
+
 class MissingExtra(ConfigError):
     """An exporter's optional packages are not installed: an install problem, not a bad setting. The
     rest of pipetrace (the local store) keeps working; the message says what to install."""
@@ -107,7 +113,7 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
     for name in settings.exporters:
         exporter: SpanExporter
         if name == "store":
-            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True))
+            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True, busy_timeout_s=STORE_LOCK_WAIT_S))
         elif name == "otlp":
             from .sampling import tail_exporter
 

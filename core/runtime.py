@@ -25,7 +25,7 @@ from .config import ConfigError, Settings
 from .export import build_queues
 from .ids import DerivedIdGenerator
 from .processors import PipelineProcessor, SpanTransform
-from .ratelimit import warn_once_per
+from .ratelimit import limit_third_party_warnings, warn_once_per
 
 log = logging.getLogger("pipetrace")
 TRACER_NAME = "pipetrace"
@@ -166,6 +166,7 @@ def configure(**overrides: Any) -> Settings:
             _state.tracer = NoOpTracer()
             return settings
         _propagators(settings)
+        limit_third_party_warnings()
         processor = PipelineProcessor(build_queues(settings), [*_builtin_transforms(settings), *_state.transforms])
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):
