@@ -61,7 +61,8 @@ def test_read_only_output(home: Path, tmp_path: Path) -> None:
 def test_home_under_a_regular_file(tmp_path: Path) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("")
-    for args in (["runs"], ["show", "x"], ["export", "x"], ["report", "x", "-o", str(tmp_path / "r.html")]):
+    for args in (["runs"], ["show", "x"], ["export", "x"], ["report", "x", "-o", str(tmp_path / "r.html")],
+                 ["critical-path", "x"]):
         out = piped(*args, home=blocker / "home")
         one_line_error(out, 1, "cannot open the store", f"{blocker} is a file", "PIPETRACE_HOME")
 
