@@ -48,7 +48,7 @@ def _width(column: Column, rows: Sequence[Sequence[Cell]], index: int) -> int:
 
 def fitting_columns(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[int] | None:
     """Indexes of the columns shown in ``width`` cells (ids always, others by ``keep``), or None when the
-    ids alone do not fit on one line."""
+    ids and the most important other column (a run's status) do not fit on one line."""
     widths = [_width(c, rows, i) for i, c in enumerate(columns)]
 
     def total(kept: list[int]) -> int:
@@ -56,7 +56,7 @@ def fitting_columns(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], w
 
     kept = list(range(len(columns)))
     droppable = sorted((i for i, c in enumerate(columns) if not c.is_id), key=lambda i: (columns[i].keep, -i))
-    while total(kept) > width and droppable:
+    while total(kept) > width and len(droppable) > 1:  # the last one (highest ``keep``) stays with the ids
         kept.remove(droppable.pop(0))
     return kept if total(kept) <= width else None
 
@@ -81,9 +81,14 @@ def _blocks(console: Console, columns: Sequence[Column], rows: Sequence[Sequence
     if title:
         console.print(Text(title, style="italic"))
     label = max(cell_len(c.header) for c in columns if c.is_id)
+    def field(column: Column, cell: Cell) -> Text:
+        text = Text.from_markup(cell) if isinstance(cell, str) else cell.copy()
+        if text.plain.isdigit():  # a bare count needs its name: "3 spans"
+            text.append(f" {column.header}")
+        return text
+
     for row in rows:
-        head = Text("  ").join(Text.from_markup(r) if isinstance(r, str) else r
-                               for c, r in zip(columns, row, strict=True) if not c.is_id and _plain(r))
+        head = Text("  ").join(field(c, r) for c, r in zip(columns, row, strict=True) if not c.is_id and _plain(r))
         console.print(head, overflow="fold")
         for c, r in zip(columns, row, strict=True):
             if c.is_id and _plain(r):

@@ -44,6 +44,7 @@ def test_runs_at_80_columns_keeps_every_id_whole_and_each_copies_into_show(seede
     lines = screen.splitlines()
     assert all(cell_len(line) <= 80 for line in lines), screen
     assert "…" not in screen
+    assert screen.count("success") == 3  # the status stays next to the ids (as blocks when a row cannot hold them)
     tokens = {tok for line in lines for tok in line.split()}
     for run in _runs(seeded):
         assert run["run_id"] in tokens and run["trace_id"] in tokens, (run, screen)
