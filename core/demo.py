@@ -290,7 +290,7 @@ def _serve(store: SpanStore, trace_id: str, console: Console) -> None:
     except OSError:
         server = make_server(store, port=0)  # 8765 taken (another viewer?): any free port
     url = f"{server.url}#/run/{trace_id}"
-    console.print(f"[bold]viewer:[/bold] {url}   (Ctrl+C to stop)")
+    console.print(f"[bold]viewer:[/bold] {url}   (Ctrl+C to stop)", soft_wrap=True)
     if not (_has_gui() and webbrowser.open(url)):
         console.print("no graphical browser found here: open the address above yourself")
     try:
@@ -309,7 +309,8 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
     log_path.write_text("")  # this run only
-    console.print(f"[bold]pipetrace demo[/bold]: tracing example pipelines into {settings().store_path}")
+    console.print(f"[bold]pipetrace demo[/bold]: tracing example pipelines into {settings().store_path}",
+                  soft_wrap=True)  # paths, ids and URLs are never broken over lines: they are copied
     try:
         outcomes = _run_parts(console, log_path)
     except ValueError as exc:
@@ -323,12 +324,12 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
     if show is not None and show.trace_id:
         spans = store.trace(show.trace_id)
         title = "one trace across " + ", ".join(show.systems) if show is cross else show.label
-        console.print(f"\n[bold]{escape(title)}[/bold] — trace {show.trace_id} ({len(spans)} spans)")
+        console.print(f"\n[bold]{escape(title)}[/bold] — trace {show.trace_id} ({len(spans)} spans)", soft_wrap=True)
         console.print(render(spans, console_width=console.width))
         for line in legend(spans):
             console.print(line, style="dim", markup=False, highlight=False)
     console.print(f"\ndemo finished in {time.monotonic() - started:.1f}s. List the runs: [bold]pipetrace runs[/bold]"
-                  f"   one run: [bold]pipetrace show TRACE_ID[/bold]   orchestrator output: {log_path}")
+                  f"   one run: [bold]pipetrace show TRACE_ID[/bold]   orchestrator output: {log_path}", soft_wrap=True)
     failed = any(o.status == "failed" for o in outcomes)
     if show is None or not show.trace_id:
         return 1
@@ -336,7 +337,7 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
         _serve(store, show.trace_id, console)
     else:
         console.print(f"see it in the browser: [bold]pipetrace ui[/bold] → "
-                      f"http://127.0.0.1:{UI_PORT}/#/run/{show.trace_id}")
+                      f"http://127.0.0.1:{UI_PORT}/#/run/{show.trace_id}", soft_wrap=True)
     return 1 if failed else 0
 
 
