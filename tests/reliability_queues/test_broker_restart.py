@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from broker_control import rabbitmq_stopped
-from queue_store import all_spans, count, task_spans_by_id
+from queue_store import all_spans, task_spans_by_id
 from queue_workers import (
     BIN,
     HERE,
@@ -44,8 +44,10 @@ def _chains_across_restart(node: Any, home: Path, queue: str) -> tuple[list[Any]
             [str(BIN / "pipetrace"), "run", "--", str(BIN / "python"), "produce.py", "chains", str(CHAINS),
              str(LINKS), str(SLEEP_S)], cwd=HERE, env=worker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            wait_until(lambda: count(home, "name = 'task queue_app.sleepy'") >= 2 * CHAINS, 60,
-                       "the chains to get going")
+            # the worker's log, not the store: the store lags by an export interval (more on a loaded
+            # machine), and a stop that comes late would find every chain already done
+            wait_until(lambda: worker.log.read_text().count("] succeeded in") >= 2 * CHAINS, 60,
+                       "the chains to get going", interval=0.05)
             with rabbitmq_stopped(node) as (stopped_at, started):
                 time.sleep(3)
             out, err = producer.communicate(timeout=180)
