@@ -12,7 +12,7 @@ from .carriers import extract, inject, unwrap, wrap
 from .config import ConfigError, Settings
 from .identity import RunIdentity
 from .redaction.known import mask_secret
-from .runtime import configure, force_flush, get_tracer, settings, shutdown, stats
+from .runtime import configure, force_flush, get_tracer, set_component, settings, shutdown, stats
 from .spans import (
     batch_span,
     end_task_span,
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "RunIdentity", "Settings", "attributes", "batch_span", "configure", "end_task_span",
     "extract", "force_flush", "get_tracer", "inject", "link", "mark_result", "mask_secret", "record_span",
-    "run_context", "run_identity", "run_span", "settings", "shutdown", "start_task_span", "stats", "task_span",
+    "run_context", "run_identity", "run_span", "set_component", "settings", "shutdown", "start_task_span", "stats",
+    "task_span",
     "unwrap", "wrap",
 ]

@@ -17,6 +17,7 @@ ERROR_TYPE = "error.type"
 SYSTEM = "pipetrace.system"
 TRY_NUMBER = "pipetrace.task.try_number"
 MAP_INDEX = "pipetrace.task.map_index"
+MAP_KEY = "pipetrace.task.map_key"  # a mapped instance named by a string key (Dagster's mapping key), not a number
 QUEUED_MS = "pipetrace.task.queued_ms"
 BATCH_INDEX = "pipetrace.batch.index"
 BATCH_SIZE = "pipetrace.batch.size"

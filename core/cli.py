@@ -3,75 +3,127 @@
 from __future__ import annotations
 
 import json
-import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import config as _config
+from .clierrors import check_output, check_store_path, fail, store_problem, write_output
+from .clierrors import err as _errors_console
 from .store import SpanStore
-from .waterfall import human_ms, render
+from .store.records import SpanRecord
+from .tables import Cell, Column, print_table, tsv
+from .waterfall import human_ms, label, legend, ordered_tree, render
+
+SYSTEMS = ("airflow", "dagster", "prefect", "celery", "kombu", "python")
 
 app = typer.Typer(help="pipetrace: one pipeline run = one OpenTelemetry trace.", no_args_is_help=True,
                   add_completion=False)
 console = Console()
-err = Console(stderr=True)
+err = _errors_console
 
 
 def _settings() -> _config.Settings:
     try:
         return _config.load()
     except _config.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(f"configuration: {exc}", "`pipetrace doctor` shows the effective configuration", code=2)
 
 
 def _store() -> SpanStore:
-    return SpanStore(_settings().store_path)
+    """The configured store, or one line saying why it cannot be opened."""
+    path = Path(_settings().store_path)
+    check_store_path(path)
+    try:
+        return SpanStore(path)
+    except (OSError, sqlite3.Error) as exc:
+        store_problem(path, exc)
+
+
+def _check_system(store: SpanStore, system: str) -> None:
+    """A ``--system`` that is neither a known system nor one in this store is a typo: say which exist."""
+    if system in SYSTEMS:
+        return
+    seen = {s for r in store.runs(limit=500) for s in (r.system, *r.systems) if s}
+    if system not in seen:
+        valid = ", ".join(sorted(set(SYSTEMS) | seen))
+        fail(f"--system {system!r} is not a system pipetrace knows or has stored", f"use one of: {valid}", code=2)
+
+
+RUN_COLUMNS = (Column("start", keep=3), Column("system", keep=2), Column("pipeline", keep=5, wraps=True),
+               Column("run id", is_id=True), Column("status", keep=9), Column("duration", keep=6, justify="right"),
+               Column("spans", keep=1, justify="right"), Column("systems", keep=0), Column("trace id", is_id=True))
 
 
 @app.command()
 def runs(
     pipeline: Annotated[str | None, typer.Option(help="pipeline name or glob")] = None,
-    system: Annotated[str | None, typer.Option(help="airflow, dagster, prefect, celery, kombu")] = None,
+    system: Annotated[str | None, typer.Option(help=", ".join(SYSTEMS))] = None,
     status: Annotated[str | None, typer.Option(help="success, failure, running, …")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column, whatever the terminal's width")] = False,
 ) -> None:
-    """List recent runs, newest first."""
-    rows = _store().runs(pipeline=pipeline, system=system, status=status, limit=limit)
+    """List recent runs, newest first. Ids are never cut: a narrow terminal drops other columns; a pipe
+    gets tab-separated rows."""
+    store = _store()
+    if system is not None:
+        _check_system(store, system)
+    rows = store.runs(pipeline=pipeline, system=system, status=status, limit=limit)
     if as_json:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
         return
     from datetime import datetime
 
-    from rich.table import Table
-
-    table = Table(title=f"runs ({len(rows)})")
-    for col in ("start", "system", "pipeline", "run id", "status", "duration", "spans", "systems", "trace id"):
-        table.add_column(col)
+    table: list[list[Cell]] = []
     for r in rows:
         style = "red" if r.status in ("failure", "error", "timeout") else (
             "yellow" if r.in_progress else "green")
-        table.add_row(datetime.fromtimestamp(r.start_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S"), r.system or "",
-                      r.pipeline or "", r.run_id or "", f"[{style}]{r.status}[/{style}]", human_ms(r.duration_ms),
-                      str(r.span_count), ",".join(r.systems), r.trace_id)
-    console.print(table)
+        table.append([datetime.fromtimestamp(r.start_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S"), r.system or "",
+                      escape(r.pipeline or ""), escape(r.run_id or ""), f"[{style}]{escape(r.status)}[/{style}]",
+                      human_ms(r.duration_ms), str(r.span_count), ",".join(r.systems), r.trace_id])
+    print_table(console, RUN_COLUMNS, table, title=f"runs ({len(rows)})", wide=wide)
+    if not rows:
+        err.print("no runs match" if (pipeline or system or status) else
+                  f"no runs in {_settings().store_path} yet: trace something with `pipetrace run -- COMMAND`")
+
+
+def _spans_or_exit(ident: str) -> list[SpanRecord]:
+    spans = _store().trace(ident)
+    if not spans:
+        fail(f"no trace found for {ident!r}", "`pipetrace runs` lists the run ids and trace ids in this store")
+    return spans
+
+
+SPAN_COLUMNS = (Column("depth"), Column("span"), Column("system"), Column("result"), Column("duration_ms"),
+                Column("span id", is_id=True), Column("parent span id", is_id=True))
 
 
 @app.command()
-def show(ident: Annotated[str, typer.Argument(help="trace id or run id")]) -> None:
-    """Terminal waterfall of one run: span tree, bars to scale, durations, results."""
-    spans = _store().trace(ident)
-    if not spans:
-        err.print(f"[red]no trace found for {ident!r}[/red]")
-        raise typer.Exit(1)
-    console.print(f"[bold]trace {spans[0].trace_id}[/bold]  {len(spans)} spans")
+def show(
+    ident: Annotated[str, typer.Argument(help="trace id or run id")],
+    as_json: Annotated[bool, typer.Option("--json", help="the spans as JSON")] = False,
+) -> None:
+    """Terminal waterfall of one run: span tree, bars to scale, durations, results (tab-separated span
+    rows when stdout is not a terminal)."""
+    spans = _spans_or_exit(ident)
+    if as_json:
+        sys.stdout.write(json.dumps([s.to_json() for s in spans], indent=2) + "\n")
+        return
+    if not console.is_terminal:
+        rows: list[list[Cell]] = [[str(depth), label(s), s.system or "", s.result or "", f"{s.duration_ms:.3f}",
+                                   s.span_id, s.parent_span_id or ""] for depth, s in ordered_tree(spans)]
+        sys.stdout.write(f"# trace {spans[0].trace_id}\n" + tsv(SPAN_COLUMNS, rows))
+        return
+    console.print(f"[bold]trace {spans[0].trace_id}[/bold]  {len(spans)} spans", no_wrap=True, crop=False)
     console.print(render(spans, console_width=console.width))
+    for line in legend(spans):
+        console.print(line, style="dim", markup=False, highlight=False)
 
 
 @app.command()
@@ -79,72 +131,46 @@ def export(
     ident: Annotated[str, typer.Argument(help="trace id or run id")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="otlp-json or jaeger-json")] = "otlp-json",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="file (default: stdout)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one trace as OTLP JSON or Jaeger JSON (the Jaeger UI's "JSON File" upload)."""
     from .formats import to_jaeger_json, to_otlp_json
 
     if fmt not in ("otlp-json", "jaeger-json"):
-        err.print(f"[red]--format {fmt!r}: use otlp-json or jaeger-json[/red]")
-        raise typer.Exit(2)
-    spans = _store().trace(ident)
-    if not spans:
-        err.print(f"[red]no trace found for {ident!r}[/red]")
-        raise typer.Exit(1)
+        fail(f"--format {fmt!r} is not a format pipetrace writes", "use otlp-json or jaeger-json", code=2)
+    if output is not None:
+        check_output(output, force=force)  # before the work: a typo in the path costs nothing
+    spans = _spans_or_exit(ident)
     doc = to_otlp_json(spans) if fmt == "otlp-json" else to_jaeger_json(spans)
     text = json.dumps(doc, indent=2)
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        output.write_text(text)
+        write_output(output, text, force=force)
         err.print(f"wrote {len(spans)} spans to {output}")
-
-
-def _reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:
-    parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-    host = parsed.hostname or "localhost"
-    port = parsed.port or (443 if parsed.scheme == "https" else 4318)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, f"{host}:{port} accepts connections"
-    except OSError as exc:
-        return False, f"{host}:{port}: {exc}"
 
 
 @app.command()
 def doctor() -> None:
-    """Effective configuration, store writability and OTLP reachability."""
+    """Effective configuration, then what really works here: store, each exporter (installed, reachable),
+    the orchestrators that import (with versions). Exit 1 when something will not work."""
+    from .doctor import run_checks
+
     try:
         settings = _config.load()
     except _config.ConfigError as exc:
-        err.print(f"[red]✗ configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
-    ok = True
+        fail(f"configuration: {exc}", "fix the variable it names (docs/configuration.md)", code=2)
     console.print("[bold]effective configuration[/bold]")
     for f in settings.__dataclass_fields__:
         value = getattr(settings, f)
         if f == "otlp_headers":
             value = settings.redacted_headers()
-        console.print(f"  {f} = {value!r}")
-    try:
-        store = SpanStore(settings.store_path)
-        count = store.count()
-        store.close()
-        console.print(f"[green]✓[/green] store {settings.store_path} writable ({count} spans)")
-    except Exception as exc:
-        ok = False
-        console.print(f"[red]✗[/red] store {settings.store_path}: {exc}")
-    if "otlp" in settings.exporters and settings.otlp_endpoint:
-        reachable, detail = _reachable(settings.otlp_endpoint)
-        ok = ok and reachable
-        mark = "[green]✓[/green]" if reachable else "[red]✗[/red]"
-        console.print(f"{mark} OTLP endpoint {detail}")
-    else:
-        console.print("  OTLP exporter not configured (set OTEL_EXPORTER_OTLP_ENDPOINT)")
-    from importlib.metadata import entry_points
-
-    adapters = sorted(ep.name for ep in entry_points(group="pipetrace.adapters"))
-    console.print(f"  adapters installed: {', '.join(adapters) or 'none'}")
-    if not ok:
+        console.print(f"  {f} = {value!r}", markup=False, highlight=False)
+    findings = run_checks(settings)
+    for finding in findings:
+        style = {True: "green", False: "red", None: ""}[finding.ok]
+        console.print(finding.line(), style=style, markup=False, highlight=False, soft_wrap=True)
+    if any(f.ok is False for f in findings):
         raise typer.Exit(1)
 
 

@@ -138,7 +138,10 @@ DESCRIPTIONS: dict[str, str] = {
     "enabled": "Turn pipetrace on or off everywhere (adapters, run launcher).",
     "home": "Directory of the embedded store (traces.db) and local state.",
     "exporters": f"Comma list of {', '.join(EXPORTERS)}; default store, plus otlp when an OTLP endpoint is set.",
-    "service_name": "service.name of every span's resource.",
+    "service_name": ("service.name of every span's resource. Unset, each component names itself: "
+                     "`<celery app>-worker` / `<celery app>-producer`, `airflow-scheduler` / `airflow-task` / "
+                     "`airflow-dag-processor`, `dagster-run-worker` / `dagster-step-worker`, `prefect-flow`; "
+                     "a `service.name` in OTEL_RESOURCE_ATTRIBUTES wins over those too."),
     "resource_attributes": "Extra resource attributes, key=value,key=value.",
     "otlp_endpoint": "OTLP collector endpoint (http://host:4318 or grpc host:4317).",
     "otlp_protocol": f"One of {', '.join(PROTOCOLS)}.",

@@ -27,13 +27,13 @@ from types import ModuleType
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from . import attributes as A
 from .runtime import configure, force_flush, settings
 from .spans import batch_span, link, run_span, task_span
 from .store import SpanStore
-from .waterfall import render
+from .tables import Cell, Column, print_table
+from .waterfall import legend, render
 
 # Orchestrator parts in the order they run: (entry-point name, module that must be importable, label).
 PARTS = (("airflow", "airflow", "Airflow"), ("dagster", "dagster", "Dagster"),
@@ -254,19 +254,23 @@ def _run_parts(console: Console, log_path: Path) -> list[Outcome]:
     return outcomes
 
 
-def _summary(outcomes: list[Outcome], store: SpanStore) -> Table:
-    table = Table(title="pipetrace demo", title_justify="left")
-    for col in ("part", "result", "time", "spans", "systems", "trace id"):
-        table.add_column(col)
+SUMMARY_COLUMNS = (Column("part", keep=9, wraps=True), Column("result", keep=8),
+                   Column("time", keep=3, justify="right"), Column("spans", keep=2, justify="right"),
+                   Column("systems", keep=1), Column("trace id", is_id=True))
+
+
+def _summary(console: Console, outcomes: list[Outcome], store: SpanStore) -> None:
+    """The parts' results; trace ids whole (a narrow terminal drops other columns first)."""
+    rows: list[list[Cell]] = []
     for o in outcomes:
         if o.trace_id:
             spans = store.trace(o.trace_id)
             o.spans = len(spans)
             o.systems = sorted({str(s.attributes.get(A.SYSTEM)) for s in spans if s.attributes.get(A.SYSTEM)})
         style = {"ok": "green", "failed": "red", "skipped": "yellow"}[o.status]
-        table.add_row(o.label, f"[{style}]{o.status}[/{style}]", f"{o.seconds:.1f}s" if o.seconds else "",
-                      str(o.spans) if o.trace_id else "", ",".join(o.systems), o.trace_id or "")
-    return table
+        rows.append([escape(o.label), f"[{style}]{o.status}[/{style}]", f"{o.seconds:.1f}s" if o.seconds else "",
+                     str(o.spans) if o.trace_id else "", ",".join(o.systems), o.trace_id or ""])
+    print_table(console, SUMMARY_COLUMNS, rows, title="pipetrace demo")
 
 
 def _has_gui() -> bool:
@@ -286,7 +290,7 @@ def _serve(store: SpanStore, trace_id: str, console: Console) -> None:
     except OSError:
         server = make_server(store, port=0)  # 8765 taken (another viewer?): any free port
     url = f"{server.url}#/run/{trace_id}"
-    console.print(f"[bold]viewer:[/bold] {url}   (Ctrl+C to stop)")
+    console.print(f"[bold]viewer:[/bold] {url}   (Ctrl+C to stop)", soft_wrap=True)
     if not (_has_gui() and webbrowser.open(url)):
         console.print("no graphical browser found here: open the address above yourself")
     try:
@@ -305,24 +309,27 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
     log_path.write_text("")  # this run only
-    console.print(f"[bold]pipetrace demo[/bold]: tracing example pipelines into {settings().store_path}")
+    console.print(f"[bold]pipetrace demo[/bold]: tracing example pipelines into {settings().store_path}",
+                  soft_wrap=True)  # paths, ids and URLs are never broken over lines: they are copied
     try:
         outcomes = _run_parts(console, log_path)
     except ValueError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         return 2
     store = SpanStore(settings().store_path)
-    console.print(_summary(outcomes, store))
+    _summary(console, outcomes, store)
     done = [o for o in outcomes if o.status == "ok" and o.trace_id]
     cross = next((o for o in done if o.name == CROSS_SYSTEM), None)
     show = cross or (done[-1] if done else None)
     if show is not None and show.trace_id:
         spans = store.trace(show.trace_id)
         title = "one trace across " + ", ".join(show.systems) if show is cross else show.label
-        console.print(f"\n[bold]{escape(title)}[/bold] — trace {show.trace_id} ({len(spans)} spans)")
+        console.print(f"\n[bold]{escape(title)}[/bold] — trace {show.trace_id} ({len(spans)} spans)", soft_wrap=True)
         console.print(render(spans, console_width=console.width))
+        for line in legend(spans):
+            console.print(line, style="dim", markup=False, highlight=False)
     console.print(f"\ndemo finished in {time.monotonic() - started:.1f}s. List the runs: [bold]pipetrace runs[/bold]"
-                  f"   one run: [bold]pipetrace show TRACE_ID[/bold]   orchestrator output: {log_path}")
+                  f"   one run: [bold]pipetrace show TRACE_ID[/bold]   orchestrator output: {log_path}", soft_wrap=True)
     failed = any(o.status == "failed" for o in outcomes)
     if show is None or not show.trace_id:
         return 1
@@ -330,7 +337,7 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
         _serve(store, show.trace_id, console)
     else:
         console.print(f"see it in the browser: [bold]pipetrace ui[/bold] → "
-                      f"http://127.0.0.1:{UI_PORT}/#/run/{show.trace_id}")
+                      f"http://127.0.0.1:{UI_PORT}/#/run/{show.trace_id}", soft_wrap=True)
     return 1 if failed else 0
 
 

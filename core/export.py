@@ -13,6 +13,34 @@ from .store import SpanStore, StoreSpanExporter
 
 log = logging.getLogger("pipetrace.export")
 
+OTLP_INSTALL = 'pip install "pipetrace[otlp]"'
+OTLP_MODULES = {"http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"}
+
+
+STORE_LOCK_WAIT_S = 2.0
+"""How long one store write waits for another process's write lock before the export thread gives up,
+keeps the batch and retries (warning while the store stays locked). SQLite's own wait (60 s) would hold
+the batch, later batches and shutdown behind one lock."""
+
+
+class MissingExtra(ConfigError):
+    """An exporter's optional packages are not installed: an install problem, not a bad setting. The
+    rest of pipetrace (the local store) keeps working; the message says what to install."""
+
+
+def otlp_missing(protocol: str) -> str | None:
+    """Why the OTLP exporter for ``protocol`` cannot be imported here (None: it can)."""
+    import importlib
+
+    try:
+        importlib.import_module(OTLP_MODULES.get(protocol, OTLP_MODULES["http/protobuf"]))
+        if protocol == "grpc":
+            importlib.import_module("grpc")
+    except ImportError as exc:
+        return f"{exc.name or exc} is not importable ({exc})"
+    return None
+
 
 def _read(path: str | None) -> bytes | None:
     if not path:
@@ -31,7 +59,7 @@ def otlp_exporter(settings: Settings) -> SpanExporter:
             import grpc
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
         except ImportError as exc:
-            raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs `pip install pipetrace[otlp]`") from exc
+            raise MissingExtra(f"OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs `{OTLP_INSTALL}` ({exc})") from exc
         secure = endpoint.startswith("https://") or (not endpoint.startswith("http://") and not settings.otlp_insecure)
         credentials = None
         if secure:
@@ -46,7 +74,7 @@ def otlp_exporter(settings: Settings) -> SpanExporter:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
     except ImportError as exc:
-        raise ConfigError("the otlp exporter needs `pip install pipetrace[otlp]`") from exc
+        raise MissingExtra(f"the otlp exporter needs `{OTLP_INSTALL}` ({exc})") from exc
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
     if not url.rstrip("/").endswith("/v1/traces"):
         url = url.rstrip("/") + "/v1/traces"
@@ -85,11 +113,18 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
     for name in settings.exporters:
         exporter: SpanExporter
         if name == "store":
-            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True))
+            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True, busy_timeout_s=STORE_LOCK_WAIT_S))
         elif name == "otlp":
             from .sampling import tail_exporter
 
-            exporter = tail_exporter(otlp_exporter(settings), settings)  # itself unless tail sampling is on
+            try:
+                otlp = otlp_exporter(settings)
+            except MissingExtra as exc:  # tracing and the other exporters go on without it
+                others = [e for e in settings.exporters if e != "otlp"]
+                log.warning("pipetrace: OTLP export is off in this process: %s; spans still go to %s",
+                            exc, " and ".join(others) or "no exporter")
+                continue
+            exporter = tail_exporter(otlp, settings)  # itself unless tail sampling is on
         elif name == "console":
             exporter = ConsoleSpanExporter()
         else:

@@ -77,6 +77,8 @@ class ExportQueue:
         self._flushes = 0
         self._due = 0.0
         self._thread: threading.Thread | None = None
+        self._inflight = 0  # spans in the export running now (not in either deque)
+        self._claimed = 0  # of those, counted lost by shutdown while the export was still running
 
     @property
     def queued(self) -> int:
@@ -177,10 +179,20 @@ class ExportQueue:
                 self._wait_for_batch_locked()
                 ready, raw = self._take_locked()
                 self._busy = bool(ready or raw)
+                self._inflight = len(ready) + len(raw)
                 stop = self._shutdown and not (self._queue or self._ready)
             if ready or raw:
                 batch = ready + self._transform(raw)
-                if batch and not self._export(batch):
+                with self._cond:
+                    if not self._claimed:
+                        self._inflight = len(batch)  # a transform may drop spans (sampling): not lost
+                ok = not batch or self._export(batch)
+                with self._cond:
+                    claimed, self._claimed, self._inflight = self._claimed, 0, 0
+                if claimed and ok:  # written after shutdown counted it lost: it was not lost after all
+                    with self._cond:
+                        self.dropped -= claimed
+                elif not ok and not claimed:
                     self._after_failure(batch)
                 with self._cond:
                     self._busy = False
@@ -209,21 +221,41 @@ class ExportQueue:
         return True
 
     def shutdown(self, timeout_s: float) -> None:
+        """Flush for at most ``timeout_s``, then stop, whatever the exporter is doing: an export still
+        running (a store locked by another process, a hung collector) is not waited for. Every span not
+        exported is counted and reported once: queued, kept for a retry and in the running export."""
+        deadline = time.monotonic() + timeout_s
         self.flush(timeout_s)
-        self._shutdown = True
         with self._cond:
-            lost = self.queued
+            self._shutdown = True
+            queued = self.queued
             self._queue.clear()
             self._ready.clear()
+            running = self._inflight if self._busy else 0
+            self._claimed = running
+            self.dropped += queued + running
             self._cond.notify_all()
-        if lost:
-            self.dropped += lost
-            log.warning("pipetrace: %s exporter lost %d spans at shutdown (flush bound %.1fs)",
-                        self.name, lost, timeout_s)
-        try:
-            self.exporter.shutdown()
-        except Exception as exc:
-            log.debug("pipetrace: %s exporter shutdown failed: %r", self.name, exc)
+        if queued + running:
+            detail = f"; {running} of them in an export still running" if running else ""
+            log.warning("pipetrace: %s exporter lost %d spans at shutdown (flush bound %.1fs%s)",
+                        self.name, queued + running, timeout_s, detail)
+        self._shutdown_exporter(max(0.0, deadline - time.monotonic()) if running else None)
+
+    def _shutdown_exporter(self, bound_s: float | None) -> None:
+        """``exporter.shutdown()``; with ``bound_s`` on a daemon thread waited for at most that long (the
+        running export may hold what shutdown needs, e.g. the store's connection lock)."""
+        def stop() -> None:
+            try:
+                self.exporter.shutdown()
+            except Exception as exc:
+                log.debug("pipetrace: %s exporter shutdown failed: %r", self.name, exc)
+
+        if bound_s is None:
+            stop()
+            return
+        thread = threading.Thread(target=stop, name=f"pipetrace-stop-{self.name}", daemon=True)
+        thread.start()
+        thread.join(bound_s)
 
 
 class _FanOut(SpanExporter):

@@ -25,7 +25,7 @@ from .config import ConfigError, Settings
 from .export import build_queues
 from .ids import DerivedIdGenerator
 from .processors import PipelineProcessor, SpanTransform
-from .ratelimit import warn_once_per
+from .ratelimit import limit_third_party_warnings, warn_once_per
 
 log = logging.getLogger("pipetrace")
 TRACER_NAME = "pipetrace"
@@ -41,6 +41,7 @@ class _State:
     tracer: Tracer | None = None
     failed: bool = False
     transforms: list[SpanTransform] = []
+    component: str | None = None  # this process's part of the pipeline (set_component), e.g. "airflow-task"
 
 
 _state = _State()
@@ -64,9 +65,44 @@ def _sampler(settings: Settings) -> sampling.Sampler:
     return base[settings.sampler]
 
 
+def _explicit_service_name(settings: Settings) -> str | None:
+    """The service name the user chose (OTEL_SERVICE_NAME, service.name in OTEL_RESOURCE_ATTRIBUTES or
+    ``configure(service_name=...)``); None when only the default is there."""
+    if os.environ.get("OTEL_SERVICE_NAME", "").strip() or settings.service_name != _config.Settings.service_name:
+        return settings.service_name
+    named = settings.resource_attributes.get("service.name")
+    return str(named) if named else None
+
+
+def service_name(settings: Settings) -> str:
+    """What ``service.name`` is in this process: the user's choice, else the component's, else the default."""
+    return _explicit_service_name(settings) or _state.component or settings.service_name
+
+
+def set_component(name: str, *, override: bool = True) -> None:
+    """Name this process's part of the pipeline (``celery-worker``, ``airflow-scheduler``, …): it becomes
+    ``service.name`` unless the user set one, so a scheduler, its workers and a producer are told apart in
+    a trace backend. Adapters call it once per process; ``override=False`` names only an unnamed process
+    (a producer role must not rename a worker that also publishes). Never raises."""
+    if _state.component == name or (not override and _state.component is not None):
+        return
+    try:
+        with _lock:
+            _state.component = name
+            provider, current = _state.provider, _state.settings
+            if provider is not None and _state.owns_provider and current is not None:
+                provider._update_resource(Resource({"service.name": service_name(current)}))  # noqa: SLF001
+    except Exception as exc:  # pragma: no cover - defensive: naming must never break the traced
+        warn_once_per(log, "set-component", "pipetrace: could not set the component name: %r", exc)
+
+
+def component() -> str | None:
+    return _state.component
+
+
 def _resource(settings: Settings) -> Resource:
     attrs: dict[str, Any] = dict(settings.resource_attributes)
-    attrs["service.name"] = settings.service_name
+    attrs["service.name"] = service_name(settings)
     attrs.setdefault("host.name", socket.gethostname())
     attrs["process.pid"] = os.getpid()
     return Resource.create(attrs)
@@ -130,6 +166,7 @@ def configure(**overrides: Any) -> Settings:
             _state.tracer = NoOpTracer()
             return settings
         _propagators(settings)
+        limit_third_party_warnings()
         processor = PipelineProcessor(build_queues(settings), [*_builtin_transforms(settings), *_state.transforms])
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):

@@ -49,7 +49,7 @@ def ordered_tree(spans: Sequence[SpanRecord]) -> list[tuple[int, SpanRecord]]:
 def label(span: SpanRecord) -> str:
     """Span name plus what tells attempts apart: map index, try number, number of incoming links."""
     text = span.name
-    index = span.attributes.get(A.MAP_INDEX)
+    index = span.attributes.get(A.MAP_INDEX, span.attributes.get(A.MAP_KEY))
     if index is not None:
         text += f" [{index}]"
     tries = span.attributes.get(A.TRY_NUMBER)
@@ -104,3 +104,17 @@ def render(spans: Sequence[SpanRecord], width: int | None = None, console_width:
         table.add_row(name, Text(system, style=SYSTEM_COLOURS.get(system, "")), Text(result, style=style),
                       human_ms(span.duration_ms), bar)
     return table
+
+
+def legend(spans: Sequence[SpanRecord]) -> list[str]:
+    """Lines (each under 80 columns) explaining the marks this waterfall uses, printed under it."""
+    marks = []
+    if any(s.attributes.get(A.MAP_INDEX) is not None or s.attributes.get(A.MAP_KEY) is not None for s in spans):
+        marks.append("[k] map index or mapping key")
+    if any(isinstance(s.attributes.get(A.TRY_NUMBER), int) and s.attributes[A.TRY_NUMBER] > 1 for s in spans):
+        marks.append("#n try number")
+    if any(s.links for s in spans):
+        marks.append("⇠n n incoming links (data handed over: XCom, asset, result, message)")
+    lines = [f"legend: {m}" for m in marks]
+    lines.append("bars: green success · red failed · yellow retried · grey skipped")
+    return lines

@@ -30,6 +30,9 @@ def _home_store() -> tuple[SpanStore, Path]:
     except _config.ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    from ..clierrors import check_store_path
+
+    check_store_path(Path(settings.store_path))  # PIPETRACE_HOME under a file: one line, not a traceback
     return SpanStore(settings.store_path), settings.home
 
 

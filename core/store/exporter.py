@@ -35,7 +35,12 @@ class StoreSpanExporter(SpanExporter):
             self.store.write(_records(spans))
             return SpanExportResult.SUCCESS
         except Exception as exc:
-            warn_once_per(log, "store-write", "pipetrace: cannot write spans to %s: %r", self.store.path, exc)
+            if "locked" in str(exc) or "busy" in str(exc):
+                warn_once_per(log, "store-locked", "pipetrace: the store %s is locked by another process (%s); "
+                              "keeping %d spans in memory and retrying", self.store.path, exc, len(spans),
+                              interval=30.0)
+            else:
+                warn_once_per(log, "store-write", "pipetrace: cannot write spans to %s: %r", self.store.path, exc)
             if is_corruption(exc):
                 self.store.quarantine(exc)
             self.store.close()  # reconnect next time: the condition (disk full, lock) may pass

@@ -27,9 +27,17 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _store() -> SpanStore:
+    import sqlite3
+
+    from ..clierrors import check_store_path, store_problem
     from ..store import SpanStore
 
-    return SpanStore(_settings().store_path)
+    path = Path(_settings().store_path)
+    check_store_path(path)
+    try:
+        return SpanStore(path)
+    except (OSError, sqlite3.Error) as exc:
+        store_problem(path, exc)
 
 
 def _access(path: Path | None):  # type: ignore[no-untyped-def]
@@ -99,16 +107,17 @@ def ui(
 def report(
     ident: Annotated[str, typer.Argument(help="trace id or run id")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("run.html"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one run as a self-contained HTML page (no network needed; open it from file://)."""
+    from ..clierrors import check_output, fail, write_output
     from .report import build_report
 
+    check_output(output, force=force)  # a bad path fails before the page is built
     text = build_report(_store(), ident)
     if text is None:
-        err.print(f"[red]no trace found for {escape(ident)!r}[/red]")
-        raise typer.Exit(1)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+        fail(f"no trace found for {ident!r}", "`pipetrace runs` lists the run ids and trace ids in this store")
+    write_output(output, text, force=force)
     err.print(f"wrote {output} ({len(text.encode()) / 1e6:.1f} MB)")
 
 

@@ -4,6 +4,9 @@ Redis and ``memory://``:
 
     PIPETRACE_EXAMPLE_BROKER=redis://127.0.0.1:6379/0 PIPETRACE_EXAMPLE_QUEUE=etl \\
         pipetrace run -- celery -A pipeline_app worker -c 2
+
+On a Redis shared with others, ``PIPETRACE_EXAMPLE_KEYPREFIX=mine:`` keeps every key of the broker and the
+result backend under that prefix (kombu's and Celery's ``global_keyprefix``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_expires=600,
 )
+if os.environ.get("PIPETRACE_EXAMPLE_KEYPREFIX"):
+    app.conf.broker_transport_options = {"global_keyprefix": os.environ["PIPETRACE_EXAMPLE_KEYPREFIX"]}
+    app.conf.result_backend_transport_options = {"global_keyprefix": os.environ["PIPETRACE_EXAMPLE_KEYPREFIX"]}
 
 
 class ExpectedError(Exception):

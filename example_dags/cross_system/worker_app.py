@@ -11,7 +11,7 @@ import os
 
 from celery import Celery
 
-QUEUE = "pipetrace_demo_cross"
+QUEUE = os.environ.get("PIPETRACE_DEMO_QUEUE", "pipetrace_demo_cross")  # tests on a shared broker set their own
 TASK = "cross_system.run_report"
 
 app = Celery("cross_system", broker=os.environ.get("PIPETRACE_DEMO_BROKER_URL", "memory://"),

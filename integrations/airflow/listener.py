@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipetrace import attributes as A
+from pipetrace import set_component
 from pipetrace.ratelimit import warn_once_per
 from pluggy import HookimplMarker
 
@@ -49,6 +50,7 @@ class AirflowListener:
     @_guarded
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
         if _in_task_process(task_instance):
+            set_component("airflow-task")
             worker.task_started(task_instance)
 
     @hookimpl

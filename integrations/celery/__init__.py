@@ -38,6 +38,7 @@ def _connections() -> list[tuple[Any, Any]]:
         (signals.worker_process_shutdown, worker.flush),
         (signals.worker_shutdown, worker.flush),
         (signals.worker_init, lost.patch_worker),
+        (signals.worker_init, worker.name_worker),
     ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
+from pipetrace import set_component
 from pipetrace.carriers import inject_span_context
 from pipetrace.deferred import DeferredSpan, begin
 from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, end_with_error
@@ -64,7 +65,9 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline = running.pipeline
         else:
             pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
-        attrs = shared_attributes(current_app(), "send", name, dest,
+        app = current_app()
+        set_component(f"{app.main or 'celery'}-producer", override=False)  # a worker stays the worker
+        attrs = shared_attributes(app, "send", name, dest,
                                   str(routing_key) if routing_key is not None else None)
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline

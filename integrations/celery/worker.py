@@ -243,6 +243,14 @@ def task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_:
         warn_once_per(log, "celery-rejected", "pipetrace: rejected celery message not recorded: %r", err)
 
 
+def name_worker(sender: Any = None, **_: Any) -> None:
+    """``worker_init`` (main process, before the pool forks): ``service.name`` ``<app>-worker``."""
+    try:
+        pipetrace.set_component(f"{getattr(getattr(sender, 'app', None), 'main', None) or 'celery'}-worker")
+    except Exception as exc:
+        warn_once_per(log, "celery-name-worker", "pipetrace: worker not named: %r", exc)
+
+
 def process_init(**_: Any) -> None:
     """In each prefork child: set up the provider and exporters now, not inside the first task."""
     try:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from pipetrace import attributes as A
+from pipetrace import set_component
 from pipetrace.ratelimit import warn_once_per
 
 from .runinfo import RunInfo, RunRegistry, stored_retry_counts
@@ -77,6 +78,7 @@ class EventTranslator:
         info = self.runs.get(instance, entry.run_id, entry.job_name or de.job_name)
         key = de.step_key
         if kind == STEP_START:
+            set_component("dagster-step-worker", override=False)  # in-process steps stay the run worker's
             self.steps.step_started(info, key, 1, entry.timestamp)
         elif kind == STEP_RESTARTED:
             self.steps.step_started(info, key, self._restart_try(instance, info, key, de.message),
@@ -103,6 +105,7 @@ class EventTranslator:
         elif kind == STEP_SKIPPED:
             self.steps.step_skipped(info, key, entry.timestamp, "outputs_not_yielded")
         elif kind == RUN_START:
+            set_component("dagster-run-worker")
             info.saw_run_start = True
             info.start_ts = entry.timestamp
         else:

@@ -63,6 +63,7 @@ def _step_attributes(info: RunInfo, step_key: str) -> dict[str, Any]:
                              N.OP: op_name(step_key), A.TASK_NAME: base}
     if mapping is not None:
         attrs[N.MAPPING_KEY] = mapping
+        attrs[A.MAP_KEY] = mapping  # shown as `task process [alpha]`, like Airflow's map index
     assets = info.step_assets(step_key)
     if assets:
         attrs[N.ASSET_KEY] = assets[0] if len(assets) == 1 else assets

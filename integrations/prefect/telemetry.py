@@ -135,6 +135,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             return None
         self._pt_kind = "flow"
         self._pt_run = run
+        pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
         upstream = runs.current_span_context() or runs.label_context(run.labels)
         ident = runs.flow_identity(flow.name, run, upstream)
         attrs = runs.native_attributes(run, "flow", parameters)

@@ -40,6 +40,7 @@ def test_etl_fan_out_fan_in(store: Any) -> None:
     assert extract.attributes["airflow.task_id"] == "extract"
     assert extract.attributes["airflow.task_instance.hostname"]
     assert extract.kind == "INTERNAL" and extract.resource["process.pid"]
+    assert extract.resource["service.name"] == "airflow-task"  # the task process names itself
     assert run.start_ns <= extract.start_ns and extract.end_ns <= run.end_ns
     # user-visible XComs are exactly what the DAG returned
     assert _user_xcoms(dr) == {
@@ -176,3 +177,14 @@ def test_trigger_dag_run_is_one_trace(store: Any) -> None:
         ("run pt_trigger_child", "task trigger_child", "success", None, None),
         ("task child_work", "run pt_trigger_child", "success", 1, None),
     }
+
+
+def test_component_of_each_airflow_command() -> None:
+    from pipetrace.integrations.airflow.plugin import component_of
+
+    assert component_of(["/venv/bin/airflow", "scheduler"]) == "airflow-scheduler"
+    assert component_of(["airflow", "dag-processor", "--verbose"]) == "airflow-dag-processor"
+    assert component_of(["airflow", "celery", "worker"]) == "airflow-worker"
+    assert component_of(["airflow", "api-server", "--port", "8080"]) == "airflow-api-server"
+    assert component_of(["airflow", "dags", "test", "pt_etl"]) is None  # the task process names itself
+    assert component_of(["python", "-m", "pytest"]) is None

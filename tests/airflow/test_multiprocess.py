@@ -62,6 +62,9 @@ def test_cli_triggered_run_is_one_trace(cluster: Cluster) -> None:
     tasks = [s for s in spans if s.name.startswith("task ")]
     task_pids = {s.resource["process.pid"] for s in tasks}
     assert len(task_pids) >= 2 and run.resource["process.pid"] not in task_pids
+    # service.name per component: the scheduler ends the run, task processes run the tasks
+    assert run.resource["service.name"] == "airflow-scheduler"
+    assert {s.resource["service.name"] for s in tasks} == {"airflow-task"}
     (load,) = named["task load"]
     assert [t[0] for t in link_targets(load, spans)] == sorted(
         ["task transform_count", "task transform_max", "task transform_sum"])

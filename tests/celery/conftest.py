@@ -1,4 +1,7 @@
-"""Real Celery workers (prefork, concurrency 2) started through ``pipetrace run --`` on real brokers."""
+"""Real Celery workers (prefork, concurrency 2) started through ``pipetrace run --`` on real brokers.
+
+The brokers are shared with others: each worker has its own queue, and on Redis (DB 0) every key of its
+broker and result backend lives under a prefix named after that queue, deleted when the worker stops."""
 
 from __future__ import annotations
 
@@ -14,22 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_services import RABBIT, REDIS, delete_prefixed_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "example_dags" / "celery"
 BIN = Path(sys.executable).parent
-RABBIT = "amqp://guest:guest@127.0.0.1:5672//"
-REDIS = "redis://127.0.0.1:6379"
-BACKEND_DB = {"rabbitmq": 11, "redis": 12}
 
 
-def broker_url(kind: str, db: int) -> str:
-    return RABBIT if kind == "rabbitmq" else f"{REDIS}/{db}"
+def broker_url(kind: str) -> str:
+    return RABBIT if kind == "rabbitmq" else REDIS
 
 
 class Worker:
     def __init__(self, home: Path, env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> None:
         self.home, self.env, self.proc, self.log = home, env, proc, log
+        self.key_prefix = env["PIPETRACE_EXAMPLE_KEYPREFIX"]
 
     def produce(self, mode: str, *, traced: bool = True, extra_env: dict[str, str] | None = None) -> Any:
         env = dict(self.env, **(extra_env or {}))
@@ -48,6 +50,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+        delete_prefixed_keys(self.key_prefix)
 
 
 def start_worker(home: Path, broker: str, backend: str, *, traced: bool = True, extra: list[str] | None = None,
@@ -55,6 +58,7 @@ def start_worker(home: Path, broker: str, backend: str, *, traced: bool = True, 
     queue = f"pt-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, PIPETRACE_HOME=str(home), PIPETRACE_EXAMPLE_BROKER=broker,
                PIPETRACE_EXAMPLE_BACKEND=backend, PIPETRACE_EXAMPLE_QUEUE=queue,
+               PIPETRACE_EXAMPLE_KEYPREFIX=f"pipetrace-test:{queue}:",
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORT_INTERVAL="0.2",
                **(extra_env or {}))
     env.pop("PIPETRACE_AUTO", None)
@@ -82,9 +86,8 @@ def start_worker(home: Path, broker: str, backend: str, *, traced: bool = True, 
 def worker_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Worker] = []
 
-    def factory(kind: str = "redis", db: int = 1, **kw: Any) -> Worker:
-        backend = f"{REDIS}/{BACKEND_DB.get(kind, 13)}"
-        w = start_worker(tmp_path / "home", broker_url(kind, db), backend, **kw)
+    def factory(kind: str = "redis", **kw: Any) -> Worker:
+        w = start_worker(tmp_path / "home", broker_url(kind), REDIS, **kw)
         started.append(w)
         return w
 

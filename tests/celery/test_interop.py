@@ -13,7 +13,7 @@ OTEL_SCOPE = "opentelemetry.instrumentation.celery"
 
 
 def test_otel_producer_continued_by_pipetrace_worker(worker_factory: Any) -> None:
-    w = worker_factory("redis", db=4)
+    w = worker_factory("redis")
     ids = w.produce("simple", traced=False, extra_env=OTEL)
     w.stop()
     spans = spans_of(w.home)
@@ -26,7 +26,7 @@ def test_otel_producer_continued_by_pipetrace_worker(worker_factory: Any) -> Non
 
 
 def test_pipetrace_producer_continued_by_otel_worker(worker_factory: Any) -> None:
-    w = worker_factory("redis", db=5, traced=False, extra_env=OTEL)
+    w = worker_factory("redis", traced=False, extra_env=OTEL)
     ids = w.produce("simple")
     time.sleep(1.0)  # the OTel-only worker has no flush at child exit: let its exporter run
     w.stop()
@@ -40,7 +40,7 @@ def test_pipetrace_producer_continued_by_otel_worker(worker_factory: Any) -> Non
 
 
 def test_both_in_one_process_no_duplicates(worker_factory: Any) -> None:
-    w = worker_factory("redis", db=6, extra_env=OTEL)
+    w = worker_factory("redis", extra_env=OTEL)
     ids = w.produce("simple", extra_env=OTEL)
     assert ids["add"]["value"] == 5
     w.stop()

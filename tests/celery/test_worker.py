@@ -39,7 +39,7 @@ def publish_of(task_span: Any, by_id: dict[str, Any]) -> Any:
 def test_workflows_make_exact_trees(worker_factory: Any, kind: str) -> None:
     # On Redis every child is recycled after one task: no span may be lost when a child exits.
     extra = ["--max-tasks-per-child=1"] if kind == "redis" else []
-    w = worker_factory(kind, db=1, extra=extra)
+    w = worker_factory(kind, extra=extra)
     ids = w.produce("all")
     w.stop()  # warm shutdown flushes every process
     spans = spans_of(w.home)
@@ -123,10 +123,14 @@ def test_workflows_make_exact_trees(worker_factory: Any, kind: str) -> None:
     assert len(pids) >= 2
     assert all(s.parent_span_id is None or s.parent_span_id in by_id for s in spans)
     assert not [s for s in spans if s.attributes.get("pipetrace.celery.publish_unconfirmed")]
+    # service.name per component: the producer script and the worker (a publish from a task is the worker's)
+    assert root_send.resource["service.name"] == "pipeline_app-producer"
+    assert publish_of(b, by_id).resource["service.name"] == "pipeline_app-worker"
+    assert {s.resource["service.name"] for s in (a, b, c)} == {"pipeline_app-worker"}
 
 
 def test_revoked_task_is_recorded(worker_factory: Any) -> None:
-    w = worker_factory("redis", db=2)
+    w = worker_factory("redis")
     ids = w.produce("revoke")
     w.stop()
     _, _, attempts = index(spans_of(w.home))
@@ -137,7 +141,7 @@ def test_revoked_task_is_recorded(worker_factory: Any) -> None:
 
 
 def test_garbage_headers_from_untraced_producer(worker_factory: Any) -> None:
-    w = worker_factory("redis", db=3)
+    w = worker_factory("redis")
     ids = w.produce("garbage", traced=False)
     assert ids["garbage"]["value"] == 3
     w.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pipetrace
 import pytest
+from cli_run import in_terminal
 
 
 def _cli(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -38,13 +39,13 @@ def test_runs_json_lists_systems(seeded) -> None:
 
 
 def test_show_prints_a_waterfall(seeded) -> None:
-    out = _cli("show", "cli-run", home=seeded.home)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    code, screen = in_terminal("show", "cli-run", home=seeded.home, columns=120)
+    assert code == 0, screen
+    lines = screen.splitlines()
     assert any("run etl" in line and "failure" in line for line in lines)
     assert any("task extract" in line and "success" in line for line in lines)
     assert any("task load" in line and "failure" in line for line in lines)
-    assert "█" in out.stdout
+    assert "█" in screen
     missing = _cli("show", "nope", home=seeded.home)
     assert missing.returncode == 1 and "no trace found" in missing.stderr
 

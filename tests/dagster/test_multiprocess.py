@@ -15,6 +15,7 @@ from conftest import EXAMPLES, by_step, tree
 from pipetrace import attributes as A
 from pipetrace.identity import RunIdentity
 from pipetrace.store import SpanStore
+from pipetrace.waterfall import label
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +108,13 @@ def test_multiprocess_dynamic_job_is_one_trace(stores: dict[str, SpanStore]) -> 
     assert all(s.parent_span_id == batch.span_id for s in mapped)
     for s in mapped:
         assert [lk["span_id"] for lk in s.links] == [steps[("split", 1)].span_id]
+    # the mapping key tells mapped steps apart, like Airflow's map index
+    assert sorted(s.attributes[A.MAP_KEY] for s in mapped) == ["alpha", "beta", "gamma"]
+    assert sorted(label(s) for s in mapped) == ["task process [alpha] ⇠1", "task process [beta] ⇠1",
+                                                "task process [gamma] ⇠1"]
+    # service.name per component: step processes and the run worker are told apart
+    assert {s.resource["service.name"] for s in steps.values()} == {"dagster-step-worker"}
+    assert run_span.resource["service.name"] == "dagster-run-worker"
     assert sorted(lk["span_id"] for lk in steps[("total", 1)].links) == sorted(s.span_id for s in mapped)
     assert all(lk["attributes"][A.LINK_KIND] == "result" for lk in steps[("total", 1)].links)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from demo_env import DEMO_QUEUE
 from pipetrace.store import SpanRecord
 
 AIRFLOW_DAG = "pt_cross_system"
 DAGSTER_JOB = "cross_system_report"
-QUEUE = "pipetrace_demo_cross"
+QUEUE = DEMO_QUEUE  # the example's queue name as the tests set it (PIPETRACE_DEMO_QUEUE)
 CELERY_TASK = "cross_system.run_report"
 
 # name → (parent name, kind, pipetrace.system)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from docs_runner import Session
 
 REPO = Path(__file__).resolve().parents[2]
+# The cross-system example's Celery queue, one per test session: the machine's RabbitMQ is shared, and the
+# example purges its queue before it runs.
+DEMO_QUEUE = f"pipetrace_demo_cross-{uuid.uuid4().hex[:8]}"
 BIN = Path(sys.executable).parent
 
 # Variables of the developer's shell that would change what the demo does.
@@ -34,7 +38,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment with its own PIPETRACE_HOME and the env's executables first on PATH."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
     env.update(PIPETRACE_HOME=str(home), COLUMNS="200", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", PIPETRACE_DEMO_QUEUE=DEMO_QUEUE)
     env.update(extra)
     return env
 

@@ -9,14 +9,16 @@ stated in docs/index.md:
 * ``# runs until Ctrl+C`` in a command's comment: it is started in the background, must still be running
   after WARMUP_S seconds, keeps running while the rest of its block runs (a worker, then a producer) and
   is stopped with Ctrl+C (SIGINT) at the end of the block.
-* ``pip install "pipetrace[X]"`` installs from the checkout under test, not from an index: a fresh
-  virtualenv for the document, ``uv pip install -e "<checkout>[X]"``, first on PATH afterwards; any other
-  ``pip install PKG`` goes into that virtualenv with ``uv pip install``.
+* ``pip install ".[X]"`` (or ``"pipetrace[X]"``) installs from the checkout under test, not from an index: a
+  fresh virtualenv for the document, ``uv pip install -e "<checkout>[X]"``, first on PATH afterwards; any
+  other ``pip install PKG`` goes into that virtualenv with ``uv pip install``.
   ``python3 -m venv D`` / ``D/bin/pip install`` run as ``uv venv D`` / ``uv pip install`` (the same
   result; uv's cache makes it seconds).
 * The user's own files the commands name (``-A proj``, ``producer.py``, ``my_defs.py``, ``my_flow.py``…)
   are small real programs in tests/demo/docs_fixtures, copied next to the commands.
-* Placeholders ``<…>``, ``TRACE_ID``, ``RUN_ID``, ``ID`` become the newest trace id in the store.
+* Placeholders ``<…>``, ``TRACE_ID``, ``RUN_ID``, ``ID`` become the id the document's last ``pipetrace runs``
+  printed (its newest run: the trace id, or the run id for ``RUN_ID``), as a user copies it; commands run at
+  ``COLUMNS=80``. Without an earlier ``pipetrace runs``, the newest trace id in the store.
 * ``scripts/test-all`` is what CI runs (it runs this test): it is syntax-checked, not re-entered.
 """
 
@@ -44,7 +46,7 @@ COMMAND_TIMEOUT_S = 240.0
 LONG_RUNNING = "runs until Ctrl+C"
 FIXTURES = Path(__file__).resolve().parent / "docs_fixtures"
 PLACEHOLDER = re.compile(r"<[^>]+>|\b(?:TRACE_ID|RUN_ID|ID)\b")
-PIP_EXTRA = re.compile(r"""^pip install (['"]?)pipetrace\[([\w,]+)\]\1$""")
+PIP_EXTRA = re.compile(r"""^pip install (['"]?)(?:pipetrace|\.)\[([\w,]+)\]\1$""")
 SHELL = ("bash", "sh", "shell")
 COMMAND_WORDS = {"pip", "pipetrace", "python", "python3", "export", "bash", "uv", "celery", "dagster", "airflow",
                  "prefect"}
@@ -148,11 +150,12 @@ class Session:
         self.env = clean_env(
             self.home, PIPETRACE_DOCS_REPO=str(self.work), PREFECT_HOME=str(tmp / "prefect"),
             PIPETRACE_EXAMPLE_BROKER="amqp://guest:guest@127.0.0.1:5672//", PIPETRACE_EXAMPLE_BACKEND="rpc://",
-            PIPETRACE_EXAMPLE_QUEUE=f"docs-{uuid.uuid4().hex[:8]}")
+            PIPETRACE_EXAMPLE_QUEUE=f"docs-{uuid.uuid4().hex[:8]}", COLUMNS="80")
         self.env.pop("VIRTUAL_ENV", None)
         self.background: list[tuple[Command, subprocess.Popen[bytes]]] = []
         self.log = tmp / "commands.log"
         self.python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        self.last_runs: str | None = None  # what the document's last `pipetrace runs` printed
 
     # ---- rewriting -------------------------------------------------------------------------------
     def rewrite(self, cmd: Command) -> str | None:
@@ -171,8 +174,21 @@ class Session:
         text = re.sub(r"\bpython3? -m venv (\S+)", rf"uv venv -q --python {self.python} \1", text)
         text = re.sub(r"(\S+)/bin/pip install", r"VIRTUAL_ENV=\1 uv pip install -q", text)
         if PLACEHOLDER.search(text):
-            text = PLACEHOLDER.sub(self._newest_trace_id(cmd), text)
+            text = PLACEHOLDER.sub(lambda m: self._copied_id(cmd, m.group(0)), text)
         return text
+
+    def _copied_id(self, cmd: Command, placeholder: str) -> str:
+        """The id a user copies from the last ``pipetrace runs`` output (tab-separated in a pipe): whole,
+        and the newest run's, which the store confirms."""
+        if self.last_runs is None:
+            return self._newest_trace_id(cmd)
+        lines = self.last_runs.splitlines()
+        header = lines[0].split("\t")
+        assert "trace id" in header and len(lines) > 1, f"{cmd.doc}:{cmd.line}: no run to copy from:\n{self.last_runs}"
+        row = dict(zip(header, lines[1].split("\t"), strict=True))
+        column = "run id" if placeholder == "RUN_ID" and row["run id"] else "trace id"
+        assert self._newest_trace_id(cmd) == row["trace id"], f"{cmd.doc}:{cmd.line}: runs printed {row}"
+        return row[column]
 
     def _fresh_venv(self, extras: str) -> None:
         if not (self.venv / "bin" / "python").exists():
@@ -226,6 +242,8 @@ class Session:
             pytest.fail(f"{where} still running after {COMMAND_TIMEOUT_S:.0f}s; if it is meant to run until "
                         f"stopped, add the comment '# {LONG_RUNNING}' to it in the docs")
         assert proc.returncode == 0, f"{where} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        if re.match(r"pipetrace runs\b(?!.*--json)", text):
+            self.last_runs = proc.stdout
         return proc.stdout
 
     def stop_background(self) -> None:

@@ -1,4 +1,6 @@
-"""kombu on RabbitMQ, Redis and memory://: send/process spans, batch spans with links, bad headers."""
+"""kombu on RabbitMQ, Redis and memory://: send/process spans, batch spans with links, bad headers.
+
+The brokers are shared: queues carry a random suffix, Redis keys (DB 0) a prefix of the test's own."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pipetrace.integrations import kombu as pk
 from pipetrace.store import SpanStore
+from shared_services import RABBIT, REDIS, delete_prefixed_keys, key_prefix, redis_options
 
-URLS = {"memory": "memory://", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
-        "redis": "redis://127.0.0.1:6379/6"}
+URLS = {"memory": "memory://", "rabbitmq": RABBIT, "redis": REDIS}
 SYSTEM = {"memory": "memory", "rabbitmq": "rabbitmq", "redis": "redis"}
 
 
@@ -29,6 +31,18 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SpanStore
     yield SpanStore(tmp_path / "traces.db")
     pk.uninstrument()
     pipetrace.shutdown()
+
+
+@pytest.fixture
+def connect() -> Iterator[Any]:
+    """``connect(broker)``: a kombu Connection; on Redis every key of it under this test's prefix."""
+    prefix = key_prefix("kombu")
+
+    def make(broker: str) -> Connection:
+        return Connection(URLS[broker], transport_options=redis_options(prefix) if broker == "redis" else {})
+
+    yield make
+    delete_prefixed_keys(prefix)
 
 
 def _queue() -> Queue:
@@ -45,9 +59,9 @@ def _all(store: SpanStore) -> list[Any]:
 
 
 @pytest.mark.parametrize("broker", ["memory", "rabbitmq", "redis"])
-def test_thousand_messages_in_batches_of_hundred(store: SpanStore, broker: str) -> None:
+def test_thousand_messages_in_batches_of_hundred(store: SpanStore, connect: Any, broker: str) -> None:
     q = _queue()
-    with Connection(URLS[broker]) as conn:
+    with connect(broker) as conn:
         with conn.Producer() as prod:
             for i in range(1000):
                 prod.publish({"i": i}, exchange=q.exchange, routing_key=q.routing_key, declare=[q],
@@ -85,7 +99,7 @@ def test_thousand_messages_in_batches_of_hundred(store: SpanStore, broker: str) 
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])
-def test_callback_consumer_continues_trace_and_survives_garbage(store: SpanStore, broker: str) -> None:
+def test_callback_consumer_continues_trace_and_survives_garbage(store: SpanStore, connect: Any, broker: str) -> None:
     q = _queue()
     got: list[tuple[Any, int]] = []
 
@@ -95,7 +109,7 @@ def test_callback_consumer_continues_trace_and_survives_garbage(store: SpanStore
         got.append((body, trace.get_current_span().get_span_context().span_id))
         message.ack()
 
-    with Connection(URLS[broker]) as conn:
+    with connect(broker) as conn:
         with conn.Producer() as prod:
             prod.publish({"ok": 1}, exchange=q.exchange, routing_key=q.routing_key, declare=[q])
         # an untraced producer with garbage: kombu's raw channel API bypasses Producer.publish

@@ -71,6 +71,9 @@ def test_fan_in_label_holds_run_span(instrumented) -> None:  # noqa: ANN001
         labels = client.read_flow_run(run_id).labels
     ident = RunIdentity("prefect", "pt_fan_in", run_id)
     assert labels["__OTEL_TRACEPARENT"] == f"00-{ident.trace_id:032x}-{ident.run_span_id:016x}-01"
+    # service.name per component: the flow process names itself
+    spans = instrumented.spans(run_id)
+    assert spans and {s.resource["service.name"] for s in spans} == {"prefect-flow"}
 
 
 def test_mapped(instrumented, native) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,13 +23,18 @@ def rss_mb() -> float:
     return 0.0
 
 
+def connection(url: str) -> Connection:
+    """``RQ_KEYPREFIX``: every Redis key of this test under its own prefix (the machine's Redis is shared)."""
+    return Connection(url, transport_options={"global_keyprefix": os.environ.get("RQ_KEYPREFIX", "")})
+
+
 def queue_of(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def produce(url: str, name: str, n: int) -> dict[str, object]:
     start = time.perf_counter()
-    with Connection(url) as conn:
+    with connection(url) as conn:
         producer = Producer(conn.channel())
         queue = queue_of(name)
         for i in range(n):
@@ -50,7 +56,7 @@ def consume(url: str, name: str, n: int, warmup: int) -> dict[str, object]:
             rss["start"] = rss_mb()
 
     start = time.perf_counter()
-    with Connection(url) as conn:
+    with connection(url) as conn:
         with Consumer(conn.channel(), queues=[queue_of(name)], callbacks=[on_message], prefetch_count=200):
             deadline = time.monotonic() + 280
             while seen < n and time.monotonic() < deadline:

@@ -1,7 +1,10 @@
 """The Celery app the queue/worker reliability tests run in real workers. Broker, backend, queue and the
 acknowledgement mode come from the environment so one module serves every fault:
 
-    RQ_BROKER=redis://127.0.0.1:6379/7 RQ_QUEUE=rq pipetrace run -- celery -A queue_app worker -c 2
+    RQ_BROKER=redis://127.0.0.1:6379/0 RQ_KEYPREFIX=mine: RQ_QUEUE=rq pipetrace run -- celery -A queue_app worker -c 2
+
+``RQ_KEYPREFIX`` keeps every Redis key of the broker and the result backend under the test's own prefix
+(the machine's Redis is shared).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ app.conf.update(
                                "interval_max": 0.5},
     result_expires=600,
 )
+if os.environ.get("RQ_KEYPREFIX"):
+    _prefixed = {"global_keyprefix": os.environ["RQ_KEYPREFIX"]}
+    app.conf.broker_transport_options = dict(app.conf.broker_transport_options or {}, **_prefixed)
+    app.conf.result_backend_transport_options = _prefixed
 
 
 @app.task

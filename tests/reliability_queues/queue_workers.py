@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shared_services import RABBIT, REDIS, delete_prefixed_keys
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-RABBIT = "amqp://guest:guest@127.0.0.1:5672//"
-REDIS = "redis://127.0.0.1:6379"
-# Redis databases of this folder only (tests/celery uses 1-6 and 11-13, the benchmark 14-15); queue
-# names carry a random suffix on top.
-DB_LOAD, DB_BROKER, DB_BACKEND, DB_KOMBU = 7, 8, 9, 10
+
+
+def key_prefix_of(queue: str) -> str:
+    """Every Redis key of a test lives under its queue's name (queue names carry a random suffix): the
+    machine's Redis is shared, so a test deletes its own keys and never flushes a database."""
+    return f"pipetrace-test:{queue}:"
 
 
 def queue_name(prefix: str) -> str:
@@ -36,14 +39,9 @@ def delete_rabbit_queue(name: str) -> None:
         channel.exchange_delete(name)
 
 
-def redis_url(db: int) -> str:
-    return f"{REDIS}/{db}"
-
-
-def flush_redis_db(db: int) -> None:
-    import redis
-
-    redis.Redis.from_url(redis_url(db)).flushdb()
+def redis_url() -> str:
+    """The shared Redis, DB 0: keys are kept apart by ``RQ_KEYPREFIX``, never by database number."""
+    return REDIS
 
 
 def base_env(home: Path, **extra: str) -> dict[str, str]:
@@ -87,6 +85,7 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
                 raise AssertionError(f"worker {self.name} did not stop within {timeout} s (warm shutdown)") from exc
+        delete_prefixed_keys(self.env["RQ_KEYPREFIX"])
         return self.proc.returncode
 
 
@@ -100,7 +99,7 @@ def rss_of(pid: int) -> float:
 def start_worker(home: Path, broker: str, queue: str, *, concurrency: int = 2, name: str | None = None,
                  env: Mapping[str, str] | None = None, extra: list[str] | None = None) -> Worker:
     name = name or f"rq-{uuid.uuid4().hex[:8]}"
-    full_env = base_env(home, RQ_BROKER=broker, RQ_QUEUE=queue, **dict(env or {}))
+    full_env = base_env(home, RQ_BROKER=broker, RQ_QUEUE=queue, RQ_KEYPREFIX=key_prefix_of(queue), **dict(env or {}))
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"worker-{name}.log"
     cmd = [str(BIN / "pipetrace"), "run", "--", str(BIN / "celery"), "-A", "queue_app", "worker", "-P", "prefork",

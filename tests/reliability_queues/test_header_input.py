@@ -10,7 +10,7 @@ from typing import Any
 
 from bad_headers import TP, cases
 from queue_store import all_spans, task_spans_by_id
-from queue_workers import BIN, DB_BACKEND, DB_BROKER, HERE, queue_name, redis_url, run_traced, start_worker
+from queue_workers import BIN, HERE, queue_name, redis_url, run_traced, start_worker
 
 pytest_plugins = ["queue_report"]
 
@@ -33,8 +33,8 @@ def untraced(env: dict[str, str], *args: str) -> dict[str, Any]:
 def test_adversarial_headers_through_a_real_worker(tmp_path: Path, report: Any) -> None:
     assert BAD_TRACEPARENT <= set(cases())
     home = tmp_path / "home"
-    worker = start_worker(home, redis_url(DB_BROKER), queue_name("rq-headers"),
-                          env={"RQ_BACKEND": redis_url(DB_BACKEND)})
+    worker = start_worker(home, redis_url(), queue_name("rq-headers"),
+                          env={"RQ_BACKEND": redis_url()})
     try:
         warmup = untraced(worker.env, "1")["tasks"]
         rss_start = worker.rss_mb()

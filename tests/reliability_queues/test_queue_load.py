@@ -14,17 +14,16 @@ import pytest
 from queue_store import count
 from queue_workers import (
     BIN,
-    DB_KOMBU,
-    DB_LOAD,
     HERE,
     base_env,
-    flush_redis_db,
+    key_prefix_of,
     queue_name,
     redis_url,
     run_traced,
     start_worker,
     wait_until,
 )
+from shared_services import delete_prefixed_keys
 
 pytest_plugins = ["queue_report"]
 
@@ -42,9 +41,8 @@ def flat(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
 @pytest.mark.slow
 def test_20000_celery_tasks_through_two_prefork_workers(tmp_path: Path, report: Any) -> None:
     home = tmp_path / "home"
-    flush_redis_db(DB_LOAD)
     queue = queue_name("rq-load")
-    workers = [start_worker(home, redis_url(DB_LOAD), queue, name=f"{queue}-{i}", env={"RQ_PREFETCH": "8"})
+    workers = [start_worker(home, redis_url(), queue, name=f"{queue}-{i}", env={"RQ_PREFETCH": "8"})
                for i in range(2)]
     started = time.monotonic()
     try:
@@ -80,9 +78,8 @@ def test_20000_celery_tasks_through_two_prefork_workers(tmp_path: Path, report: 
 def test_100000_kombu_messages(tmp_path: Path, report: Any) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    flush_redis_db(DB_KOMBU)
-    env = base_env(home)
-    url, queue = redis_url(DB_KOMBU), queue_name("rq-kombu")
+    url, queue = redis_url(), queue_name("rq-kombu")
+    env = base_env(home, RQ_KEYPREFIX=key_prefix_of(queue))
     consumer = subprocess.Popen([str(BIN / "pipetrace"), "run", "--", str(BIN / "python"), "kombu_load.py",
                                  "consume", url, queue, str(MESSAGES), str(WARMUP_MESSAGES)],
                                 cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -94,6 +91,7 @@ def test_100000_kombu_messages(tmp_path: Path, report: Any) -> None:
     finally:
         if consumer.poll() is None:
             consumer.kill()
+        delete_prefixed_keys(env["RQ_KEYPREFIX"])
     assert consumer.returncode == 0, err.decode()[-3000:]
     consumed = json.loads(out.decode().strip().splitlines()[-1])
     rss = consumed["rss_mb"]

@@ -15,7 +15,6 @@ import pytest
 from pipetrace.integrations.celery.common import attempt_span_id
 from queue_store import all_spans, task_spans_by_id
 from queue_workers import (
-    DB_BROKER,
     RABBIT,
     delete_rabbit_queue,
     queue_name,
@@ -55,7 +54,7 @@ def test_sigkill_with_requeue_redelivers_and_records_lost_attempt(tmp_path: Path
                                                                  broker: str) -> None:
     home = tmp_path / "home"
     queue = queue_name("rq-kill")
-    url = redis_url(DB_BROKER) if broker == "redis" else RABBIT
+    url = redis_url() if broker == "redis" else RABBIT
     try:
         task_id, pid, killed_at = kill_first_delivery(home, url, queue, requeue=True)
     finally:
@@ -92,7 +91,7 @@ def test_sigkill_with_requeue_redelivers_and_records_lost_attempt(tmp_path: Path
 
 def test_sigkill_without_requeue_is_a_failed_attempt(tmp_path: Path, report: Any) -> None:
     home = tmp_path / "home"
-    task_id, pid, killed_at = kill_first_delivery(home, redis_url(DB_BROKER), queue_name("rq-kill"), requeue=False)
+    task_id, pid, killed_at = kill_first_delivery(home, redis_url(), queue_name("rq-kill"), requeue=False)
     assert not Path(str(home / "fragile") + ".redelivered").exists()
     spans = all_spans(home)
     attempts = task_spans_by_id(spans)
@@ -114,7 +113,7 @@ def test_warm_shutdown_flushes_every_process(tmp_path: Path, report: Any) -> Non
     """SIGTERM while tasks run; exports are held back (60 s interval) so only the shutdown flush writes."""
     home = tmp_path / "home"
     queue = queue_name("rq-warm")
-    worker = start_worker(home, redis_url(DB_BROKER), queue, env={"PIPETRACE_EXPORT_INTERVAL": "60"})
+    worker = start_worker(home, redis_url(), queue, env={"PIPETRACE_EXPORT_INTERVAL": "60"})
     try:
         run_traced("produce.py", "bulk", "8", "1.5", env=dict(worker.env, PIPETRACE_EXPORT_INTERVAL="0.2"))
         wait_until(lambda: worker.log.read_bytes().count(b" received") >= 2, 60, "two tasks to start")

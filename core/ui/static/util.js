@@ -103,7 +103,7 @@
   };
   /* Row label: the span name plus what tells attempts and mapped instances apart. */
   PT.spanLabel = function (sp) {
-    const mi = (sp.attrs || {})["pipetrace.task.map_index"];
+    const mi = (sp.attrs || {})["pipetrace.task.map_index"] ?? (sp.attrs || {})["pipetrace.task.map_key"];
     const bi = (sp.attrs || {})["pipetrace.batch.index"];
     return sp.name + (mi !== undefined ? ` [${mi}]` : bi !== undefined ? ` #${bi}` : "");
   };
