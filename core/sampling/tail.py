@@ -263,7 +263,7 @@ class TailSamplingExporter(SpanExporter):
 def decision_for(home: Path, trace_id: str) -> dict[str, Any] | None:
     """The recorded tail decision of a trace (for the CLI/viewer), or None."""
     path = Path(home) / "tail.db"
-    if not path.exists():
+    if not path.exists() and target.for_path(path) is None:
         return None
     store = HeldStore(path)
     try:

@@ -84,6 +84,13 @@ class Backend(ABC):
     @abstractmethod
     def vacuum(self) -> None: ...
 
+    def delete_traces(self, conn: Conn, trace_ids: Sequence[str]) -> int:
+        """Delete the traces' spans and anomaly flags inside a write transaction; returns spans deleted."""
+        marks = ",".join("?" * len(trace_ids))
+        n = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks})", list(trace_ids)).rowcount
+        conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", list(trace_ids))
+        return int(n)
+
     @abstractmethod
     def drop_before(self, cutoff_ns: int) -> int:
         """Retention by age: remove every span that started before ``cutoff_ns``; returns spans removed."""

@@ -90,12 +90,9 @@ def delete_traces(store: SpanStore, trace_ids: Sequence[str], *, chunk: int = 50
     deleted = 0
     for i in range(0, len(trace_ids), chunk):
         part = list(trace_ids[i:i + chunk])
-        marks = ",".join("?" * len(part))
 
-        def rm(conn: Conn, part: list[str] = part, marks: str = marks) -> int:
-            n = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks})", part).rowcount
-            conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", part)
-            return int(n)
+        def rm(conn: Conn, part: list[str] = part) -> int:
+            return store.backend.delete_traces(conn, part)
 
         deleted += _run(store, rm, write=True)
         if progress is not None:

@@ -74,6 +74,7 @@ class PostgresBackend(Backend):
         self._conn: Any = None
         self._pid = -1
         self._partitions: set[int] = set()
+        self.deleted_bytes = 0
 
     # ---- connection ---------------------------------------------------------------------------------
     def connect(self) -> Any:
@@ -141,7 +142,7 @@ class PostgresBackend(Backend):
         with self.lock:
             try:
                 return fn(self.connect())
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close()
                 raise StoreUnavailable(f"pipetrace: store {self.target.masked}: "
                                        f"{mask_text(str(exc).strip(), self.target)}") from None
@@ -165,6 +166,15 @@ class PostgresBackend(Backend):
         days = {int(r[5]) // DAY_NS for r in rows}
 
         def body(conn: Any) -> None:
+            import psycopg
+
+            try:
+                copy_merge(conn)
+            except psycopg.errors.CheckViolation:  # a partition dropped by retention elsewhere: make it again
+                self._partitions.clear()
+                copy_merge(conn)
+
+        def copy_merge(conn: Any) -> None:
             self._ensure_partitions(conn, days)
             with conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
@@ -210,17 +220,28 @@ class PostgresBackend(Backend):
         return int(rows[0][0]) if rows else 0
 
     def size_bytes(self) -> int:
+        """Data and index pages of the schema's tables (main forks and TOAST; not the free-space maps)."""
         rows = self.query(
-            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname=? AND c.relkind IN ('r', 'm')",
+            "SELECT COALESCE(SUM(pg_relation_size(c.oid) + CASE WHEN c.reltoastrelid <> 0 "
+            "THEN pg_relation_size(c.reltoastrelid) ELSE 0 END), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname=? AND c.relkind IN ('r', 'i')",
             (self.target.schema,))
         return int(rows[0][0])
 
     def free_bytes(self) -> int:
-        return 0  # PostgreSQL reuses dead space itself (autovacuum); nothing to report per file
+        """Bytes of the rows this process deleted (reused by new rows once autovacuum has run)."""
+        return self.deleted_bytes
+
+    def delete_traces(self, conn: Conn, trace_ids: Sequence[str]) -> int:
+        marks = ",".join("?" * len(trace_ids))
+        sizes = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks}) RETURNING pg_column_size(spans.*)",
+                             list(trace_ids)).fetchall()
+        conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", list(trace_ids))
+        self.deleted_bytes += sum(int(r[0]) for r in sizes)
+        return len(sizes)
 
     def vacuum(self) -> None:
-        self._guard(lambda c: c.execute("VACUUM (ANALYZE) spans"))
+        self._guard(lambda c: c.execute("VACUUM spans"))
 
     def drop_before(self, cutoff_ns: int) -> int:
         """Drop whole day partitions that end at or before ``cutoff_ns`` (cheap, no row deletes), then

@@ -102,7 +102,8 @@ CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 """
 
 # PostgreSQL: the span table is range-partitioned by start time (one partition a day, created on demand,
-# retention drops whole partitions). The primary key must hold the partition key, so it is
+# retention drops whole partitions). ``json_extract`` mirrors SQLite's for ad-hoc SQL written against
+# either backend. The primary key must hold the partition key, so it is
 # (trace_id, span_id, start_ns); writes remove a lower-quality copy of the same span with another start.
 _PG_SPANS_V1 = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -134,6 +135,10 @@ CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_task_duration ON spans (pipeline, task, is_run, start_ns)
     INCLUDE (end_ns, status, name);
+CREATE OR REPLACE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN path LIKE '$."%"' THEN (doc::jsonb) ->> substr(path, 4, length(path) - 4)
+                ELSE (doc::jsonb) #>> string_to_array(substr(path, 3), '.') END
+$$
 """
 
 _PG_HELD_V1 = """

@@ -115,6 +115,7 @@ class SpanStore:
                 from .postgres import PostgresBackend
 
                 backend = PostgresBackend(pg, component=schema.SPANS)
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # the home still holds local files
             else:
                 backend = SqliteBackend(self.path, busy_timeout_s=busy_timeout_s, repair=repair)
         self.backend = backend

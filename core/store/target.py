@@ -8,6 +8,7 @@ stay local. The URL's password never leaves this module unmasked except to the d
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def parse(url: str) -> PgTarget:
                                f"(unset it to use the SQLite file under PIPETRACE_HOME)")
     query = dict(parse_qsl(parts.query))
     schema = query.pop("schema", DEFAULT_SCHEMA).lower()
-    if not _SCHEMA_RE.match(schema):
+    if not _SCHEMA_RE.match(schema.replace("*", "h", 1)):
         raise StoreConfigError(f"{ENV}: schema {schema!r} is not a plain identifier (letters, digits, _)")
     conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
     return PgTarget(conninfo, schema)
@@ -80,7 +81,14 @@ def configured() -> PgTarget | None:
 
 
 def for_path(path: Path) -> PgTarget | None:
-    """The server a home file maps to: only the shared files move, and only when a server is configured."""
+    """The server a home file maps to: only the shared files move, and only when a server is configured.
+
+    A ``*`` in the schema stands for a hash of the home directory: one schema per ``PIPETRACE_HOME`` on a
+    shared server (isolated environments, test rigs)."""
     if path.name not in SHARED_FILES:
         return None
-    return configured()
+    pg = configured()
+    if pg is None or "*" not in pg.schema:
+        return pg
+    digest = hashlib.sha1(str(Path(path).parent.resolve()).encode()).hexdigest()[:12]
+    return PgTarget(pg.conninfo, pg.schema.replace("*", digest, 1)[:63])

@@ -24,6 +24,7 @@ INSERT INTO spans VALUES ('0123456789abcdef0123456789abcdef', '0123456789abcdef'
 """
 
 
+@pytest.mark.sqlite_only
 def test_a_store_file_from_before_versioning_upgrades_in_place(tmp_path: Path) -> None:
     db = tmp_path / "traces.db"
     conn = sqlite3.connect(db)
@@ -36,6 +37,7 @@ def test_a_store_file_from_before_versioning_upgrades_in_place(tmp_path: Path) -
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_path: Path) -> None:
     db = tmp_path / "traces.db"
     SpanStore(db).count()
