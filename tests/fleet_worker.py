@@ -73,7 +73,8 @@ def ends(home: str, count: int, fail_every: int) -> dict[str, object]:
     pipetrace.configure(home=home, export_interval_s=0.05)
     now = time.time()
     for i in range(count):
-        pipetrace.run_span("python", "fleet", f"r{i}", start=now - 5 + i * 0.001, end=now + i * 0.001,
+        # the run window also covers the straggler host's tasks, which start after this process ends
+        pipetrace.run_span("python", "fleet", f"r{i}", start=now - 120 + i * 0.001, end=now + 120 + i * 0.001,
                            result=A.RESULT_FAILURE if i % fail_every == 0 else A.RESULT_SUCCESS)
     ok = pipetrace.force_flush(60)
     pipetrace.shutdown(30)

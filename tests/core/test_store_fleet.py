@@ -76,3 +76,64 @@ def test_postgres_stopped_mid_run_tasks_unaffected_and_every_span_arrives(tmp_pa
         assert "buffering them in" in err and err.count("buffering them in") == 1
     finally:
         pg.destroy()
+
+
+def _host(mode: str, home: Path, store: str, endpoint: str, *args: object) -> subprocess.Popen[str]:
+    env = _env(home, store, PIPETRACE_EXPORTERS="store,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+               PIPETRACE_TAIL_SAMPLING="1", PIPETRACE_SAMPLE_RATES="*=0.1")
+    return subprocess.Popen([sys.executable, WORKER, mode, str(home), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _done(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["flushed"], err
+
+
+def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipetrace", *args], env=_env(home, store), capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_tail_sampling_across_hosts_keeps_every_failed_run_whole_once(tmp_path: Path, shared_schema: str) -> None:
+    from otlp_receiver import OTLPReceiver
+    from pipetrace.identity import RunIdentity
+    from pipetrace.sampling import consistent
+
+    runs, fail_every = 200, 10
+    store = f"{SHARED_PG}?schema={shared_schema}"
+    homes = [tmp_path / f"host{n}" for n in range(4)]
+    with OTLPReceiver() as receiver:
+        # hosts 1 and 3 run their task of every run; host 0 sees every run end and decides; host 2's
+        # tasks arrive after the decisions (stragglers) and must follow them
+        _done(_host("runs", homes[1], store, receiver.endpoint, 1, runs, fail_every),
+              _host("runs", homes[3], store, receiver.endpoint, 3, runs, fail_every))
+        _done(_host("ends", homes[0], store, receiver.endpoint, runs, fail_every))
+        _done(_host("runs", homes[2], store, receiver.endpoint, 2, runs, fail_every))
+        trace = {f"{RunIdentity('python', 'fleet', f'r{i}').trace_id:032x}": i for i in range(runs)}
+        failed = {t for t, i in trace.items() if i % fail_every == 0}
+        by_rate = {t for t in trace if consistent.keeps(int(t, 16), 0.1)}
+        expected = (failed | by_rate)
+        receiver.wait_for(len(expected) * 4, timeout_s=30)
+        got: dict[str, list[str]] = {}
+        for _, span in receiver.spans():
+            got.setdefault(span.trace_id.hex(), []).append(span.name)
+    assert failed <= set(got) and by_rate <= set(got)
+    assert len(set(got) - expected) < runs * 0.1  # slower-than-p95 runs may be kept too, nothing else
+    whole = ["run fleet", "task task-h1", "task task-h2", "task task-h3"]
+    broken = {trace[t]: sorted(names) for t, names in got.items() if sorted(names) != whole}
+    assert broken == {}  # every exported run whole, every span exactly once (no run exported twice)
+
+    # the same run, whole, from any host's home; the audit of the fleet store finds nothing missing
+    for home in homes[:3]:
+        shown = _cli(home, store, "show", "r10")
+        assert shown.returncode == 0, shown.stderr
+        assert all(name.split(" ", 1)[1] in shown.stdout for name in whole[1:]), shown.stdout
+    listed = _cli(homes[2], store, "runs", "--limit", "500", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len([r for r in json.loads(listed.stdout) if r["pipeline"] == "fleet"]) == runs
+    audit = _cli(homes[1], store, "audit", "--json")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
