@@ -125,14 +125,11 @@ def doctor() -> None:
         if f == "otlp_headers":
             value = settings.redacted_headers()
         console.print(f"  {f} = {value!r}")
-    try:
-        store = SpanStore(settings.store_path)
-        count = store.count()
-        store.close()
-        console.print(f"[green]✓[/green] store {settings.store_path} writable ({count} spans)")
-    except Exception as exc:
-        ok = False
-        console.print(f"[red]✗[/red] store {settings.store_path}: {exc}")
+    from .store.health import check as store_check
+
+    store_ok, store_line = store_check(settings.store_path)  # backend, schema version, reachability
+    ok = ok and store_ok
+    console.print(store_line)
     if "otlp" in settings.exporters and settings.otlp_endpoint:
         reachable, detail = _reachable(settings.otlp_endpoint)
         ok = ok and reachable

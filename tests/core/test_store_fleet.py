@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,54 @@ def test_tail_sampling_across_hosts_keeps_every_failed_run_whole_once(tmp_path: 
     assert len([r for r in json.loads(listed.stdout) if r["pipeline"] == "fleet"]) == runs
     audit = _cli(homes[1], store, "audit", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_doctor_reports_backend_schema_version_and_reachability_without_the_password(
+        tmp_path: Path, shared_schema: str) -> None:
+    home = tmp_path / "home"
+    base = SHARED_PG.replace("postgres@", "postgres:s3cr3t-pw@")
+    ok = _cli(home, f"{base}?schema={shared_schema}", "doctor")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "store postgresql postgresql://postgres:***@" in ok.stdout and "schema version 2" in ok.stdout
+    assert "reachable" in ok.stdout and "s3cr3t-pw" not in ok.stdout + ok.stderr
+    assert "store = 'postgresql://postgres:***@" in ok.stdout  # the effective-configuration line too
+    down = _cli(home, f"postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema={shared_schema}", "doctor")
+    assert down.returncode == 1 and "unreachable" in down.stdout
+    assert "s3cr3t-pw" not in down.stdout + down.stderr
+
+
+def test_a_postgres_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_path: Path,
+                                                                            shared_schema: str) -> None:
+    import psycopg
+    from pipetrace.store import SpanStore, schema
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    url = f"{SHARED_PG}?schema={shared_schema}"
+    SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
+    with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+        conn.execute(f"UPDATE {shared_schema}.pipetrace_schema SET version=7 WHERE component='spans'")
+    with pytest.raises(schema.StoreVersionError, match="schema version 7 .*newer than this pipetrace"):
+        SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
+
+
+def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store import SpanRecord, SpanStore, maintenance
+    from pipetrace.store.postgres import DAY_NS, PostgresBackend
+    from pipetrace.store.target import parse
+
+    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}"))
+    store = SpanStore(tmp_path / "traces.db", backend=backend)
+    today = time.time_ns() // DAY_NS
+    store.write([SpanRecord(f"{d:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
+                            (today - d) * DAY_NS + n + 10) for d in range(4) for n in range(1, 6)])
+    parts = lambda: {r[0] for r in store._query(  # noqa: E731, SLF001
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid JOIN pg_class p "
+        "ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace WHERE p.relname='spans' AND n.nspname=?",
+        (shared_schema,))}
+    assert len(parts()) == 4
+    assert maintenance.drop_before(store, (today - 1) * DAY_NS) == 10  # the two oldest days, whole
+    assert parts() == {backend.partition_name(today), backend.partition_name(today - 1)}
+    assert store.count() == 10
+    store.write([SpanRecord("f" * 32, "1" * 16, None, "late", "INTERNAL", (today - 3) * DAY_NS, (today - 3) * DAY_NS)])
+    assert store.count() == 11  # a late span for a dropped day gets its partition back
