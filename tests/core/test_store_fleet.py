@@ -94,7 +94,8 @@ def _done(*procs: subprocess.Popen[str]) -> None:
 
 
 def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipetrace", *args], env=_env(home, store), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipetrace", *args], env=_env(home, store, COLUMNS="250"),
+                          capture_output=True,
                           text=True, timeout=120)
 
 
