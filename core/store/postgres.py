@@ -26,13 +26,16 @@ _TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "text", "text"
           "text", "text", "int2", "int2", "text", "text", "text", "text", "text"]
 _UPDATE = ", ".join(f"{c}=excluded.{c}" for c in SPAN_COLUMNS[2:])
 _COLS = ", ".join(SPAN_COLUMNS)
+# a copy of the same span under another start time (an after-the-fact placeholder) is looked for within a
+# day either side, so the probe touches at most three partitions (run-time partition pruning)
+_NEAR = f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns"
 _MERGE = [
-    # a lower-quality copy of the same span stored under another start time (another partition) goes
+    # a lower-quality copy of the same span stored under another start time goes
     "DELETE FROM spans s USING pt_stage t WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
-    "AND s.start_ns<>t.start_ns AND t.quality>=s.quality",
+    f"AND {_NEAR} AND t.quality>=s.quality",
     f"INSERT INTO spans ({_COLS}) SELECT DISTINCT ON (trace_id, span_id, start_ns) {_COLS} FROM pt_stage t "
     "WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
-    "AND s.start_ns<>t.start_ns AND s.quality>t.quality) "
+    f"AND {_NEAR} AND s.quality>t.quality) "
     "ORDER BY trace_id, span_id, start_ns, quality DESC "
     f"ON CONFLICT (trace_id, span_id, start_ns) DO UPDATE SET {_UPDATE} WHERE excluded.quality >= spans.quality",
 ]

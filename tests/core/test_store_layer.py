@@ -94,3 +94,17 @@ class _Null:
 
     def shutdown(self) -> None:
         pass
+
+
+def test_a_live_span_replaces_its_placeholder_even_with_another_start(tmp_path: Path) -> None:
+    from pipetrace import attributes as A
+
+    store = SpanStore(tmp_path / "traces.db")
+    tid, sid, t0 = "12" * 16, "34" * 8, time.time_ns()
+    placeholder = SpanRecord(tid, sid, None, "task t", "INTERNAL", t0 - 3 * 10**9, t0, attributes={A.SYNTHETIC: True})
+    live = SpanRecord(tid, sid, None, "task t", "INTERNAL", t0 - 10**9, t0, attributes={"x": 1})
+    store.write([placeholder])
+    store.write([live])
+    store.write([placeholder])  # reported again after the fact: the live copy stays
+    assert [(s.start_ns, s.attributes) for s in store.trace(tid)] == [(live.start_ns, {"x": 1})]
+    store.close()
