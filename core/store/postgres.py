@@ -181,6 +181,10 @@ class PostgresBackend(Backend):
             self._ensure_partitions(conn, days)
             with conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
+                # the staging table has no statistics: keep the merge on per-row index probes (a hash or
+                # merge join would scan every partition of the span table for each batch)
+                conn.execute("SET LOCAL enable_hashjoin = off")
+                conn.execute("SET LOCAL enable_mergejoin = off")
                 with conn.cursor() as cur:
                     with cur.copy(f"COPY pt_stage ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
                         copy.set_types(_TYPES)
