@@ -41,6 +41,9 @@ _MERGE = [
 ]
 
 
+_INHERITED: list[Any] = []  # connections a forked child got from its parent, kept alive untouched
+
+
 class StoreUnavailable(RuntimeError):
     """The PostgreSQL store cannot be reached or refused the statement (message has no password)."""
 
@@ -83,6 +86,10 @@ class PostgresBackend(Backend):
     def connect(self) -> Any:
         if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
             return self._conn
+        if self._conn is not None and self._pid != os.getpid():
+            # inherited over fork (prefork workers): never finalize it here, that would end the parent's session
+            _INHERITED.append(self._conn)
+            self._conn = None
         import psycopg
 
         try:

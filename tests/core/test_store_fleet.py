@@ -190,3 +190,30 @@ def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str
     assert store.count() == 10
     store.write([SpanRecord("f" * 32, "1" * 16, None, "late", "INTERNAL", (today - 3) * DAY_NS, (today - 3) * DAY_NS)])
     assert store.count() == 11  # a late span for a dropped day gets its partition back
+
+
+def test_a_forked_child_writes_on_its_own_connection_and_leaves_the_parents_alone(
+        tmp_path: Path, shared_schema: str) -> None:
+    import gc
+
+    from pipetrace.store import SpanRecord, SpanStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    store = SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}")))
+    t0 = time.time_ns()
+    store.write([SpanRecord("a" * 32, "1" * 16, None, "parent", "INTERNAL", t0, t0)])
+    pid = os.fork()
+    if pid == 0:  # the child: like a prefork worker, writes through the inherited store object
+        code = 1
+        try:
+            store.write([SpanRecord("a" * 32, "2" * 16, None, "child", "INTERNAL", t0, t0)])
+            gc.collect()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.write([SpanRecord("a" * 32, "3" * 16, None, "parent again", "INTERNAL", t0, t0)])
+    assert sorted(s.name for s in store.trace("a" * 32)) == ["child", "parent", "parent again"]
+    store.close()
