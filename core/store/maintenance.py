@@ -128,6 +128,25 @@ def duration_rows(store: SpanStore, *, runs: bool, pipeline: str | None = None) 
         f"WHERE {' AND '.join(where)} ORDER BY pipeline, task, is_run, start_ns", params)
 
 
+def duration_percentiles(store: SpanStore, pipeline: str | None = None) -> list[tuple[Any, ...]] | None:
+    """``(pipeline, task, count, failures, p50_ms, p95_ms)`` per task computed by the server (PostgreSQL's
+    ``percentile_cont``, same interpolation as ``baselines.percentile``), or None where the caller should
+    compute them itself (SQLite: reading the covering index into Python is faster there)."""
+    if store.dialect == "sqlite":
+        return None
+    where = ["is_run=0", "task IS NOT NULL", "name LIKE 'task %'"]
+    params: list[Any] = []
+    if pipeline:
+        where.append("pipeline=?")
+        params.append(pipeline)
+    dur = "(end_ns - start_ns) / 1e6"
+    return store._query(  # noqa: SLF001
+        f"SELECT pipeline, task, COUNT(*), SUM(CASE WHEN status='ERROR' THEN 1 ELSE 0 END), "
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {dur}), percentile_cont(0.95) WITHIN GROUP (ORDER BY {dur}) "
+        f"FROM spans WHERE {' AND '.join(where)} GROUP BY pipeline, task ORDER BY pipeline NULLS FIRST, task",
+        params)
+
+
 STRUCTURE_COLUMNS = ("trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, is_run, system, "
                      "pipeline, run_id, task, status, result")
 

@@ -226,7 +226,10 @@ class SpanStore:
                                    result or ("failure" if st == "ERROR" else "success"),
                                    start, max(0, end - start) / 1e6, count))
         if not status or status == "running":
-            runs.extend(self._in_progress(pipeline, system, since_ns, limit))
+            # with `limit` finished runs, an in-progress trace starting before the oldest of them cannot
+            # make the page: only the spans since then are grouped (not the whole store)
+            bound = rows[-1][7] if len(rows) >= limit else None
+            runs.extend(self._in_progress(pipeline, system, since_ns, limit, bound_ns=bound))
         runs.sort(key=lambda r: r.start_ns, reverse=True)
         return runs[:limit]
 
@@ -242,12 +245,27 @@ class SpanStore:
         return out
 
     def _in_progress(self, pipeline: str | None, system: str | None, since_ns: int | None,
-                     limit: int) -> list[RunSummary]:
-        rows = self._query(
-            "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(is_run)=0 "
-            "ORDER BY MIN(start_ns) DESC LIMIT ?", (limit,))
-        ids = [r[0] for r in rows]
+                     limit: int, *, bound_ns: int | None = None) -> list[RunSummary]:
+        if bound_ns is None:
+            rows = self._query(
+                "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(is_run)=0 "
+                "ORDER BY MIN(start_ns) DESC LIMIT ?", (limit,))
+            ids = [r[0] for r in rows]
+        else:
+            # traces with a span since the bound; the ones with a run span (maybe before the bound) or an
+            # earlier first span are dropped below, so the window only narrows where to look
+            window = [r[0] for r in self._query("SELECT DISTINCT trace_id FROM spans WHERE start_ns >= ?",
+                                                (bound_ns,))]
+            finished: set[str] = set()
+            for i in range(0, len(window), 500):
+                chunk = window[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                finished.update(r[0] for r in self._query(
+                    f"SELECT DISTINCT trace_id FROM spans WHERE is_run=1 AND trace_id IN ({marks})", chunk))
+            ids = [t for t in window if t not in finished]
         agg = self._trace_aggregates(ids)
+        if bound_ns is not None:
+            ids = sorted((t for t in ids if agg[t][2] >= bound_ns), key=lambda t: agg[t][2], reverse=True)[:limit]
         out = []
         for tid in ids:
             sample = self._query(

@@ -108,3 +108,28 @@ def test_a_live_span_replaces_its_placeholder_even_with_another_start(tmp_path: 
     store.write([placeholder])  # reported again after the fact: the live copy stays
     assert [(s.start_ns, s.attributes) for s in store.trace(tid)] == [(live.start_ns, {"x": 1})]
     store.close()
+
+
+def test_runs_page_lists_in_progress_traces_without_grouping_the_whole_store(tmp_path: Path) -> None:
+    from pipetrace import attributes as A
+
+    store = SpanStore(tmp_path / "traces.db")
+    t0, sec = time.time_ns() - 10**12, 10**9
+
+    def run(i: int, start: int, *, ended: bool, task_at: int | None = None) -> list[SpanRecord]:
+        tid, attrs = f"{i:032x}", {A.PIPELINE_RUN_ID: f"r{i}", A.PIPELINE_NAME: "p", A.SYSTEM: "python"}
+        out = [SpanRecord(tid, f"{i + 1:016x}", None, "task t", "INTERNAL", task_at or start, (task_at or start) + sec,
+                          attributes={**attrs, A.TASK_NAME: "t"})]
+        if ended:
+            out.append(SpanRecord(tid, f"{i:016x}", None, "run p", "SERVER", start, start + 2 * sec, attributes=attrs))
+        return out
+
+    spans = [s for i in range(1, 61) for s in run(i * 10, t0 + i * 60 * sec, ended=True)]
+    spans += run(1000, t0 + 3700 * sec, ended=False)  # newest: in progress, on the page
+    spans += run(2000, t0 + 5 * 60 * sec, ended=False)  # in progress but older than the page
+    spans += run(3000, t0 + 20 * 60 * sec, ended=True, task_at=t0 + 3650 * sec)  # finished; a late task
+    store.write(spans)
+    page = store.runs(limit=50)
+    assert len(page) == 50 and page[0].run_id == "r1000" and page[0].in_progress
+    assert [r.run_id for r in page if r.in_progress] == ["r1000"]
+    store.close()
