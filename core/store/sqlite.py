@@ -254,8 +254,10 @@ class SpanStore:
         else:
             # traces with a span since the bound; the ones with a run span (maybe before the bound) or an
             # earlier first span are dropped below, so the window only narrows where to look
-            window = [r[0] for r in self._query("SELECT DISTINCT trace_id FROM spans WHERE start_ns >= ?",
-                                                (bound_ns,))]
+            # no DISTINCT in SQL: it would make SQLite scan the whole table in key order instead of the
+            # start-time index range
+            window = list(dict.fromkeys(r[0] for r in self._query(
+                "SELECT trace_id FROM spans WHERE start_ns >= ?", (bound_ns,))))
             finished: set[str] = set()
             for i in range(0, len(window), 500):
                 chunk = window[i:i + 500]
