@@ -20,6 +20,7 @@ from . import schema, target
 from .backend import UPSERT, Backend, SqliteBackend, is_corruption  # noqa: F401 - re-exported
 from .records import SpanRecord, dumps
 
+RUN_MARGIN_NS = 86_400 * 10**9  # run listings count a run's spans that start within a day of the run span
 SCHEMA = schema.MIGRATIONS["sqlite"][schema.SPANS][0]  # kept for importers; schema.py owns it
 COLUMNS = ("trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message, "
            "attributes, events, links, resource, scope")
@@ -219,7 +220,9 @@ class SpanStore:
             f"WHERE {' AND '.join(where)} ORDER BY start_ns DESC LIMIT ?", (*params, limit))
         runs: list[RunSummary] = []
         trace_ids = sorted({r[0] for r in rows})
-        agg = self._trace_aggregates(trace_ids)
+        # a run's spans start within its run span, give or take a day of stragglers and clock skew
+        window = (min(r[7] for r in rows) - RUN_MARGIN_NS, max(r[8] for r in rows) + RUN_MARGIN_NS) if rows else None
+        agg = self._trace_aggregates(trace_ids, window)
         for trace_id, span_id, sys_, pipe, run_id, result, st, start, end in rows:
             count, systems, _, _ = agg.get(trace_id, (0, [], start, end))
             runs.append(RunSummary(trace_id, span_id, sys_, systems, pipe, run_id,
@@ -233,14 +236,18 @@ class SpanStore:
         runs.sort(key=lambda r: r.start_ns, reverse=True)
         return runs[:limit]
 
-    def _trace_aggregates(self, trace_ids: Sequence[str]) -> dict[str, tuple[int, list[str], int, int]]:
+    def _trace_aggregates(self, trace_ids: Sequence[str],
+                          window: tuple[int, int] | None = None) -> dict[str, tuple[int, list[str], int, int]]:
+        """Span count, systems, first start and last end per trace; ``window`` bounds the start times
+        looked at (PostgreSQL then probes only the day partitions in it, not every one)."""
         out: dict[str, tuple[int, list[str], int, int]] = {}
+        extra, bounds = ("AND start_ns BETWEEN ? AND ? ", window) if window else ("", ())
         for i in range(0, len(trace_ids), 500):
             chunk = trace_ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
             for tid, n, systems, lo, hi in self._query(
                 f"SELECT trace_id, COUNT(*), {self.backend.distinct_list('system')}, MIN(start_ns), MAX(end_ns) "
-                f"FROM spans WHERE trace_id IN ({marks}) GROUP BY trace_id", chunk):
+                f"FROM spans WHERE trace_id IN ({marks}) {extra}GROUP BY trace_id", (*chunk, *bounds)):
                 out[tid] = (n, sorted(set((systems or "").split(",")) - {""}), lo, hi)
         return out
 
@@ -262,8 +269,10 @@ class SpanStore:
             for i in range(0, len(window), 500):
                 chunk = window[i:i + 500]
                 marks = ",".join("?" * len(chunk))
+                # a run span older than that leaves its trace's first start before the bound: dropped below
                 finished.update(r[0] for r in self._query(
-                    f"SELECT DISTINCT trace_id FROM spans WHERE is_run=1 AND trace_id IN ({marks})", chunk))
+                    f"SELECT DISTINCT trace_id FROM spans WHERE is_run=1 AND trace_id IN ({marks}) "
+                    f"AND start_ns >= ?", (*chunk, bound_ns - RUN_MARGIN_NS)))
             ids = [t for t in window if t not in finished]
         agg = self._trace_aggregates(ids)
         if bound_ns is not None:
