@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -48,8 +49,11 @@ def test_three_worker_hosts_one_queue_whole_workflows_from_any_home(tmp_path: Pa
                                "OTEL_RESOURCE_ATTRIBUTES": f"host.name=fleet-host{n}"}))
         ids = workers[0].produce("all")
     finally:
+        for w in workers:  # warm shutdown (flushes every process to the store), all hosts at once
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
         for w in workers:
-            w.stop()  # warm shutdown flushes every process to the store
+            w.stop()
     assert ids["chord"]["value"] == 15 and ids["chain"]["value"] == 13
 
     from pipetrace.store import SpanStore
