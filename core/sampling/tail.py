@@ -209,7 +209,12 @@ class TailSamplingExporter(SpanExporter):
         return self._release(decision)
 
     def _release(self, decision: Decision) -> bool:
-        """Export (kept) or discard (dropped) the decided trace's held spans, chunk by chunk."""
+        """Export (kept) or discard (dropped) the decided trace's held spans, chunk by chunk; skipped
+        while another process (another host, on the fleet store) is releasing the same trace."""
+        with self.held.claim(decision.trace_id) as mine:
+            return self._release_claimed(decision) if mine else True
+
+    def _release_claimed(self, decision: Decision) -> bool:
         decoder = Decoder()
         ok = True
         extra = {POLICY_ATTR: decision.policy, DECISION_ATTR: "keep" if decision.keep else "drop"}

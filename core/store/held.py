@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,22 @@ class HeldStore:
 
     def close(self) -> None:
         self.backend.close()
+
+    @contextmanager
+    def claim(self, trace_id: str) -> Iterator[bool]:
+        """True while this process may export the trace's held spans: on a shared (PostgreSQL) store, a
+        session advisory lock, so two hosts finishing the same orphaned export never both send it."""
+        try_lock = getattr(self.backend, "try_session_lock", None)
+        if try_lock is None:
+            yield True
+            return
+        key = f"pipetrace-release:{trace_id}"
+        mine = bool(try_lock(key))
+        try:
+            yield mine
+        finally:
+            if mine:
+                self.backend.session_unlock(key)  # type: ignore[attr-defined]
 
     # ---- holding -------------------------------------------------------------------------------------
     def hold(self, spans: Sequence[HeldSpan]) -> dict[str, Decision]:

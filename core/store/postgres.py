@@ -207,6 +207,12 @@ class PostgresBackend(Backend):
         for trace_id in sorted(set(trace_ids)):
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"pipetrace-trace:{trace_id}",))
 
+    def try_session_lock(self, key: str) -> bool:
+        return bool(self.query("SELECT pg_try_advisory_lock(hashtext(?))", (key,))[0][0])
+
+    def session_unlock(self, key: str) -> None:
+        self.query("SELECT pg_advisory_unlock(hashtext(?))", (key,))
+
     def _ensure_partitions(self, conn: Any, days: set[int]) -> None:
         import psycopg
 

@@ -217,3 +217,20 @@ def test_a_forked_child_writes_on_its_own_connection_and_leaves_the_parents_alon
     store.write([SpanRecord("a" * 32, "3" * 16, None, "parent again", "INTERNAL", t0, t0)])
     assert sorted(s.name for s in store.trace("a" * 32)) == ["child", "parent", "parent again"]
     store.close()
+
+
+def test_only_one_process_at_a_time_releases_a_decided_trace(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store.held import HeldStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.schema import HELD
+    from pipetrace.store.target import parse
+
+    target = parse(f"{SHARED_PG}?schema={shared_schema}")
+    a, b = (HeldStore(tmp_path / "tail.db", backend=PostgresBackend(target, component=HELD)) for _ in range(2))
+    with a.claim("t1") as first:
+        with b.claim("t1") as second, b.claim("t2") as other:
+            assert first and not second and other  # the same trace is busy elsewhere; another is not
+    with b.claim("t1") as again:
+        assert again  # released with the first export
+    a.close()
+    b.close()
