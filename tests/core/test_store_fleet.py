@@ -234,3 +234,23 @@ def test_only_one_process_at_a_time_releases_a_decided_trace(tmp_path: Path, sha
         assert again  # released with the first export
     a.close()
     b.close()
+
+
+def test_beyond_the_buffer_bound_spans_are_dropped_counted_and_logged_once(tmp_path: Path, caplog) -> None:
+    from pipetrace.store import SpanRecord, SpanStore
+    from pipetrace.store.buffer import BufferedWriter
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.sqlite import _row
+    from pipetrace.store.target import parse
+
+    down = PostgresBackend(parse("postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema=nowhere"))
+    writer = BufferedWriter(SpanStore(tmp_path / "traces.db", backend=down), max_spans=10)
+    t0 = time.time_ns()
+    with caplog.at_level("WARNING", logger="pipetrace.store"):
+        for batch in range(5):
+            writer.write_rows([_row(SpanRecord("b" * 32, f"{batch * 5 + n:016x}", None, "x", "INTERNAL", t0, t0))
+                               for n in range(5)])
+    assert writer.buffered == 10 and writer.dropped == 15
+    assert SpanStore.local(tmp_path / "buffer.db").count() == 10
+    full = [r for r in caplog.records if "buffer" in r.getMessage() and "full" in r.getMessage()]
+    assert len(full) == 1 and "s3cr3t-pw" not in caplog.text
