@@ -2,6 +2,8 @@
 anomalies, audit, size on disk. Prints every figure next to its goal.
 
     .venvs/core/bin/python benchmarks/store_scale.py [--spans 1000000] [--dir DIR] [--keep]
+    .venvs/core/bin/python benchmarks/store_scale.py --backend postgresql [--spans N] [--pg-url URL]
+        (SQLite and PostgreSQL side by side, 4 writer processes: see store_scale_backends.py)
 
 Runs are synthetic (pipetrace.analysis.synthetic): 20 pipelines, 10 tasks per run, 4 batch spans per
 task (51 spans per run), hourly, ending now; 2 % of task spans made slow on purpose.
@@ -36,7 +38,22 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=1_000_000)
     ap.add_argument("--dir", type=Path, default=None, help="where to build the store (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the store afterwards")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="postgresql: compare it with SQLite side by side in one run")
+    ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
+    if args.backend == "postgresql":
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from store_scale_backends import run
+
+        work = args.dir or Path(tempfile.mkdtemp(prefix="pipetrace-bench-"))
+        work.mkdir(parents=True, exist_ok=True)
+        run(args.spans, work, args.pg_url, args.keep)
+        if not args.keep and args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     pipelines = 20
     runs_per_pipeline = max(1, round(args.spans / SPANS_PER_RUN / pipelines))
     work = args.dir or Path(tempfile.mkdtemp(prefix="pipetrace-bench-"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import config as _config
-from .clierrors import check_output, check_store_path, fail, store_problem, write_output
+from .clierrors import check_output, fail, open_store, write_output
 from .clierrors import err as _errors_console
 from .store import SpanStore
 from .store.records import SpanRecord
@@ -37,12 +36,7 @@ def _settings() -> _config.Settings:
 
 def _store() -> SpanStore:
     """The configured store, or one line saying why it cannot be opened."""
-    path = Path(_settings().store_path)
-    check_store_path(path)
-    try:
-        return SpanStore(path)
-    except (OSError, sqlite3.Error) as exc:
-        store_problem(path, exc)
+    return open_store(Path(_settings().store_path))
 
 
 def _check_system(store: SpanStore, system: str) -> None:

@@ -5,12 +5,14 @@ overwritten without ``--force``, a ``PIPETRACE_HOME`` that cannot hold a store."
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from .store import SpanStore
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -46,31 +48,40 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
         fail(f"cannot write {path}: {exc.strerror or exc}", "choose a path you can write to", code=1)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def check_store_path(store_path: Path) -> None:
     """Before a command opens the store: its folder can be made and the file, if any, is a SQLite file
     (the store connects lazily, so its own errors would surface mid-command as a traceback)."""
+    from .store.errors import StoreFileError, check_store_file
+
     try:
         store_path.parent.mkdir(parents=True, exist_ok=True)
-        if store_path.exists():
-            with open(store_path, "rb") as fh:
-                head = fh.read(len(SQLITE_HEADER))
-            if head and head != SQLITE_HEADER:
-                raise sqlite3.DatabaseError("file is not a database")
-    except (OSError, sqlite3.Error) as exc:
+        check_store_file(store_path)
+    except (OSError, StoreFileError) as exc:
+        store_problem(store_path, exc)
+
+
+def open_store(store_path: Path) -> SpanStore:
+    """The store at ``store_path``, or one line saying why it cannot be opened (never a traceback)."""
+    from .store import SpanStore
+    from .store.errors import StoreFileError
+
+    check_store_path(store_path)
+    try:
+        return SpanStore(store_path)
+    except (OSError, StoreFileError) as exc:
         store_problem(store_path, exc)
 
 
 def store_problem(store_path: Path, exc: BaseException) -> NoReturn:
     """The store cannot be opened: say which path, why, and what ``PIPETRACE_HOME`` must be."""
+    from .store.errors import StoreFileError
+
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     home = store_path.parent
     blocker = next((p for p in (home, *home.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         hint = f"{blocker} is a file; set PIPETRACE_HOME to a folder (it is created if missing)"
-    elif isinstance(exc, sqlite3.DatabaseError):
+    elif isinstance(exc, StoreFileError):
         hint = f"{store_path} is not a pipetrace store; move it away or set PIPETRACE_HOME to another folder"
     else:
         hint = "set PIPETRACE_HOME to a folder you can write to (default ~/.pipetrace)"

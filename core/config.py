@@ -36,6 +36,15 @@ class SecretStr(str):
         return "'***'"
 
 
+class StoreUrl(str):
+    """PIPETRACE_STORE: its repr masks the password (Settings are printed by ``pipetrace doctor``)."""
+
+    def __repr__(self) -> str:
+        from .store.target import mask
+
+        return repr(str(mask(self[:])))  # [:] is a plain str
+
+
 @dataclass(frozen=True)
 class Settings:
     enabled: bool = True
@@ -76,6 +85,7 @@ class Settings:
     tail_max_hold_h: float = 48.0
     require_tls: bool = False
     metrics: bool = False
+    store: StoreUrl | None = None
 
     @property
     def store_path(self) -> Path:
@@ -132,6 +142,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "tail_max_hold_h": ("PIPETRACE_TAIL_MAX_HOLD",),
     "require_tls": ("PIPETRACE_REQUIRE_TLS",),
     "metrics": ("PIPETRACE_METRICS",),
+    "store": ("PIPETRACE_STORE",),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -179,6 +190,8 @@ DESCRIPTIONS: dict[str, str] = {
     "require_tls": "Refuse a plaintext OTLP endpoint that is not loopback (configure raises).",
     "metrics": "Record run/task duration and error metrics (cicd.pipeline.run.duration, …) from spans and "
                "export them with the OTLP/console exporters.",
+    "store": "Fleet store, environment only: postgresql://user:pw@host:5432/db?schema=pipetrace (spans, "
+             "analysis and tail state of every host; docs/scale.md). Unset: SQLite under home. Password never shown.",
 }
 
 
@@ -314,6 +327,19 @@ def _existing_file(name: str, raw: object) -> str | None:
     return text
 
 
+def _store(name: str, raw: object) -> StoreUrl | None:
+    from .store.target import StoreConfigError, parse
+
+    text = str(raw).strip()
+    if not text or text.lower() in ("sqlite", "local"):
+        return None
+    try:
+        parse(text)
+    except StoreConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return StoreUrl(text)
+
+
 def _convert(key: str, name: str, raw: object) -> Any:
     if key in ("enabled", "sdk_disabled", "otlp_insecure", "redaction", "tail_sampling", "require_tls", "metrics",
                "redaction_logs"):
@@ -357,6 +383,8 @@ def _convert(key: str, name: str, raw: object) -> Any:
         return _int(name, raw)
     if key == "attribute_value_length_limit":
         return 0 if str(raw).strip() == "" else _int(name, raw, low=0)
+    if key == "store":
+        return _store(name, raw)
     if key == "service_name":
         text = str(raw).strip()
         if not text:
@@ -369,6 +397,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``env`` (default ``os.environ``) with keyword overrides on top; validated."""
     env = os.environ if env is None else env
     known = {f.name for f in fields(Settings)}
+    if "store" in overrides:
+        raise ConfigError("configure(store=...): PIPETRACE_STORE is read from the environment by every process "
+                          "(CLI, viewer, workers); set it there")
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"configure(): unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -63,20 +63,18 @@ def tracing(settings: Settings) -> Iterable[Finding]:
 
 @register
 def store(settings: Settings) -> Iterable[Finding]:
-    from .store import SpanStore
+    from .store.health import check as store_check
 
     if "store" not in settings.exporters:
         yield Finding(None, "store exporter", f"off (PIPETRACE_EXPORTERS={','.join(settings.exporters)})")
         return
     try:
-        s = SpanStore(settings.store_path)
-        count = s.count()
-        s.close()
+        ok, detail = store_check(settings.store_path)  # backend, schema version, reachability, buffer
     except Exception as exc:
-        yield Finding(False, "store exporter", f"{settings.store_path}: {exc}",
-                      "set PIPETRACE_HOME to a folder you can write to")
-        return
-    yield Finding(True, "store exporter", f"{settings.store_path} writable ({count} spans)")
+        ok, detail = False, f"{settings.store_path}: {exc}"
+    fix = "" if ok else ("check PIPETRACE_STORE (server up, URL right)" if settings.store
+                         else "set PIPETRACE_HOME to a folder you can write to")
+    yield Finding(ok, "store exporter", detail, fix)
 
 
 def reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:

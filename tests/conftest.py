@@ -7,7 +7,22 @@ from pathlib import Path
 
 import pipetrace
 import pytest
+import store_backends
 from pipetrace.store import SpanRecord, SpanStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: reads the SQLite store file itself (not run on PostgreSQL)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    store_backends.parametrize(metafunc, Path(__file__).parent.parent)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """sqlite, or postgresql with PIPETRACE_STORE set for the session (see tests/store_backends.py)."""
+    yield from store_backends.backend(request)
 
 
 class Traced:

@@ -22,6 +22,9 @@ class TaskPercentiles:
 def task_percentiles(store: SpanStore, pipeline: str | None = None) -> list[TaskPercentiles]:
     """p50/p95 per (pipeline, task) over all attempts; reads only the index, never the wide rows."""
     M.ensure_schema(store)
+    by_server = M.duration_percentiles(store, pipeline)  # PostgreSQL: computed where the rows are
+    if by_server is not None:
+        return [TaskPercentiles(p, t, int(n), int(f), float(p50), float(p95)) for p, t, n, f, p50, p95 in by_server]
     out: list[TaskPercentiles] = []
     current: tuple[str | None, str] | None = None
     durs: list[float] = []

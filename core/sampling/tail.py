@@ -10,7 +10,6 @@ exported run span (``pipetrace.sampling.policy``) and in ``tail.db``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import attributes as A
 from ..ratelimit import warn_once_per
+from ..store import maintenance, queries, target
+from ..store.sqlite import SpanStore
 from . import consistent
 from .codec import Decoder, encode
 from .head import DECISION_ATTR, POLICY_ATTR, RATE_ATTR
@@ -67,26 +68,22 @@ class RunHistory:
         self.store_path = store_path
         self.min_runs = min_runs
         self.last = last
+        self._opened: SpanStore | None = None
+
+    def _store(self) -> SpanStore:
+        if self._opened is None:
+            self._opened = SpanStore(self.store_path)
+        return self._opened
 
     def p95_ms(self, pipeline: str, before_ns: int | None = None, exclude_trace: str | None = None) -> float | None:
-        if not self.store_path.exists():
+        if not self.store_path.exists() and target.for_path(self.store_path) is None:
             return None
         try:
-            conn = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=10)
-            try:
-                rows = conn.execute(
-                    "SELECT end_ns - start_ns FROM spans WHERE is_run=1 AND pipeline=? AND start_ns < ? "
-                    "AND trace_id != ? ORDER BY start_ns DESC LIMIT ?",
-                    (pipeline, before_ns if before_ns is not None else 2**62, exclude_trace or "",
-                     self.last)).fetchall()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            if "no such table" in str(exc):
-                return None  # the store has not written its first span yet
+            rows = queries.run_durations(self._store(), pipeline, before_ns, exclude_trace, self.last)
+        except Exception as exc:
             warn_once_per(log, "tail-history", "pipetrace: cannot read run history for tail sampling: %r", exc)
             return None
-        durations = sorted(r[0] / 1e6 for r in rows)
+        durations = sorted(r / 1e6 for r in rows)
         if len(durations) < self.min_runs:
             return None
         pos = (len(durations) - 1) * 0.95
@@ -212,7 +209,12 @@ class TailSamplingExporter(SpanExporter):
         return self._release(decision)
 
     def _release(self, decision: Decision) -> bool:
-        """Export (kept) or discard (dropped) the decided trace's held spans, chunk by chunk."""
+        """Export (kept) or discard (dropped) the decided trace's held spans, chunk by chunk; skipped
+        while another process (another host, on the fleet store) is releasing the same trace."""
+        with self.held.claim(decision.trace_id) as mine:
+            return self._release_claimed(decision) if mine else True
+
+    def _release_claimed(self, decision: Decision) -> bool:
         decoder = Decoder()
         ok = True
         extra = {POLICY_ATTR: decision.policy, DECISION_ATTR: "keep" if decision.keep else "drop"}
@@ -251,22 +253,22 @@ class TailSamplingExporter(SpanExporter):
         return ok
 
     def _prune_store(self, trace_ids: Sequence[str]) -> None:
-        if self.store_path is None or not self.store_path.exists():
+        """Remove sampled-out runs from the store: spans and anomaly flags alike (the store's own delete)."""
+        if self.store_path is None:
             return
-        conn = sqlite3.connect(str(self.store_path), timeout=60, isolation_level=None)
+        if not self.store_path.exists() and target.for_path(self.store_path) is None:
+            return
+        store = SpanStore(self.store_path)
         try:
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM spans WHERE trace_id=?", [(t,) for t in trace_ids])
-            conn.execute("COMMIT")
+            maintenance.delete_traces(store, list(trace_ids))
         finally:
-            conn.close()
+            store.close()
 
 
 def decision_for(home: Path, trace_id: str) -> dict[str, Any] | None:
     """The recorded tail decision of a trace (for the CLI/viewer), or None."""
     path = Path(home) / "tail.db"
-    if not path.exists():
+    if not path.exists() and target.for_path(path) is None:
         return None
     store = HeldStore(path)
     try:

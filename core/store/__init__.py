@@ -1,4 +1,5 @@
-"""Embedded span store (SQLite, WAL) and its query API."""
+"""The store layer: schema, migrations and every query, over SQLite (embedded default) or PostgreSQL
+(``PIPETRACE_STORE=postgresql://…``, the fleet store). Nothing outside this package runs SQL."""
 
 from .exporter import StoreSpanExporter
 from .records import SpanRecord, from_readable

@@ -11,8 +11,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..processors import YIELD_EVERY
 from ..ratelimit import warn_once_per
+from .buffer import BufferedWriter
 from .records import SpanRecord, from_readable
-from .sqlite import SpanStore, is_corruption
+from .sqlite import SpanStore, _row, is_corruption
 
 log = logging.getLogger("pipetrace.store")
 
@@ -27,11 +28,17 @@ def _records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
 
 
 class StoreSpanExporter(SpanExporter):
+    """Writes to the store; with a PostgreSQL store, through a local buffer (see ``buffer.py``)."""
+
     def __init__(self, store: SpanStore) -> None:
         self.store = store
+        self.buffered: BufferedWriter | None = BufferedWriter(store) if store.dialect != "sqlite" else None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
+            if self.buffered is not None:
+                self.buffered.write_rows([_row(r) for r in _records(spans)])
+                return SpanExportResult.SUCCESS
             self.store.write(_records(spans))
             return SpanExportResult.SUCCESS
         except Exception as exc:
@@ -47,7 +54,13 @@ class StoreSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
+        if self.buffered is not None:
+            self.buffered.flush()
         self.store.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """With a PostgreSQL store, also drain the local buffer if the server answers (True either way:
+        buffered spans are safe on disk and leave with a later export)."""
+        if self.buffered is not None:
+            self.buffered.flush()
         return True

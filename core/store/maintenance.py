@@ -1,46 +1,20 @@
 """Store helpers for analysis: deletes (retention), the anomaly-flag and alert-state tables, lean scans.
 
 Kept apart from ``sqlite.py`` so the span table's writer stays small; every function takes a
-:class:`SpanStore` and uses its connection, lock and busy-retry.
+:class:`SpanStore` and goes through its backend (SQLite or PostgreSQL); the tables are in ``schema.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .backend import Conn
 from .sqlite import SpanStore
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS anomalies (
-    trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL,
-    pipeline TEXT,
-    task TEXT,
-    name TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    baseline_ms REAL NOT NULL,
-    score REAL NOT NULL,
-    basis TEXT NOT NULL,
-    detected_ns INTEGER NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-);
-CREATE INDEX IF NOT EXISTS anomalies_start ON anomalies (start_ns);
-CREATE TABLE IF NOT EXISTS alerts_sent (
-    key TEXT PRIMARY KEY,
-    rule TEXT NOT NULL,
-    sent_ns INTEGER NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_sent_rule ON alerts_sent (rule, sent_ns);
-"""
 
 # Covering index for the duration scans of baselines, p95s and audits: they read only these columns, so
 # SQLite never touches the wide span rows (attributes/events JSON). Created on first analysis use.
@@ -48,65 +22,41 @@ DURATION_INDEX = ("CREATE INDEX IF NOT EXISTS spans_task_duration "
                   "ON spans (pipeline, task, is_run, start_ns, end_ns, status, name)")
 
 
-def _run(store: SpanStore, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
-    """Run ``fn(conn)`` under the store's lock with busy-retry, in an IMMEDIATE transaction if writing."""
-
-    def attempt() -> T:
-        conn = store._connect()  # noqa: SLF001
-        if not write:
-            return fn(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(conn)
-            conn.execute("COMMIT")
-            return out
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    with store._lock:  # noqa: SLF001
-        return store._retry(attempt)  # type: ignore[no-any-return]  # noqa: SLF001
+def _run(store: SpanStore, fn: Callable[[Conn], T], *, write: bool = False) -> T:
+    """Run ``fn(conn)`` through the store's backend (lock, retry; one transaction if writing)."""
+    return store.backend.run(fn, write=write)
 
 
 def ensure_schema(store: SpanStore, *, duration_index: bool = True) -> None:
-    """Create the analysis tables (and the covering duration index) if missing; cheap when present."""
+    """Create the analysis tables (and the covering duration index) if missing; cheap when present.
 
-    def make(conn: sqlite3.Connection) -> None:
-        conn.executescript(SCHEMA)
-        if duration_index:
-            conn.execute(DURATION_INDEX)
-
-    _run(store, make)
+    The tables come with the schema's migrations; the SQLite covering index is made on first use."""
+    if duration_index and store.dialect == "sqlite":
+        _run(store, lambda conn: conn.execute(DURATION_INDEX))
+    else:
+        store._query("SELECT 1")  # noqa: SLF001 - opens (and migrates) the store
 
 
 # ---- sizes ------------------------------------------------------------------------------------------
 def file_bytes(store: SpanStore) -> int:
-    """Bytes on disk: the database plus its WAL and shared-memory files."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += os.path.getsize(f"{store.path}{suffix}")
-        except OSError:
-            pass
-    return total
+    """Bytes on disk: the SQLite database plus its WAL and shared-memory files (PostgreSQL: the schema's
+    tables and indexes)."""
+    return store.backend.size_bytes()
 
 
 def free_bytes(store: SpanStore) -> int:
     """Bytes held by free pages (reusable by new spans, returned to the OS by VACUUM)."""
-    def q(conn: sqlite3.Connection) -> int:
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        size = conn.execute("PRAGMA page_size").fetchone()[0]
-        return int(free) * int(size)
-
-    return _run(store, q)
+    return store.backend.free_bytes()
 
 
 def vacuum(store: SpanStore) -> None:
-    def q(conn: sqlite3.Connection) -> None:
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.backend.vacuum()
 
-    _run(store, q)
+
+def drop_before(store: SpanStore, cutoff_ns: int) -> int:
+    """Retention by age: every span started before ``cutoff_ns`` goes (PostgreSQL drops whole day
+    partitions); their anomaly flags go with them. Returns spans removed."""
+    return store.backend.drop_before(cutoff_ns)
 
 
 # ---- retention --------------------------------------------------------------------------------------
@@ -125,11 +75,10 @@ class RunRow:
 
 
 def run_rows(store: SpanStore, sampled_attr: str) -> list[RunRow]:
-    path = f'$."{sampled_attr}"'
     rows = store._query(  # noqa: SLF001
         "SELECT trace_id, span_id, pipeline, run_id, result, status, end_ns, "
-        f"json_extract(attributes, '{path}') FROM spans WHERE is_run=1")
-    return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7] in (0, "false", "False"))
+        f"{store.backend.json_text('attributes', sampled_attr)} FROM spans WHERE is_run=1")
+    return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7] in (0, "0", "false", "False"))
             for r in rows]
 
 
@@ -141,12 +90,9 @@ def delete_traces(store: SpanStore, trace_ids: Sequence[str], *, chunk: int = 50
     deleted = 0
     for i in range(0, len(trace_ids), chunk):
         part = list(trace_ids[i:i + chunk])
-        marks = ",".join("?" * len(part))
 
-        def rm(conn: sqlite3.Connection, part: list[str] = part, marks: str = marks) -> int:
-            n = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks})", part).rowcount
-            conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", part)
-            return int(n)
+        def rm(conn: Conn, part: list[str] = part) -> int:
+            return store.backend.delete_traces(conn, part)
 
         deleted += _run(store, rm, write=True)
         if progress is not None:
@@ -180,6 +126,25 @@ def duration_rows(store: SpanStore, *, runs: bool, pipeline: str | None = None) 
     return store._query(  # noqa: SLF001
         f"SELECT pipeline, task, trace_id, span_id, start_ns, end_ns, status, name FROM spans "
         f"WHERE {' AND '.join(where)} ORDER BY pipeline, task, is_run, start_ns", params)
+
+
+def duration_percentiles(store: SpanStore, pipeline: str | None = None) -> list[tuple[Any, ...]] | None:
+    """``(pipeline, task, count, failures, p50_ms, p95_ms)`` per task computed by the server (PostgreSQL's
+    ``percentile_cont``, same interpolation as ``baselines.percentile``), or None where the caller should
+    compute them itself (SQLite: reading the covering index into Python is faster there)."""
+    if store.dialect == "sqlite":
+        return None
+    where = ["is_run=0", "task IS NOT NULL", "name LIKE 'task %'"]
+    params: list[Any] = []
+    if pipeline:
+        where.append("pipeline=?")
+        params.append(pipeline)
+    dur = "(end_ns - start_ns) / 1e6"
+    return store._query(  # noqa: SLF001
+        f"SELECT pipeline, task, COUNT(*), SUM(CASE WHEN status='ERROR' THEN 1 ELSE 0 END), "
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {dur}), percentile_cont(0.95) WITHIN GROUP (ORDER BY {dur}) "
+        f"FROM spans WHERE {' AND '.join(where)} GROUP BY pipeline, task ORDER BY pipeline NULLS FIRST, task",
+        params)
 
 
 STRUCTURE_COLUMNS = ("trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, is_run, system, "
@@ -251,13 +216,14 @@ def save_anomalies(store: SpanStore, rows: Iterable[tuple[Any, ...]], score_attr
     if not rows:
         return 0
     marks = ",".join("?" * 11)
-    score_path, base_path = f'$."{score_attr}"', f'$."{baseline_attr}"'
+    update = ", ".join(f"{c}=excluded.{c}" for c in ANOMALY_COLUMNS.split(", ")[2:])
+    set_attrs = store.backend.json_set_two("attributes", score_attr, baseline_attr)
 
-    def put(conn: sqlite3.Connection) -> None:
-        conn.executemany(f"INSERT OR REPLACE INTO anomalies ({ANOMALY_COLUMNS}) VALUES ({marks})", rows)
+    def put(conn: Conn) -> None:
+        conn.executemany(f"INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES ({marks}) "
+                         f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {update}", rows)
         conn.executemany(
-            f"UPDATE spans SET attributes=json_set(attributes, '{score_path}', ?, '{base_path}', ?) "
-            "WHERE trace_id=? AND span_id=?",
+            f"UPDATE spans SET attributes={set_attrs} WHERE trace_id=? AND span_id=?",
             [(round(r[8], 3), round(r[7], 3), r[0], r[1]) for r in rows])
 
     _run(store, put, write=True)
@@ -291,8 +257,9 @@ def alerts_sent_since(store: SpanStore, rule: str, since_ns: int) -> int:
 
 
 def record_alert(store: SpanStore, key: str, rule: str, sent_ns: int, payload: dict[str, Any]) -> None:
-    def put(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT OR REPLACE INTO alerts_sent (key, rule, sent_ns, payload) VALUES (?,?,?,?)",
+    def put(conn: Conn) -> None:
+        conn.execute("INSERT INTO alerts_sent (key, rule, sent_ns, payload) VALUES (?,?,?,?) ON CONFLICT (key) "
+                     "DO UPDATE SET rule=excluded.rule, sent_ns=excluded.sent_ns, payload=excluded.payload",
                      (key, rule, sent_ns, json.dumps(payload, default=str)))
 
     _run(store, put, write=True)

@@ -1,70 +1,27 @@
-"""Embedded span store: one SQLite file in WAL mode, safe with many writer processes.
+"""The span store API: ``SpanStore`` over a backend (SQLite file by default, PostgreSQL when configured).
 
 Writes are idempotent on (trace_id, span_id): a span reported twice is one row, the later copy winning
 unless it is an after-the-fact placeholder and the stored one is live (see ``SpanRecord.quality``).
+``SpanStore(home / "traces.db")`` opens the server named by ``PIPETRACE_STORE`` when one is set (see
+``target.py``), so every caller works on both backends unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import schema, target
+from .backend import UPSERT, Backend, SqliteBackend, is_corruption  # noqa: F401 - re-exported
 from .records import SpanRecord, dumps
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL,
-    parent_span_id TEXT,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    status_message TEXT,
-    system TEXT,
-    pipeline TEXT,
-    run_id TEXT,
-    task TEXT,
-    result TEXT,
-    is_run INTEGER NOT NULL DEFAULT 0,
-    quality INTEGER NOT NULL DEFAULT 2,
-    attributes TEXT NOT NULL,
-    events TEXT NOT NULL,
-    links TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS spans_run ON spans (is_run, start_ns);
-CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
-CREATE INDEX IF NOT EXISTS spans_task ON spans (pipeline, task);
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
-"""
-
-UPSERT = """
-INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message,
-                   system, pipeline, run_id, task, result, is_run, quality, attributes, events, links,
-                   resource, scope)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (trace_id, span_id) DO UPDATE SET
-    parent_span_id=excluded.parent_span_id, name=excluded.name, kind=excluded.kind,
-    start_ns=excluded.start_ns, end_ns=excluded.end_ns, status=excluded.status,
-    status_message=excluded.status_message, system=excluded.system, pipeline=excluded.pipeline,
-    run_id=excluded.run_id, task=excluded.task, result=excluded.result, is_run=excluded.is_run,
-    quality=excluded.quality, attributes=excluded.attributes, events=excluded.events,
-    links=excluded.links, resource=excluded.resource, scope=excluded.scope
-WHERE excluded.quality >= spans.quality
-"""
-
+RUN_MARGIN_NS = 86_400 * 10**9  # run listings count a run's spans that start within a day of the run span
+SCHEMA = schema.MIGRATIONS["sqlite"][schema.SPANS][0]  # kept for importers; schema.py owns it
 COLUMNS = ("trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, status_message, "
            "attributes, events, links, resource, scope")
 
@@ -146,79 +103,61 @@ def _record(row: Sequence[Any]) -> SpanRecord:
 
 
 class SpanStore:
-    """Read and write access to one store file. One instance per process; thread-safe."""
+    """Read and write access to one store. One instance per process; thread-safe."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0, repair: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0, repair: bool = False,
+                 backend: Backend | None = None) -> None:
         self.path = Path(path)
         self.repair = repair
         self.busy_timeout_s = busy_timeout_s
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
+        if backend is None:
+            pg = target.for_path(self.path)
+            if pg is not None:
+                from .postgres import PostgresBackend
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            if not (self.repair and is_corruption(exc)):
-                raise
-            self.quarantine(exc)
-            conn = self._open()
-        self._conn, self._pid = conn, os.getpid()
-        return conn
+                backend = PostgresBackend(pg, component=schema.SPANS)
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # the home still holds local files
+            else:
+                backend = SqliteBackend(self.path, busy_timeout_s=busy_timeout_s, repair=repair)
+        self.backend = backend
 
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._retry(lambda: conn.executescript(SCHEMA))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    @classmethod
+    def local(cls, path: str | os.PathLike[str], **kw: Any) -> SpanStore:
+        """Always the SQLite file at ``path``, whatever ``PIPETRACE_STORE`` says (the write buffer)."""
+        return cls(path, backend=SqliteBackend(path, busy_timeout_s=kw.pop("busy_timeout_s", 60.0), **kw))
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.dialect
+
+    @property
+    def _lock(self) -> Any:
+        return self.backend.lock  # type: ignore[attr-defined]
+
+    def _connect(self) -> Any:
+        return self.backend.connect()  # type: ignore[attr-defined]
+
+    def _retry(self, fn: Any) -> Any:
+        retry = getattr(self.backend, "retry", None)
+        return retry(fn) if retry is not None else fn()
 
     def quarantine(self, reason: BaseException) -> Path:
         """Move a corrupted store file (and its WAL) aside so a fresh one can be written; keep it for forensics."""
-        import logging
-
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-            target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    try:
-                        src.rename(Path(str(target) + suffix))
-                    except FileNotFoundError:  # another writer process moved it first
-                        pass
-            logging.getLogger("pipetrace.store").warning(
-                "pipetrace: store %s is corrupted (%s); moved it to %s and started a new one",
-                self.path, reason, target)
-            return target
-
-    def _retry(self, fn: Any) -> Any:
-        deadline = time.monotonic() + self.busy_timeout_s
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01 + random.random() * 0.05)
+        if isinstance(self.backend, SqliteBackend):
+            return self.backend.quarantine(reason)
+        return self.path
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        self.backend.close()
+
+    def describe(self) -> str:
+        """Where the store is, safe to print (no password)."""
+        return self.backend.describe()
+
+    @property
+    def buffer_path(self) -> Path:
+        """The local SQLite file spans wait in while a PostgreSQL store is unreachable."""
+        return self.path.with_name("buffer.db")
 
     def write(self, records: Iterable[SpanRecord]) -> int:
         rows = []
@@ -229,24 +168,11 @@ class SpanStore:
         if not rows:
             return 0
 
-        def txn() -> None:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(UPSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        with self._lock:
-            self._retry(txn)
+        self.backend.write_spans(rows)
         return len(rows)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            conn = self._connect()
-            return self._retry(lambda: conn.execute(sql, params).fetchall())  # type: ignore[no-any-return]
+        return self.backend.query(sql, params)
 
     # ---- queries -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -278,8 +204,8 @@ class SpanStore:
         where: list[str] = ["is_run=1"]
         params: list[Any] = []
         if pipeline:
-            where.append("pipeline GLOB ?")
-            params.append(pipeline)
+            where.append(self.backend.glob("pipeline"))
+            params.append(self.backend.glob_param(pipeline))
         if system:
             where.append("system=?")
             params.append(system)
@@ -294,35 +220,63 @@ class SpanStore:
             f"WHERE {' AND '.join(where)} ORDER BY start_ns DESC LIMIT ?", (*params, limit))
         runs: list[RunSummary] = []
         trace_ids = sorted({r[0] for r in rows})
-        agg = self._trace_aggregates(trace_ids)
+        # a run's spans start within its run span, give or take a day of stragglers and clock skew
+        window = (min(r[7] for r in rows) - RUN_MARGIN_NS, max(r[8] for r in rows) + RUN_MARGIN_NS) if rows else None
+        agg = self._trace_aggregates(trace_ids, window)
         for trace_id, span_id, sys_, pipe, run_id, result, st, start, end in rows:
             count, systems, _, _ = agg.get(trace_id, (0, [], start, end))
             runs.append(RunSummary(trace_id, span_id, sys_, systems, pipe, run_id,
                                    result or ("failure" if st == "ERROR" else "success"),
                                    start, max(0, end - start) / 1e6, count))
         if not status or status == "running":
-            runs.extend(self._in_progress(pipeline, system, since_ns, limit))
+            # with `limit` finished runs, an in-progress trace starting before the oldest of them cannot
+            # make the page: only the spans since then are grouped (not the whole store)
+            bound = rows[-1][7] if len(rows) >= limit else None
+            runs.extend(self._in_progress(pipeline, system, since_ns, limit, bound_ns=bound))
         runs.sort(key=lambda r: r.start_ns, reverse=True)
         return runs[:limit]
 
-    def _trace_aggregates(self, trace_ids: Sequence[str]) -> dict[str, tuple[int, list[str], int, int]]:
+    def _trace_aggregates(self, trace_ids: Sequence[str],
+                          window: tuple[int, int] | None = None) -> dict[str, tuple[int, list[str], int, int]]:
+        """Span count, systems, first start and last end per trace; ``window`` bounds the start times
+        looked at (PostgreSQL then probes only the day partitions in it, not every one)."""
         out: dict[str, tuple[int, list[str], int, int]] = {}
+        extra, bounds = ("AND start_ns BETWEEN ? AND ? ", window) if window else ("", ())
         for i in range(0, len(trace_ids), 500):
             chunk = trace_ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
             for tid, n, systems, lo, hi in self._query(
-                f"SELECT trace_id, COUNT(*), GROUP_CONCAT(DISTINCT system), MIN(start_ns), MAX(end_ns) "
-                f"FROM spans WHERE trace_id IN ({marks}) GROUP BY trace_id", chunk):
+                f"SELECT trace_id, COUNT(*), {self.backend.distinct_list('system')}, MIN(start_ns), MAX(end_ns) "
+                f"FROM spans WHERE trace_id IN ({marks}) {extra}GROUP BY trace_id", (*chunk, *bounds)):
                 out[tid] = (n, sorted(set((systems or "").split(",")) - {""}), lo, hi)
         return out
 
     def _in_progress(self, pipeline: str | None, system: str | None, since_ns: int | None,
-                     limit: int) -> list[RunSummary]:
-        rows = self._query(
-            "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(is_run)=0 "
-            "ORDER BY MIN(start_ns) DESC LIMIT ?", (limit,))
-        ids = [r[0] for r in rows]
+                     limit: int, *, bound_ns: int | None = None) -> list[RunSummary]:
+        if bound_ns is None:
+            rows = self._query(
+                "SELECT trace_id FROM spans GROUP BY trace_id HAVING MAX(is_run)=0 "
+                "ORDER BY MIN(start_ns) DESC LIMIT ?", (limit,))
+            ids = [r[0] for r in rows]
+        else:
+            # traces with a span since the bound; the ones with a run span (maybe before the bound) or an
+            # earlier first span are dropped below, so the window only narrows where to look
+            # no DISTINCT in SQL: it would make SQLite scan the whole table in key order instead of the
+            # start-time index range
+            window = list(dict.fromkeys(r[0] for r in self._query(
+                "SELECT trace_id FROM spans WHERE start_ns >= ?", (bound_ns,))))
+            finished: set[str] = set()
+            for i in range(0, len(window), 500):
+                chunk = window[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                # a run span older than that leaves its trace's first start before the bound: dropped below
+                finished.update(r[0] for r in self._query(
+                    f"SELECT DISTINCT trace_id FROM spans WHERE is_run=1 AND trace_id IN ({marks}) "
+                    f"AND start_ns >= ?", (*chunk, bound_ns - RUN_MARGIN_NS)))
+            ids = [t for t in window if t not in finished]
         agg = self._trace_aggregates(ids)
+        if bound_ns is not None:
+            ids = sorted((t for t in ids if agg[t][2] >= bound_ns), key=lambda t: agg[t][2], reverse=True)[:limit]
         out = []
         for tid in ids:
             sample = self._query(
@@ -366,12 +320,6 @@ class SpanStore:
                                  _percentile(durs, 0.5), _percentile(durs, 0.95), sum(durs) / len(durs),
                                  durs[-1], durs))
         return out
-
-
-def is_corruption(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) and (
-        "not a database" in text or "malformed" in text or "corrupt" in text)
 
 
 def _glob(value: str, pattern: str) -> bool:

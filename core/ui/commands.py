@@ -27,17 +27,9 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _store() -> SpanStore:
-    import sqlite3
+    from ..clierrors import open_store
 
-    from ..clierrors import check_store_path, store_problem
-    from ..store import SpanStore
-
-    path = Path(_settings().store_path)
-    check_store_path(path)
-    try:
-        return SpanStore(path)
-    except (OSError, sqlite3.Error) as exc:
-        store_problem(path, exc)
+    return open_store(Path(_settings().store_path))
 
 
 def _access(path: Path | None):  # type: ignore[no-untyped-def]

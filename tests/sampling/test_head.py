@@ -43,6 +43,7 @@ def _spawn(home: Path, role: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.sqlite_only
 def test_rate_0_1_over_10000_runs_and_two_processes_agree(tmp_path: Path) -> None:
     home = tmp_path / "home"
     procs = [_spawn(home, "run"), _spawn(home, "task")]  # scheduler-like and worker-like, concurrently

@@ -15,7 +15,7 @@ from viewer_helpers import CHROMIUM, LAUNCH_ARGS, Console, Viewer, seed, start_v
 
 
 @pytest.fixture(scope="session")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def seeded(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> tuple[Path, dict[str, Any]]:
     home = tmp_path_factory.mktemp("pipetrace-home")
     return home, seed(home, "basic")
 

@@ -14,7 +14,7 @@ SPANS = 10_000
 
 
 @pytest.fixture(scope="module")
-def big_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def big_home(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> tuple[Path, dict[str, Any]]:
     home = tmp_path_factory.mktemp("big-home")
     return home, seed(home, f"big={SPANS}")["big"]
 

@@ -14,7 +14,7 @@ from viewer_helpers import Console, pipetrace_cli, seed
 
 
 @pytest.fixture(scope="module")
-def report_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def report_home(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> tuple[Path, dict[str, Any]]:
     home = tmp_path_factory.mktemp("report-home")
     return home, seed(home, "basic", "hostile")
 

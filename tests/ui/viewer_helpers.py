@@ -18,6 +18,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 def env_for(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPETRACE_"))}
     env.update(PIPETRACE_HOME=str(home), PIPETRACE_EXPORTERS="store")
+    if os.environ.get("PIPETRACE_STORE"):  # the PostgreSQL pass (tests/store_backends.py)
+        env["PIPETRACE_STORE"] = os.environ["PIPETRACE_STORE"]
     return env
 
 

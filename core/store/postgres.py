@@ -1,0 +1,314 @@
+"""PostgreSQL backend (``PIPETRACE_STORE=postgresql://…``): the fleet store every host writes and reads.
+
+psycopg 3; spans arrive by binary COPY into a per-connection staging table and are merged with one
+upsert (idempotent on the span's ids, a live span winning over an after-the-fact copy). The span table
+is range-partitioned by start time, one partition per UTC day, created on demand; retention by age
+drops whole partitions. Schema changes run under an advisory lock so many hosts can start at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from . import schema
+from .backend import SPAN_COLUMNS, Backend, Conn
+from .target import PgTarget, mask_text
+
+T = TypeVar("T")
+DAY_NS = 86_400 * 10**9
+CONNECT_TIMEOUT_S = 5
+WRITE_TIMEOUT = "30s"  # a write never waits longer than this on a slow server (the buffer takes over)
+
+_TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "text", "text", "text", "text", "text",
+          "text", "text", "int2", "int2", "text", "text", "text", "text", "text"]
+_UPDATE = ", ".join(f"{c}=excluded.{c}" for c in SPAN_COLUMNS[2:])
+_COLS = ", ".join(SPAN_COLUMNS)
+# a copy of the same span under another start time (an after-the-fact placeholder) is looked for within a
+# day either side, so the probe touches at most three partitions (run-time partition pruning)
+_NEAR = f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns"
+_MERGE = [
+    # a lower-quality copy of the same span stored under another start time goes
+    "DELETE FROM spans s USING pt_stage t WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
+    f"AND {_NEAR} AND t.quality>=s.quality",
+    f"INSERT INTO spans ({_COLS}) SELECT DISTINCT ON (trace_id, span_id, start_ns) {_COLS} FROM pt_stage t "
+    "WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
+    f"AND {_NEAR} AND s.quality>t.quality) "
+    "ORDER BY trace_id, span_id, start_ns, quality DESC "
+    f"ON CONFLICT (trace_id, span_id, start_ns) DO UPDATE SET {_UPDATE} WHERE excluded.quality >= spans.quality",
+]
+
+
+_INHERITED: list[Any] = []  # connections a forked child got from its parent, kept alive untouched
+
+
+class StoreUnavailable(RuntimeError):
+    """The PostgreSQL store cannot be reached or refused the statement (message has no password)."""
+
+
+def _translate(sql: str, params: Sequence[Any] | None) -> str:
+    """Our portable SQL (``?`` placeholders) in psycopg's paramstyle (untouched without parameters)."""
+    return sql.replace("%", "%%").replace("?", "%s") if params else sql
+
+
+class _PgConn:
+    """psycopg connection wearing the ``Conn`` interface (``?`` placeholders)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(_translate(sql, params), params or None)
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        cur = self.raw.cursor()
+        rows = list(seq)
+        if rows:
+            cur.executemany(_translate(sql, rows[0]), rows)
+        return cur
+
+
+class PostgresBackend(Backend):
+    dialect = "postgresql"
+
+    def __init__(self, target: PgTarget, *, component: str = schema.SPANS) -> None:
+        self.target = target
+        self.component = component
+        self.lock = threading.RLock()
+        self._conn: Any = None
+        self._pid = -1
+        self._partitions: set[int] = set()
+        self.deleted_bytes = 0
+
+    # ---- connection ---------------------------------------------------------------------------------
+    def connect(self) -> Any:
+        if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
+            return self._conn
+        if self._conn is not None and self._pid != os.getpid():
+            # inherited over fork (prefork workers): never finalize it here, that would end the parent's session
+            _INHERITED.append(self._conn)
+            self._conn = None
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name="pipetrace")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"pipetrace: cannot connect to the store {self.target.masked}: "
+                                   f"{mask_text(str(exc).strip(), self.target)}") from None
+        try:
+            self._migrate(conn)
+            conn.execute(f"SET search_path TO {self.target.schema}")
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS pt_stage (LIKE spans INCLUDING DEFAULTS) "
+                         "ON COMMIT DELETE ROWS")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        self._partitions = {int(r[0]) for r in conn.execute(
+            "SELECT substring(c.relname from 7)::int FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid "
+            "JOIN pg_class p ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace "
+            "WHERE p.relname='spans' AND n.nspname=%s AND c.relname ~ '^spans_[0-9]+$'",
+            (self.target.schema,)).fetchall()} if self.component == schema.SPANS else set()
+        return conn
+
+    def _migrate(self, conn: Any) -> None:
+        s = self.target.schema
+        # both components' tables live in one schema: migrate them together so either opener can read both
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pipetrace-schema:{s}",))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            conn.execute(f"SET LOCAL search_path TO {s}")
+            conn.execute(schema.VERSION_TABLE)
+            for component in (schema.SPANS, schema.HELD):
+                row = conn.execute("SELECT version FROM pipetrace_schema WHERE component=%s",
+                                   (component,)).fetchone()
+                current = int(row[0]) if row else 0
+                steps = schema.pending(self.dialect, component, current, self.target.masked)
+                for script in steps:
+                    for stmt in schema.statements(script):
+                        conn.execute(stmt)
+                if steps:
+                    conn.execute("INSERT INTO pipetrace_schema (component, version) VALUES (%s, %s) "
+                                 "ON CONFLICT (component) DO UPDATE SET version=excluded.version",
+                                 (component, schema.latest(component)))
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None and self._pid == os.getpid():
+                try:
+                    self._conn.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+            self._conn = None
+
+    def _guard(self, fn: Callable[[Any], T]) -> T:
+        """Run with a live connection; a lost connection is closed (next call reconnects) and reported
+        as StoreUnavailable without the password."""
+        import psycopg
+
+        with self.lock:
+            try:
+                return fn(self.connect())
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.close()
+                raise StoreUnavailable(f"pipetrace: store {self.target.masked}: "
+                                       f"{mask_text(str(exc).strip(), self.target)}") from None
+
+    # ---- Backend ------------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._guard(lambda c: c.execute(_translate(sql, params), params or None).fetchall())
+
+    def run(self, fn: Callable[[Conn], T], *, write: bool = False) -> T:
+        def body(conn: Any) -> T:
+            if not write:
+                return fn(_PgConn(conn))
+            with conn.transaction():
+                return fn(_PgConn(conn))
+
+        return self._guard(body)
+
+    def write_spans(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        days = {int(r[5]) // DAY_NS for r in rows}
+
+        def body(conn: Any) -> None:
+            import psycopg
+
+            try:
+                copy_merge(conn)
+            except psycopg.errors.CheckViolation:  # a partition dropped by retention elsewhere: make it again
+                self._partitions.clear()
+                copy_merge(conn)
+
+        def copy_merge(conn: Any) -> None:
+            self._ensure_partitions(conn, days)
+            with conn.transaction():
+                conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
+                # the staging table has no statistics: keep the merge on per-row index probes (a hash or
+                # merge join would scan every partition of the span table for each batch)
+                conn.execute("SET LOCAL enable_hashjoin = off")
+                conn.execute("SET LOCAL enable_mergejoin = off")
+                with conn.cursor() as cur:
+                    with cur.copy(f"COPY pt_stage ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(_TYPES)
+                        for row in rows:
+                            copy.write_row(row)
+                    for stmt in _MERGE:
+                        cur.execute(stmt)
+
+        self._guard(body)
+
+    def lock_traces(self, conn: Conn, trace_ids: Sequence[str]) -> None:
+        """Transaction-scoped locks on traces (sorted: no deadlock), serializing hold and decide."""
+        for trace_id in sorted(set(trace_ids)):
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"pipetrace-trace:{trace_id}",))
+
+    def try_session_lock(self, key: str) -> bool:
+        return bool(self.query("SELECT pg_try_advisory_lock(hashtext(?))", (key,))[0][0])
+
+    def session_unlock(self, key: str) -> None:
+        self.query("SELECT pg_advisory_unlock(hashtext(?))", (key,))
+
+    def _ensure_partitions(self, conn: Any, days: set[int]) -> None:
+        import psycopg
+
+        for day in sorted(days - self._partitions):
+            name = self.partition_name(day)
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                                 (f"pipetrace-partition:{self.target.schema}",))
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF spans "
+                                 f"FOR VALUES FROM ({day * DAY_NS}) TO ({(day + 1) * DAY_NS})")
+            except psycopg.errors.DuplicateTable:
+                pass
+            self._partitions.add(day)
+
+    @staticmethod
+    def partition_name(day: int) -> str:
+        return f"spans_{day:06d}"
+
+    def describe(self) -> str:
+        return f"postgresql {self.target.masked}"
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,))
+        return int(rows[0][0]) if rows else 0
+
+    def size_bytes(self) -> int:
+        """Data and index pages of the schema's tables (main forks and TOAST; not the free-space maps)."""
+        rows = self.query(
+            "SELECT COALESCE(SUM(pg_relation_size(c.oid) + CASE WHEN c.reltoastrelid <> 0 "
+            "THEN pg_relation_size(c.reltoastrelid) ELSE 0 END), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid=c.relnamespace WHERE n.nspname=? AND c.relkind IN ('r', 'i')",
+            (self.target.schema,))
+        return int(rows[0][0])
+
+    def free_bytes(self) -> int:
+        """Bytes of the rows this process deleted (reused by new rows once autovacuum has run)."""
+        return self.deleted_bytes
+
+    def delete_traces(self, conn: Conn, trace_ids: Sequence[str]) -> int:
+        marks = ",".join("?" * len(trace_ids))
+        sizes = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks}) RETURNING pg_column_size(spans.*)",
+                             list(trace_ids)).fetchall()
+        conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", list(trace_ids))
+        self.deleted_bytes += sum(int(r[0]) for r in sizes)
+        return len(sizes)
+
+    def vacuum(self) -> None:
+        self._guard(lambda c: c.execute("VACUUM spans"))
+
+    def drop_before(self, cutoff_ns: int) -> int:
+        """Drop whole day partitions that end at or before ``cutoff_ns`` (cheap, no row deletes), then
+        delete the rows before the cutoff in the partition it falls into."""
+        def body(conn: Any) -> int:
+            removed = 0
+            self._partitions.clear()
+            for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid "
+                    "JOIN pg_class p ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace "
+                    "WHERE p.relname='spans' AND n.nspname=%s ORDER BY c.relname",
+                    (self.target.schema,)).fetchall():
+                day = int(name[len("spans_"):])
+                if (day + 1) * DAY_NS <= cutoff_ns:
+                    removed += int(conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])
+                    conn.execute(f"DROP TABLE {name}")
+                else:
+                    self._partitions.add(day)
+            with conn.transaction():
+                removed += conn.execute("DELETE FROM spans WHERE start_ns < %s", (cutoff_ns,)).rowcount
+                conn.execute("DELETE FROM anomalies WHERE start_ns < %s", (cutoff_ns,))
+            return removed
+
+        return self._guard(body)
+
+    # ---- dialect ------------------------------------------------------------------------------------
+    def glob(self, column: str) -> str:
+        return f"{column} LIKE ? ESCAPE '\\'"
+
+    def glob_param(self, pattern: str) -> str:
+        out = []
+        for ch in pattern:
+            if ch in "%_\\":
+                out.append("\\" + ch)
+            elif ch == "*":
+                out.append("%")
+            elif ch == "?":
+                out.append("_")
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    def distinct_list(self, column: str) -> str:
+        return f"string_agg(DISTINCT {column}, ',')"
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column}::jsonb ->> '{key}')"
+
+    def json_set_two(self, column: str, key1: str, key2: str) -> str:
+        return f"(({column})::jsonb || jsonb_build_object('{key1}', ?::float8, '{key2}', ?::float8))::text"

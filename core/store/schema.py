@@ -1,0 +1,193 @@
+"""Every table pipetrace stores, per backend, as numbered migrations (the one place that owns the schema).
+
+A ``pipetrace_schema`` table records each component's version. Opening a store applies the missing
+migrations in one transaction; a file from before versioning is version 0 and upgrades in place (the
+first migration's ``IF NOT EXISTS`` matches what older releases created). A store written by a newer
+pipetrace fails at open with :class:`StoreVersionError` instead of being misread.
+"""
+
+from __future__ import annotations
+
+SPANS = "spans"  # spans, anomaly flags, alert state
+HELD = "held"  # tail sampling: held spans and decisions
+
+VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS pipetrace_schema (component TEXT PRIMARY KEY, "
+                 "version INTEGER NOT NULL)")
+
+
+class StoreVersionError(RuntimeError):
+    """The store was written by a newer pipetrace than this one."""
+
+
+_SQLITE_SPANS_V1 = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    system TEXT,
+    pipeline TEXT,
+    run_id TEXT,
+    task TEXT,
+    result TEXT,
+    is_run INTEGER NOT NULL DEFAULT 0,
+    quality INTEGER NOT NULL DEFAULT 2,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_run ON spans (is_run, start_ns);
+CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
+CREATE INDEX IF NOT EXISTS spans_task ON spans (pipeline, task);
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+"""
+
+_ANALYSIS_V2 = """
+CREATE TABLE IF NOT EXISTS anomalies (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    pipeline TEXT,
+    task TEXT,
+    name TEXT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    duration_ms REAL NOT NULL,
+    baseline_ms REAL NOT NULL,
+    score REAL NOT NULL,
+    basis TEXT NOT NULL,
+    detected_ns BIGINT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS anomalies_start ON anomalies (start_ns);
+CREATE TABLE IF NOT EXISTS alerts_sent (
+    key TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    sent_ns BIGINT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_sent_rule ON alerts_sent (rule, sent_ns);
+"""
+
+_SQLITE_HELD_V1 = """
+CREATE TABLE IF NOT EXISTS held (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    held_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL DEFAULT 0,
+    retry INTEGER NOT NULL DEFAULT 0,
+    pipeline TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_trace ON held (trace_id, seq);
+CREATE INDEX IF NOT EXISTS held_age ON held (held_ns);
+CREATE TABLE IF NOT EXISTS decisions (
+    trace_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    rate REAL,
+    run_span_id TEXT,
+    decided_ns INTEGER NOT NULL,
+    expires_ns INTEGER,
+    pruned INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
+"""
+
+# PostgreSQL: the span table is range-partitioned by start time (one partition a day, created on demand,
+# retention drops whole partitions). ``json_extract`` mirrors SQLite's for ad-hoc SQL written against
+# either backend. The primary key must hold the partition key, so it is
+# (trace_id, span_id, start_ns); writes remove a lower-quality copy of the same span with another start.
+_PG_SPANS_V1 = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    end_ns BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    system TEXT,
+    pipeline TEXT,
+    run_id TEXT,
+    task TEXT,
+    result TEXT,
+    is_run SMALLINT NOT NULL DEFAULT 0,
+    quality SMALLINT NOT NULL DEFAULT 2,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id, start_ns)
+) PARTITION BY RANGE (start_ns);
+CREATE INDEX IF NOT EXISTS spans_runs_recent ON spans (start_ns) WHERE is_run = 1;
+CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_task_duration ON spans (pipeline, task, is_run, start_ns)
+    INCLUDE (end_ns, status, name);
+CREATE OR REPLACE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN path LIKE '$."%"' THEN (doc::jsonb) ->> substr(path, 4, length(path) - 4)
+                ELSE (doc::jsonb) #>> string_to_array(substr(path, 3), '.') END
+$$
+"""
+
+_PG_HELD_V1 = """
+CREATE TABLE IF NOT EXISTS held (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    held_ns BIGINT NOT NULL,
+    error SMALLINT NOT NULL DEFAULT 0,
+    retry SMALLINT NOT NULL DEFAULT 0,
+    pipeline TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_trace ON held (trace_id, seq);
+CREATE INDEX IF NOT EXISTS held_age ON held (held_ns);
+CREATE TABLE IF NOT EXISTS decisions (
+    trace_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    rate DOUBLE PRECISION,
+    run_span_id TEXT,
+    decided_ns BIGINT NOT NULL,
+    expires_ns BIGINT,
+    pruned SMALLINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
+"""
+
+MIGRATIONS: dict[str, dict[str, list[str]]] = {
+    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2], HELD: [_SQLITE_HELD_V1]},
+    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2], HELD: [_PG_HELD_V1]},
+}
+
+
+def latest(component: str) -> int:
+    return len(MIGRATIONS["sqlite"][component])
+
+
+def pending(dialect: str, component: str, current: int, where: str) -> list[str]:
+    """The migration scripts to run from ``current``; raises StoreVersionError for a newer store."""
+    steps = MIGRATIONS[dialect][component]
+    if current > len(steps):
+        raise StoreVersionError(
+            f"pipetrace: the store {where} has schema version {current} ({component}), newer than this "
+            f"pipetrace knows (up to {len(steps)}); upgrade pipetrace on this host, or point it at "
+            f"another store")
+    return steps[current:]
+
+
+def statements(script: str) -> list[str]:
+    """A migration script split into statements (no semicolons inside our DDL)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

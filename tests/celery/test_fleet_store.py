@@ -1,0 +1,81 @@
+"""Celery workers on 3 "hosts" (own PIPETRACE_HOME, own host.name, own process tree) consuming one queue
+on RabbitMQ, all writing to the PostgreSQL fleet store: any home shows whole workflows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BIN, RABBIT, REDIS, start_worker
+
+PG = os.environ.get("PIPETRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def fleet_store() -> Iterator[str]:
+    import psycopg
+
+    schema = f"pt_celery_{uuid.uuid4().hex[:10]}"
+    yield f"{PG}?schema={schema}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPETRACE_"))}
+    env.update(PIPETRACE_HOME=str(home), PIPETRACE_STORE=store, COLUMNS="250")
+    return subprocess.run([str(BIN / "pipetrace"), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_three_worker_hosts_one_queue_whole_workflows_from_any_home(tmp_path: Path, fleet_store: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = uuid.uuid4()
+    workers: list[Any] = []
+    try:
+        with monkeypatch.context() as m:  # start_worker names a fresh queue per worker: make it one queue
+            m.setattr(uuid, "uuid4", lambda: shared)
+            for n in range(3):
+                workers.append(start_worker(
+                    tmp_path / f"host{n}", RABBIT, f"{REDIS}/11", extra=["-n", f"host{n}-{shared.hex[:8]}@%h"],
+                    extra_env={"PIPETRACE_STORE": fleet_store,
+                               "OTEL_RESOURCE_ATTRIBUTES": f"host.name=fleet-host{n}"}))
+        ids = workers[0].produce("all")
+    finally:
+        for w in workers:  # warm shutdown (flushes every process to the store), all hosts at once
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.stop()
+    assert ids["chord"]["value"] == 15 and ids["chain"]["value"] == 13
+
+    from pipetrace.store import SpanStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    store = SpanStore(tmp_path / "reader" / "traces.db", backend=PostgresBackend(parse(fleet_store)))
+    traces = {tid: store.trace(tid) for (tid,) in store._query("SELECT DISTINCT trace_id FROM spans")}  # noqa: SLF001
+    store.close()
+    hosts = {s.resource.get("host.name") for spans in traces.values() for s in spans if s.name.startswith("task ")}
+    assert hosts == {"fleet-host0", "fleet-host1", "fleet-host2"}  # every host consumed part of the work
+    chord = next(t for t, spans in traces.items() if any(s.name == "task pipeline_app.tsum" for s in spans))
+    assert len({s.resource.get("host.name") for s in traces[chord] if s.name.startswith("task ")}) >= 2
+
+    listed = [json.loads(_cli(tmp_path / f"host{n}", fleet_store, "runs", "--limit", "200", "--json").stdout)
+              for n in range(3)]
+    assert listed[0] and listed[0] == listed[1] == listed[2]  # the same fleet-wide list from every home
+    for n in range(3):  # the chord, whole, from every home: 5 header tasks on several hosts and the body
+        shown = _cli(tmp_path / f"host{n}", fleet_store, "show", chord)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.count("task pipeline_app.add") >= 5 and "task pipeline_app.tsum" in shown.stdout
+    audit = _cli(tmp_path / "host1", fleet_store, "audit", "--json")
+    report = json.loads(audit.stdout)
+    assert report["spans"] == sum(len(spans) for spans in traces.values())
+    assert report["counts"].get("missing-parent", 0) == 0, report  # no host's part of a trace is missing

@@ -1,0 +1,256 @@
+"""The PostgreSQL fleet store: off the task's path when the server dies, one tail decision per run across
+hosts, one whole run readable from any host. Hosts are separate processes with separate PIPETRACE_HOMEs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from private_pg import PrivatePostgres
+
+WORKER = str(Path(__file__).parent.parent / "fleet_worker.py")
+SHARED_PG = os.environ.get("PIPETRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _env(home: Path, store: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPETRACE_"))}
+    env.update(PIPETRACE_HOME=str(home), PIPETRACE_STORE=store, **extra)
+    return env
+
+
+@pytest.fixture
+def shared_schema() -> Iterator[str]:
+    """A fresh schema on the shared loopback server, dropped afterwards."""
+    import psycopg
+
+    name = f"pt_fleet_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def _count(store_url: str, home: Path) -> int:
+    from pipetrace.store import SpanStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    store = SpanStore(home / "traces.db", backend=PostgresBackend(parse(store_url)))
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_postgres_stopped_mid_run_tasks_unaffected_and_every_span_arrives(tmp_path: Path) -> None:
+    pg = PrivatePostgres()
+    try:
+        pg.start()
+        store = f"{pg.url}?schema=fault"
+        home, go = tmp_path / "home", tmp_path / "go"
+        go.mkdir()
+        n = 300
+        proc = subprocess.Popen([sys.executable, WORKER, "fault", str(home), str(n), str(go)],
+                                env=_env(home, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "phase 0"
+        pg.stop()  # the server dies between phases 0 and 1; phase 1 runs with it down
+        (go / "go1").touch()
+        assert proc.stdout.readline().strip() == "phase 1"
+        assert (home / "buffer.db").exists()
+        pg.start()
+        (go / "go2").touch()
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["left"] == 0, (result, err[-3000:].splitlines())
+        assert result["p50_ms"] < 5, result  # the per-task promise holds while the store is down
+        assert _count(store, home) == 3 * n + 1
+        assert "s3cr3t" not in err
+        assert "buffering them in" in err and err.count("buffering them in") == 1
+    finally:
+        pg.destroy()
+
+
+def _host(mode: str, home: Path, store: str, endpoint: str, *args: object) -> subprocess.Popen[str]:
+    env = _env(home, store, PIPETRACE_EXPORTERS="store,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+               PIPETRACE_TAIL_SAMPLING="1", PIPETRACE_SAMPLE_RATES="*=0.1")
+    return subprocess.Popen([sys.executable, WORKER, mode, str(home), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _done(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["flushed"], err
+
+
+def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipetrace", *args], env=_env(home, store, COLUMNS="250"),
+                          capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_tail_sampling_across_hosts_keeps_every_failed_run_whole_once(tmp_path: Path, shared_schema: str) -> None:
+    from otlp_receiver import OTLPReceiver
+    from pipetrace.identity import RunIdentity
+    from pipetrace.sampling import consistent
+
+    runs, fail_every = 200, 10
+    store = f"{SHARED_PG}?schema={shared_schema}"
+    homes = [tmp_path / f"host{n}" for n in range(4)]
+    with OTLPReceiver() as receiver:
+        # hosts 1 and 3 run their task of every run; host 0 sees every run end and decides; host 2's
+        # tasks arrive after the decisions (stragglers) and must follow them
+        _done(_host("runs", homes[1], store, receiver.endpoint, 1, runs, fail_every),
+              _host("runs", homes[3], store, receiver.endpoint, 3, runs, fail_every))
+        _done(_host("ends", homes[0], store, receiver.endpoint, runs, fail_every))
+        _done(_host("runs", homes[2], store, receiver.endpoint, 2, runs, fail_every))
+        trace = {f"{RunIdentity('python', 'fleet', f'r{i}').trace_id:032x}": i for i in range(runs)}
+        failed = {t for t, i in trace.items() if i % fail_every == 0}
+        by_rate = {t for t in trace if consistent.keeps(int(t, 16), 0.1)}
+        expected = (failed | by_rate)
+        receiver.wait_for(len(expected) * 4, timeout_s=30)
+        got: dict[str, list[str]] = {}
+        for _, span in receiver.spans():
+            got.setdefault(span.trace_id.hex(), []).append(span.name)
+    assert failed <= set(got) and by_rate <= set(got)
+    assert len(set(got) - expected) < runs * 0.1  # slower-than-p95 runs may be kept too, nothing else
+    whole = ["run fleet", "task task-h1", "task task-h2", "task task-h3"]
+    broken = {trace[t]: sorted(names) for t, names in got.items() if sorted(names) != whole}
+    assert broken == {}  # every exported run whole, every span exactly once (no run exported twice)
+
+    # the same run, whole, from any host's home; the audit of the fleet store finds nothing missing
+    for home in homes[:3]:
+        shown = _cli(home, store, "show", "r10")
+        assert shown.returncode == 0, shown.stderr
+        assert all(name.split(" ", 1)[1] in shown.stdout for name in whole[1:]), shown.stdout
+    listed = _cli(homes[2], store, "runs", "--limit", "500", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len([r for r in json.loads(listed.stdout) if r["pipeline"] == "fleet"]) == runs
+    audit = _cli(homes[1], store, "audit", "--json")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_doctor_reports_backend_schema_version_and_reachability_without_the_password(
+        tmp_path: Path, shared_schema: str) -> None:
+    home = tmp_path / "home"
+    base = SHARED_PG.replace("postgres@", "postgres:s3cr3t-pw@")
+    ok = _cli(home, f"{base}?schema={shared_schema}", "doctor")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "store exporter: postgresql postgresql://postgres:***@" in ok.stdout and "schema version 2" in ok.stdout
+    assert "reachable" in ok.stdout and "s3cr3t-pw" not in ok.stdout + ok.stderr
+    assert "store = 'postgresql://postgres:***@" in ok.stdout  # the effective-configuration line too
+    down = _cli(home, f"postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema={shared_schema}", "doctor")
+    assert down.returncode == 1 and "unreachable" in down.stdout
+    assert "s3cr3t-pw" not in down.stdout + down.stderr
+
+
+def test_a_postgres_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_path: Path,
+                                                                            shared_schema: str) -> None:
+    import psycopg
+    from pipetrace.store import SpanStore, schema
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    url = f"{SHARED_PG}?schema={shared_schema}"
+    SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
+    with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+        conn.execute(f"UPDATE {shared_schema}.pipetrace_schema SET version=7 WHERE component='spans'")
+    with pytest.raises(schema.StoreVersionError, match="schema version 7 .*newer than this pipetrace"):
+        SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
+
+
+def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store import SpanRecord, SpanStore, maintenance
+    from pipetrace.store.postgres import DAY_NS, PostgresBackend
+    from pipetrace.store.target import parse
+
+    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}"))
+    store = SpanStore(tmp_path / "traces.db", backend=backend)
+    today = time.time_ns() // DAY_NS
+    store.write([SpanRecord(f"{d:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
+                            (today - d) * DAY_NS + n + 10) for d in range(4) for n in range(1, 6)])
+    parts = lambda: {r[0] for r in store._query(  # noqa: E731, SLF001
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid JOIN pg_class p "
+        "ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace WHERE p.relname='spans' AND n.nspname=?",
+        (shared_schema,))}
+    assert len(parts()) == 4
+    assert maintenance.drop_before(store, (today - 1) * DAY_NS) == 10  # the two oldest days, whole
+    assert parts() == {backend.partition_name(today), backend.partition_name(today - 1)}
+    assert store.count() == 10
+    store.write([SpanRecord("f" * 32, "1" * 16, None, "late", "INTERNAL", (today - 3) * DAY_NS, (today - 3) * DAY_NS)])
+    assert store.count() == 11  # a late span for a dropped day gets its partition back
+
+
+def test_a_forked_child_writes_on_its_own_connection_and_leaves_the_parents_alone(
+        tmp_path: Path, shared_schema: str) -> None:
+    import gc
+
+    from pipetrace.store import SpanRecord, SpanStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.target import parse
+
+    store = SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}")))
+    t0 = time.time_ns()
+    store.write([SpanRecord("a" * 32, "1" * 16, None, "parent", "INTERNAL", t0, t0)])
+    pid = os.fork()
+    if pid == 0:  # the child: like a prefork worker, writes through the inherited store object
+        code = 1
+        try:
+            store.write([SpanRecord("a" * 32, "2" * 16, None, "child", "INTERNAL", t0, t0)])
+            gc.collect()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.write([SpanRecord("a" * 32, "3" * 16, None, "parent again", "INTERNAL", t0, t0)])
+    assert sorted(s.name for s in store.trace("a" * 32)) == ["child", "parent", "parent again"]
+    store.close()
+
+
+def test_only_one_process_at_a_time_releases_a_decided_trace(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store.held import HeldStore
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.schema import HELD
+    from pipetrace.store.target import parse
+
+    target = parse(f"{SHARED_PG}?schema={shared_schema}")
+    a, b = (HeldStore(tmp_path / "tail.db", backend=PostgresBackend(target, component=HELD)) for _ in range(2))
+    with a.claim("t1") as first:
+        with b.claim("t1") as second, b.claim("t2") as other:
+            assert first and not second and other  # the same trace is busy elsewhere; another is not
+    with b.claim("t1") as again:
+        assert again  # released with the first export
+    a.close()
+    b.close()
+
+
+def test_beyond_the_buffer_bound_spans_are_dropped_counted_and_logged_once(tmp_path: Path, caplog) -> None:
+    from pipetrace.store import SpanRecord, SpanStore
+    from pipetrace.store.buffer import BufferedWriter
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.sqlite import _row
+    from pipetrace.store.target import parse
+
+    down = PostgresBackend(parse("postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema=nowhere"))
+    writer = BufferedWriter(SpanStore(tmp_path / "traces.db", backend=down), max_spans=10)
+    t0 = time.time_ns()
+    with caplog.at_level("WARNING", logger="pipetrace.store"):
+        for batch in range(5):
+            writer.write_rows([_row(SpanRecord("b" * 32, f"{batch * 5 + n:016x}", None, "x", "INTERNAL", t0, t0))
+                               for n in range(5)])
+    assert writer.buffered == 10 and writer.dropped == 15
+    assert SpanStore.local(tmp_path / "buffer.db").count() == 10
+    full = [r for r in caplog.records if "buffer" in r.getMessage() and "full" in r.getMessage()]
+    assert len(full) == 1 and "s3cr3t-pw" not in caplog.text

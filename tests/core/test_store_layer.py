@@ -1,0 +1,135 @@
+"""The store layer owns the schema: versioned migrations, one delete path, no SQL outside ``pipetrace.store``,
+and credentials masked wherever the store is named."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pipetrace
+import pytest
+from pipetrace.store import SpanRecord, SpanStore, maintenance, schema, target
+
+OLD_SCHEMA = """
+CREATE TABLE spans (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL,
+    kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, status TEXT NOT NULL,
+    status_message TEXT, system TEXT, pipeline TEXT, run_id TEXT, task TEXT, result TEXT,
+    is_run INTEGER NOT NULL DEFAULT 0, quality INTEGER NOT NULL DEFAULT 2, attributes TEXT NOT NULL,
+    events TEXT NOT NULL, links TEXT NOT NULL, resource TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)) WITHOUT ROWID;
+INSERT INTO spans VALUES ('0123456789abcdef0123456789abcdef', '0123456789abcdef', NULL, 'run nightly',
+    'SERVER', 1, 2, 'OK', NULL, 'python', 'nightly', 'r1', NULL, 'success', 1, 2,
+    '{"pipetrace.pipeline.run_id": "r1", "pipetrace.pipeline.name": "nightly"}', '[]', '[]', '{}', 'x');
+"""
+
+
+@pytest.mark.sqlite_only
+def test_a_store_file_from_before_versioning_upgrades_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(OLD_SCHEMA)
+    conn.close()
+    store = SpanStore(db)
+    assert [s.name for s in store.trace("r1")] == ["run nightly"]
+    assert store.backend.schema_version() == schema.latest(schema.SPANS)
+    assert maintenance.load_anomalies(store) == []  # the analysis tables came with the upgrade
+    store.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    SpanStore(db).count()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE pipetrace_schema SET version=99 WHERE component='spans'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(schema.StoreVersionError, match=r"schema version 99 .*newer than this pipetrace"):
+        SpanStore(db).count()
+
+
+def test_tail_pruning_removes_anomaly_flags_with_the_spans(tmp_path: Path) -> None:
+    from pipetrace.sampling import TailPolicy, TailSamplingExporter
+    from pipetrace.sampling.rates import PipelineRates
+
+    store = SpanStore(tmp_path / "traces.db")
+    tid = "ab" * 16
+    store.write([SpanRecord(tid, "cd" * 8, None, "task extract", "INTERNAL", 10, 20)])
+    maintenance.save_anomalies(store, [(tid, "cd" * 8, "p", "extract", "task extract", 10, 5.0, 1.0, 4.0, "p95",
+                                        time.time_ns())], "pipetrace.anomaly.score", "pipetrace.anomaly.baseline_ms")
+    assert len(maintenance.load_anomalies(store)) == 1
+    tail = TailSamplingExporter(_Null(), held_path=tmp_path / "tail.db", store_path=store.path,
+                                policy=TailPolicy(PipelineRates(), slow_ms=None, history=None))
+    tail._prune_store([tid])  # noqa: SLF001
+    assert store.count() == 0
+    assert maintenance.load_anomalies(store) == []
+
+
+def test_no_sql_driver_is_used_outside_the_store_layer() -> None:
+    core = Path(pipetrace.__file__).parent
+    offenders = [str(p.relative_to(core)) for p in core.rglob("*.py")
+                 if p.parent.name != "store" and ("import sqlite3" in p.read_text() or "psycopg" in p.read_text())]
+    assert offenders == []
+
+
+def test_store_urls_are_masked_everywhere_they_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://ops:s3cr3t-pw@db.internal:5432/meta?schema=tracing"
+    assert target.mask(url) == "postgresql://ops:***@db.internal:5432/meta?schema=tracing"
+    parsed = target.parse(url)
+    assert parsed.schema == "tracing" and "s3cr3t-pw" not in parsed.masked
+    with pytest.raises(target.StoreConfigError) as err:
+        target.parse("mysql://ops:s3cr3t-pw@db/x")
+    assert "s3cr3t-pw" not in str(err.value)
+    with pytest.raises(target.StoreConfigError, match="plain identifier"):
+        target.parse("postgresql://db/x?schema=a;drop")
+    monkeypatch.setenv("PIPETRACE_STORE", url)
+    assert target.for_path(Path("/h/traces.db")) == parsed
+    assert target.for_path(Path("/h/buffer.db")) is None  # per-host files stay local
+
+
+class _Null:
+    def export(self, spans):  # pragma: no cover - pruning exports nothing
+        raise AssertionError("nothing to export")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_live_span_replaces_its_placeholder_even_with_another_start(tmp_path: Path) -> None:
+    from pipetrace import attributes as A
+
+    store = SpanStore(tmp_path / "traces.db")
+    tid, sid, t0 = "12" * 16, "34" * 8, time.time_ns()
+    placeholder = SpanRecord(tid, sid, None, "task t", "INTERNAL", t0 - 3 * 10**9, t0, attributes={A.SYNTHETIC: True})
+    live = SpanRecord(tid, sid, None, "task t", "INTERNAL", t0 - 10**9, t0, attributes={"x": 1})
+    store.write([placeholder])
+    store.write([live])
+    store.write([placeholder])  # reported again after the fact: the live copy stays
+    assert [(s.start_ns, s.attributes) for s in store.trace(tid)] == [(live.start_ns, {"x": 1})]
+    store.close()
+
+
+def test_runs_page_lists_in_progress_traces_without_grouping_the_whole_store(tmp_path: Path) -> None:
+    from pipetrace import attributes as A
+
+    store = SpanStore(tmp_path / "traces.db")
+    t0, sec = time.time_ns() - 10**12, 10**9
+
+    def run(i: int, start: int, *, ended: bool, task_at: int | None = None) -> list[SpanRecord]:
+        tid, attrs = f"{i:032x}", {A.PIPELINE_RUN_ID: f"r{i}", A.PIPELINE_NAME: "p", A.SYSTEM: "python"}
+        out = [SpanRecord(tid, f"{i + 1:016x}", None, "task t", "INTERNAL", task_at or start, (task_at or start) + sec,
+                          attributes={**attrs, A.TASK_NAME: "t"})]
+        if ended:
+            out.append(SpanRecord(tid, f"{i:016x}", None, "run p", "SERVER", start, start + 2 * sec, attributes=attrs))
+        return out
+
+    spans = [s for i in range(1, 61) for s in run(i * 10, t0 + i * 60 * sec, ended=True)]
+    spans += run(1000, t0 + 3700 * sec, ended=False)  # newest: in progress, on the page
+    spans += run(2000, t0 + 5 * 60 * sec, ended=False)  # in progress but older than the page
+    spans += run(3000, t0 + 20 * 60 * sec, ended=True, task_at=t0 + 3650 * sec)  # finished; a late task
+    store.write(spans)
+    page = store.runs(limit=50)
+    assert len(page) == 50 and page[0].run_id == "r1000" and page[0].in_progress
+    assert [r.run_id for r in page if r.in_progress] == ["r1000"]
+    store.close()
