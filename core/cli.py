@@ -43,7 +43,11 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List recent runs, newest first."""
-    rows = _store().runs(pipeline=pipeline, system=system, status=status, limit=limit)
+    from .message_runs import close_ended_runs
+
+    store = _store()
+    close_ended_runs(store)  # Celery/kombu runs that ended since a worker last swept get their run span
+    rows = store.runs(pipeline=pipeline, system=system, status=status, limit=limit)
     if as_json:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
         return

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import attributes as A
+from ..analysis.critical_path import critical_span_ids
+from ..message_runs import close_ended_runs
 from ..store import RunSummary, SpanRecord, SpanStore
 from ..store.queries import run_span_of, spans_by_ids
-from .critical_path import critical_path
 
 HISTORY_RUNS = 200
 SPARK_RUNS = 30
@@ -37,6 +38,7 @@ def runs_document(store: SpanStore, *, system: str | None = None, pipeline: str 
                   min_ms: float | None = None, max_ms: float | None = None, limit: int = 200) -> dict[str, Any]:
     """Runs newest first after the filters, plus a duration series per pipeline for its sparkline."""
     since_ns = int(since_s * 1e9) if since_s else None
+    close_ended_runs(store)  # Celery/kombu runs that ended since a worker last swept get their run span
     fetched = store.runs(pipeline=_pattern(pipeline), system=system or None, status=status or None,
                          since_ns=since_ns, limit=max(limit * 2, limit + 50))
     rows: list[RunSummary] = []
@@ -155,7 +157,7 @@ def trace_document(store: SpanStore, ident: str, *, with_history: bool = False) 
         res_list[resources[repr(sorted(s.resource.items()))]] = s.resource
     doc: dict[str, Any] = {
         "trace_id": spans[0].trace_id, "t0_ms": t0 / 1e6, "t0_ns": str(t0), "run": _run_info(spans),
-        "spans": body, "resources": res_list, "critical": critical_path(spans), "linked": _linked(store, spans),
+        "spans": body, "resources": res_list, "critical": critical_span_ids(spans), "linked": _linked(store, spans),
         "tasks": [{"pipeline": p, "task": t} for p, t in task_keys(spans)],
         "queued_attr": A.QUEUED_MS,
     }

@@ -60,7 +60,7 @@ def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
 def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
                      now_ns: int) -> tuple[dict[str, Any], str]:
     name = task_name(task, request)
-    root_id = str(getattr(request, "root_id", None) or task_id)
+    root_id = H.run_id(values, str(getattr(request, "root_id", None) or task_id))
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
     attrs = shared_attributes(getattr(task, "app", None), "process", name, dest, rk)
@@ -191,7 +191,7 @@ def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any,
                   result: str, attrs: dict[str, Any], error: BaseException | str | None = None) -> None:
     """A span for an attempt that never ran (revoked before start, rejected, unknown task)."""
     try_number = int(retries or 0) + 1
-    root = str(root_id or task_id)
+    root = H.run_id(values, str(root_id or task_id))
     parent = extract(values, source=f"celery task {name}")
     now = time.time_ns()
     base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
