@@ -2,7 +2,8 @@
 
 ``instrument()`` connects the signal handlers (``before/after_task_publish``, ``task_prerun/postrun/
 failure/retry/revoked/rejected/unknown``, ``worker_process_init/shutdown``, ``worker_init``, and
-``worker_ready``/``worker_shutdown`` for the run closer) and wraps ``group.apply_async``/``chord.run`` (no canvas signals exist). Enabled with zero edits by
+``worker_ready``/``worker_shutdown`` for the run closer) and wraps ``group.apply_async``/``chord.run``
+(no canvas signals exist). Enabled with zero edits by
 ``pipetrace run -- celery -A app worker`` through the ``pipetrace.adapters`` entry point ``celery``.
 """
 
