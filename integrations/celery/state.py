@@ -106,6 +106,9 @@ class ProducerRuns:
         runs[trace_id] = (run_id, pipeline)
         return run_id, pipeline
 
+    def get(self, trace_id: int) -> tuple[str, str] | None:
+        return self._runs.get(trace_id)
+
     def __len__(self) -> int:
         return len(self._runs)
 
