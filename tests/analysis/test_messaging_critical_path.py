@@ -133,4 +133,6 @@ def test_cli_and_viewer_by_run_id(shape: str, tmp_path: Path, monkeypatch: pytes
         dict.fromkeys(name for name, kind, _, _ in expected if name.startswith("task ")))
     for command in ("show", "export"):
         assert CliRunner().invoke(app, [command, run_id]).exit_code == 0
+    report = CliRunner().invoke(app, ["report", run_id, "-o", str(tmp_path / "run.html")])
+    assert report.exit_code == 0 and (tmp_path / "run.html").stat().st_size > 0
     store.close()

@@ -121,3 +121,15 @@ def test_sweeper_closes_once_and_the_run_span_opens_by_run_id(tmp_path: Path) ->
     assert run[0].attributes[FAILURES] == 1 and store.runs(status="failure")[0].run_id == "run-1"
     assert close_ended_runs(store) == []
     store.close()
+
+
+def test_the_viewer_runs_list_closes_ended_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    from pipetrace.ui.payload import runs_document
+
+    store = SpanStore(tmp_path / "traces.db")
+    store.write([sp("s1", None, "PRODUCER", 0, 0.01), attempt("t1", "s1", 0.1, 1, "success", "a")])
+    assert store.runs()[0].in_progress  # before: listed as running
+    monkeypatch.setenv("PIPETRACE_RUN_TIMEOUT", str(10**9))  # the hand-built spans are from 2023
+    doc = runs_document(store)
+    assert [(r["run_id"], r["status"], r["in_progress"]) for r in doc["runs"]] == [("run-1", "success", False)]
+    store.close()
