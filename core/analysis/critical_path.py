@@ -60,6 +60,8 @@ class Step:
 class CriticalPath:
     root: SpanRecord | None
     steps: list[Step] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each span's parent as the walk saw it (a consumed message's task hangs under the root)."""
 
     @property
     def total_ns(self) -> int:
@@ -67,13 +69,16 @@ class CriticalPath:
 
     @property
     def span_ids(self) -> list[str]:
-        """Spans on the path, root first, then in time order (what a viewer highlights)."""
+        """Spans on the path, root first, then in time order, each after the spans that enclose it (a
+        group's batch span around the member that decided): what a viewer highlights."""
         out: list[str] = []
         if self.root is not None:
             out.append(self.root.span_id)
         for step in self.steps:
-            if step.span.span_id not in out:
-                out.append(step.span.span_id)
+            chain = [step.span.span_id]
+            while chain[-1] in self.parents and len(chain) < 10_000:
+                chain.append(self.parents[chain[-1]])
+            out.extend(sid for sid in reversed(chain) if sid not in out)
         return out
 
     def share(self, step: Step) -> float:
@@ -255,7 +260,7 @@ def critical_path(spans: Sequence[SpanRecord], *, tolerance_ms: float = 1.0) -> 
     if escape is not None:  # a link reached outside the root: charge the remainder to the root itself
         walker.emit(root, SELF, root.start_ns, max(root.start_ns, min(escape[1], root.end_ns)))
     steps = sorted(walker.steps, key=lambda s: (s.start_ns, s.end_ns))
-    return CriticalPath(root, _merge(steps))
+    return CriticalPath(root, _merge(steps), walker.parents)
 
 
 def _merge(steps: list[Step]) -> list[Step]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import attributes as A
 from ..analysis.critical_path import critical_span_ids
-from ..message_runs import close_ended_runs
+from ..message_runs import ATTEMPTS, FAILURES, TASKS, close_ended_runs
 from ..store import RunSummary, SpanRecord, SpanStore
 from ..store.queries import run_span_of, spans_by_ids
 
@@ -110,6 +110,10 @@ def _linked(store: SpanStore, spans: Sequence[SpanRecord]) -> dict[str, dict[str
     return out
 
 
+RUN_COUNTS = (TASKS, ATTEMPTS, FAILURES)
+"""Run-span counts a message-driven run carries (Celery/kombu), shown in the run's header."""
+
+
 def _run_info(spans: Sequence[SpanRecord]) -> dict[str, Any]:
     run = next((s for s in spans if s.is_run), None)
     source = run or next((s for s in spans if s.pipeline), spans[0])
@@ -118,9 +122,12 @@ def _run_info(spans: Sequence[SpanRecord]) -> dict[str, Any]:
     status = "running"
     if run is not None:
         status = run.result or ("failure" if run.status == "ERROR" else "success")
+    counts = {key.rsplit(".", 1)[1]: run.attributes[key] for key in RUN_COUNTS
+              if run is not None and isinstance(run.attributes.get(key), int)}
     return {"pipeline": source.pipeline, "run_id": source.run_id, "system": source.system,
             "systems": sorted({s.system for s in spans if s.system}), "status": status,
-            "in_progress": run is None, "start": t0 / 1e9, "duration_ms": round((t1 - t0) / 1e6, 3)}
+            "in_progress": run is None, "start": t0 / 1e9, "duration_ms": round((t1 - t0) / 1e6, 3),
+            "counts": counts}
 
 
 def task_keys(spans: Sequence[SpanRecord]) -> list[tuple[str, str]]:

@@ -124,7 +124,7 @@ def test_sweeper_closes_once_and_the_run_span_opens_by_run_id(tmp_path: Path) ->
 
 
 def test_the_viewer_runs_list_closes_ended_runs(tmp_path: Path, monkeypatch: Any) -> None:
-    from pipetrace.ui.payload import runs_document
+    from pipetrace.ui.payload import runs_document, trace_document
 
     store = SpanStore(tmp_path / "traces.db")
     store.write([sp("s1", None, "PRODUCER", 0, 0.01), attempt("t1", "s1", 0.1, 1, "success", "a")])
@@ -132,4 +132,7 @@ def test_the_viewer_runs_list_closes_ended_runs(tmp_path: Path, monkeypatch: Any
     monkeypatch.setenv("PIPETRACE_RUN_TIMEOUT", str(10**9))  # the hand-built spans are from 2023
     doc = runs_document(store)
     assert [(r["run_id"], r["status"], r["in_progress"]) for r in doc["runs"]] == [("run-1", "success", False)]
+    run = trace_document(store, "run-1")
+    assert run is not None and run["run"]["status"] == "success"
+    assert run["run"]["counts"] == {"tasks": 1, "attempts": 1, "failures": 0}
     store.close()
