@@ -219,8 +219,13 @@ def task_revoked(sender: Any = None, request: Any = None, terminated: Any = None
             running.span.set_attribute(A.TASK_RESULT, A.RESULT_CANCELLATION)
             running.span.end()
             return
-        name = str(getattr(request, "task_name", None) or getattr(request, "name", None) or "unknown")
-        _record_unrun(name, task_id, H.read(request), getattr(request, "request_dict", {}).get("retries"),
+        # Celery sends the task as sender and the request's Context (which has ``task``, the name)
+        name = str(getattr(sender, "name", None) or getattr(request, "task_name", None)
+                   or getattr(request, "task", None) or getattr(request, "name", None) or "unknown")
+        retries = getattr(request, "retries", None)
+        if retries is None:
+            retries = (getattr(request, "request_dict", None) or {}).get("retries")
+        _record_unrun(name, task_id, H.read(request), retries,
                       getattr(request, "root_id", None), A.RESULT_CANCELLATION,
                       {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
     except Exception as exc:

@@ -112,6 +112,9 @@ def test_each_shape_is_one_closed_run(outcome: Outcome, shape: str) -> None:
     if shape == "eta":
         task = [s for s in others if s.kind == "CONSUMER"][0]
         assert task.start_ns >= outcome.ids["eta"]["eta"] * 1e9 - 0.1e9 and run.end_ns == task.end_ns
+    if shape == "revoked":
+        (revoked,) = [s for s in others if s.kind == "CONSUMER"]
+        assert revoked.name == "task pipeline_app.add" and revoked.attributes[A.TASK_RESULT] == "cancellation"
     if shape == "lost":
         assert attrs[PENDING] == 1
     # opened by its run id, in the CLI and the store

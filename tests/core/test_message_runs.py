@@ -136,3 +136,25 @@ def test_the_viewer_runs_list_closes_ended_runs(tmp_path: Path, monkeypatch: Any
     assert run is not None and run["run"]["status"] == "success"
     assert run["run"]["counts"] == {"tasks": 1, "attempts": 1, "failures": 0}
     store.close()
+
+
+def test_a_restarted_closer_finishes_what_the_last_one_saw_open(tmp_path: Path) -> None:
+    """State lives in the store: a sweeper that saw the run open goes away (worker restart); a new one
+    (another process, another host on a shared store) closes the run once its last message is handled."""
+    store = SpanStore(tmp_path / "traces.db")
+    now = 1_800_000_000 * S
+
+    def shifted(rec: SpanRecord) -> SpanRecord:
+        return SpanRecord(TRACE, rec.span_id, rec.parent_span_id, rec.name, rec.kind, rec.start_ns - T0 + now - 20 * S,
+                          rec.end_ns - T0 + now - 20 * S, rec.status, attributes=rec.attributes)
+
+    store.write([shifted(sp("s1", None, "PRODUCER", 0, 0.01)), shifted(attempt("t1", "s1", 0.1, 1, "success", "a")),
+                 shifted(sp("s2", "t1", "PRODUCER", 0.9, 0.91))])
+    first = Sweeper(store, settle_s=2, timeout_s=600)
+    assert first.sweep(now) == [] and TRACE in first.open
+    del first  # the worker restarts
+    store.write([shifted(attempt("t2", "s2", 5, 6, "success", "b"))])
+    second = Sweeper(store, settle_s=2, timeout_s=600)
+    ended = second.sweep(now)
+    assert [(e.run_id, e.result, e.tasks) for e in ended] == [("run-1", "success", 2)]
+    store.close()
