@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,15 +222,23 @@ class Sweeper:
         return ended
 
 
+_sweepers: weakref.WeakKeyDictionary[SpanStore, Sweeper] = weakref.WeakKeyDictionary()
+_sweepers_lock = threading.Lock()
+
+
 def close_ended_runs(store: SpanStore, *, settle_s: float | None = None, timeout_s: float | None = None
                      ) -> list[RunEnd]:
     """One sweep that writes the run spans of ended runs straight into ``store`` (the CLI and the
     viewer: processes that read the store, without exporters of their own). Never raises."""
     try:
         settings = _settings()
-        sweeper = Sweeper(store, settle_s=settings.run_settle_s if settle_s is None else settle_s,
-                          timeout_s=settings.run_timeout_s if timeout_s is None else timeout_s)
-        ended = sweeper.sweep()
+        settle = settings.run_settle_s if settle_s is None else settle_s
+        timeout = settings.run_timeout_s if timeout_s is None else timeout_s
+        with _sweepers_lock:  # the viewer serves requests on several threads
+            sweeper = _sweepers.get(store)  # a long-lived reader (the viewer) keeps its sweeper between calls
+            if sweeper is None or (sweeper.settle_s, sweeper.timeout_s) != (settle, timeout):
+                sweeper = _sweepers[store] = Sweeper(store, settle_s=settle, timeout_s=timeout)
+            ended = sweeper.sweep()
         if ended:
             store.write([e.record() for e in ended])
         return ended
