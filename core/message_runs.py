@@ -30,7 +30,7 @@ from . import attributes as A
 from .identity import derive_run_span_id, format_span_id
 from .ratelimit import warn_once_per
 from .store import SpanRecord, SpanStore
-from .store.queries import trace_activity, traces_of_systems_since, traces_with_run_span
+from .store.queries import spans_of_traces, trace_activity, traces_of_systems_since, traces_with_run_span
 
 log = logging.getLogger("pipetrace.runs")
 
@@ -42,9 +42,12 @@ ETA = "celery.eta"
 TASKS, ATTEMPTS, FAILURES, CANCELLED, PENDING = (
     "pipetrace.run.tasks", "pipetrace.run.attempts", "pipetrace.run.failures", "pipetrace.run.cancelled",
     "pipetrace.run.pending")
-SWEEP_MARGIN_NS = 60 * 10**9
+SWEEP_MARGIN_NS = 15 * 10**9
 """How far before the previous sweep a span may start and still make its trace a candidate (spans are
-stored when they end, a little after they start)."""
+stored when they end, a little after they start; a run is found by its first ``send``, a short span)."""
+MAX_FRESH = 20_000
+"""Most new traces one sweep takes up: a worker that starts more runs than this per sweep interval
+leaves some to later sweeps of other processes (``pipetrace runs``, the viewer look back two timeouts)."""
 MAX_OPEN = 20_000
 
 
@@ -196,11 +199,11 @@ class Sweeper:
             since = now - int(2 * (self.timeout_s + self.settle_s) * 1e9)
         else:
             since = self.cursor_ns - SWEEP_MARGIN_NS
-        fresh = traces_of_systems_since(self.store, SYSTEMS, since)
+        fresh = traces_of_systems_since(self.store, SYSTEMS, since, MAX_FRESH)
         candidates = list(dict.fromkeys([*self.open, *fresh]))
         closed = traces_with_run_span(self.store, candidates)
         activity = trace_activity(self.store, [t for t in candidates if t not in closed])
-        ended: list[RunEnd] = []
+        due: list[str] = []
         for trace_id in candidates:
             seen = activity.get(trace_id)
             if trace_id in closed or seen is None:
@@ -209,7 +212,11 @@ class Sweeper:
             held = self.open.get(trace_id)
             if held is not None and held[0] == seen and now < held[1]:
                 continue  # nothing new, no deadline due
-            verdict = decide(self.store.trace(trace_id), now, settle_s=self.settle_s, timeout_s=self.timeout_s)
+            due.append(trace_id)
+        ended: list[RunEnd] = []
+        for trace_id, spans in spans_of_traces(self.store, due).items():
+            seen = activity[trace_id]
+            verdict = decide(spans, now, settle_s=self.settle_s, timeout_s=self.timeout_s)
             if isinstance(verdict, Pending):
                 self.open[trace_id] = (seen, verdict.recheck_ns)
             else:

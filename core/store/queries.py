@@ -60,3 +60,16 @@ def trace_activity(store: SpanStore, trace_ids: Sequence[str]) -> dict[str, tupl
                 chunk):
             out[tid] = (int(n), int(last))
     return out
+
+
+def spans_of_traces(store: SpanStore, trace_ids: Sequence[str]) -> dict[str, list[SpanRecord]]:
+    """Every span of each of ``trace_ids``, in start order (one query per 200 traces, not one each)."""
+    out: dict[str, list[SpanRecord]] = {t: [] for t in trace_ids}
+    for i in range(0, len(trace_ids), 200):
+        chunk = list(trace_ids[i:i + 200])
+        marks = ",".join("?" * len(chunk))
+        for row in store._query(f"SELECT {COLUMNS} FROM spans WHERE trace_id IN ({marks}) ORDER BY start_ns, span_id",
+                                chunk):
+            rec = _record(row)
+            out[rec.trace_id].append(rec)
+    return out
