@@ -2,7 +2,8 @@
 
 A message-driven run is one trace. It has ended when every message published in it (every ``send``
 PRODUCER span) has been handled — a CONSUMER span (a task attempt, a ``process`` span, or the record
-of a revoked, rejected or lost attempt) is its child — the last attempt of every task is final (not
+of a revoked, rejected or lost attempt) is its child, or a batch's ``process`` span links to it — the
+last attempt of every task is final (not
 ``retry``), and nothing more has happened for ``run_settle_s`` (a message published at the very end
 reaches the store a moment after the attempt that published it). A run that never gets there (a lost
 message) is closed ``run_timeout_s`` after its last activity, or after the latest ETA it still waits
@@ -150,6 +151,7 @@ def decide(spans: Sequence[SpanRecord], now_ns: int, *, settle_s: float, timeout
     if not sends and not consumers:
         return None
     handled = {s.parent_span_id for s in consumers if not s.attributes.get(REQUEUED)}
+    handled.update(str(lk.get("span_id")) for s in consumers for lk in s.links)  # consumed in a batch (a link)
     waiting = [s for s in sends if s.span_id not in handled]
     last: dict[str, SpanRecord] = {}  # message (task id, else the send it came from) → its latest attempt
     for s in consumers:

@@ -158,3 +158,14 @@ def test_a_restarted_closer_finishes_what_the_last_one_saw_open(tmp_path: Path) 
     ended = second.sweep(now)
     assert [(e.run_id, e.result, e.tasks) for e in ended] == [("run-1", "success", 2)]
     store.close()
+
+
+def test_messages_consumed_in_a_batch_are_handled_by_its_link() -> None:
+    batch = sp("b1", None, "CONSUMER", 0.2, 0.5, system="kombu")
+    batch.links = [{"trace_id": TRACE, "span_id": "s1".rjust(16, "0"), "attributes": {A.LINK_KIND: "message"}},
+                   {"trace_id": TRACE, "span_id": "s2".rjust(16, "0"), "attributes": {A.LINK_KIND: "message"}}]
+    spans = [sp("s1", None, "PRODUCER", 0, 0.01, system="kombu"), sp("s2", None, "PRODUCER", 0, 0.02, system="kombu"),
+             batch]
+    end = decide(spans, at(10), settle_s=1, timeout_s=60)
+    assert isinstance(end, RunEnd) and (end.result, end.pending) == ("success", 0)
+    assert isinstance(decide(spans[:2], at(10), settle_s=1, timeout_s=60), Pending)
