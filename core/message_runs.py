@@ -194,6 +194,7 @@ class Sweeper:
         self.timeout_s = timeout_s
         self.cursor_ns: int | None = None
         self.open: dict[str, tuple[tuple[int, int], int]] = {}  # trace → ((span count, last end), recheck at)
+        self.closed: dict[str, None] = {}  # closed by this sweeper (its run span may not be stored yet)
 
     def sweep(self, now_ns: int | None = None) -> list[RunEnd]:
         now = time.time_ns() if now_ns is None else now_ns
@@ -202,7 +203,7 @@ class Sweeper:
         else:
             since = self.cursor_ns - SWEEP_MARGIN_NS
         fresh = traces_of_systems_since(self.store, SYSTEMS, since, MAX_FRESH)
-        candidates = list(dict.fromkeys([*self.open, *fresh]))
+        candidates = [t for t in dict.fromkeys([*self.open, *fresh]) if t not in self.closed]
         closed = traces_with_run_span(self.store, candidates)
         activity = trace_activity(self.store, [t for t in candidates if t not in closed])
         due: list[str] = []
@@ -225,8 +226,11 @@ class Sweeper:
                 self.open.pop(trace_id, None)
                 if verdict is not None:
                     ended.append(verdict)
+                    self.closed[trace_id] = None
         while len(self.open) > MAX_OPEN:
             self.open.pop(next(iter(self.open)))
+        while len(self.closed) > MAX_OPEN:
+            self.closed.pop(next(iter(self.closed)))
         self.cursor_ns = now
         return ended
 
