@@ -19,6 +19,7 @@ identity, see design.md), so a run closed twice is one run span in the store.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -353,3 +354,33 @@ def stop_background() -> None:
         bg, _background = _background, None
     if bg is not None:
         bg.stop()
+
+
+_held_for_fork: threading.Lock | None = None
+
+
+def _before_fork() -> None:
+    """A prefork pool forks new children from the process whose thread sweeps: never fork in the middle
+    of a sweep (a child would inherit SQLite's locks held by a thread it does not have)."""
+    global _held_for_fork
+    bg = _background
+    if bg is not None:
+        bg.lock.acquire()
+        _held_for_fork = bg.lock
+
+
+def _after_fork_in_parent() -> None:
+    global _held_for_fork
+    held, _held_for_fork = _held_for_fork, None
+    if held is not None:
+        held.release()
+
+
+def _after_fork_in_child() -> None:
+    """The child has no sweeper thread: forget the parent's (a child may start its own)."""
+    global _background, _held_for_fork, _background_lock
+    _background, _held_for_fork = None, None
+    _background_lock = threading.Lock()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -169,3 +169,29 @@ def test_messages_consumed_in_a_batch_are_handled_by_its_link() -> None:
     end = decide(spans, at(10), settle_s=1, timeout_s=60)
     assert isinstance(end, RunEnd) and (end.result, end.pending) == ("success", 0)
     assert isinstance(decide(spans[:2], at(10), settle_s=1, timeout_s=60), Pending)
+
+
+def test_a_fork_waits_for_a_sweep_and_the_child_has_no_sweeper(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from pipetrace import message_runs
+
+    bg = message_runs.Background(lambda: SpanStore(tmp_path / "traces.db"), interval_s=3600, settle_s=1,
+                                 timeout_s=60)
+    message_runs._background = bg
+    try:
+        bg.lock.acquire()  # a sweep in progress: fork must wait for it
+        pid_box: list[int] = []
+        forking = threading.Thread(target=lambda: pid_box.append(os.fork() or os._exit(
+            0 if message_runs._background is None else 1)))  # type: ignore[func-returns-value]
+        forking.start()
+        forking.join(0.3)
+        assert forking.is_alive()  # blocked until the sweep ends
+        bg.lock.release()
+        forking.join(10)
+        (pid,) = pid_box
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0 and not bg.lock.locked()
+    finally:
+        message_runs._background = None
