@@ -284,10 +284,13 @@ def emit(end: RunEnd) -> None:
 
 
 class Background:
-    """A daemon thread that sweeps every ``interval_s`` and emits what ended (a worker's main process)."""
+    """A daemon thread that sweeps every ``interval_s`` and writes the run spans of what ended into the
+    store (a worker's main process). Straight into the store, under the lock a fork waits for: the
+    process forks pool children, which must never inherit SQLite's locks from a thread mid-write, so
+    the worker's run spans reach the store only (``emit_fn=emit`` sends them through the exporters)."""
 
     def __init__(self, make_store: Callable[[], SpanStore], *, interval_s: float, settle_s: float,
-                 timeout_s: float, emit_fn: Callable[[RunEnd], None] = emit) -> None:
+                 timeout_s: float, emit_fn: Callable[[RunEnd], None] | None = None) -> None:
         self.make_store = make_store
         self.interval_s = interval_s
         self.settle_s = settle_s
@@ -307,8 +310,13 @@ class Background:
                 if self.sweeper is None:
                     self.sweeper = Sweeper(self.make_store(), settle_s=self.settle_s, timeout_s=self.timeout_s)
                 ended = self.sweeper.sweep()
-                for end in ended:
-                    self.emit_fn(end)
+                emit_fn = self.emit_fn
+                if emit_fn is None:  # straight into the store, under this lock (see _before_fork)
+                    if ended:
+                        self.sweeper.store.write([e.record() for e in ended])
+                else:
+                    for end in ended:
+                        emit_fn(end)
                 return ended
             except Exception as exc:
                 warn_once_per(log, "runs-sweep", "pipetrace: Celery/kombu run sweep failed: %r", exc)
