@@ -267,35 +267,18 @@ def _settings() -> Any:
     return config.load()
 
 
-def emit(end: RunEnd) -> None:
-    """The run span through this process's pipeline (redaction, store, OTLP): a configured worker."""
-    from opentelemetry.context import Context
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
-    from .fastspan import start_span
-    from .runtime import get_tracer
-
-    span = start_span(get_tracer(), A.run_span_name(end.pipeline), context=Context(), kind=SpanKind.SERVER,
-                      attributes=end.attributes(), start_time=end.start_ns, trace_id=int(end.trace_id, 16),
-                      span_id=int(end.span_id, 16))
-    if end.result in A.FAILED_RESULTS:
-        span.set_status(Status(StatusCode.ERROR, f"run ended: {end.result}"))
-    span.end(end_time=end.end_ns)
-
-
 class Background:
     """A daemon thread that sweeps every ``interval_s`` and writes the run spans of what ended into the
     store (a worker's main process). Straight into the store, under the lock a fork waits for: the
     process forks pool children, which must never inherit SQLite's locks from a thread mid-write, so
-    the worker's run spans reach the store only (``emit_fn=emit`` sends them through the exporters)."""
+    the worker's run spans reach the store only (not OTLP)."""
 
     def __init__(self, make_store: Callable[[], SpanStore], *, interval_s: float, settle_s: float,
-                 timeout_s: float, emit_fn: Callable[[RunEnd], None] | None = None) -> None:
+                 timeout_s: float) -> None:
         self.make_store = make_store
         self.interval_s = interval_s
         self.settle_s = settle_s
         self.timeout_s = timeout_s
-        self.emit_fn = emit_fn
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.sweeper: Sweeper | None = None
@@ -310,13 +293,8 @@ class Background:
                 if self.sweeper is None:
                     self.sweeper = Sweeper(self.make_store(), settle_s=self.settle_s, timeout_s=self.timeout_s)
                 ended = self.sweeper.sweep()
-                emit_fn = self.emit_fn
-                if emit_fn is None:  # straight into the store, under this lock (see _before_fork)
-                    if ended:
-                        self.sweeper.store.write([e.record() for e in ended])
-                else:
-                    for end in ended:
-                        emit_fn(end)
+                if ended:  # straight into the store, under this lock (see _before_fork)
+                    self.sweeper.store.write([e.record() for e in ended])
                 return ended
             except Exception as exc:
                 warn_once_per(log, "runs-sweep", "pipetrace: Celery/kombu run sweep failed: %r", exc)
