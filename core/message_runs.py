@@ -51,6 +51,9 @@ MAX_FRESH = 20_000
 """Most new traces one sweep takes up: a worker that starts more runs than this per sweep interval
 leaves some to later sweeps of other processes (``pipetrace runs``, the viewer look back two timeouts)."""
 MAX_OPEN = 20_000
+MAX_CLOSED = 5_000
+LOAD_CHUNK = 200
+"""Traces whose spans one sweep holds in memory at once (a busy worker closes thousands per sweep)."""
 
 
 @dataclass
@@ -218,19 +221,19 @@ class Sweeper:
                 continue  # nothing new, no deadline due
             due.append(trace_id)
         ended: list[RunEnd] = []
-        for trace_id, spans in spans_of_traces(self.store, due).items():
-            seen = activity[trace_id]
-            verdict = decide(spans, now, settle_s=self.settle_s, timeout_s=self.timeout_s)
-            if isinstance(verdict, Pending):
-                self.open[trace_id] = (seen, verdict.recheck_ns)
-            else:
-                self.open.pop(trace_id, None)
-                if verdict is not None:
-                    ended.append(verdict)
-                    self.closed[trace_id] = None
+        for i in range(0, len(due), LOAD_CHUNK):  # a chunk of traces in memory at a time
+            for trace_id, spans in spans_of_traces(self.store, due[i:i + LOAD_CHUNK]).items():
+                verdict = decide(spans, now, settle_s=self.settle_s, timeout_s=self.timeout_s)
+                if isinstance(verdict, Pending):
+                    self.open[trace_id] = (activity[trace_id], verdict.recheck_ns)
+                else:
+                    self.open.pop(trace_id, None)
+                    if verdict is not None:
+                        ended.append(verdict)
+                        self.closed[trace_id] = None
         while len(self.open) > MAX_OPEN:
             self.open.pop(next(iter(self.open)))
-        while len(self.closed) > MAX_OPEN:
+        while len(self.closed) > MAX_CLOSED:
             self.closed.pop(next(iter(self.closed)))
         self.cursor_ns = now
         return ended
