@@ -65,9 +65,12 @@ def runs(
 ) -> None:
     """List recent runs, newest first. Ids are never cut: a narrow terminal drops other columns; a pipe
     gets tab-separated rows."""
+    from .message_runs import close_ended_runs
+
     store = _store()
     if system is not None:
         _check_system(store, system)
+    close_ended_runs(store)  # Celery/kombu runs that ended since a worker last swept get their run span
     rows = store.runs(pipeline=pipeline, system=system, status=status, limit=limit)
     if as_json:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")

@@ -86,6 +86,9 @@ class Settings:
     require_tls: bool = False
     metrics: bool = False
     store: StoreUrl | None = None
+    run_timeout_s: float = 21_600.0
+    run_settle_s: float = 2.0
+    run_sweep_s: float = 5.0
 
     @property
     def store_path(self) -> Path:
@@ -143,6 +146,9 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "require_tls": ("PIPETRACE_REQUIRE_TLS",),
     "metrics": ("PIPETRACE_METRICS",),
     "store": ("PIPETRACE_STORE",),
+    "run_timeout_s": ("PIPETRACE_RUN_TIMEOUT",),
+    "run_settle_s": ("PIPETRACE_RUN_SETTLE",),
+    "run_sweep_s": ("PIPETRACE_RUN_SWEEP",),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -167,6 +173,10 @@ DESCRIPTIONS: dict[str, str] = {
     "propagators": f"Comma list of {', '.join(PROPAGATORS)}.",
     "sdk_disabled": "OTEL_SDK_DISABLED=true turns every span off.",
     "flush_timeout_s": "Upper bound of the flush at shutdown, seconds.",
+    "run_timeout_s": "Celery/kombu runs: seconds without activity (after the last ETA) before an unfinished run "
+                     "is closed with result timeout.",
+    "run_settle_s": "Celery/kombu runs: quiet seconds after the last message was handled before the run is closed.",
+    "run_sweep_s": "Celery/kombu runs: seconds between a worker's sweeps for ended runs (0: no sweeper thread).",
     "max_queue_size": "Spans held per exporter queue before new ones are dropped (and counted).",
     "max_export_batch_size": "Spans per export batch.",
     "export_interval_s": "Seconds between background exports.",
@@ -377,7 +387,8 @@ def _convert(key: str, name: str, raw: object) -> Any:
         return None if str(raw).strip() == "" else _float(name, raw, low=0.0, high=1.0)
     if key in ("otlp_certificate", "otlp_client_key", "otlp_client_certificate"):
         return _existing_file(name, raw)
-    if key in ("otlp_timeout_s", "flush_timeout_s", "export_interval_s"):
+    if key in ("otlp_timeout_s", "flush_timeout_s", "export_interval_s", "run_timeout_s", "run_settle_s",
+               "run_sweep_s"):
         return _float(name, raw, low=0.0)
     if key in ("max_queue_size", "max_export_batch_size", "span_link_limit"):
         return _int(name, raw)

@@ -8,6 +8,15 @@ finished last before it started (the implicit DAG edge: fan-in picks the slowest
 that predecessor's end and the start is a "wait" step (scheduling delay, a slow hand-off). A chain that
 reaches a producer in another subtree resumes there and climbs back, so the path follows the data.
 The steps partition the root's time span, so their shares add up to 100 %.
+
+Messaging (Celery, kombu): a consumer span (a task attempt, a ``process`` span) is a child of the
+``send`` span that published its message, but it starts after that span ended. It is a hand-off, not
+work inside the send: the walk treats it as a step of the run (a child of the root) whose predecessor
+is the send — publish → queue wait → task → the next publish, through chains, group members (the one
+that finished last) and chord bodies (linked to every header task; the header task that published the
+body, the last to finish, is its predecessor). Other top-level spans of the trace (a producer's send
+or block span beside a Celery run span) are children of the root too. Any other child that outlives
+its parent counts as ending with it. This is the one implementation: the CLI and the viewer use it.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ class Step:
 class CriticalPath:
     root: SpanRecord | None
     steps: list[Step] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each span's parent as the walk saw it (a consumed message's task hangs under the root)."""
 
     @property
     def total_ns(self) -> int:
@@ -58,13 +69,16 @@ class CriticalPath:
 
     @property
     def span_ids(self) -> list[str]:
-        """Spans on the path, root first, then in time order (what a viewer highlights)."""
+        """Spans on the path, root first, then in time order, each after the spans that enclose it (a
+        group's batch span around the member that decided): what a viewer highlights."""
         out: list[str] = []
         if self.root is not None:
             out.append(self.root.span_id)
         for step in self.steps:
-            if step.span.span_id not in out:
-                out.append(step.span.span_id)
+            chain = [step.span.span_id]
+            while chain[-1] in self.parents and len(chain) < 10_000:
+                chain.append(self.parents[chain[-1]])
+            out.extend(sid for sid in reversed(chain) if sid not in out)
         return out
 
     def share(self, step: Step) -> float:
@@ -100,13 +114,27 @@ def _queued_ns(span: SpanRecord) -> int:
         return 0
 
 
+def _is_handoff(span: SpanRecord, parent: SpanRecord) -> bool:
+    """A message consumed after its publish span ended (a consumer outliving its producer)."""
+    return span.kind == "CONSUMER" and (parent.kind == "PRODUCER" or span.start_ns >= parent.end_ns)
+
+
 class _Walker:
-    def __init__(self, spans: Sequence[SpanRecord], tolerance_ns: int) -> None:
+    def __init__(self, spans: Sequence[SpanRecord], root: SpanRecord, tolerance_ns: int) -> None:
         self.by_id = {s.span_id: s for s in spans}
-        self.children: dict[str, list[SpanRecord]] = {}
+        self.parents: dict[str, str] = {}
+        self.handoff: dict[str, SpanRecord] = {}  # consumer span id → the send it consumed
         for s in spans:
-            if s.parent_span_id in self.by_id and s.parent_span_id != s.span_id:
-                self.children.setdefault(s.parent_span_id, []).append(s)  # type: ignore[arg-type]
+            if s.span_id == root.span_id:
+                continue
+            parent = self.by_id.get(s.parent_span_id or "") if s.parent_span_id != s.span_id else None
+            if parent is not None and _is_handoff(s, parent):
+                self.handoff[s.span_id] = parent
+                parent = None
+            self.parents[s.span_id] = parent.span_id if parent is not None else root.span_id
+        self.children: dict[str, list[SpanRecord]] = {}
+        for sid, pid in self.parents.items():
+            self.children.setdefault(pid, []).append(self.by_id[sid])
         for kids in self.children.values():
             kids.sort(key=lambda c: (c.end_ns, c.start_ns), reverse=True)
         self.tol = tolerance_ns
@@ -114,7 +142,7 @@ class _Walker:
         self.steps: list[Step] = []  # newest first while walking
 
     def parent(self, span: SpanRecord) -> SpanRecord | None:
-        return self.by_id.get(span.parent_span_id or "")
+        return self.by_id.get(self.parents.get(span.span_id, ""))
 
     def is_ancestor(self, maybe: SpanRecord, span: SpanRecord) -> bool:
         cur = self.parent(span)
@@ -131,9 +159,10 @@ class _Walker:
 
     def last_child(self, span: SpanRecord, cursor: int) -> SpanRecord | None:
         for c in self.children.get(span.span_id, ()):
-            if c.span_id in self.seen or c.end_ns > cursor + self.tol:
+            end = min(c.end_ns, span.end_ns)  # a child outliving its parent ends with it
+            if c.span_id in self.seen or end > cursor + self.tol:
                 continue
-            if c.end_ns <= span.start_ns:
+            if end <= span.start_ns:
                 return None  # sorted by end: the rest ended before the span began
             return c
         return None
@@ -146,7 +175,7 @@ class _Walker:
             child = self.last_child(span, cursor)
             if child is None:
                 break
-            end = min(child.end_ns, cursor)
+            end = min(child.end_ns, cursor, span.end_ns)
             self.emit(span, SELF, max(end, span.start_ns), cursor)
             owner, cursor = self.chain(child, end)
             while owner is not None and owner.span_id != span.span_id and not self.is_ancestor(owner, span):
@@ -160,6 +189,9 @@ class _Walker:
         return None
 
     def predecessor(self, span: SpanRecord, ready: int) -> SpanRecord | None:
+        sent = self.handoff.get(span.span_id)
+        if sent is not None and sent.span_id not in self.seen:
+            return sent  # the publish of this message (a chord body's: by the header task that finished last)
         linked = [self.by_id[lk["span_id"]] for lk in span.links
                   if lk.get("trace_id") == span.trace_id and lk.get("span_id") in self.by_id]
         linked = [p for p in linked if p.span_id not in self.seen and p.end_ns <= ready + self.tol
@@ -186,8 +218,10 @@ class _Walker:
                 return escape
             queued = _queued_ns(span)
             ready = span.start_ns - queued
-            self.emit(span, QUEUE, ready, span.start_ns)
             pred = self.predecessor(span, ready)
+            if pred is not None and self.handoff.get(span.span_id) is pred:
+                ready = max(ready, min(pred.end_ns, span.start_ns))  # the publish itself is the send's time
+            self.emit(span, QUEUE, ready, span.start_ns)
             if pred is None:
                 return self.parent(span), ready
             pred_end = min(pred.end_ns, ready)
@@ -195,12 +229,24 @@ class _Walker:
             span, t = pred, pred_end
 
 
+VIRTUAL_ROOT_ID = "0" * 16
+
+
 def pick_root(spans: Sequence[SpanRecord]) -> SpanRecord | None:
+    """The run span, else the longest top-level span — or, when work outlives it (a message-driven
+    run not closed yet: its first send is its top-level span), a virtual root over the whole trace."""
     ids = {s.span_id for s in spans}
     roots = [s for s in spans if s.parent_span_id not in ids or s.parent_span_id == s.span_id]
     if not roots:
         return None
-    return max(roots, key=lambda s: (s.is_run, s.end_ns - s.start_ns, s.end_ns))
+    root = max(roots, key=lambda s: (s.is_run, s.end_ns - s.start_ns, s.end_ns))
+    if root.is_run or not any(s.kind == "CONSUMER" and s.end_ns > root.end_ns for s in spans):
+        return root
+    last = max(s.end_ns for s in spans)
+    first = min(s.start_ns for s in spans)
+    pipeline = next((s.pipeline for s in sorted(spans, key=lambda s: s.start_ns) if s.pipeline), None)
+    return SpanRecord(root.trace_id, VIRTUAL_ROOT_ID, None, f"run {pipeline}" if pipeline else "trace", "INTERNAL",
+                      first, last)
 
 
 def critical_path(spans: Sequence[SpanRecord], *, tolerance_ms: float = 1.0) -> CriticalPath:
@@ -208,13 +254,13 @@ def critical_path(spans: Sequence[SpanRecord], *, tolerance_ms: float = 1.0) -> 
     root = pick_root(spans)
     if root is None:
         return CriticalPath(None)
-    walker = _Walker(spans, int(tolerance_ms * 1e6))
+    walker = _Walker([*spans, root] if root.span_id == VIRTUAL_ROOT_ID else spans, root, int(tolerance_ms * 1e6))
     walker.seen.add(root.span_id)
     escape = walker.inside(root, root.end_ns)
     if escape is not None:  # a link reached outside the root: charge the remainder to the root itself
         walker.emit(root, SELF, root.start_ns, max(root.start_ns, min(escape[1], root.end_ns)))
     steps = sorted(walker.steps, key=lambda s: (s.start_ns, s.end_ns))
-    return CriticalPath(root, _merge(steps))
+    return CriticalPath(root, _merge(steps), walker.parents)
 
 
 def _merge(steps: list[Step]) -> list[Step]:

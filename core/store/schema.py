@@ -167,9 +167,12 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 """
 
+# Any span that names a run id opens that run, with or without a run span (Celery/kombu runs, runs in progress).
+_RUN_ID_ANY_V3 = "CREATE INDEX IF NOT EXISTS spans_any_run_id ON spans (run_id)"
+
 MIGRATIONS: dict[str, dict[str, list[str]]] = {
-    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2], HELD: [_SQLITE_HELD_V1]},
-    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2], HELD: [_PG_HELD_V1]},
+    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3], HELD: [_SQLITE_HELD_V1]},
+    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3], HELD: [_PG_HELD_V1]},
 }
 
 

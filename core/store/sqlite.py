@@ -179,7 +179,7 @@ class SpanStore:
         return int(self._query("SELECT COUNT(*) FROM spans")[0][0])
 
     def resolve(self, ident: str) -> str | None:
-        """A trace id from a trace id (hex) or a run id."""
+        """A trace id from a trace id (hex) or a run id (of a run span, else of any span of the run)."""
         ident = ident.strip()
         low = ident.lower()
         if len(low) == 32 and all(c in "0123456789abcdef" for c in low):
@@ -188,6 +188,8 @@ class SpanStore:
         rows = self._query(
             "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (ident,)
         )
+        if not rows:  # a run without its run span yet (in progress, or a Celery/kombu run not closed yet)
+            rows = self._query("SELECT trace_id FROM spans WHERE run_id=? ORDER BY start_ns DESC LIMIT 1", (ident,))
         return rows[0][0] if rows else None
 
     def trace(self, ident: str) -> list[SpanRecord]:

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import attributes as A
+from ..analysis.critical_path import critical_span_ids
+from ..message_runs import ATTEMPTS, FAILURES, TASKS, close_ended_runs
 from ..store import RunSummary, SpanRecord, SpanStore
 from ..store.queries import run_span_of, spans_by_ids
-from .critical_path import critical_path
 
 HISTORY_RUNS = 200
 SPARK_RUNS = 30
@@ -63,6 +64,7 @@ def runs_document(store: SpanStore, *, system: str | None = None, pipeline: str 
     ``scope`` ((pipeline glob, system) pairs) and ``visible(system, pipeline)`` restrict both to what one
     caller may see."""
     since_ns = int(since_s * 1e9) if since_s else None
+    close_ended_runs(store)  # Celery/kombu runs that ended since a worker last swept get their run span
     fetched = _scoped_runs(store, scope, visible, _pattern(pipeline), max(limit * 2, limit + 50),
                            system=system or None, status=status or None, since_ns=since_ns)
     rows: list[RunSummary] = []
@@ -134,6 +136,10 @@ def _linked(store: SpanStore, spans: Sequence[SpanRecord]) -> dict[str, dict[str
     return out
 
 
+RUN_COUNTS = (TASKS, ATTEMPTS, FAILURES)
+"""Run-span counts a message-driven run carries (Celery/kombu), shown in the run's header."""
+
+
 def _run_info(spans: Sequence[SpanRecord]) -> dict[str, Any]:
     run = next((s for s in spans if s.is_run), None)
     source = run or next((s for s in spans if s.pipeline), spans[0])
@@ -142,9 +148,12 @@ def _run_info(spans: Sequence[SpanRecord]) -> dict[str, Any]:
     status = "running"
     if run is not None:
         status = run.result or ("failure" if run.status == "ERROR" else "success")
+    counts = {key.rsplit(".", 1)[1]: run.attributes[key] for key in RUN_COUNTS
+              if run is not None and isinstance(run.attributes.get(key), int)}
     return {"pipeline": source.pipeline, "run_id": source.run_id, "system": source.system,
             "systems": sorted({s.system for s in spans if s.system}), "status": status,
-            "in_progress": run is None, "start": t0 / 1e9, "duration_ms": round((t1 - t0) / 1e6, 3)}
+            "in_progress": run is None, "start": t0 / 1e9, "duration_ms": round((t1 - t0) / 1e6, 3),
+            "counts": counts}
 
 
 def task_keys(spans: Sequence[SpanRecord]) -> list[tuple[str, str]]:
@@ -183,7 +192,7 @@ def trace_document(store: SpanStore, ident: str, *, with_history: bool = False,
         res_list[resources[repr(sorted(s.resource.items()))]] = s.resource
     doc: dict[str, Any] = {
         "trace_id": spans[0].trace_id, "t0_ms": t0 / 1e6, "t0_ns": str(t0), "run": _run_info(spans),
-        "spans": body, "resources": res_list, "critical": critical_path(spans), "linked": _linked(store, spans),
+        "spans": body, "resources": res_list, "critical": critical_span_ids(spans), "linked": _linked(store, spans),
         "tasks": [{"pipeline": p, "task": t} for p, t in task_keys(spans)],
         "queued_attr": A.QUEUED_MS,
     }

@@ -12,6 +12,7 @@ result backend under that prefix (kombu's and Celery's ``global_keyprefix``).
 from __future__ import annotations
 
 import os
+import signal
 
 from celery import Celery
 
@@ -66,6 +67,13 @@ def boom(x: int) -> int:
 @app.task(throws=(ExpectedError,))
 def expected(x: int) -> int:
     raise ExpectedError(f"expected {x}")
+
+
+@app.task(acks_late=True)
+def die(x: int) -> int:
+    """Kills its own pool process (SIGKILL, as the OOM killer would): acks_late, so Celery fails it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
 
 
 @app.task

@@ -1,8 +1,9 @@
 """Celery adapter: publish and task-attempt spans from Celery's signals, canvas batch spans, queue wait.
 
 ``instrument()`` connects the signal handlers (``before/after_task_publish``, ``task_prerun/postrun/
-failure/retry/revoked/rejected/unknown``, ``worker_process_init/shutdown``, ``worker_shutdown``) and
-wraps ``group.apply_async``/``chord.run`` (no canvas signals exist). Enabled with zero edits by
+failure/retry/revoked/rejected/unknown``, ``worker_process_init/shutdown``, ``worker_init``, and
+``worker_ready``/``worker_shutdown`` for the run closer) and wraps ``group.apply_async``/``chord.run``
+(no canvas signals exist). Enabled with zero edits by
 ``pipetrace run -- celery -A app worker`` through the ``pipetrace.adapters`` entry point ``celery``.
 """
 
@@ -15,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 from pipetrace.integrations.kombu import producer as _kombu_producer
 from pipetrace.integrations.kombu.tracer import set_provider
 
-from . import canvas, interop, lost, publish, worker
+from . import canvas, interop, lost, publish, runs, worker
 
 _lock = threading.Lock()
 _enabled = False
@@ -36,7 +37,8 @@ def _connections() -> list[tuple[Any, Any]]:
         (signals.task_unknown, worker.task_rejected),
         (signals.worker_process_init, worker.process_init),
         (signals.worker_process_shutdown, worker.flush),
-        (signals.worker_shutdown, worker.flush),
+        (signals.worker_shutdown, runs.worker_shutdown),
+        (signals.worker_ready, runs.worker_ready),
         (signals.worker_init, lost.patch_worker),
         (signals.worker_init, worker.name_worker),
     ]

@@ -21,7 +21,7 @@ from pipetrace.ratelimit import warn_once_per
 from . import headers as H
 from . import interop
 from .common import SYSTEM
-from .state import current
+from .state import current, producer_runs
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -44,14 +44,31 @@ def _batch(kind: str, size: int, group_id: Any) -> Iterator[None]:
         running = current.get()
         if running is not None:
             attrs[A.PIPELINE_NAME] = running.pipeline
-            attrs[A.PIPELINE_RUN_ID] = running.root_id
+            attrs[A.PIPELINE_RUN_ID] = running.run_id
         if group_id:
             attrs["celery.group_id"] = str(group_id)
         span = tracer().start_span(A.batch_span_name(kind), attributes=attrs)
     except Exception as exc:
         warn_once_per(log, "celery-batch", "pipetrace: celery %s batch span failed: %r", kind, exc)
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
-        yield
+        try:
+            yield
+        finally:
+            _name_after_run(span)
+
+
+def _name_after_run(span: Any) -> None:
+    """A producer's batch span starts before its run has an id (the first member published names the
+    run): give it the run's id and pipeline before it ends."""
+    try:
+        attrs = getattr(span, "attributes", None)
+        if attrs is not None and A.PIPELINE_RUN_ID not in attrs:
+            known = producer_runs.get(span.get_span_context().trace_id)
+            if known is not None:
+                span.set_attribute(A.PIPELINE_RUN_ID, known[0])
+                span.set_attribute(A.PIPELINE_NAME, known[1])
+    except Exception as exc:
+        warn_once_per(log, "celery-batch-run", "pipetrace: celery batch span not named: %r", exc)
 
 
 def _group_apply_async(self: Any, *args: Any, **kwargs: Any) -> Any:

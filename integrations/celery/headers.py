@@ -20,13 +20,17 @@ PIPELINE_HEADER = "pipetrace_pipeline"
 it is the task's own name (a workflow's first task), which is what a worker assumes without it."""
 CHORD_HEADER = "pipetrace_chord_header"
 """Comma list of a chord's header task ids, written on the chord body so it can link to each."""
+RUN_HEADER = "pipetrace_run"
+"""The workflow's run id (``cicd.pipeline.run.id``) when it is not the message's Celery ``root_id``: the
+members of a group, or every workflow a producer starts inside one traced block, are one run (see
+docs/celery.md). Inherited by everything a task of the run publishes."""
 
 MAX_PIPELINE_CHARS = 200
 """A ``pipetrace_pipeline`` header longer than this (or not a printable string) is ignored: any producer
 can write it, and it becomes a span attribute and the store's pipeline column."""
 
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
-KEYS = (*TRACE_KEYS, PUBLISHED_HEADER, PIPELINE_HEADER, CHORD_HEADER)
+KEYS = (*TRACE_KEYS, PUBLISHED_HEADER, PIPELINE_HEADER, CHORD_HEADER, RUN_HEADER)
 
 
 def write(headers: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
@@ -47,7 +51,16 @@ def has_pipeline(headers: Mapping[str, Any]) -> bool:
 
 def pipeline(values: Mapping[str, Any], default: str) -> str:
     """The workflow's pipeline name from the headers, or ``default`` when it is absent or unusable."""
-    value = values.get(PIPELINE_HEADER)
+    return _checked(values.get(PIPELINE_HEADER), default)
+
+
+def run_id(values: Mapping[str, Any], default: str) -> str:
+    """The workflow's run id from the headers, or ``default`` (the message's ``root_id``) when it is
+    absent or unusable (any producer can write it: same rules as the pipeline name)."""
+    return _checked(values.get(RUN_HEADER), default)
+
+
+def _checked(value: object, default: str) -> str:
     if isinstance(value, str) and 0 < len(value) <= MAX_PIPELINE_CHARS and value.isprintable():
         return value
     return default

@@ -58,7 +58,7 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     name = str(getattr(request, "task_name", None) or task or "unknown")
     context = getattr(request, "_context", request)
     try_number = int(getattr(context, "retries", 0) or 0) + 1
-    root = str(getattr(context, "root_id", None) or task_id)
+    root = H.run_id(values, str(getattr(context, "root_id", None) or task_id))
     dest, rk = destination(getattr(request, "delivery_info", None))
     app = getattr(task, "app", None) or current_app()
     now = time.time_ns()

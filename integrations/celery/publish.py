@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
 from pipetrace import set_component
@@ -25,11 +26,24 @@ from pipetrace.ratelimit import warn_once_per
 from . import headers as H
 from . import interop
 from .common import current_app, shared_attributes
-from .state import current, publishes
+from .state import current, producer_runs, publishes
 
 log = logging.getLogger("pipetrace.celery")
 
 UNCONFIRMED = "pipetrace.celery.publish_unconfirmed"
+ETA = "celery.eta"
+
+
+def _producer_run(headers: Any, name: str, task_id: str, root_id: str, context: Any) -> tuple[str, str]:
+    """(pipeline, run id) of a message published outside a task of its workflow: the run of the
+    producer's current trace (a traced block, a group or chord being published) if it has one, else
+    a run of its own named after the message (its ``root_id`` and task name)."""
+    pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
+    sc = trace.get_current_span(context).get_span_context()
+    if not sc.is_valid:
+        return pipeline, H.run_id(H.read(headers), root_id) if H.RUN_HEADER in headers else root_id
+    run_id, pipeline = producer_runs.claim(sc.trace_id, root_id, pipeline)
+    return pipeline, run_id
 
 
 def _task_id(headers: Any, body: Any) -> str | None:
@@ -61,27 +75,32 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
         dest = str(routing_key or getattr(exchange, "name", exchange) or "celery")
         running = current.get()
         root_id = str(headers.get("root_id") or task_id)
-        if running is not None and running.root_id == root_id:
-            pipeline = running.pipeline
+        context = otel_context.get_current()  # read once: the parent here and the baggage to inject
+        if running is not None:  # published by a task: part of that task's run, whatever its root_id
+            pipeline, run_id = running.pipeline, running.run_id
         else:
-            pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
+            pipeline, run_id = _producer_run(headers, name, task_id, root_id, context)
         app = current_app()
         set_component(f"{app.main or 'celery'}-producer", override=False)  # a worker stays the worker
         attrs = shared_attributes(app, "send", name, dest,
                                   str(routing_key) if routing_key is not None else None)
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
-        attrs[A.PIPELINE_RUN_ID] = root_id
+        attrs[A.PIPELINE_RUN_ID] = run_id
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
+        eta = headers.get("eta")
+        if eta:
+            attrs[ETA] = str(eta)  # the run-closer waits for it (a message not due yet is not lost)
         now = time.time_ns()
-        context = otel_context.get_current()  # read once: the parent here and the baggage to inject
         span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
                      context=context, plain_attributes=True)
         carrier = inject_span_context({}, span.get_span_context(), context)
         carrier[PUBLISHED_HEADER] = str(now)
         if pipeline != name or H.has_pipeline(headers):  # the task's own name is what a worker assumes
             carrier[H.PIPELINE_HEADER] = pipeline
+        if run_id != root_id or H.RUN_HEADER in headers:  # the root id is what a worker assumes
+            carrier[H.RUN_HEADER] = run_id
         H.write(headers, carrier)
         evicted = publishes.put(task_id, span)
         if evicted:

@@ -61,7 +61,7 @@ def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
 def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
                      now_ns: int) -> tuple[dict[str, Any], str]:
     name = task_name(task, request)
-    root_id = str(getattr(request, "root_id", None) or task_id)
+    root_id = H.run_id(values, str(getattr(request, "root_id", None) or task_id))
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
     attrs = shared_attributes(getattr(task, "app", None), "process", name, dest, rk)
@@ -192,7 +192,7 @@ def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any,
                   result: str, attrs: dict[str, Any], error: BaseException | str | None = None) -> None:
     """A span for an attempt that never ran (revoked before start, rejected, unknown task)."""
     try_number = int(retries or 0) + 1
-    root = str(root_id or task_id)
+    root = H.run_id(values, str(root_id or task_id))
     parent = extract(values, source=f"celery task {name}")
     now = time.time_ns()
     base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
@@ -220,8 +220,13 @@ def task_revoked(sender: Any = None, request: Any = None, terminated: Any = None
             running.span.set_attribute(A.TASK_RESULT, A.RESULT_CANCELLATION)
             running.span.end()
             return
-        name = str(getattr(request, "task_name", None) or getattr(request, "name", None) or "unknown")
-        _record_unrun(name, task_id, H.read(request), getattr(request, "request_dict", {}).get("retries"),
+        # Celery sends the task as sender and the request's Context (which has ``task``, the name)
+        name = str(getattr(sender, "name", None) or getattr(request, "task_name", None)
+                   or getattr(request, "task", None) or getattr(request, "name", None) or "unknown")
+        retries = getattr(request, "retries", None)
+        if retries is None:
+            retries = (getattr(request, "request_dict", None) or {}).get("retries")
+        _record_unrun(name, task_id, H.read(request), retries,
                       getattr(request, "root_id", None), A.RESULT_CANCELLATION,
                       {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
     except Exception as exc:

@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipetrace.analysis import critical_span_ids as critical_path
 from pipetrace.store import SpanStore
 from pipetrace.store.queries import spans_by_ids
 from pipetrace.store.records import SpanRecord
-from pipetrace.ui.critical_path import critical_path
 from pipetrace.ui.page import embed_json
 from pipetrace.ui.payload import runs_document, trace_document
 
 
 def rec(span_id: str, parent: str | None, start: int, end: int) -> SpanRecord:
-    return SpanRecord("t" * 32, span_id, parent, span_id, "INTERNAL", start, end)
+    """A span whose times are in milliseconds."""
+    return SpanRecord("t" * 32, span_id, parent, span_id, "INTERNAL", start * 10**6, end * 10**6)
 
 
 def test_critical_path_walks_back_from_the_end() -> None:
