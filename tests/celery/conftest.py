@@ -5,6 +5,7 @@ broker and result backend lives under a prefix named after that queue, deleted w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,8 @@ def start_worker(home: Path, broker: str, backend: str, *, traced: bool = True, 
         if proc.poll() is not None:
             break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may have exited already: its log says why
+        os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("celery worker did not start:\n" + log.read_text()[-3000:])
 
 

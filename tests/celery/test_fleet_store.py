@@ -44,7 +44,7 @@ def test_three_worker_hosts_one_queue_whole_workflows_from_any_home(tmp_path: Pa
             m.setattr(uuid, "uuid4", lambda: shared)
             for n in range(3):
                 workers.append(start_worker(
-                    tmp_path / f"host{n}", RABBIT, f"{REDIS}/11", extra=["-n", f"host{n}-{shared.hex[:8]}@%h"],
+                    tmp_path / f"host{n}", RABBIT, REDIS, extra=["-n", f"host{n}-{shared.hex[:8]}@%h"],
                     extra_env={"PIPETRACE_STORE": fleet_store,
                                "OTEL_RESOURCE_ATTRIBUTES": f"host.name=fleet-host{n}"}))
         ids = workers[0].produce("all")

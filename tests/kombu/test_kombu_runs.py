@@ -14,9 +14,10 @@ from pipetrace.cli import app
 from pipetrace.integrations import kombu as pk
 from pipetrace.message_runs import ATTEMPTS, TASKS, close_ended_runs
 from pipetrace.store import SpanStore
+from shared_services import RABBIT, REDIS, delete_prefixed_keys, key_prefix, redis_options
 from typer.testing import CliRunner
 
-URLS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672//", "redis": "redis://127.0.0.1:6379/6"}
+URLS = {"rabbitmq": RABBIT, "redis": REDIS}  # Redis: DB 0 under this test's own key prefix
 
 
 @pytest.fixture
@@ -34,11 +35,9 @@ def _queue(tag: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name, auto_delete=True)
 
 
-@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
-def test_kombu_pipeline_is_one_run(store: SpanStore, broker: str, tmp_path: Path) -> None:
-    first, second = _queue("orders"), _queue("invoices")
-    handled: list[str] = []
-    with Connection(URLS[broker]) as conn:
+def _pipeline(broker: str, prefix: str, first: Queue, second: Queue, handled: list[str]) -> None:
+    """Two orders through two stages: stage one republishes each, stage two fails on invoice 1."""
+    with Connection(URLS[broker], transport_options=redis_options(prefix) if broker == "redis" else {}) as conn:
         producer = conn.Producer()
 
         def stage_one(body: dict[str, int], message: object) -> None:
@@ -64,6 +63,18 @@ def test_kombu_pipeline_is_one_run(store: SpanStore, broker: str, tmp_path: Path
                     conn.drain_events(timeout=5)
                 except ValueError:
                     pass  # stage two's failure escapes the callback, as in a real consumer
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
+def test_kombu_pipeline_is_one_run(store: SpanStore, broker: str, tmp_path: Path) -> None:
+    first, second = _queue("orders"), _queue("invoices")
+    handled: list[str] = []
+    prefix = key_prefix("kombu-runs")
+    try:
+        _pipeline(broker, prefix, first, second, handled)
+    finally:
+        if broker == "redis":
+            delete_prefixed_keys(prefix)
     pipetrace.force_flush(10)
     assert close_ended_runs(store, settle_s=60) == []  # still settling: not closed yet
     ended = close_ended_runs(store, settle_s=0)
