@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APP_DIR, BACKEND_DB, BIN, REDIS, ROOT, broker_url, start_worker
+from conftest import APP_DIR, BIN, REDIS, ROOT, broker_url, start_worker
 from pipetrace import attributes as A
 from pipetrace.cli import app
 from pipetrace.message_runs import ATTEMPTS, CANCELLED, FAILURES, PENDING, TASKS
@@ -69,7 +69,7 @@ def _produce(env: dict[str, str], phase: str) -> dict[str, dict[str, Any]]:
 def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     kind = request.param
     home = tmp_path_factory.mktemp(f"runs-{kind}")
-    worker = start_worker(home, broker_url(kind, 3), f"{REDIS}/{BACKEND_DB[kind]}", extra_env=CLOSER_ENV)
+    worker = start_worker(home, broker_url(kind), REDIS, extra_env=CLOSER_ENV)
     lost_queue = None
     try:
         env = dict(worker.env, PYTHONPATH=str(APP_DIR))
@@ -85,7 +85,7 @@ def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         if lost_queue:
             from kombu import Connection
 
-            with Connection(broker_url(kind, 3)) as conn:
+            with Connection(broker_url(kind)) as conn:
                 conn.default_channel.queue_delete(lost_queue)
 
 
