@@ -365,7 +365,7 @@ def _readable(end: RunEnd) -> Any:
     from . import runtime
 
     provider = runtime._state.provider  # noqa: SLF001
-    resource = provider.resource if provider is not None else None
+    resource = provider.resource if provider is not None else runtime._resource(runtime.settings())  # noqa: SLF001
     status = (Status(StatusCode.ERROR, f"run ended: {end.result}") if end.result in A.FAILED_RESULTS
               else Status(StatusCode.UNSET))
     context = SpanContext(int(end.trace_id, 16), int(end.span_id, 16), is_remote=False,
