@@ -275,7 +275,8 @@ class Background:
     store (a worker's main process), then hands them to ``export`` (the other exporters, see
     :class:`RunExporters`). The store write runs under the lock a fork waits for: the process forks pool
     children, which must never inherit SQLite's locks from a thread mid-write. The export runs outside
-    it, on exporter objects no child ever uses, so a fork never waits for a collector."""
+    it (inside with tail sampling, which uses SQLite), on exporter objects no child ever uses, so a
+    fork never waits for a collector."""
 
     def __init__(self, make_store: Callable[[], SpanStore], *, interval_s: float, settle_s: float,
                  timeout_s: float, export: Callable[[list[RunEnd]], None] | None = None) -> None:
@@ -303,12 +304,18 @@ class Background:
             except Exception as exc:
                 warn_once_per(log, "runs-sweep", "pipetrace: Celery/kombu run sweep failed: %r", exc)
                 return []
+            if getattr(self.export, "uses_sqlite", False):
+                self._export(ended)  # tail sampling holds spans in SQLite: never fork mid-call either
+        if not getattr(self.export, "uses_sqlite", False):
+            self._export(ended)  # outside the fork lock: a slow collector must never hold up the pool's forks
+        return ended
+
+    def _export(self, ended: list[RunEnd]) -> None:
         if ended and self.export is not None:
-            try:  # outside the fork lock: a slow collector must never hold up the pool's forks
+            try:
                 self.export(ended)
             except Exception as exc:
                 warn_once_per(log, "runs-export", "pipetrace: Celery/kombu run spans not exported: %r", exc)
-        return ended
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.interval_s):
@@ -335,6 +342,9 @@ class RunExporters:
         others = tuple(e for e in settings.exporters if e != "store")
         self.exporters = [q.exporter for q in build_queues(replace(settings, exporters=others))] if others else []
         self.lock = threading.Lock()
+        # tail sampling keeps and looks up spans in SQLite files: a pool child forked while a thread is
+        # inside SQLite could inherit its locks, so then the export runs under the fork lock
+        self.uses_sqlite = bool(settings.tail_sampling and "otlp" in others)
 
     def __call__(self, ended: list[RunEnd]) -> None:
         if not self.exporters:
