@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import APP_DIR, BIN, REDIS, ROOT, broker_url, start_worker
 from pipetrace import attributes as A
 from pipetrace.store import SpanStore
@@ -27,9 +28,12 @@ def _run_spans_at(receiver: OTLPReceiver, trace_id: str) -> list[Any]:
     return [s for _, s in receiver.spans() if s.trace_id.hex() == trace_id and s.name.startswith("run ")]
 
 
-def test_closed_runs_reach_otlp_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tail", ["0", "1"])
+def test_closed_runs_reach_otlp_once(tmp_path: Path, tail: str) -> None:
+    """With tail sampling on, the run span is what ends each run's hold: the children's held spans follow."""
     with OTLPReceiver() as receiver:
-        env = {"PIPETRACE_RUN_SWEEP": "0.5", "PIPETRACE_RUN_SETTLE": "1", "PIPETRACE_RUN_TIMEOUT": "30",
+        env = {"PIPETRACE_TAIL_SAMPLING": tail, "PIPETRACE_SAMPLE_RATES": "*=1",
+               "PIPETRACE_RUN_SWEEP": "0.5", "PIPETRACE_RUN_SETTLE": "1", "PIPETRACE_RUN_TIMEOUT": "30",
                "PIPETRACE_EXPORTERS": "store,otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
         home = tmp_path / "home"
