@@ -272,13 +272,16 @@ def _settings() -> Any:
 
 class Background:
     """A daemon thread that sweeps every ``interval_s`` and writes the run spans of what ended into the
-    store (a worker's main process). Straight into the store, under the lock a fork waits for: the
-    process forks pool children, which must never inherit SQLite's locks from a thread mid-write, so
-    the worker's run spans reach the store only (not OTLP)."""
+    store (a worker's main process), then hands them to ``export`` (the other exporters, see
+    :class:`RunExporters`). The store write runs under the lock a fork waits for: the process forks pool
+    children, which must never inherit SQLite's locks from a thread mid-write. The export runs outside
+    it (inside with tail sampling, which uses SQLite), on exporter objects no child ever uses, so a
+    fork never waits for a collector."""
 
     def __init__(self, make_store: Callable[[], SpanStore], *, interval_s: float, settle_s: float,
-                 timeout_s: float) -> None:
+                 timeout_s: float, export: Callable[[list[RunEnd]], None] | None = None) -> None:
         self.make_store = make_store
+        self.export = export
         self.interval_s = interval_s
         self.settle_s = settle_s
         self.timeout_s = timeout_s
@@ -298,10 +301,21 @@ class Background:
                 ended = self.sweeper.sweep()
                 if ended:  # straight into the store, under this lock (see _before_fork)
                     self.sweeper.store.write([e.record() for e in ended])
-                return ended
             except Exception as exc:
                 warn_once_per(log, "runs-sweep", "pipetrace: Celery/kombu run sweep failed: %r", exc)
                 return []
+            if getattr(self.export, "uses_sqlite", False):
+                self._export(ended)  # tail sampling holds spans in SQLite: never fork mid-call either
+        if not getattr(self.export, "uses_sqlite", False):
+            self._export(ended)  # outside the fork lock: a slow collector must never hold up the pool's forks
+        return ended
+
+    def _export(self, ended: list[RunEnd]) -> None:
+        if ended and self.export is not None:
+            try:
+                self.export(ended)
+            except Exception as exc:
+                warn_once_per(log, "runs-export", "pipetrace: Celery/kombu run spans not exported: %r", exc)
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.interval_s):
@@ -313,8 +327,76 @@ class Background:
             self.sweep_once()
 
 
+class RunExporters:
+    """The run spans through this process's exporters other than the store (OTLP behind tail sampling
+    when on, console), after the same transforms as every span (redaction). Its own exporter objects,
+    built for the sweeper: the tracer's export queues and exporters are what every pool child inherits
+    at fork, and an export running in the parent while it forks (a connection or a lock mid-use) would
+    leave a child with a broken exporter; these are never used by a child (see _after_fork_in_child)."""
+
+    def __init__(self, settings: Any) -> None:
+        from dataclasses import replace
+
+        from .export import build_queues
+
+        others = tuple(e for e in settings.exporters if e != "store")
+        self.exporters = [q.exporter for q in build_queues(replace(settings, exporters=others))] if others else []
+        self.lock = threading.Lock()
+        # tail sampling keeps and looks up spans in SQLite files: a pool child forked while a thread is
+        # inside SQLite could inherit its locks, so then the export runs under the fork lock
+        self.uses_sqlite = bool(settings.tail_sampling and "otlp" in others)
+
+    def __call__(self, ended: list[RunEnd]) -> None:
+        if not self.exporters:
+            return
+        spans = [s for s in (_transformed(_readable(end)) for end in ended) if s is not None]
+        with self.lock:  # the final sweep at shutdown may meet the thread's
+            for exporter in self.exporters:
+                try:
+                    exporter.export(spans)
+                except Exception as exc:
+                    warn_once_per(log, "runs-export", "pipetrace: Celery/kombu run spans not exported: %r", exc)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            for exporter in self.exporters:
+                try:
+                    exporter.shutdown()
+                except Exception as exc:
+                    log.debug("pipetrace: run span exporter shutdown failed: %r", exc)
+
+
+def _readable(end: RunEnd) -> Any:
+    """The run span as the SDK hands an ended span to exporters (this process's resource and scope)."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    from . import runtime
+
+    provider = runtime._state.provider  # noqa: SLF001
+    resource = provider.resource if provider is not None else runtime._resource(runtime.settings())  # noqa: SLF001
+    status = (Status(StatusCode.ERROR, f"run ended: {end.result}") if end.result in A.FAILED_RESULTS
+              else Status(StatusCode.UNSET))
+    context = SpanContext(int(end.trace_id, 16), int(end.span_id, 16), is_remote=False,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return ReadableSpan(name=A.run_span_name(end.pipeline), context=context, parent=None, resource=resource,
+                        attributes=end.attributes(), kind=SpanKind.SERVER, status=status,
+                        start_time=end.start_ns, end_time=end.end_ns,
+                        instrumentation_scope=InstrumentationScope(runtime.TRACER_NAME))
+
+
+def _transformed(span: Any) -> Any:
+    from . import runtime
+    from .processors import apply_transforms
+
+    processor = runtime._state.processor  # noqa: SLF001
+    return apply_transforms(processor.transforms, span) if processor is not None else span
+
+
 _background: Background | None = None
 _background_lock = threading.Lock()
+_left_by_parent: list[Background] = []  # a child keeps the parent's sweeper unused: never closed or collected
 
 
 def start_background() -> Background | None:
@@ -331,7 +413,7 @@ def start_background() -> Background | None:
             return None
         path = s.store_path
         _background = Background(lambda: SpanStore(path), interval_s=s.run_sweep_s, settle_s=s.run_settle_s,
-                                 timeout_s=s.run_timeout_s)
+                                 timeout_s=s.run_timeout_s, export=RunExporters(s))
         _background.start()
         return _background
 
@@ -343,6 +425,8 @@ def stop_background() -> None:
         bg, _background = _background, None
     if bg is not None:
         bg.stop()
+        if isinstance(bg.export, RunExporters):
+            bg.export.shutdown()
 
 
 _held_for_fork: threading.Lock | None = None
@@ -368,6 +452,8 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """The child has no sweeper thread: forget the parent's (a child may start its own)."""
     global _background, _held_for_fork, _background_lock
+    if _background is not None:
+        _left_by_parent.append(_background)
     _background, _held_for_fork = None, None
     _background_lock = threading.Lock()
 

@@ -195,3 +195,35 @@ def test_a_fork_waits_for_a_sweep_and_the_child_has_no_sweeper(tmp_path: Path) -
         assert os.waitstatus_to_exitcode(status) == 0 and not bg.lock.locked()
     finally:
         message_runs._background = None
+
+
+def test_run_exporters_send_the_run_span_through_the_transforms_to_otlp(traced: Any) -> None:
+    """The worker's run closer exports what it closed: redaction/added transforms first, the store skipped
+    (the closer writes it), a failed run an ERROR span with the run's derived span id."""
+    import pipetrace
+    from opentelemetry.sdk.trace import ReadableSpan
+    from otlp_receiver import OTLPReceiver, attrs
+    from pipetrace import runtime
+    from pipetrace.message_runs import RunExporters
+
+    def tag(span: ReadableSpan) -> ReadableSpan:
+        span._attributes = {**(span.attributes or {}), "seen.by": "transform"}  # noqa: SLF001
+        return span
+
+    with OTLPReceiver() as receiver:
+        settings = pipetrace.configure(home=traced.home, exporters="store,otlp", otlp_endpoint=receiver.endpoint,
+                                       export_interval_s=0.05)
+        runtime.add_transform(tag)
+        end = RunEnd(TRACE, "celery", "etl.start", "run-1", at(0), at(3), "failure", 2, 2, 1, 0)
+        export = RunExporters(settings)
+        assert len(export.exporters) == 1  # otlp only: the store is written by the closer itself
+        export([end])
+        got = receiver.wait_for(1)
+        export.shutdown()
+    assert len(got) == 1
+    span = got[0][1]
+    assert span.name == A.run_span_name("etl.start") and span.span_id.hex() == end.span_id
+    assert span.trace_id.hex() == TRACE and span.status.code == 2  # ERROR
+    values = attrs(span.attributes)
+    assert values["seen.by"] == "transform" and values[A.PIPELINE_RESULT] == "failure"
+    assert SpanStore(traced.home / "traces.db").trace(TRACE) == []  # not through the tracer's store queue
