@@ -20,7 +20,6 @@ sinks = ["ops"]                        # default: every sink
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,19 +141,7 @@ def parse(raw: dict[str, Any], where: str = "alert config") -> AlertConfig:
 
 
 def load(path: Path) -> AlertConfig:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AlertConfigError(f"cannot read alert config {path}: {exc}") from None
-    try:
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                raise AlertConfigError(f"{path}: TOML needs Python 3.11+; use a .json file") from None
-            raw = tomllib.loads(text)
-    except (ValueError, TypeError) as exc:
-        raise AlertConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'toml'}: {exc}") from None
+    from ..configfile import read_config_file
+
+    raw = read_config_file(path, AlertConfigError)
     return parse(raw, str(path))

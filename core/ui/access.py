@@ -222,21 +222,9 @@ def new_token() -> tuple[str, str]:
 # ---- the file ---------------------------------------------------------------------------------------
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise AccessConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                raise AccessConfigError(f"{path}: TOML needs Python 3.11+; use a .json file") from None
-            raw = tomllib.loads(text)
-    except ValueError as exc:
-        raise AccessConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'toml'}: {exc}") from None
+    from ..configfile import read_config_file
+
+    raw = read_config_file(path, AccessConfigError)
     if not isinstance(raw, dict):
         raise AccessConfigError(f"{path}: the top level must be a table/object")
     return raw
