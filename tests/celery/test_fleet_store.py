@@ -30,7 +30,8 @@ def fleet_store() -> Iterator[str]:
 
 def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPETRACE_"))}
-    env.update(PIPETRACE_HOME=str(home), PIPETRACE_STORE=store, COLUMNS="250")
+    env.update(PIPETRACE_HOME=str(home), PIPETRACE_STORE=store, COLUMNS="250",
+               PIPETRACE_RUN_SETTLE="0")  # the workers are gone: a run whose messages were all handled has ended
     return subprocess.run([str(BIN / "pipetrace"), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -56,6 +57,11 @@ def test_three_worker_hosts_one_queue_whole_workflows_from_any_home(tmp_path: Pa
             w.stop()
     assert ids["chord"]["value"] == 15 and ids["chain"]["value"] == 13
 
+    # every home lists the same fleet-wide runs; the first listing closes the workflows that ended (issue 19)
+    listed = [json.loads(_cli(tmp_path / f"host{n}", fleet_store, "runs", "--limit", "200", "--json").stdout)
+              for n in range(3)]
+    assert listed[0] and listed[0] == listed[1] == listed[2]  # the same fleet-wide list from every home
+
     from pipetrace.store import SpanStore
     from pipetrace.store.postgres import PostgresBackend
     from pipetrace.store.target import parse
@@ -68,9 +74,11 @@ def test_three_worker_hosts_one_queue_whole_workflows_from_any_home(tmp_path: Pa
     chord = next(t for t, spans in traces.items() if any(s.name == "task pipeline_app.tsum" for s in spans))
     assert len({s.resource.get("host.name") for s in traces[chord] if s.name.startswith("task ")}) >= 2
 
-    listed = [json.loads(_cli(tmp_path / f"host{n}", fleet_store, "runs", "--limit", "200", "--json").stdout)
-              for n in range(3)]
-    assert listed[0] and listed[0] == listed[1] == listed[2]  # the same fleet-wide list from every home
+    # the chord, consumed on several hosts, is one closed run with one run span (closed from the shared store)
+    chord_runs = [r for r in listed[0] if r["trace_id"] == chord]
+    assert [(r["status"], r["in_progress"]) for r in chord_runs] == [("success", False)], chord_runs
+    assert sum(1 for s in traces[chord] if s.is_run) == 1
+    assert not [r for r in listed[0] if r["in_progress"]], listed[0]  # every workflow of the scenario ended
     for n in range(3):  # the chord, whole, from every home: 5 header tasks on several hosts and the body
         shown = _cli(tmp_path / f"host{n}", fleet_store, "show", chord)
         assert shown.returncode == 0, shown.stderr
