@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from _xcom_edges import observe, recorded_edges, trace_links
 from conftest import spans_of
+from link_tally import LinkTally
 from pipetrace.analysis.audit import DANGLING, audit
 
 CASES = [
@@ -30,7 +31,7 @@ CASES = [
     ("example_setup_teardown_taskflow.py", "example_setup_teardown_taskflow"),
 ]
 
-TOTALS: dict[str, int] = {"runs": 0, "recorded": 0, "links": 0, "dangling": 0, "spurious": 0, "missing": 0}
+TOTALS = LinkTally()
 
 
 @cache
@@ -49,8 +50,7 @@ def _dag(filename: str, dag_id: str) -> Any:
 @pytest.fixture(scope="module", autouse=True)
 def _totals() -> Iterator[None]:
     yield
-    print("\nairflow example DAGs, xcom links vs Airflow's served reads: "
-          + ", ".join(f"{k}={v}" for k, v in TOTALS.items()))
+    print(TOTALS.line("airflow example DAGs, xcom links vs Airflow's served reads"))
 
 
 @pytest.mark.parametrize(("filename", "dag_id"), CASES, ids=[c[1] for c in CASES])
@@ -61,12 +61,7 @@ def test_links_equal_airflows_reads(store: Any, filename: str, dag_id: str) -> N
     assert str(getattr(dr.state, "value", dr.state)) == "success"
     recorded = recorded_edges(seen, dag_id, dr.run_id)
     links, dangling = trace_links(spans_of(store, dr.run_id))
-    TOTALS["runs"] += 1
-    TOTALS["recorded"] += len(recorded)
-    TOTALS["links"] += len(links)
-    TOTALS["dangling"] += dangling
-    TOTALS["spurious"] += len(links - recorded)
-    TOTALS["missing"] += len(recorded - links)
+    TOTALS.add(recorded, links, dangling)
     assert dangling == 0
     assert not [f for f in audit(store, sources={}).findings if f.kind == DANGLING]  # `pipetrace audit` agrees
     assert links == recorded

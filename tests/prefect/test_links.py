@@ -11,16 +11,17 @@ from typing import Any
 
 import handoff_flows
 import pytest
+from link_tally import LinkTally
 from pipetrace.analysis.audit import DANGLING, audit
 
-TOTALS: dict[str, int] = {"runs": 0, "recorded": 0, "links": 0, "dangling": 0, "spurious": 0, "missing": 0}
+TOTALS = LinkTally()
 Edge = tuple[str, str]  # (consumer run id, producer run id)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _totals() -> Iterator[None]:
     yield
-    print("\nprefect flows, result links vs task_inputs: " + ", ".join(f"{k}={v}" for k, v in TOTALS.items()))
+    print(TOTALS.line("prefect flows, result links vs task_inputs"))
 
 
 def recorded_edges(flow_run_id: str) -> set[Edge]:
@@ -92,12 +93,7 @@ def _check(instrumented: Any, flow: Any) -> None:
     spans = instrumented.spans()
     assert len({s.trace_id for s in spans}) == 1
     links, dangling, _ = trace_edges(spans)
-    TOTALS["runs"] += 1
-    TOTALS["recorded"] += len(recorded)
-    TOTALS["links"] += len(links)
-    TOTALS["dangling"] += dangling
-    TOTALS["spurious"] += len(links - recorded)
-    TOTALS["missing"] += len(recorded - links)
+    TOTALS.add(recorded, links, dangling)
     assert dangling == 0
     assert not [f for f in audit(instrumented.store, sources={}).findings if f.kind == DANGLING]
     assert links == recorded, (sorted(links - recorded), sorted(recorded - links))
