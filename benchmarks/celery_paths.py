@@ -203,7 +203,7 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
     _environment(queue)
     from celery.app.trace import build_tracer
     from pipeline_app import app, noop
-    from pipetrace import later
+    from pipetrace.machinery import later
 
     receiver = SpanCounter().__enter__()
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from pipetrace import attributes as A
 from pipetrace.analysis import archive as AR
-from pipetrace.formats import to_otlp_json
 from pipetrace.store import SpanRecord, SpanStore
+from pipetrace.store.formats import to_otlp_json
 from pipetrace.ui import access as AC
 from pipetrace.ui.server import make_server, serve_in_thread
 

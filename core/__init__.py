@@ -11,8 +11,8 @@ from . import attributes
 from .carriers import extract, inject, unwrap, wrap
 from .config import ConfigError, Settings
 from .identity import RunIdentity
+from .processing.runtime import configure, force_flush, get_tracer, set_component, settings, shutdown, stats
 from .redaction.known import mask_secret
-from .runtime import configure, force_flush, get_tracer, set_component, settings, shutdown, stats
 from .spans import (
     batch_span,
     end_task_span,

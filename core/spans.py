@@ -19,11 +19,11 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 
 from . import attributes as A
 from .carriers import span_context_of
-from .fastspan import start_span
 from .identity import RunIdentity
+from .machinery.fastspan import start_span
+from .processing.runtime import get_tracer
 from .ratelimit import warn_once_per
 from .redaction.text import exception_description, status_description
-from .runtime import get_tracer
 
 log = logging.getLogger("pipetrace.spans")
 

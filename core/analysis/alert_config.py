@@ -141,7 +141,7 @@ def parse(raw: dict[str, Any], where: str = "alert config") -> AlertConfig:
 
 
 def load(path: Path) -> AlertConfig:
-    from ..configfile import read_config_file
+    from ..config.files import read_config_file
 
     raw = read_config_file(path, AlertConfigError)
     return parse(raw, str(path))

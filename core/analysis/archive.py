@@ -422,7 +422,7 @@ class RestoreReport:
 def restore(directory: Path, key: bytes | None, store: Any) -> RestoreReport:
     """Verify the whole directory, then write every archived span back into ``store``. Nothing is written
     when any file fails verification."""
-    from ..formats import from_otlp_json
+    from ..store.formats import from_otlp_json
 
     report = verify(directory, key)
     if not report.ok:

@@ -1,4 +1,4 @@
-"""CLI commands of the analysis package (registered by core/cli.py): critical-path, anomalies, alerts,
+"""CLI commands of the analysis package (registered by core/cli/__init__.py): critical-path, anomalies, alerts,
 prune, audit."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _home_store() -> tuple[SpanStore, Path]:
     except _config.ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    from ..clierrors import check_store_path
+    from ..cli.errors import check_store_path
 
     check_store_path(Path(settings.store_path))  # PIPETRACE_HOME under a file: one line, not a traceback
     return SpanStore(settings.store_path), settings.home
@@ -64,7 +64,7 @@ def critical_path_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The chain of spans and waits that decided when the run ended, with each step's share."""
-    from ..waterfall import human_ms
+    from ..cli.waterfall import human_ms
     from .critical_path import QUEUE, WAIT, critical_path
 
     store, _ = _home_store()
@@ -102,7 +102,7 @@ def anomalies_cmd(
     """Spans and runs slower than their baseline, worst first, with trace ids."""
     from dataclasses import replace
 
-    from ..waterfall import human_ms
+    from ..cli.waterfall import human_ms
     from .anomalies import detect
     from .baselines import BaselineConfig
 

@@ -95,7 +95,7 @@ class SpanMetrics:
 class SpanMetricsProcessor(SpanProcessor):
     """Records metrics as spans end; never raises into the traced code."""
 
-    ignores_running_spans = True  # only ended spans count: see pipetrace.deferred
+    ignores_running_spans = True  # only ended spans count: see pipetrace.machinery.deferred
 
     def __init__(self, metrics: SpanMetrics) -> None:
         self.metrics = metrics
@@ -123,7 +123,7 @@ def default_meter_provider() -> MeterProvider:
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 
-    from ..runtime import settings as current_settings
+    from ..processing.runtime import settings as current_settings
 
     settings = current_settings()
     readers: list[MetricReader] = []
@@ -150,7 +150,7 @@ def default_meter_provider() -> MeterProvider:
 def _resource() -> Any:
     from opentelemetry.sdk.resources import Resource
 
-    from ..runtime import _state
+    from ..processing.runtime import _state
 
     provider = _state.provider
     return provider.resource if provider is not None else Resource.create({})
@@ -165,7 +165,7 @@ def enable(meter_provider: MeterProvider | None = None) -> SpanMetricsProcessor 
     global _enabled
     if _enabled is not None:
         return _enabled
-    from .. import runtime
+    from ..processing import runtime
 
     runtime.get_tracer()
     provider = runtime._state.provider  # noqa: SLF001
@@ -180,7 +180,7 @@ def enable(meter_provider: MeterProvider | None = None) -> SpanMetricsProcessor 
 def disable() -> None:
     """Stop recording span metrics (removes the processor ``enable`` added)."""
     global _enabled
-    from .. import runtime
+    from ..processing import runtime
 
     provider = runtime._state.provider  # noqa: SLF001
     if _enabled is not None and provider is not None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..processors import YIELD_EVERY
+from ..processing.processors import YIELD_EVERY
 from ..ratelimit import warn_once_per
 from .buffer import BufferedWriter
 from .records import SpanRecord, from_readable

@@ -222,7 +222,7 @@ def new_token() -> tuple[str, str]:
 # ---- the file ---------------------------------------------------------------------------------------
 
 def _read(path: Path) -> dict[str, Any]:
-    from ..configfile import read_config_file
+    from ..config.files import read_config_file
 
     raw = read_config_file(path, AccessConfigError)
     if not isinstance(raw, dict):

@@ -1,4 +1,4 @@
-"""CLI commands of the viewer: ``pipetrace ui`` and ``pipetrace report`` (registered by core/cli.py)."""
+"""CLI commands of the viewer: ``pipetrace ui`` and ``pipetrace report`` (registered by core/cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _store() -> SpanStore:
-    from ..clierrors import open_store
+    from ..cli.errors import open_store
 
     return open_store(Path(_settings().store_path))
 
@@ -102,7 +102,7 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one run as a self-contained HTML page (no network needed; open it from file://)."""
-    from ..clierrors import check_output, fail, write_output
+    from ..cli.errors import check_output, fail, write_output
     from .report import build_report
 
     check_output(output, force=force)  # a bad path fails before the page is built

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import attributes as A
+from ..adapter.message_runs import ATTEMPTS, FAILURES, TASKS, close_ended_runs
 from ..analysis.critical_path import critical_span_ids
-from ..message_runs import ATTEMPTS, FAILURES, TASKS, close_ended_runs
 from ..store import RunSummary, SpanRecord, SpanStore
 from ..store.queries import run_span_of, spans_by_ids
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import __version__
-from ..formats import to_jaeger_json, to_otlp_json
 from ..store import SpanStore
+from ..store.formats import to_jaeger_json, to_otlp_json
 from . import page, payload
 
 

@@ -346,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, page.asset(name), ctype)
 
     def _export(self, ident: str, fmt: str) -> None:
-        from ..formats import to_jaeger_json, to_otlp_json
+        from ..store.formats import to_jaeger_json, to_otlp_json
 
         spans = scope.visible_trace(self._who, self.server.store, ident)
         if not spans:

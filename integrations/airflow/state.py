@@ -37,7 +37,7 @@ def install_filter() -> None:
     with _lock:
         if _filter_installed:
             return
-        from pipetrace.runtime import add_transform
+        from pipetrace.processing.runtime import add_transform
 
         add_transform(drop_airflow_native_spans)
         _filter_installed = True

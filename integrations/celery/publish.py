@@ -2,7 +2,7 @@
 into the message headers; ``after_task_publish`` ends it. Keyed by the task id in the headers, so a
 ``send_task`` to a task this process does not know is traced and ended like any other.
 
-The send span is never current (nothing runs inside it), so it is a :mod:`pipetrace.deferred` span:
+The send span is never current (nothing runs inside it), so it is a :mod:`pipetrace.machinery.deferred` span:
 ids and sampling at the start, the record made at the end — the producer's per-publish cost is what
 the issue's throughput goal is most sensitive to."""
 
@@ -18,9 +18,9 @@ from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
 from pipetrace import set_component
 from pipetrace.carriers import inject_span_context
-from pipetrace.deferred import DeferredSpan, begin
 from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, end_with_error
 from pipetrace.integrations.kombu.tracer import tracer
+from pipetrace.machinery.deferred import DeferredSpan, begin
 from pipetrace.ratelimit import warn_once_per
 
 from . import headers as H

@@ -1,5 +1,5 @@
 """A Celery worker's main process closes the workflows that ended: it sweeps the store for runs whose
-every message was handled (:mod:`pipetrace.message_runs`) on a background thread started when the
+every message was handled (:mod:`pipetrace.adapter.message_runs`) on a background thread started when the
 worker is ready, and once more at shutdown. Nothing of it runs on a task's path."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipetrace import message_runs
+from pipetrace.adapter import message_runs
 from pipetrace.ratelimit import warn_once_per
 
 from . import worker

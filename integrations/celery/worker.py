@@ -22,11 +22,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from pipetrace import attributes as A
 from pipetrace.carriers import extract
-from pipetrace.deferred import DeferredSpan, begin
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span_of
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
-from pipetrace.lazyspan import LazySpan
+from pipetrace.machinery.deferred import DeferredSpan, begin
+from pipetrace.machinery.lazyspan import LazySpan
 from pipetrace.ratelimit import warn_once_per
 from pipetrace.redaction.text import exception_description, status_description
 from pipetrace.spans import record_span
@@ -119,7 +119,7 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         span: Span
         if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
             span = _start(task, request, task_id, now, otel_context.get_current())
-        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.lazyspan)
+        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.machinery.lazyspan)
             span = LazySpan(tracer(), partial(_start, task, request, task_id, now, None))
         token = otel_context.attach(trace.set_span_in_context(span))
         attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))

@@ -78,7 +78,7 @@ def traced(defs: T) -> T:
 
 def _use_provider(provider: Any) -> None:
     from opentelemetry import trace
-    from pipetrace import runtime
+    from pipetrace.processing import runtime
 
     if trace.get_tracer_provider() is not provider:
         trace.set_tracer_provider(provider)

@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import extract, extract_span_context
-from pipetrace.deferred import begin
+from pipetrace.machinery.deferred import begin
 from pipetrace.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, queued_ms

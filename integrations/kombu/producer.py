@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pipetrace.carriers import inject, inject_span_context
-from pipetrace.deferred import begin
+from pipetrace.machinery.deferred import begin
 from pipetrace.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, stamp_published

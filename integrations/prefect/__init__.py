@@ -39,7 +39,7 @@ def instrument(tracer_provider: Any = None) -> bool:
         _installing = True
         try:
             import pipetrace
-            from pipetrace.runtime import add_transform
+            from pipetrace.processing.runtime import add_transform
 
             if tracer_provider is not None:
                 from opentelemetry import trace
@@ -64,7 +64,7 @@ def instrument(tracer_provider: Any = None) -> bool:
 
 
 def _transforms() -> list[Any]:
-    from pipetrace.runtime import _state
+    from pipetrace.processing.runtime import _state
 
     return list(_state.transforms)
 

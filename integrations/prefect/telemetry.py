@@ -25,10 +25,10 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
-from pipetrace.ids import forced_ids
+from pipetrace.machinery.ids import forced_ids
+from pipetrace.processing.runtime import get_tracer
 from pipetrace.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
-from pipetrace.runtime import get_tracer
 from pipetrace.spans import _clean_attrs
 from prefect.telemetry.run_telemetry import RunTelemetry
 

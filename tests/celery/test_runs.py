@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import APP_DIR, BIN, REDIS, ROOT, broker_url, start_worker
 from pipetrace import attributes as A
+from pipetrace.adapter.message_runs import ATTEMPTS, CANCELLED, FAILURES, PENDING, TASKS
 from pipetrace.cli import app
-from pipetrace.message_runs import ATTEMPTS, CANCELLED, FAILURES, PENDING, TASKS
 from pipetrace.store import SpanRecord, SpanStore
 from typer.testing import CliRunner
 

@@ -56,7 +56,7 @@ def test_reference_lists_every_setting_with_env_and_description() -> None:
 
 
 def test_bad_environment_inside_a_task_never_raises(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from pipetrace import runtime
+    from pipetrace.processing import runtime
 
     monkeypatch.setenv("PIPETRACE_EXPORTERS", "kafka")
     monkeypatch.setattr(runtime._state, "tracer", None)

@@ -1,4 +1,4 @@
-"""The lean span path (pipetrace.fastspan) and deferred spans (pipetrace.deferred) give exactly the
+"""The lean span path (pipetrace.machinery.fastspan) and deferred spans (pipetrace.machinery.deferred) give exactly the
 span the SDK's own ``Tracer.start_span`` gives: same ids, parent, attributes, limits, sampling."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
-from pipetrace import deferred, fastspan
-from pipetrace.ids import DerivedIdGenerator
+from pipetrace.machinery import deferred, fastspan
+from pipetrace.machinery.ids import DerivedIdGenerator
 from pipetrace.sampling.head import RunConsistentSampler
 from pipetrace.sampling.rates import PipelineRates
 
@@ -449,7 +449,7 @@ def test_plain_attributes_still_honour_the_limits() -> None:
 
 
 def test_forced_ids_still_reach_a_root_begun_on_the_lean_path() -> None:
-    from pipetrace.ids import forced_ids
+    from pipetrace.machinery.ids import forced_ids
 
     provider, exporter = _provider()
     tracer = provider.get_tracer("t")

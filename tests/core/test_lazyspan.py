@@ -1,5 +1,5 @@
-"""Lazy spans (pipetrace.lazyspan) and the later queue (pipetrace.later): a span made when first needed
-or after it ends, off the thread, is the span an eager start makes, and no flush loses one."""
+"""Lazy spans (pipetrace.machinery.lazyspan) and the later queue (pipetrace.machinery.later): a span made when
+first needed or after it ends, off the thread, is the span an eager start makes, and no flush loses one."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from pipetrace import later, ratelimit
-from pipetrace.deferred import begin
-from pipetrace.ids import DerivedIdGenerator
-from pipetrace.lazyspan import LazySpan
-from pipetrace.processors import ExportQueue, PipelineProcessor
+from pipetrace import ratelimit
+from pipetrace.machinery import later
+from pipetrace.machinery.deferred import begin
+from pipetrace.machinery.ids import DerivedIdGenerator
+from pipetrace.machinery.lazyspan import LazySpan
+from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 
 START = 1_700_000_000_000_000_000
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetrace import attributes as A
-from pipetrace.message_runs import ATTEMPTS, FAILURES, TASKS, Pending, RunEnd, Sweeper, close_ended_runs, decide
+from pipetrace.adapter.message_runs import ATTEMPTS, FAILURES, TASKS, Pending, RunEnd, Sweeper, close_ended_runs, decide
 from pipetrace.store import SpanRecord, SpanStore
 
 S = 10**9
@@ -175,7 +175,7 @@ def test_a_fork_waits_for_a_sweep_and_the_child_has_no_sweeper(tmp_path: Path) -
     import os
     import threading
 
-    from pipetrace import message_runs
+    from pipetrace.adapter import message_runs
 
     bg = message_runs.Background(lambda: SpanStore(tmp_path / "traces.db"), interval_s=3600, settle_s=1,
                                  timeout_s=60)
@@ -203,8 +203,8 @@ def test_run_exporters_send_the_run_span_through_the_transforms_to_otlp(traced: 
     import pipetrace
     from opentelemetry.sdk.trace import ReadableSpan
     from otlp_receiver import OTLPReceiver, attrs
-    from pipetrace import runtime
-    from pipetrace.message_runs import RunExporters
+    from pipetrace.adapter.message_runs import RunExporters
+    from pipetrace.processing import runtime
 
     def tag(span: ReadableSpan) -> ReadableSpan:
         span._attributes = {**(span.attributes or {}), "seen.by": "transform"}  # noqa: SLF001

@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from pipetrace.processors import ExportQueue, PipelineProcessor
+from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 
 
 class _Recorder(SpanExporter):

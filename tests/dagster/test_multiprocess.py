@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, by_step, tree
 from pipetrace import attributes as A
+from pipetrace.cli.waterfall import label
 from pipetrace.identity import RunIdentity
 from pipetrace.store import SpanStore
-from pipetrace.waterfall import label
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pipetrace
 import pytest
 from kombu import Connection, Consumer, Exchange, Queue
+from pipetrace.adapter.message_runs import ATTEMPTS, TASKS, close_ended_runs
 from pipetrace.cli import app
 from pipetrace.integrations import kombu as pk
-from pipetrace.message_runs import ATTEMPTS, TASKS, close_ended_runs
 from pipetrace.store import SpanStore
 from shared_services import RABBIT, REDIS, delete_prefixed_keys, key_prefix, redis_options
 from typer.testing import CliRunner

@@ -31,7 +31,7 @@ for i in range({N}):
     with pipetrace.task_span("python", "locked", "lock-run", f"t{{i}}"):
         pass
 time.sleep(float(sys.argv[1]))  # exports run (and wait on the lock) meanwhile
-from pipetrace import runtime
+from pipetrace.processing import runtime
 processor = runtime._state.processor  # stats() of the chain that shutdown detaches
 start = time.monotonic()
 pipetrace.shutdown()

@@ -19,8 +19,8 @@ from corpus import KINDS, ORDINARY, Secret, make
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from otlp_receiver import OTLPReceiver, attrs
 from pipetrace import attributes as A
-from pipetrace import export
 from pipetrace.cli import app
+from pipetrace.processing import export
 from pipetrace.redaction.text import STATUS_LIMIT
 from pipetrace.store import SpanStore
 from pipetrace.ui.report import build_report

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipetrace.formats import to_otlp_json
 from pipetrace.store import SpanStore
+from pipetrace.store.formats import to_otlp_json
 from viewer_helpers import Console, pipetrace_cli, seed
 
 

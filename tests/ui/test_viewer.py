@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipetrace.formats import to_jaeger_json, to_otlp_json
 from pipetrace.store import SpanStore
+from pipetrace.store.formats import to_jaeger_json, to_otlp_json
 from viewer_helpers import Viewer, seed, start_viewer, stop_viewer
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlparse
 
-from .config import Settings
+from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def tracing(settings: Settings) -> Iterable[Finding]:
 
 @register
 def store(settings: Settings) -> Iterable[Finding]:
-    from .store.health import check as store_check
+    from ..store.health import check as store_check
 
     if "store" not in settings.exporters:
         yield Finding(None, "store exporter", f"off (PIPETRACE_EXPORTERS={','.join(settings.exporters)})")
@@ -90,7 +90,7 @@ def reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:
 
 @register
 def otlp(settings: Settings) -> Iterable[Finding]:
-    from .export import OTLP_INSTALL, otlp_missing
+    from ..processing.export import OTLP_INSTALL, otlp_missing
 
     if "otlp" not in settings.exporters:
         if settings.otlp_endpoint:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from . import attributes as A
-from .store.records import SpanRecord
+from .. import attributes as A
+from ..store.records import SpanRecord
 
 SYSTEM_COLOURS = {"airflow": "cyan", "dagster": "magenta", "prefect": "blue", "celery": "green",
                   "kombu": "yellow", "python": "white"}

@@ -40,7 +40,7 @@ class StoreUrl(str):
     """PIPETRACE_STORE: its repr masks the password (Settings are printed by ``pipetrace doctor``)."""
 
     def __repr__(self) -> str:
-        from .store.target import mask
+        from ..store.target import mask
 
         return repr(str(mask(self[:])))  # [:] is a plain str
 
@@ -338,7 +338,7 @@ def _existing_file(name: str, raw: object) -> str | None:
 
 
 def _store(name: str, raw: object) -> StoreUrl | None:
-    from .store.target import StoreConfigError, parse
+    from ..store.target import StoreConfigError, parse
 
     text = str(raw).strip()
     if not text or text.lower() in ("sqlite", "local"):
@@ -447,7 +447,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         settings = replace(settings, sampler_arg=1.0)
     _check_tls(settings)
     if settings.redaction:
-        from .redaction import redactor_for
+        from ..redaction import redactor_for
 
         try:
             redactor_for(settings)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .ratelimit import warn_once_per
+from ..ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import attributes as A
-from .identity import derive_run_span_id, format_span_id
-from .ratelimit import warn_once_per
-from .store import SpanRecord, SpanStore
-from .store.queries import spans_of_traces, trace_activity, traces_of_systems_since, traces_with_run_span
+from .. import attributes as A
+from ..identity import derive_run_span_id, format_span_id
+from ..ratelimit import warn_once_per
+from ..store import SpanRecord, SpanStore
+from ..store.queries import spans_of_traces, trace_activity, traces_of_systems_since, traces_with_run_span
 
 log = logging.getLogger("pipetrace.runs")
 
@@ -92,7 +92,7 @@ class RunEnd:
         return SpanRecord(self.trace_id, self.span_id, None, A.run_span_name(self.pipeline), "SERVER",
                           self.start_ns, self.end_ns, "ERROR" if failed else "UNSET",
                           f"run ended: {self.result}" if failed else None, self.attributes(),
-                          scope="pipetrace.message_runs")
+                          scope="pipetrace.adapter.message_runs")
 
 
 @dataclass
@@ -265,7 +265,7 @@ def close_ended_runs(store: SpanStore, *, settle_s: float | None = None, timeout
 
 
 def _settings() -> Any:
-    from . import config
+    from .. import config
 
     return config.load()
 
@@ -337,7 +337,7 @@ class RunExporters:
     def __init__(self, settings: Any) -> None:
         from dataclasses import replace
 
-        from .export import build_queues
+        from ..processing.export import build_queues
 
         others = tuple(e for e in settings.exporters if e != "store")
         self.exporters = [q.exporter for q in build_queues(replace(settings, exporters=others))] if others else []
@@ -372,7 +372,7 @@ def _readable(end: RunEnd) -> Any:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-    from . import runtime
+    from ..processing import runtime
 
     provider = runtime._state.provider  # noqa: SLF001
     resource = provider.resource if provider is not None else runtime._resource(runtime.settings())  # noqa: SLF001
@@ -387,8 +387,8 @@ def _readable(end: RunEnd) -> Any:
 
 
 def _transformed(span: Any) -> Any:
-    from . import runtime
-    from .processors import apply_transforms
+    from ..processing import runtime
+    from ..processing.processors import apply_transforms
 
     processor = runtime._state.processor  # noqa: SLF001
     return apply_transforms(processor.transforms, span) if processor is not None else span
@@ -406,7 +406,7 @@ def start_background() -> Background | None:
     with _background_lock:
         if _background is not None:
             return _background
-        from .runtime import settings
+        from ..processing.runtime import settings
 
         s = settings()
         if s.run_sweep_s <= 0 or "store" not in s.exporters:

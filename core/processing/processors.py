@@ -18,8 +18,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import later
-from .ratelimit import warn_once_per
+from ..machinery import later
+from ..ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.export")
 
@@ -295,8 +295,8 @@ class PipelineProcessor(SpanProcessor):
     and once per span: on the single exporter's own thread, or with several exporters on one transform
     stage in front of them. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
 
-    ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.deferred
-    drains_later = True  # spans may end on pipetrace.later's thread: each flush drains it first
+    ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.machinery.deferred
+    drains_later = True  # spans may end on pipetrace.machinery.later's thread: each flush drains it first
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from .store.records import SpanRecord
+from .records import SpanRecord
 
 _OTLP_KIND = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 _OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}

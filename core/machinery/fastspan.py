@@ -11,7 +11,7 @@ a string length limit, or an attribute count over the limit goes through the SDK
 
 It relies on SDK internals (``_Span``, ``BoundedAttributes._dict``, the tracer's ``_span_limits``),
 checked once per process; if they are not as expected, or the lean path ever raises, every call
-uses the public ``Tracer.start_span`` (with the ids forced through :mod:`pipetrace.ids`) instead.
+uses the public ``Tracer.start_span`` (with the ids forced through :mod:`pipetrace.machinery.ids`) instead.
 ``tests/core/test_fastspan.py`` compares both paths span for span.
 """
 
@@ -178,7 +178,7 @@ def parent_context(parent: SpanContext) -> Context:
 
 class Decision:
     """What the SDK decides when a span starts — its span context, parent and the sampler's
-    attributes — kept so the span can be built then or later (:mod:`pipetrace.deferred`)."""
+    attributes — kept so the span can be built then or later (:mod:`pipetrace.machinery.deferred`)."""
 
     __slots__ = ("context", "parent", "attributes", "end_metrics")
 

@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..config import ConfigError, load
 from .bootstrap import ENV_FLAG
-from .config import ConfigError, load
 
 AUTOLOAD_DIR = Path(__file__).resolve().parent / "autoload"
 

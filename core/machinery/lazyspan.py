@@ -3,15 +3,15 @@
 Why: a Celery task's span is current while the task body runs, but for most tasks nothing ever looks
 at it while it runs (no user span under it, no message published from it): its ids, its parent from
 the message headers, its sampling decision, its attributes and its record can all be made after it
-ends, in a batch on :mod:`pipetrace.later`'s thread, where that work costs a fraction of what it
-costs cold on the task's thread. ``build`` makes the span (a :class:`pipetrace.deferred.DeferredSpan`
+ends, in a batch on :mod:`pipetrace.machinery.later`'s thread, where that work costs a fraction of what it
+costs cold on the task's thread. ``build`` makes the span (a :class:`pipetrace.machinery.deferred.DeferredSpan`
 with the recorded start time) from what was captured at the start; it gives the same span whenever it
 runs, so the result is the span an eager start would have made.
 
 Anything that needs the span while it runs — its context (a child span, a publish, log correlation),
 an event, an exception, a status — builds it at once in the calling thread and forwards to it. Plain
 attributes set before that are kept and replayed. When the tracer's processors are not ones that
-drain the later queue before they flush (:func:`pipetrace.later.accepts`), the span is built and
+drain the later queue before they flush (:func:`pipetrace.machinery.later.accepts`), the span is built and
 ended in ``end`` itself.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
+from ..ratelimit import warn_once_per
 from . import later
-from .ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
 

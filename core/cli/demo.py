@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import attributes as A
-from .runtime import configure, force_flush, settings
-from .spans import batch_span, link, run_span, task_span
-from .store import SpanStore
+from .. import attributes as A
+from ..processing.runtime import configure, force_flush, settings
+from ..spans import batch_span, link, run_span, task_span
+from ..store import SpanStore
 from .tables import Cell, Column, print_table
 from .waterfall import legend, render
 
@@ -59,9 +59,9 @@ class Outcome:
 
 def python_etl() -> str:
     """A small ETL (extract → 3 parallel transforms → load) traced with the core helpers."""
-    from .carriers import inject
-    from .identity import RunIdentity
-    from .spans import record_span
+    from ..carriers import inject
+    from ..identity import RunIdentity
+    from ..spans import record_span
 
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
     pipeline = "demo_etl"
@@ -194,7 +194,7 @@ def _run_child(part: Part, log_path: Path, timeout_s: float) -> Outcome:
         with open(log_path, "ab") as log:
             log.write(f"\n===== {part.name} =====\n".encode())
             log.flush()
-            proc = subprocess.Popen([sys.executable, "-m", "pipetrace.demo", part.name, str(result)],
+            proc = subprocess.Popen([sys.executable, "-m", "pipetrace.cli.demo", part.name, str(result)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             try:
                 proc.wait(timeout=timeout_s)
@@ -283,7 +283,7 @@ def _serve(store: SpanStore, trace_id: str, console: Console) -> None:
     """Serve the viewer on loopback, open a browser tab at the trace, run until Ctrl+C."""
     import webbrowser
 
-    from .ui.server import make_server
+    from ..ui.server import make_server
 
     try:
         server = make_server(store, port=UI_PORT)
@@ -341,5 +341,5 @@ def run_demo(console: Console, open_browser: bool = True) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":  # a part's child process: python -m pipetrace.demo PART RESULT_JSON
+if __name__ == "__main__":  # a part's child process: python -m pipetrace.cli.demo PART RESULT_JSON
     raise SystemExit(run_part_here(sys.argv[1], Path(sys.argv[2])))

@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import config as _config
-from .clierrors import check_output, fail, open_store, write_output
-from .clierrors import err as _errors_console
-from .store import SpanStore
-from .store.records import SpanRecord
+from .. import config as _config
+from ..store import SpanStore
+from ..store.records import SpanRecord
+from .errors import check_output, fail, open_store, write_output
+from .errors import err as _errors_console
 from .tables import Cell, Column, print_table, tsv
 from .waterfall import human_ms, label, legend, ordered_tree, render
 
@@ -65,7 +65,7 @@ def runs(
 ) -> None:
     """List recent runs, newest first. Ids are never cut: a narrow terminal drops other columns; a pipe
     gets tab-separated rows."""
-    from .message_runs import close_ended_runs
+    from ..adapter.message_runs import close_ended_runs
 
     store = _store()
     if system is not None:
@@ -131,7 +131,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one trace as OTLP JSON or Jaeger JSON (the Jaeger UI's "JSON File" upload)."""
-    from .formats import to_jaeger_json, to_otlp_json
+    from ..store.formats import to_jaeger_json, to_otlp_json
 
     if fmt not in ("otlp-json", "jaeger-json"):
         fail(f"--format {fmt!r} is not a format pipetrace writes", "use otlp-json or jaeger-json", code=2)
@@ -184,7 +184,7 @@ def demo(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(ctx: typer.Context) -> None:
     """Run COMMAND with pipetrace enabled in it and its children: pipetrace run -- COMMAND ..."""
-    from .launcher import launch
+    from ..startup.launcher import launch
 
     if not ctx.args:
         err.print("usage: pipetrace run -- COMMAND [ARGS...]")

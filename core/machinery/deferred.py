@@ -30,8 +30,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
+from ..ratelimit import warn_once_per
 from . import fastspan
-from .ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
 

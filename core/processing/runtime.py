@@ -19,13 +19,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.trace import NoOpTracer, Tracer
 
-from . import config as _config
-from .carriers import use_w3c_fast_path
-from .config import ConfigError, Settings
+from .. import config as _config
+from ..carriers import use_w3c_fast_path
+from ..config import ConfigError, Settings
+from ..machinery.ids import DerivedIdGenerator
+from ..ratelimit import limit_third_party_warnings, warn_once_per
 from .export import build_queues
-from .ids import DerivedIdGenerator
 from .processors import PipelineProcessor, SpanTransform
-from .ratelimit import limit_third_party_warnings, warn_once_per
 
 log = logging.getLogger("pipetrace")
 TRACER_NAME = "pipetrace"
@@ -48,7 +48,7 @@ _state = _State()
 
 
 def _sampler(settings: Settings) -> sampling.Sampler:
-    from .sampling import sampler_for
+    from ..sampling import sampler_for
 
     run_consistent = sampler_for(settings)  # per-pipeline/adaptive rates, whole runs kept or dropped
     if run_consistent is not None:
@@ -213,7 +213,7 @@ def _apply_sampler(provider: TracerProvider, sampler: sampling.Sampler) -> None:
 
 def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
     """Transforms the settings ask for, ahead of any added one: redaction first, before every exporter."""
-    from .redaction import transform_for
+    from ..redaction import transform_for
 
     redaction = transform_for(settings)
     return [redaction] if redaction is not None else []
@@ -221,7 +221,7 @@ def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
 
 def _metrics(settings: Settings) -> None:
     """Span-derived metrics (PIPETRACE_METRICS): one processor, replaced on every configure()."""
-    from .analysis import metrics
+    from ..analysis import metrics
 
     metrics.disable()
     if settings.metrics:
@@ -307,7 +307,7 @@ def shutdown(timeout_s: float | None = None) -> None:
 def stats() -> dict[str, dict[str, int]]:
     """Per exporter queue: exported/dropped/failed/queued; ``redaction``: strings cut to the length
     limit, spans dropped because redaction failed, known secrets held."""
-    from .redaction import stats as redaction_stats
+    from ..redaction import stats as redaction_stats
 
     processor = _state.processor
     out = processor.stats() if processor is not None else {}

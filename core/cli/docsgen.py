@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .config import describe
+from ..config import describe
 
 
 def configuration_reference() -> str:
     lines = [
         "# Configuration reference", "",
-        "Generated from `pipetrace.config.describe()` by `python -m pipetrace.docsgen > docs/configuration.md`;",
+        "Generated from `pipetrace.config.describe()` by `python -m pipetrace.cli.docsgen > docs/configuration.md`;",
         "a test fails when this file and the code disagree.", "",
         "Set by environment variable or `pipetrace.configure(setting=value)`; keyword overrides win.", "",
         "| setting | environment variable(s) | default | meaning |", "| --- | --- | --- | --- |",

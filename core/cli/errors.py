@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from .store import SpanStore
+    from ..store import SpanStore
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -51,7 +51,7 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
 def check_store_path(store_path: Path) -> None:
     """Before a command opens the store: its folder can be made and the file, if any, is a SQLite file
     (the store connects lazily, so its own errors would surface mid-command as a traceback)."""
-    from .store.errors import StoreFileError, check_store_file
+    from ..store.errors import StoreFileError, check_store_file
 
     try:
         store_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +62,8 @@ def check_store_path(store_path: Path) -> None:
 
 def open_store(store_path: Path) -> SpanStore:
     """The store at ``store_path``, or one line saying why it cannot be opened (never a traceback)."""
-    from .store import SpanStore
-    from .store.errors import StoreFileError
+    from ..store import SpanStore
+    from ..store.errors import StoreFileError
 
     check_store_path(store_path)
     try:
@@ -74,7 +74,7 @@ def open_store(store_path: Path) -> SpanStore:
 
 def store_problem(store_path: Path, exc: BaseException) -> NoReturn:
     """The store cannot be opened: say which path, why, and what ``PIPETRACE_HOME`` must be."""
-    from .store.errors import StoreFileError
+    from ..store.errors import StoreFileError
 
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     home = store_path.parent

@@ -78,7 +78,7 @@ _finder = _PostImportFinder()
 def activate(names: Sequence[str] | None = None) -> list[str]:
     """Enable every installed adapter (or those named), now if its orchestrator is already imported,
     otherwise when it is. Returns the adapter names found."""
-    from .config import ConfigError, load
+    from ..config import ConfigError, load
 
     try:
         if not load().active:

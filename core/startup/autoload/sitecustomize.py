@@ -31,7 +31,7 @@ except Exception as _exc:  # someone else's sitecustomize failing is not ours to
     sys.stderr.write(f"pipetrace: the shadowed sitecustomize failed: {_exc!r}\n")
 
 try:
-    from pipetrace.bootstrap import activate_from_env
+    from pipetrace.startup.bootstrap import activate_from_env
 except ImportError:  # this interpreter has no pipetrace: nothing to activate
     activate_from_env = None
 

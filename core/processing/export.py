@@ -7,9 +7,9 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from .config import ConfigError, Settings
+from ..config import ConfigError, Settings
+from ..store import SpanStore, StoreSpanExporter
 from .processors import ExportQueue
-from .store import SpanStore, StoreSpanExporter
 
 log = logging.getLogger("pipetrace.export")
 
@@ -115,7 +115,7 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
         if name == "store":
             exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True, busy_timeout_s=STORE_LOCK_WAIT_S))
         elif name == "otlp":
-            from .sampling import tail_exporter
+            from ..sampling import tail_exporter
 
             try:
                 otlp = otlp_exporter(settings)

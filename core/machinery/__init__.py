@@ -1,0 +1,1 @@
+"""Span machinery: the span handles and id forcing; the only code that touches OpenTelemetry SDK internals."""

@@ -1,0 +1,1 @@
+"""Process start-up: activation from the environment, the `pipetrace run` launcher and sitecustomize."""
