@@ -102,7 +102,7 @@ def installed(module: str) -> bool:
 
 def cross_system_dir() -> Path:
     """``example_dags/cross_system`` of the source checkout this pipetrace is installed from."""
-    return Path(__file__).resolve().parents[1] / "example_dags" / "cross_system"
+    return Path(__file__).resolve().parents[2] / "example_dags" / "cross_system"
 
 
 def _load_cross_system() -> ModuleType:
