@@ -5,6 +5,8 @@ batch goes to ``$PIPETRACE_HOME/buffer.db`` instead and later batches skip the s
 growing pause. When a write succeeds again the buffer is drained to the server in chunks (the upsert is
 idempotent, so a chunk sent twice by two processes sharing the buffer is still one row per span).
 Nothing is lost up to ``max_spans`` buffered; beyond it spans are dropped, counted and logged once.
+Drops are counted twice: per process for ``pipetrace.stats()`` (:func:`stats`), and in the buffer file
+itself (:func:`drops_recorded`), so ``pipetrace doctor``, another process, still sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..ratelimit import warn_once_per
@@ -25,6 +29,9 @@ log = logging.getLogger("pipetrace.store")
 DEFAULT_MAX_SPANS = 1_000_000
 DRAIN_CHUNK = 5_000
 MAX_PAUSE_S = 5.0
+_DROPS_TABLE = ("CREATE TABLE IF NOT EXISTS buffer_drops (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "dropped INTEGER NOT NULL, last_ns INTEGER NOT NULL)")
+_LIVE: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()  # this process's writers, for stats()
 
 
 def max_spans_from_env() -> int:
@@ -49,6 +56,7 @@ class BufferedWriter:
         self._pending: int | None = None  # rows in the buffer file (None: not counted yet)
         self._lock = threading.Lock()
         self._drainer: threading.Thread | None = None
+        _LIVE.add(self)
 
     # ---- writing --------------------------------------------------------------------------------------
     def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -115,16 +123,34 @@ class BufferedWriter:
         room = max(0, self.max_spans - self._count())
         keep, lost = rows[:room], len(rows) - min(room, len(rows))
         if keep:
-            self.buffer.backend.write_spans(keep)
-            self._pending = self._count() + len(keep)
-            self.buffered += len(keep)
-            self._start_drainer()
+            try:
+                self.buffer.backend.write_spans(keep)
+            except Exception as exc:  # noqa: BLE001 - the local disk failed too: these spans are lost
+                warn_once_per(log, "store-buffer-write", "pipetrace: cannot write to the span buffer %s either "
+                              "(%s); dropping spans (counted)", self.buffer.path, exc)
+                self._pending = None
+                self._dropped(len(keep))
+            else:
+                self._pending = self._count() + len(keep)
+                self.buffered += len(keep)
+                self._start_drainer()
         if lost:
             if not self.dropped:
                 log.warning("pipetrace: the store buffer %s is full (%d spans); dropping spans until %s "
                             "answers (counted; the total is logged when it does)", self.buffer.path,
                             self.max_spans, self.store.describe())
-            self.dropped += lost
+            self._dropped(lost)
+
+    def _dropped(self, n: int) -> None:
+        """Count ``n`` lost spans here and in the buffer file (best effort: that file may be what failed)."""
+        self.dropped += n
+        try:
+            self.buffer.backend.run(lambda c: (c.execute(_DROPS_TABLE), c.execute(
+                "INSERT INTO buffer_drops (id, dropped, last_ns) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
+                "SET dropped = dropped + excluded.dropped, last_ns = excluded.last_ns", (n, time.time_ns()))),
+                write=True)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("pipetrace: cannot record %d dropped spans in %s: %r", n, self.buffer.path, exc)
 
     def _drain(self) -> None:
         """Move buffered spans to the server, chunk by chunk (each chunk deleted once written)."""
@@ -149,3 +175,28 @@ class BufferedWriter:
                     log.info("pipetrace: drained the span buffer %s to %s", self.buffer.path,
                              self.store.describe())
                     return
+
+
+def stats() -> dict[str, int]:
+    """This process's buffer counters (empty without a PostgreSQL store): spans ``buffered`` to the local
+    file, ``drained`` from it to the server, ``dropped`` because the buffer was full or unwritable."""
+    writers = list(_LIVE)
+    if not writers:
+        return {}
+    return {k: sum(getattr(w, k) for w in writers) for k in ("buffered", "drained", "dropped")}
+
+
+def drops_recorded(buffer_path: Path) -> tuple[int, int]:
+    """(spans dropped, time of the last drop in ns) as recorded in the buffer file by every process of
+    this home; (0, 0) when none were."""
+    if not Path(buffer_path).exists():
+        return 0, 0
+    store = SpanStore.local(buffer_path)
+    try:
+        rows = store.backend.run(lambda c: c.execute(
+            "SELECT dropped, last_ns FROM buffer_drops WHERE id = 1").fetchall())
+    except Exception:  # noqa: BLE001 - no table: nothing was ever dropped
+        return 0, 0
+    finally:
+        store.close()
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
