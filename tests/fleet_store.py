@@ -3,15 +3,18 @@ the pipetrace CLI run from one host's home, and a reader of the fleet store."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+WORKER = str(Path(__file__).parent / "fleet_worker.py")
 SHARED_PG = os.environ.get("PIPETRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -61,3 +64,39 @@ def all_traces(store: str, home: Path) -> dict[str, list[Any]]:
         return {tid: reader.trace(tid) for (tid,) in reader._query("SELECT DISTINCT trace_id FROM spans")}  # noqa: SLF001
     finally:
         reader.close()
+
+
+def count(store: str, home: Path) -> int:
+    """Spans in the fleet store."""
+    reader = open_store(store, home)
+    try:
+        return int(reader.count())
+    finally:
+        reader.close()
+
+
+def faulted_run(store: str, home: Path, n: int, inject: Callable[[], None], recover: Callable[[], None],
+                hold_s: float = 0.0, **env: str) -> tuple[dict[str, Any], str]:
+    """One host (``fleet_worker.py fault``): phase 0 healthy, ``inject``, phase 1 under the fault (held
+    ``hold_s`` more), ``recover``, phase 2, then the buffer drained. (its JSON result, its stderr)"""
+    go = home.parent / f"{home.name}-go"
+    go.mkdir()
+    proc = subprocess.Popen([sys.executable, WORKER, "fault", str(home), str(n), str(go)],
+                            env=host_env(home, store, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "phase 0"
+        inject()
+        (go / "go1").touch()
+        assert proc.stdout.readline().strip() == "phase 1"
+        time.sleep(hold_s)
+        recover()
+        (go / "go2").touch()
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), err

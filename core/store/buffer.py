@@ -29,6 +29,9 @@ log = logging.getLogger("pipetrace.store")
 DEFAULT_MAX_SPANS = 1_000_000
 DRAIN_CHUNK = 5_000
 MAX_PAUSE_S = 5.0
+# longer than the server's own statement timeout (postgres.WRITE_TIMEOUT, 30 s): only cuts a write to a
+# server that cannot time it out itself (frozen, or a network that drops packets without a reset)
+DEFAULT_WRITE_DEADLINE_S = 40.0
 _DROPS_TABLE = ("CREATE TABLE IF NOT EXISTS buffer_drops (id INTEGER PRIMARY KEY CHECK (id = 1), "
                 "dropped INTEGER NOT NULL, last_ns INTEGER NOT NULL)")
 _LIVE: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()  # this process's writers, for stats()
@@ -41,12 +44,20 @@ def max_spans_from_env() -> int:
         return DEFAULT_MAX_SPANS
 
 
+def write_deadline_from_env() -> float:
+    try:
+        return max(0.5, float(os.environ.get("PIPETRACE_STORE_WRITE_DEADLINE", DEFAULT_WRITE_DEADLINE_S)))
+    except ValueError:
+        return DEFAULT_WRITE_DEADLINE_S
+
+
 class BufferedWriter:
     """Writes span rows to ``store`` (PostgreSQL), falling back to a local SQLite buffer."""
 
     def __init__(self, store: SpanStore, *, max_spans: int | None = None) -> None:
         self.store = store
         self.max_spans = max_spans_from_env() if max_spans is None else max_spans
+        self.deadline_s = write_deadline_from_env()
         self.buffer = SpanStore.local(store.buffer_path)
         self.dropped = 0
         self.buffered = 0
@@ -61,15 +72,30 @@ class BufferedWriter:
     # ---- writing --------------------------------------------------------------------------------------
     def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         with self._lock:
-            if time.monotonic() >= self._retry_at:
+            # while the buffer is full, every batch tries the server: the alternative is dropping it
+            if time.monotonic() >= self._retry_at or self._count() >= self.max_spans:
                 try:
-                    self.store.backend.write_spans(rows)
+                    self._server_write(rows)
                     self._healthy()
                     self._drain()
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure: the buffer takes the batch
                     self._unhealthy(exc)
             self._to_buffer(rows)
+
+    def _server_write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write to the server, but cut the connection past the deadline: a server that stopped answering
+        must not hold the export thread (and the spans behind it in memory) for ever."""
+        interrupt = getattr(self.store.backend, "interrupt", None)
+        timer = threading.Timer(self.deadline_s, interrupt) if interrupt is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            self.store.backend.write_spans(rows)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def flush(self) -> bool:
         """Drain the buffer now if the server answers; True when nothing is left waiting."""
@@ -163,7 +189,7 @@ class BufferedWriter:
             if not rows:
                 self._pending = 0
                 return
-            self.store.backend.write_spans(rows)
+            self._server_write(rows)
             keys = [(r[0], r[1]) for r in rows]
             self.buffer.backend.run(lambda c, k=keys: c.executemany(  # type: ignore[misc]
                 "DELETE FROM spans WHERE trace_id=? AND span_id=?", k), write=True)
