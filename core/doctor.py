@@ -80,7 +80,8 @@ def store(settings: Settings) -> Iterable[Finding]:
 
 
 def _buffer_drops(settings: Settings) -> Iterable[Finding]:
-    """Spans a PostgreSQL store lost because the local buffer was full (recorded by every process)."""
+    """Spans a PostgreSQL store lost because the local buffer was full (recorded by every process of the
+    home): a ✗ for a day after the last drop, then information."""
     import time
 
     from .store import SpanStore
@@ -89,10 +90,12 @@ def _buffer_drops(settings: Settings) -> Iterable[Finding]:
     path = SpanStore.local(settings.store_path).buffer_path
     dropped, last_ns = drops_recorded(path)
     if dropped:
+        recent = time.time_ns() - last_ns < 86_400 * 10**9
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last_ns / 1e9))
-        yield Finding(False, "store buffer", f"{dropped} spans dropped while the store was unreachable and "
-                      f"{path} was full or unwritable (last at {when})",
-                      f"raise PIPETRACE_STORE_BUFFER_MAX or free the disk (delete {path} once it is empty to reset)")
+        yield Finding(False if recent else None, "store buffer",
+                      f"{dropped} spans dropped while the store was unreachable and {path} was full or "
+                      f"unwritable (last at {when})",
+                      "raise PIPETRACE_STORE_BUFFER_MAX or free the disk it is on" if recent else "")
 
 
 def reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:

@@ -88,7 +88,9 @@ def test_an_airflow_run_on_three_hosts_is_whole_from_every_home(tmp_path: Path) 
             audit = cli(home, store, "audit", "--json")
             report = json.loads(audit.stdout)
             assert report["spans"] == len(spans), report
-            assert not report["counts"].get("missing-parent") and not report["counts"].get("dangling-link"), report
+            assert report["findings"] == [], report  # no orphan, missing task, dangling link, missing run span
+            cov = report["coverage"]["pt_etl"]
+            assert (cov["runs"], cov["expected_tasks"], cov["traced_tasks"]) == (1, len(TASKS), len(TASKS)), report
 
 
 def _buffered(home: Path) -> int:

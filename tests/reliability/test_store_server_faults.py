@@ -110,7 +110,7 @@ def test_slow_server_tasks_unaffected_spans_wait_locally_and_all_arrive(tmp_path
                               PIPETRACE_STORE_WRITE_DEADLINE="3")
     stored = count(_store(private_pg), home)
     p95, worst = _added(result)
-    report.append(FaultRow(f"postgresql store: {fault.__name__.lower()} 8 s+", 1, 3 * N + 1, stored, p95, worst))
+    report.append(FaultRow(f"postgresql store: server {fault.__name__.lower()} 8 s", 1, 3 * N + 1, stored, p95, worst))
     assert result["left"] == 0, (result, err[-3000:])
     assert stored == 3 * N + 1  # every span of every phase, once
     assert p95 < 5, result  # the per-task promise holds while the server hangs
@@ -170,7 +170,7 @@ def test_full_data_disk_tasks_unaffected_spans_buffered_then_drained(tmp_path: P
         pg.destroy()
     p95, worst = _added(result)
     buffer = result["buffer"]
-    report.append(FaultRow(f"postgresql store: data disk full, buffer {bound}", 1, 3 * N + 1, stored, p95, worst))
+    report.append(FaultRow(f"postgresql store: disk full, buffer {bound:,}", 1, 3 * N + 1, stored, p95, worst))
     assert result["left"] == 0, (result, err[-3000:])
     assert p95 < 5, result
     assert buffer["buffered"] > 0 and buffer["drained"] == buffer["buffered"], result
@@ -184,3 +184,28 @@ def test_full_data_disk_tasks_unaffected_spans_buffered_then_drained(tmp_path: P
         assert buffer["dropped"] >= N - bound, result  # the buffer held its bound, the rest was counted
         assert f"{buffer['dropped']} spans dropped" in doctor.stdout, doctor.stdout
         assert err.count("is full") == 1, err[-3000:]  # logged once
+
+
+def test_doctor_shows_recorded_drops_from_any_process_without_the_password(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pipetrace.store import SpanRecord, SpanStore
+    from pipetrace.store.buffer import BufferedWriter, stats
+    from pipetrace.store.postgres import PostgresBackend
+    from pipetrace.store.sqlite import _row
+    from pipetrace.store.target import parse
+
+    down = f"postgresql://postgres:{PASSWORD}@127.0.0.1:9/postgres?schema=nowhere"
+    home = tmp_path / "home"
+    writer = BufferedWriter(SpanStore(home / "traces.db", backend=PostgresBackend(parse(down))), max_spans=10)
+    t0 = time.time_ns()
+    writer.write_rows([_row(SpanRecord("c" * 32, f"{n:016x}", None, "x", "INTERNAL", t0, t0)) for n in range(25)])
+    assert (writer.buffered, writer.dropped) == (10, 15)
+    assert stats()["dropped"] >= 15  # this process's counters (pipetrace.stats()["store_buffer"])
+
+    shown = cli(home, down, "doctor")  # another process reads the count the writer recorded
+    assert "✗ store buffer: 15 spans dropped" in shown.stdout, shown.stdout
+    assert PASSWORD not in shown.stdout + shown.stderr
+    with sqlite3.connect(home / "buffer.db") as conn:  # a day later it is history, not a failure
+        conn.execute("UPDATE buffer_drops SET last_ns = last_ns - 2 * 86400 * 1000000000")
+    assert "· store buffer: 15 spans dropped" in cli(home, down, "doctor").stdout
