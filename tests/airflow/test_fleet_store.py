@@ -13,16 +13,16 @@ import pytest
 from _cluster import Cluster
 from _pod_executor import HOMES_ENV
 from conftest import link_targets
-from fleet_store import all_traces, cli, fresh_schema, store_url
+from fleet_store import all_traces, cli, count, fresh_schema, store_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(720)]
 
 HOSTS = 3
 TASKS = ["task extract", "task load", "task transform_count", "task transform_max", "task transform_sum"]
 
 
-def _run_on_fleet(root: Path, store: str, run_id: str) -> tuple[str, list[tuple[str, str, int]]]:
-    """Trigger pt_etl once on a cluster whose tasks run on the fleet's homes; (run state, task instances)."""
+def _run_on_fleet(root: Path, store: str, run_id: str) -> list[tuple[str, str]]:
+    """Trigger pt_etl once on a cluster whose tasks run on the fleet's homes; its task instances' states."""
     here = str(Path(__file__).parent)
     cluster = Cluster(root / "control", extra_env={
         "AIRFLOW__CORE__EXECUTOR": "_pod_executor.PodExecutor",
@@ -32,26 +32,28 @@ def _run_on_fleet(root: Path, store: str, run_id: str) -> tuple[str, list[tuple[
     try:
         cluster.start()
         cluster.trigger("pt_etl", run_id, "{}")
-        state = cluster.wait_run("pt_etl", run_id)
-        tis = cluster.sql("select task_id, state, pid from task_instance where run_id = %s", run_id)
+        state = cluster.wait_run("pt_etl", run_id, timeout=420)  # a fresh process per task: slow when loaded
+        tis = cluster.sql("select task_id, state from task_instance where run_id = %s", run_id)
         assert state == "success", cluster.logs()
+        # the run span leaves the scheduler on its export thread: let it land before the scheduler stops
+        cluster.wait_for("every span in the fleet store", lambda: count(store, root) >= 1 + len(TASKS), timeout=120)
     finally:
         cluster.stop()  # SIGTERM: the scheduler flushes the run span it wrote when the run ended
-    return state, [(str(t), str(s), int(p or 0)) for t, s, p in tis]
+    return [(str(t), str(s)) for t, s in tis]
 
 
 def test_an_airflow_run_on_three_hosts_is_whole_from_every_home(tmp_path: Path) -> None:
     run_id = "pt-fleet-1"
     with fresh_schema("pt_airflow_fleet") as schema:
         store = store_url(schema)
-        state, tis = _run_on_fleet(tmp_path, store, run_id)
-        assert sorted(t for t, _, _ in tis) == sorted(name.split(" ", 1)[1] for name in TASKS)
-        assert {s for _, s, _ in tis} == {"success"}
+        tis = _run_on_fleet(tmp_path, store, run_id)  # Airflow's own record of the run
+        assert sorted(t for t, _ in tis) == sorted(name.split(" ", 1)[1] for name in TASKS)
+        assert {s for _, s in tis} == {"success"}
 
         homes = [tmp_path / f"host{n}" for n in range(HOSTS)] + [tmp_path / "control" / "pt"]
         traces = all_traces(store, tmp_path / "reader")
         assert len(traces) == 1, {t: sorted(s.name for s in spans) for t, spans in traces.items()}
-        (trace_id, spans), = traces.items()
+        (spans,) = traces.values()
         assert sorted(s.name for s in spans) == sorted(["run pt_etl", *TASKS])  # every span, each once
         tasks = [s for s in spans if s.name.startswith("task ")]
         (run,) = [s for s in spans if s.is_run]
@@ -69,8 +71,8 @@ def test_an_airflow_run_on_three_hosts_is_whole_from_every_home(tmp_path: Path) 
             "task transform_count", "task transform_max", "task transform_sum"]
         for name in ("task transform_count", "task transform_max", "task transform_sum"):
             assert [t[0] for t in link_targets(by_name[name], spans)] == ["task extract"]
-        hosts_linked = {by_name[n].resource["host.name"] for n in TASKS if n != "task extract"}
-        assert len(hosts_linked | {by_name["task extract"].resource["host.name"]}) == HOSTS
+        host = {name: s.resource["host.name"] for name, s in by_name.items()}
+        assert {host[n] for n in TASKS if "transform" in n} - {host["task load"]}  # a link to another host
 
         # any home: the same run list, the whole run shown, and an audit that finds nothing missing
         listed = []
