@@ -1,6 +1,7 @@
 """One "host" of a simulated fleet: its own process and PIPETRACE_HOME, writing through the public API.
 
     python fleet_worker.py fault HOME N GO_DIR        # 3 phases of N tasks, waiting for GO_DIR/go1, go2
+                                                      # (the fault is injected in phase 1)
     python fleet_worker.py runs HOME HOST RUNS FAIL   # task spans of runs 0..RUNS-1 (HOST's share)
     python fleet_worker.py ends HOME RUNS FAIL        # the run spans (this host sees every run end)
 
@@ -47,11 +48,13 @@ def fault(home: str, n: int, go: Path) -> dict[str, object]:
         if left == 0:
             break
         time.sleep(0.2)
-    stats = pipetrace.stats().get("store", {})
+    stats = pipetrace.stats()
     pipetrace.shutdown(10)
+    phases = [sorted(durations[k * n:(k + 1) * n]) for k in range(3)]  # per phase, for added latency
     durations.sort()
     return {"p50_ms": durations[len(durations) // 2] * 1e3, "max_ms": durations[-1] * 1e3, "left": left,
-            "stats": stats}
+            "stats": stats.get("store", {}), "buffer": stats.get("store_buffer", {}),
+            "phase_ms": [[p[len(p) // 2] * 1e3, p[int(0.95 * (len(p) - 1))] * 1e3, p[-1] * 1e3] for p in phases]}
 
 
 def runs(home: str, host: int, count: int, fail_every: int) -> dict[str, object]:

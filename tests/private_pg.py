@@ -25,18 +25,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PrivatePostgres:
-    """One cluster in a temp dir, as the ``postgres`` OS user when running as root (initdb refuses root)."""
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
-    def __init__(self) -> None:
+
+class PrivatePostgres:
+    """One cluster in a temp dir, as the ``postgres`` OS user when running as root (initdb refuses root).
+
+    ``data`` puts the data directory elsewhere (e.g. on a small tmpfs, to fill it); the WAL then stays in
+    the temp dir, like a WAL volume of its own, so a full data disk fails writes instead of the server."""
+
+    def __init__(self, data: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pt-pg-"))
-        self.data = self.dir / "data"
+        self.data = data or self.dir / "data"
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
+        waldir = ["--waldir", str(self.dir / "wal")] if data else []
         self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync")
+                  "--no-sync", *waldir)
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (for SIGSTOP/SIGCONT: a frozen server)."""
+        master = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == master]
+        return [master, *children]
 
     def _run(self, *cmd: str) -> None:
         if os.geteuid() == 0:

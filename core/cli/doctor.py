@@ -75,6 +75,27 @@ def store(settings: Settings) -> Iterable[Finding]:
     fix = "" if ok else ("check PIPETRACE_STORE (server up, URL right)" if settings.store
                          else "set PIPETRACE_HOME to a folder you can write to")
     yield Finding(ok, "store exporter", detail, fix)
+    if settings.store:
+        yield from _buffer_drops(settings)
+
+
+def _buffer_drops(settings: Settings) -> Iterable[Finding]:
+    """Spans a PostgreSQL store lost because the local buffer was full (recorded by every process of the
+    home): a ✗ for a day after the last drop, then information."""
+    import time
+
+    from ..store import SpanStore
+    from ..store.buffer import drops_recorded
+
+    path = SpanStore.local(settings.store_path).buffer_path
+    dropped, last_ns = drops_recorded(path)
+    if dropped:
+        recent = time.time_ns() - last_ns < 86_400 * 10**9
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last_ns / 1e9))
+        yield Finding(False if recent else None, "store buffer",
+                      f"{dropped} spans dropped while the store was unreachable and {path} was full or "
+                      f"unwritable (last at {when})",
+                      "raise PIPETRACE_STORE_BUFFER_MAX or free the disk it is on" if recent else "")
 
 
 def reachable(endpoint: str, timeout: float = 2.0) -> tuple[bool, str]:

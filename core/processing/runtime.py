@@ -306,7 +306,8 @@ def shutdown(timeout_s: float | None = None) -> None:
 
 def stats() -> dict[str, dict[str, int]]:
     """Per exporter queue: exported/dropped/failed/queued; ``redaction``: strings cut to the length
-    limit, spans dropped because redaction failed, known secrets held."""
+    limit, spans dropped because redaction failed, known secrets held; ``store_buffer`` (PostgreSQL
+    store only): spans buffered locally, drained to the server, dropped with the buffer full."""
     from ..redaction import stats as redaction_stats
 
     processor = _state.processor
@@ -314,6 +315,10 @@ def stats() -> dict[str, dict[str, int]]:
     redaction = redaction_stats()
     if processor is not None and redaction:
         out["redaction"] = redaction
+    from ..store.buffer import stats as buffer_stats
+
+    if processor is not None and (buffer := buffer_stats()):
+        out["store_buffer"] = buffer
     return out
 
 

@@ -5,6 +5,8 @@ batch goes to ``$PIPETRACE_HOME/buffer.db`` instead and later batches skip the s
 growing pause. When a write succeeds again the buffer is drained to the server in chunks (the upsert is
 idempotent, so a chunk sent twice by two processes sharing the buffer is still one row per span).
 Nothing is lost up to ``max_spans`` buffered; beyond it spans are dropped, counted and logged once.
+Drops are counted twice: per process for ``pipetrace.stats()`` (:func:`stats`), and in the buffer file
+itself (:func:`drops_recorded`), so ``pipetrace doctor``, another process, still sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..ratelimit import warn_once_per
@@ -25,6 +29,12 @@ log = logging.getLogger("pipetrace.store")
 DEFAULT_MAX_SPANS = 1_000_000
 DRAIN_CHUNK = 5_000
 MAX_PAUSE_S = 5.0
+# longer than the server's own statement timeout (postgres.WRITE_TIMEOUT, 30 s): only cuts a write to a
+# server that cannot time it out itself (frozen, or a network that drops packets without a reset)
+DEFAULT_WRITE_DEADLINE_S = 40.0
+_DROPS_TABLE = ("CREATE TABLE IF NOT EXISTS buffer_drops (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "dropped INTEGER NOT NULL, last_ns INTEGER NOT NULL)")
+_LIVE: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()  # this process's writers, for stats()
 
 
 def max_spans_from_env() -> int:
@@ -34,12 +44,20 @@ def max_spans_from_env() -> int:
         return DEFAULT_MAX_SPANS
 
 
+def write_deadline_from_env() -> float:
+    try:
+        return max(0.5, float(os.environ.get("PIPETRACE_STORE_WRITE_DEADLINE", DEFAULT_WRITE_DEADLINE_S)))
+    except ValueError:
+        return DEFAULT_WRITE_DEADLINE_S
+
+
 class BufferedWriter:
     """Writes span rows to ``store`` (PostgreSQL), falling back to a local SQLite buffer."""
 
     def __init__(self, store: SpanStore, *, max_spans: int | None = None) -> None:
         self.store = store
         self.max_spans = max_spans_from_env() if max_spans is None else max_spans
+        self.deadline_s = write_deadline_from_env()
         self.buffer = SpanStore.local(store.buffer_path)
         self.dropped = 0
         self.buffered = 0
@@ -49,19 +67,35 @@ class BufferedWriter:
         self._pending: int | None = None  # rows in the buffer file (None: not counted yet)
         self._lock = threading.Lock()
         self._drainer: threading.Thread | None = None
+        _LIVE.add(self)
 
     # ---- writing --------------------------------------------------------------------------------------
     def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         with self._lock:
-            if time.monotonic() >= self._retry_at:
+            # while the buffer is full, every batch tries the server: the alternative is dropping it
+            if time.monotonic() >= self._retry_at or self._count() >= self.max_spans:
                 try:
-                    self.store.backend.write_spans(rows)
+                    self._server_write(rows)
                     self._healthy()
                     self._drain()
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure: the buffer takes the batch
                     self._unhealthy(exc)
             self._to_buffer(rows)
+
+    def _server_write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write to the server, but cut the connection past the deadline: a server that stopped answering
+        must not hold the export thread (and the spans behind it in memory) for ever."""
+        interrupt = getattr(self.store.backend, "interrupt", None)
+        timer = threading.Timer(self.deadline_s, interrupt) if interrupt is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            self.store.backend.write_spans(rows)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def flush(self) -> bool:
         """Drain the buffer now if the server answers; True when nothing is left waiting."""
@@ -115,16 +149,34 @@ class BufferedWriter:
         room = max(0, self.max_spans - self._count())
         keep, lost = rows[:room], len(rows) - min(room, len(rows))
         if keep:
-            self.buffer.backend.write_spans(keep)
-            self._pending = self._count() + len(keep)
-            self.buffered += len(keep)
-            self._start_drainer()
+            try:
+                self.buffer.backend.write_spans(keep)
+            except Exception as exc:  # noqa: BLE001 - the local disk failed too: these spans are lost
+                warn_once_per(log, "store-buffer-write", "pipetrace: cannot write to the span buffer %s either "
+                              "(%s); dropping spans (counted)", self.buffer.path, exc)
+                self._pending = None
+                self._dropped(len(keep))
+            else:
+                self._pending = self._count() + len(keep)
+                self.buffered += len(keep)
+                self._start_drainer()
         if lost:
             if not self.dropped:
                 log.warning("pipetrace: the store buffer %s is full (%d spans); dropping spans until %s "
                             "answers (counted; the total is logged when it does)", self.buffer.path,
                             self.max_spans, self.store.describe())
-            self.dropped += lost
+            self._dropped(lost)
+
+    def _dropped(self, n: int) -> None:
+        """Count ``n`` lost spans here and in the buffer file (best effort: that file may be what failed)."""
+        self.dropped += n
+        try:
+            self.buffer.backend.run(lambda c: (c.execute(_DROPS_TABLE), c.execute(
+                "INSERT INTO buffer_drops (id, dropped, last_ns) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
+                "SET dropped = dropped + excluded.dropped, last_ns = excluded.last_ns", (n, time.time_ns()))),
+                write=True)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("pipetrace: cannot record %d dropped spans in %s: %r", n, self.buffer.path, exc)
 
     def _drain(self) -> None:
         """Move buffered spans to the server, chunk by chunk (each chunk deleted once written)."""
@@ -137,7 +189,7 @@ class BufferedWriter:
             if not rows:
                 self._pending = 0
                 return
-            self.store.backend.write_spans(rows)
+            self._server_write(rows)
             keys = [(r[0], r[1]) for r in rows]
             self.buffer.backend.run(lambda c, k=keys: c.executemany(  # type: ignore[misc]
                 "DELETE FROM spans WHERE trace_id=? AND span_id=?", k), write=True)
@@ -149,3 +201,28 @@ class BufferedWriter:
                     log.info("pipetrace: drained the span buffer %s to %s", self.buffer.path,
                              self.store.describe())
                     return
+
+
+def stats() -> dict[str, int]:
+    """This process's buffer counters (empty without a PostgreSQL store): spans ``buffered`` to the local
+    file, ``drained`` from it to the server, ``dropped`` because the buffer was full or unwritable."""
+    writers = list(_LIVE)
+    if not writers:
+        return {}
+    return {k: sum(getattr(w, k) for w in writers) for k in ("buffered", "drained", "dropped")}
+
+
+def drops_recorded(buffer_path: Path) -> tuple[int, int]:
+    """(spans dropped, time of the last drop in ns) as recorded in the buffer file by every process of
+    this home; (0, 0) when none were."""
+    if not Path(buffer_path).exists():
+        return 0, 0
+    store = SpanStore.local(buffer_path)
+    try:
+        rows = store.backend.run(lambda c: c.execute(
+            "SELECT dropped, last_ns FROM buffer_drops WHERE id = 1").fetchall())
+    except Exception:  # noqa: BLE001 - no table: nothing was ever dropped
+        return 0, 0
+    finally:
+        store.close()
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)

@@ -9,6 +9,7 @@ drops whole partitions. Schema changes run under an advisory lock so many hosts 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -143,6 +144,24 @@ class PostgresBackend(Backend):
                 except Exception:  # noqa: BLE001 - closing a broken connection
                     pass
             self._conn = None
+
+    def interrupt(self) -> None:
+        """Cut this process's connection from another thread, so a statement waiting on a server that
+        stopped answering (frozen, or a network that drops packets silently) fails now. No lock: the
+        waiting statement holds it."""
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            return
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        except (OSError, ValueError):
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()  # the duplicate only; the driver's descriptor now reads end-of-file
 
     def _guard(self, fn: Callable[[Any], T]) -> T:
         """Run with a live connection; a lost connection is closed (next call reconnects) and reported

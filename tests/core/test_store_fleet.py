@@ -8,44 +8,19 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fleet_store import SHARED_PG, WORKER, cli, count, faulted_run, fresh_schema, host_env
 from private_pg import PrivatePostgres
-
-WORKER = str(Path(__file__).parent.parent / "fleet_worker.py")
-SHARED_PG = os.environ.get("PIPETRACE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _env(home: Path, store: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPETRACE_"))}
-    env.update(PIPETRACE_HOME=str(home), PIPETRACE_STORE=store, **extra)
-    return env
 
 
 @pytest.fixture
 def shared_schema() -> Iterator[str]:
     """A fresh schema on the shared loopback server, dropped afterwards."""
-    import psycopg
-
-    name = f"pt_fleet_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(SHARED_PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
-def _count(store_url: str, home: Path) -> int:
-    from pipetrace.store import SpanStore
-    from pipetrace.store.postgres import PostgresBackend
-    from pipetrace.store.target import parse
-
-    store = SpanStore(home / "traces.db", backend=PostgresBackend(parse(store_url)))
-    try:
-        return store.count()
-    finally:
-        store.close()
+    with fresh_schema("pt_fleet") as name:
+        yield name
 
 
 @pytest.mark.slow
@@ -54,25 +29,13 @@ def test_postgres_stopped_mid_run_tasks_unaffected_and_every_span_arrives(tmp_pa
     try:
         pg.start()
         store = f"{pg.url}?schema=fault"
-        home, go = tmp_path / "home", tmp_path / "go"
-        go.mkdir()
-        n = 300
-        proc = subprocess.Popen([sys.executable, WORKER, "fault", str(home), str(n), str(go)],
-                                env=_env(home, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "phase 0"
-        pg.stop()  # the server dies between phases 0 and 1; phase 1 runs with it down
-        (go / "go1").touch()
-        assert proc.stdout.readline().strip() == "phase 1"
-        assert (home / "buffer.db").exists()
-        pg.start()
-        (go / "go2").touch()
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-        result = json.loads(out.strip().splitlines()[-1])
+        home, n = tmp_path / "home", 300
+        # the server dies between phases 0 and 1; phase 1 runs with it down
+        result, err = faulted_run(store, home, n, pg.stop, pg.start)
         assert result["left"] == 0, (result, err[-3000:].splitlines())
+        assert result["buffer"]["buffered"] >= n, result  # phase 1 waited in buffer.db
         assert result["p50_ms"] < 5, result  # the per-task promise holds while the store is down
-        assert _count(store, home) == 3 * n + 1
+        assert count(store, home) == 3 * n + 1
         assert "s3cr3t" not in err
         assert "buffering them in" in err and err.count("buffering them in") == 1
     finally:
@@ -80,7 +43,7 @@ def test_postgres_stopped_mid_run_tasks_unaffected_and_every_span_arrives(tmp_pa
 
 
 def _host(mode: str, home: Path, store: str, endpoint: str, *args: object) -> subprocess.Popen[str]:
-    env = _env(home, store, PIPETRACE_EXPORTERS="store,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+    env = host_env(home, store, PIPETRACE_EXPORTERS="store,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
                PIPETRACE_TAIL_SAMPLING="1", PIPETRACE_SAMPLE_RATES="*=0.1")
     return subprocess.Popen([sys.executable, WORKER, mode, str(home), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -91,12 +54,6 @@ def _done(*procs: subprocess.Popen[str]) -> None:
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
         assert json.loads(out.strip().splitlines()[-1])["flushed"], err
-
-
-def _cli(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipetrace", *args], env=_env(home, store, COLUMNS="250"),
-                          capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.mark.slow
@@ -131,13 +88,13 @@ def test_tail_sampling_across_hosts_keeps_every_failed_run_whole_once(tmp_path: 
 
     # the same run, whole, from any host's home; the audit of the fleet store finds nothing missing
     for home in homes[:3]:
-        shown = _cli(home, store, "show", "r10")
+        shown = cli(home, store, "show", "r10")
         assert shown.returncode == 0, shown.stderr
         assert all(name.split(" ", 1)[1] in shown.stdout for name in whole[1:]), shown.stdout
-    listed = _cli(homes[2], store, "runs", "--limit", "500", "--json")
+    listed = cli(homes[2], store, "runs", "--limit", "500", "--json")
     assert listed.returncode == 0, listed.stderr
     assert len([r for r in json.loads(listed.stdout) if r["pipeline"] == "fleet"]) == runs
-    audit = _cli(homes[1], store, "audit", "--json")
+    audit = cli(homes[1], store, "audit", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
@@ -145,7 +102,7 @@ def test_doctor_reports_backend_schema_version_and_reachability_without_the_pass
         tmp_path: Path, shared_schema: str) -> None:
     home = tmp_path / "home"
     base = SHARED_PG.replace("postgres@", "postgres:s3cr3t-pw@")
-    ok = _cli(home, f"{base}?schema={shared_schema}", "doctor")
+    ok = cli(home, f"{base}?schema={shared_schema}", "doctor")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     from pipetrace.store import schema
 
@@ -153,7 +110,7 @@ def test_doctor_reports_backend_schema_version_and_reachability_without_the_pass
     assert f"schema version {schema.latest(schema.SPANS)}" in ok.stdout
     assert "reachable" in ok.stdout and "s3cr3t-pw" not in ok.stdout + ok.stderr
     assert "store = 'postgresql://postgres:***@" in ok.stdout  # the effective-configuration line too
-    down = _cli(home, f"postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema={shared_schema}", "doctor")
+    down = cli(home, f"postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema={shared_schema}", "doctor")
     assert down.returncode == 1 and "unreachable" in down.stdout
     assert "s3cr3t-pw" not in down.stdout + down.stderr
 
