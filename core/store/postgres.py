@@ -248,14 +248,14 @@ class PostgresBackend(Backend):
             import psycopg
 
             try:
-                write(conn)
+                write(conn, merge_all=False)
+            except psycopg.errors.UniqueViolation:  # a span sent again (same start): merge the whole batch
+                write(conn, merge_all=True)
             except psycopg.errors.CheckViolation:  # a partition dropped by retention elsewhere: make it again
                 self._partitions.clear()
-                write(conn)
+                write(conn, merge_all=False)
 
-        def write(conn: Any) -> None:
-            import psycopg
-
+        def write(conn: Any, *, merge_all: bool) -> None:
             self._ensure_partitions(conn, days)
             with conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
@@ -266,13 +266,10 @@ class PostgresBackend(Backend):
                 direct: list[tuple[Any, ...]] = []
                 merged: list[tuple[Any, ...]] = []
                 for r in rows:  # quality 2, not a run span, trace without a placeholder
-                    (direct if r[15] >= 2 and not r[14] and r[0] not in flagged else merged).append(r)
+                    fast = not merge_all and r[15] >= 2 and not r[14] and r[0] not in flagged
+                    (direct if fast else merged).append(r)
                 if direct:
-                    try:
-                        with conn.transaction():  # a savepoint: a copy already stored undoes only this
-                            _copy(conn, "spans", direct)
-                    except psycopg.errors.UniqueViolation:
-                        merged = list(rows)
+                    _copy(conn, "spans", direct)
                 if merged:
                     _merge(conn, merged)
 
