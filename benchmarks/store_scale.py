@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--ingest-spans", type=int, default=300_000,
                     help="with --backend postgresql: the newest spans, written through the store exporter")
+    ap.add_argument("--postgresql-only", action="store_true",
+                    help="with --backend postgresql: leave SQLite out (a size SQLite cannot be loaded to in time)")
     args = ap.parse_args()
     if args.backend == "postgresql":
         import sys
@@ -53,7 +55,8 @@ def main() -> None:
 
         work = args.dir or Path(tempfile.mkdtemp(prefix="pipetrace-bench-"))
         work.mkdir(parents=True, exist_ok=True)
-        run(args.spans, work, args.pg_url, args.keep, args.ingest_spans)
+        run(args.spans, work, args.pg_url, args.keep, args.ingest_spans,
+            ("postgresql",) if args.postgresql_only else ("sqlite", "postgresql"))
         if not args.keep and args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
         return

@@ -144,18 +144,20 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300_000) -> None:
+def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300_000,
+        backends: tuple[str, ...] = ("sqlite", "postgresql")) -> None:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    targets = {"sqlite": str(work / "traces.db"), "postgresql": f"{pg_url}?schema={schema}|{work}"}
+    every = {"sqlite": str(work / "traces.db"), "postgresql": f"{pg_url}?schema={schema}|{work}"}
+    targets = {kind: every[kind] for kind in backends}
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{targets['sqlite']}{suffix}").unlink(missing_ok=True)
+        Path(f"{every['sqlite']}{suffix}").unlink(missing_ok=True)
     runs_per_pipeline = max(ROUNDS, round(spans / SPANS_PER_RUN / PIPELINES / WRITERS))
     newest = min(runs_per_pipeline, max(ROUNDS, round(ingest_spans / SPANS_PER_RUN / PIPELINES / WRITERS)))
     total = runs_per_pipeline * PIPELINES * WRITERS * SPANS_PER_RUN
     exported = newest * PIPELINES * WRITERS * SPANS_PER_RUN
     print(f"{WRITERS} writer processes, {total:,} spans ({runs_per_pipeline * PIPELINES * WRITERS:,} runs × "
-          f"{SPANS_PER_RUN}, one run per pipeline an hour) into SQLite {targets['sqlite']} and PostgreSQL "
-          f"{pg_url} schema {schema}; the newest {exported:,} through the store exporter", flush=True)
+          f"{SPANS_PER_RUN}, one run per pipeline an hour) into {' and '.join(targets)} (SQLite {every['sqlite']}, "
+          f"PostgreSQL {pg_url} schema {schema}); the newest {exported:,} through the store exporter", flush=True)
     now = time.time_ns()
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
@@ -169,7 +171,7 @@ def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300
     for pipe in pipes:
         pipe.send("bulk")
     trace_ids: list[str] = []
-    bulk_rows, bulk_s = 0, {"sqlite": 0.0, "postgresql": 0.0}
+    bulk_rows, bulk_s = 0, {kind: 0.0 for kind in targets}
     for pipe in pipes:
         _tag, n, seconds, ids = pipe.recv()
         bulk_rows += n
@@ -177,15 +179,14 @@ def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300
         for kind in bulk_s:
             bulk_s[kind] += seconds[kind]
     print(f"bulk load: {bulk_rows:,} spans to each backend in {time.perf_counter() - t:,.0f} s wall (generation "
-          f"included); write time summed over writers: SQLite {bulk_s['sqlite']:,.0f} s, PostgreSQL "
-          f"{bulk_s['postgresql']:,.0f} s -> {WRITERS * bulk_rows / bulk_s['sqlite']:,.0f} / "
-          f"{WRITERS * bulk_rows / bulk_s['postgresql']:,.0f} spans/s with {WRITERS} writers; load {_load()}",
-          flush=True)
+          f"included); write time summed over writers, and the rate with {WRITERS} writers: "
+          + ", ".join(f"{kind} {bulk_s[kind]:,.0f} s -> {WRITERS * bulk_rows / bulk_s[kind]:,.0f} spans/s"
+                      for kind in targets) + f"; load {_load()}", flush=True)
 
-    rates: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+    rates: dict[str, list[float]] = {kind: [] for kind in targets}
     loads: list[str] = []
     for r in range(ROUNDS):
-        for kind in (("sqlite", "postgresql") if r % 2 == 0 else ("postgresql", "sqlite")):
+        for kind in (list(targets) if r % 2 == 0 else list(targets)[::-1]):
             t = time.perf_counter()
             for pipe in pipes:
                 pipe.send((kind, r))
@@ -201,10 +202,11 @@ def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300
 
     stores = {kind: open_store(kind, where) for kind, where in targets.items()}
     counts = {k: s.count() for k, s in stores.items()}
-    assert counts["sqlite"] == counts["postgresql"] == total, counts
-    t = time.perf_counter()
-    stores["postgresql"].backend.run(lambda c: c.execute("VACUUM ANALYZE"))
-    print(f"PostgreSQL VACUUM ANALYZE: {time.perf_counter() - t:,.0f} s", flush=True)
+    assert set(counts.values()) == {total}, counts
+    if "postgresql" in stores:
+        t = time.perf_counter()
+        stores["postgresql"].backend.run(lambda c: c.execute("VACUUM ANALYZE"))
+        print(f"PostgreSQL VACUUM ANALYZE: {time.perf_counter() - t:,.0f} s", flush=True)
     rows: list[tuple[str, dict[str, list[float]], str, str]] = []
     rows.append((f"ingest, exporter, {WRITERS} writers (spans/s)", rates, "{:,.0f}", "≥ 30,000 (PostgreSQL)"))
     rng = random.Random(1)
@@ -225,21 +227,23 @@ def run(spans: int, work: Path, pg_url: str, keep: bool, ingest_spans: int = 300
     loads.append(_load())
     for store in stores.values():
         store.close()
-    disk = {"sqlite": M.file_bytes(stores["sqlite"]), "postgresql": M.file_bytes(stores["postgresql"])}
+    disk = {kind: M.file_bytes(store) / total for kind, store in stores.items()}
+    both = len(stores) == 2
 
     print(f"\nfigures min / median / max; ratio = PostgreSQL median / SQLite median ({ROUNDS} ingest rounds); "
           f"{total:,} spans; load (1/5/15 min) per round: {', '.join(loads)}")
-    print(f"{'':38} {'SQLite':>28} {'PostgreSQL':>28} {'ratio':>7}  goal")
+    print(f"{'':38} " + " ".join(f"{kind:>28}" for kind in stores) + (f" {'ratio':>7}" if both else "") + "  goal")
     for name, values, fmt, goal in rows:
-        ratio = statistics.median(values["postgresql"]) / statistics.median(values["sqlite"])
-        print(f"{name:38} {_mmm(values['sqlite'], fmt):>28} {_mmm(values['postgresql'], fmt):>28} "
-              f"{ratio:>6.2f}x  {goal}")
-    print(f"{'disk per span (bytes, with indexes)':38} {disk['sqlite'] / total:>28,.0f} "
-          f"{disk['postgresql'] / total:>28,.0f} {disk['postgresql'] / disk['sqlite']:>6.2f}x")
-    if not keep:
+        med = {kind: statistics.median(v) for kind, v in values.items()}
+        ratio = f" {med['postgresql'] / med['sqlite']:>6.2f}x" if both else ""
+        print(f"{name:38} " + " ".join(f"{_mmm(values[kind], fmt):>28}" for kind in stores) + f"{ratio}  {goal}")
+    ratio = f" {disk['postgresql'] / disk['sqlite']:>6.2f}x" if both else ""
+    print(f"{'disk per span (bytes, with indexes)':38} " + " ".join(f"{disk[kind]:>28,.0f}" for kind in stores) + ratio)
+    if not keep and "postgresql" in stores:
         import psycopg
 
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    if not keep:
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{targets['sqlite']}{suffix}").unlink(missing_ok=True)
+            Path(f"{every['sqlite']}{suffix}").unlink(missing_ok=True)
