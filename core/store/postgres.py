@@ -33,8 +33,11 @@ _TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "text", "text"
 _UPDATE = ", ".join(f"{c}=excluded.{c}" for c in SPAN_COLUMNS[2:])
 _COLS = ", ".join(SPAN_COLUMNS)
 # a copy of the same span under another start time (an after-the-fact placeholder) is looked for within a
-# day either side, so the probe touches at most three partitions (run-time partition pruning)
-_NEAR = f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns"
+# day either side; the batch's own span of days, as constants ({lo}, {hi}), lets the planner prune the
+# span table to those days' partitions (planning and opening every partition of a long history per batch
+# costs more than the merge itself)
+_NEAR = (f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns "
+         "AND s.start_ns BETWEEN {lo} AND {hi}")
 _MERGE = [
     # a lower-quality copy of the same span stored under another start time goes
     "DELETE FROM spans s USING pt_stage t WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
@@ -47,16 +50,17 @@ _MERGE = [
 ]
 
 
-_TRACES_UPSERT = (
+# the batch's run ids and traces in one statement (one round trip): span_runs by a data-modifying CTE
+_INDEX_UPSERT = (
+    "WITH runs AS (INSERT INTO span_runs (run_id, trace_id, last_ns) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[]) ORDER BY 1, 2 "
+    "ON CONFLICT (run_id, trace_id) DO UPDATE SET last_ns=excluded.last_ns "
+    "WHERE excluded.last_ns > span_runs.last_ns) "
     "INSERT INTO span_traces (trace_id, first_ns, last_ns, placeholder) "
     "SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::bool[]) ORDER BY 1 "
     "ON CONFLICT (trace_id) DO UPDATE SET first_ns=LEAST(span_traces.first_ns, excluded.first_ns), "
     "last_ns=GREATEST(span_traces.last_ns, excluded.last_ns), "
     "placeholder=span_traces.placeholder OR excluded.placeholder RETURNING trace_id, placeholder")
-_RUNS_UPSERT = (
-    "INSERT INTO span_runs (run_id, trace_id, last_ns) SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[]) "
-    "ORDER BY 1, 2 ON CONFLICT (run_id, trace_id) DO UPDATE SET last_ns=excluded.last_ns "
-    "WHERE excluded.last_ns > span_runs.last_ns")
 
 
 def _last_copies(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
@@ -99,13 +103,22 @@ def _copy(conn: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
 
 def _merge(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Rows that may have a stored copy: staged, then merged (inside the caller's transaction)."""
-    # the staging table has no statistics: keep the merge on per-row index probes (a hash or merge join
-    # would scan every partition of the span table for each batch)
-    conn.execute("SET LOCAL enable_hashjoin = off")
-    conn.execute("SET LOCAL enable_mergejoin = off")
     _copy(conn, "pt_stage", rows)
+    starts = [int(r[5]) for r in rows]
+    bounds = {"{lo}": str(min(starts) - DAY_NS), "{hi}": str(max(starts) + DAY_NS)}
+    merge = []
     for stmt in _MERGE:
-        conn.execute(stmt)
+        for key, value in bounds.items():
+            stmt = stmt.replace(key, value)
+        merge.append(stmt)
+    conn.execute("; ".join([*_PROBES_ONLY, *merge]))  # one round trip: no parameters, the simple protocol
+
+
+# Neither the staging table nor a day partition just filled has statistics yet: the planner would read
+# the batch's partitions whole for a few staged rows. Leave it only per-row primary-key probes, and no JIT
+# (the disabled paths' cost would make it compile the statement, seconds per batch).
+_PROBES_ONLY = ["SET LOCAL jit = off", *(f"SET LOCAL enable_{m} = off"
+                                         for m in ("hashjoin", "mergejoin", "seqscan", "bitmapscan", "material"))]
 
 
 _INHERITED: list[Any] = []  # connections a forked child got from its parent, kept alive untouched
@@ -257,12 +270,12 @@ class PostgresBackend(Backend):
 
         def write(conn: Any, *, merge_all: bool) -> None:
             self._ensure_partitions(conn, days)
-            with conn.transaction():
-                conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
+            # few round trips per batch: on a busy host each one waits for the server process to be scheduled
+            conn.execute(f"BEGIN; SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
+            try:
                 # the trace rows are locked (sorted) before any span goes in: a placeholder written by
                 # another host for one of these traces is either committed and seen here, or waits
-                flagged = {r[0] for r in conn.execute(_TRACES_UPSERT, traces).fetchall() if r[1]}
-                conn.execute(_RUNS_UPSERT, runs)
+                flagged = {r[0] for r in conn.execute(_INDEX_UPSERT, (*runs, *traces)).fetchall() if r[1]}
                 direct: list[tuple[Any, ...]] = []
                 merged: list[tuple[Any, ...]] = []
                 for r in rows:  # quality 2, not a run span, trace without a placeholder
@@ -272,6 +285,11 @@ class PostgresBackend(Backend):
                     _copy(conn, "spans", direct)
                 if merged:
                     _merge(conn, merged)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
 
         self._guard(body)
 
@@ -380,6 +398,7 @@ class PostgresBackend(Backend):
                 removed += conn.execute("DELETE FROM spans WHERE start_ns < %s", (cutoff_ns,)).rowcount
                 conn.execute("DELETE FROM anomalies WHERE start_ns < %s", (cutoff_ns,))
                 conn.execute("DELETE FROM span_traces WHERE last_ns < %s", (cutoff_ns,))
+                conn.execute("UPDATE span_traces SET first_ns=%s WHERE first_ns < %s", (cutoff_ns, cutoff_ns))
                 conn.execute("DELETE FROM span_runs WHERE last_ns < %s", (cutoff_ns,))
             return removed
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from private_pg import PrivatePostgres
@@ -173,16 +174,26 @@ def test_a_postgres_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_
         SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
 
 
-def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
-    from pipetrace.store import SpanRecord, SpanStore, maintenance
+def _store_over_days(tmp_path: Path, schema_name: str, days: int, per_day: int) -> tuple[Any, Any, int]:
+    """(backend, store, today): one trace a day for ``days`` days back (trace d + 1 on day today - d),
+    ``per_day`` spans each, in the schema's own day partitions."""
+    from pipetrace.store import SpanRecord, SpanStore
     from pipetrace.store.postgres import DAY_NS, PostgresBackend
     from pipetrace.store.target import parse
 
-    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}"))
+    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={schema_name}"))
     store = SpanStore(tmp_path / "traces.db", backend=backend)
     today = time.time_ns() // DAY_NS
-    store.write([SpanRecord(f"{d:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
-                            (today - d) * DAY_NS + n + 10) for d in range(4) for n in range(1, 6)])
+    store.write([SpanRecord(f"{d + 1:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
+                            (today - d) * DAY_NS + n + 10) for d in range(days) for n in range(1, per_day + 1)])
+    return backend, store, today
+
+
+def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store import SpanRecord, maintenance
+    from pipetrace.store.postgres import DAY_NS
+
+    backend, store, today = _store_over_days(tmp_path, shared_schema, 4, 5)
     parts = lambda: {r[0] for r in store._query(  # noqa: E731, SLF001
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid JOIN pg_class p "
         "ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace WHERE p.relname='spans' AND n.nspname=?",
@@ -294,15 +305,7 @@ def test_a_v3_postgres_store_upgrades_in_place_to_the_trace_table(tmp_path: Path
 
 
 def test_one_trace_is_read_from_its_own_day_partition_only(tmp_path: Path, shared_schema: str) -> None:
-    from pipetrace.store import SpanRecord, SpanStore
-    from pipetrace.store.postgres import DAY_NS, PostgresBackend
-    from pipetrace.store.target import parse
-
-    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}"))
-    store = SpanStore(tmp_path / "traces.db", backend=backend)
-    today = time.time_ns() // DAY_NS
-    store.write([SpanRecord(f"{d + 1:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
-                            (today - d) * DAY_NS + n + 10) for d in range(8) for n in range(1, 4)])
+    backend, store, today = _store_over_days(tmp_path, shared_schema, 8, 3)
     trace_id = f"{4:032x}"
     extra, bounds = backend.trace_range(trace_id) or ("", ())
     plan = "\n".join(r[0] for r in store._query(  # noqa: SLF001
