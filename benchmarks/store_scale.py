@@ -2,8 +2,9 @@
 anomalies, audit, size on disk. Prints every figure next to its goal.
 
     .venvs/core/bin/python benchmarks/store_scale.py [--spans 1000000] [--dir DIR] [--keep]
-    .venvs/core/bin/python benchmarks/store_scale.py --backend postgresql [--spans N] [--pg-url URL]
-        (SQLite and PostgreSQL side by side, 4 writer processes: see store_scale_backends.py)
+    .venvs/core/bin/python benchmarks/store_scale.py --backend postgresql [--spans N] [--ingest-spans N]
+        [--pg-url URL]   (SQLite and PostgreSQL side by side, 4 writer processes, the newest spans through
+        the store exporter from ReadableSpans: see store_scale_backends.py)
 
 Runs are synthetic (pipetrace.analysis.synthetic): 20 pipelines, 10 tasks per run, 4 batch spans per
 task (51 spans per run), hourly, ending now; 2 % of task spans made slow on purpose.
@@ -41,6 +42,10 @@ def main() -> None:
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
                     help="postgresql: compare it with SQLite side by side in one run")
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--ingest-spans", type=int, default=300_000,
+                    help="with --backend postgresql: the newest spans, written through the store exporter")
+    ap.add_argument("--postgresql-only", action="store_true",
+                    help="with --backend postgresql: leave SQLite out (a size SQLite cannot be loaded to in time)")
     args = ap.parse_args()
     if args.backend == "postgresql":
         import sys
@@ -50,7 +55,8 @@ def main() -> None:
 
         work = args.dir or Path(tempfile.mkdtemp(prefix="pipetrace-bench-"))
         work.mkdir(parents=True, exist_ok=True)
-        run(args.spans, work, args.pg_url, args.keep)
+        run(args.spans, work, args.pg_url, args.keep, args.ingest_spans,
+            ("postgresql",) if args.postgresql_only else ("sqlite", "postgresql"))
         if not args.keep and args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
         return

@@ -91,6 +91,20 @@ class Backend(ABC):
         conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", list(trace_ids))
         return int(n)
 
+    def trace_range(self, trace_id: str) -> tuple[str, tuple[int, ...]] | None:
+        """None if no span of the trace is stored, else a condition (`` AND …``, its parameters) that
+        narrows a query on one trace's spans to where they are (nothing to add on SQLite)."""
+        return ("", ()) if self.query("SELECT 1 FROM spans WHERE trace_id=? LIMIT 1", (trace_id,)) else None
+
+    def trace_of_run(self, run_id: str) -> str | None:
+        """The trace of a run id: the newest with a run span of it, else the newest with any span of it
+        (a run in progress, or a Celery/kombu run not closed yet)."""
+        rows = self.query(
+            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (run_id,))
+        if not rows:
+            rows = self.query("SELECT trace_id FROM spans WHERE run_id=? ORDER BY start_ns DESC LIMIT 1", (run_id,))
+        return rows[0][0] if rows else None
+
     @abstractmethod
     def drop_before(self, cutoff_ns: int) -> int:
         """Retention by age: remove every span that started before ``cutoff_ns``; returns spans removed."""

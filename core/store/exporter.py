@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -12,18 +13,18 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ..processing.processors import YIELD_EVERY
 from ..ratelimit import warn_once_per
 from .buffer import BufferedWriter
-from .records import SpanRecord, from_readable
-from .sqlite import SpanStore, _row, is_corruption
+from .records import readable_row
+from .sqlite import SpanStore, is_corruption
 
 log = logging.getLogger("pipetrace.store")
 
 
-def _records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
+def _rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
     out = []
     for n, span in enumerate(spans, 1):
         if n % YIELD_EVERY == 0:
             time.sleep(0)  # let the task's thread have the GIL (see processors.YIELD_EVERY)
-        out.append(from_readable(span))
+        out.append(readable_row(span))
     return out
 
 
@@ -36,10 +37,11 @@ class StoreSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
+            rows = _rows(spans)
             if self.buffered is not None:
-                self.buffered.write_rows([_row(r) for r in _records(spans)])
-                return SpanExportResult.SUCCESS
-            self.store.write(_records(spans))
+                self.buffered.write_rows(rows)
+            else:
+                self.store.write_rows(rows)
             return SpanExportResult.SUCCESS
         except Exception as exc:
             if "locked" in str(exc) or "busy" in str(exc):

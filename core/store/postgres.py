@@ -1,9 +1,15 @@
 """PostgreSQL backend (``PIPETRACE_STORE=postgresql://…``): the fleet store every host writes and reads.
 
-psycopg 3; spans arrive by binary COPY into a per-connection staging table and are merged with one
-upsert (idempotent on the span's ids, a live span winning over an after-the-fact copy). The span table
-is range-partitioned by start time, one partition per UTC day, created on demand; retention by age
-drops whole partitions. Schema changes run under an advisory lock so many hosts can start at once.
+psycopg 3. A batch goes by binary COPY straight into the span table (its day partitions) when it cannot
+hold a second copy of a stored span: span ids are derived, so a live span is reported once, and the same
+span sent twice (an export retry, a buffer drained twice) has the same start and trips the primary key,
+which sends the whole batch down the merge instead. The rows that can have a copy under another start —
+placeholders (quality 1), run spans, and spans of traces that hold a placeholder — always take the merge:
+COPY into a per-connection staging table, then one upsert (idempotent on the span's ids, a live span
+winning over an after-the-fact copy). In the same transaction the writer keeps ``span_traces`` (each
+trace's start-time range: a lookup touches only its days) and ``span_runs`` (run id -> trace).
+The span table is range-partitioned by start time, one partition per UTC day, created on demand;
+retention drops whole partitions. Schema changes run under an advisory lock so many hosts can start at once.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ _TYPES = ["text", "text", "text", "text", "text", "int8", "int8", "text", "text"
 _UPDATE = ", ".join(f"{c}=excluded.{c}" for c in SPAN_COLUMNS[2:])
 _COLS = ", ".join(SPAN_COLUMNS)
 # a copy of the same span under another start time (an after-the-fact placeholder) is looked for within a
-# day either side, so the probe touches at most three partitions (run-time partition pruning)
-_NEAR = f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns"
+# day either side; the batch's own span of days, as constants ({lo}, {hi}), lets the planner prune the
+# span table to those days' partitions (planning and opening every partition of a long history per batch
+# costs more than the merge itself)
+_NEAR = (f"s.start_ns BETWEEN t.start_ns - {DAY_NS} AND t.start_ns + {DAY_NS} AND s.start_ns<>t.start_ns "
+         "AND s.start_ns BETWEEN {lo} AND {hi}")
 _MERGE = [
     # a lower-quality copy of the same span stored under another start time goes
     "DELETE FROM spans s USING pt_stage t WHERE s.trace_id=t.trace_id AND s.span_id=t.span_id "
@@ -40,6 +49,77 @@ _MERGE = [
     "ORDER BY trace_id, span_id, start_ns, quality DESC "
     f"ON CONFLICT (trace_id, span_id, start_ns) DO UPDATE SET {_UPDATE} WHERE excluded.quality >= spans.quality",
 ]
+
+
+# the batch's run ids and traces in one statement (one round trip): span_runs by a data-modifying CTE
+_INDEX_UPSERT = (
+    "WITH runs AS (INSERT INTO span_runs (run_id, trace_id, last_ns) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[]) ORDER BY 1, 2 "
+    "ON CONFLICT (run_id, trace_id) DO UPDATE SET last_ns=excluded.last_ns "
+    "WHERE excluded.last_ns > span_runs.last_ns) "
+    "INSERT INTO span_traces (trace_id, first_ns, last_ns, placeholder) "
+    "SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::bool[]) ORDER BY 1 "
+    "ON CONFLICT (trace_id) DO UPDATE SET first_ns=LEAST(span_traces.first_ns, excluded.first_ns), "
+    "last_ns=GREATEST(span_traces.last_ns, excluded.last_ns), "
+    "placeholder=span_traces.placeholder OR excluded.placeholder RETURNING trace_id, placeholder")
+
+
+def _last_copies(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
+    """One row per span id within a batch: a later copy wins unless it is of lower quality (as SQLite's
+    upsert applies a batch row by row)."""
+    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for r in rows:
+        old = seen.get((r[0], r[1]))
+        if old is None or r[15] >= old[15]:
+            seen[(r[0], r[1])] = r
+    return rows if len(seen) == len(rows) else list(seen.values())
+
+
+def _index_rows(rows: Sequence[tuple[Any, ...]]) -> tuple[tuple[list[Any], ...], tuple[list[Any], ...]]:
+    """The batch's ``span_traces`` and ``span_runs`` rows, as column arrays for one ``unnest`` each."""
+    traces: dict[str, list[Any]] = {}
+    runs: dict[tuple[str, str], int] = {}
+    for r in rows:
+        trace_id, start = r[0], int(r[5])
+        t = traces.get(trace_id)
+        if t is None:
+            traces[trace_id] = [start, start, r[15] < 2]
+        else:
+            t[0], t[1], t[2] = min(t[0], start), max(t[1], start), t[2] or r[15] < 2
+        if r[11] is not None:
+            key = (r[11], trace_id)
+            runs[key] = max(runs.get(key, start), start)
+    ids = sorted(traces)
+    keys = sorted(runs)
+    return (([*ids], [traces[t][0] for t in ids], [traces[t][1] for t in ids], [traces[t][2] for t in ids]),
+            ([k[0] for k in keys], [k[1] for k in keys], [runs[k] for k in keys]))
+
+
+def _copy(conn: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _merge(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows that may have a stored copy: staged, then merged (inside the caller's transaction)."""
+    _copy(conn, "pt_stage", rows)
+    starts = [int(r[5]) for r in rows]
+    bounds = {"{lo}": str(min(starts) - DAY_NS), "{hi}": str(max(starts) + DAY_NS)}
+    merge = []
+    for stmt in _MERGE:
+        for key, value in bounds.items():
+            stmt = stmt.replace(key, value)
+        merge.append(stmt)
+    conn.execute("; ".join([*_PROBES_ONLY, *merge]))  # one round trip: no parameters, the simple protocol
+
+
+# Neither the staging table nor a day partition just filled has statistics yet: the planner would read
+# the batch's partitions whole for a few staged rows. Leave it only per-row primary-key probes, and no JIT
+# (the disabled paths' cost would make it compile the statement, seconds per batch).
+_PROBES_ONLY = ["SET LOCAL jit = off", *(f"SET LOCAL enable_{m} = off"
+                                         for m in ("hashjoin", "mergejoin", "seqscan", "bitmapscan", "material"))]
 
 
 _INHERITED: list[Any] = []  # connections a forked child got from its parent, kept alive untouched
@@ -192,32 +272,43 @@ class PostgresBackend(Backend):
     def write_spans(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        rows = _last_copies(rows)
         days = {int(r[5]) // DAY_NS for r in rows}
+        traces, runs = _index_rows(rows)
 
         def body(conn: Any) -> None:
             import psycopg
 
             try:
-                copy_merge(conn)
+                write(conn, merge_all=False)
+            except psycopg.errors.UniqueViolation:  # a span sent again (same start): merge the whole batch
+                write(conn, merge_all=True)
             except psycopg.errors.CheckViolation:  # a partition dropped by retention elsewhere: make it again
                 self._partitions.clear()
-                copy_merge(conn)
+                write(conn, merge_all=False)
 
-        def copy_merge(conn: Any) -> None:
+        def write(conn: Any, *, merge_all: bool) -> None:
             self._ensure_partitions(conn, days)
-            with conn.transaction():
-                conn.execute(f"SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
-                # the staging table has no statistics: keep the merge on per-row index probes (a hash or
-                # merge join would scan every partition of the span table for each batch)
-                conn.execute("SET LOCAL enable_hashjoin = off")
-                conn.execute("SET LOCAL enable_mergejoin = off")
-                with conn.cursor() as cur:
-                    with cur.copy(f"COPY pt_stage ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(_TYPES)
-                        for row in rows:
-                            copy.write_row(row)
-                    for stmt in _MERGE:
-                        cur.execute(stmt)
+            # few round trips per batch: on a busy host each one waits for the server process to be scheduled
+            conn.execute(f"BEGIN; SET LOCAL statement_timeout = '{WRITE_TIMEOUT}'")
+            try:
+                # the trace rows are locked (sorted) before any span goes in: a placeholder written by
+                # another host for one of these traces is either committed and seen here, or waits
+                flagged = {r[0] for r in conn.execute(_INDEX_UPSERT, (*runs, *traces)).fetchall() if r[1]}
+                direct: list[tuple[Any, ...]] = []
+                merged: list[tuple[Any, ...]] = []
+                for r in rows:  # quality 2, not a run span, trace without a placeholder
+                    fast = not merge_all and r[15] >= 2 and not r[14] and r[0] not in flagged
+                    (direct if fast else merged).append(r)
+                if direct:
+                    _copy(conn, "spans", direct)
+                if merged:
+                    _merge(conn, merged)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
 
         self._guard(body)
 
@@ -273,11 +364,34 @@ class PostgresBackend(Backend):
 
     def delete_traces(self, conn: Conn, trace_ids: Sequence[str]) -> int:
         marks = ",".join("?" * len(trace_ids))
-        sizes = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks}) RETURNING pg_column_size(spans.*)",
-                             list(trace_ids)).fetchall()
+        rows = conn.execute(f"DELETE FROM span_traces WHERE trace_id IN ({marks}) RETURNING trace_id, first_ns, "
+                            f"last_ns", list(trace_ids)).fetchall()
+        # only the days the traces are in (the span table's primary key is probed in those partitions only)
+        lo, hi = (min(int(r[1]) for r in rows), max(int(r[2]) for r in rows)) if rows else (-2**63, 2**63 - 1)
+        sizes = conn.execute(f"DELETE FROM spans WHERE trace_id IN ({marks}) AND start_ns BETWEEN ? AND ? "
+                             "RETURNING pg_column_size(spans.*)", [*trace_ids, lo, hi]).fetchall()
+        conn.execute(f"DELETE FROM span_runs WHERE trace_id IN ({marks})", list(trace_ids))
         conn.execute(f"DELETE FROM anomalies WHERE trace_id IN ({marks})", list(trace_ids))
         self.deleted_bytes += sum(int(r[0]) for r in sizes)
         return len(sizes)
+
+    def trace_range(self, trace_id: str) -> tuple[str, tuple[int, ...]] | None:
+        """The trace's start-time range from ``span_traces``: the lookup then plans and reads only the
+        day partitions in it (one, for most runs), not one index probe per partition."""
+        rows = self.query("SELECT first_ns, last_ns FROM span_traces WHERE trace_id=?", (trace_id,))
+        return (" AND start_ns BETWEEN ? AND ?", (int(rows[0][0]), int(rows[0][1]))) if rows else None
+
+    def trace_of_run(self, run_id: str) -> str | None:
+        """From ``span_runs``; when the run id is in several traces (a parent run's trace holding a child
+        run, pipelines sharing run ids), the newest with a run span of it, looked for only in their days."""
+        rows = self.query("SELECT r.trace_id, t.first_ns, t.last_ns FROM span_runs r JOIN span_traces t "
+                          "ON t.trace_id=r.trace_id WHERE r.run_id=? ORDER BY r.last_ns DESC LIMIT 200", (run_id,))
+        if len(rows) < 2:
+            return rows[0][0] if rows else None
+        found = self.query("SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? AND start_ns BETWEEN ? AND ? "
+                           "AND trace_id IN (SELECT unnest(?::text[])) ORDER BY start_ns DESC LIMIT 1",
+                           (run_id, min(int(r[1]) for r in rows), max(int(r[2]) for r in rows), [r[0] for r in rows]))
+        return str(found[0][0]) if found else str(rows[0][0])
 
     def vacuum(self) -> None:
         self._guard(lambda c: c.execute("VACUUM spans"))
@@ -302,9 +416,25 @@ class PostgresBackend(Backend):
             with conn.transaction():
                 removed += conn.execute("DELETE FROM spans WHERE start_ns < %s", (cutoff_ns,)).rowcount
                 conn.execute("DELETE FROM anomalies WHERE start_ns < %s", (cutoff_ns,))
+                conn.execute("DELETE FROM span_traces WHERE last_ns < %s", (cutoff_ns,))
+                conn.execute("UPDATE span_traces SET first_ns=%s WHERE first_ns < %s", (cutoff_ns, cutoff_ns))
+                conn.execute("DELETE FROM span_runs WHERE last_ns < %s", (cutoff_ns,))
             return removed
 
         return self._guard(body)
+
+    def drop_days_of(self, trace_ids: Sequence[str], now_ns: int) -> tuple[int, list[str]]:
+        """Retention of chosen traces by whole days: every day before the first day that holds a span of
+        a trace *not* in ``trace_ids`` holds only theirs, so its partition is dropped (no row deletes).
+        Days within a day of ``now_ns`` are never dropped whole (a trace's first span may still be on its
+        way). Returns (spans removed, those of ``trace_ids`` that still have spans: delete them per trace)."""
+        ids = list(trace_ids)
+        kept = self.query("SELECT MIN(first_ns) FROM span_traces WHERE trace_id NOT IN (SELECT unnest(?::text[]))",
+                          (ids,))[0][0]
+        cutoff = min(now_ns - DAY_NS, int(kept) if kept is not None else now_ns) // DAY_NS * DAY_NS
+        removed = self.drop_before(cutoff)
+        left = self.query("SELECT trace_id FROM span_traces WHERE trace_id IN (SELECT unnest(?::text[]))", (ids,))
+        return removed, sorted(r[0] for r in left)
 
     # ---- dialect ------------------------------------------------------------------------------------
     def glob(self, column: str) -> str:

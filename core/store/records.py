@@ -129,3 +129,64 @@ _encoder = json.JSONEncoder(separators=(",", ":"), default=str)
 
 def dumps(value: Any) -> str:
     return _encoder.encode(value)
+
+
+def derived_columns(name: str, kind: str, attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """The indexed columns read from a span's attributes: system, pipeline, run id, task, result, is_run,
+    quality (the same as ``SpanRecord``'s properties, without building one)."""
+    get = attrs.get
+    system, pipeline, run_id, task = get(A.SYSTEM), get(A.PIPELINE_NAME), get(A.PIPELINE_RUN_ID), get(A.TASK_NAME)
+    result = get(A.PIPELINE_RESULT, get(A.TASK_RESULT))
+    return (None if system is None else str(system), None if pipeline is None else str(pipeline),
+            None if run_id is None else str(run_id), None if task is None else str(task),
+            None if result is None else str(result),
+            1 if A.PIPELINE_RUN_ID in attrs and kind == "SERVER" and name.startswith("run ") else 0,
+            1 if get(A.SYNTHETIC) else 2)
+
+
+_resource_json_cache: dict[int, tuple[Any, str]] = {}
+
+
+def resource_json(resource: Any, attrs: Any) -> str:
+    """``attrs`` (the attributes of ``resource``) as JSON, encoded once per resource object (a process
+    has one resource for all its spans)."""
+    cached = _resource_json_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    if len(_resource_json_cache) > 64:
+        _resource_json_cache.clear()
+    text = dumps(attrs)
+    _resource_json_cache[id(resource)] = (resource, text)
+    return text
+
+
+def readable_row(span: ReadableSpan) -> tuple[Any, ...]:
+    """The store row (``backend.SPAN_COLUMNS`` order) of an SDK span, encoded straight from it: the
+    export thread's share of ingest, so no ``SpanRecord`` is built on the way."""
+    ctx = span.context
+    assert ctx is not None
+    parent = span.parent
+    status = span.status
+    name = span.name
+    kind = span.kind.name if span.kind is not None else "INTERNAL"
+    attrs = dict(span.attributes) if span.attributes else {}
+    start = int(span.start_time or 0)
+    events = span.events
+    links = span.links
+    resource = span.resource
+    scope = span.instrumentation_scope
+    return (
+        f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None and parent.is_valid else None,
+        name, kind, start, int(span.end_time or start),
+        status.status_code.name if status is not None else StatusCode.UNSET.name,
+        status.description if status is not None else None,
+        *derived_columns(name, kind, attrs),
+        dumps(attrs),
+        dumps([{"name": e.name, "time_ns": int(e.timestamp or 0), "attributes": _attrs(e.attributes)}
+               for e in events]) if events else "[]",
+        dumps([{"trace_id": f"{lk.context.trace_id:032x}", "span_id": f"{lk.context.span_id:016x}",
+                "attributes": _attrs(lk.attributes)} for lk in links]) if links else "[]",
+        resource_json(resource, _resource_attrs(resource)) if resource is not None else "{}",
+        scope.name if scope is not None else "",
+    )

@@ -170,9 +170,47 @@ CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 # Any span that names a run id opens that run, with or without a run span (Celery/kombu runs, runs in progress).
 _RUN_ID_ANY_V3 = "CREATE INDEX IF NOT EXISTS spans_any_run_id ON spans (run_id)"
 
+# PostgreSQL v4: a trace -> start-time range table (``span_traces``) so a trace lookup touches only the day
+# partitions its spans are in (not a probe per partition), whole-day retention knows which traces a
+# partition holds, and a placeholder flag tells the writer which traces need the merge; a run id -> trace
+# table (``span_runs``) replaces the index on every span's run id. Both are kept by the writer in the
+# span batch's transaction. The full start-time btree becomes a BRIN (spans arrive in time order), and
+# the duration index covers only spans with a task (what the per-task queries read).
+_PG_TRACE_INDEX_V4 = """
+CREATE TABLE IF NOT EXISTS span_traces (
+    trace_id TEXT PRIMARY KEY,
+    first_ns BIGINT NOT NULL,
+    last_ns BIGINT NOT NULL,
+    placeholder BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS span_runs (
+    run_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    last_ns BIGINT NOT NULL,
+    PRIMARY KEY (run_id, trace_id)
+);
+CREATE INDEX IF NOT EXISTS span_runs_last ON span_runs (last_ns);
+INSERT INTO span_traces (trace_id, first_ns, last_ns, placeholder)
+    SELECT trace_id, MIN(start_ns), MAX(start_ns), bool_or(quality < 2) FROM spans GROUP BY trace_id
+    ON CONFLICT (trace_id) DO NOTHING;
+INSERT INTO span_runs (run_id, trace_id, last_ns)
+    SELECT run_id, trace_id, MAX(start_ns) FROM spans WHERE run_id IS NOT NULL GROUP BY run_id, trace_id
+    ON CONFLICT (run_id, trace_id) DO NOTHING;
+DROP INDEX IF EXISTS spans_any_run_id;
+DROP INDEX IF EXISTS spans_start;
+CREATE INDEX IF NOT EXISTS spans_start_brin ON spans USING brin (start_ns);
+DROP INDEX IF EXISTS spans_task_duration;
+CREATE INDEX IF NOT EXISTS spans_task_only ON spans (pipeline, task, start_ns) INCLUDE (end_ns, status, name, is_run)
+    WHERE task IS NOT NULL
+"""
+
+# SQLite v4: nothing changes (its primary key on (trace_id, span_id) already finds a trace in one probe);
+# the step keeps both dialects' version numbers equal.
+_SQLITE_NOTHING_V4 = "SELECT 1"
+
 MIGRATIONS: dict[str, dict[str, list[str]]] = {
-    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3], HELD: [_SQLITE_HELD_V1]},
-    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3], HELD: [_PG_HELD_V1]},
+    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _SQLITE_NOTHING_V4], HELD: [_SQLITE_HELD_V1]},
+    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _PG_TRACE_INDEX_V4], HELD: [_PG_HELD_V1]},
 }
 
 

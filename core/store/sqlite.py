@@ -18,7 +18,7 @@ from typing import Any
 
 from . import schema, target
 from .backend import UPSERT, Backend, SqliteBackend, is_corruption  # noqa: F401 - re-exported
-from .records import SpanRecord, dumps
+from .records import SpanRecord, derived_columns, dumps, resource_json
 
 RUN_MARGIN_NS = 86_400 * 10**9  # run listings count a run's spans that start within a day of the run span
 SCHEMA = schema.MIGRATIONS["sqlite"][schema.SPANS][0]  # kept for importers; schema.py owns it
@@ -74,24 +74,10 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 def _row(rec: SpanRecord) -> tuple[Any, ...]:
     return (
         rec.trace_id, rec.span_id, rec.parent_span_id, rec.name, rec.kind, rec.start_ns, rec.end_ns,
-        rec.status, rec.status_message, rec.system, rec.pipeline, rec.run_id, rec.task, rec.result,
-        1 if rec.is_run else 0, rec.quality, dumps(rec.attributes), dumps(rec.events) if rec.events else "[]",
-        dumps(rec.links) if rec.links else "[]", _resource_json(rec.resource), rec.scope,
+        rec.status, rec.status_message, *derived_columns(rec.name, rec.kind, rec.attributes),
+        dumps(rec.attributes), dumps(rec.events) if rec.events else "[]",
+        dumps(rec.links) if rec.links else "[]", resource_json(rec.resource, rec.resource), rec.scope,
     )
-
-
-_resource_json_cache: dict[int, tuple[dict[str, Any], str]] = {}
-
-
-def _resource_json(resource: dict[str, Any]) -> str:
-    cached = _resource_json_cache.get(id(resource))
-    if cached is not None and cached[0] is resource:
-        return cached[1]
-    if len(_resource_json_cache) > 64:
-        _resource_json_cache.clear()
-    text = dumps(resource)
-    _resource_json_cache[id(resource)] = (resource, text)
-    return text
 
 
 def _record(row: Sequence[Any]) -> SpanRecord:
@@ -171,6 +157,12 @@ class SpanStore:
         self.backend.write_spans(rows)
         return len(rows)
 
+    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Write rows already encoded (``backend.SPAN_COLUMNS`` order, e.g. ``records.readable_row``)."""
+        if rows:
+            self.backend.write_spans(rows)
+        return len(rows)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.backend.query(sql, params)
 
@@ -180,24 +172,26 @@ class SpanStore:
 
     def resolve(self, ident: str) -> str | None:
         """A trace id from a trace id (hex) or a run id (of a run span, else of any span of the run)."""
+        return self._locate(ident)[0]
+
+    def _locate(self, ident: str) -> tuple[str | None, tuple[str, tuple[int, ...]]]:
+        """The trace id for ``ident`` and the condition that finds its spans (see ``Backend.trace_range``)."""
         ident = ident.strip()
         low = ident.lower()
         if len(low) == 32 and all(c in "0123456789abcdef" for c in low):
-            if self._query("SELECT 1 FROM spans WHERE trace_id=? LIMIT 1", (low,)):
-                return low
-        rows = self._query(
-            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (ident,)
-        )
-        if not rows:  # a run without its run span yet (in progress, or a Celery/kombu run not closed yet)
-            rows = self._query("SELECT trace_id FROM spans WHERE run_id=? ORDER BY start_ns DESC LIMIT 1", (ident,))
-        return rows[0][0] if rows else None
+            where = self.backend.trace_range(low)
+            if where is not None:
+                return low, where
+        trace_id = self.backend.trace_of_run(ident)
+        where = self.backend.trace_range(trace_id) if trace_id is not None else None
+        return (trace_id, where) if where is not None else (None, ("", ()))
 
     def trace(self, ident: str) -> list[SpanRecord]:
-        trace_id = self.resolve(ident)
+        trace_id, (extra, bounds) = self._locate(ident)
         if trace_id is None:
             return []
-        rows = self._query(f"SELECT {COLUMNS} FROM spans WHERE trace_id=? ORDER BY start_ns, span_id",
-                           (trace_id,))
+        rows = self._query(f"SELECT {COLUMNS} FROM spans WHERE trace_id=?{extra} ORDER BY start_ns, span_id",
+                           (trace_id, *bounds))
         return [_record(r) for r in rows]
 
     def runs(self, *, pipeline: str | None = None, system: str | None = None, status: str | None = None,

@@ -96,3 +96,40 @@ def test_cli_prune(tmp_path: Path, monkeypatch) -> None:
                                                                            "parent-child")}
     bad = CliRunner().invoke(app, ["prune", "--normal", "soon"])
     assert bad.exit_code == 2
+
+
+def test_prune_drops_the_days_that_hold_only_expired_runs_and_deletes_the_rest_per_trace(tmp_path: Path) -> None:
+    """PostgreSQL drops whole day partitions before the first day with a kept trace; the expired runs on
+    and after that day are deleted trace by trace. The same runs go on SQLite (row deletes only)."""
+    now = time.time_ns()
+    day_ns = DAY * S
+    noon = lambda age: (now // day_ns - age) * day_ns + day_ns // 2  # noqa: E731 - mid-day: one day per run
+    plan = {"ok-40d": (40, "success"), "ok-35d": (35, "success"), "ok-30d": (30, "success"),
+            "failed-30d": (30, "failure"), "ok-20d": (20, "success"), "ok-2d": (2, "success")}
+    store = SpanStore(tmp_path / "traces.db")
+    ids: dict[str, str] = {}
+    for n, (name, (age, result)) in enumerate(plan.items()):
+        ids[name] = t = tid(300 + n)
+        store.write([run(t, 0, 60, result=result, run_id=name, t0=noon(age)),
+                     span(t, "a", "1", "task a", 0, 30, run_id=name, t0=noon(age)),
+                     span(t, "b", "1", "task b", 30, 60, run_id=name, t0=noon(age))])
+
+    def days() -> set[int]:
+        if store.dialect != "postgresql":
+            return set()
+        return {int(r[0][len("spans_"):]) for r in store._query(  # noqa: SLF001
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid JOIN pg_class p "
+            "ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace WHERE p.relname='spans' "
+            "AND n.nspname=current_schema()")}
+
+    before = days()
+    report = prune(store, RetentionPolicy(), now_ns=now)
+    assert report.traces == 4 and report.spans == 12
+    assert remaining(tmp_path / "traces.db") == {ids["failed-30d"], ids["ok-2d"]}
+    assert store.resolve("ok-35d") is None and store.resolve("ok-20d") is None
+    assert [s.name for s in store.trace("failed-30d")] == ["run p", "task a", "task b"]
+    if store.dialect == "postgresql":
+        today = now // day_ns
+        assert before - days() == {today - 40, today - 35}  # dropped whole: no kept run on those days
+        assert {today - 30, today - 20, today - 2} <= days()  # the kept run's day and later: row deletes
+    store.close()

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fleet_store import SHARED_PG, WORKER, cli, count, faulted_run, fresh_schema, host_env
@@ -130,16 +131,26 @@ def test_a_postgres_store_from_a_newer_pipetrace_fails_with_a_clear_message(tmp_
         SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(url))).count()
 
 
-def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
-    from pipetrace.store import SpanRecord, SpanStore, maintenance
+def _store_over_days(tmp_path: Path, schema_name: str, days: int, per_day: int) -> tuple[Any, Any, int]:
+    """(backend, store, today): one trace a day for ``days`` days back (trace d + 1 on day today - d),
+    ``per_day`` spans each, in the schema's own day partitions."""
+    from pipetrace.store import SpanRecord, SpanStore
     from pipetrace.store.postgres import DAY_NS, PostgresBackend
     from pipetrace.store.target import parse
 
-    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}"))
+    backend = PostgresBackend(parse(f"{SHARED_PG}?schema={schema_name}"))
     store = SpanStore(tmp_path / "traces.db", backend=backend)
     today = time.time_ns() // DAY_NS
-    store.write([SpanRecord(f"{d:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
-                            (today - d) * DAY_NS + n + 10) for d in range(4) for n in range(1, 6)])
+    store.write([SpanRecord(f"{d + 1:032x}", f"{n:016x}", None, "task x", "INTERNAL", (today - d) * DAY_NS + n,
+                            (today - d) * DAY_NS + n + 10) for d in range(days) for n in range(1, per_day + 1)])
+    return backend, store, today
+
+
+def test_retention_drops_whole_day_partitions(tmp_path: Path, shared_schema: str) -> None:
+    from pipetrace.store import SpanRecord, maintenance
+    from pipetrace.store.postgres import DAY_NS
+
+    backend, store, today = _store_over_days(tmp_path, shared_schema, 4, 5)
     parts = lambda: {r[0] for r in store._query(  # noqa: E731, SLF001
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid JOIN pg_class p "
         "ON p.oid=i.inhparent JOIN pg_namespace n ON n.oid=p.relnamespace WHERE p.relname='spans' AND n.nspname=?",
@@ -214,3 +225,48 @@ def test_beyond_the_buffer_bound_spans_are_dropped_counted_and_logged_once(tmp_p
     assert SpanStore.local(tmp_path / "buffer.db").count() == 10
     full = [r for r in caplog.records if "buffer" in r.getMessage() and "full" in r.getMessage()]
     assert len(full) == 1 and "s3cr3t-pw" not in caplog.text
+
+
+def test_a_v3_postgres_store_upgrades_in_place_to_the_trace_table(tmp_path: Path, shared_schema: str) -> None:
+    """A store made by the release before v4 (spans, no span_traces) is migrated when opened: the trace
+    and run tables are filled from the stored spans, and lookups find the old traces."""
+    import psycopg
+    from pipetrace.store import SpanStore, schema
+    from pipetrace.store.postgres import DAY_NS, PostgresBackend
+    from pipetrace.store.target import parse
+
+    today = time.time_ns() // DAY_NS
+    with psycopg.connect(SHARED_PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {shared_schema}")
+        conn.execute(f"SET search_path TO {shared_schema}")
+        conn.execute(schema.VERSION_TABLE)
+        for script in schema.MIGRATIONS["postgresql"][schema.SPANS][:3]:
+            for stmt in schema.statements(script):
+                conn.execute(stmt)
+        for d in (today - 2, today - 1):
+            conn.execute(f"CREATE TABLE spans_{d:06d} PARTITION OF spans FOR VALUES FROM ({d * DAY_NS}) "
+                         f"TO ({(d + 1) * DAY_NS})")
+        for n, d in enumerate((today - 2, today - 1)):
+            conn.execute("INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status, run_id, "
+                         "is_run, attributes, events, links, resource, scope) VALUES (%s, %s, 'run p', 'SERVER', "
+                         "%s, %s, 'OK', 'old-run', 1, '{}', '[]', '[]', '{}', 'x')",
+                         ("0e" * 16, f"{n + 1:016x}", d * DAY_NS + 5, d * DAY_NS + 9))
+        conn.execute("INSERT INTO pipetrace_schema VALUES ('spans', 3)")
+    store = SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}")))
+    assert len(store.trace("0e" * 16)) == 2 and store.resolve("old-run") == "0e" * 16
+    assert store.backend.schema_version() == schema.latest(schema.SPANS) == 4
+    indexes = {r[0] for r in store._query("SELECT indexname FROM pg_indexes WHERE schemaname=? "  # noqa: SLF001
+                                          "AND tablename='spans'", (shared_schema,))}
+    assert "spans_any_run_id" not in indexes and {"spans_start_brin", "spans_task_only"} <= indexes
+    store.close()
+
+
+def test_one_trace_is_read_from_its_own_day_partition_only(tmp_path: Path, shared_schema: str) -> None:
+    backend, store, today = _store_over_days(tmp_path, shared_schema, 8, 3)
+    trace_id = f"{4:032x}"
+    extra, bounds = backend.trace_range(trace_id) or ("", ())
+    plan = "\n".join(r[0] for r in store._query(  # noqa: SLF001
+        f"EXPLAIN SELECT * FROM spans WHERE trace_id=?{extra}", (trace_id, *bounds)))
+    assert plan.count(" on spans_") == 1 and backend.partition_name(today - 3) in plan, plan
+    assert len(store.trace(trace_id)) == 3
+    store.close()

@@ -133,3 +133,66 @@ def test_runs_page_lists_in_progress_traces_without_grouping_the_whole_store(tmp
     assert len(page) == 50 and page[0].run_id == "r1000" and page[0].in_progress
     assert [r.run_id for r in page if r.in_progress] == ["r1000"]
     store.close()
+
+
+def test_the_exporter_encodes_a_readable_span_to_the_same_row_as_a_record(tmp_path: Path) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+    from pipetrace import attributes as A
+    from pipetrace.store.records import from_readable, readable_row
+    from pipetrace.store.sqlite import _row
+
+    ctx = SpanContext(0xAB, 0xCD, False)
+    common = dict(context=ctx, resource=Resource({"service.name": "svc"}), start_time=5, end_time=9,
+                  instrumentation_scope=InstrumentationScope("pipetrace"))
+    spans = [
+        ReadableSpan(name="run p", kind=SpanKind.SERVER, status=Status(StatusCode.ERROR, "boom"),
+                     attributes={A.PIPELINE_RUN_ID: "r1", A.PIPELINE_NAME: "p", A.PIPELINE_RESULT: "failure"},
+                     **common),
+        ReadableSpan(name="task t", parent=SpanContext(0xAB, 0xEF, False), attributes={
+            A.TASK_NAME: "t", A.TASK_RESULT: "success", A.SYNTHETIC: True, "n": (1, 2)},
+            events=[Event("retry", {"k": "v"}, timestamp=7)],
+            links=[Link(SpanContext(0x12, 0x34, False), {A.LINK_KIND: "xcom"})], **common),
+        ReadableSpan(name="run q", kind=SpanKind.INTERNAL, attributes={A.PIPELINE_RUN_ID: "r2"}, **common),
+    ]
+    assert [readable_row(s) for s in spans] == [_row(from_readable(s)) for s in spans]
+    assert [r[14:16] for r in map(readable_row, spans)] == [(1, 2), (0, 1), (0, 2)]  # is_run, quality
+
+
+def test_a_span_reported_again_is_one_row_and_the_later_copy_wins(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "traces.db")
+    tid, t0 = "5a" * 16, time.time_ns()
+
+    def span(sid: str, version: int) -> SpanRecord:
+        return SpanRecord(tid, sid * 8, None, f"task {sid}", "INTERNAL", t0, t0 + 10, attributes={"v": version})
+
+    store.write([span("01", 1), span("02", 1)])
+    store.write([span("03", 1), span("01", 2)])  # an export retry: the same span, same start, in a new batch
+    store.write([span("04", 1), span("04", 2)])  # twice in one batch
+    assert store.count() == 4
+    assert {s.span_id[:2]: s.attributes["v"] for s in store.trace(tid)} == {"01": 2, "02": 1, "03": 1, "04": 2}
+    store.close()
+
+
+def test_a_trace_over_several_days_is_whole_and_a_run_id_finds_the_trace_of_its_run_span(tmp_path: Path) -> None:
+    from pipetrace import attributes as A
+
+    store = SpanStore(tmp_path / "traces.db")
+    day, t0 = 86_400 * 10**9, time.time_ns() - 10 * 86_400 * 10**9
+    long_run = "7c" * 16
+    store.write([SpanRecord(long_run, f"{d + 1:016x}", None, "task t", "INTERNAL", t0 + d * day, t0 + d * day + 5)
+                 for d in range(3)])
+    store.write([SpanRecord(long_run, "f" * 16, None, "task late", "INTERNAL", t0 + 6 * day, t0 + 6 * day + 5)])
+    assert len(store.trace(long_run)) == 4
+    parent, child = "1d" * 16, "2e" * 16
+    shared = {A.PIPELINE_RUN_ID: "shared", A.PIPELINE_NAME: "p"}
+    store.write([SpanRecord(parent, "a" * 16, None, "run p", "SERVER", t0, t0 + 5, attributes=shared)])
+    store.write([SpanRecord(child, "b" * 16, None, "task x", "INTERNAL", t0 + day, t0 + day + 5, attributes=shared)])
+    assert store.resolve("shared") == parent  # the trace with the run span, though the other is newer
+    store.write([SpanRecord(child, "c" * 16, None, "task y", "INTERNAL", t0, t0 + 5,
+                            attributes={A.PIPELINE_RUN_ID: "only-here"})])
+    assert store.resolve("only-here") == child
+    assert store.resolve("nowhere") is None and store.trace("ab" * 16) == []
+    store.close()
