@@ -25,6 +25,7 @@ from .spans import (
     DeferredSpan,
     deferred_span,
     end_task_span,
+    ending,
     lazy_span,
     link,
     mark_result,
@@ -36,10 +37,10 @@ from .spans import (
 )
 
 __all__ = [
-    "MAX_OPEN", "Attempt", "Attempts", "DeferredSpan", "OpenAttempts", "activate", "add_transform_once",
-    "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span", "end_task_span", "end_with_error",
+    "MAX_OPEN", "activate", "add_transform_once", "Attempt", "attempt_attributes", "Attempts", "clean",
+    "close_stale", "deactivate", "deferred_span", "DeferredSpan", "end_task_span", "end_with_error", "ending",
     "error_type", "exception_description", "force_flush", "get_tracer", "is_wrapped", "lazy_span", "link",
-    "mark_result", "record_error", "record_error_summary", "record_span", "register_results", "run_attributes",
-    "run_span", "span_with_ids", "start_span", "start_task_span", "status_description", "stored_span_ids",
-    "unregister_results", "unwrap", "use_provider", "warn_once_per", "wrap",
+    "mark_result", "OpenAttempts", "record_error", "record_error_summary", "record_span", "register_results",
+    "run_attributes", "run_span", "span_with_ids", "start_span", "start_task_span", "status_description",
+    "stored_span_ids", "unregister_results", "unwrap", "use_provider", "warn_once_per", "wrap",
 ]

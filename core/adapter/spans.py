@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
@@ -26,6 +28,7 @@ from ..machinery.ids import forced_ids
 from ..machinery.lazyspan import LazySpan
 from ..processing.runtime import get_tracer
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
+from .errors import end_with_error
 
 deferred_span = begin
 """``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
@@ -52,5 +55,37 @@ def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     return tracer.start_span(name, kind=kind, attributes=attributes, links=links)
 
 
-__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "lazy_span", "link", "mark_result", "record_span",
-           "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
+__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "lazy_span", "link", "mark_result",
+           "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
+
+
+class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``
+    """Run a block in ``span`` (current unless ``current`` is False) and end the span after it; an
+    exception escaping the block is recorded on it and propagates unchanged. A class, not a generator:
+    it is on the per-message path."""
+
+    __slots__ = ("span", "current", "_token")
+
+    def __init__(self, span: Span, *, current: bool = True) -> None:
+        self.span = span
+        self.current = current
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        if self.current:
+            self._token = context_api.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if self._token is not None:
+                context_api.detach(self._token)  # type: ignore[arg-type]
+            if exc is not None:
+                live = getattr(self.span, "live", None)  # a deferred span: the record is made now
+                end_with_error(live() if live is not None else self.span, exc)
+        except Exception:
+            pass
+        try:
+            self.span.end()
+        except Exception:
+            pass

@@ -11,10 +11,10 @@ import os
 import threading
 
 from opentelemetry.trace import TracerProvider
+from pipetrace.adapter.messaging import set_provider
 
 from . import consumer, producer
 from .batch import consume_batches, message_link, process_batch
-from .tracer import set_provider
 
 _lock = threading.Lock()
 _enabled = False
