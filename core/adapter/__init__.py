@@ -18,7 +18,7 @@ from ..redaction.known import register_results, unregister_results
 from ..redaction.text import exception_description, status_description
 from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
 from .attributes import attempt_attributes, clean, run_attributes
-from .errors import end_with_error, error_type, record_error, record_error_summary
+from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
 from .patching import is_wrapped, unwrap, wrap
 from .runtime import add_transform_once, force_flush, get_tracer, stored_span_ids, use_provider
 from .spans import (
@@ -39,7 +39,7 @@ from .spans import (
 __all__ = [
     "MAX_OPEN", "activate", "add_transform_once", "Attempt", "attempt_attributes", "Attempts", "clean",
     "close_stale", "deactivate", "deferred_span", "DeferredSpan", "end_task_span", "end_with_error", "ending",
-    "error_type", "exception_description", "force_flush", "get_tracer", "is_wrapped", "lazy_span", "link",
+    "error_type", "exception_description", "force_flush", "guarded", "get_tracer", "is_wrapped", "lazy_span", "link",
     "mark_result", "OpenAttempts", "record_error", "record_error_summary", "record_span", "register_results",
     "run_attributes", "run_span", "span_with_ids", "start_span", "start_task_span", "status_description",
     "stored_span_ids", "unregister_results", "unwrap", "use_provider", "warn_once_per", "wrap",

@@ -6,9 +6,15 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from opentelemetry.trace import Span, Status, StatusCode
 
 from .. import attributes as A
+from ..ratelimit import warn_once_per
 from ..redaction.text import exception_description, status_description
 
 
@@ -20,8 +26,8 @@ def error_type(exc: BaseException | type[BaseException]) -> str:
 
 def record_error(span: Span, exc: BaseException, *, result: str | None = None, result_key: str = A.TASK_RESULT,
                  status: bool = True, escaped: bool = False) -> None:
-    """The exception as an event, ``error.type``, status ERROR (unless ``status`` is False: an expected
-    outcome), and ``result`` under ``result_key`` when given."""
+    """The exception as an event, ``error.type``, status ERROR described ``"Type: message"`` (unless
+    ``status`` is False: an expected outcome), and ``result`` under ``result_key`` when given."""
     if escaped:
         span.record_exception(exc, escaped=True)
     else:
@@ -30,7 +36,7 @@ def record_error(span: Span, exc: BaseException, *, result: str | None = None, r
     if result is not None:
         span.set_attribute(result_key, result)
     if status:
-        span.set_status(Status(StatusCode.ERROR, exception_description(exc) if escaped else status_description(exc)))
+        span.set_status(Status(StatusCode.ERROR, exception_description(exc)))
 
 
 def record_error_summary(span: Span, type_name: str, message: str, *, result: str | None = None,
@@ -50,3 +56,32 @@ def record_error_summary(span: Span, type_name: str, message: str, *, result: st
 def end_with_error(span: Span, exc: BaseException) -> None:
     """Record an exception that escaped a publish or a consumer callback on its span (not ended here)."""
     record_error(span, exc)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(log: logging.Logger, key: str | None = None, what: str | None = None, *,
+            enabled: Callable[[], bool] | None = None) -> Callable[[F], F]:
+    """Decorator for an orchestrator hook: tracing never breaks the traced. A pipetrace failure inside
+    is logged (``pipetrace: <what>: <error>``, rate limited per ``key``) and the hook returns None;
+    with ``enabled``, the hook does nothing while it returns False (the adapter is switched off)."""
+
+    def decorate(fn: F) -> F:
+        name = fn.__name__
+        warn_key = key or f"{log.name.rsplit('.', 1)[-1]}-{name}"
+        message = f"pipetrace: {what or f'{name} hook failed'}: %r"
+
+        @functools.wraps(fn)
+        def hook(*args: Any, **kwargs: Any) -> Any:
+            if enabled is not None and not enabled():
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                warn_once_per(log, warn_key, message, exc)
+                return None
+
+        return hook  # type: ignore[return-value]
+
+    return decorate

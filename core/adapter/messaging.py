@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -166,3 +166,20 @@ def parent_span_of(headers: Mapping[str, Any], source: str) -> tuple[SpanContext
 
 def bad_context_event(span: Span, reason: str) -> None:
     span.add_event("pipetrace.context.missing", {"pipetrace.context.reason": reason})
+
+
+# ---- a refused publish ---------------------------------------------------------------------------------
+_publish_failed: Callable[[Any, BaseException], None] | None = None
+
+
+def on_publish_failed(handler: Callable[[Any, BaseException], None] | None) -> None:
+    """Who is told when the broker refuses a task message the kombu wrapper leaves to its task adapter
+    (Celery: no after-publish signal comes then, and its publish span must still end)."""
+    global _publish_failed
+    _publish_failed = handler
+
+
+def publish_failed(headers: Any, exc: BaseException) -> None:
+    handler = _publish_failed
+    if handler is not None:
+        handler(headers, exc)

@@ -13,8 +13,7 @@ import threading
 from typing import Any
 
 from opentelemetry.trace import TracerProvider
-from pipetrace.integrations.kombu import producer as _kombu_producer
-from pipetrace.integrations.kombu.tracer import set_provider
+from pipetrace.adapter.messaging import on_publish_failed, set_provider
 
 from . import canvas, interop, lost, publish, runs, worker
 
@@ -56,7 +55,7 @@ def instrument(tracer_provider: TracerProvider | None = None) -> None:
             signal.connect(handler, weak=False, dispatch_uid=f"pipetrace.{handler.__module__}.{handler.__name__}"
                            f".{signal.name}")
         canvas.patch()
-        _kombu_producer.celery_publish_failed = publish.publish_failed
+        on_publish_failed(publish.publish_failed)
         interop.setup()
         _enabled = True
 
@@ -70,7 +69,7 @@ def uninstrument() -> None:
         canvas.unpatch()
         lost.unpatch()
         interop.teardown()
-        _kombu_producer.celery_publish_failed = None
+        on_publish_failed(None)
         _enabled = False
 
 

@@ -14,8 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 from pipetrace import attributes as A
+from pipetrace.adapter.messaging import base_attributes
 from pipetrace.identity import RunIdentity, derive_task_span_id
-from pipetrace.integrations.kombu.messaging import base_attributes
 
 SYSTEM = "celery"
 

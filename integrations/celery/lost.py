@@ -8,7 +8,8 @@ derived span id (as is any failure reported by a process that did not run the at
 the message without any signal (``task_reject_on_worker_lost``). The redelivered message runs the same
 attempt again (same try number, same derived span id, its live span), so the lost run is recorded under
 a span id of its own, with ``pipetrace.celery.requeued=true``. Celery has no hook for the requeue case,
-hence the wrapper around ``Request.on_failure``, installed at ``worker_init`` (worker main processes).
+hence the (``wrapt``) wrapper around ``Request.on_failure``, installed at ``worker_init`` (worker main
+processes).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
+from pipetrace.adapter import attempt_attributes, record_span, unwrap, warn_once_per, wrap
+from pipetrace.adapter.messaging import base_attributes
 from pipetrace.carriers import extract
 from pipetrace.identity import derive_task_span_id
-from pipetrace.integrations.kombu.messaging import base_attributes
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.spans import record_span
 
 from . import headers as H
 from . import interop
@@ -37,7 +37,6 @@ WORKER_PID = "celery.worker_pid"
 
 _failing: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pipetrace_celery_failing",
                                                                                   default=None)
-_original: Any = None
 
 
 def _exception(exc_info: Any) -> Any:
@@ -65,9 +64,8 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     started = getattr(request, "time_start", None)
     start = int(started * 1e9) if isinstance(started, (int, float)) and started else now
     attrs = base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk)
-    attrs.update({A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
-                  A.PIPELINE_RUN_ID: root, A.TASK_NAME: name, A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number,
-                  "celery.state": "FAILURE"})
+    attrs.update(attempt_attributes(SYSTEM, H.pipeline(values, name), root, name, try_number, task_run_id=task_id))
+    attrs["celery.state"] = "FAILURE"
     pid = getattr(request, "worker_pid", None)
     if pid:
         attrs[WORKER_PID] = int(pid)
@@ -91,20 +89,21 @@ def failure_without_attempt(sender: Any, task_id: str, exception: BaseException)
     record(getattr(sender, "request", None), task_id, exception)
 
 
-def traced_on_failure(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _original
-    assert original is not None
+def traced_on_failure(wrapped: Any, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not args:
+        return wrapped(*args, **kwargs)
+    exc_info = args[0]
     try:
         exc = _exception(exc_info)
         lost = _is_worker_lost(exc) and not interop.deferring()
     except Exception:
         lost = False
     if not lost:
-        return original(self, exc_info, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     failing = {"id": str(self.id), "request": self, "reported": False}
     token = _failing.set(failing)
     try:
-        return original(self, exc_info, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     finally:
         _failing.reset(token)
         if not failing["reported"]:  # requeued (or retried): the message runs this attempt again
@@ -120,21 +119,15 @@ def traced_on_failure(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> An
 
 def patch_worker(**_: Any) -> None:
     """``worker_init`` (main process of a worker): wrap ``Request.on_failure``."""
-    global _original
     try:
         from celery.worker.request import Request
 
-        if _original is None:
-            _original = Request.on_failure
-            Request.on_failure = traced_on_failure  # type: ignore[method-assign]
+        wrap(Request, "on_failure", traced_on_failure)
     except Exception as exc:
         warn_once_per(log, "celery-lost-patch", "pipetrace: lost celery attempts not traced: %r", exc)
 
 
 def unpatch() -> None:
-    global _original
-    if _original is not None:
-        from celery.worker.request import Request
+    from celery.worker.request import Request
 
-        Request.on_failure = _original  # type: ignore[method-assign]
-        _original = None
+    unwrap(Request, "on_failure")

@@ -12,16 +12,20 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
-from pipetrace.adapter.messaging import base_attributes, is_internal, messaging_system, stamp_published, tracer
+from pipetrace.adapter.messaging import (
+    base_attributes,
+    is_internal,
+    messaging_system,
+    publish_failed,
+    stamp_published,
+    tracer,
+)
 from pipetrace.carriers import inject, inject_span_context
 
 log = logging.getLogger("pipetrace.kombu")
 
 spans_enabled = True
 """False in propagation-only mode: context and publish time still go into the headers, no span."""
-celery_publish_failed: Callable[[Any, BaseException], None] | None = None
-"""Set by the Celery adapter: told when the broker refuses a Celery task message (no after-publish
-signal comes then, and its publish span must still end)."""
 
 
 def _is_celery_task(headers: object) -> bool:
@@ -48,9 +52,7 @@ def traced_publish(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
         try:
             return wrapped(body, routing_key, *args, **kwargs)
         except BaseException as exc:
-            hook = celery_publish_failed
-            if hook is not None:
-                hook(headers, exc)
+            publish_failed(headers, exc)
             raise
     if len(args) > 7:  # headers given positionally: too unusual to rewrite safely
         return wrapped(body, routing_key, *args, **kwargs)
