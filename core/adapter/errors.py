@@ -40,9 +40,9 @@ def record_error(span: Span, exc: BaseException, *, result: str | None = None, r
 
 
 def record_error_summary(span: Span, type_name: str, message: str, *, result: str | None = None,
-                         stacktrace: str | None = None) -> None:
+                         stacktrace: str | None = None, status: bool = True) -> None:
     """A failure the orchestrator reports as text (no exception object in this process): the same event,
-    ``error.type`` and status as :func:`record_error`."""
+    ``error.type`` and status as :func:`record_error` (status left to the result when ``status`` is False)."""
     event = {"exception.type": type_name, "exception.message": message}
     if stacktrace is not None:
         event.update({"exception.stacktrace": stacktrace, "exception.escaped": True})  # type: ignore[dict-item]
@@ -50,7 +50,8 @@ def record_error_summary(span: Span, type_name: str, message: str, *, result: st
     span.set_attribute(A.ERROR_TYPE, type_name)
     if result is not None:
         span.set_attribute(A.TASK_RESULT, result)
-    span.set_status(Status(StatusCode.ERROR, status_description(f"{type_name}: {message}")))
+    if status:
+        span.set_status(Status(StatusCode.ERROR, status_description(f"{type_name}: {message}")))
 
 
 def end_with_error(span: Span, exc: BaseException) -> None:
