@@ -119,7 +119,7 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         span: Span
         if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
             span = _start(task, request, task_id, now, otel_context.get_current())
-        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.machinery.lazyspan)
+        else:  # made when first needed, or after the attempt ends, off this thread (lazy_span)
             span = lazy_span(tracer(), partial(_start, task, request, task_id, now, None))
         token = otel_context.attach(trace.set_span_in_context(span))
         attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))

@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any, TypeVar
 
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import use_provider, warn_once_per
 
 log = logging.getLogger("pipetrace.dagster")
 
@@ -29,7 +29,7 @@ def instrument(tracer_provider: Any = None) -> bool:
     global _translator
     try:
         if tracer_provider is not None:
-            _use_provider(tracer_provider)
+            use_provider(tracer_provider)
         from . import hook, secrets
         from .events import EventTranslator
 
@@ -74,16 +74,6 @@ def traced(defs: T) -> T:
     (code server, run worker, each step subprocess), then return ``defs`` unchanged."""
     instrument()
     return defs
-
-
-def _use_provider(provider: Any) -> None:
-    from opentelemetry import trace
-    from pipetrace.processing import runtime
-
-    if trace.get_tracer_provider() is not provider:
-        trace.set_tracer_provider(provider)
-    if not runtime.is_configured() or runtime._state.provider is not provider:  # noqa: SLF001
-        runtime.configure()
 
 
 class DagsterInstrumentor:
