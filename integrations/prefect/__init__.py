@@ -39,7 +39,7 @@ def instrument(tracer_provider: Any = None) -> bool:
         _installing = True
         try:
             import pipetrace
-            from pipetrace.processing.runtime import add_transform
+            from pipetrace.adapter import add_transform_once
 
             if tracer_provider is not None:
                 from opentelemetry import trace
@@ -50,8 +50,7 @@ def instrument(tracer_provider: Any = None) -> bool:
 
             hooks.install()
             secrets.install()
-            if links.mark_result_links not in _transforms():
-                add_transform(links.mark_result_links)
+            add_transform_once(links.mark_result_links)
             atexit.unregister(telemetry.sweep_all)  # once, however often re-instrumented
             atexit.register(telemetry.sweep_all)
             _installed = True
@@ -61,12 +60,6 @@ def instrument(tracer_provider: Any = None) -> bool:
             return False
         finally:
             _installing = False
-
-
-def _transforms() -> list[Any]:
-    from pipetrace.processing.runtime import _state
-
-    return list(_state.transforms)
 
 
 def uninstrument() -> None:
