@@ -37,7 +37,7 @@ def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dic
 
 def _map(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``TaskRunner.map(task, parameters, wait_for=None)`` inside a ``batch`` span."""
-    task = args[0] if args else kwargs.get("task")
+    task: Any = args[0] if args else kwargs.get("task")
     batch = None
     try:
         from prefect.context import FlowRunContext
