@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from typing import Any
 
-from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, record_span, unwrap, warn_once_per, wrap
+from pipetrace.adapter import unwrap, warn_once_per, wrap
 from pipetrace.adapter.messaging import base_attributes
-from pipetrace.carriers import extract
 from pipetrace.identity import derive_task_span_id
 
 from . import headers as H
 from . import interop
-from .common import SYSTEM, attempt_span_id, broker_system, current_app, destination, run_identity
+from .common import SYSTEM, broker_system, current_app, destination, record_attempt
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -56,27 +53,20 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     task = getattr(request, "task", None)  # a Task on a worker Request, the task name on a Context
     name = str(getattr(request, "task_name", None) or task or "unknown")
     context = getattr(request, "_context", request)
-    try_number = int(getattr(context, "retries", 0) or 0) + 1
-    root = H.run_id(values, str(getattr(context, "root_id", None) or task_id))
     dest, rk = destination(getattr(request, "delivery_info", None))
     app = getattr(task, "app", None) or current_app()
-    now = time.time_ns()
     started = getattr(request, "time_start", None)
-    start = int(started * 1e9) if isinstance(started, (int, float)) and started else now
-    attrs = base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk)
-    attrs.update(attempt_attributes(SYSTEM, H.pipeline(values, name), root, name, try_number, task_run_id=task_id))
-    attrs["celery.state"] = "FAILURE"
+    attrs: dict[str, Any] = {"celery.state": "REQUEUED" if requeued else "FAILURE"}
     pid = getattr(request, "worker_pid", None)
     if pid:
         attrs[WORKER_PID] = int(pid)
     if requeued:
         attrs[REQUEUED] = True
-        attrs["celery.state"] = "REQUEUED"
-    if span_id is None:
-        span_id = attempt_span_id(task_id, try_number)
-    record_span(run_identity(root), span_id, f"task {name}", start=start, end=max(now, start),
-                parent=extract(values, source=f"celery task {name}"), attributes=attrs, result=A.RESULT_FAILURE,
-                kind=SpanKind.CONSUMER, synthetic=True, error=exc)
+    record_attempt(name, task_id, values, int(getattr(context, "retries", 0) or 0) + 1,
+                   getattr(context, "root_id", None), A.RESULT_FAILURE, attrs,
+                   messaging=base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk),
+                   start=int(started * 1e9) if isinstance(started, (int, float)) and started else None,
+                   span_id=span_id, error=exc)
 
 
 def failure_without_attempt(sender: Any, task_id: str, exception: BaseException) -> None:

@@ -23,22 +23,19 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 from pipetrace import attributes as A
 from pipetrace.adapter import (
     DeferredSpan,
-    attempt_attributes,
     deferred_span,
     error_type,
     guarded,
     lazy_span,
     record_error,
-    record_span,
     status_description,
     warn_once_per,
 )
 from pipetrace.adapter.messaging import bad_context_event, link_limit, parent_span_of, queued_ms, tracer
-from pipetrace.carriers import extract
 
 from . import headers as H
 from . import interop, lost
-from .common import SYSTEM, attempt_span_id, destination, run_identity, shared_attributes, task_name
+from .common import attempt_span_id, destination, record_attempt, run_identity, shared_attributes, task_name
 from .state import Attempt, attempts, current
 
 log = logging.getLogger("pipetrace.celery")
@@ -186,19 +183,11 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
 def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any, root_id: Any,
                   result: str, attrs: dict[str, Any], error: BaseException | str | None = None) -> None:
     """A span for an attempt that never ran (revoked before start, rejected, unknown task)."""
-    try_number = int(retries or 0) + 1
-    root = H.run_id(values, str(root_id or task_id))
-    parent = extract(values, source=f"celery task {name}")
-    now = time.time_ns()
-    base = attempt_attributes(SYSTEM, H.pipeline(values, name), root, name, try_number, task_run_id=task_id)
-    base[A.MESSAGING_MESSAGE_ID] = task_id
-    base.update(attrs)
-    wait = queued_ms(values, now)
+    extra = {A.MESSAGING_MESSAGE_ID: task_id, **attrs}
+    wait = queued_ms(values)
     if wait is not None:
-        base[A.QUEUED_MS] = wait
-    record_span(run_identity(root), attempt_span_id(task_id, try_number), f"task {name}", start=now, end=now,
-                parent=parent, attributes=base, result=result, kind=SpanKind.CONSUMER, synthetic=True,
-                error=error)
+        extra[A.QUEUED_MS] = wait
+    record_attempt(name, task_id, values, int(retries or 0) + 1, root_id, result, extra, error=error)
 
 
 @guarded(log, "celery-revoked", "revoked celery task not recorded")
