@@ -61,4 +61,10 @@ def instrument(tracer_provider: Any = None) -> bool:
     return switch.instrument(tracer_provider)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "_installed":  # the flag this module kept before the Switch (read by activation probes)
+        return switch.is_instrumented()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
