@@ -1,23 +1,23 @@
 """XCom hand-offs as span links: one per producer task instance whose XCom a task actually read.
 
-Where the edge is known: every XCom read of the task SDK goes through ``BaseXCom.get_one`` /
-``get_all`` (and their async twins) — ``ti.xcom_pull`` in user code, ``{{ ti.xcom_pull(...) }}`` in a
-template, a resolved ``XComArg`` of a task in a mapped task group — or through ``LazyXComSequence``
-items (a mapped upstream read by offset: ``sum(values)``, second-order ``.expand``). Those calls name the
-producing dag, run, task, key and map index. Airflow offers no hook on the read path (a custom XCom
-backend is the user's own setting, and ``deserialize_value`` gets no task id), so :func:`install` wraps
-these few class methods once per process (``wrapt``, through the adapter API): the wrapper calls the
-original and then notes what was read (nothing when no value came back). Reads during template rendering (before the task span starts) are
-kept until :func:`start_consumer` turns them into links; reads while the task runs become links of the
-open span at once. Only reads of the same DAG run are linked; ``include_prior_dates`` reads are not
-(their run is unknown).
+Where the edge is known: every XCom read of the task SDK goes through ``BaseXCom.get_one`` / ``get_all``
+(and their async twins) — ``ti.xcom_pull`` in user code, ``{{ ti.xcom_pull(...) }}`` in a template, a
+resolved ``XComArg`` of a task in a mapped task group — or through ``LazyXComSequence`` items (a mapped
+upstream read by offset: ``sum(values)``, second-order ``.expand``). Those calls name the producing dag,
+run, task, key and map index. Airflow offers no hook on the read path (a custom XCom backend is the
+user's own setting, and ``deserialize_value`` gets no task id), so :func:`install` wraps these few class
+methods once per process (``wrapt``, through the adapter API): the wrapper calls the original and then
+notes what was read (nothing when no value came back). Reads during template rendering (before the task
+span starts) are kept until :func:`start_consumer` turns them into links; reads while the task runs
+become links of the open span at once. Only reads of the same DAG run are linked; ``include_prior_dates``
+reads are not (their run is unknown).
 
-The producer's span id is derived from its try number, which the consumer cannot see. A producer's
-first try has a span id the consumer derives itself; a second or later try leaves its span's
-``traceparent`` in one small extra XCom under :data:`CARRIER_KEY`, and the consumer reads it when the
-producer may have retried (it has ``retries``) or the consumer itself is a later try (a cleared run). A
-missing carrier means try 1. Values under every other key are never read or changed, and the carrier
-goes through the base XCom class, never through a custom (e.g. object-store) backend.
+The producer's span id is derived from its try number, which the consumer cannot see. A producer's first
+try has a span id the consumer derives itself; a second or later try leaves its span's ``traceparent`` in
+one small extra XCom under :data:`CARRIER_KEY`, and the consumer reads it when the producer may have
+retried (it has ``retries``) or the consumer itself is a later try (a cleared run). A missing carrier
+means try 1. Values under every other key are never read or changed, and the carrier goes through the
+base XCom class, never through a custom (e.g. object-store) backend.
 """
 
 from __future__ import annotations
