@@ -26,7 +26,6 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from ..machinery.deferred import DeferredSpan, begin
 from ..machinery.ids import forced_ids
 from ..machinery.lazyspan import LazySpan
-from ..processing.runtime import get_tracer
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
 from .errors import end_with_error
 
@@ -40,13 +39,14 @@ def lazy_span(tracer: Tracer, build: Callable[[], Span]) -> Span:
     return LazySpan(tracer, build)
 
 
-def span_with_ids(name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
+def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
                   attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
                   start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None) -> Span:
-    """An SDK span of pipetrace's tracer with the derived ``trace_id``/``span_id`` it must have."""
+    """An SDK span of ``tracer`` (pipetrace's: ``get_tracer()``) with the derived ``trace_id``/``span_id``
+    it must have."""
     with forced_ids(trace_id=trace_id, span_id=span_id):
-        return get_tracer().start_span(name, context=context, kind=kind, attributes=attributes, links=links,
-                                       start_time=start_time)
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links,
+                                 start_time=start_time)
 
 
 def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,

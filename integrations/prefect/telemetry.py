@@ -23,7 +23,15 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
-from pipetrace.adapter import OpenAttempts, clean, error_type, span_with_ids, status_description, warn_once_per
+from pipetrace.adapter import (
+    OpenAttempts,
+    clean,
+    error_type,
+    get_tracer,
+    span_with_ids,
+    status_description,
+    warn_once_per,
+)
 from prefect.telemetry.run_telemetry import RunTelemetry
 
 from . import batches, links, runs
@@ -137,8 +145,8 @@ class PipetraceRunTelemetry(RunTelemetry):
                       runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
         parent = ident.upstream_context()
         inputs, _ = links.input_links(self._pt_subflow_inputs, self._pt_client, ident.trace_id)
-        span = span_with_ids(A.run_span_name(flow.name), context=parent or Context(), kind=SpanKind.SERVER,
-                             attributes=clean(attrs), links=inputs,
+        span = span_with_ids(get_tracer(), A.run_span_name(flow.name), context=parent or Context(),
+                             kind=SpanKind.SERVER, attributes=clean(attrs), links=inputs,
                              trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id)
         links.remember(str(run.id), span)
         info = runs.FlowInfo(ident, flow.name, str(run.id))
@@ -200,8 +208,8 @@ class PipetraceRunTelemetry(RunTelemetry):
         self._pt_running_seen = False
         attrs = dict(self._pt_base_attrs)
         attrs[A.TRY_NUMBER] = try_number
-        span = span_with_ids(A.task_span_name(self._pt_task), context=self._pt_parent, attributes=attrs,
-                             start_time=start_ns, links=self._pt_links,
+        span = span_with_ids(get_tracer(), A.task_span_name(self._pt_task), context=self._pt_parent,
+                             attributes=attrs, start_time=start_ns, links=self._pt_links,
                              span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number))
         links.remember(str(self._pt_run.id), span)
         return span
