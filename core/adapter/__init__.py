@@ -1,1 +1,49 @@
-"""The adapter API: what integrations call besides the public API (run closing for message systems)."""
+"""The adapter API: what integrations call besides the public API (``pipetrace``, ``spans``, ``carriers``,
+``identity``, ``attributes``).
+
+* the task-attempt lifecycle and its one bounded registry (:mod:`.attempts`);
+* the one attempt-attribute builder (:mod:`.attributes`) and error recorder (:mod:`.errors`);
+* every way an adapter makes a span (:mod:`.spans`);
+* ``instrument()``/``uninstrument()`` (:mod:`.instrumentor`) and patching where an orchestrator has no
+  hook (:mod:`.patching`, ``wrapt``);
+* the messaging helpers of kombu and Celery (:mod:`.messaging`) and the run closer of message systems
+  (:mod:`.message_runs`, imported on its own: it reads the store);
+* process set-up an adapter needs (:mod:`.runtime`), rate-limited warnings, redaction of descriptions and
+  of secrets an orchestrator hands out.
+"""
+
+from __future__ import annotations
+
+from ..ratelimit import warn_once_per
+from ..redaction.known import register_results, unregister_results
+from ..redaction.text import exception_description, status_description
+from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
+from .attributes import attempt_attributes, clean, run_attributes
+from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
+from .instrumentor import Instrumentor, Switch
+from .patching import is_wrapped, unwrap, wrap
+from .runtime import add_transform_once, force_flush, get_tracer, stored_span_ids, use_provider
+from .spans import (
+    DeferredSpan,
+    deferred_span,
+    end_task_span,
+    ending,
+    lazy_span,
+    link,
+    mark_result,
+    record_span,
+    run_span,
+    span_with_ids,
+    start_span,
+    start_task_span,
+)
+
+__all__ = [
+    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Switch", "activate",
+    "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span",
+    "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
+    "guarded", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
+    "record_span", "register_results", "run_attributes", "run_span", "span_with_ids", "start_span",
+    "start_task_span", "status_description", "stored_span_ids", "unregister_results", "unwrap", "use_provider",
+    "warn_once_per", "wrap",
+]

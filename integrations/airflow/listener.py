@@ -7,14 +7,12 @@ guarded: a pipetrace failure is logged (rate limited) and never reaches Airflow 
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import guarded
 from pluggy import HookimplMarker
 
 from . import scheduler, state, worker
@@ -22,20 +20,7 @@ from . import scheduler, state, worker
 log = logging.getLogger("pipetrace.airflow")
 hookimpl = HookimplMarker("airflow")  # the marker both Airflow listener managers use
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def _guarded(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        if not state.active():
-            return
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:
-            warn_once_per(log, f"airflow-{fn.__name__}", "pipetrace: %s hook failed: %r", fn.__name__, exc)
-
-    return wrapper  # type: ignore[return-value]
+_guarded = guarded(log, enabled=state.active)
 
 
 def _in_task_process(ti: Any) -> bool:

@@ -14,14 +14,15 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-import pipetrace
 from pipetrace import attributes as A
-from pipetrace import record_span, run_span
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.redaction.text import status_description
-from pipetrace.spans import task_attributes
-from pipetrace.store import SpanStore
-from pipetrace.store.queries import spans_by_ids
+from pipetrace.adapter import (
+    attempt_attributes,
+    record_span,
+    run_attributes,
+    run_span,
+    status_description,
+    stored_span_ids,
+)
 
 from .runs import SYSTEM, RunRef, run_ref
 
@@ -80,7 +81,7 @@ def _batches(ref: RunRef, dag_run: Any, tis: list[Any], end: datetime) -> None:
             ref.ident, ref.ident.batch_span_id(task_id), A.batch_span_name(task_id), start=first, end=last,
             parent=ref.children_parent, synthetic=False,
             result=A.RESULT_FAILURE if failed else A.RESULT_SUCCESS,
-            attributes={A.SYSTEM: SYSTEM, A.PIPELINE_NAME: dag_run.dag_id, A.PIPELINE_RUN_ID: dag_run.run_id,
+            attributes={**run_attributes(SYSTEM, dag_run.dag_id, dag_run.run_id),
                         A.TASK_NAME: task_id, A.BATCH_SIZE: len(group), "airflow.task_id": task_id},
         )
 
@@ -91,7 +92,7 @@ def _attempt_span(ref: RunRef, ti: Any, *, start: Any, end: Any, result: str,
     map_index = ti.map_index if mapped else None
     try_number = int(ti.try_number or 0)
     ident = ref.ident
-    attrs = task_attributes(SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number, map_index)
+    attrs = attempt_attributes(SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number, map_index=map_index)
     attrs.update({"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id,
                   "airflow.dag_run.run_id": ti.run_id, "airflow.task_instance.state": _state(ti.state)})
     attrs.update(extra or {})
@@ -101,28 +102,16 @@ def _attempt_span(ref: RunRef, ti: Any, *, start: Any, end: Any, result: str,
                 start=start, end=end, parent=parent, attributes=attrs, result=result, error=error)
 
 
-def _attempt_id(ref: RunRef, ti: Any) -> str:
+def _attempt_id(ref: RunRef, ti: Any) -> int:
     map_index = ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None
-    return f"{ref.ident.task_span_id(ti.task_id, map_index, int(ti.try_number or 0)):016x}"
+    return ref.ident.task_span_id(ti.task_id, map_index, int(ti.try_number or 0))
 
 
 def _already_stored(ref: RunRef, failed: list[Any]) -> set[str]:
-    """Span ids of these attempts that the local store already holds (their task process, or the
+    """Span ids (hex) of these attempts that the local store already holds (their task process, or the
     scheduler's heartbeat-timeout handling, reported them), so a run-end error span is not sent twice to
     the exporters. Without a local store nothing is known and every failed attempt gets one."""
-    if not failed:
-        return set()
-    try:
-        settings = pipetrace.settings()
-        if "store" not in settings.exporters:
-            return set()
-        pipetrace.force_flush(2, exporters=("store",))  # this process's own spans (heartbeat timeouts)
-        trace_id = f"{ref.ident.trace_id:032x}"
-        found = spans_by_ids(SpanStore(settings.store_path), [(trace_id, _attempt_id(ref, ti)) for ti in failed])
-        return {span.span_id for span in found}
-    except Exception as exc:
-        warn_once_per(log, "airflow-stored", "pipetrace: could not check stored attempts: %r", exc)
-        return set()
+    return stored_span_ids(ref.ident.trace_id, [_attempt_id(ref, ti) for ti in failed])
 
 
 def run_finished(dag_run: Any, result: str) -> None:
@@ -139,7 +128,7 @@ def run_finished(dag_run: Any, result: str) -> None:
         if state in NEVER_RAN:  # a live span (task skipped itself) wins over this placeholder
             when = ti.end_date or end
             _attempt_span(ref, ti, start=when, end=when, result=NEVER_RAN[state])
-        elif state == "failed" and _attempt_id(ref, ti) not in reported:
+        elif state == "failed" and f"{_attempt_id(ref, ti):016x}" not in reported:
             # no span for this attempt yet: its task process died before ending it
             _failed_attempt_span(ref, ti, "task failed without ending its span (task process killed?)")
     if not ref.native:

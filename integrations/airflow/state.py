@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from pipetrace.adapter import add_transform_once
+
 from .settings import enabled, native_tracing
 
 _lock = threading.Lock()
 _active = True
-_filter_installed = False
 
 
 def active() -> bool:
@@ -33,14 +34,8 @@ def drop_airflow_native_spans(span: Any) -> Any:
 
 def install_filter() -> None:
     """Add the transform once per process (idempotent)."""
-    global _filter_installed
     with _lock:
-        if _filter_installed:
-            return
-        from pipetrace.processing.runtime import add_transform
-
-        add_transform(drop_airflow_native_spans)
-        _filter_installed = True
+        add_transform_once(drop_airflow_native_spans)
     if native_tracing():
         # Join Airflow's tracer provider now, so the store also receives Airflow's own spans made in
         # this process before any pipetrace span (the scheduler's dag_run.* span, for one).

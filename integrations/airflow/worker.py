@@ -9,19 +9,22 @@ OTel context (user spans and instrumented libraries nest under it) and the task'
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace import end_task_span, start_task_span
+from pipetrace.adapter import (
+    Attempts,
+    end_task_span,
+    record_error_summary,
+    start_task_span,
+    status_description,
+    warn_once_per,
+)
 from pipetrace.carriers import inject
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.redaction.text import status_description
 
 from . import xcom
 from .runs import SYSTEM, run_ref
@@ -31,16 +34,8 @@ log = logging.getLogger("pipetrace.airflow")
 
 TaskKey = tuple[str, str, str, int, int]
 
-
-@dataclass
-class _Open:
-    span: Span
-    token: object
-    log_tokens: Mapping[str, Any] = field(default_factory=dict)
-
-
-_lock = threading.Lock()
-_open: dict[TaskKey, _Open] = {}
+_attempts: Attempts[TaskKey] = Attempts()
+"""The open attempts of this task process (one at a time in practice); data: the log-binding tokens."""
 
 
 def _key(ti: Any) -> TaskKey:
@@ -114,9 +109,7 @@ def _propagate_to_triggered_run(ti: Any, span: Span) -> None:
 def task_started(ti: Any) -> None:
     """Open the attempt's span and make it current."""
     key = _key(ti)
-    stale = _open.pop(key, None)
-    if stale is not None:  # a previous attempt in this process never finished
-        _close(stale, result=A.RESULT_ERROR, error=None)
+    _close(key, result=A.RESULT_ERROR, error=None)  # a previous attempt in this process never finished
     native = native_tracing()
     ref = run_ref(ti.dag_id, ti.run_id, _dag_run_conf(ti), native_carrier=getattr(ti, "context_carrier", None))
     mapped = ti.map_index is not None and ti.map_index >= 0
@@ -133,10 +126,7 @@ def task_started(ti: Any) -> None:
         batch=ti.task_id if mapped else None,
         parent=parent, start_time=getattr(ti, "start_date", None),
     )
-    token = otel_context.attach(trace.set_span_in_context(span))
-    entry = _Open(span, token, _bind_logs(span))
-    with _lock:
-        _open[key] = entry
+    _attempts.start(key, span, data=_bind_logs(span))
     try:
         _propagate_to_triggered_run(ti, span)
     except Exception as exc:
@@ -146,38 +136,29 @@ def task_started(ti: Any) -> None:
         xcom.publish(ti, span)
 
 
-def _close(entry: _Open, *, result: str | None, error: BaseException | str | None, end: Any = None) -> None:
-    span = entry.span
+def _close(key: TaskKey, *, result: str | None, error: BaseException | str | None, end: Any = None,
+           state: Any = None) -> None:
+    attempt = _attempts.pop(key)
+    if attempt is None:
+        return
+    span = attempt.span
+    if state is not None:
+        span.set_attribute("airflow.task_instance.state", str(getattr(state, "value", state)))
     if isinstance(error, BaseException):
         end_task_span(span, error=error, result=result, end_time=end)
     else:
         if error:
-            span.set_attribute(A.ERROR_TYPE, "airflow.TaskFailure")
-            span.add_event("exception", {"exception.message": status_description(error, 4096)})
+            record_error_summary(span, "airflow.TaskFailure", status_description(error, 4096), status=False)
         end_task_span(span, result=result, end_time=end)
-    try:
-        otel_context.detach(entry.token)  # type: ignore[arg-type]
-    except Exception:
-        pass
-    _unbind_logs(entry.log_tokens)
+    _unbind_logs(attempt.data)
 
 
 def task_finished(ti: Any, result: str, error: BaseException | str | None = None) -> None:
     """End the attempt's span with its result (success, failure, retry, skip)."""
-    with _lock:
-        entry = _open.pop(_key(ti), None)
     xcom.consumer_finished()
-    if entry is None:
-        return
-    try:
-        state = getattr(ti, "state", None)
-        if state is not None:
-            entry.span.set_attribute("airflow.task_instance.state", str(getattr(state, "value", state)))
-    except Exception:
-        pass
     # End where Airflow's record ends, so scheduler-side spans built from the same record (the batch
     # span of a mapped task) cover it exactly.
-    _close(entry, result=result, error=error, end=_end_time(ti))
+    _close(_key(ti), result=result, error=error, end=_end_time(ti), state=getattr(ti, "state", None))
 
 
 def _end_time(ti: Any) -> Any:

@@ -1,28 +1,27 @@
 """XCom hand-offs as span links: one per producer task instance whose XCom a task actually read.
 
-Where the edge is known: every XCom read of the task SDK goes through ``BaseXCom.get_one`` /
-``get_all`` (and their async twins) — ``ti.xcom_pull`` in user code, ``{{ ti.xcom_pull(...) }}`` in a
-template, a resolved ``XComArg`` of a task in a mapped task group — or through ``LazyXComSequence``
-items (a mapped upstream read by offset: ``sum(values)``, second-order ``.expand``). Those calls name the
-producing dag, run, task, key and map index. Airflow offers no hook on the read path (a custom XCom
-backend is the user's own setting, and ``deserialize_value`` gets no task id), so :func:`install` wraps
-these few class methods once per process: the wrapper calls the original and then notes what was read
-(nothing when no value came back). Reads during template rendering (before the task span starts) are
-kept until :func:`start_consumer` turns them into links; reads while the task runs become links of the
-open span at once. Only reads of the same DAG run are linked; ``include_prior_dates`` reads are not
-(their run is unknown).
+Where the edge is known: every XCom read of the task SDK goes through ``BaseXCom.get_one`` / ``get_all``
+(and their async twins) — ``ti.xcom_pull`` in user code, ``{{ ti.xcom_pull(...) }}`` in a template, a
+resolved ``XComArg`` of a task in a mapped task group — or through ``LazyXComSequence`` items (a mapped
+upstream read by offset: ``sum(values)``, second-order ``.expand``). Those calls name the producing dag,
+run, task, key and map index. Airflow offers no hook on the read path (a custom XCom backend is the
+user's own setting, and ``deserialize_value`` gets no task id), so :func:`install` wraps these few class
+methods once per process (``wrapt``, through the adapter API): the wrapper calls the original and then
+notes what was read (nothing when no value came back). Reads during template rendering (before the task
+span starts) are kept until :func:`start_consumer` turns them into links; reads while the task runs
+become links of the open span at once. Only reads of the same DAG run are linked; ``include_prior_dates``
+reads are not (their run is unknown).
 
-The producer's span id is derived from its try number, which the consumer cannot see. A producer's
-first try has a span id the consumer derives itself; a second or later try leaves its span's
-``traceparent`` in one small extra XCom under :data:`CARRIER_KEY`, and the consumer reads it when the
-producer may have retried (it has ``retries``) or the consumer itself is a later try (a cleared run). A
-missing carrier means try 1. Values under every other key are never read or changed, and the carrier
-goes through the base XCom class, never through a custom (e.g. object-store) backend.
+The producer's span id is derived from its try number, which the consumer cannot see. A producer's first
+try has a span id the consumer derives itself; a second or later try leaves its span's ``traceparent`` in
+one small extra XCom under :data:`CARRIER_KEY`, and the consumer reads it when the producer may have
+retried (it has ``retries``) or the consumer itself is a later try (a cleared run). A missing carrier
+means try 1. Values under every other key are never read or changed, and the carrier goes through the
+base XCom class, never through a custom (e.g. object-store) backend.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -30,10 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import Link, Span
-from pipetrace import link
+from pipetrace.adapter import link, warn_once_per, wrap
 from pipetrace.carriers import inject
 from pipetrace.identity import RunIdentity
-from pipetrace.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.airflow")
 
@@ -64,7 +62,6 @@ class _Consumer:
 _lock = threading.Lock()
 _pending: list[Read] = []
 _consumer: list[_Consumer] = []  # the open task span of this process (at most one)
-_installed: list[bool] = []
 
 
 def _note(read: Read) -> None:
@@ -98,50 +95,33 @@ def _guarded_note(make: Callable[[], Read | list[Read] | None]) -> None:
         warn_once_per(log, "airflow-xcom-note", "pipetrace: could not note an XCom read: %r", exc)
 
 
-def _wrap_get_one(orig: Any) -> Any:
-    def note(kw: dict[str, Any], value: Any) -> None:
-        if value is None or kw.get("include_prior_dates"):
-            return
-        mi = kw.get("map_index")
-        _guarded_note(lambda: Read(kw["dag_id"], kw["run_id"], kw["task_id"], kw["key"],
-                                   -1 if mi is None else int(mi)))
+def _note_one(kw: dict[str, Any], value: Any) -> None:
+    if value is None or kw.get("include_prior_dates"):
+        return
+    mi = kw.get("map_index")
+    _guarded_note(lambda: Read(kw["dag_id"], kw["run_id"], kw["task_id"], kw["key"], -1 if mi is None else int(mi)))
 
-    if _is_async(orig):
-        @functools.wraps(orig)
-        async def aget_one(cls: Any, **kw: Any) -> Any:
-            value = await orig.__get__(None, cls)(**kw)
+
+def _note_all(kw: dict[str, Any], values: Any) -> None:
+    if not values or kw.get("include_prior_dates"):
+        return
+    _guarded_note(lambda: Read(kw["dag_id"], kw["run_id"], kw["task_id"], kw["key"], ALL, len(values)))
+
+
+def _reader(note: Callable[[dict[str, Any], Any], None], is_async: bool) -> Callable[..., Any]:
+    """The ``wrapt`` wrapper of one read classmethod: call it, then note what came back."""
+    if is_async:
+        async def read_async(wrapped: Callable[..., Any], cls: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+            value = await wrapped(*args, **kw)
             note(kw, value)
             return value
-        return classmethod(aget_one)
+        return read_async
 
-    @functools.wraps(orig)
-    def get_one(cls: Any, **kw: Any) -> Any:
-        value = orig.__get__(None, cls)(**kw)
+    def read(wrapped: Callable[..., Any], cls: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        value = wrapped(*args, **kw)
         note(kw, value)
         return value
-    return classmethod(get_one)
-
-
-def _wrap_get_all(orig: Any) -> Any:
-    def note(kw: dict[str, Any], values: Any) -> None:
-        if not values or kw.get("include_prior_dates"):
-            return
-        _guarded_note(lambda: Read(kw["dag_id"], kw["run_id"], kw["task_id"], kw["key"], ALL, len(values)))
-
-    if _is_async(orig):
-        @functools.wraps(orig)
-        async def aget_all(cls: Any, **kw: Any) -> Any:
-            values = await orig.__get__(None, cls)(**kw)
-            note(kw, values)
-            return values
-        return classmethod(aget_all)
-
-    @functools.wraps(orig)
-    def get_all(cls: Any, **kw: Any) -> Any:
-        values = orig.__get__(None, cls)(**kw)
-        note(kw, values)
-        return values
-    return classmethod(get_all)
+    return read
 
 
 def _sequence_reads(seq: Any, key: Any, got: Any) -> list[Read]:
@@ -156,13 +136,10 @@ def _sequence_reads(seq: Any, key: Any, got: Any) -> list[Read]:
     return [Read(source.dag_id, ti.run_id, source.task_id, arg.key, i) for i in indexes]
 
 
-def _wrap_getitem(orig: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(orig)
-    def __getitem__(self: Any, key: Any) -> Any:
-        got = orig(self, key)
-        _guarded_note(lambda: _sequence_reads(self, key, got))
-        return got
-    return __getitem__
+def _read_items(wrapped: Callable[..., Any], seq: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    got = wrapped(*args, **kw)
+    _guarded_note(lambda: _sequence_reads(seq, args[0], got))
+    return got
 
 
 def _is_async(method: Any) -> bool:
@@ -173,20 +150,16 @@ def _is_async(method: Any) -> bool:
 
 def install() -> None:
     """Wrap the task SDK's XCom read methods once per process (see the module doc)."""
-    with _lock:
-        if _installed:
-            return
-        _installed.append(True)
     try:
         from airflow.sdk.bases.xcom import BaseXCom
         from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
 
-        for name, wrap in (("get_one", _wrap_get_one), ("aget_one", _wrap_get_one),
-                           ("get_all", _wrap_get_all), ("aget_all", _wrap_get_all)):
+        for name, note in (("get_one", _note_one), ("aget_one", _note_one),
+                           ("get_all", _note_all), ("aget_all", _note_all)):
             orig = BaseXCom.__dict__.get(name)
             if isinstance(orig, classmethod):
-                setattr(BaseXCom, name, wrap(orig))
-        LazyXComSequence.__getitem__ = _wrap_getitem(LazyXComSequence.__getitem__)  # type: ignore[method-assign]
+                wrap(BaseXCom, name, _reader(note, _is_async(orig)))
+        wrap(LazyXComSequence, "__getitem__", _read_items)
     except Exception as exc:
         warn_once_per(log, "airflow-xcom-install", "pipetrace: XCom reads will not be linked: %r", exc)
 

@@ -9,17 +9,12 @@ failure/retry/revoked/rejected/unknown``, ``worker_process_init/shutdown``, ``wo
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from opentelemetry.trace import TracerProvider
-from pipetrace.integrations.kombu import producer as _kombu_producer
-from pipetrace.integrations.kombu.tracer import set_provider
+from pipetrace.adapter import Instrumentor, Switch
+from pipetrace.adapter.messaging import on_publish_failed, set_provider
 
 from . import canvas, interop, lost, publish, runs, worker
-
-_lock = threading.Lock()
-_enabled = False
 
 
 def _connections() -> list[tuple[Any, Any]]:
@@ -44,48 +39,39 @@ def _connections() -> list[tuple[Any, Any]]:
     ]
 
 
-def instrument(tracer_provider: TracerProvider | None = None) -> None:
-    """Trace Celery in this process (idempotent; cheap: connects handlers, imports nothing heavy)."""
-    global _enabled
-    with _lock:
-        if tracer_provider is not None:
-            set_provider(tracer_provider)
-        if _enabled:
-            return
-        for signal, handler in _connections():
-            signal.connect(handler, weak=False, dispatch_uid=f"pipetrace.{handler.__module__}.{handler.__name__}"
-                           f".{signal.name}")
-        canvas.patch()
-        _kombu_producer.celery_publish_failed = publish.publish_failed
-        interop.setup()
-        _enabled = True
+def _uid(signal: Any, handler: Any) -> str:
+    return f"pipetrace.{handler.__module__}.{handler.__name__}.{signal.name}"
 
 
-def uninstrument() -> None:
-    global _enabled
-    with _lock:
-        for signal, handler in _connections():
-            signal.disconnect(handler, dispatch_uid=f"pipetrace.{handler.__module__}.{handler.__name__}"
-                              f".{signal.name}")
-        canvas.unpatch()
-        lost.unpatch()
-        interop.teardown()
-        _kombu_producer.celery_publish_failed = None
-        _enabled = False
+def _install() -> None:
+    for signal, handler in _connections():
+        signal.connect(handler, weak=False, dispatch_uid=_uid(signal, handler))
+    canvas.patch()
+    on_publish_failed(publish.publish_failed)
+    interop.setup()
 
 
-def is_instrumented() -> bool:
-    return _enabled
+def _remove() -> None:
+    for signal, handler in _connections():
+        signal.disconnect(handler, dispatch_uid=_uid(signal, handler))
+    canvas.unpatch()
+    lost.unpatch()
+    interop.teardown()
+    on_publish_failed(None)
 
 
-class CeleryInstrumentor:
+switch = Switch("celery", _install, _remove, provider=set_provider)
+instrument = switch.instrument
+"""Trace Celery in this process (idempotent; cheap: connects handlers, imports nothing heavy);
+``tracer_provider``: the provider the Celery and kombu spans go to instead of pipetrace's own."""
+uninstrument = switch.uninstrument
+is_instrumented = switch.is_instrumented
+
+
+class CeleryInstrumentor(Instrumentor):
     """OpenTelemetry-instrumentor style wrapper around :func:`instrument`/:func:`uninstrument`."""
 
-    def instrument(self, tracer_provider: TracerProvider | None = None, **_: object) -> None:
-        instrument(tracer_provider)
-
-    def uninstrument(self, **_: object) -> None:
-        uninstrument()
+    switch = switch
 
 
 __all__ = ["CeleryInstrumentor", "instrument", "is_instrumented", "uninstrument"]

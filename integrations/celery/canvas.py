@@ -1,7 +1,8 @@
 """Canvas: a group and a chord header each get one live ``batch`` span parenting the member publishes,
 and a chord body carries its header task ids so that its span links to every header task.
 
-Celery has no canvas signals, so ``group.apply_async`` and ``chord.run`` are wrapped (restorably).
+Celery has no canvas signals, so ``group.apply_async`` and ``chord.run`` are wrapped (with ``wrapt``,
+restorably).
 A chain needs nothing: each link is published from inside the previous task's span.
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 
 from opentelemetry import trace
 from pipetrace import attributes as A
-from pipetrace.integrations.kombu.tracer import link_limit, tracer
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import ending, start_span, unwrap, warn_once_per, wrap
+from pipetrace.adapter.messaging import link_limit, tracer
 
 from . import headers as H
 from . import interop
@@ -25,7 +26,7 @@ from .state import current, producer_runs
 
 log = logging.getLogger("pipetrace.celery")
 
-_originals: dict[str, Callable[..., Any]] = {}
+Wrapped = Callable[..., Any]
 _chord_body: contextvars.ContextVar[Any] = contextvars.ContextVar("pipetrace_chord_body", default=None)
 
 
@@ -47,10 +48,10 @@ def _batch(kind: str, size: int, group_id: Any) -> Iterator[None]:
             attrs[A.PIPELINE_RUN_ID] = running.run_id
         if group_id:
             attrs["celery.group_id"] = str(group_id)
-        span = tracer().start_span(A.batch_span_name(kind), attributes=attrs)
+        span = start_span(tracer(), A.batch_span_name(kind), attributes=attrs)
     except Exception as exc:
         warn_once_per(log, "celery-batch", "pipetrace: celery %s batch span failed: %r", kind, exc)
-    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+    with ending(span):
         try:
             yield
         finally:
@@ -71,28 +72,27 @@ def _name_after_run(span: Any) -> None:
         warn_once_per(log, "celery-batch-run", "pipetrace: celery batch span not named: %r", exc)
 
 
-def _group_apply_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _originals["group"]
+def _group_apply_async(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         if interop.deferring() or not self.tasks or self.app.conf.task_always_eager:
-            return original(self, *args, **kwargs)
+            return wrapped(*args, **kwargs)
         if _chord_body.get() is not None:  # a chord's header: the chord's batch span is current
-            return original(self, *args, **kwargs)
+            return wrapped(*args, **kwargs)
         size = len(self.tasks)
         group_id = self.options.get("task_id")
     except Exception as exc:
         warn_once_per(log, "celery-group", "pipetrace: celery group not traced: %r", exc)
-        return original(self, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     with _batch("group", size, group_id):
-        return original(self, *args, **kwargs)
+        return wrapped(*args, **kwargs)
 
 
-def _apply_tasks(self: Any, tasks: Any, *args: Any, **kwargs: Any) -> Any:
+def _apply_tasks(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Sees the chord header tasks frozen, with their ids, just before they are published."""
-    original = _originals["apply_tasks"]
     body = _chord_body.get()
-    if body is None:
-        return original(self, tasks, *args, **kwargs)
+    if body is None or not args:
+        return wrapped(*args, **kwargs)
+    tasks, args = args[0], args[1:]
     try:
         _chord_body.set(None)  # only the outermost header
         tasks = list(tasks)
@@ -104,46 +104,41 @@ def _apply_tasks(self: Any, tasks: Any, *args: Any, **kwargs: Any) -> Any:
                 _mark_body(target, ",".join(ids))
     except Exception as exc:
         warn_once_per(log, "celery-chord-links", "pipetrace: chord body links not set: %r", exc)
-    return original(self, tasks, *args, **kwargs)
+    return wrapped(tasks, *args, **kwargs)
 
 
-def _chord_run(self: Any, header: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _originals["chord"]
+def _chord_run(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if len(args) < 2:
+        return wrapped(*args, **kwargs)
+    header, body = args[0], args[1]
     try:
         if interop.deferring():
-            return original(self, header, body, *args, **kwargs)
+            return wrapped(*args, **kwargs)
         size = len(getattr(header, "tasks", None) or ())
     except Exception as exc:
         warn_once_per(log, "celery-chord", "pipetrace: celery chord not traced: %r", exc)
-        return original(self, header, body, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     with _batch("chord", size, header.options.get("task_id")):
         token = _chord_body.set(body)
         try:
-            return original(self, header, body, *args, **kwargs)
+            return wrapped(*args, **kwargs)
         finally:
             _chord_body.reset(token)
+
+
+_PATCHES = (("group", "apply_async", _group_apply_async), ("group", "_apply_tasks", _apply_tasks),
+            ("_chord", "run", _chord_run))
 
 
 def patch() -> None:
     from celery import canvas
 
-    if "group" not in _originals:
-        _originals["group"] = canvas.group.apply_async
-        canvas.group.apply_async = _group_apply_async
-    if "apply_tasks" not in _originals:
-        _originals["apply_tasks"] = canvas.group._apply_tasks
-        canvas.group._apply_tasks = _apply_tasks
-    if "chord" not in _originals:
-        _originals["chord"] = canvas._chord.run
-        canvas._chord.run = _chord_run
+    for owner, name, wrapper in _PATCHES:
+        wrap(getattr(canvas, owner), name, wrapper)
 
 
 def unpatch() -> None:
     from celery import canvas
 
-    if "group" in _originals:
-        canvas.group.apply_async = _originals.pop("group")
-    if "apply_tasks" in _originals:
-        canvas.group._apply_tasks = _originals.pop("apply_tasks")
-    if "chord" in _originals:
-        canvas._chord.run = _originals.pop("chord")
+    for owner, name, _ in _PATCHES:
+        unwrap(getattr(canvas, owner), name)

@@ -10,12 +10,19 @@ the fact (revoked, rejected) and a live one for the same attempt are one span in
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
+from pipetrace.adapter import attempt_attributes, record_span
+from pipetrace.adapter.messaging import base_attributes
+from pipetrace.carriers import extract
 from pipetrace.identity import RunIdentity, derive_task_span_id
-from pipetrace.integrations.kombu.messaging import base_attributes
+
+from . import headers as H
 
 SYSTEM = "celery"
 
@@ -89,3 +96,19 @@ def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str 
     rk = info.get("routing_key")
     dest = rk or info.get("exchange") or fallback
     return str(dest), (str(rk) if rk is not None else None)
+
+
+def record_attempt(name: str, task_id: str, values: Mapping[str, Any], try_number: int, root_id: Any, result: str,
+                   attrs: Mapping[str, Any], *, messaging: Mapping[str, Any] | None = None, start: int | None = None,
+                   span_id: int | None = None, error: BaseException | str | None = None) -> None:
+    """An attempt span recorded after the fact, with the attempt's derived span id (unless ``span_id``):
+    an attempt that never ran (revoked, rejected) or whose process died (``start``: when it began)."""
+    root = H.run_id(values, str(root_id or task_id))
+    now = time.time_ns()
+    start = now if start is None else start
+    base = dict(messaging or {})
+    base.update(attempt_attributes(SYSTEM, H.pipeline(values, name), root, name, try_number, task_run_id=task_id))
+    base.update(attrs)
+    record_span(run_identity(root), span_id or attempt_span_id(task_id, try_number), f"task {name}", start=start,
+                end=max(now, start), parent=extract(values, source=f"celery task {name}"), attributes=base,
+                result=result, kind=SpanKind.CONSUMER, synthetic=True, error=error)

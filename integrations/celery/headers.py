@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER
+from pipetrace.adapter.messaging import PUBLISHED_HEADER
 
 PIPELINE_HEADER = "pipetrace_pipeline"
 """Name of the workflow's first task: the pipeline every task of the workflow reports. Not sent when

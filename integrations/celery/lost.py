@@ -8,27 +8,24 @@ derived span id (as is any failure reported by a process that did not run the at
 the message without any signal (``task_reject_on_worker_lost``). The redelivered message runs the same
 attempt again (same try number, same derived span id, its live span), so the lost run is recorded under
 a span id of its own, with ``pipetrace.celery.requeued=true``. Celery has no hook for the requeue case,
-hence the wrapper around ``Request.on_failure``, installed at ``worker_init`` (worker main processes).
+hence the (``wrapt``) wrapper around ``Request.on_failure``, installed at ``worker_init`` (worker main
+processes).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from typing import Any
 
-from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
-from pipetrace.carriers import extract
+from pipetrace.adapter import unwrap, warn_once_per, wrap
+from pipetrace.adapter.messaging import base_attributes
 from pipetrace.identity import derive_task_span_id
-from pipetrace.integrations.kombu.messaging import base_attributes
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.spans import record_span
 
 from . import headers as H
 from . import interop
-from .common import SYSTEM, attempt_span_id, broker_system, current_app, destination, run_identity
+from .common import SYSTEM, broker_system, current_app, destination, record_attempt
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -37,7 +34,6 @@ WORKER_PID = "celery.worker_pid"
 
 _failing: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pipetrace_celery_failing",
                                                                                   default=None)
-_original: Any = None
 
 
 def _exception(exc_info: Any) -> Any:
@@ -57,28 +53,20 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     task = getattr(request, "task", None)  # a Task on a worker Request, the task name on a Context
     name = str(getattr(request, "task_name", None) or task or "unknown")
     context = getattr(request, "_context", request)
-    try_number = int(getattr(context, "retries", 0) or 0) + 1
-    root = H.run_id(values, str(getattr(context, "root_id", None) or task_id))
     dest, rk = destination(getattr(request, "delivery_info", None))
     app = getattr(task, "app", None) or current_app()
-    now = time.time_ns()
     started = getattr(request, "time_start", None)
-    start = int(started * 1e9) if isinstance(started, (int, float)) and started else now
-    attrs = base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk)
-    attrs.update({A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
-                  A.PIPELINE_RUN_ID: root, A.TASK_NAME: name, A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number,
-                  "celery.state": "FAILURE"})
+    attrs: dict[str, Any] = {"celery.state": "REQUEUED" if requeued else "FAILURE"}
     pid = getattr(request, "worker_pid", None)
     if pid:
         attrs[WORKER_PID] = int(pid)
     if requeued:
         attrs[REQUEUED] = True
-        attrs["celery.state"] = "REQUEUED"
-    if span_id is None:
-        span_id = attempt_span_id(task_id, try_number)
-    record_span(run_identity(root), span_id, f"task {name}", start=start, end=max(now, start),
-                parent=extract(values, source=f"celery task {name}"), attributes=attrs, result=A.RESULT_FAILURE,
-                kind=SpanKind.CONSUMER, synthetic=True, error=exc)
+    record_attempt(name, task_id, values, int(getattr(context, "retries", 0) or 0) + 1,
+                   getattr(context, "root_id", None), A.RESULT_FAILURE, attrs,
+                   messaging=base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk),
+                   start=int(started * 1e9) if isinstance(started, (int, float)) and started else None,
+                   span_id=span_id, error=exc)
 
 
 def failure_without_attempt(sender: Any, task_id: str, exception: BaseException) -> None:
@@ -91,20 +79,21 @@ def failure_without_attempt(sender: Any, task_id: str, exception: BaseException)
     record(getattr(sender, "request", None), task_id, exception)
 
 
-def traced_on_failure(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _original
-    assert original is not None
+def traced_on_failure(wrapped: Any, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not args:
+        return wrapped(*args, **kwargs)
+    exc_info = args[0]
     try:
         exc = _exception(exc_info)
         lost = _is_worker_lost(exc) and not interop.deferring()
     except Exception:
         lost = False
     if not lost:
-        return original(self, exc_info, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     failing = {"id": str(self.id), "request": self, "reported": False}
     token = _failing.set(failing)
     try:
-        return original(self, exc_info, *args, **kwargs)
+        return wrapped(*args, **kwargs)
     finally:
         _failing.reset(token)
         if not failing["reported"]:  # requeued (or retried): the message runs this attempt again
@@ -120,21 +109,15 @@ def traced_on_failure(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> An
 
 def patch_worker(**_: Any) -> None:
     """``worker_init`` (main process of a worker): wrap ``Request.on_failure``."""
-    global _original
     try:
         from celery.worker.request import Request
 
-        if _original is None:
-            _original = Request.on_failure
-            Request.on_failure = traced_on_failure  # type: ignore[method-assign]
+        wrap(Request, "on_failure", traced_on_failure)
     except Exception as exc:
         warn_once_per(log, "celery-lost-patch", "pipetrace: lost celery attempts not traced: %r", exc)
 
 
 def unpatch() -> None:
-    global _original
-    if _original is not None:
-        from celery.worker.request import Request
+    from celery.worker.request import Request
 
-        Request.on_failure = _original  # type: ignore[method-assign]
-        _original = None
+    unwrap(Request, "on_failure")

@@ -7,25 +7,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipetrace.adapter import message_runs
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import guarded, message_runs
 
 from . import worker
 
 log = logging.getLogger("pipetrace.celery")
 
 
+@guarded(log, "celery-runs-start", "Celery run closer not started")
 def worker_ready(**_: Any) -> None:
-    try:
-        message_runs.start_background()
-    except Exception as exc:
-        warn_once_per(log, "celery-runs-start", "pipetrace: Celery run closer not started: %r", exc)
+    message_runs.start_background()
+
+
+@guarded(log, "celery-runs-stop", "Celery run closer failed at shutdown")
+def _stop_closer() -> None:
+    message_runs.stop_background()
 
 
 def worker_shutdown(**kwargs: Any) -> None:
     """Close what ended before the worker goes, then flush (the run spans too)."""
-    try:
-        message_runs.stop_background()
-    except Exception as exc:
-        warn_once_per(log, "celery-runs-stop", "pipetrace: Celery run closer failed at shutdown: %r", exc)
+    _stop_closer()
     worker.flush(**kwargs)

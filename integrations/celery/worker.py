@@ -19,21 +19,23 @@ import pipetrace
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 from pipetrace import attributes as A
-from pipetrace.carriers import extract
-from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span_of
-from pipetrace.integrations.kombu.messaging import queued_ms
-from pipetrace.integrations.kombu.tracer import link_limit, tracer
-from pipetrace.machinery.deferred import DeferredSpan, begin
-from pipetrace.machinery.lazyspan import LazySpan
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.redaction.text import exception_description, status_description
-from pipetrace.spans import record_span
+from pipetrace.adapter import (
+    DeferredSpan,
+    deferred_span,
+    error_type,
+    guarded,
+    lazy_span,
+    record_error,
+    status_description,
+    warn_once_per,
+)
+from pipetrace.adapter.messaging import bad_context_event, link_limit, parent_span_of, queued_ms, tracer
 
 from . import headers as H
 from . import interop, lost
-from .common import SYSTEM, attempt_span_id, destination, run_identity, shared_attributes, task_name
+from .common import attempt_span_id, destination, record_attempt, run_identity, shared_attributes, task_name
 from .state import Attempt, attempts, current
 
 log = logging.getLogger("pipetrace.celery")
@@ -41,11 +43,6 @@ log = logging.getLogger("pipetrace.celery")
 RESULTS = {"SUCCESS": A.RESULT_SUCCESS, "FAILURE": A.RESULT_FAILURE, "RETRY": A.RESULT_RETRY,
            "IGNORED": A.RESULT_SKIP, "REJECTED": A.RESULT_CANCELLATION, "REVOKED": A.RESULT_CANCELLATION}
 EXPECTED = "pipetrace.celery.expected_error"
-
-
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
@@ -101,7 +98,7 @@ def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | No
             context, reason, linked = caller, None, current_sc
     links = _chord_links(values, linked)
     trace_id = None if linked is not None else run_identity(root_id).trace_id
-    span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
+    span = deferred_span(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
                  attributes=attrs, links=links, start_time=now, trace_id=trace_id,
                  span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
     if reason is not None:
@@ -119,8 +116,8 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         span: Span
         if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
             span = _start(task, request, task_id, now, otel_context.get_current())
-        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.machinery.lazyspan)
-            span = LazySpan(tracer(), partial(_start, task, request, task_id, now, None))
+        else:  # made when first needed, or after the attempt ends, off this thread (lazy_span)
+            span = lazy_span(tracer(), partial(_start, task, request, task_id, now, None))
         token = otel_context.attach(trace.set_span_in_context(span))
         attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))
         attempt.var_token = current.set(attempt)
@@ -130,39 +127,34 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         warn_once_per(log, "celery-prerun", "pipetrace: celery task not traced: %r", exc)
 
 
+@guarded(log, "celery-failure", "celery failure not recorded")
 def task_failure(sender: Any = None, task_id: Any = None, exception: Any = None, **_: Any) -> None:
-    try:
-        attempt = attempts.get(str(task_id))
-        if not isinstance(exception, BaseException):
-            return
-        if attempt is None:
-            if task_id is not None and not interop.deferring():
-                lost.failure_without_attempt(sender, str(task_id), exception)  # worker lost, hard time limit
-            return
-        span = attempt.span
-        throws = getattr(sender, "throws", None) or ()
-        attempt.failed = True
-        span.set_attribute(A.ERROR_TYPE, _error_type(exception))
-        if throws and isinstance(exception, tuple(throws)):
-            attempt.expected_error = True  # declared in Task.throws: an outcome, not an error
-            span.record_exception(exception, attributes={EXPECTED: True})
-            span.set_attribute(EXPECTED, True)
-        else:
-            span.record_exception(exception)
-            span.set_status(Status(StatusCode.ERROR, exception_description(exception)))
-    except Exception as exc:
-        warn_once_per(log, "celery-failure", "pipetrace: celery failure not recorded: %r", exc)
+    attempt = attempts.get(str(task_id))
+    if not isinstance(exception, BaseException):
+        return
+    if attempt is None:
+        if task_id is not None and not interop.deferring():
+            lost.failure_without_attempt(sender, str(task_id), exception)  # worker lost, hard time limit
+        return
+    span = attempt.span
+    throws = getattr(sender, "throws", None) or ()
+    attempt.failed = True
+    if throws and isinstance(exception, tuple(throws)):
+        attempt.expected_error = True  # declared in Task.throws: an outcome, not an error
+        span.record_exception(exception, attributes={EXPECTED: True})
+        span.set_attribute(A.ERROR_TYPE, error_type(exception))
+        span.set_attribute(EXPECTED, True)
+    else:
+        record_error(span, exception)
 
 
+@guarded(log, "celery-retry", "celery retry not recorded")
 def task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
-    try:
-        attempt = attempts.get(str(getattr(request, "id", "")))
-        if attempt is None:
-            return
-        attempt.retried = True
-        attempt.span.add_event("celery.retry", {"celery.retry.reason": status_description(reason)})
-    except Exception as exc:
-        warn_once_per(log, "celery-retry", "pipetrace: celery retry not recorded: %r", exc)
+    attempt = attempts.get(str(getattr(request, "id", "")))
+    if attempt is None:
+        return
+    attempt.retried = True
+    attempt.span.add_event("celery.retry", {"celery.retry.reason": status_description(reason)})
 
 
 def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_: Any) -> None:
@@ -191,82 +183,63 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
 def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any, root_id: Any,
                   result: str, attrs: dict[str, Any], error: BaseException | str | None = None) -> None:
     """A span for an attempt that never ran (revoked before start, rejected, unknown task)."""
-    try_number = int(retries or 0) + 1
-    root = H.run_id(values, str(root_id or task_id))
-    parent = extract(values, source=f"celery task {name}")
-    now = time.time_ns()
-    base = {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: H.pipeline(values, name),
-            A.PIPELINE_RUN_ID: root, A.TASK_NAME: name, A.TASK_RUN_ID: task_id, A.TRY_NUMBER: try_number,
-            A.MESSAGING_MESSAGE_ID: task_id}
-    base.update(attrs)
-    wait = queued_ms(values, now)
+    extra = {A.MESSAGING_MESSAGE_ID: task_id, **attrs}
+    wait = queued_ms(values)
     if wait is not None:
-        base[A.QUEUED_MS] = wait
-    record_span(run_identity(root), attempt_span_id(task_id, try_number), f"task {name}", start=now, end=now,
-                parent=parent, attributes=base, result=result, kind=SpanKind.CONSUMER, synthetic=True,
-                error=error)
+        extra[A.QUEUED_MS] = wait
+    record_attempt(name, task_id, values, int(retries or 0) + 1, root_id, result, extra, error=error)
 
 
+@guarded(log, "celery-revoked", "revoked celery task not recorded")
 def task_revoked(sender: Any = None, request: Any = None, terminated: Any = None, signum: Any = None,
                  expired: Any = None, **_: Any) -> None:
-    try:
-        if request is None or interop.deferring():
-            return
-        task_id = str(getattr(request, "id", None) or getattr(request, "task_id", ""))
-        running = attempts.pop(task_id)
-        reason = "expired" if expired else ("terminated" if terminated else "revoked")
-        if running is not None:  # terminated while running in this process
-            running.span.set_attribute("celery.revoked.reason", reason)
-            running.span.set_attribute(A.TASK_RESULT, A.RESULT_CANCELLATION)
-            running.span.end()
-            return
-        # Celery sends the task as sender and the request's Context (which has ``task``, the name)
-        name = str(getattr(sender, "name", None) or getattr(request, "task_name", None)
-                   or getattr(request, "task", None) or getattr(request, "name", None) or "unknown")
-        retries = getattr(request, "retries", None)
-        if retries is None:
-            retries = (getattr(request, "request_dict", None) or {}).get("retries")
-        _record_unrun(name, task_id, H.read(request), retries,
-                      getattr(request, "root_id", None), A.RESULT_CANCELLATION,
-                      {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
-    except Exception as exc:
-        warn_once_per(log, "celery-revoked", "pipetrace: revoked celery task not recorded: %r", exc)
+    if request is None or interop.deferring():
+        return
+    task_id = str(getattr(request, "id", None) or getattr(request, "task_id", ""))
+    running = attempts.pop(task_id)
+    reason = "expired" if expired else ("terminated" if terminated else "revoked")
+    if running is not None:  # terminated while running in this process
+        running.span.set_attribute("celery.revoked.reason", reason)
+        running.span.set_attribute(A.TASK_RESULT, A.RESULT_CANCELLATION)
+        running.span.end()
+        return
+    # Celery sends the task as sender and the request's Context (which has ``task``, the name)
+    name = str(getattr(sender, "name", None) or getattr(request, "task_name", None)
+               or getattr(request, "task", None) or getattr(request, "name", None) or "unknown")
+    retries = getattr(request, "retries", None)
+    if retries is None:
+        retries = (getattr(request, "request_dict", None) or {}).get("retries")
+    _record_unrun(name, task_id, H.read(request), retries,
+                  getattr(request, "root_id", None), A.RESULT_CANCELLATION,
+                  {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
 
 
+@guarded(log, "celery-rejected", "rejected celery message not recorded")
 def task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
     """An unknown or undecodable message on a task queue: recorded, then Celery rejects it."""
-    try:
-        if message is None or interop.deferring():
-            return
-        headers = getattr(message, "headers", None) or {}
-        task_id = str(headers.get("id") or getattr(message, "delivery_tag", "") or "unknown")
-        name = str(headers.get("task") or "unknown")
-        _record_unrun(name, task_id, H.read(headers), headers.get("retries"), headers.get("root_id"),
-                      A.RESULT_ERROR, {"celery.state": "REJECTED"},
-                      error=exc if isinstance(exc, BaseException) else "rejected")
-    except Exception as err:
-        warn_once_per(log, "celery-rejected", "pipetrace: rejected celery message not recorded: %r", err)
+    if message is None or interop.deferring():
+        return
+    headers = getattr(message, "headers", None) or {}
+    task_id = str(headers.get("id") or getattr(message, "delivery_tag", "") or "unknown")
+    name = str(headers.get("task") or "unknown")
+    _record_unrun(name, task_id, H.read(headers), headers.get("retries"), headers.get("root_id"),
+                  A.RESULT_ERROR, {"celery.state": "REJECTED"},
+                  error=exc if isinstance(exc, BaseException) else "rejected")
 
 
+@guarded(log, "celery-name-worker", "worker not named")
 def name_worker(sender: Any = None, **_: Any) -> None:
     """``worker_init`` (main process, before the pool forks): ``service.name`` ``<app>-worker``."""
-    try:
-        pipetrace.set_component(f"{getattr(getattr(sender, 'app', None), 'main', None) or 'celery'}-worker")
-    except Exception as exc:
-        warn_once_per(log, "celery-name-worker", "pipetrace: worker not named: %r", exc)
+    pipetrace.set_component(f"{getattr(getattr(sender, 'app', None), 'main', None) or 'celery'}-worker")
 
 
+@guarded(log, "celery-process-init", "worker process set-up failed")
 def process_init(**_: Any) -> None:
     """In each prefork child: set up the provider and exporters now, not inside the first task."""
-    try:
-        pipetrace.get_tracer()
-    except Exception as exc:
-        warn_once_per(log, "celery-process-init", "pipetrace: worker process set-up failed: %r", exc)
+    pipetrace.get_tracer()
 
 
+@guarded(log, "celery-flush", "flush at worker shutdown failed")
 def flush(**_: Any) -> None:
     """Child exit (warm shutdown, max_tasks_per_child) or worker shutdown: export what is queued."""
-    try:
-        pipetrace.force_flush(pipetrace.settings().flush_timeout_s)
-    except Exception as exc:
-        warn_once_per(log, "celery-flush", "pipetrace: flush at worker shutdown failed: %r", exc)
+    pipetrace.force_flush(pipetrace.settings().flush_timeout_s)

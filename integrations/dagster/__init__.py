@@ -7,66 +7,43 @@ deployments whose launch command you don't control: ``defs = traced(Definitions(
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any, TypeVar
 
-from pipetrace.ratelimit import warn_once_per
-
-log = logging.getLogger("pipetrace.dagster")
-
-_lock = threading.Lock()
-_translator: Any = None
+from pipetrace.adapter import Instrumentor, Switch, use_provider
 
 T = TypeVar("T")
 
-
-def instrument(tracer_provider: Any = None) -> bool:
-    """Start tracing Dagster in this process (idempotent, cheap). True if tracing is on.
-
-    ``tracer_provider``: an SDK ``TracerProvider`` to use instead of pipetrace's own; pipetrace adds its
-    processing chain to it (it must be set before pipetrace first configures in this process)."""
-    global _translator
-    try:
-        if tracer_provider is not None:
-            _use_provider(tracer_provider)
-        from . import hook, secrets
-        from .events import EventTranslator
-
-        with _lock:
-            if _translator is None:
-                _translator = EventTranslator()
-            hook.install(_translator)
-            secrets.install()
-        return True
-    except Exception as exc:
-        warn_once_per(log, "dagster-instrument", "pipetrace: could not instrument Dagster: %r", exc)
-        return False
+_translator: list[Any] = []  # the event observer of this process, while instrumented
 
 
-def uninstrument() -> None:
-    """Stop tracing Dagster in this process; open step spans are ended."""
-    global _translator
-    try:
-        from . import hook, secrets
+def _install() -> None:
+    from . import hook, secrets
+    from .events import EventTranslator
 
-        with _lock:
-            hook.uninstall()
-            secrets.remove()
-            if _translator is not None:
-                _translator.clear()
-            _translator = None
-    except Exception as exc:
-        warn_once_per(log, "dagster-uninstrument", "pipetrace: could not uninstrument Dagster: %r", exc)
+    translator = EventTranslator()
+    hook.install(translator)
+    _translator[:] = [translator]
+    secrets.install()
 
 
-def is_instrumented() -> bool:
-    try:
-        from . import hook
+def _remove() -> None:
+    """Open step spans are ended."""
+    from . import hook, secrets
 
-        return hook.installed()
-    except Exception:
-        return False
+    hook.uninstall()
+    secrets.remove()
+    for translator in _translator:
+        translator.clear()
+    _translator.clear()
+
+
+switch = Switch("dagster", _install, _remove, provider=use_provider)
+instrument = switch.instrument
+"""Start tracing Dagster in this process (idempotent, cheap). True if tracing is on. ``tracer_provider``:
+an SDK ``TracerProvider`` to use instead of pipetrace's own; pipetrace adds its processing chain to it (it
+must be set before pipetrace first configures in this process)."""
+uninstrument = switch.uninstrument
+is_instrumented = switch.is_instrumented
 
 
 def traced(defs: T) -> T:
@@ -76,24 +53,10 @@ def traced(defs: T) -> T:
     return defs
 
 
-def _use_provider(provider: Any) -> None:
-    from opentelemetry import trace
-    from pipetrace.processing import runtime
-
-    if trace.get_tracer_provider() is not provider:
-        trace.set_tracer_provider(provider)
-    if not runtime.is_configured() or runtime._state.provider is not provider:  # noqa: SLF001
-        runtime.configure()
-
-
-class DagsterInstrumentor:
+class DagsterInstrumentor(Instrumentor):
     """OpenTelemetry-style instrumentor facade."""
 
-    def instrument(self, **kwargs: Any) -> None:
-        instrument(kwargs.get("tracer_provider"))
-
-    def uninstrument(self, **kwargs: Any) -> None:
-        uninstrument()
+    switch = switch
 
 
 __all__ = ["DagsterInstrumentor", "instrument", "is_instrumented", "traced", "uninstrument"]

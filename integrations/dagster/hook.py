@@ -10,64 +10,40 @@ start. The wrapper calls Dagster first and then observes; an observer failure is
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import is_wrapped, unwrap, warn_once_per, wrap
 
 log = logging.getLogger("pipetrace.dagster")
 
 Observer = Callable[[Any, Any], None]
 
-_lock = threading.Lock()
-_MARK = "__pipetrace_original__"
-
-
-_saved: dict[str, Any] = {}
-
 
 def install(observer: Observer) -> bool:
-    """Wrap ``DagsterInstance.handle_new_event`` once; True if this call installed it."""
+    """Wrap ``DagsterInstance.handle_new_event`` once (``wrapt``); True if this call installed it."""
     from dagster._core.instance import DagsterInstance
 
-    with _lock:
-        original = DagsterInstance.handle_new_event
-        if hasattr(original, _MARK):
-            return False
+    def handle_new_event(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> None:
+        wrapped(*args, **kwargs)
+        try:
+            observer(instance, args[0] if args else kwargs["event"])
+        except Exception as exc:
+            warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
 
-        @functools.wraps(original)
-        def handle_new_event(self: Any, event: Any, *args: Any, **kwargs: Any) -> None:
-            original(self, event, *args, **kwargs)
-            try:
-                observer(self, event)
-            except Exception as exc:
-                warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
-
-        setattr(handle_new_event, _MARK, original)
-        _saved["own"] = DagsterInstance.__dict__.get("handle_new_event")
-        DagsterInstance.handle_new_event = handle_new_event  # type: ignore[method-assign]
-        return True
+    return wrap(DagsterInstance, "handle_new_event", handle_new_event)
 
 
 def uninstall() -> bool:
     """Restore Dagster's own method; True if something was removed."""
     from dagster._core.instance import DagsterInstance
 
-    with _lock:
-        if not hasattr(DagsterInstance.handle_new_event, _MARK):
-            return False
-        own = _saved.pop("own", None)
-        if own is not None:
-            DagsterInstance.handle_new_event = own  # type: ignore[method-assign]
-        else:
-            del DagsterInstance.handle_new_event
-        return True
+    return unwrap(DagsterInstance, "handle_new_event")
 
 
 def installed() -> bool:
     from dagster._core.instance import DagsterInstance
 
-    return hasattr(DagsterInstance.handle_new_event, _MARK)
+    return is_wrapped(DagsterInstance, "handle_new_event")

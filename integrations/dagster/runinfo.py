@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import SpanContext
+from pipetrace.adapter import warn_once_per
 from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity
-from pipetrace.ratelimit import warn_once_per
 
 from . import names as N
 from .names import split_step_key

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def install() -> bool:
     from dagster._config import field_utils, source
-    from pipetrace.redaction.known import register_results
+    from pipetrace.adapter import register_results
 
     resolved = register_results(source, "_ensure_env_variable", "dagster")  # config {"env": ...} and EnvVar
     direct = register_results(field_utils.EnvVar, "get_value", "dagster")  # EnvVar("X").get_value()
@@ -15,7 +15,7 @@ def install() -> bool:
 
 def remove() -> None:
     from dagster._config import field_utils, source
-    from pipetrace.redaction.known import unregister_results
+    from pipetrace.adapter import unregister_results
 
     unregister_results(source, "_ensure_env_variable")
     unregister_results(field_utils.EnvVar, "get_value")

@@ -8,21 +8,25 @@ step, so user spans inside the op nest under it.
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.processing.runtime import force_flush
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.redaction.text import status_description
-from pipetrace.spans import end_task_span, link, record_span, run_span, start_task_span
+from pipetrace.adapter import (
+    Attempts,
+    attempt_attributes,
+    end_task_span,
+    force_flush,
+    link,
+    record_error_summary,
+    record_span,
+    run_attributes,
+    run_span,
+    start_task_span,
+)
 
 from . import names as N
 from .names import op_name, split_step_key
@@ -50,13 +54,6 @@ class StepEvent:
     failed: bool = False
 
 
-@dataclass
-class _Open:
-    span: Span
-    token: object
-    try_number: int
-
-
 def _step_attributes(info: RunInfo, step_key: str) -> dict[str, Any]:
     base, mapping = split_step_key(step_key)
     attrs: dict[str, Any] = {N.JOB: info.job, N.RUN_ID: info.run_id, N.STEP_KEY: step_key,
@@ -72,31 +69,11 @@ def _step_attributes(info: RunInfo, step_key: str) -> dict[str, Any]:
     return attrs
 
 
-def _record_error(span: Span, error: ErrorSummary, result: str) -> None:
-    span.add_event("exception", {"exception.type": error.type, "exception.message": error.message,
-                                 "exception.stacktrace": error.stacktrace, "exception.escaped": True})
-    span.set_attribute(A.ERROR_TYPE, error.type)
-    span.set_attribute(A.TASK_RESULT, result)
-    span.set_status(Status(StatusCode.ERROR, status_description(f"{error.type}: {error.message}")))
-
-
-def _detach(token: object) -> None:
-    """Restore the context from before the step; quiet if Dagster moved us to another context."""
-    if isinstance(token, contextvars.Token):
-        try:
-            token.var.reset(token)
-        except (ValueError, RuntimeError):
-            pass
-    else:
-        otel_context.detach(token)  # type: ignore[arg-type]
-
-
 class StepTracker:
     """The live step spans of this process, keyed by (run id, step key)."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], _Open] = {}
-        self._lock = threading.Lock()
+        self._open: Attempts[tuple[str, str]] = Attempts()
 
     def open_count(self) -> int:
         return len(self._open)
@@ -110,18 +87,11 @@ class StepTracker:
         )
         if span.is_recording():
             span.update_name(A.task_span_name(base))
-        token = otel_context.attach(trace.set_span_in_context(span))
         info.attempts[step_key] = try_number
-        with self._lock:
-            stale = self._open.pop((info.run_id, step_key), None)
-            self._open[(info.run_id, step_key)] = _Open(span, token, try_number)
-        if stale is not None:  # a start without an end: close it rather than leak it
-            end_task_span(stale.span, result=A.RESULT_ERROR)
+        self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 
     def current(self, run_id: str, step_key: str) -> Span | None:
-        with self._lock:
-            entry = self._open.get((run_id, step_key))
-        return entry.span if entry is not None else None
+        return self._open.current((run_id, step_key))
 
     def input_loaded(self, info: RunInfo, step_key: str, upstream_key: str, output: str | None,
                      input_name: str, upstream_try: int) -> None:
@@ -155,16 +125,14 @@ class StepTracker:
 
     def step_finished(self, info: RunInfo, step_key: str, ts: float, result: str,
                       error: ErrorSummary | None = None) -> None:
-        with self._lock:
-            entry = self._open.pop((info.run_id, step_key), None)
+        entry = self._open.pop((info.run_id, step_key))
         if entry is None:
             # Ended where it never started (the orchestrator reporting a dead step process): an
             # after-the-fact span with the same derived id; a live span from the step wins over it.
             self._record_orphan_end(info, step_key, ts, result, error)
             return
-        _detach(entry.token)
         if error is not None and entry.span.is_recording():
-            _record_error(entry.span, error, result)
+            record_error_summary(entry.span, error.type, error.message, result=result, stacktrace=error.stacktrace)
             end_task_span(entry.span, end_time=ts)
         else:
             end_task_span(entry.span, result=result, end_time=ts)
@@ -178,8 +146,7 @@ class StepTracker:
         ident = info.ident
         try_number = info.attempts.get(step_key, 1)
         attrs = _step_attributes(info, step_key)
-        attrs.update({A.SYSTEM: N.SYSTEM, A.PIPELINE_NAME: info.job, A.PIPELINE_RUN_ID: info.run_id,
-                      A.TRY_NUMBER: try_number})
+        attrs.update(attempt_attributes(N.SYSTEM, info.job, info.run_id, base, try_number))
         parent = ident.batch_span_id(base) if mapping is not None else ident.run_span_id
         record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(base),
                     start=ts, end=ts, parent_span_id=parent, attributes=attrs, result=result,
@@ -189,8 +156,8 @@ class StepTracker:
         base, mapping = split_step_key(step_key)
         ident = info.ident
         attrs = _step_attributes(info, step_key)
-        attrs.update({A.SYSTEM: N.SYSTEM, A.PIPELINE_NAME: info.job, A.PIPELINE_RUN_ID: info.run_id,
-                      A.TRY_NUMBER: 1, N.SKIP_REASON: reason})
+        attrs.update(attempt_attributes(N.SYSTEM, info.job, info.run_id, base, 1))
+        attrs[N.SKIP_REASON] = reason
         parent = ident.batch_span_id(base) if mapping is not None else ident.run_span_id
         record_span(ident, ident.task_span_id(step_key, None, 1), A.task_span_name(base), start=ts, end=ts,
                     parent_span_id=parent, attributes=attrs, result=A.RESULT_SKIP)
@@ -227,19 +194,11 @@ class StepTracker:
         ident = info.ident
         for base, g in groups.items():
             start = g["start"] if g["start"] is not None else g["end"]
-            attrs = {A.SYSTEM: N.SYSTEM, A.PIPELINE_NAME: info.job, A.PIPELINE_RUN_ID: info.run_id,
-                     A.BATCH_SIZE: len(g["keys"]), N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base),
-                     A.TASK_NAME: base}
+            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len(g["keys"]), N.JOB: info.job,
+                     N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
             record_span(ident, ident.batch_span_id(base), A.batch_span_name(base), start=start, end=g["end"],
                         parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
                         result=A.RESULT_FAILURE if g["failed"] else A.RESULT_SUCCESS)
 
     def clear(self) -> None:
-        with self._lock:
-            entries = list(self._open.values())
-            self._open.clear()
-        for entry in entries:
-            try:
-                end_task_span(entry.span, result=A.RESULT_ERROR)
-            except Exception as exc:  # pragma: no cover - defensive
-                warn_once_per(log, "dagster-clear", "pipetrace: %r", exc)
+        self._open.close_all()

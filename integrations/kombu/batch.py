@@ -17,12 +17,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 from pipetrace import attributes as A
+from pipetrace.adapter import ending, start_span, warn_once_per
+from pipetrace.adapter.messaging import base_attributes, link_limit, messaging_system, queued_ms, tracer
 from pipetrace.carriers import span_context_of
-from pipetrace.ratelimit import warn_once_per
 
 from .consumer import message_headers, message_id, queue_of
-from .messaging import base_attributes, end_with_error, messaging_system, queued_ms
-from .tracer import link_limit, tracer
 
 log = logging.getLogger("pipetrace.kombu")
 
@@ -74,24 +73,12 @@ def process_batch(messages: Sequence[Any], *, destination: str | None = None, co
                           "limit %d; %d links dropped (set PIPETRACE_SPAN_LINK_LIMIT or use smaller batches)",
                           len(links), limit, len(links) - limit)
             links = links[:limit]
-        span = tracer().start_span(f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
-                                   links=links)
+        span = start_span(tracer(), f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
+                          links=links)
     except Exception as exc:
         warn_once_per(log, "kombu-batch", "pipetrace: batch not traced: %r", exc)
-    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        try:
-            yield span
-        except BaseException as exc:
-            try:
-                end_with_error(span, exc)
-            except Exception:
-                pass
-            raise
-        finally:
-            try:
-                span.end()
-            except Exception:
-                pass
+    with ending(span) as live:
+        yield live
 
 
 def consume_batches(connection: Any, queue: Any, batch_size: int = 100, *, timeout: float = 1.0,

@@ -12,20 +12,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanContext, SpanKind
+from opentelemetry.trace import Span, SpanKind
 from pipetrace import attributes as A
-from pipetrace.carriers import extract, extract_span_context
-from pipetrace.machinery.deferred import begin
-from pipetrace.ratelimit import warn_once_per
-
-from .messaging import base_attributes, end_with_error, is_internal, messaging_system, queued_ms
-from .tracer import tracer
+from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter.messaging import (
+    bad_context_event,
+    base_attributes,
+    is_internal,
+    messaging_system,
+    parent_of,
+    parent_span_of,
+    queued_ms,
+    tracer,
+)
 
 log = logging.getLogger("pipetrace.kombu")
 
-_original: Callable[..., Any] | None = None
 spans_enabled = True
 
 
@@ -56,29 +59,6 @@ def queue_of(message: Any, consumer: Any = None) -> tuple[str, str]:
     return dest, rk
 
 
-def _missing_reason(headers: Mapping[str, Any]) -> str:
-    raw = headers.get("traceparent") if headers else None
-    if raw is None:
-        return "no trace context in message headers"
-    return f"unusable traceparent header ({type(raw).__name__}, {len(str(raw))} chars)"
-
-
-def parent_of(headers: Mapping[str, Any], source: str) -> tuple[Context | None, str | None]:
-    """The producer's context, or None with the reason it could not be used (for a span event)."""
-    ctx = extract(headers, source=source)
-    return (ctx, None) if ctx is not None else (None, _missing_reason(headers))
-
-
-def parent_span_of(headers: Mapping[str, Any], source: str) -> tuple[SpanContext | None, str | None]:
-    """:func:`parent_of` as the producer's span context itself (what a consumer span starts from)."""
-    sc = extract_span_context(headers, source=source)
-    return (sc, None) if sc is not None else (None, _missing_reason(headers))
-
-
-def bad_context_event(span: Span, reason: str) -> None:
-    span.add_event("pipetrace.context.missing", {"pipetrace.context.reason": reason})
-
-
 def start_process_span(message: Any, consumer: Any = None, connection: Any = None) -> Span:
     headers = message_headers(message)
     dest, rk = queue_of(message, consumer)
@@ -88,61 +68,44 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = begin(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent, kind=SpanKind.CONSUMER,
-                 attributes=attrs)
+    span = deferred_span(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent,
+                         kind=SpanKind.CONSUMER, attributes=attrs)
     if reason is not None:
         bad_context_event(span, reason)
     return span
 
 
-def traced_receive(self: Any, body: Any, message: Any) -> Any:
-    original = _original
-    assert original is not None
+def traced_receive(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Consumer.receive(body, message)`` under a ``process`` span (the ``wrapt`` wrapper)."""
+    if len(args) != 2 or kwargs:
+        return wrapped(*args, **kwargs)
+    body, message = args
     try:
-        dest, rk = queue_of(message, self)
+        dest, rk = queue_of(message, instance)
         info = getattr(message, "delivery_info", None) or {}
         if is_internal(dest, rk, info.get("exchange")):
-            return original(self, body, message)
+            return wrapped(body, message)
         if not spans_enabled:  # propagation only: the producer's context is current, no span
             token = otel_context.attach(parent_of(message_headers(message), "kombu message")[0] or Context())
             try:
-                return original(self, body, message)
+                return wrapped(body, message)
             finally:
                 otel_context.detach(token)
-        span = start_process_span(message, self)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span = start_process_span(message, instance)
     except Exception as exc:
         warn_once_per(log, "kombu-receive", "pipetrace: kombu message not traced: %r", exc)
-        return original(self, body, message)
-    try:
-        return original(self, body, message)
-    except BaseException as exc:
-        try:
-            end_with_error(span, exc)
-        except Exception:
-            pass
-        raise
-    finally:
-        try:
-            otel_context.detach(token)
-            span.end()
-        except Exception:
-            pass
+        return wrapped(body, message)
+    with ending(span):
+        return wrapped(body, message)
 
 
 def patch() -> None:
-    global _original
     from kombu.messaging import Consumer
 
-    if _original is None:
-        _original = Consumer.receive
-        Consumer.receive = traced_receive  # type: ignore[method-assign]
+    wrap(Consumer, "receive", traced_receive)
 
 
 def unpatch() -> None:
-    global _original
     from kombu.messaging import Consumer
 
-    if _original is not None:
-        Consumer.receive = _original  # type: ignore[method-assign]
-        _original = None
+    unwrap(Consumer, "receive")

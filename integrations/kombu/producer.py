@@ -11,21 +11,21 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import SpanKind
+from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter.messaging import (
+    base_attributes,
+    is_internal,
+    messaging_system,
+    publish_failed,
+    stamp_published,
+    tracer,
+)
 from pipetrace.carriers import inject, inject_span_context
-from pipetrace.machinery.deferred import begin
-from pipetrace.ratelimit import warn_once_per
-
-from .messaging import base_attributes, end_with_error, is_internal, messaging_system, stamp_published
-from .tracer import tracer
 
 log = logging.getLogger("pipetrace.kombu")
 
-_original: Callable[..., Any] | None = None
 spans_enabled = True
 """False in propagation-only mode: context and publish time still go into the headers, no span."""
-celery_publish_failed: Callable[[Any, BaseException], None] | None = None
-"""Set by the Celery adapter: told when the broker refuses a Celery task message (no after-publish
-signal comes then, and its publish span must still end)."""
 
 
 def _is_celery_task(headers: object) -> bool:
@@ -40,66 +40,51 @@ def _destination(producer: Any, exchange: Any, routing_key: Any) -> tuple[str, s
     return (str(ex_name) if ex_name else str(rk)), str(rk)
 
 
-def traced_publish(self: Any, body: Any, routing_key: Any = None, *args: Any, **kwargs: Any) -> Any:
-    original = _original
-    assert original is not None
+def traced_publish(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Producer.publish(body, routing_key=None, ...)`` under a ``send`` span (the ``wrapt`` wrapper)."""
+    if not args:
+        return wrapped(*args, **kwargs)
+    body = args[0]
+    routing_key = args[1] if len(args) > 1 else kwargs.pop("routing_key", None)
+    args = args[2:]
     headers = kwargs.get("headers")
     if _is_celery_task(headers):
         try:
-            return original(self, body, routing_key, *args, **kwargs)
+            return wrapped(body, routing_key, *args, **kwargs)
         except BaseException as exc:
-            hook = celery_publish_failed
-            if hook is not None:
-                hook(headers, exc)
+            publish_failed(headers, exc)
             raise
     if len(args) > 7:  # headers given positionally: too unusual to rewrite safely
-        return original(self, body, routing_key, *args, **kwargs)
+        return wrapped(body, routing_key, *args, **kwargs)
     try:
-        dest, rk = _destination(self, kwargs.get("exchange"), routing_key)
+        dest, rk = _destination(instance, kwargs.get("exchange"), routing_key)
         if is_internal(dest, rk):
-            return original(self, body, routing_key, *args, **kwargs)
+            return wrapped(body, routing_key, *args, **kwargs)
         out = dict(headers) if headers else {}  # never mutate the caller's dict
         if not spans_enabled:
             inject(out)
             stamp_published(out)
             kwargs["headers"] = out
-            return original(self, body, routing_key, *args, **kwargs)
-        attrs = base_attributes(messaging_system(self.connection), dest, "send", routing_key=rk)
-        span = begin(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
+            return wrapped(body, routing_key, *args, **kwargs)
+        attrs = base_attributes(messaging_system(instance.connection), dest, "send", routing_key=rk)
+        span = deferred_span(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
         inject_span_context(out, span.get_span_context())
         stamp_published(out, span.start_time)
         kwargs["headers"] = out
     except Exception as exc:
         warn_once_per(log, "kombu-publish", "pipetrace: kombu publish not traced: %r", exc)
-        return original(self, body, routing_key, *args, **kwargs)
-    try:
-        return original(self, body, routing_key, *args, **kwargs)
-    except BaseException as exc:
-        try:
-            end_with_error(span.live(), exc)
-        except Exception:
-            pass
-        raise
-    finally:
-        try:
-            span.end()
-        except Exception:
-            pass
+        return wrapped(body, routing_key, *args, **kwargs)
+    with ending(span, current=False):
+        return wrapped(body, routing_key, *args, **kwargs)
 
 
 def patch() -> None:
-    global _original
     from kombu.messaging import Producer
 
-    if _original is None:
-        _original = Producer.publish
-        Producer.publish = traced_publish  # type: ignore[method-assign]
+    wrap(Producer, "publish", traced_publish)
 
 
 def unpatch() -> None:
-    global _original
     from kombu.messaging import Producer
 
-    if _original is not None:
-        Producer.publish = _original  # type: ignore[method-assign]
-        _original = None
+    unwrap(Producer, "publish")

@@ -9,16 +9,10 @@ task-run attempts ``task {task}`` spans (current while the task body runs), ``.m
 from __future__ import annotations
 
 import atexit
-import logging
 import sys
-import threading
 from typing import Any
 
-log = logging.getLogger("pipetrace.prefect")
-
-_lock = threading.RLock()
-_installed = False
-_installing = False
+from pipetrace.adapter import Switch
 
 
 def _is_server_process() -> bool:
@@ -27,58 +21,50 @@ def _is_server_process() -> bool:
     return "uvicorn" in argv or ("prefect" in argv and " server " in f" {argv} ")
 
 
+def _use_provider(provider: Any) -> None:
+    from opentelemetry import trace
+
+    if trace.get_tracer_provider() is not provider:
+        trace.set_tracer_provider(provider)
+
+
+def _install() -> None:
+    import pipetrace
+    from pipetrace.adapter import add_transform_once
+
+    pipetrace.get_tracer()
+    from . import hooks, links, secrets, telemetry  # importing prefect re-enters instrument(): a no-op
+
+    hooks.install()
+    secrets.install()
+    add_transform_once(links.mark_result_links)
+    atexit.unregister(telemetry.sweep_all)  # once, however often re-instrumented
+    atexit.register(telemetry.sweep_all)
+
+
+def _remove() -> None:
+    from . import hooks, secrets
+
+    hooks.remove()
+    secrets.remove()
+
+
+switch = Switch("prefect", _install, _remove, provider=_use_provider)
+uninstrument = switch.uninstrument
+is_instrumented = switch.is_instrumented
+
+
 def instrument(tracer_provider: Any = None) -> bool:
     """Trace Prefect flow and task runs in this process. Returns True if active."""
-    global _installed, _installing
-    with _lock:
-        if _installed or _installing:
-            # re-entered while installing: installing imports prefect, whose plugin hook calls us again
-            return True
-        if _is_server_process():
-            return False
-        _installing = True
-        try:
-            import pipetrace
-            from pipetrace.processing.runtime import add_transform
-
-            if tracer_provider is not None:
-                from opentelemetry import trace
-
-                trace.set_tracer_provider(tracer_provider)
-            pipetrace.get_tracer()
-            from . import hooks, links, secrets, telemetry
-
-            hooks.install()
-            secrets.install()
-            if links.mark_result_links not in _transforms():
-                add_transform(links.mark_result_links)
-            atexit.unregister(telemetry.sweep_all)  # once, however often re-instrumented
-            atexit.register(telemetry.sweep_all)
-            _installed = True
-            return True
-        except Exception as exc:
-            log.warning("pipetrace: could not instrument prefect: %r", exc)
-            return False
-        finally:
-            _installing = False
+    if _is_server_process():
+        return False
+    return switch.instrument(tracer_provider)
 
 
-def _transforms() -> list[Any]:
-    from pipetrace.processing.runtime import _state
-
-    return list(_state.transforms)
-
-
-def uninstrument() -> None:
-    global _installed
-    with _lock:
-        if not _installed:
-            return
-        from . import hooks, secrets
-
-        hooks.remove()
-        secrets.remove()
-        _installed = False
+def __getattr__(name: str) -> Any:
+    if name == "_installed":  # the flag this module kept before the Switch (read by activation probes)
+        return switch.is_instrumented()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["instrument", "is_instrumented", "uninstrument"]

@@ -23,7 +23,7 @@ from typing import Any
 import pipetrace
 from opentelemetry.context import Context
 from pipetrace import attributes as A
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import warn_once_per
 
 from .runs import FlowInfo
 
@@ -112,34 +112,30 @@ def mapping(batch: Batch) -> Iterator[None]:
         _cursor.reset(token)
 
 
-def wrap_submit(original: Callable[..., Any]) -> Callable[..., Any]:
-    """A task runner's ``submit`` that hands the next map index to the submitted run's context."""
-
-    def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        cursor = _cursor.get()
-        if cursor is None:
-            return original(self, *args, **kwargs)
-        token = None
-        env = _process_env(self)
-        try:
-            index = next(cursor.counter)
-            batch = cursor.batch
-            batch.size = index + 1
-            token = _member.set(Member(batch, index))
-            if isinstance(env, dict):  # process pool: the worker process learns it from the environment
-                self._cached_env = {**env, ENV_MEMBER: f"{batch.flow.run_id}|{batch.index}|{index}|{batch.task}"}
-        except Exception as exc:  # never into the flow
-            warn_once_per(log, "prefect-submit", "pipetrace: map index not recorded: %r", exc)
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            if token is not None:
-                _member.reset(token)
-            if isinstance(env, dict):
-                self._cached_env = env
-
-    submit.__wrapped__ = original  # type: ignore[attr-defined]
-    return submit
+def submit(wrapped: Callable[..., Any], runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A task runner's ``submit`` (``wrapt`` wrapper) that hands the next map index to the submitted run's
+    context."""
+    cursor = _cursor.get()
+    if cursor is None:
+        return wrapped(*args, **kwargs)
+    token = None
+    env = _process_env(runner)
+    try:
+        index = next(cursor.counter)
+        batch = cursor.batch
+        batch.size = index + 1
+        token = _member.set(Member(batch, index))
+        if isinstance(env, dict):  # process pool: the worker process learns it from the environment
+            runner._cached_env = {**env, ENV_MEMBER: f"{batch.flow.run_id}|{batch.index}|{index}|{batch.task}"}
+    except Exception as exc:  # never into the flow
+        warn_once_per(log, "prefect-submit", "pipetrace: map index not recorded: %r", exc)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        if token is not None:
+            _member.reset(token)
+        if isinstance(env, dict):
+            runner._cached_env = env
 
 
 def _process_env(runner: Any) -> dict[str, str] | None:

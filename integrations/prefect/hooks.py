@@ -14,69 +14,63 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.adapter import unwrap, warn_once_per, wrap
 
 from . import batches, runs
 
 log = logging.getLogger("pipetrace.prefect")
 
-_originals: list[tuple[Any, str, Any]] = []
+Wrapped = Callable[..., Any]
+_wrapped: list[tuple[Any, str]] = []
 
 
-def _replace(owner: Any, name: str, wrapper_factory: Callable[[Any], Any]) -> None:
-    original = owner.__dict__[name]
-    _originals.append((owner, name, original))
-    setattr(owner, name, wrapper_factory(original))
+def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """After an engine is built: its telemetry object becomes pipetrace's."""
+    wrapped(*args, **kwargs)
+    try:
+        from .telemetry import PipetraceRunTelemetry
+
+        engine._telemetry = PipetraceRunTelemetry(engine=weakref.ref(engine))
+    except Exception as exc:
+        warn_once_per(log, "prefect-engine", "pipetrace: prefect run not traced: %r", exc)
 
 
-def _wrap_post_init(original: Callable[[Any], None]) -> Callable[[Any], None]:
-    def __post_init__(self: Any) -> None:
-        original(self)
-        try:
-            from .telemetry import PipetraceRunTelemetry
+def _map(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``TaskRunner.map(task, parameters, wait_for=None)`` inside a ``batch`` span."""
+    task: Any = args[0] if args else kwargs.get("task")
+    batch = None
+    try:
+        from prefect.context import FlowRunContext
 
-            self._telemetry = PipetraceRunTelemetry(engine=weakref.ref(self))
-        except Exception as exc:
-            warn_once_per(log, "prefect-engine", "pipetrace: prefect run not traced: %r", exc)
+        flow_ctx = FlowRunContext.get()
+        info = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
+        if info is not None:
+            batch = batches.open_batch(info, task.name, otel_context.get_current())
+    except Exception as exc:
+        warn_once_per(log, "prefect-map", "pipetrace: map batch not recorded: %r", exc)
+    if batch is None:
+        return wrapped(*args, **kwargs)
+    with batches.mapping(batch):
+        return wrapped(*args, **kwargs)
 
-    __post_init__.__wrapped__ = original  # type: ignore[attr-defined]
-    return __post_init__
 
 
-def _wrap_map(original: Callable[..., Any]) -> Callable[..., Any]:
-    def map(self: Any, task: Any, parameters: Any, wait_for: Any = None) -> Any:  # noqa: A001
-        batch = None
-        try:
-            from prefect.context import FlowRunContext
-
-            flow_ctx = FlowRunContext.get()
-            info = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
-            if info is not None:
-                batch = batches.open_batch(info, task.name, otel_context.get_current())
-        except Exception as exc:
-            warn_once_per(log, "prefect-map", "pipetrace: map batch not recorded: %r", exc)
-        if batch is None:
-            return original(self, task, parameters, wait_for)
-        with batches.mapping(batch):
-            return original(self, task, parameters, wait_for)
-
-    map.__wrapped__ = original  # type: ignore[attr-defined]
-    return map
+def _own(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+    if name in vars(owner) and wrap(owner, name, wrapper):
+        _wrapped.append((owner, name))
 
 
 def install() -> None:
     from prefect import flow_engine, task_engine, task_runners
 
-    _replace(flow_engine.BaseFlowRunEngine, "__post_init__", _wrap_post_init)
-    _replace(task_engine.BaseTaskRunEngine, "__post_init__", _wrap_post_init)
-    _replace(task_runners.TaskRunner, "map", _wrap_map)
+    _own(flow_engine.BaseFlowRunEngine, "__post_init__", _post_init)
+    _own(task_engine.BaseTaskRunEngine, "__post_init__", _post_init)
+    _own(task_runners.TaskRunner, "map", _map)
     for cls in (task_runners.ThreadPoolTaskRunner, task_runners.ProcessPoolTaskRunner,
                 task_runners.PrefectTaskRunner):
-        if "submit" in cls.__dict__:
-            _replace(cls, "submit", batches.wrap_submit)
+        _own(cls, "submit", batches.submit)
 
 
 def remove() -> None:
-    while _originals:
-        owner, name, original = _originals.pop()
-        setattr(owner, name, original)
+    while _wrapped:
+        unwrap(*_wrapped.pop())

@@ -3,7 +3,7 @@ masked in every span of the process from then on."""
 
 from __future__ import annotations
 
-from pipetrace.redaction.known import register_results, unregister_results
+from pipetrace.adapter import register_results, unregister_results
 
 
 def install() -> bool:

@@ -13,9 +13,7 @@ off; with it on, the flow run's ``__OTEL_TRACEPARENT`` label is written as Prefe
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,19 +23,23 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
-from pipetrace.machinery.ids import forced_ids
-from pipetrace.processing.runtime import get_tracer
-from pipetrace.ratelimit import warn_once_per
-from pipetrace.redaction.text import status_description
-from pipetrace.spans import _clean_attrs
+from pipetrace.adapter import (
+    OpenAttempts,
+    clean,
+    error_type,
+    get_tracer,
+    span_with_ids,
+    status_description,
+    warn_once_per,
+)
 from prefect.telemetry.run_telemetry import RunTelemetry
 
 from . import batches, links, runs
 
 log = logging.getLogger("pipetrace.prefect")
 
-_open_lock = threading.Lock()
-_open: dict[str, weakref.WeakSet[PipetraceRunTelemetry]] = {}
+_open: OpenAttempts[tuple[str, int], PipetraceRunTelemetry] = OpenAttempts()
+"""Task-run telemetry objects still open, keyed (flow run id, object id): swept when their flow run ends."""
 
 
 def _ns(value: Any) -> int | None:
@@ -55,12 +57,12 @@ def _warn(what: str, exc: BaseException) -> None:
     warn_once_per(log, f"prefect-{what}", "pipetrace: prefect %s failed (run continues): %r", what, exc)
 
 
-@dataclass(eq=False)  # identity-hashed: kept in weak sets
+@dataclass(eq=False)  # identity-hashed
 class PipetraceRunTelemetry(RunTelemetry):
     """RunTelemetry whose span is pipetrace's (see module doc). Every override is guarded: on any
     pipetrace error it falls back to Prefect's own behaviour."""
 
-    __hash__ = object.__hash__  # RunTelemetry is an eq-dataclass (unhashable); these live in weak sets
+    __hash__ = object.__hash__  # RunTelemetry is an eq-dataclass (unhashable)
 
     if TYPE_CHECKING:  # Prefect's own field, typed for mypy runs without Prefect installed
         span: Span | None = None
@@ -143,9 +145,9 @@ class PipetraceRunTelemetry(RunTelemetry):
                       runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
         parent = ident.upstream_context()
         inputs, _ = links.input_links(self._pt_subflow_inputs, self._pt_client, ident.trace_id)
-        with forced_ids(trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id):
-            span = get_tracer().start_span(A.run_span_name(flow.name), context=parent or Context(),
-                                           kind=SpanKind.SERVER, attributes=_clean_attrs(attrs), links=inputs)
+        span = span_with_ids(get_tracer(), A.run_span_name(flow.name), context=parent or Context(),
+                             kind=SpanKind.SERVER, attributes=clean(attrs), links=inputs,
+                             trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id)
         links.remember(str(run.id), span)
         info = runs.FlowInfo(ident, flow.name, str(run.id))
         self._pt_flow = info
@@ -192,11 +194,11 @@ class PipetraceRunTelemetry(RunTelemetry):
                       runs.FLOW_RUN_ID: info.run_id})
         if member is not None:
             attrs[A.MAP_INDEX] = member.map_index
-        self._pt_base_attrs = _clean_attrs(attrs)
+        self._pt_base_attrs = clean(attrs)
         self._pt_links, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
                                                                 trace_id=info.ident.trace_id, defer=True)
-        with _open_lock:
-            _open.setdefault(info.run_id, weakref.WeakSet()).add(self)
+        for stale in _open.put((info.run_id, id(self)), self):
+            stale._pt_abandon()
         return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1), None)
 
     def _pt_begin_attempt(self, try_number: int, start_ns: int | None) -> Span:
@@ -206,10 +208,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         self._pt_running_seen = False
         attrs = dict(self._pt_base_attrs)
         attrs[A.TRY_NUMBER] = try_number
-        with forced_ids(span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number)):
-            span = get_tracer().start_span(A.task_span_name(self._pt_task), context=self._pt_parent,
-                                           kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns,
-                                           links=self._pt_links)
+        span = span_with_ids(get_tracer(), A.task_span_name(self._pt_task), context=self._pt_parent,
+                             attributes=attrs, start_time=start_ns, links=self._pt_links,
+                             span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number))
         links.remember(str(self._pt_run.id), span)
         return span
 
@@ -343,15 +344,26 @@ class PipetraceRunTelemetry(RunTelemetry):
         if info is None:
             return
         if self._pt_kind == "task":
-            with _open_lock:
-                group = _open.get(info.run_id)
-                if group is not None:
-                    group.discard(self)
+            _open.pop((info.run_id, id(self)))
             return
         if self._pt_owns_flow:
             sweep(info.run_id)
             batches.emit_all(info)
             runs.pop_flow(info.run_id)
+
+    def _pt_abandon(self) -> None:
+        """End the attempt still open when its flow run ended (or the registry was full), at its final
+        state's time when known."""
+        try:
+            if self.span is None:
+                return
+            final = self._pt_final
+            if final is not None:
+                self._pt_finish(result=runs.result_of(final), end_ns=_ns(final.timestamp), state=final)
+            else:
+                self._pt_finish(result=A.RESULT_ERROR, end_ns=None, message="task run abandoned by its flow run")
+        except Exception as exc:
+            _warn("sweep", exc)
 
     def record_exception(self, exc: BaseException) -> None:
         if not self._pt_ours:
@@ -359,7 +371,7 @@ class PipetraceRunTelemetry(RunTelemetry):
         try:
             if self.span is not None:
                 self.span.record_exception(exc)
-                self.span.set_attribute(A.ERROR_TYPE, _type_name(exc))
+                self.span.set_attribute(A.ERROR_TYPE, error_type(exc))
         except Exception as err:
             _warn("exception record", err)
 
@@ -392,11 +404,6 @@ def _has(span: Span, key: str) -> bool:
     return key in attrs
 
 
-def _type_name(exc: BaseException) -> str:
-    t = type(exc)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
 def _error_type(state: Any) -> str | None:
     if state is None:
         return None
@@ -407,26 +414,13 @@ def _error_type(state: Any) -> str | None:
 def sweep(flow_run_id: str) -> None:
     """End task attempts still open when their flow run ends (a timeout Prefect never ends, a task
     abandoned by a crash), at their final state's time when known."""
-    with _open_lock:
-        group = _open.pop(flow_run_id, None)
-    for tel in list(group or ()):
-        try:
-            if tel.span is None:
-                continue
-            final = tel._pt_final
-            if final is not None:
-                tel._pt_finish(result=runs.result_of(final), end_ns=_ns(final.timestamp), state=final)
-            else:
-                tel._pt_finish(result=A.RESULT_ERROR, end_ns=None, message="task run abandoned by its flow run")
-        except Exception as exc:
-            _warn("sweep", exc)
+    for tel in _open.pop_where(lambda key: key[0] == flow_run_id):
+        tel._pt_abandon()
 
 
 def sweep_all() -> None:
-    with _open_lock:
-        ids = list(_open)
-    for run_id in ids:
-        sweep(run_id)
+    for tel in _open.clear():
+        tel._pt_abandon()
 
 
 __all__ = ["INVALID_SPAN", "PipetraceRunTelemetry", "sweep", "sweep_all"]

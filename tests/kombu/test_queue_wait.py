@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, queued_ms
+from pipetrace.adapter.messaging import PUBLISHED_HEADER, queued_ms
 
 
 def test_queue_wait_is_milliseconds_to_the_microsecond() -> None:

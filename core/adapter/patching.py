@@ -1,0 +1,51 @@
+"""Patching an orchestrator's method where it has no hook, with ``wrapt``: once, restorably.
+
+``wrap`` replaces ``owner.name`` with a ``wrapt`` function wrapper (the wrapper receives
+``(wrapped, instance, args, kwargs)``, binds like the original, classmethods and async methods
+included) and remembers what ``owner`` itself held, so ``unwrap`` puts exactly that back (or deletes
+the attribute when the method was inherited). Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+_MISSING = object()
+_lock = threading.Lock()
+_patched: dict[tuple[int, str], tuple[object, object]] = {}  # (id(owner), name) → (owner, what owner held)
+
+
+def wrap(owner: object, name: str, wrapper: Wrapper) -> bool:
+    """Wrap ``owner.name`` once; False (and nothing done) if pipetrace already wrapped it."""
+    with _lock:
+        key = (id(owner), name)
+        if key in _patched:
+            return False
+        own = vars(owner).get(name, _MISSING)
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        _patched[key] = (owner, own)
+        return True
+
+
+def unwrap(owner: object, name: str) -> bool:
+    """Restore what ``owner.name`` was before :func:`wrap`; False if it was not wrapped."""
+    with _lock:
+        entry = _patched.pop((id(owner), name), None)
+        if entry is None:
+            return False
+        own = entry[1]
+        if own is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, own)
+        return True
+
+
+def is_wrapped(owner: object, name: str) -> bool:
+    return (id(owner), name) in _patched

@@ -1,0 +1,56 @@
+"""What adapters need from pipetrace's process set-up: the tracer provider they were given, span
+transforms added once, flushing, and whether the local store already holds an attempt's span."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import trace
+
+from ..processing import runtime
+from ..processing.runtime import force_flush, get_tracer, settings
+from ..ratelimit import warn_once_per
+
+log = logging.getLogger("pipetrace.adapter")
+
+
+def add_transform_once(transform: Any) -> bool:
+    """Add a span transform to the processing chain unless it is there already; True if added."""
+    if transform in runtime._state.transforms:  # noqa: SLF001 - one reader of the chain, here
+        return False
+    runtime.add_transform(transform)
+    return True
+
+
+def use_provider(provider: Any) -> None:
+    """Make ``provider`` the global one and pipetrace's (its processing chain is added to it)."""
+    if trace.get_tracer_provider() is not provider:
+        trace.set_tracer_provider(provider)
+    if not runtime.is_configured() or runtime._state.provider is not provider:  # noqa: SLF001
+        runtime.configure()
+
+
+def stored_span_ids(trace_id: int, span_ids: Iterable[int]) -> set[str]:
+    """Which of these spans (hex ids) the local store already holds, after flushing this process's own
+    spans to it; empty when there is no local store (nothing is known) or on any error (logged)."""
+    wanted = list(span_ids)
+    if not wanted:
+        return set()
+    try:
+        current = settings()
+        if "store" not in current.exporters:
+            return set()
+        force_flush(2, exporters=("store",))
+        from ..store import SpanStore
+        from ..store.queries import spans_by_ids
+
+        pairs = [(f"{trace_id:032x}", f"{span_id:016x}") for span_id in wanted]
+        return {span.span_id for span in spans_by_ids(SpanStore(current.store_path), pairs)}
+    except Exception as exc:
+        warn_once_per(log, "adapter-stored", "pipetrace: could not check stored spans: %r", exc)
+        return set()
+
+
+__all__ = ["add_transform_once", "force_flush", "get_tracer", "stored_span_ids", "use_provider"]

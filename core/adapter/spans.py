@@ -1,0 +1,91 @@
+"""Every way an adapter makes a span, in one place: the adapters call these, never the span machinery.
+
+The machinery offers several strategies of one idea (a span whose SDK record is made as late as
+possible); which one an adapter's event needs is chosen here, so that replacing the machinery changes
+this module only:
+
+* :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt,
+  after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
+* :func:`deferred_span` — recorded when it ends (a publish, a consumed message: never current long);
+* :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
+* :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
+  own span object);
+* :func:`start_span` — a plain eager span of the adapter's tracer (batch spans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
+
+from ..machinery.deferred import DeferredSpan, begin
+from ..machinery.ids import forced_ids
+from ..machinery.lazyspan import LazySpan
+from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
+from .errors import end_with_error
+
+deferred_span = begin
+"""``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
+plain_attributes)`` → a span recorded when it ends (see :mod:`pipetrace.machinery.deferred`)."""
+
+
+def lazy_span(tracer: Tracer, build: Callable[[], Span]) -> Span:
+    """A span made by ``build`` when first needed, or after it ends off this thread."""
+    return LazySpan(tracer, build)
+
+
+def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
+                  attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
+                  start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None) -> Span:
+    """An SDK span of ``tracer`` (pipetrace's: ``get_tracer()``) with the derived ``trace_id``/``span_id``
+    it must have."""
+    with forced_ids(trace_id=trace_id, span_id=span_id):
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links,
+                                 start_time=start_time)
+
+
+def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
+               attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = ()) -> Span:
+    """A plain span of ``tracer``, child of the current span (not made current here)."""
+    return tracer.start_span(name, kind=kind, attributes=attributes, links=links)
+
+
+__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "lazy_span", "link", "mark_result",
+           "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
+
+
+class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``
+    """Run a block in ``span`` (current unless ``current`` is False) and end the span after it; an
+    exception escaping the block is recorded on it and propagates unchanged. A class, not a generator:
+    it is on the per-message path."""
+
+    __slots__ = ("span", "current", "_token")
+
+    def __init__(self, span: Span, *, current: bool = True) -> None:
+        self.span = span
+        self.current = current
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        if self.current:
+            self._token = context_api.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if self._token is not None:
+                context_api.detach(self._token)  # type: ignore[arg-type]
+            if exc is not None:
+                live = getattr(self.span, "live", None)  # a deferred span: the record is made now
+                end_with_error(live() if live is not None else self.span, exc)
+        except Exception:
+            pass
+        try:
+            self.span.end()
+        except Exception:
+            pass
