@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 from ..store import SpanStore
 from ..store import maintenance as M
 from ..store.formats import to_otlp_json

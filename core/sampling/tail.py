@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 from ..store import maintenance, queries, target
 from ..store.sqlite import SpanStore
 from . import consistent

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 from .backend import SPAN_COLUMNS
 from .sqlite import SpanStore
 

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..processing.processors import YIELD_EVERY
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 from .buffer import BufferedWriter
 from .records import SpanRecord, from_readable
 from .sqlite import SpanStore, _row, is_corruption

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 from pluggy import HookimplMarker
 
 from . import scheduler, state, worker

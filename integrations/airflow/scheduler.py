@@ -17,7 +17,7 @@ from typing import Any
 import pipetrace
 from pipetrace import attributes as A
 from pipetrace import record_span, run_span
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 from pipetrace.spans import task_attributes
 from pipetrace.store import SpanStore

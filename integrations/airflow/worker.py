@@ -20,7 +20,7 @@ from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace import end_task_span, start_task_span
 from pipetrace.carriers import inject
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 
 from . import xcom

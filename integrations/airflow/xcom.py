@@ -33,7 +33,7 @@ from opentelemetry.trace import Link, Span
 from pipetrace import link
 from pipetrace.carriers import inject
 from pipetrace.identity import RunIdentity
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.airflow")
 

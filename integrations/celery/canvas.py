@@ -16,7 +16,8 @@ from typing import Any
 from opentelemetry import trace
 from pipetrace import attributes as A
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import start_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop
@@ -47,7 +48,7 @@ def _batch(kind: str, size: int, group_id: Any) -> Iterator[None]:
             attrs[A.PIPELINE_RUN_ID] = running.run_id
         if group_id:
             attrs["celery.group_id"] = str(group_id)
-        span = tracer().start_span(A.batch_span_name(kind), attributes=attrs)
+        span = start_span(tracer(), A.batch_span_name(kind), attributes=attrs)
     except Exception as exc:
         warn_once_per(log, "celery-batch", "pipetrace: celery %s batch span failed: %r", kind, exc)
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):

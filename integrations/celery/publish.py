@@ -2,7 +2,7 @@
 into the message headers; ``after_task_publish`` ends it. Keyed by the task id in the headers, so a
 ``send_task`` to a task this process does not know is traced and ended like any other.
 
-The send span is never current (nothing runs inside it), so it is a :mod:`pipetrace.machinery.deferred` span:
+The send span is never current (nothing runs inside it), so it is a :mod:`pipetrace.machinery.handle` deferred span:
 ids and sampling at the start, the record made at the end — the producer's per-publish cost is what
 the issue's throughput goal is most sensitive to."""
 
@@ -20,8 +20,8 @@ from pipetrace import set_component
 from pipetrace.carriers import inject_span_context
 from pipetrace.integrations.kombu.messaging import PUBLISHED_HEADER, end_with_error
 from pipetrace.integrations.kombu.tracer import tracer
-from pipetrace.machinery.deferred import DeferredSpan, begin
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import DeferredSpan, begin_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop
@@ -93,7 +93,7 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
         if eta:
             attrs[ETA] = str(eta)  # the run-closer waits for it (a message not due yet is not lost)
         now = time.time_ns()
-        span = begin(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
+        span = begin_span(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
                      context=context, plain_attributes=True)
         carrier = inject_span_context({}, span.get_span_context(), context)
         carrier[PUBLISHED_HEADER] = str(now)

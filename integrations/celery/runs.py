@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from pipetrace.adapter import message_runs
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import worker
 

@@ -25,9 +25,8 @@ from pipetrace.carriers import extract
 from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span_of
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
-from pipetrace.machinery.deferred import DeferredSpan, begin
-from pipetrace.machinery.lazyspan import LazySpan
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import DeferredSpan, begin_span, lazy_span
+from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import exception_description, status_description
 from pipetrace.spans import record_span
 
@@ -101,7 +100,7 @@ def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | No
             context, reason, linked = caller, None, current_sc
     links = _chord_links(values, linked)
     trace_id = None if linked is not None else run_identity(root_id).trace_id
-    span = begin(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
+    span = begin_span(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
                  attributes=attrs, links=links, start_time=now, trace_id=trace_id,
                  span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
     if reason is not None:
@@ -119,8 +118,8 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         span: Span
         if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
             span = _start(task, request, task_id, now, otel_context.get_current())
-        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.machinery.lazyspan)
-            span = LazySpan(tracer(), partial(_start, task, request, task_id, now, None))
+        else:  # made when first needed, or after the attempt ends, off this thread (pipetrace.machinery.handle)
+            span = lazy_span(tracer(), partial(_start, task, request, task_id, now, None))
         token = otel_context.attach(trace.set_span_in_context(span))
         attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))
         attempt.var_token = current.set(attempt)

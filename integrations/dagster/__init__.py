@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any, TypeVar
 
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.dagster")
 
@@ -82,7 +82,7 @@ def _use_provider(provider: Any) -> None:
 
     if trace.get_tracer_provider() is not provider:
         trace.set_tracer_provider(provider)
-    if not runtime.is_configured() or runtime._state.provider is not provider:  # noqa: SLF001
+    if not runtime.is_configured() or runtime.provider() is not provider:
         runtime.configure()
 
 

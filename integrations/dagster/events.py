@@ -14,7 +14,7 @@ from typing import Any
 
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from .runinfo import RunInfo, RunRegistry, stored_retry_counts
 from .tracker import ErrorSummary, StepEvent, StepTracker

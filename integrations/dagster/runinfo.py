@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.trace import SpanContext
 from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import names as N
 from .names import split_step_key

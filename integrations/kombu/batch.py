@@ -18,7 +18,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import span_context_of
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import start_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from .consumer import message_headers, message_id, queue_of
 from .messaging import base_attributes, end_with_error, messaging_system, queued_ms
@@ -74,8 +75,8 @@ def process_batch(messages: Sequence[Any], *, destination: str | None = None, co
                           "limit %d; %d links dropped (set PIPETRACE_SPAN_LINK_LIMIT or use smaller batches)",
                           len(links), limit, len(links) - limit)
             links = links[:limit]
-        span = tracer().start_span(f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
-                                   links=links)
+        span = start_span(tracer(), f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
+                          links=links)
     except Exception as exc:
         warn_once_per(log, "kombu-batch", "pipetrace: batch not traced: %r", exc)
     with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):

@@ -17,8 +17,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind
 from pipetrace import attributes as A
 from pipetrace.carriers import extract, extract_span_context
-from pipetrace.machinery.deferred import begin
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import begin_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, queued_ms
 from .tracer import tracer
@@ -88,7 +88,7 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = begin(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent, kind=SpanKind.CONSUMER,
+    span = begin_span(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent, kind=SpanKind.CONSUMER,
                  attributes=attrs)
     if reason is not None:
         bad_context_event(span, reason)

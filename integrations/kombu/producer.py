@@ -12,8 +12,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pipetrace.carriers import inject, inject_span_context
-from pipetrace.machinery.deferred import begin
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.machinery import begin_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from .messaging import base_attributes, end_with_error, is_internal, messaging_system, stamp_published
 from .tracer import tracer
@@ -65,7 +65,7 @@ def traced_publish(self: Any, body: Any, routing_key: Any = None, *args: Any, **
             kwargs["headers"] = out
             return original(self, body, routing_key, *args, **kwargs)
         attrs = base_attributes(messaging_system(self.connection), dest, "send", routing_key=rk)
-        span = begin(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
+        span = begin_span(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
         inject_span_context(out, span.get_span_context())
         stamp_published(out, span.start_time)
         kwargs["headers"] = out

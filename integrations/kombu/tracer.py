@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pipetrace
+from pipetrace.machinery.sdk import span_limits
 from opentelemetry.trace import Tracer, TracerProvider
 
 _provider: TracerProvider | None = None
@@ -26,6 +27,5 @@ def link_limit() -> int:
     if _provider is None:
         pipetrace.get_tracer()  # configures the provider on first use
     provider = _provider or trace.get_tracer_provider()
-    limits = getattr(provider, "_span_limits", None)
-    value = getattr(limits, "max_links", None)
+    value = getattr(span_limits(provider), "max_links", None)
     return int(value) if isinstance(value, int) and value > 0 else 128

@@ -23,7 +23,7 @@ from typing import Any
 import pipetrace
 from opentelemetry.context import Context
 from pipetrace import attributes as A
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from .runs import FlowInfo
 

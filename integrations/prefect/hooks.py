@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import batches, runs
 

@@ -32,7 +32,7 @@ import pipetrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, Span, SpanContext
 from pipetrace import attributes as A
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 
 from .runs import LABEL
 

@@ -25,9 +25,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
-from pipetrace.machinery.ids import forced_ids
+from pipetrace.machinery import start_span
 from pipetrace.processing.runtime import get_tracer
-from pipetrace.ratelimit import warn_once_per
+from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 from pipetrace.spans import _clean_attrs
 from prefect.telemetry.run_telemetry import RunTelemetry
@@ -143,9 +143,9 @@ class PipetraceRunTelemetry(RunTelemetry):
                       runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
         parent = ident.upstream_context()
         inputs, _ = links.input_links(self._pt_subflow_inputs, self._pt_client, ident.trace_id)
-        with forced_ids(trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id):
-            span = get_tracer().start_span(A.run_span_name(flow.name), context=parent or Context(),
-                                           kind=SpanKind.SERVER, attributes=_clean_attrs(attrs), links=inputs)
+        span = start_span(get_tracer(), A.run_span_name(flow.name), context=parent or Context(), kind=SpanKind.SERVER,
+                          attributes=_clean_attrs(attrs), links=inputs,
+                          trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id)
         links.remember(str(run.id), span)
         info = runs.FlowInfo(ident, flow.name, str(run.id))
         self._pt_flow = info
@@ -206,10 +206,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         self._pt_running_seen = False
         attrs = dict(self._pt_base_attrs)
         attrs[A.TRY_NUMBER] = try_number
-        with forced_ids(span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number)):
-            span = get_tracer().start_span(A.task_span_name(self._pt_task), context=self._pt_parent,
-                                           kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns,
-                                           links=self._pt_links)
+        span = start_span(get_tracer(), A.task_span_name(self._pt_task), context=self._pt_parent,
+                          kind=SpanKind.INTERNAL, attributes=attrs, start_time=start_ns, links=self._pt_links,
+                          span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number))
         links.remember(str(self._pt_run.id), span)
         return span
 

@@ -9,7 +9,7 @@ import tracemalloc
 import pipetrace
 import pytest
 from harness import FaultRow
-from pipetrace import ratelimit
+from pipetrace.util import ratelimit
 from pipetrace.carriers import extract, span_context_of, unwrap
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
