@@ -17,6 +17,7 @@ Modules: ``handle`` (the handle and its strategies), ``record`` (the SDK record 
 
 from __future__ import annotations
 
+from . import later
 from .handle import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
 
-__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "lazy_span", "start_span"]
+__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "later", "lazy_span", "start_span"]

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ..machinery import later
 from ..machinery.sdk import suppress_instrumentation
 from ..util import losses
+from ..util.gil import YIELD_EVERY
 from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.export")
@@ -29,9 +30,6 @@ _SAMPLED = 0x01  # the W3C sampled trace flag
 
 SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
-YIELD_EVERY = 16
-"""Background threads release the GIL after this many spans of Python work. Without it a busy export
-thread keeps the GIL for a whole switch interval (5 ms) and the task's thread waits for it."""
 
 
 class ExportQueue:

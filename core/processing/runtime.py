@@ -128,7 +128,7 @@ def _propagators(settings: Settings) -> None:
             items.append(W3CBaggagePropagator())
         else:
             try:
-                from opentelemetry.util._importlib_metadata import entry_points
+                from importlib.metadata import entry_points
 
                 (ep,) = entry_points(group="opentelemetry_propagator", name=name)
                 items.append(ep.load()())

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..processing.processors import YIELD_EVERY
+from ..util.gil import YIELD_EVERY
 from ..util.ratelimit import warn_once_per
 from .buffer import BufferedWriter
 from .records import SpanRecord, from_readable
