@@ -22,9 +22,9 @@ from .carriers import span_context_of
 from .identity import RunIdentity
 from .machinery import start_span
 from .processing.runtime import get_tracer
+from .redaction.text import exception_description, status_description
 from .util import losses
 from .util.ratelimit import warn_once_per
-from .redaction.text import exception_description, status_description
 
 log = logging.getLogger("pipetrace.spans")
 

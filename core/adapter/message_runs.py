@@ -30,9 +30,9 @@ from typing import Any
 
 from .. import attributes as A
 from ..identity import derive_run_span_id, format_span_id
-from ..util.ratelimit import warn_once_per
 from ..store import SpanRecord, SpanStore
 from ..store.queries import spans_of_traces, trace_activity, traces_of_systems_since, traces_with_run_span
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.runs")
 

@@ -64,8 +64,8 @@ def critical_path_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The chain of spans and waits that decided when the run ended, with each step's share."""
-    from .waterfall import human_ms
     from ..analysis.critical_path import QUEUE, WAIT, critical_path
+    from .waterfall import human_ms
 
     store, _ = _home_store()
     spans = store.trace(ident)
@@ -102,9 +102,9 @@ def anomalies_cmd(
     """Spans and runs slower than their baseline, worst first, with trace ids."""
     from dataclasses import replace
 
-    from .waterfall import human_ms
     from ..analysis.anomalies import detect
     from ..analysis.baselines import BaselineConfig
+    from .waterfall import human_ms
 
     store, _ = _home_store()
     config = BaselineConfig() if threshold is None else replace(BaselineConfig(), threshold=threshold)
@@ -222,8 +222,8 @@ def prune_cmd(
 ) -> None:
     """Apply the retention policy (runs in progress are never removed)."""
     from ..analysis.archive import ArchiveError
-    from .archive_commands import key_or_exit
     from ..analysis.retention import RetentionPolicy, prune
+    from .archive_commands import key_or_exit
 
     key = key_or_exit(key_file) if archive is not None else None
     if archive is not None and encrypt and key is None:

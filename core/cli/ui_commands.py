@@ -102,8 +102,8 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one run as a self-contained HTML page (no network needed; open it from file://)."""
-    from .errors import check_output, fail, write_output
     from ..ui.report import build_report
+    from .errors import check_output, fail, write_output
 
     check_output(output, force=force)  # a bad path fails before the page is built
     text = build_report(_store(), ident)

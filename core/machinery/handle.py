@@ -42,8 +42,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanK
 
 from ..util import losses
 from ..util.ratelimit import warn_once_per
-from . import later
-from . import record
+from . import later, record
 from .record import start_span
 from .sdk import processors_of
 
@@ -302,10 +301,10 @@ class DeferredSpan(SpanHandle):
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)
 
 
-def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
-          context: Context | None = None, links: Sequence[Link] = (), trace_id: int | None = None,
-          span_id: int | None = None, start_time: int | None = None, parent: SpanContext | None = None,
-          plain_attributes: bool = False) -> DeferredSpan:
+def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
+               attributes: Mapping[str, Any] | None = None, context: Context | None = None, links: Sequence[Link] = (),
+               trace_id: int | None = None, span_id: int | None = None, start_time: int | None = None,
+               parent: SpanContext | None = None, plain_attributes: bool = False) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
     the SDK's span at once); ``context`` None means the current one, as in the SDK.
 

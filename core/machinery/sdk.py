@@ -9,16 +9,18 @@ core envs test at both ends of the accepted range (see pyproject.toml).
 
 from __future__ import annotations
 
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as context_api
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
 
 from .ids import DerivedIdGenerator
 
 
-def suppress_instrumentation() -> object:
+def suppress_instrumentation() -> Token[Context]:
     """Attach a context in which instrumentations make no spans (the key the SDK's BatchSpanProcessor sets
     around an export); returns the token to ``opentelemetry.context.detach``."""
     return context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))

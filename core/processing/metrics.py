@@ -5,9 +5,9 @@ Names follow the OTel CICD semantic conventions where they exist (``cicd.pipelin
 which the conventions do not cover, use the ``pipetrace.`` namespace. Each span is turned into
 measurements once, as it ends (a span processor), or from the store (``record_store``) to backfill.
 
-Enable live with ``pipetrace.processing.metrics.enable()`` (or PIPETRACE_METRICS=true): it adds the processor to pipetrace's tracer
-provider and, unless given a ``MeterProvider``, builds one exporting like the traces do (OTLP when an
-endpoint is configured; console when the console exporter is).
+Enable live with PIPETRACE_METRICS=true or ``pipetrace.processing.metrics.enable()``: it adds the
+processor to pipetrace's tracer provider and, unless given a ``MeterProvider``, builds one exporting like
+the traces do (OTLP when an endpoint is configured; console when the console exporter is).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import config as _config
+from ..attributes import SERVICE_NAME
 from ..carriers import use_w3c_fast_path
 from ..config import ConfigError, Settings
 from ..machinery import sdk
@@ -73,7 +74,7 @@ def _explicit_service_name(settings: Settings) -> str | None:
     ``configure(service_name=...)``); None when only the default is there."""
     if os.environ.get("OTEL_SERVICE_NAME", "").strip() or settings.service_name != _config.Settings.service_name:
         return settings.service_name
-    named = settings.resource_attributes.get("service.name")
+    named = settings.resource_attributes.get(SERVICE_NAME)
     return str(named) if named else None
 
 
@@ -94,7 +95,7 @@ def set_component(name: str, *, override: bool = True) -> None:
             _state.component = name
             provider, current = _state.provider, _state.settings
             if provider is not None and _state.owns_provider and current is not None:
-                sdk.update_resource(provider, Resource({"service.name": service_name(current)}))
+                sdk.update_resource(provider, Resource({SERVICE_NAME: service_name(current)}))
     except Exception as exc:  # pragma: no cover - defensive: naming must never break the traced
         warn_once_per(log, "set-component", "pipetrace: could not set the component name: %r", exc)
 
@@ -105,7 +106,7 @@ def component() -> str | None:
 
 def _resource(settings: Settings) -> Resource:
     attrs: dict[str, Any] = dict(settings.resource_attributes)
-    attrs["service.name"] = service_name(settings)
+    attrs[SERVICE_NAME] = service_name(settings)
     attrs.setdefault("host.name", socket.gethostname())
     attrs["process.pid"] = os.getpid()
     return Resource.create(attrs)

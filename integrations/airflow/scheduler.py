@@ -17,11 +17,11 @@ from typing import Any
 import pipetrace
 from pipetrace import attributes as A
 from pipetrace import record_span, run_span
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 from pipetrace.spans import task_attributes
 from pipetrace.store import SpanStore
 from pipetrace.store.queries import spans_by_ids
+from pipetrace.util.ratelimit import warn_once_per
 
 from .runs import SYSTEM, RunRef, run_ref
 

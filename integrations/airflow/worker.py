@@ -20,8 +20,8 @@ from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace import end_task_span, start_task_span
 from pipetrace.carriers import inject
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import xcom
 from .runs import SYSTEM, run_ref

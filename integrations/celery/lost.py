@@ -23,8 +23,8 @@ from pipetrace import attributes as A
 from pipetrace.carriers import extract
 from pipetrace.identity import derive_task_span_id
 from pipetrace.integrations.kombu.messaging import base_attributes
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.spans import record_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop

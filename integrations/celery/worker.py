@@ -26,9 +26,9 @@ from pipetrace.integrations.kombu.consumer import bad_context_event, parent_span
 from pipetrace.integrations.kombu.messaging import queued_ms
 from pipetrace.integrations.kombu.tracer import link_limit, tracer
 from pipetrace.machinery import DeferredSpan, begin_span, lazy_span
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import exception_description, status_description
 from pipetrace.spans import record_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import headers as H
 from . import interop, lost

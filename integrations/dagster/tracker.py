@@ -20,9 +20,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pipetrace import attributes as A
 from pipetrace.processing.runtime import force_flush
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 from pipetrace.spans import end_task_span, link, record_span, run_span, start_task_span
+from pipetrace.util.ratelimit import warn_once_per
 
 from . import names as N
 from .names import op_name, split_step_key

@@ -88,8 +88,8 @@ def start_process_span(message: Any, consumer: Any = None, connection: Any = Non
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = begin_span(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent, kind=SpanKind.CONSUMER,
-                 attributes=attrs)
+    span = begin_span(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent,
+                      kind=SpanKind.CONSUMER, attributes=attrs)
     if reason is not None:
         bad_context_event(span, reason)
     return span

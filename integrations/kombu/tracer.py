@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pipetrace
-from pipetrace.machinery.sdk import span_limits
 from opentelemetry.trace import Tracer, TracerProvider
+from pipetrace.machinery.sdk import span_limits
 
 _provider: TracerProvider | None = None
 

@@ -27,9 +27,9 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from pipetrace import attributes as A
 from pipetrace.machinery import start_span
 from pipetrace.processing.runtime import get_tracer
-from pipetrace.util.ratelimit import warn_once_per
 from pipetrace.redaction.text import status_description
 from pipetrace.spans import _clean_attrs
+from pipetrace.util.ratelimit import warn_once_per
 from prefect.telemetry.run_telemetry import RunTelemetry
 
 from . import batches, links, runs

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind
 from pipetrace.cli.doctor import lost_spans
 from pipetrace.config import Settings
-from pipetrace.machinery import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, later, start_span
+from pipetrace.machinery import DeferredSpan, LazySpan, SpanHandle, begin_span, later, lazy_span, start_span
 from pipetrace.machinery.ids import DerivedIdGenerator
 from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 from pipetrace.util import losses, ratelimit
