@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -306,12 +307,19 @@ def audit_cmd(
         console.print(table)
         if report.clean:
             console.print("[green]clean: no broken traces, every expected task traced[/green]")
-        for kind, count in sorted(report.counts().items()):
-            console.print(f"[red]{kind}[/red]: {count}")
-            for f in [f for f in report.findings if f.kind == kind][:details]:
-                console.print(f"  {f.trace_id} {escape(f.pipeline or '')} {escape(f.run_id or '')}: {escape(f.detail)}")
+        _print_findings(report.counts(), report.findings, "kind", details, lambda f: (
+            f"{f.trace_id} {escape(f.pipeline or '')} {escape(f.run_id or '')}: {escape(f.detail)}"))
     if not report.clean:
         raise typer.Exit(1)
+
+
+def _print_findings(counts: Mapping[str, int], findings: Sequence[Any], group: str, details: int,
+                    line: Callable[[Any], str]) -> None:
+    """Each group's count in red, then at most ``details`` of its findings, one line each."""
+    for name, count in sorted(counts.items()):
+        console.print(f"[red]{name}[/red]: {count}")
+        for f in [f for f in findings if getattr(f, group) == name][:details]:
+            console.print(f"  {line(f)}")
 
 
 def _audit_secrets(*, mask: bool, since: str | None, details: int, as_json: bool) -> None:
@@ -332,10 +340,8 @@ def _audit_secrets(*, mask: bool, since: str | None, details: int, as_json: bool
         console.print(f"{report.traces} traces, {report.spans} spans scanned")
         if report.clean:
             console.print("[green]clean: no secret found[/green]")
-        for detector, count in sorted(report.by_detector().items()):
-            console.print(f"[red]{detector}[/red]: {count}")
-            for f in [f for f in report.findings if f.detector == detector][:details]:
-                console.print(f"  {f.trace_id} {f.span_id} {escape(f.span_name)}: {escape(f.field)}")
+        _print_findings(report.by_detector(), report.findings, "detector", details,
+                        lambda f: f"{f.trace_id} {f.span_id} {escape(f.span_name)}: {escape(f.field)}")
         if mask:
             console.print(f"masked {report.masked_spans} spans in place")
     if not report.clean and not mask:

@@ -60,7 +60,7 @@ def ui(
 ) -> None:
     """Web viewer over the local store: runs, waterfall, flame graph, task history (read-only)."""
     from ..store import SpanStore
-    from ..ui.server import is_loopback, make_server
+    from ..ui.server import is_loopback, make_server, serve_until_interrupted
 
     access = _access(access_file)
     settings = _settings()
@@ -88,12 +88,7 @@ def ui(
         import webbrowser
 
         webbrowser.open(url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 def report(
