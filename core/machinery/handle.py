@@ -153,7 +153,7 @@ class DeferredSpan(SpanHandle):
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
                  owned: dict[str, Any] | None = None, from_parent: bool = False) -> None:
-        # the start attributes when the caller vouched for them (see begin): plain values set later go
+        # the start attributes when the caller vouched for them (see begin_span): plain values set later go
         # straight in, and the end does not check them one by one again
         self._owned = owned
         self._from_parent = from_parent  # begun from a parent span context: its Context is built if needed
