@@ -78,7 +78,7 @@ def restore_cmd(
     key_file: KeyFile = None,
 ) -> None:
     """Verify the whole archive, then load its spans back into the store (refused if anything fails)."""
-    from ..analysis.commands import _home_store
+    from .analysis_commands import _home_store
 
     key = key_or_exit(key_file)
     store, _ = _home_store()
