@@ -6,13 +6,23 @@ they lack. Adapters import names from here so a rename happens in one place.
 
 from __future__ import annotations
 
-PIPELINE_NAME = "cicd.pipeline.name"
-PIPELINE_RUN_ID = "cicd.pipeline.run.id"
-PIPELINE_RESULT = "cicd.pipeline.result"
-TASK_NAME = "cicd.pipeline.task.name"
-TASK_RUN_ID = "cicd.pipeline.task.run.id"
-TASK_RESULT = "cicd.pipeline.task.run.result"
-ERROR_TYPE = "error.type"
+from typing import Final
+
+# the CICD and messaging conventions are still "incubating" in opentelemetry-semantic-conventions: that
+# subpackage is where the package publishes them (the contrib instrumentations import them from there)
+from opentelemetry.semconv._incubating.attributes import cicd_attributes as _cicd
+from opentelemetry.semconv._incubating.attributes import messaging_attributes as _messaging
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import service_attributes as _service
+
+PIPELINE_NAME: Final = _cicd.CICD_PIPELINE_NAME
+PIPELINE_RUN_ID: Final = _cicd.CICD_PIPELINE_RUN_ID
+PIPELINE_RESULT: Final = _cicd.CICD_PIPELINE_RESULT
+TASK_NAME: Final = _cicd.CICD_PIPELINE_TASK_NAME
+TASK_RUN_ID: Final = _cicd.CICD_PIPELINE_TASK_RUN_ID
+TASK_RESULT: Final = _cicd.CICD_PIPELINE_TASK_RUN_RESULT
+ERROR_TYPE: Final = _error.ERROR_TYPE
+SERVICE_NAME: Final = _service.SERVICE_NAME
 
 SYSTEM = "pipetrace.system"
 TRY_NUMBER = "pipetrace.task.try_number"
@@ -26,25 +36,25 @@ SYNTHETIC = "pipetrace.synthetic"
 """Set on spans built after the fact from an orchestrator record (never ran, worker died): a live span
 reported for the same ids wins over it in the store."""
 
-MESSAGING_SYSTEM = "messaging.system"
-MESSAGING_DESTINATION = "messaging.destination.name"
-MESSAGING_OPERATION_TYPE = "messaging.operation.type"
-MESSAGING_OPERATION_NAME = "messaging.operation.name"
-MESSAGING_MESSAGE_ID = "messaging.message.id"
-MESSAGING_BATCH_COUNT = "messaging.batch.message_count"
+MESSAGING_SYSTEM: Final = _messaging.MESSAGING_SYSTEM
+MESSAGING_DESTINATION: Final = _messaging.MESSAGING_DESTINATION_NAME
+MESSAGING_OPERATION_TYPE: Final = _messaging.MESSAGING_OPERATION_TYPE
+MESSAGING_OPERATION_NAME: Final = _messaging.MESSAGING_OPERATION_NAME
+MESSAGING_MESSAGE_ID: Final = _messaging.MESSAGING_MESSAGE_ID
+MESSAGING_BATCH_COUNT: Final = _messaging.MESSAGING_BATCH_MESSAGE_COUNT
 
 SYSTEMS = ("airflow", "dagster", "prefect", "celery", "kombu", "python")
 LINK_KINDS = ("xcom", "asset", "result", "message")
 
 # cicd.pipeline.result / cicd.pipeline.task.run.result values (OTel CICD conventions) plus the states
 # orchestrators have that the convention lacks.
-RESULT_SUCCESS = "success"
-RESULT_FAILURE = "failure"
-RESULT_ERROR = "error"
-RESULT_TIMEOUT = "timeout"
-RESULT_CANCELLATION = "cancellation"
-RESULT_SKIP = "skip"
-RESULT_RETRY = "retry"
+RESULT_SUCCESS: Final[str] = _cicd.CicdPipelineResultValues.SUCCESS.value
+RESULT_FAILURE: Final[str] = _cicd.CicdPipelineResultValues.FAILURE.value
+RESULT_ERROR: Final[str] = _cicd.CicdPipelineResultValues.ERROR.value
+RESULT_TIMEOUT: Final[str] = _cicd.CicdPipelineResultValues.TIMEOUT.value
+RESULT_CANCELLATION: Final[str] = _cicd.CicdPipelineResultValues.CANCELLATION.value
+RESULT_SKIP: Final[str] = _cicd.CicdPipelineResultValues.SKIP.value
+RESULT_RETRY = "retry"  # not in the convention
 FAILED_RESULTS = frozenset({RESULT_FAILURE, RESULT_ERROR, RESULT_TIMEOUT})
 
 

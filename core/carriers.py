@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from .ratelimit import warn_once_per
+from .util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.carriers")
 

@@ -20,10 +20,11 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from . import attributes as A
 from .carriers import span_context_of
 from .identity import RunIdentity
-from .machinery.fastspan import start_span
+from .machinery import start_span
 from .processing.runtime import get_tracer
-from .ratelimit import warn_once_per
 from .redaction.text import exception_description, status_description
+from .util import losses
+from .util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.spans")
 
@@ -135,6 +136,7 @@ def start_task_span(
             record_exception=False, set_status_on_exception=False,
         )
     except Exception as exc:
+        losses.count("span_start")
         warn_once_per(log, "task_span", "pipetrace: could not start task span: %r", exc)
         return INVALID_SPAN
 
@@ -213,11 +215,11 @@ def batch_span(name: str, *, index: int | None = None, size: int | None = None,
         for key in (A.SYSTEM, A.PIPELINE_NAME, A.PIPELINE_RUN_ID):
             if key in parent_attrs and key not in attrs:
                 attrs[key] = parent_attrs[key]
-        span = get_tracer().start_span(A.batch_span_name(name), kind=kind, attributes=attrs,
-                                       links=_links(links), record_exception=False,
-                                       set_status_on_exception=False)
+        span = start_span(get_tracer(), A.batch_span_name(name), kind=kind, attributes=attrs,
+                          links=_links(links), record_exception=False, set_status_on_exception=False)
         del current
     except Exception as exc:
+        losses.count("span_start")
         warn_once_per(log, "batch_span", "pipetrace: could not start batch span: %r", exc)
         span = INVALID_SPAN
     with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
@@ -271,6 +273,7 @@ def record_span(
         span.end(end_time=to_ns(end))
         return True
     except Exception as exc:
+        losses.count("span_start")
         warn_once_per(log, "record_span", "pipetrace: could not record span %s: %r", name, exc)
         return False
 

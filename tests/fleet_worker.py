@@ -54,6 +54,7 @@ def fault(home: str, n: int, go: Path) -> dict[str, object]:
     durations.sort()
     return {"p50_ms": durations[len(durations) // 2] * 1e3, "max_ms": durations[-1] * 1e3, "left": left,
             "stats": stats.get("store", {}), "buffer": stats.get("store_buffer", {}),
+            "lost": stats.get("lost", {}),
             "phase_ms": [[p[len(p) // 2] * 1e3, p[int(0.95 * (len(p) - 1))] * 1e3, p[-1] * 1e3] for p in phases]}
 
 

@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-from ..ratelimit import warn_once_per
 from ..redaction.known import register_results, unregister_results
 from ..redaction.text import exception_description, status_description
+from ..util.ratelimit import warn_once_per
 from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
 from .attributes import attempt_attributes, clean, run_attributes
 from .errors import end_with_error, error_type, guarded, record_error, record_error_summary

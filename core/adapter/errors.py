@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from opentelemetry.trace import Span, Status, StatusCode
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
 from ..redaction.text import exception_description, status_description
+from ..util.ratelimit import warn_once_per
 
 
 def error_type(exc: BaseException | type[BaseException]) -> str:

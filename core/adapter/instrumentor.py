@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 
 
 class Switch:

@@ -30,9 +30,9 @@ from typing import Any
 
 from .. import attributes as A
 from ..identity import derive_run_span_id, format_span_id
-from ..ratelimit import warn_once_per
 from ..store import SpanRecord, SpanStore
 from ..store.queries import spans_of_traces, trace_activity, traces_of_systems_since, traces_with_run_span
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.runs")
 
@@ -374,8 +374,7 @@ def _readable(end: RunEnd) -> Any:
 
     from ..processing import runtime
 
-    provider = runtime._state.provider  # noqa: SLF001
-    resource = provider.resource if provider is not None else runtime._resource(runtime.settings())  # noqa: SLF001
+    resource = runtime.resource()
     status = (Status(StatusCode.ERROR, f"run ended: {end.result}") if end.result in A.FAILED_RESULTS
               else Status(StatusCode.UNSET))
     context = SpanContext(int(end.trace_id, 16), int(end.span_id, 16), is_remote=False,
@@ -388,10 +387,8 @@ def _readable(end: RunEnd) -> Any:
 
 def _transformed(span: Any) -> Any:
     from ..processing import runtime
-    from ..processing.processors import apply_transforms
 
-    processor = runtime._state.processor  # noqa: SLF001
-    return apply_transforms(processor.transforms, span) if processor is not None else span
+    return runtime.transform(span)
 
 
 _background: Background | None = None

@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
 from .. import attributes as A
 from ..carriers import extract, extract_span_context
+from ..machinery.sdk import span_limits
 from ..processing.runtime import get_tracer
 
 PUBLISHED_HEADER = "pipetrace-published-ns"
@@ -54,8 +55,7 @@ def link_limit() -> int:
     if _provider is None:
         get_tracer()  # configures the provider on first use
     provider = _provider or trace.get_tracer_provider()
-    limits = getattr(provider, "_span_limits", None)
-    value = getattr(limits, "max_links", None)
+    value = getattr(span_limits(provider), "max_links", None)
     return int(value) if isinstance(value, int) and value > 0 else 128
 
 

@@ -11,14 +11,14 @@ from opentelemetry import trace
 
 from ..processing import runtime
 from ..processing.runtime import force_flush, get_tracer, settings
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.adapter")
 
 
 def add_transform_once(transform: Any) -> bool:
     """Add a span transform to the processing chain unless it is there already; True if added."""
-    if transform in runtime._state.transforms:  # noqa: SLF001 - one reader of the chain, here
+    if runtime.has_transform(transform):
         return False
     runtime.add_transform(transform)
     return True
@@ -28,7 +28,7 @@ def use_provider(provider: Any) -> None:
     """Make ``provider`` the global one and pipetrace's (its processing chain is added to it)."""
     if trace.get_tracer_provider() is not provider:
         trace.set_tracer_provider(provider)
-    if not runtime.is_configured() or runtime._state.provider is not provider:  # noqa: SLF001
+    if not runtime.is_configured() or runtime.provider() is not provider:
         runtime.configure()
 
 

@@ -23,20 +23,20 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
-from ..machinery.deferred import DeferredSpan, begin
-from ..machinery.ids import forced_ids
-from ..machinery.lazyspan import LazySpan
+from ..machinery import DeferredSpan, begin_span
+from ..machinery import lazy_span as _lazy_span
+from ..machinery import start_span as _start_span
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
 from .errors import end_with_error
 
-deferred_span = begin
+deferred_span = begin_span
 """``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
-plain_attributes)`` → a span recorded when it ends (see :mod:`pipetrace.machinery.deferred`)."""
+plain_attributes)`` → a span recorded when it ends (the deferred strategy of :mod:`pipetrace.machinery`)."""
 
 
 def lazy_span(tracer: Tracer, build: Callable[[], Span]) -> Span:
     """A span made by ``build`` when first needed, or after it ends off this thread."""
-    return LazySpan(tracer, build)
+    return _lazy_span(tracer, build)
 
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
@@ -44,15 +44,14 @@ def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: S
                   start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None) -> Span:
     """An SDK span of ``tracer`` (pipetrace's: ``get_tracer()``) with the derived ``trace_id``/``span_id``
     it must have."""
-    with forced_ids(trace_id=trace_id, span_id=span_id):
-        return tracer.start_span(name, context=context, kind=kind, attributes=attributes, links=links,
-                                 start_time=start_time)
+    return _start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
+                       start_time=start_time, trace_id=trace_id, span_id=span_id)
 
 
 def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
                attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = ()) -> Span:
     """A plain span of ``tracer``, child of the current span (not made current here)."""
-    return tracer.start_span(name, kind=kind, attributes=attributes, links=links)
+    return _start_span(tracer, name, kind=kind, attributes=attributes, links=links)
 
 
 __all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "lazy_span", "link", "mark_result",

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..identity import derive_run_span_id, format_span_id
-from ..ratelimit import warn_once_per
 from ..store import SpanStore
 from ..store import maintenance as M
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.audit")
 

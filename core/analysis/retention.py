@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
 from ..store import SpanStore
 from ..store import maintenance as M
 from ..store.formats import to_otlp_json
 from ..store.sqlite import _record
+from ..util.ratelimit import warn_once_per
 from .durations import human_duration
 
 log = logging.getLogger("pipetrace.retention")

@@ -194,7 +194,7 @@ def run(ctx: typer.Context) -> None:
 
 # Command groups living next to the code they drive register themselves here (each module exposes
 # ``register(app)``): the viewer (ui, report) and analysis (critical-path, anomalies, alerts, prune, audit).
-EXTENSIONS = ("pipetrace.ui.commands", "pipetrace.analysis.commands")
+EXTENSIONS = ("pipetrace.cli.ui_commands", "pipetrace.cli.analysis_commands")
 
 
 def _register_extensions() -> None:

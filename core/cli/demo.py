@@ -283,7 +283,7 @@ def _serve(store: SpanStore, trace_id: str, console: Console) -> None:
     """Serve the viewer on loopback, open a browser tab at the trace, run until Ctrl+C."""
     import webbrowser
 
-    from ..ui.server import make_server
+    from ..ui.server import make_server, serve_until_interrupted
 
     try:
         server = make_server(store, port=UI_PORT)
@@ -293,12 +293,7 @@ def _serve(store: SpanStore, trace_id: str, console: Console) -> None:
     console.print(f"[bold]viewer:[/bold] {url}   (Ctrl+C to stop)", soft_wrap=True)
     if not (_has_gui() and webbrowser.open(url)):
         console.print("no graphical browser found here: open the address above yourself")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 def run_demo(console: Console, open_browser: bool = True) -> int:

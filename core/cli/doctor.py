@@ -136,6 +136,26 @@ def console_exporter(settings: Settings) -> Iterable[Finding]:
         yield Finding(True, "console exporter", "on (spans printed to stdout)")
 
 
+FIXES = {"queue_full": "raise PIPETRACE_MAX_QUEUE_SIZE or check that the exporter keeps up",
+         "shutdown": "raise PIPETRACE_FLUSH_TIMEOUT or call pipetrace.force_flush() before the process exits",
+         "exporter_error": "check the exporter's endpoint (the line above) and its log warnings"}
+
+
+@register
+def lost_spans(settings: Settings) -> Iterable[Finding]:
+    """Spans this process lost, by cause (``pipetrace.stats()["lost"]``): doctor run inside a traced
+    program (``run_checks``) shows that program's; the ``pipetrace doctor`` command, its own (none)."""
+    from ..util.losses import meaning, snapshot
+
+    lost = snapshot()
+    if not lost:
+        yield Finding(None, "lost spans", "none in this process (a traced process: pipetrace.stats()['lost'])")
+        return
+    for key, n in lost.items():
+        cause = key.split(".", 1)[0]
+        yield Finding(False, "lost spans", f"{n} {key}: {meaning(key)}", FIXES.get(cause, ""))
+
+
 # adapter name → (top-level module, distribution whose version is shown)
 ORCHESTRATORS = {"airflow": ("airflow", "apache-airflow"), "celery": ("celery", "celery"),
                  "dagster": ("dagster", "dagster"), "kombu": ("kombu", "kombu"), "prefect": ("prefect", "prefect")}

@@ -446,14 +446,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     if settings.sampler.endswith("traceidratio") and settings.sampler_arg is None:
         settings = replace(settings, sampler_arg=1.0)
     _check_tls(settings)
-    if settings.redaction:
-        from ..redaction import redactor_for
-
-        try:
-            redactor_for(settings)
-        except ValueError as exc:
-            raise ConfigError(f"PIPETRACE_REDACTION_MODES: {exc}") from None
-    return settings
+    return settings  # (the redaction modes are checked by the redaction layer: processing.runtime.configure)
 
 
 def describe() -> list[tuple[str, str, str, str]]:

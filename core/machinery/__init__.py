@@ -1,1 +1,23 @@
-"""Span machinery: the span handles and id forcing; the only code that touches OpenTelemetry SDK internals."""
+"""Span machinery: the one span handle (eager / deferred / lazy strategies) and the only code that touches
+the OpenTelemetry SDK's internals.
+
+The API every other part of pipetrace makes spans with (see :mod:`.handle` for when to use which):
+
+- ``start_span(tracer, name, *, context, kind, attributes, links, start_time, trace_id, span_id,
+  record_exception, set_status_on_exception)`` — eager: the SDK's own span, now, with the ids given;
+- ``begin_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
+  plain_attributes)`` — deferred: a :class:`DeferredSpan`, recorded in one step when it ends;
+- ``lazy_span(tracer, build)`` — lazy: a :class:`LazySpan`, ``build()`` (usually a ``begin_span``) run
+  when first needed, at the latest after it ends on the later thread.
+
+Modules: ``handle`` (the handle and its strategies), ``record`` (the SDK record each strategy makes),
+``later`` (the background queue the lazy strategy finishes on), ``ids`` (derived ids into SDK spans),
+``sdk`` (every other private SDK name: processors, resources, samplers, limits).
+"""
+
+from __future__ import annotations
+
+from . import later
+from .handle import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
+
+__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "later", "lazy_span", "start_span"]

@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..ratelimit import warn_once_per
+from ..util import losses
+from ..util.ratelimit import warn_once_per
+from .sdk import processors_of
 
 log = logging.getLogger("pipetrace.spans")
 
@@ -40,6 +42,12 @@ YIELD_EVERY = 32
 MAX_QUEUED = 20_000
 """Items beyond this many waiting are done at once in the submitting thread: memory stays bounded if the
 thread falls behind, and nothing is dropped."""
+
+
+def _failed(exc: Exception) -> None:
+    """One item's work raised: its span is lost (counted) and the queue goes on."""
+    losses.count("later_work")
+    warn_once_per(log, "later", "pipetrace: deferred span work failed: %r", exc)
 
 
 class _Later:
@@ -81,7 +89,7 @@ class _Later:
                 try:
                     work(*args)
                 except Exception as exc:
-                    warn_once_per(log, "later", "pipetrace: deferred span work failed: %r", exc)
+                    _failed(exc)
                 count += 1
                 if yield_gil and count % YIELD_EVERY == 0:
                     self.running.release()
@@ -106,7 +114,7 @@ def submit(work: Callable[..., Any], *args: Any) -> None:
         try:
             work(*args)
         except Exception as exc:
-            warn_once_per(log, "later", "pipetrace: deferred span work failed: %r", exc)
+            _failed(exc)
         return
     items.append((work, args))
     if queued == 1:  # the first of a batch (one wake-up per batch, not per item)
@@ -137,7 +145,7 @@ _checked: list[Any] = [None, False]
 def accepts(tracer: Any) -> bool:
     """Whether spans of ``tracer`` may be finished here: every processor is one that drains this
     queue before it flushes (pipetrace's pipeline; an SDK processor's flush would not wait for it)."""
-    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+    processors = processors_of(tracer)
     if processors is None:
         return False
     if processors is not _checked[0]:

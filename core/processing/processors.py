@@ -14,20 +14,22 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 
-from opentelemetry.context import Context
+from opentelemetry.context import Context, detach
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..machinery import later
-from ..ratelimit import warn_once_per
+from ..machinery.sdk import suppress_instrumentation
+from ..util import losses
+from ..util.gil import YIELD_EVERY
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.export")
 
+_SAMPLED = 0x01  # the W3C sampled trace flag
+
 SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
-YIELD_EVERY = 16
-"""Background threads release the GIL after this many spans of Python work. Without it a busy export
-thread keeps the GIL for a whole switch interval (5 ms) and the task's thread waits for it."""
 
 
 class ExportQueue:
@@ -96,6 +98,7 @@ class ExportQueue:
             pending = self.queued
             if pending >= self.max_queue_size:
                 self.dropped += 1
+                losses.count("queue_full", exporter=self.name)
                 warn_once_per(log, f"drop-{self.name}", "pipetrace: %s queue full (%d); dropping spans",
                               self.name, self.max_queue_size)
                 return
@@ -142,11 +145,16 @@ class ExportQueue:
         return out
 
     def _export(self, batch: Sequence[ReadableSpan]) -> bool:
+        # instrumentation off while exporting, as in the SDK's BatchSpanProcessor: an instrumented HTTP
+        # or gRPC client under the OTLP exporter must not make spans of the export (exported again…)
+        token = suppress_instrumentation()
         try:
             result = self.exporter.export(batch)
         except Exception as exc:
             result = SpanExportResult.FAILURE
             warn_once_per(log, f"export-{self.name}", "pipetrace: %s exporter raised %r", self.name, exc)
+        finally:
+            detach(token)
         if result == SpanExportResult.SUCCESS:
             self.exported += len(batch)
             self._backoff_s = 0.0
@@ -157,6 +165,7 @@ class ExportQueue:
         """Keep a failed batch for a later attempt (store: a lock or a full disk passes) or count it lost."""
         if not self.retry_failures or self._shutdown:
             self.failed += len(batch)
+            losses.count("exporter_error", len(batch), exporter=self.name)
             warn_once_per(log, f"failed-{self.name}", "pipetrace: %s export failed; %d spans dropped",
                           self.name, len(batch))
             return
@@ -167,6 +176,7 @@ class ExportQueue:
             self._ready.extendleft(reversed(keep))
             if lost:
                 self.dropped += lost
+                losses.count("queue_full", lost, exporter=self.name)
             self._backoff_s = min(self.max_backoff_s, max(0.1, self._backoff_s * 2))
             self._due = 0.0
             warn_once_per(log, f"failed-{self.name}", "pipetrace: %s export failed; keeping %d spans and "
@@ -192,6 +202,7 @@ class ExportQueue:
                 if claimed and ok:  # written after shutdown counted it lost: it was not lost after all
                     with self._cond:
                         self.dropped -= claimed
+                    losses.uncount("shutdown", claimed, exporter=self.name)
                 elif not ok and not claimed:
                     self._after_failure(batch)
                 with self._cond:
@@ -234,6 +245,7 @@ class ExportQueue:
             running = self._inflight if self._busy else 0
             self._claimed = running
             self.dropped += queued + running
+            losses.count("shutdown", queued + running, exporter=self.name)
             self._cond.notify_all()
         if queued + running:
             detail = f"; {running} of them in an export still running" if running else ""
@@ -281,6 +293,7 @@ def apply_transforms(transforms: Sequence[SpanTransform], span: ReadableSpan) ->
         try:
             transformed = transform(current)
         except Exception as exc:  # a failing transform (redaction!) drops the span rather than leak it
+            losses.count("transform_error")
             warn_once_per(log, "transform", "pipetrace: span transform %r failed, span dropped: %r",
                           transform, exc)
             return None
@@ -295,7 +308,7 @@ class PipelineProcessor(SpanProcessor):
     and once per span: on the single exporter's own thread, or with several exporters on one transform
     stage in front of them. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
 
-    ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.machinery.deferred
+    ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.machinery.handle
     drains_later = True  # spans may end on pipetrace.machinery.later's thread: each flush drains it first
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
@@ -318,6 +331,9 @@ class PipelineProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         if not self.queues:  # exporters=none: nothing to redact for
+            return
+        context = span.context
+        if context is not None and not context.trace_flags & _SAMPLED:  # RECORD_ONLY: never exported
             return
         try:
             if self.stage is not None and self.transforms:

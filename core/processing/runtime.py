@@ -11,21 +11,25 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider, sampling
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import config as _config
+from ..attributes import SERVICE_NAME
 from ..carriers import use_w3c_fast_path
 from ..config import ConfigError, Settings
+from ..machinery import sdk
 from ..machinery.ids import DerivedIdGenerator
-from ..ratelimit import limit_third_party_warnings, warn_once_per
+from ..util import losses
+from ..util.ratelimit import limit_third_party_warnings, warn_once_per
 from .export import build_queues
-from .processors import PipelineProcessor, SpanTransform
+from .processors import PipelineProcessor, SpanTransform, apply_transforms
 
 log = logging.getLogger("pipetrace")
 TRACER_NAME = "pipetrace"
@@ -70,7 +74,7 @@ def _explicit_service_name(settings: Settings) -> str | None:
     ``configure(service_name=...)``); None when only the default is there."""
     if os.environ.get("OTEL_SERVICE_NAME", "").strip() or settings.service_name != _config.Settings.service_name:
         return settings.service_name
-    named = settings.resource_attributes.get("service.name")
+    named = settings.resource_attributes.get(SERVICE_NAME)
     return str(named) if named else None
 
 
@@ -91,7 +95,7 @@ def set_component(name: str, *, override: bool = True) -> None:
             _state.component = name
             provider, current = _state.provider, _state.settings
             if provider is not None and _state.owns_provider and current is not None:
-                provider._update_resource(Resource({"service.name": service_name(current)}))  # noqa: SLF001
+                sdk.update_resource(provider, Resource({SERVICE_NAME: service_name(current)}))
     except Exception as exc:  # pragma: no cover - defensive: naming must never break the traced
         warn_once_per(log, "set-component", "pipetrace: could not set the component name: %r", exc)
 
@@ -102,7 +106,7 @@ def component() -> str | None:
 
 def _resource(settings: Settings) -> Resource:
     attrs: dict[str, Any] = dict(settings.resource_attributes)
-    attrs["service.name"] = service_name(settings)
+    attrs[SERVICE_NAME] = service_name(settings)
     attrs.setdefault("host.name", socket.gethostname())
     attrs["process.pid"] = os.getpid()
     return Resource.create(attrs)
@@ -125,7 +129,7 @@ def _propagators(settings: Settings) -> None:
             items.append(W3CBaggagePropagator())
         else:
             try:
-                from opentelemetry.util._importlib_metadata import entry_points
+                from importlib.metadata import entry_points
 
                 (ep,) = entry_points(group="opentelemetry_propagator", name=name)
                 items.append(ep.load()())
@@ -143,7 +147,7 @@ def _after_fork() -> None:
     provider = _state.provider
     if provider is not None and _state.owns_provider:
         try:
-            provider._update_resource(Resource({"process.pid": os.getpid()}))  # noqa: SLF001
+            sdk.update_resource(provider, Resource({"process.pid": os.getpid()}))
         except Exception:  # pragma: no cover - defensive
             pass
 
@@ -158,6 +162,7 @@ def configure(**overrides: Any) -> Settings:
     Raises :class:`ConfigError` naming the bad setting. Calling it again replaces the exporters.
     """
     settings = _config.load(**overrides)
+    _check_redaction(settings)
     with _lock:
         _teardown(settings.flush_timeout_s)
         _state.settings = settings
@@ -171,13 +176,12 @@ def configure(**overrides: Any) -> Settings:
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider) and not getattr(existing, "_pipetrace_owned", False):
             provider = existing
-            if not isinstance(provider.id_generator, DerivedIdGenerator):
-                provider.id_generator = DerivedIdGenerator(provider.id_generator)  # type: ignore[assignment]
+            sdk.learn_derived_ids(provider)
             _state.owns_provider = False
         elif isinstance(existing, TracerProvider):
             provider = existing
-            provider._update_resource(_resource(settings))  # noqa: SLF001  (cached tracers follow)
-            _apply_sampler(provider, _sampler(settings))
+            sdk.update_resource(provider, _resource(settings))  # (cached tracers follow)
+            sdk.apply_sampler(provider, _sampler(settings))
             _state.owns_provider = True
         else:
             provider = TracerProvider(
@@ -195,20 +199,64 @@ def configure(**overrides: Any) -> Settings:
         _state.provider = provider
         _state.processor = processor
         _state.tracer = provider.get_tracer(TRACER_NAME)
-        _metrics(settings)
+        for hook in _configure_hooks:
+            hook(settings)
         return settings
 
 
-def _apply_sampler(provider: TracerProvider, sampler: sampling.Sampler) -> None:
-    """Set the sampler on the provider and on the tracers it already handed out (the SDK caches one
-    tracer per scope and each keeps the sampler it was made with)."""
-    provider.sampler = sampler
-    tracers = getattr(provider, "_tracers", None)
-    lock = getattr(provider, "_tracers_lock", None)
-    if isinstance(tracers, dict) and lock is not None:
-        with lock:
-            for tracer in tracers.values():
-                tracer.sampler = sampler
+_configure_hooks: list[Callable[[Settings], None]] = []
+
+
+def on_configure(hook: Callable[[Settings], None]) -> None:
+    """Call ``hook(settings)`` at the end of every :func:`configure` (span-derived metrics follow
+    PIPETRACE_METRICS this way): a part of processing that needs the provider registers itself
+    instead of runtime importing it."""
+    if hook not in _configure_hooks:
+        _configure_hooks.append(hook)
+
+
+def provider() -> TracerProvider | None:
+    """The SDK provider pipetrace's chain is on (None before configure or when disabled)."""
+    return _state.provider
+
+
+def resource() -> Resource:
+    """This process's resource: the provider's, or what configure would give it."""
+    current = _state.provider
+    return current.resource if current is not None else _resource(settings())
+
+
+def add_processor(processor: SpanProcessor) -> bool:
+    """Add a span processor next to pipetrace's chain (configures first); False when tracing is off."""
+    get_tracer()
+    current = _state.provider
+    if current is None:
+        return False
+    current.add_span_processor(processor)
+    return True
+
+
+def remove_processor(processor: SpanProcessor) -> None:
+    current = _state.provider
+    if current is not None:
+        sdk.remove_processor(current, processor)
+
+
+def transform(span: ReadableSpan) -> ReadableSpan | None:
+    """``span`` through the chain's transforms (redaction, …), as an exporter would get it."""
+    processor = _state.processor
+    return apply_transforms(processor.transforms, span) if processor is not None else span
+
+
+def _check_redaction(settings: Settings) -> None:
+    """A bad PIPETRACE_REDACTION_MODES is a configuration error, raised before the old chain is torn down."""
+    if settings.redaction:
+        from ..redaction import redactor_for
+
+        try:
+            redactor_for(settings)
+        except ValueError as exc:
+            raise ConfigError(f"PIPETRACE_REDACTION_MODES: {exc}") from None
 
 
 def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
@@ -219,27 +267,12 @@ def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
     return [redaction] if redaction is not None else []
 
 
-def _metrics(settings: Settings) -> None:
-    """Span-derived metrics (PIPETRACE_METRICS): one processor, replaced on every configure()."""
-    from ..analysis import metrics
-
-    metrics.disable()
-    if settings.metrics:
-        metrics.enable()
-
-
 def _teardown(timeout_s: float) -> None:
     processor = _state.processor
     if processor is not None:
         processor.shutdown_within(timeout_s)
-        provider = _state.provider
-        if provider is not None:
-            try:  # detach the old chain from the provider
-                procs = provider._active_span_processor._span_processors  # noqa: SLF001
-                provider._active_span_processor._span_processors = tuple(  # noqa: SLF001
-                    p for p in procs if p is not processor)
-            except AttributeError:  # pragma: no cover
-                pass
+        if _state.provider is not None:  # detach the old chain from the provider
+            sdk.remove_processor(_state.provider, processor)
     _state.processor = None
     _state.tracer = None
 
@@ -275,6 +308,11 @@ def is_configured() -> bool:
     return _state.tracer is not None
 
 
+def has_transform(transform: SpanTransform) -> bool:
+    """Whether ``transform`` is in the chain already (adapters add theirs once per process)."""
+    return transform in _state.transforms
+
+
 def add_transform(transform: SpanTransform) -> None:
     """Add a span transform (redaction, tail buffer…) to the chain, before every exporter."""
     with _lock:
@@ -307,7 +345,9 @@ def shutdown(timeout_s: float | None = None) -> None:
 def stats() -> dict[str, dict[str, int]]:
     """Per exporter queue: exported/dropped/failed/queued; ``redaction``: strings cut to the length
     limit, spans dropped because redaction failed, known secrets held; ``store_buffer`` (PostgreSQL
-    store only): spans buffered locally, drained to the server, dropped with the buffer full."""
+    store only): spans buffered locally, drained to the server, dropped with the buffer full; ``lost``: every
+    span lost in this process, by cause (:data:`pipetrace.util.losses.CAUSES`; ``<cause>.<exporter>`` for an
+    exporter's)."""
     from ..redaction import stats as redaction_stats
 
     processor = _state.processor
@@ -319,6 +359,7 @@ def stats() -> dict[str, dict[str, int]]:
 
     if processor is not None and (buffer := buffer_stats()):
         out["store_buffer"] = buffer
+    out["lost"] = losses.snapshot()
     return out
 
 

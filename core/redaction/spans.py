@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, Status
 
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 from .known import KNOWN
 from .redactor import Redactor
 from .text import cut

@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
 from ..store import maintenance, queries, target
 from ..store.sqlite import SpanStore
+from ..util.ratelimit import warn_once_per
 from . import consistent
 from .codec import Decoder, encode
 from .head import DECISION_ATTR, POLICY_ATTR, RATE_ATTR

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..ratelimit import warn_once_per
+from ..util import losses
+from ..util.ratelimit import warn_once_per
 from .backend import SPAN_COLUMNS
 from .sqlite import SpanStore
 
@@ -170,6 +171,7 @@ class BufferedWriter:
     def _dropped(self, n: int) -> None:
         """Count ``n`` lost spans here and in the buffer file (best effort: that file may be what failed)."""
         self.dropped += n
+        losses.count("store_buffer_full", n)
         try:
             self.buffer.backend.run(lambda c: (c.execute(_DROPS_TABLE), c.execute(
                 "INSERT INTO buffer_drops (id, dropped, last_ns) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "

@@ -10,8 +10,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..processing.processors import YIELD_EVERY
-from ..ratelimit import warn_once_per
+from ..util.gil import YIELD_EVERY
+from ..util.ratelimit import warn_once_per
 from .buffer import BufferedWriter
 from .records import readable_row
 from .sqlite import SpanStore, is_corruption

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from ..ratelimit import warn_once_per
+from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.ui")
 _SAFE = "/:@!$&'()*+,;=-._~%"

@@ -370,3 +370,13 @@ def serve_in_thread(server: ViewerServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="pipetrace-ui", daemon=True)
     thread.start()
     return thread
+
+
+def serve_until_interrupted(server: ViewerServer) -> None:
+    """Serve in this thread until Ctrl+C, then close the socket (the ``ui`` and ``demo`` commands)."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -8,7 +8,7 @@ from analysis_helpers import T0, S
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pipetrace import attributes as A
-from pipetrace.analysis import metrics
+from pipetrace.processing import metrics
 
 
 def points(reader: InMemoryMetricReader) -> dict[str, list]:

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
-from pipetrace import ratelimit
 from pipetrace.carriers import extract, inject, span_context_of, unwrap, wrap
+from pipetrace.util import ratelimit
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

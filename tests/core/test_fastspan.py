@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
-from pipetrace.machinery import deferred, fastspan
+from pipetrace.machinery import handle as deferred
+from pipetrace.machinery import record as fastspan
 from pipetrace.machinery.ids import DerivedIdGenerator
 from pipetrace.sampling.head import RunConsistentSampler
 from pipetrace.sampling.rates import PipelineRates
@@ -176,7 +177,7 @@ def _deferred_and_live(processor: SpanProcessor | None = None) -> tuple[Readable
         tracer = provider.get_tracer("pipetrace")
         attrs = {"messaging.system": "redis", "messaging.destination.name": "q", "n": 1}
         if make == "deferred":
-            span = deferred.begin(tracer, "send q", kind=SpanKind.PRODUCER, attributes=attrs, context=_ctx(REMOTE),
+            span = deferred.begin_span(tracer, "send q", kind=SpanKind.PRODUCER, attributes=attrs, context=_ctx(REMOTE),
                                   span_id=0x42, start_time=1_000)
             span.set_attribute("late", "yes")
             span.end(end_time=2_000)
@@ -207,7 +208,7 @@ def test_deferred_span_uses_the_sdk_span_when_a_processor_watches_running_spans(
 
 def test_deferred_span_records_an_exception_on_the_live_span() -> None:
     provider, exporter = _provider()
-    span = deferred.begin(provider.get_tracer("t"), "send q", kind=SpanKind.PRODUCER, attributes={"a": "b"},
+    span = deferred.begin_span(provider.get_tracer("t"), "send q", kind=SpanKind.PRODUCER, attributes={"a": "b"},
                           context=Context())
     live = span.live()
     live.record_exception(ConnectionError("broker down"))
@@ -222,7 +223,7 @@ def test_deferred_span_records_an_exception_on_the_live_span() -> None:
 
 def test_unsampled_deferred_span_records_nothing_and_still_has_a_context() -> None:
     provider, exporter = _provider(sampler=sampling.ALWAYS_OFF)
-    span = deferred.begin(provider.get_tracer("t"), "send q", attributes={"a": "b"}, context=Context())
+    span = deferred.begin_span(provider.get_tracer("t"), "send q", attributes={"a": "b"}, context=Context())
     assert span.get_span_context().is_valid and not span.get_span_context().trace_flags.sampled
     assert not span.is_recording()
     span.end()
@@ -244,7 +245,7 @@ def _deferred_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
 def test_deferred_span_as_the_current_span_parents_user_spans_and_keeps_attributes_and_events() -> None:
     provider, exporter = _deferred_provider()
     tracer = provider.get_tracer("pipetrace")
-    span = deferred.begin(tracer, "task load", kind=SpanKind.CONSUMER, attributes={"a": 1}, context=_ctx(REMOTE),
+    span = deferred.begin_span(tracer, "task load", kind=SpanKind.CONSUMER, attributes={"a": 1}, context=_ctx(REMOTE),
                           span_id=0x99)
     assert isinstance(span, deferred.DeferredSpan)  # no processor watches running spans: deferred
     with trace.use_span(span, end_on_exit=False):
@@ -269,7 +270,7 @@ def test_deferred_span_as_the_current_span_parents_user_spans_and_keeps_attribut
 
 def test_deferred_span_becomes_the_sdk_span_for_an_exception_and_keeps_what_came_before() -> None:
     provider, exporter = _deferred_provider()
-    span = deferred.begin(provider.get_tracer("t"), "task boom", attributes={"a": "b"}, context=Context(),
+    span = deferred.begin_span(provider.get_tracer("t"), "task boom", attributes={"a": "b"}, context=Context(),
                           span_id=0x5)
     span.set_attribute("before", True)
     span.add_event("first", {"k": "v"})
@@ -288,7 +289,7 @@ def test_deferred_span_becomes_the_sdk_span_for_an_exception_and_keeps_what_came
 
 def test_deferred_span_context_manager_records_an_escaping_exception() -> None:
     provider, exporter = _deferred_provider()
-    span = deferred.begin(provider.get_tracer("t"), "process q", attributes={"a": "b"}, context=Context())
+    span = deferred.begin_span(provider.get_tracer("t"), "process q", attributes={"a": "b"}, context=Context())
     with pytest.raises(KeyError):
         with span:
             raise KeyError("missing")
@@ -300,7 +301,7 @@ def test_deferred_span_context_manager_records_an_escaping_exception() -> None:
 def test_deferred_span_with_a_list_attribute_matches_the_sdk() -> None:
     provider, exporter = _deferred_provider()
     tracer = provider.get_tracer("t")
-    span = deferred.begin(tracer, "x", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
+    span = deferred.begin_span(tracer, "x", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
                           start_time=100)
     span.set_attribute("tags", ["p", "q"])
     span.end(end_time=200)
@@ -367,7 +368,7 @@ def test_other_samplers_are_still_asked() -> None:
             return "counting"
 
     provider, exporter = _provider(sampler=Counting())
-    span = deferred.begin(provider.get_tracer("t"), "asked", parent=REMOTE, span_id=0x9)
+    span = deferred.begin_span(provider.get_tracer("t"), "asked", parent=REMOTE, span_id=0x9)
     span.end()
     assert asked == ["asked"]
     assert dict(exporter.get_finished_spans()[0].attributes) == {"by": "counting"}
@@ -391,7 +392,7 @@ def test_begun_from_a_parent_span_context_is_the_span_begun_from_its_context(wat
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracer = provider.get_tracer("pipetrace")
         where: dict[str, Any] = {"parent": REMOTE} if how == "parent" else {"context": _ctx(REMOTE)}
-        span = deferred.begin(tracer, "process q", kind=SpanKind.CONSUMER, attributes={"a": "b"}, span_id=0x43,
+        span = deferred.begin_span(tracer, "process q", kind=SpanKind.CONSUMER, attributes={"a": "b"}, span_id=0x43,
                               start_time=5, **where)
         span.set_attribute("late", 1)
         span.end(end_time=9)
@@ -407,7 +408,7 @@ def test_begun_from_a_parent_and_made_live_keeps_the_parent_context() -> None:
     watcher = _RecordsParentContext()
     provider, exporter = _provider()
     provider.add_span_processor(watcher)  # added after begin would not matter: live() starts the SDK span
-    span = deferred.begin(provider.get_tracer("t"), "process q", parent=REMOTE, span_id=0x44)
+    span = deferred.begin_span(provider.get_tracer("t"), "process q", parent=REMOTE, span_id=0x44)
     span.record_exception(ValueError("x"))  # becomes the SDK span
     span.end()
     assert exporter.get_finished_spans()[0].parent == REMOTE
@@ -418,7 +419,7 @@ def test_an_invalid_parent_span_context_makes_a_root() -> None:
     provider, exporter = _provider()
     from opentelemetry.trace import INVALID_SPAN_CONTEXT
 
-    deferred.begin(provider.get_tracer("t"), "root", parent=INVALID_SPAN_CONTEXT, trace_id=0x5, span_id=0x6).end()
+    deferred.begin_span(provider.get_tracer("t"), "root", parent=INVALID_SPAN_CONTEXT, trace_id=0x5, span_id=0x6).end()
     (span,) = exporter.get_finished_spans()
     assert span.parent is None and span.context.trace_id == 0x5
 
@@ -426,11 +427,11 @@ def test_an_invalid_parent_span_context_makes_a_root() -> None:
 def test_plain_attributes_are_the_spans_and_later_values_are_still_checked() -> None:
     provider, exporter = _provider()
     tracer = provider.get_tracer("t")
-    span = deferred.begin(tracer, "plain", attributes={"a": "b", "n": 2}, context=Context(), trace_id=1, span_id=2,
+    span = deferred.begin_span(tracer, "plain", attributes={"a": "b", "n": 2}, context=Context(), trace_id=1, span_id=2,
                           plain_attributes=True)
     span.set_attribute("late", 1.5)
     span.end()
-    span = deferred.begin(tracer, "late list", attributes={"a": "b"}, context=Context(), trace_id=1, span_id=3,
+    span = deferred.begin_span(tracer, "late list", attributes={"a": "b"}, context=Context(), trace_id=1, span_id=3,
                           plain_attributes=True)
     span.set_attribute("items", [1, 2])  # needs the SDK's cleaning: the end goes the SDK's way
     span.end()
@@ -442,7 +443,7 @@ def test_plain_attributes_are_the_spans_and_later_values_are_still_checked() -> 
 def test_plain_attributes_still_honour_the_limits() -> None:
     provider, exporter = _provider(limits=SpanLimits(max_span_attributes=2))
     attrs = {"a": "1", "b": "2", "c": "3"}
-    deferred.begin(provider.get_tracer("t"), "limited", attributes=attrs, context=Context(), trace_id=1,
+    deferred.begin_span(provider.get_tracer("t"), "limited", attributes=attrs, context=Context(), trace_id=1,
                    span_id=2, plain_attributes=True).end()
     (span,) = exporter.get_finished_spans()
     assert len(span.attributes) == 2 and span.dropped_attributes == 1
@@ -454,8 +455,8 @@ def test_forced_ids_still_reach_a_root_begun_on_the_lean_path() -> None:
     provider, exporter = _provider()
     tracer = provider.get_tracer("t")
     with forced_ids(trace_id=0xABCDEF, span_id=0x1234):
-        deferred.begin(tracer, "forced", context=Context()).end()
-    deferred.begin(tracer, "random", context=Context()).end()
+        deferred.begin_span(tracer, "forced", context=Context()).end()
+    deferred.begin_span(tracer, "random", context=Context()).end()
     forced, random_ids = exporter.get_finished_spans()
     assert (forced.context.trace_id, forced.context.span_id) == (0xABCDEF, 0x1234)
     assert random_ids.context.is_valid and random_ids.context.trace_id != 0xABCDEF
@@ -475,7 +476,7 @@ def test_a_custom_id_generator_is_asked_for_a_roots_ids() -> None:
         provider = TracerProvider(id_generator=generator, shutdown_on_exit=False)
         exporter = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        deferred.begin(provider.get_tracer("t"), "root", context=Context()).end()
+        deferred.begin_span(provider.get_tracer("t"), "root", context=Context()).end()
         (span,) = exporter.get_finished_spans()
         assert (span.context.trace_id, span.context.span_id) == (0x7A, 0x51)
 
@@ -487,7 +488,7 @@ def test_random_root_ids_are_what_the_sdk_generator_makes(monkeypatch: pytest.Mo
     provider, exporter = _provider()
     tracer = provider.get_tracer("t")
     random.seed(7)
-    deferred.begin(tracer, "lean", context=Context()).end()
+    deferred.begin_span(tracer, "lean", context=Context()).end()
     random.seed(7)
     want_trace, want_span = random.getrandbits(128), random.getrandbits(64)
     (span,) = exporter.get_finished_spans()
@@ -506,7 +507,7 @@ def test_span_metrics_are_counted_when_the_sdk_has_them_on(monkeypatch: pytest.M
     reader = InMemoryMetricReader()
     metered = TracerProvider(shutdown_on_exit=False, meter_provider=MeterProvider(metric_readers=[reader]))
     metered.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
-    span = deferred.begin(metered.get_tracer("t"), "s", context=Context(), trace_id=0x1, span_id=0x2)
+    span = deferred.begin_span(metered.get_tracer("t"), "s", context=Context(), trace_id=0x1, span_id=0x2)
     live_during = _live_spans(reader)
     span.end()
     assert live_during == 1 and _live_spans(reader) == 0

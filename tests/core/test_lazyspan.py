@@ -17,12 +17,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from pipetrace import ratelimit
 from pipetrace.machinery import later
-from pipetrace.machinery.deferred import begin
+from pipetrace.machinery.handle import LazySpan
+from pipetrace.machinery.handle import begin_span as begin
 from pipetrace.machinery.ids import DerivedIdGenerator
-from pipetrace.machinery.lazyspan import LazySpan
 from pipetrace.processing.processors import ExportQueue, PipelineProcessor
+from pipetrace.util import ratelimit
 
 START = 1_700_000_000_000_000_000
 

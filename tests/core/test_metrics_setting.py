@@ -5,7 +5,7 @@ import time
 import pipetrace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from pipetrace.analysis import metrics
+from pipetrace.processing import metrics
 
 
 def test_metrics_setting_adds_and_removes_the_processor(traced, monkeypatch) -> None:

@@ -11,7 +11,7 @@ from dagster import In, Nothing, job, op
 from opentelemetry import trace
 from pipetrace import attributes as A
 from pipetrace.identity import RunIdentity
-from pipetrace.ratelimit import reset
+from pipetrace.util.ratelimit import reset
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

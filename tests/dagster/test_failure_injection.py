@@ -8,7 +8,7 @@ import dynamic
 import pytest
 import retry
 from opentelemetry import trace
-from pipetrace.ratelimit import reset
+from pipetrace.util.ratelimit import reset
 
 
 class Boom(RuntimeError):

@@ -9,8 +9,8 @@ import tracemalloc
 import pipetrace
 import pytest
 from harness import FaultRow
-from pipetrace import ratelimit
 from pipetrace.carriers import extract, span_context_of, unwrap
+from pipetrace.util import ratelimit
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -175,6 +175,7 @@ def test_full_data_disk_tasks_unaffected_spans_buffered_then_drained(tmp_path: P
     assert p95 < 5, result
     assert buffer["buffered"] > 0 and buffer["drained"] == buffer["buffered"], result
     assert stored + buffer["dropped"] == 3 * N + 1  # what did not arrive is exactly what was counted
+    assert result["lost"].get("store_buffer_full", 0) == buffer["dropped"], result  # and in stats()["lost"]
     assert "No space left on device" in err or "could not extend" in err, err[-3000:]
     assert PASSWORD not in err + doctor.stdout + doctor.stderr
     if bound >= 3 * N:

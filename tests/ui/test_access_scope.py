@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from pipetrace import attributes as A
+from pipetrace.cli.access_commands import last_seen
 from pipetrace.store import SpanRecord, SpanStore
 from pipetrace.ui import access as AC
-from pipetrace.ui.access_commands import last_seen
 from pipetrace.ui.server import ViewerServer, make_server, serve_in_thread
 from test_server import request
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .archive import KEY_ENV, ArchiveError, generate_key, load_key, restore, verify
+from ..analysis.archive import KEY_ENV, ArchiveError, generate_key, load_key, restore, verify
 
 console = Console()
 err = Console(stderr=True)
@@ -78,7 +78,7 @@ def restore_cmd(
     key_file: KeyFile = None,
 ) -> None:
     """Verify the whole archive, then load its spans back into the store (refused if anything fails)."""
-    from .commands import _home_store
+    from .analysis_commands import _home_store
 
     key = key_or_exit(key_file)
     store, _ = _home_store()

@@ -1,27 +1,37 @@
-"""Spans whose record is built when they end: a publish, a task attempt on the per-message path.
+"""The span handle: one API span whose SDK record is made as late as it can be, by one of three strategies.
 
-Why: when none of the tracer's processors looks at spans while they run (pipetrace's own chain, the
-SDK's batch and simple processors — they only read ended spans), nothing needs the SDK's live span
-object, with its locks, bounded containers and per-attribute checks, between a span's start and its
-end. The ids and the sampling decision are made at the start (the context must go into message
-headers, or be current for the task's own spans, then); attributes and events are kept in plain
-containers; the finished ``ReadableSpan`` is built in one step at the end and handed to the
-processors. Measured in a real producer on Redis, a live SDK span adds ~45 µs to a publish (its many
-small objects are cold after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
+Why: on a per-task or per-message path (a Celery publish and task run, a kombu message, an Airflow,
+Dagster or Prefect attempt) a live SDK span costs more than the work it traces needs: most of what a
+span records is only ever read after it ends. Each strategy makes the same span the SDK would have made
+(``tests/core/test_fastspan.py`` and ``test_lazyspan.py`` compare them field by field), as late as the
+caller allows:
 
-A :class:`DeferredSpan` is an OpenTelemetry API span: it can be the current span (user spans nest
-under it), takes attributes, events and a new name. Anything less common — an exception, a status, a
-link added later, a value that needs cleaning, a limit reached — turns it into the SDK's own span
-(started with the recorded start time, everything so far replayed) and forwards every later call, so
-the result is always the span the SDK would have made. When a processor does watch running spans, or
-the tracer is not the SDK's, :func:`begin` starts the SDK span at once.
+- **eager** (:func:`start_span`): the SDK's own span, started now with the ids given (the record is
+  made by :mod:`pipetrace.machinery.record`). For spans that are current while user code runs and
+  are read while they run (Airflow, Dagster, Prefect attempts, batch spans).
+- **deferred** (:func:`begin_span`, a :class:`DeferredSpan`): ids and the sampling decision are made at
+  the start (the context must go into message headers, or be current, then); attributes and events go
+  into plain containers; the finished ``ReadableSpan`` is built in one step at the end and handed to
+  the processors. Measured in a real producer on Redis, a live SDK span adds ~45 µs to a publish (its
+  many small objects are cold after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
+- **lazy** (:func:`lazy_span`, a :class:`LazySpan`): nothing at all is decided at the start; a Celery
+  task's span is current while the task body runs, but for most tasks nothing looks at it: its ids, its
+  parent from the message headers, its sampling decision, its attributes and its record are all made
+  after it ends, in a batch on :mod:`pipetrace.machinery.later`'s thread, where that work costs a
+  fraction of what it costs cold on the task's thread.
+
+Anything less common — an exception, a status, a link added later, a value that needs cleaning, a limit
+reached, a processor that watches running spans, a tracer that is not the SDK's — turns a handle into
+the SDK's own span (started with the recorded start time, everything so far replayed) and forwards every
+later call to it (:meth:`SpanHandle.live`). A record that cannot be made is counted in
+``pipetrace.stats()["lost"]`` (:mod:`pipetrace.util.losses`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -30,12 +40,15 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
-from ..ratelimit import warn_once_per
-from . import fastspan
+from ..util import losses
+from ..util.ratelimit import warn_once_per
+from . import later, record
+from .record import start_span
+from .sdk import processors_of
 
 log = logging.getLogger("pipetrace.spans")
 
-_PLAIN = fastspan.PLAIN_TYPES
+_PLAIN = record.PLAIN_TYPES
 
 
 def _sdk_no_op_hooks() -> set[Any]:
@@ -67,7 +80,7 @@ def _ignores_running_spans(processor: object) -> bool:
 def emits_directly(tracer: Any) -> bool:
     """True when every processor of ``tracer`` only looks at ended spans: a ``ReadableSpan`` built at
     the end is then all they would ever have seen."""
-    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+    processors = processors_of(tracer)
     if processors is None:
         return False
     if processors is not _checked[0]:
@@ -107,7 +120,31 @@ def _known_plain(tracer: Any, attributes: dict[str, Any], extra: dict[str, Any] 
     return attributes if _fits(tracer._span_limits, len(attributes)) else None
 
 
-class DeferredSpan(trace_api.Span):
+class SpanHandle(trace_api.Span):
+    """What every strategy's handle is: an API span that forwards what it cannot keep itself to the
+    SDK span (:meth:`live`), made on demand with everything recorded so far."""
+
+    __slots__ = ()
+
+    def live(self) -> Span:  # pragma: no cover - each strategy has its own
+        raise NotImplementedError
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.live().set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        self.live().record_exception(exception, attributes, timestamp, escaped)
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        self.live().add_link(context, attributes)
+
+
+class DeferredSpan(SpanHandle):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
@@ -116,7 +153,7 @@ class DeferredSpan(trace_api.Span):
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
                  owned: dict[str, Any] | None = None, from_parent: bool = False) -> None:
-        # the start attributes when the caller vouched for them (see begin): plain values set later go
+        # the start attributes when the caller vouched for them (see begin_span): plain values set later go
         # straight in, and the end does not check them one by one again
         self._owned = owned
         self._from_parent = from_parent  # begun from a parent span context: its Context is built if needed
@@ -138,12 +175,12 @@ class DeferredSpan(trace_api.Span):
         if self._live is not None:
             return self._live.get_span_context()
         decided = self._decided
-        return decided.context if isinstance(decided, fastspan.Decision) else decided.get_span_context()
+        return decided.context if isinstance(decided, record.Decision) else decided.get_span_context()
 
     def is_recording(self) -> bool:
         if self._live is not None:
             return self._live.is_recording()
-        return not self._done and isinstance(self._decided, fastspan.Decision)
+        return not self._done and isinstance(self._decided, record.Decision)
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._live is not None:
@@ -182,16 +219,6 @@ class DeferredSpan(trace_api.Span):
         elif not self._done:
             self.name = name
 
-    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self.live().set_status(status, description)
-
-    def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
-                         timestamp: int | None = None, escaped: bool = False) -> None:
-        self.live().record_exception(exception, attributes, timestamp, escaped)
-
-    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        self.live().add_link(context, attributes)
-
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
         if exc_val is not None and self.is_recording():
             self.live().__exit__(exc_type, exc_val, exc_tb)  # the SDK's rules for an escaping exception
@@ -205,7 +232,7 @@ class DeferredSpan(trace_api.Span):
         if self._live is not None:
             return getattr(self._live, "attributes", None) or MappingProxyType({})
         decided = self._decided
-        out = dict(decided.attributes or {}) if isinstance(decided, fastspan.Decision) else {}
+        out = dict(decided.attributes or {}) if isinstance(decided, record.Decision) else {}
         if self._extra:
             out.update(self._extra)
         return MappingProxyType(out)
@@ -215,18 +242,18 @@ class DeferredSpan(trace_api.Span):
         if self._live is not None:
             return getattr(self._live, "parent", None)
         decided = self._decided
-        return decided.parent if isinstance(decided, fastspan.Decision) else None
+        return decided.parent if isinstance(decided, record.Decision) else None
 
     def live(self) -> Span:
         """The SDK span itself, made now with the recorded start time and everything recorded so far
         (for the rare paths that record more than attributes and events); end it as usual."""
         if self._live is None:
             decided = self._decided
-            if isinstance(decided, fastspan.Decision) and not self._done:
+            if isinstance(decided, record.Decision) and not self._done:
                 context = self._context
                 if self._from_parent and decided.parent is not None:
-                    context = fastspan.parent_context(decided.parent)
-                live = fastspan.materialise(self._tracer, self.name, decided, context, self.kind,
+                    context = record.parent_context(decided.parent)
+                live = record.materialise(self._tracer, self.name, decided, context, self.kind,
                                             self._links, self.start_time)
                 if self._extra:
                     live.set_attributes(self._extra)
@@ -245,7 +272,7 @@ class DeferredSpan(trace_api.Span):
         if self._done:
             return
         decided = self._decided
-        if not isinstance(decided, fastspan.Decision):
+        if not isinstance(decided, record.Decision):
             self._done = True
             return
         tracer = self._tracer
@@ -270,13 +297,14 @@ class DeferredSpan(trace_api.Span):
                 instrumentation_info=tracer.instrumentation_info, start_time=self.start_time, end_time=end,
                 instrumentation_scope=tracer._instrumentation_scope))
         except Exception as exc:
+            losses.count("span_record")
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)
 
 
-def begin(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
-          context: Context | None = None, links: Sequence[Link] = (), trace_id: int | None = None,
-          span_id: int | None = None, start_time: int | None = None, parent: SpanContext | None = None,
-          plain_attributes: bool = False) -> DeferredSpan:
+def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
+               attributes: Mapping[str, Any] | None = None, context: Context | None = None, links: Sequence[Link] = (),
+               trace_id: int | None = None, span_id: int | None = None, start_time: int | None = None,
+               parent: SpanContext | None = None, plain_attributes: bool = False) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
     the SDK's span at once); ``context`` None means the current one, as in the SDK.
 
@@ -288,20 +316,122 @@ def begin(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL, attr
     start = start_time if start_time is not None else time.time_ns()
     if parent is not None and not parent.is_valid:
         parent, context = None, context if context is not None else Context()
-    if fastspan.usable(tracer) and emits_directly(tracer):
+    if record.usable(tracer) and emits_directly(tracer):
         try:
-            decided = fastspan.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
+            decided = record.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
                                       trace_id, span_id, parent)
             owned = None
-            if plain_attributes and type(attributes) is dict and isinstance(decided, fastspan.Decision) and (
+            if plain_attributes and type(attributes) is dict and isinstance(decided, record.Decision) and (
                     decided.attributes is attributes):  # the sampler kept the caller's dict as the span's
                 owned = attributes
             return DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
                                 owned=owned, from_parent=parent is not None)
         except Exception as exc:
-            fastspan.lean_failed(exc)
+            record.lean_failed(exc)
     if parent is not None:
-        context = fastspan.parent_context(parent)
-    live = fastspan.start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
+        context = record.parent_context(parent)
+    live = record.start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
                                start_time=start, trace_id=trace_id, span_id=span_id)
     return DeferredSpan(tracer, name, kind, start, live, context, links, live=live)
+
+
+class LazySpan(SpanHandle):
+    """An API span whose real span is made by ``build()`` when first needed."""
+
+    __slots__ = ("_build", "_real", "_tracer", "_pending", "_ended")
+
+    def __init__(self, tracer: Any, build: Callable[[], Span]) -> None:
+        self._tracer = tracer
+        self._build: Callable[[], Span] | None = build
+        self._real: Span | None = None
+        self._pending: list[tuple[str, Any]] | None = None  # attributes set before the build
+        self._ended = False
+
+    def live(self) -> Span:
+        """The span itself, built now if it was not yet (with the attributes set so far). Never raises:
+        a build that fails gives a non-recording span (and one rate-limited warning)."""
+        real = self._real
+        if real is not None:
+            return real
+        build = self._build
+        if build is None:  # being built right now: asked from inside the build (a log record's trace ids)
+            return trace_api.INVALID_SPAN  # or by another thread at that instant; no lock to deadlock on
+        self._build = None
+        try:
+            span = build()
+        except Exception as exc:
+            losses.count("span_build")
+            warn_once_per(log, "lazy-build", "pipetrace: could not make a span: %r", exc)
+            span = trace_api.INVALID_SPAN
+        self._real = span  # first: an attribute set from now on goes to it directly (see set_attribute)
+        pending, self._pending = self._pending, None
+        for key, value in pending or ():
+            span.set_attribute(key, value)
+        return span
+
+    real = live  # (the lazy handle's older name for it)
+
+    @property
+    def built(self) -> bool:
+        return self._real is not None
+
+    # --- the API span ---------------------------------------------------------------------------------
+
+    def get_span_context(self) -> SpanContext:
+        return self.live().get_span_context()
+
+    def is_recording(self) -> bool:
+        return not self._ended and self.live().is_recording()
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._real is None:
+            if self._ended:
+                return  # ended and not built: ignored, as the SDK ignores it on an ended span
+            pending = self._pending
+            if pending is None:
+                pending = self._pending = []
+            pending.append((key, value))
+            if self._real is None:
+                return  # the build replays it
+            # built meanwhile by another thread, which may have replayed the list before this append
+        self._real.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
+        self.live().add_event(name, attributes, timestamp)
+
+    def update_name(self, name: str) -> None:
+        self.live().update_name(name)
+
+    def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
+        if exc_val is not None and not self._ended:
+            self.live().__exit__(exc_type, exc_val, exc_tb)  # the SDK's rules for an escaping exception
+            self._ended = True
+            return
+        self.end()
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        end = end_time if end_time is not None else time.time_ns()
+        if self._real is None and later.accepts(self._tracer):
+            later.submit(_finish, self, end)
+        else:
+            _finish(self, end)
+
+
+def _finish(span: LazySpan, end_time: int) -> None:
+    try:
+        span.live().end(end_time=end_time)
+    except Exception as exc:
+        losses.count("span_record")
+        warn_once_per(log, "lazy-end", "pipetrace: could not record a span: %r", exc)
+
+
+def lazy_span(tracer: Tracer, build: Callable[[], Span]) -> LazySpan:
+    """The lazy strategy: a handle whose span ``build()`` makes (usually with :func:`begin_span`) when first
+    needed — at the latest after it ends, on the later thread when every processor drains that queue."""
+    return LazySpan(tracer, build)
+
+
+__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "emits_directly", "lazy_span", "start_span"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,14 +31,14 @@ def _home_store() -> tuple[SpanStore, Path]:
     except _config.ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    from ..cli.errors import check_store_path
+    from .errors import check_store_path
 
     check_store_path(Path(settings.store_path))  # PIPETRACE_HOME under a file: one line, not a traceback
     return SpanStore(settings.store_path), settings.home
 
 
 def _seconds(option: str, value: str) -> float:
-    from .durations import parse_duration
+    from ..analysis.durations import parse_duration
 
     try:
         return parse_duration(value)
@@ -64,8 +65,8 @@ def critical_path_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The chain of spans and waits that decided when the run ended, with each step's share."""
-    from ..cli.waterfall import human_ms
-    from .critical_path import QUEUE, WAIT, critical_path
+    from ..analysis.critical_path import QUEUE, WAIT, critical_path
+    from .waterfall import human_ms
 
     store, _ = _home_store()
     spans = store.trace(ident)
@@ -102,9 +103,9 @@ def anomalies_cmd(
     """Spans and runs slower than their baseline, worst first, with trace ids."""
     from dataclasses import replace
 
-    from ..cli.waterfall import human_ms
-    from .anomalies import detect
-    from .baselines import BaselineConfig
+    from ..analysis.anomalies import detect
+    from ..analysis.baselines import BaselineConfig
+    from .waterfall import human_ms
 
     store, _ = _home_store()
     config = BaselineConfig() if threshold is None else replace(BaselineConfig(), threshold=threshold)
@@ -139,7 +140,7 @@ alerts_app = typer.Typer(help="Alert rules over the store: check once or watch c
 
 
 def _alert_config(path: Path | None, home: Path):  # type: ignore[no-untyped-def]
-    from .alert_config import AlertConfigError, load
+    from ..analysis.alert_config import AlertConfigError, load
 
     path = path or next((p for p in (home / "alerts.toml", home / "alerts.json") if p.exists()), None)
     if path is None:
@@ -174,7 +175,7 @@ def alerts_check(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Evaluate every rule once and send new alerts."""
-    from .alerts import check
+    from ..analysis.alerts import check
 
     store, home = _home_store()
     report = check(store, _alert_config(config, home), dry_run=dry_run)
@@ -190,8 +191,8 @@ def alerts_watch(
     retention: Annotated[bool, typer.Option(help="also apply the default retention policy hourly")] = True,
 ) -> None:
     """Check the rules every --interval until interrupted."""
-    from .alerts import watch
-    from .retention import BackgroundRetention
+    from ..analysis.alerts import watch
+    from ..analysis.retention import BackgroundRetention
 
     store, home = _home_store()
     cfg = _alert_config(config, home)
@@ -221,9 +222,9 @@ def prune_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apply the retention policy (runs in progress are never removed)."""
-    from .archive import ArchiveError
+    from ..analysis.archive import ArchiveError
+    from ..analysis.retention import RetentionPolicy, prune
     from .archive_commands import key_or_exit
-    from .retention import RetentionPolicy, prune
 
     key = key_or_exit(key_file) if archive is not None else None
     if archive is not None and encrypt and key is None:
@@ -274,7 +275,7 @@ def audit_cmd(
 
     With ``--secrets``: where stored spans hold secrets (trace, span, field, detector — never the value);
     ``--mask`` masks them in place."""
-    from .audit import audit
+    from ..analysis.audit import audit
 
     if mask and not secrets:
         err.print("[red]--mask needs --secrets[/red]")
@@ -306,16 +307,23 @@ def audit_cmd(
         console.print(table)
         if report.clean:
             console.print("[green]clean: no broken traces, every expected task traced[/green]")
-        for kind, count in sorted(report.counts().items()):
-            console.print(f"[red]{kind}[/red]: {count}")
-            for f in [f for f in report.findings if f.kind == kind][:details]:
-                console.print(f"  {f.trace_id} {escape(f.pipeline or '')} {escape(f.run_id or '')}: {escape(f.detail)}")
+        _print_findings(report.counts(), report.findings, "kind", details, lambda f: (
+            f"{f.trace_id} {escape(f.pipeline or '')} {escape(f.run_id or '')}: {escape(f.detail)}"))
     if not report.clean:
         raise typer.Exit(1)
 
 
+def _print_findings(counts: Mapping[str, int], findings: Sequence[Any], group: str, details: int,
+                    line: Callable[[Any], str]) -> None:
+    """Each group's count in red, then at most ``details`` of its findings, one line each."""
+    for name, count in sorted(counts.items()):
+        console.print(f"[red]{name}[/red]: {count}")
+        for f in [f for f in findings if getattr(f, group) == name][:details]:
+            console.print(f"  {line(f)}")
+
+
 def _audit_secrets(*, mask: bool, since: str | None, details: int, as_json: bool) -> None:
-    from .secrets_audit import audit_secrets
+    from ..analysis.secrets_audit import audit_secrets
 
     store, _ = _home_store()
     since_ns = time.time_ns() - int(_seconds("--since", since) * 1e9) if since else None
@@ -332,10 +340,8 @@ def _audit_secrets(*, mask: bool, since: str | None, details: int, as_json: bool
         console.print(f"{report.traces} traces, {report.spans} spans scanned")
         if report.clean:
             console.print("[green]clean: no secret found[/green]")
-        for detector, count in sorted(report.by_detector().items()):
-            console.print(f"[red]{detector}[/red]: {count}")
-            for f in [f for f in report.findings if f.detector == detector][:details]:
-                console.print(f"  {f.trace_id} {f.span_id} {escape(f.span_name)}: {escape(f.field)}")
+        _print_findings(report.by_detector(), report.findings, "detector", details,
+                        lambda f: f"{f.trace_id} {f.span_id} {escape(f.span_name)}: {escape(f.field)}")
         if mask:
             console.print(f"masked {report.masked_spans} spans in place")
     if not report.clean and not mask:

@@ -5,9 +5,9 @@ Names follow the OTel CICD semantic conventions where they exist (``cicd.pipelin
 which the conventions do not cover, use the ``pipetrace.`` namespace. Each span is turned into
 measurements once, as it ends (a span processor), or from the store (``record_store``) to backfill.
 
-Enable live with ``pipetrace.analysis.metrics.enable()``: it adds the processor to pipetrace's tracer
-provider and, unless given a ``MeterProvider``, builds one exporting like the traces do (OTLP when an
-endpoint is configured; console when the console exporter is).
+Enable live with PIPETRACE_METRICS=true or ``pipetrace.processing.metrics.enable()``: it adds the
+processor to pipetrace's tracer provider and, unless given a ``MeterProvider``, builds one exporting like
+the traces do (OTLP when an endpoint is configured; console when the console exporter is).
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .. import attributes as A
-from ..ratelimit import warn_once_per
+from ..config import Settings
 from ..store.records import SpanRecord, from_readable
+from ..util.ratelimit import warn_once_per
+from . import runtime
 
 log = logging.getLogger("pipetrace.metrics")
 
@@ -95,7 +97,7 @@ class SpanMetrics:
 class SpanMetricsProcessor(SpanProcessor):
     """Records metrics as spans end; never raises into the traced code."""
 
-    ignores_running_spans = True  # only ended spans count: see pipetrace.machinery.deferred
+    ignores_running_spans = True  # only ended spans count: see pipetrace.machinery.handle
 
     def __init__(self, metrics: SpanMetrics) -> None:
         self.metrics = metrics
@@ -123,9 +125,7 @@ def default_meter_provider() -> MeterProvider:
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 
-    from ..processing.runtime import settings as current_settings
-
-    settings = current_settings()
+    settings = runtime.settings()
     readers: list[MetricReader] = []
     if "otlp" in settings.exporters and settings.otlp_endpoint:
         endpoint = settings.otlp_endpoint
@@ -144,16 +144,7 @@ def default_meter_provider() -> MeterProvider:
                                                                headers=dict(settings.otlp_headers) or None)))
     if "console" in settings.exporters:
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    return SdkMeterProvider(metric_readers=readers, resource=_resource())
-
-
-def _resource() -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    from ..processing.runtime import _state
-
-    provider = _state.provider
-    return provider.resource if provider is not None else Resource.create({})
+    return SdkMeterProvider(metric_readers=readers, resource=runtime.resource())
 
 
 _enabled: SpanMetricsProcessor | None = None
@@ -165,14 +156,9 @@ def enable(meter_provider: MeterProvider | None = None) -> SpanMetricsProcessor 
     global _enabled
     if _enabled is not None:
         return _enabled
-    from ..processing import runtime
-
-    runtime.get_tracer()
-    provider = runtime._state.provider  # noqa: SLF001
-    if provider is None:
-        return None
     processor = SpanMetricsProcessor(SpanMetrics(meter_provider or default_meter_provider()))
-    provider.add_span_processor(processor)
+    if not runtime.add_processor(processor):
+        return None
     _enabled = processor
     return processor
 
@@ -180,14 +166,16 @@ def enable(meter_provider: MeterProvider | None = None) -> SpanMetricsProcessor 
 def disable() -> None:
     """Stop recording span metrics (removes the processor ``enable`` added)."""
     global _enabled
-    from ..processing import runtime
-
-    provider = runtime._state.provider  # noqa: SLF001
-    if _enabled is not None and provider is not None:
-        try:
-            procs = provider._active_span_processor._span_processors  # noqa: SLF001
-            provider._active_span_processor._span_processors = tuple(  # noqa: SLF001
-                p for p in procs if p is not _enabled)
-        except AttributeError:  # pragma: no cover
-            pass
+    if _enabled is not None:
+        runtime.remove_processor(_enabled)
     _enabled = None
+
+
+def _follow_setting(settings: Settings) -> None:
+    """Span-derived metrics (PIPETRACE_METRICS): one processor, replaced on every configure()."""
+    disable()
+    if settings.metrics:
+        enable()
+
+
+runtime.on_configure(_follow_setting)

@@ -27,14 +27,14 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _store() -> SpanStore:
-    from ..cli.errors import open_store
+    from .errors import open_store
 
     return open_store(Path(_settings().store_path))
 
 
 def _access(path: Path | None):  # type: ignore[no-untyped-def]
     """The access file, validated; any problem stops the viewer (fail closed)."""
-    from .access import AccessConfigError, AccessFile, load
+    from ..ui.access import AccessConfigError, AccessFile, load
 
     if path is None:
         return None
@@ -60,7 +60,7 @@ def ui(
 ) -> None:
     """Web viewer over the local store: runs, waterfall, flame graph, task history (read-only)."""
     from ..store import SpanStore
-    from .server import is_loopback, make_server
+    from ..ui.server import is_loopback, make_server, serve_until_interrupted
 
     access = _access(access_file)
     settings = _settings()
@@ -88,12 +88,7 @@ def ui(
         import webbrowser
 
         webbrowser.open(url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 def report(
@@ -102,8 +97,8 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="overwrite the output file if it exists")] = False,
 ) -> None:
     """Write one run as a self-contained HTML page (no network needed; open it from file://)."""
-    from ..cli.errors import check_output, fail, write_output
-    from .report import build_report
+    from ..ui.report import build_report
+    from .errors import check_output, fail, write_output
 
     check_output(output, force=force)  # a bad path fails before the page is built
     text = build_report(_store(), ident)

@@ -1,4 +1,8 @@
-"""Start SDK spans with given ids and without re-checking plain attribute values.
+"""The span handle's SDK record: decided (ids, parent, sampler) at the start, made now or later.
+
+Every strategy of :mod:`pipetrace.machinery.handle` makes its record here: the eager one at once
+(:func:`start_span`), the deferred and lazy ones from the :class:`Decision` kept at the start
+(:func:`materialise`, or a ``ReadableSpan`` built at the end).
 
 Why: on the per-task path (a Celery publish and task run, a kombu message, an Airflow, Dagster or
 Prefect attempt) the SDK's ``Tracer.start_span`` spends about 40 % of its time passing each attribute
@@ -178,7 +182,7 @@ def parent_context(parent: SpanContext) -> Context:
 
 class Decision:
     """What the SDK decides when a span starts — its span context, parent and the sampler's
-    attributes — kept so the span can be built then or later (:mod:`pipetrace.machinery.deferred`)."""
+    attributes — kept so the span can be built then or later (:mod:`pipetrace.machinery.handle`)."""
 
     __slots__ = ("context", "parent", "attributes", "end_metrics")
 

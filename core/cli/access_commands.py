@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .access import AccessConfig, AccessConfigError, Role, entry_toml, hash_password, load, new_token
+from ..ui.access import AccessConfig, AccessConfigError, Role, entry_toml, hash_password, load, new_token
 
 console = Console()
 err = Console(stderr=True)
