@@ -72,7 +72,9 @@ def otlp_exporter(settings: Settings) -> SpanExporter:
         return GrpcExporter(endpoint=target, insecure=not secure, credentials=credentials,
                             headers=headers or None, timeout=settings.otlp_timeout_s)
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        from .otlpwire import http_exporter_class
+
+        HttpExporter = http_exporter_class()  # the SDK's exporter, batches encoded to wire bytes directly
     except ImportError as exc:
         raise MissingExtra(f"the otlp exporter needs `{OTLP_INSTALL}` ({exc})") from exc
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
