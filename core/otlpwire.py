@@ -138,8 +138,9 @@ def _dropped(tag: bytes, count: int) -> bytes:
 def _events(span: ReadableSpan) -> bytes:
     out = []
     for ev in span.events:
-        body = b"".join((b"\x09" + _F64(ev.timestamp) if ev.timestamp else b"", _text(b"\x12", ev.name) if ev.name else b"",
-                         attributes(b"\x1a", ev.attributes), _dropped(b"\x20", ev.dropped_attributes)))
+        body = b"".join((b"\x09" + _F64(ev.timestamp) if ev.timestamp else b"",
+                         _text(b"\x12", ev.name) if ev.name else b"", attributes(b"\x1a", ev.attributes),
+                         _dropped(b"\x20", ev.dropped_attributes)))
         out.append(_field(b"\x5a", body))
     return b"".join(out)
 
