@@ -260,7 +260,8 @@ def _sides(t: dict[str, float]) -> tuple[float, float]:
 
 def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
     """Print the in-place hook times; return the closing-note row."""
-    runs, loads = paired_rounds(("otel", "pipetrace"), args.hook_rounds,
+    modes = ("otel", "pipetrace", *CHECKOUTS)
+    runs, loads = paired_rounds(modes, args.hook_rounds,
                                 lambda mode, _r: hook_times(mode, args.tasks, args.db, args.exporters, receiver))
     print(f"instrumentation hooks, thread CPU per call (median over calls; pool children averaged), plus the "
           f"other threads' CPU per task ('bg'), us; median of {args.hook_rounds} interleaved runs, "
@@ -276,9 +277,16 @@ def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
           f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios {fmt_spread(ratios)}")
     low, _mid, high = spread(ratios)
+    before = "0.40–0.46 (exporters none, reference under pipetrace's provider)"
+    if "before" in times:
+        old = _sides(times["before"])
+        old_ratios = paired_ratios([sum(_sides(o)) for o in runs["before"]], [sum(_sides(r)) for r in runs["otel"]])
+        print(f"before / reference: publish {old[0] / ref[0]:.2f}, task {old[1] / ref[1]:.2f}, per task "
+              f"{sum(old) / sum(ref):.2f}; per-round ratios {fmt_spread(old_ratios)}")
+        before = f"{sum(old) / sum(ref):.2f} ({sum(old):.0f} µs; per round {min(old_ratios):.2f}–{max(old_ratios):.2f})"
     return summary_row(f"Celery hooks + background threads, CPU per task, pipetrace / reference (`celery_overhead.py "
                        f"--rounds 0 --hooks --hook-rounds {args.hook_rounds}`, exporters {args.exporters})",
-                       "0.40–0.46 (exporters none, reference under pipetrace's provider)",
+                       before,
                        f"**{sum(ours) / sum(ref):.2f}** ({sum(ours):.0f} µs)",
                        f"{sum(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP",
                        f"per round {low:.2f}–{high:.2f}", loads)
