@@ -56,13 +56,17 @@ def paired_rounds(modes: Sequence[str], rounds: int, run: Callable[[str, int], T
 
 
 def spread(values: Sequence[float]) -> tuple[float, float, float]:
-    """(min, median, max)."""
-    return min(values), statistics.median(values), max(values)
+    """(min, median, max) of the values that are numbers (a paired ratio whose reference round added
+    nothing is nan: it has no ratio, and is left out rather than poisoning the median)."""
+    kept = [v for v in values if v == v] or [float("nan")]
+    return min(kept), statistics.median(kept), max(kept)
 
 
 def fmt_spread(values: Sequence[float], fmt: str = ".2f") -> str:
     low, mid, high = spread(values)
-    return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}})"
+    dropped = sum(1 for v in values if v != v)
+    note = f", {dropped} of {len(values)} rounds without a ratio" if dropped else ""
+    return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}}{note})"
 
 
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:

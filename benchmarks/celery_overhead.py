@@ -22,13 +22,18 @@ in one run: untraced, the reference, and pipetrace (``pipetrace run --``), every
 
 Goal (issue 24): pipetrace's added CPU and wall per task <= 0.5x the reference's.
 
+``--before <checkout>`` adds a fourth mode, ``before``: another checkout of pipetrace (with its own
+``.venvs/celery``) run as pipetrace in the same interleaved rounds, so before/after figures share a load.
+The shared Redis is used as the project's rules ask: DB 0, every key of a run under its own prefix
+(``PIPETRACE_EXAMPLE_KEYPREFIX``), deleted after the run.
+
 ``--hooks`` adds ``--hook-rounds`` more runs per traced mode, interleaved, that time each Celery signal
 carrying the instrumentation's handlers where it runs (thread CPU per call, medians after the warm-up),
 plus the CPU of every other thread of those processes per task ("bg"). ``--markdown`` ends with the
 closing-note rows (measure | before | after | reference | spread | load).
 
-    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 5] [--db 14] [--exporters otlp|store,otlp|none]
-                                         [--hooks] [--hook-rounds 3] [--markdown]
+    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 5] [--db 0] [--exporters otlp|store,otlp|none]
+                                         [--hooks] [--hook-rounds 3] [--before <checkout>] [--markdown]
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ def test_spread_and_paired_ratios(harness) -> None:  # noqa: ANN001
     assert harness.fmt_spread([1.0, 2.0, 4.0]) == "2.00 (min 1.00, max 4.00)"
     ratios = harness.paired_ratios([2.0, 3.0, 1.0], [1.0, 2.0, 0.0])
     assert ratios[:2] == [2.0, 1.5] and math.isnan(ratios[2])
+    assert harness.spread(ratios) == (1.5, 1.75, 2.0)  # a round without a ratio is left out, not sorted in
+    assert harness.fmt_spread(ratios) == "1.75 (min 1.50, max 2.00, 1 of 3 rounds without a ratio)"
     assert harness.load_range(["1.5/1.0/0.5", "3.25/2.0/1.0"]) == "1.5–3.2"
 
 
