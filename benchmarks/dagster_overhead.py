@@ -14,14 +14,13 @@ milliseconds pipetrace adds per step.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TABLE_HEADER, SpanCounter, fmt_spread, paired_ratios, paired_rounds, summary_row  # noqa: E402
+from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
 
 BEFORE = "1.049 wall (median of unpaired medians; store only, flushed once at the end)"
 
@@ -97,23 +96,9 @@ def main() -> None:
         once("on", 0)  # warm-up: imports, first configuration
         runs, loads = paired_rounds(("off", "on"), args.rounds, once)
         uninstrument()
-    print(f"dagster {OPS}-op job, in process, {args.rounds} paired rounds (alternating order), exporters "
-          f"{args.exporters}; spans received per traced run {min(spans)}–{max(spans)}")
-    rows = []
-    for k, label in ((0, "wall"), (1, "CPU")):
-        off, on = [r[k] for r in runs["off"]], [r[k] for r in runs["on"]]
-        ratios = paired_ratios(on, off)
-        added = [(b - a) * 1000 / OPS for a, b in zip(off, on, strict=True)]
-        print(f"  {label:4s} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
-        print(f"       ratio per round {fmt_spread(ratios, '.3f')}  added per step {fmt_spread(added, '+.2f')} ms "
-              f"(goal: ratio <= 1.05)")
-        rows.append(summary_row(f"Dagster 30-op job {label}, with / without (`dagster_overhead.py --rounds "
-                                f"{args.rounds}`, exporters {args.exporters})", BEFORE if k == 0 else "not measured",
-                                f"**{statistics.median(ratios):.3f}**", "untraced",
-                                f"{min(ratios):.3f}–{max(ratios):.3f}", loads))
-    if args.markdown:
-        print(TABLE_HEADER)
-        print("\n".join(rows))
+    report_on_off(runs, loads, spans, args, title=f"dagster {OPS}-op job, in process, {args.rounds} paired rounds",
+                  name="Dagster 30-op job", script="dagster_overhead.py", per=OPS, unit="step", goal=1.05,
+                  before=(BEFORE, "not measured"))
 
 
 if __name__ == "__main__":
