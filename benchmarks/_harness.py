@@ -56,13 +56,17 @@ def paired_rounds(modes: Sequence[str], rounds: int, run: Callable[[str, int], T
 
 
 def spread(values: Sequence[float]) -> tuple[float, float, float]:
-    """(min, median, max)."""
-    return min(values), statistics.median(values), max(values)
+    """(min, median, max) of the values that are numbers (a paired ratio whose reference round added
+    nothing is nan: it has no ratio, and is left out rather than poisoning the median)."""
+    kept = [v for v in values if v == v] or [float("nan")]
+    return min(kept), statistics.median(kept), max(kept)
 
 
 def fmt_spread(values: Sequence[float], fmt: str = ".2f") -> str:
     low, mid, high = spread(values)
-    return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}})"
+    dropped = sum(1 for v in values if v != v)
+    note = f", {dropped} of {len(values)} rounds without a ratio" if dropped else ""
+    return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}}{note})"
 
 
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
@@ -78,6 +82,33 @@ def load_range(loads: Sequence[str]) -> str:
 
 def summary_row(measure: str, before: str, after: str, reference: str, spread_text: str, loads: Sequence[str]) -> str:
     return f"| {measure} | {before} | {after} | {reference} | {spread_text} | {load_range(loads)} |"
+
+
+def report_on_off(runs: dict[str, list[tuple[float, float]]], loads: Sequence[str], spans: Sequence[int],
+                  args: Any, *, name: str, title: str, script: str, per: int, unit: str, goal: float,
+                  before: Sequence[str]) -> list[str]:
+    """Print ``title`` (with the exporters and the spans received per traced run), then wall and CPU of paired
+    ``off``/``on`` runs ((wall s, CPU s) per round): each side's spread, the per-round ratios and the ms
+    added per ``unit`` (``per`` of them a run). Return the two closing-note rows (``before``: the wall and
+    CPU figures claimed until then; ``name`` starts each row), also printed as a table with ``args.markdown``."""
+    title += f", exporters {args.exporters}; spans received per traced run {min(spans)}–{max(spans)}"
+    measure = f"{name} {{label}}, with / without (`{script} --rounds {args.rounds}`, exporters {args.exporters})"
+    print(title)
+    rows = []
+    for k, label in ((0, "wall"), (1, "CPU")):
+        off, on = [r[k] for r in runs["off"]], [r[k] for r in runs["on"]]
+        ratios = paired_ratios(on, off)
+        added = [(b - a) / per * 1000 for a, b in zip(off, on, strict=True)]
+        print(f"  {label:4s} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
+        print(f"       ratio per round {fmt_spread(ratios, '.3f')}  added per {unit} {fmt_spread(added, '+.2f')} ms "
+              f"(goal: ratio <= {goal})")
+        low, mid, high = spread(ratios)
+        rows.append(summary_row(measure.format(label=label), before[k], f"**{mid:.3f}**", "untraced",
+                                f"{low:.3f}–{high:.3f}", loads))
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
+    return rows
 
 
 def tree_cpu(pid: int) -> tuple[float, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TABLE_HEADER, SpanCounter, fmt_spread, paired_ratios, paired_rounds, summary_row  # noqa: E402
+from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
 
 TASKS = 50
 BEFORE = "1.053 and 1.062 (fixed off→on order, store only)"
@@ -121,23 +120,9 @@ def main() -> int:
 
         runs, loads = paired_rounds(("off", "on"), args.rounds, one)
         adapter.instrument()
-    print(f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} paired rounds (alternating order), "
-          f"exporters {args.exporters}; spans received per traced run {min(spans)}–{max(spans)}")
-    rows = []
-    for k, label in ((0, "wall"), (1, "CPU")):
-        off, on = [r[k] for r in runs["off"]], [r[k] for r in runs["on"]]
-        ratios = paired_ratios(on, off)
-        added = [(b - a) / TASKS * 1000 for a, b in zip(off, on, strict=True)]
-        print(f"  {label:4s} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
-        print(f"       ratio per round {fmt_spread(ratios, '.3f')}  added per task {fmt_spread(added, '+.2f')} ms "
-              f"(goal: ratio <= 1.03)")
-        rows.append(summary_row(f"Airflow 50-task `dag.test()` {label}, with / without (`airflow_overhead.py "
-                                f"--rounds {args.rounds}`, exporters {args.exporters})",
-                                BEFORE if k == 0 else "not measured", f"**{statistics.median(ratios):.3f}**",
-                                "untraced", f"{min(ratios):.3f}–{max(ratios):.3f}", loads))
-    if args.markdown:
-        print(TABLE_HEADER)
-        print("\n".join(rows))
+    report_on_off(runs, loads, spans, args, name="Airflow 50-task `dag.test()`", script="airflow_overhead.py",
+                  title=f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} paired rounds (alternating order)",
+                  per=TASKS, unit="task", goal=1.03, before=(BEFORE, "not measured"))
     return 0
 
 

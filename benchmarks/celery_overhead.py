@@ -22,13 +22,18 @@ in one run: untraced, the reference, and pipetrace (``pipetrace run --``), every
 
 Goal (issue 24): pipetrace's added CPU and wall per task <= 0.5x the reference's.
 
+``--before <checkout>`` adds a fourth mode, ``before``: another checkout of pipetrace (with its own
+``.venvs/celery``) run as pipetrace in the same interleaved rounds, so before/after figures share a load.
+The shared Redis is used as the project's rules ask: DB 0, every key of a run under its own prefix
+(``PIPETRACE_EXAMPLE_KEYPREFIX``), deleted after the run.
+
 ``--hooks`` adds ``--hook-rounds`` more runs per traced mode, interleaved, that time each Celery signal
 carrying the instrumentation's handlers where it runs (thread CPU per call, medians after the warm-up),
 plus the CPU of every other thread of those processes per task ("bg"). ``--markdown`` ends with the
 closing-note rows (measure | before | after | reference | spread | load).
 
-    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 5] [--db 14] [--exporters otlp|store,otlp|none]
-                                         [--hooks] [--hook-rounds 3] [--markdown]
+    python benchmarks/celery_overhead.py [--tasks 2000] [--rounds 5] [--db 0] [--exporters otlp|store,otlp|none]
+                                         [--hooks] [--hook-rounds 3] [--before <checkout>] [--markdown]
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "example_dags" / "celery"
 BIN = Path(sys.executable).parent
 MODES = ("untraced", "otel", "pipetrace")
-SPANS_PER_TASK = {"untraced": 0, "otel": 2, "pipetrace": 2}  # a publish span and a task span
+SPANS_PER_TASK = {"untraced": 0, "otel": 2, "pipetrace": 2, "before": 2}  # a publish span and a task span
+CHECKOUTS: dict[str, Path] = {}  # mode -> another checkout run as pipetrace (``--before``: the "before" figures)
 WARMUP = 200
 BEFORE = {"cpu": "0.40–0.46 (hooks only, exporters none, reference under pipetrace's provider)",
           "wall": "0.23 (exporters none)"}
@@ -164,12 +170,16 @@ class Run:
 def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks: Path | None = None) -> Run:
     """One run of n tasks in ``mode``; with ``hooks`` (a folder), the timing shim runs in every process."""
     receiver.reset()
+    checkout = CHECKOUTS.get(mode)
+    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
+    app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
     with tempfile.TemporaryDirectory() as home:
         queue = f"bench-{uuid.uuid4().hex[:6]}"
+        prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: DB 0, keys under our prefix
         env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
                    PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{db}",
-                   PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db + 1}",
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
+                   PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db}", PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
+                   PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
                    OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
         for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
             env.pop(name, None)
@@ -180,19 +190,19 @@ def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks
             (hooks / "out").mkdir(exist_ok=True)
         if mode == "otel":
             env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
-        prefix = [str(BIN / "pipetrace"), "run", "--"] if mode == "pipetrace" else []
+        prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
         per_task = SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
         log = Path(home) / "worker.log"
         with open(log, "wb") as fh:
             worker = subprocess.Popen(
-                [*prefix, str(BIN / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2", "-Q",
+                [*prefix, str(bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2", "-Q",
                  queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "-l", "warning"], cwd=APP_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                 "-l", "warning"], cwd=app_dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True)
         producer = None
         try:
-            producer = subprocess.Popen([*prefix, str(BIN / "python"), "-c", PRODUCER, str(n), str(WARMUP)],
-                                        cwd=APP_DIR, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            producer = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", PRODUCER, str(n), str(WARMUP)],
+                                        cwd=app_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert producer.stdin is not None and producer.stdout is not None
             if producer.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"{mode}: producer did not start; worker log:\n{log.read_text()[-2000:]}")
@@ -222,6 +232,17 @@ def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks
                 worker.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
+            _delete_keys(db, prefix_key)
+
+
+def _delete_keys(db: int, prefix: str) -> None:
+    """Remove this run's keys (and only them) from the shared Redis."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
 
 
 def hook_times(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter) -> dict[str, float]:
@@ -244,7 +265,8 @@ def _sides(t: dict[str, float]) -> tuple[float, float]:
 
 def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
     """Print the in-place hook times; return the closing-note row."""
-    runs, loads = paired_rounds(("otel", "pipetrace"), args.hook_rounds,
+    modes = ("otel", "pipetrace", *CHECKOUTS)
+    runs, loads = paired_rounds(modes, args.hook_rounds,
                                 lambda mode, _r: hook_times(mode, args.tasks, args.db, args.exporters, receiver))
     print(f"instrumentation hooks, thread CPU per call (median over calls; pool children averaged), plus the "
           f"other threads' CPU per task ('bg'), us; median of {args.hook_rounds} interleaved runs, "
@@ -260,9 +282,16 @@ def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
           f"per task {sum(ours) / sum(ref):.2f} (goal <= 0.5); per-round ratios {fmt_spread(ratios)}")
     low, _mid, high = spread(ratios)
+    before = "0.40–0.46 (exporters none, reference under pipetrace's provider)"
+    if "before" in times:
+        old = _sides(times["before"])
+        old_ratios = paired_ratios([sum(_sides(o)) for o in runs["before"]], [sum(_sides(r)) for r in runs["otel"]])
+        print(f"before / reference: publish {old[0] / ref[0]:.2f}, task {old[1] / ref[1]:.2f}, per task "
+              f"{sum(old) / sum(ref):.2f}; per-round ratios {fmt_spread(old_ratios)}")
+        before = f"{sum(old) / sum(ref):.2f} ({sum(old):.0f} µs; per round {min(old_ratios):.2f}–{max(old_ratios):.2f})"
     return summary_row(f"Celery hooks + background threads, CPU per task, pipetrace / reference (`celery_overhead.py "
                        f"--rounds 0 --hooks --hook-rounds {args.hook_rounds}`, exporters {args.exporters})",
-                       "0.40–0.46 (exporters none, reference under pipetrace's provider)",
+                       before,
                        f"**{sum(ours) / sum(ref):.2f}** ({sum(ours):.0f} µs)",
                        f"{sum(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BSP + OTLP/HTTP",
                        f"per round {low:.2f}–{high:.2f}", loads)
@@ -279,7 +308,7 @@ def report_throughput(args: argparse.Namespace, runs: dict[str, list[Run]], load
 
     print(f"celery on redis, {n} no-op tasks, prefork -c 2, pipetrace exporters={args.exporters}, "
           f"{args.rounds} interleaved rounds (rotating order), median (min, max); load {load_range(loads)}")
-    for m in MODES:
+    for m in runs:
         rs = runs[m]
         print(f"  {m:10s} wall {fmt_spread([r.wall for r in rs])} s, "
               f"drained {fmt_spread([r.drained for r in rs])} s, cpu {fmt_spread([r.cpu for r in rs])} s")
@@ -294,7 +323,16 @@ def report_throughput(args: argparse.Namespace, runs: dict[str, list[Run]], load
                   f"spans received {got}/{want}, {wire:.0f} bytes a span on the wire")
     rows = []
     for field, label in (("cpu", "CPU"), ("wall", "wall")):
-        ours, ref = per_task("pipetrace", field), per_task("otel", field)
+        ref = per_task("otel", field)
+        before = BEFORE[field]
+        if "before" in runs:
+            old = per_task("before", field)
+            old_ratio = statistics.median(old) / statistics.median(ref) if statistics.median(ref) > 0 else float("nan")
+            old_low, _m, old_high = spread(paired_ratios(old, ref))
+            print(f"before ({args.before}) added / reference added, {label}: {old_ratio:.2f}; per-round ratios "
+                  f"{fmt_spread(paired_ratios(old, ref))}")
+            before = f"{old_ratio:.2f} ({statistics.median(old):.0f} µs; per round {old_low:.2f}–{old_high:.2f})"
+        ours = per_task("pipetrace", field)
         ratios = paired_ratios(ours, ref)
         of_medians = statistics.median(ours) / statistics.median(ref) if statistics.median(ref) > 0 else float("nan")
         print(f"pipetrace added / reference added, {label}: {of_medians:.2f} (ratio of medians; goal <= 0.5); "
@@ -302,7 +340,7 @@ def report_throughput(args: argparse.Namespace, runs: dict[str, list[Run]], load
         low, _mid, high = spread(ratios)
         rows.append(summary_row(
             f"Celery added {label} per task, pipetrace / reference (`celery_overhead.py --tasks {n} "
-            f"--rounds {args.rounds}`, exporters {args.exporters})", BEFORE[field],
+            f"--rounds {args.rounds}`, exporters {args.exporters})", before,
             f"**{of_medians:.2f}** ({statistics.median(ours):.0f} µs)",
             f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
             f"per round {low:.2f}–{high:.2f}", loads))
@@ -313,12 +351,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (0: only --hooks)")
-    ap.add_argument("--db", type=int, default=14)
+    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
+    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) run as a 4th mode, "
+                    "'before', in the same interleaved rounds")
     ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
     ap.add_argument("--hooks", action="store_true", help="also time the instrumentation hooks in place")
     ap.add_argument("--hook-rounds", type=int, default=3, help="interleaved runs per traced mode for --hooks")
     ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
     args = ap.parse_args()
+    modes = MODES
+    if args.before is not None:
+        CHECKOUTS["before"] = args.before.resolve()
+        modes = (*MODES, "before")
 
     def echo(mode: str, r: int, x: Run) -> None:
         print(f"  round {r + 1} {mode:10s} {x.wall:6.2f} s wall  {x.drained:6.2f} s drained  "
@@ -329,7 +373,7 @@ def main() -> None:
     rows: list[str] = []
     with SpanCounter() as receiver:
         if args.rounds > 0:
-            runs, loads = paired_rounds(MODES, args.rounds,
+            runs, loads = paired_rounds(modes, args.rounds,
                                         lambda mode, _r: run(mode, args.tasks, args.db, args.exporters, receiver),
                                         echo=echo)
             rows = report_throughput(args, runs, loads)

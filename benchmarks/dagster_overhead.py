@@ -1,17 +1,28 @@
 """Overhead of the Dagster adapter: a 30-op job run in process with and without pipetrace, side by
-side in one process (runs interleaved so machine noise hits both alike).
+side in one process, in paired rounds (order alternating each round, ``_harness.paired_rounds``).
 
-    python benchmarks/dagster_overhead.py [--rounds 15]
+pipetrace runs as deployed: redaction on, exporting (``--exporters``, default ``store,otlp``: the
+embedded store plus OTLP/HTTP to a local receiver that counts the spans it got). A traced run's CPU
+(every thread of this process) is read after ``force_flush``, so its export work is counted.
 
-Prints median wall times, their ratio (goal ≤ 1.05) and the milliseconds pipetrace adds per step.
+    .venvs/dagster/bin/python benchmarks/dagster_overhead.py [--rounds 15] [--exporters store,otlp] [--markdown]
+
+Prints wall and CPU as median (min, max), the paired per-round ratios (goal ≤ 1.05 for both) and the
+milliseconds pipetrace adds per step.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
+
+BEFORE = "1.049 wall (median of unpaired medians; store only, flushed once at the end)"
 
 OPS = 30
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # console logging would dominate
@@ -54,46 +65,40 @@ def build_job():  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--exporters", default="store", help="PIPETRACE_EXPORTERS for the traced runs")
+    parser.add_argument("--exporters", default="store,otlp", help="PIPETRACE_EXPORTERS for the traced runs")
+    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
     import pipetrace
     from pipetrace.integrations.dagster import instrument, uninstrument
 
-    pipetrace.configure(home=tempfile.mkdtemp(prefix="pipetrace-bench-"), exporters=args.exporters)
-    job_def = build_job()
-    assert len(job_def.nodes) == OPS
+    with SpanCounter() as receiver:
+        pipetrace.configure(home=tempfile.mkdtemp(prefix="pipetrace-bench-"), exporters=args.exporters,
+                            otlp_endpoint=receiver.endpoint)
+        job_def = build_job()
+        assert len(job_def.nodes) == OPS
+        spans: list[int] = []
 
-    cpu: dict[bool, list[float]] = {False: [], True: []}
+        def once(mode: str, _round: int) -> tuple[float, float]:
+            (instrument if mode == "on" else uninstrument)()
+            before = receiver.spans
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = job_def.execute_in_process(run_config=QUIET)
+            elapsed = time.perf_counter() - t0
+            pipetrace.force_flush(30)  # the traced run's export work belongs to it
+            cpu = time.process_time() - c0
+            assert result.success
+            if mode == "on":
+                spans.append(receiver.spans - before)
+            return elapsed, cpu
 
-    def once(traced: bool) -> float:
-        (instrument if traced else uninstrument)()
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = job_def.execute_in_process(run_config=QUIET)
-        elapsed = time.perf_counter() - t0
-        cpu[traced].append(time.process_time() - c0)
-        assert result.success
-        return elapsed
-
-    once(False)
-    once(True)  # warm-up: imports, first configuration
-    plain: list[float] = []
-    traced: list[float] = []
-    for i in range(args.rounds):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for flag in order:
-            (traced if flag else plain).append(once(flag))
-    uninstrument()
-    pipetrace.force_flush(10)
-    p, t = statistics.median(plain), statistics.median(traced)
-    print(f"dagster {OPS}-op job, in process, {args.rounds} rounds each (median)")
-    print(f"  without pipetrace: {p * 1000:8.1f} ms")
-    print(f"  with pipetrace:    {t * 1000:8.1f} ms")
-    print(f"  ratio:             {t / p:8.3f}  (goal <= 1.05)")
-    print(f"  added per step:    {(t - p) * 1000 / OPS:8.3f} ms")
-    cp, ct = statistics.median(cpu[False][1:]), statistics.median(cpu[True][1:])
-    print(f"  CPU time ratio:    {ct / cp:8.3f}  (process CPU; robust on a busy machine)")
-    print(f"  CPU added / step:  {(ct - cp) * 1000 / OPS:8.3f} ms")
+        once("off", 0)
+        once("on", 0)  # warm-up: imports, first configuration
+        runs, loads = paired_rounds(("off", "on"), args.rounds, once)
+        uninstrument()
+    report_on_off(runs, loads, spans, args, title=f"dagster {OPS}-op job, in process, {args.rounds} paired rounds",
+                  name="Dagster 30-op job", script="dagster_overhead.py", per=OPS, unit="step", goal=1.05,
+                  before=(BEFORE, "not measured"))
 
 
 if __name__ == "__main__":

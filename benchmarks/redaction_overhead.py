@@ -3,22 +3,29 @@
 "off" still applies the attribute length limit (8 KiB by default), which is not redaction.
 
 Each round emits N task spans with 15 attributes (pipetrace's own plus typical user ones; a new run id
-every span, so the value cache does not hide the scan) and waits until the store has them. Rounds
-alternate on/off in one process and the medians are compared. Goal: ratio ≤ 1.3.
+every span, so the value cache does not hide the scan) and waits until the store has them. Rounds are
+paired, on and off in one process, the order rotated each round (``_harness.paired_rounds``); medians,
+min/max, the paired ratios and the load are printed. Goal: ratio ≤ 1.3.
 
-    python benchmarks/redaction_overhead.py [--spans 3000] [--rounds 5]
+    python benchmarks/redaction_overhead.py [--spans 3000] [--rounds 5] [--markdown]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pipetrace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import TABLE_HEADER, fmt_spread, load_range, paired_ratios, paired_rounds, summary_row  # noqa: E402
+
+BEFORE = "1.17 (paired 1.05–1.29; alternating, not rotated)"
 
 USER_ATTRS: dict[str, Any] = {
     "rows": 125_000,
@@ -76,26 +83,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         _round(home / "warm", 500, True, "warm")
         _round(home / "warm", 500, False, "warm2")
-        on: list[tuple[float, float]] = []
-        off: list[tuple[float, float]] = []
-        for r in range(args.rounds):
-            off.append(_round(home / f"off{r}", args.spans, False, f"off{r}"))
-            on.append(_round(home / f"on{r}", args.spans, True, f"on{r}"))
+        runs, loads = paired_rounds(("off", "on"), args.rounds, lambda mode, r: _round(
+            home / f"{mode}{r}", args.spans, mode == "on", f"{mode}{r}"))
         pipetrace.shutdown(5)
-    print(f"span end-to-export (store), {args.spans} spans x {args.rounds} rounds, 15 attributes per span")
-    for label, index in (("wall", 0), ("cpu ", 1)):
-        m_off = statistics.median(x[index] for x in off)
-        m_on = statistics.median(x[index] for x in on)
-        ratios = sorted(b[index] / a[index] for a, b in zip(off, on, strict=True))  # paired rounds
-        print(f"  {label}  off {m_off:7.1f} µs/span   on {m_on:7.1f} µs/span   "
-              f"cost {m_on - m_off:6.1f} µs/span   ratio {m_on / m_off:.2f}x (goal <= 1.3x)   "
-              f"paired ratios min/median/max {ratios[0]:.2f}/{statistics.median(ratios):.2f}/{ratios[-1]:.2f}")
+    print(f"span end-to-export (store), {args.spans} spans x {args.rounds} paired rounds (rotating order), "
+          f"15 attributes per span; load {load_range(loads)}")
+    rows = []
+    for label, index in (("wall", 0), ("CPU", 1)):
+        off = [x[index] for x in runs["off"]]
+        on = [x[index] for x in runs["on"]]
+        ratios = paired_ratios(on, off)
+        m_off, m_on = statistics.median(off), statistics.median(on)
+        print(f"  {label:4s} off {fmt_spread(off, '.1f')} µs/span   on {fmt_spread(on, '.1f')} µs/span   "
+              f"cost {m_on - m_off:6.1f} µs/span   paired ratios {fmt_spread(ratios)} (goal <= 1.3)")
+        rows.append(summary_row(f"redaction on / off, {label} per span to the store (`redaction_overhead.py "
+                                f"--spans {args.spans} --rounds {args.rounds}`)", BEFORE if label == "CPU" else "1.24",
+                                f"**{statistics.median(ratios):.2f}** ({m_on - m_off:.1f} µs)",
+                                f"redaction off: {m_off:.1f} µs", f"{min(ratios):.2f}–{max(ratios):.2f}", loads))
     print(f"  redaction transform alone: {_transform_only(args.spans):.1f} µs/span (cpu)")
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

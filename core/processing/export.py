@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
@@ -72,7 +74,9 @@ def otlp_exporter(settings: Settings) -> SpanExporter:
         return GrpcExporter(endpoint=target, insecure=not secure, credentials=credentials,
                             headers=headers or None, timeout=settings.otlp_timeout_s)
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        from ..machinery.otlpwire import http_exporter_class
+
+        HttpExporter = http_exporter_class()  # the SDK's exporter, batches encoded to wire bytes directly
     except ImportError as exc:
         raise MissingExtra(f"the otlp exporter needs `{OTLP_INSTALL}` ({exc})") from exc
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
@@ -105,11 +109,51 @@ def _pinned_ca_session() -> Any:
     return PinnedCASession()
 
 
+OTLP_INTERVAL_S = 5.0
+"""The OTLP queue's longest wait for a batch, as the SDK's ``BatchSpanProcessor`` (``OTEL_BSP_SCHEDULE_DELAY``,
+5,000 ms): an HTTP request costs about as much as encoding 15 spans, so 20-span batches cost ~3x what full
+512-span batches do per span. A full batch goes at once, and a flush or shutdown sends what is queued."""
+
+_DEFAULTS = Settings()
+
+
+def _bsp(env: Mapping[str, str], name: str, scale: float, fallback: float) -> float:
+    """``OTEL_BSP_*`` variable ``name`` divided by ``scale``; ``fallback`` if unset or not a positive number."""
+    raw = env.get(name, "").strip()
+    if raw:
+        try:
+            value = float(raw) / scale
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+        log.warning("pipetrace: %s=%r is not a positive number; using %s", name, raw, fallback)
+    return fallback
+
+
+def queue_options(settings: Settings, name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Batch size, queue bound and wait of exporter ``name``'s queue. The OTLP queue takes the OTel SDK's
+    ``OTEL_BSP_SCHEDULE_DELAY`` (ms), ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and ``OTEL_BSP_MAX_QUEUE_SIZE`` and
+    its 5 s default wait, unless pipetrace's own setting (``PIPETRACE_EXPORT_INTERVAL`` …) is given; the
+    store queue keeps pipetrace's 0.5 s, so the local viewer stays current."""
+    env = os.environ if env is None else env
+    interval, batch, size = settings.export_interval_s, settings.max_export_batch_size, settings.max_queue_size
+    if name == "otlp":
+        def own(value: float, default: float, var: str) -> bool:
+            return value != default or var in env
+
+        if not own(interval, _DEFAULTS.export_interval_s, "PIPETRACE_EXPORT_INTERVAL"):
+            interval = _bsp(env, "OTEL_BSP_SCHEDULE_DELAY", 1000, OTLP_INTERVAL_S)
+        if not own(batch, _DEFAULTS.max_export_batch_size, "PIPETRACE_MAX_EXPORT_BATCH_SIZE"):
+            batch = int(_bsp(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, batch))
+        if not own(size, _DEFAULTS.max_queue_size, "PIPETRACE_MAX_QUEUE_SIZE"):
+            size = int(_bsp(env, "OTEL_BSP_MAX_QUEUE_SIZE", 1, size))
+    return {"max_queue_size": size, "max_batch_size": min(batch, size), "interval_s": interval}
+
+
 def build_queues(settings: Settings) -> list[ExportQueue]:
     """One bounded background queue per configured exporter."""
     queues: list[ExportQueue] = []
-    kw = dict(max_queue_size=settings.max_queue_size, max_batch_size=settings.max_export_batch_size,
-              interval_s=settings.export_interval_s)
     for name in settings.exporters:
         exporter: SpanExporter
         if name == "store":
@@ -130,5 +174,5 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
         else:
             continue
         # the local store keeps failed batches and retries them: its failures (a lock, a full disk) pass
-        queues.append(ExportQueue(exporter, name=name, retry_failures=name == "store", **kw))  # type: ignore[arg-type]
+        queues.append(ExportQueue(exporter, name=name, retry_failures=name == "store", **queue_options(settings, name)))
     return queues

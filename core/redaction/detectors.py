@@ -140,6 +140,22 @@ COMPILED: tuple[tuple[str, str, re.Pattern[str], Callable[[str, str], bool]], ..
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
 
+# Shapes no detector can match (checked per detector above): a UUID, lower-case hex with a letter (task ids,
+# SHAs, span ids), a plain number. Only known secrets are looked for in them (``Redactor.value``).
+_INERT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                    r"|(?=[0-9a-f]*[a-f])[0-9a-f]+|[+-]?\d{1,12}(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+# One scan for what every prefilter above needs (a superset of each): a string under 40 characters (the
+# shortest AWS secret) without any of these cannot match a detector, and skips the per-detector checks.
+_TRIGGER = re.compile(r"[=:@]|PRIVATE KEY|eyJ|A(?:KIA|SIA|BIA|CCA|IDA|ROA|Iza)|gh[pousr]_|github_pat_|xox|"
+                      r"hooks\.slack|ya29\.|GOCSPX-|_live_|_test_|whsec_|\d{4}[ -]?\d{4}|"
+                      r"(?i:identified|password|bearer|basic|token)")
+
+
+def inert(text: str) -> bool:
+    """True if ``text`` has a shape no detector can match (an id, a hex string, a number)."""
+    return _INERT.fullmatch(text) is not None
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -150,7 +166,7 @@ class Finding:
 
 def find(text: str) -> list[Finding]:
     """Secret spans in ``text`` (start/end of the part to hide), in order, non-overlapping."""
-    if len(text) < _MIN_LEN:
+    if len(text) < _MIN_LEN or (len(text) < 40 and _TRIGGER.search(text) is None) or inert(text):
         return []
     lower = text.lower()
     found: list[tuple[int, int, Finding]] = []

@@ -89,6 +89,7 @@ class KnownSecrets:
         self._full: re.Pattern[str] | None = None
         self._full_words: set[str] = set()
         self._pending: re.Pattern[str] | None = None
+        self._patterns: tuple[re.Pattern[str], ...] = ()
         self._dirty = False
         self.version = 0
         self.refused = 0
@@ -127,6 +128,7 @@ class KnownSecrets:
         with self._lock:
             self._sources.clear()
             self._full = self._pending = None
+            self._patterns = ()
             self._full_words = set()
             self._dirty = False
             self.version += 1
@@ -143,13 +145,14 @@ class KnownSecrets:
                 self._pending = None
             else:
                 self._pending = re.compile(_trie_pattern(new)) if new else None
+            self._patterns = tuple(p for p in (self._full, self._pending) if p is not None)
             self._dirty = False
 
     def patterns(self) -> tuple[re.Pattern[str], ...]:
         """The compiled matchers (zero, one or two); cheap when nothing changed."""
         if self._dirty:
             self._compile()
-        return tuple(p for p in (self._full, self._pending) if p is not None)
+        return self._patterns
 
     def mask(self, text: str, replacement: str = "***") -> str:
         """``text`` with every known secret replaced by ``replacement``."""

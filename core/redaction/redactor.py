@@ -66,6 +66,10 @@ class Redactor:
             self._known_version = KNOWN.version
             self._cache.clear()
 
+    def stale(self) -> bool:
+        """True if a secret became known since the last ``refresh`` (cached results may be out of date)."""
+        return KNOWN.version != self._known_version
+
     # ---- primitives --------------------------------------------------------------------------------
     def token(self, value: str) -> str:
         assert self._key is not None
@@ -95,7 +99,10 @@ class Redactor:
             out.append(text[pos:f.start])
             out.append(repl)
             pos = f.end
-        result = "".join(out) + text[pos:] if out else text
+        return self._known("".join(out) + text[pos:] if out else text)
+
+    def _known(self, result: str) -> str | _Drop:
+        """``result`` with the known secrets replaced per their mode."""
         for pattern in KNOWN.patterns():
             dropped = False
 
@@ -120,6 +127,8 @@ class Redactor:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
+        if D.inert(text):  # an id or a number: no detector can match; not cached (unique ids would evict
+            return self._known(text)  # the values that repeat)
         result = self._scan(text)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()

@@ -108,7 +108,7 @@ class RedactionTransform:
         if r is not None:
             r.refresh()
         attrs = self._attributes(span.attributes)  # first: values under sensitive keys become known…
-        if r is not None:
+        if r is not None and r.stale():
             r.refresh()  # …and are masked in the name, events and status below
         changed = attrs is not None
         name = self._text(span.name)
@@ -119,14 +119,14 @@ class RedactionTransform:
             if desc != status.description:
                 status = Status(status.status_code, desc)
                 changed = True
-        events = list(span.events)
+        events = list(span.events) if span.events else []
         for i, ev in enumerate(events):
             ev_name = self._text(ev.name)
             ev_attrs = self._attributes(ev.attributes)
             if ev_attrs is not None or ev_name != ev.name:
                 events[i] = Event(ev_name, ev_attrs if ev_attrs is not None else ev.attributes, ev.timestamp)
                 changed = True
-        links = list(span.links)
+        links = list(span.links) if span.links else []
         for i, lk in enumerate(links):
             lk_attrs = self._attributes(lk.attributes)
             if lk_attrs is not None:

@@ -85,6 +85,8 @@ def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_ke
 def _shared_attributes(system: str, operation: str, task: str, dest: str, routing_key: str | None
                        ) -> MappingProxyType[str, Any]:
     attrs = base_attributes(system, dest, operation, routing_key=routing_key)
+    if operation == "process":  # messaging.operation.name would repeat messaging.operation.type ("process")
+        attrs.pop(A.MESSAGING_OPERATION_NAME, None)
     attrs[A.SYSTEM] = SYSTEM
     attrs[A.TASK_NAME] = task
     return MappingProxyType(attrs)  # read-only: copying a dict is cheaper than building one from pairs

@@ -42,6 +42,8 @@ log = logging.getLogger("pipetrace.celery")
 
 RESULTS = {"SUCCESS": A.RESULT_SUCCESS, "FAILURE": A.RESULT_FAILURE, "RETRY": A.RESULT_RETRY,
            "IGNORED": A.RESULT_SKIP, "REJECTED": A.RESULT_CANCELLATION, "REVOKED": A.RESULT_CANCELLATION}
+# The Celery state each result stands for: ``celery.state`` is recorded only where it says more.
+STATES = {A.RESULT_SUCCESS: "SUCCESS", A.RESULT_FAILURE: "FAILURE", A.RESULT_RETRY: "RETRY", A.RESULT_SKIP: "IGNORED"}
 EXPECTED = "pipetrace.celery.expected_error"
 
 
@@ -62,8 +64,7 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     pipeline = H.pipeline(values, name)
     dest, rk = destination(getattr(request, "delivery_info", None))
     attrs = shared_attributes(getattr(task, "app", None), "process", name, dest, rk)
-    attrs[A.MESSAGING_MESSAGE_ID] = task_id
-    attrs[A.PIPELINE_NAME] = pipeline
+    attrs[A.PIPELINE_NAME] = pipeline  # the message id is the task run id: not repeated as messaging.message.id
     attrs[A.PIPELINE_RUN_ID] = root_id
     attrs[A.TASK_RUN_ID] = task_id
     attrs[A.TRY_NUMBER] = try_number
@@ -165,7 +166,8 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
         span = attempt.span
         result = RESULTS.get(str(state), A.RESULT_SUCCESS if not attempt.failed else A.RESULT_FAILURE)
         span.set_attribute(A.TASK_RESULT, result)
-        span.set_attribute("celery.state", str(state))
+        if STATES.get(result) != str(state):  # only when the result does not already say it (REJECTED, custom)
+            span.set_attribute("celery.state", str(state))
         span.end()
     except Exception as exc:
         warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)

@@ -60,6 +60,10 @@ def test_workflows_make_exact_trees(worker_factory: Any, kind: str) -> None:
         assert s.attributes["cicd.pipeline.run.id"] == ids["chain"]["ids"][0]
         assert s.attributes["messaging.system"] == system
         assert s.attributes["pipetrace.task.queued_ms"] >= 0
+        # no value twice (issue 24): the task id is cicd.pipeline.task.run.id only, "process" is the operation
+        # type only, and celery.state appears only where the result does not already say it
+        assert not {"messaging.message.id", "messaging.operation.name", "celery.state"} & set(s.attributes)
+        assert s.attributes["messaging.operation.type"] == "process"
     assert PUBLISH_KEYS <= set(root_send.attributes)
     assert len([x for x in spans if x.trace_id == a.trace_id and not x.is_run]) == 6
 

@@ -36,6 +36,8 @@ def test_spread_and_paired_ratios(harness) -> None:  # noqa: ANN001
     assert harness.fmt_spread([1.0, 2.0, 4.0]) == "2.00 (min 1.00, max 4.00)"
     ratios = harness.paired_ratios([2.0, 3.0, 1.0], [1.0, 2.0, 0.0])
     assert ratios[:2] == [2.0, 1.5] and math.isnan(ratios[2])
+    assert harness.spread(ratios) == (1.5, 1.75, 2.0)  # a round without a ratio is left out, not sorted in
+    assert harness.fmt_spread(ratios) == "1.75 (min 1.50, max 2.00, 1 of 3 rounds without a ratio)"
     assert harness.load_range(["1.5/1.0/0.5", "3.25/2.0/1.0"]) == "1.5–3.2"
 
 
@@ -54,3 +56,19 @@ def test_span_counter_counts_what_an_sdk_exporter_sends(harness) -> None:  # noq
         receiver.reset()
         assert receiver.spans == 0
         provider.shutdown()
+
+
+def test_report_on_off_prints_both_measures_and_returns_their_rows(harness, capsys) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    runs = {"off": [(1.0, 0.5), (2.0, 1.0)], "on": [(1.1, 0.55), (2.0, 1.2)]}
+    args = SimpleNamespace(exporters="store,otlp", rounds=2, markdown=True)
+    rows = harness.report_on_off(runs, ["1.0/1.0/1.0", "2.0/1.0/1.0"], [31, 30], args, name="Job", title="a job",
+                                 script="job.py", per=10, unit="step", goal=1.05, before=("old wall", "old cpu"))
+    out = capsys.readouterr().out
+    assert out.startswith("a job, exporters store,otlp; spans received per traced run 30–31\n")
+    assert out.rstrip().endswith(rows[1])
+    assert "added per step +5.00 (min +0.00, max +10.00) ms" in out and "(goal: ratio <= 1.05)" in out
+    measure = "with / without (`job.py --rounds 2`, exporters store,otlp)"
+    assert rows == [f"| Job wall, {measure} | old wall | **1.050** | untraced | 1.000–1.100 | 1.0–2.0 |",
+                    f"| Job CPU, {measure} | old cpu | **1.150** | untraced | 1.100–1.200 | 1.0–2.0 |"]

@@ -61,7 +61,7 @@ def assert_cross_system_trace(spans: list[SpanRecord], messaging_system: str) ->
         assert attrs["messaging.destination.name"] == QUEUE
         assert attrs["messaging.system"] == messaging_system, name
     assert by_name[f"send {QUEUE}"].attributes["messaging.message.id"] == \
-        by_name[f"task {CELERY_TASK}"].attributes["messaging.message.id"]
+        by_name[f"task {CELERY_TASK}"].attributes["cicd.pipeline.task.run.id"]
     run = by_name[f"run {AIRFLOW_DAG}"]
     for span in spans:  # the Airflow run covers the whole chain
         assert run.start_ns <= span.start_ns and span.end_ns <= run.end_ns, span.name

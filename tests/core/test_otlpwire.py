@@ -1,0 +1,103 @@
+"""pipetrace's OTLP wire encoder parses to the very message the SDK's encoder builds, for every field and
+value type; the configured OTLP/HTTP exporter uses it (not a silent fallback) and a receiver gets it."""
+
+from __future__ import annotations
+
+import logging
+
+import pipetrace
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from otlp_receiver import OTLPReceiver, attrs
+from pipetrace.machinery import otlpwire
+
+RES_A = Resource({"service.name": "a", "process.pid": 12, "team": "data"}, "https://schema/a")
+RES_B = Resource({"service.name": "b", "list": ("x", "y")})
+SCOPE_1 = InstrumentationScope("pipetrace", "1.2", "https://schema/scope", {"k": "v"})
+SCOPE_2 = InstrumentationScope("other")
+
+
+def _ctx(trace_id: int, span_id: int, remote: bool = False, state: TraceState | None = None) -> SpanContext:
+    return SpanContext(trace_id, span_id, remote, TraceFlags(TraceFlags.SAMPLED), state)
+
+
+def _spans() -> list[ReadableSpan]:
+    every_type = {"s": "text", "empty": "", "unicode": "héllo ✓", "t": True, "f": False, "i": 7, "neg": -5,
+                  "big": 2**62, "min": -(2**63), "x": 1.5, "nx": -0.25, "zero": 0, "fz": 0.0,
+                  "strs": ("a", "b"), "ints": [1, 2, 3], "floats": (0.5,), "bools": [True, False], "none_list": [],
+                  "bytes": b"\x00\x01", "long": "z" * 300}
+    return [
+        ReadableSpan(name="task one", context=_ctx(1, 2), parent=_ctx(1, 3, remote=True), resource=RES_A,
+                     attributes=every_type, kind=SpanKind.CONSUMER, start_time=10, end_time=20,
+                     instrumentation_scope=SCOPE_1, status=Status(StatusCode.ERROR, "boom: it failed"),
+                     events=[Event("exception", {"exception.type": "ValueError", "n": 1}, timestamp=15),
+                             Event("plain", None, timestamp=16)],
+                     links=[Link(_ctx(9, 8, remote=True), {"pipetrace.link.kind": "result"}), Link(_ctx(9, 7))]),
+        ReadableSpan(name="query", context=_ctx(2**127 + 5, 2**63 + 1, state=TraceState([("vendor", "x1")])),
+                     parent=_ctx(2**127 + 5, 4), resource=RES_A, attributes={"rows": 3}, kind=SpanKind.INTERNAL,
+                     start_time=11, end_time=12, instrumentation_scope=SCOPE_2, status=Status(StatusCode.OK)),
+        ReadableSpan(name="run etl", context=_ctx(3, 4), parent=None, resource=RES_B, attributes={},
+                     kind=SpanKind.SERVER, start_time=1, end_time=30, instrumentation_scope=SCOPE_1),
+        ReadableSpan(name="", context=_ctx(3, 5), parent=None, resource=RES_B, attributes=None,
+                     kind=SpanKind.PRODUCER, start_time=1, end_time=2, instrumentation_scope=None),
+        ReadableSpan(name="send q", context=_ctx(1, 6), parent=_ctx(1, 2), resource=RES_A,
+                     attributes={"messaging.system": "redis", "i": 7}, kind=SpanKind.CLIENT, start_time=10,
+                     end_time=11, instrumentation_scope=SCOPE_1),
+    ]
+
+
+def _parsed(data: bytes) -> ExportTraceServiceRequest:
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(data)
+    return message
+
+
+def test_the_bytes_parse_to_the_message_the_sdk_builds() -> None:
+    spans = _spans()
+    ours, sdk = _parsed(otlpwire.encode_request(spans)), encode_spans(spans)
+    assert ours == sdk
+    assert [len(r.scope_spans) for r in ours.resource_spans] == [2, 2]  # grouped by resource, then scope
+
+
+def test_repeated_batches_from_the_caches_are_the_same_bytes() -> None:
+    spans = _spans()
+    first = otlpwire.encode_request(spans)
+    assert otlpwire.encode_request(spans) == first  # key, pair, resource and scope caches hit now
+    assert _parsed(otlpwire.encode_request(spans[1:2])) == encode_spans(spans[1:2])
+
+
+def test_a_value_that_cannot_be_encoded_is_left_out_as_the_sdk_does(caplog: pytest.LogCaptureFixture) -> None:
+    span = ReadableSpan(name="x", context=_ctx(1, 2), resource=RES_A, attributes={"ok": 1, "huge": 2**70, "b": "c"},
+                        start_time=1, end_time=2)
+    with caplog.at_level(logging.ERROR):  # the SDK logs its own failure
+        sdk = encode_spans([span])
+    ours = _parsed(otlpwire.encode_request([span]))
+    assert ours == sdk
+    assert [kv.key for kv in ours.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok", "b"]
+
+
+def test_the_configured_exporter_sends_wire_bytes_to_a_receiver(traced, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipetrace.config import load
+    from pipetrace.processing.export import otlp_exporter
+
+    calls: list[int] = []
+    encode = otlpwire.encode_request
+    monkeypatch.setattr(otlpwire, "encode_request", lambda spans: calls.append(len(spans)) or encode(spans))
+    with OTLPReceiver() as receiver:
+        exporter = otlp_exporter(load(env={}, otlp_endpoint=receiver.endpoint))
+        assert type(exporter).__name__ == "WireOTLPSpanExporter" and hasattr(exporter, "_client")
+        pipetrace.configure(home=traced.home, exporters="otlp", otlp_endpoint=receiver.endpoint,
+                            export_interval_s=0.05)
+        with pipetrace.task_span("python", "etl", "wire-1", "extract", attributes={"rows": 3, "ok": True}):
+            pass
+        assert pipetrace.force_flush(10)
+        got = receiver.wait_for(1)
+    assert calls and sum(calls) == 1  # our encoder made the request, not the SDK's fallback
+    (resource, span), = got
+    assert span.name == "task extract" and attrs(span.attributes)["rows"] == 3 and attrs(span.attributes)["ok"] is True
+    assert attrs(resource.attributes)["service.name"]

@@ -1,0 +1,49 @@
+"""Values whose shape cannot hold a detectable secret (ids, hex, numbers) skip the detectors; ordinary
+strings are decided by one scan; neither lets a secret through, and known secrets are still masked."""
+
+from __future__ import annotations
+
+import pytest
+from corpus import KINDS, ORDINARY, make
+from pipetrace.redaction import KNOWN, Redactor, find, mask_secret
+from pipetrace.redaction import detectors as D
+
+IDS = ["3f2a6c1e-9b7d-4e2f-8a61-0c5d9e7f1b24", "3F2A6C1E-9B7D-4E2F-8A61-0C5D9E7F1B24",
+       "d41d8cd98f00b204e9800998ecf8427e4a1b2c3d", "9f3c2a1b0d4e5f60", "123456789012", "-42.125", "1e-07"]
+
+
+@pytest.mark.parametrize("value", IDS)
+def test_ids_hex_and_numbers_are_inert(value: str) -> None:
+    assert D.inert(value) and find(value) == []
+
+
+@pytest.mark.parametrize("value", ["4111111111111111", "AKIA0123456789ABCDEF", "ACCA0123456789ABCDEF",
+                                   "1234567890123", "pipeline_app.noop", "d41d8cd9 8f00b204"])
+def test_shapes_a_detector_can_match_are_not_inert(value: str) -> None:
+    assert not D.inert(value)  # a card number, an AWS key id made of hex letters, a word
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_corpus_secret_has_an_inert_shape_and_each_is_still_found(kind: str) -> None:
+    for _ in range(20):  # random secrets: many draws
+        secret = make(kind)
+        assert not D.inert(secret.needle) and not D.inert(secret.text)
+        if kind != "sensitive_key":  # found by its key, not its value
+            assert find(secret.text), secret.text
+
+
+def test_a_known_secret_with_an_id_shape_is_still_masked() -> None:
+    uuid_key = "0e4d7c2a-1f3b-4a5c-9d8e-7f6a5b4c3d2e"  # e.g. an API key that is a UUID
+    redactor = Redactor()
+    assert redactor.value(uuid_key) == uuid_key  # not a secret until known
+    assert mask_secret(uuid_key)
+    redactor.refresh()
+    assert redactor.value(uuid_key) == "***"
+    assert redactor.attributes({"task.id": uuid_key, "n": 1}) == {"task.id": "***", "n": 1}
+    KNOWN.clear()
+
+
+def test_ordinary_values_without_a_trigger_come_out_unchanged() -> None:
+    redactor = Redactor()
+    assert redactor.attributes({k: v for k, v in ORDINARY.items()}) is None
+    assert find("task pipeline_app.noop on worker-7.etl.internal") == []
