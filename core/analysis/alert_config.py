@@ -83,10 +83,16 @@ def _dur(where: str, key: str, value: Any) -> float:
         raise AlertConfigError(f"{where}: {key}: {exc}") from None
 
 
-def _rule(where: str, raw: dict[str, Any], index: int) -> Rule:
+def _kind(where: str, what: str, raw: dict[str, Any], index: int, allowed: tuple[str, ...]) -> str:
+    """The entry's ``type``, or a clear error naming the entry and the allowed types."""
     kind = raw.get("type")
-    if kind not in RULE_TYPES:
-        raise AlertConfigError(f"{where}: rule #{index + 1}: type {kind!r}; use one of {', '.join(RULE_TYPES)}")
+    if kind not in allowed:
+        raise AlertConfigError(f"{where}: {what} #{index + 1}: type {kind!r}; use one of {', '.join(allowed)}")
+    return str(kind)
+
+
+def _rule(where: str, raw: dict[str, Any], index: int) -> Rule:
+    kind = _kind(where, "rule", raw, index, RULE_TYPES)
     known = set(Rule.__dataclass_fields__) | {"window", "max_duration"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -115,9 +121,7 @@ def _rule(where: str, raw: dict[str, Any], index: int) -> Rule:
 
 
 def _sink(where: str, raw: dict[str, Any], index: int) -> Sink:
-    kind = raw.get("type")
-    if kind not in SINK_TYPES:
-        raise AlertConfigError(f"{where}: sink #{index + 1}: type {kind!r}; use one of {', '.join(SINK_TYPES)}")
+    kind = _kind(where, "sink", raw, index, SINK_TYPES)
     if kind == "webhook" and not str(raw.get("url", "")).startswith(("http://", "https://")):
         raise AlertConfigError(f"{where}: sink #{index + 1}: webhook needs url = \"http(s)://…\"")
     if kind == "command" and not raw.get("command"):

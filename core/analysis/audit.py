@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,10 +75,7 @@ class AuditReport:
         return not self.findings
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for f in self.findings:
-            out[f.kind] = out.get(f.kind, 0) + 1
-        return out
+        return dict(Counter(f.kind for f in self.findings))
 
     def to_json(self) -> dict[str, Any]:
         return {"traces": self.traces, "spans": self.spans, "runs": self.runs, "in_progress": self.in_progress,

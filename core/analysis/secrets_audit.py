@@ -11,6 +11,7 @@ overwritten in the file rather than left in free pages or the log.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,7 @@ class SecretsAuditReport:
         return not self.findings
 
     def by_detector(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for f in self.findings:
-            out[f.detector] = out.get(f.detector, 0) + 1
-        return out
+        return dict(Counter(f.detector for f in self.findings))
 
     def to_json(self) -> dict[str, Any]:
         return {"spans": self.spans, "traces": self.traces, "clean": self.clean, "masked_spans": self.masked_spans,

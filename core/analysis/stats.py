@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..store import SpanStore
+from ..store import SpanStore, TaskPercentiles
 from ..store import maintenance as M
-from .baselines import percentile
+from ..util.numbers import percentile
 
-
-@dataclass
-class TaskPercentiles:
-    pipeline: str | None
-    task: str
-    count: int
-    failures: int
-    p50_ms: float
-    p95_ms: float
+__all__ = ["TaskPercentiles", "task_percentiles"]
 
 
 def task_percentiles(store: SpanStore, pipeline: str | None = None) -> list[TaskPercentiles]:

@@ -141,19 +141,31 @@ FIXES = {"queue_full": "raise PIPETRACE_MAX_QUEUE_SIZE or check that the exporte
          "exporter_error": "check the exporter's endpoint (the line above) and its log warnings"}
 
 
+LOSSES_RECENT_S = 7 * 86_400
+"""Journal entries (other processes' losses) newer than this are a ✗; older ones are not shown."""
+
+
 @register
 def lost_spans(settings: Settings) -> Iterable[Finding]:
-    """Spans this process lost, by cause (``pipetrace.stats()["lost"]``): doctor run inside a traced
-    program (``run_checks``) shows that program's; the ``pipetrace doctor`` command, its own (none)."""
-    from ..util.losses import meaning, snapshot
+    """Spans lost, by cause: this process's (``pipetrace.stats()["lost"]``, when doctor runs inside a traced
+    program) and every traced process's of this home in the last week, from the loss journal
+    (``$PIPETRACE_HOME/losses/``), since the ``pipetrace doctor`` command is a process of its own."""
+    import time
 
-    lost = snapshot()
-    if not lost:
-        yield Finding(None, "lost spans", "none in this process (a traced process: pipetrace.stats()['lost'])")
-        return
-    for key, n in lost.items():
-        cause = key.split(".", 1)[0]
-        yield Finding(False, "lost spans", f"{n} {key}: {meaning(key)}", FIXES.get(cause, ""))
+    from ..util.losses import meaning, recorded, snapshot
+
+    here = snapshot()
+    for key, n in here.items():
+        yield Finding(False, "lost spans", f"{n} {key} in this process: {meaning(key)}",
+                      FIXES.get(key.split(".", 1)[0], ""))
+    journal = recorded(settings.home, since_ns=time.time_ns() - int(LOSSES_RECENT_S * 1e9))
+    for key, n in journal.lost.items():
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(journal.last_ns / 1e9))
+        yield Finding(False, "lost spans", f"{n} {key} in {journal.processes} traced process(es) of "
+                      f"{settings.home} (last {when}): {meaning(key)}", FIXES.get(key.split(".", 1)[0], ""))
+    if not here and not journal.lost:
+        yield Finding(None, "lost spans", f"none in the last 7 days (traced processes of {settings.home} "
+                                          "journal theirs under losses/)")
 
 
 # adapter name → (top-level module, distribution whose version is shown)

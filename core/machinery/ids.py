@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
@@ -14,7 +12,7 @@ _forced: contextvars.ContextVar[tuple[int | None, int | None] | None] = contextv
 
 
 class DerivedIdGenerator(IdGenerator):
-    """Random ids, except inside :func:`forced_ids`, where the given ones are used once each."""
+    """Random ids, except after :func:`force_next` (until :func:`release`), where the given ones are used once each."""
 
     def __init__(self, fallback: IdGenerator | None = None) -> None:
         self.fallback = fallback or RandomIdGenerator()
@@ -43,19 +41,10 @@ def plain_generator(generator: IdGenerator) -> IdGenerator:
 
 
 def force_next(trace_id: int | None = None, span_id: int | None = None) -> contextvars.Token:  # type: ignore[type-arg]
-    """Cheaper form of :func:`forced_ids` for the per-task path: pair with :func:`release`."""
+    """The next root span gets ``trace_id`` and the next span ``span_id``: pair with :func:`release`."""
     return _forced.set((trace_id, span_id))
 
 
 def release(token: contextvars.Token) -> None:  # type: ignore[type-arg]
     _forced.reset(token)
 
-
-@contextmanager
-def forced_ids(trace_id: int | None = None, span_id: int | None = None) -> Iterator[None]:
-    """Within the block the next root span gets ``trace_id`` and the next span ``span_id``."""
-    token = _forced.set((trace_id, span_id))
-    try:
-        yield
-    finally:
-        _forced.reset(token)

@@ -163,6 +163,7 @@ def configure(**overrides: Any) -> Settings:
     """
     settings = _config.load(**overrides)
     _check_redaction(settings)
+    losses.journal_to(settings.home if settings.active else None)
     with _lock:
         _teardown(settings.flush_timeout_s)
         _state.settings = settings

@@ -3,6 +3,7 @@
 
 from .exporter import StoreSpanExporter
 from .records import SpanRecord, from_readable
-from .sqlite import RunSummary, SpanStore, TaskStats
+from .sqlite import RunSummary, SpanStore, TaskPercentiles, TaskStats
 
-__all__ = ["RunSummary", "SpanRecord", "SpanStore", "StoreSpanExporter", "TaskStats", "from_readable"]
+__all__ = ["RunSummary", "SpanRecord", "SpanStore", "StoreSpanExporter", "TaskPercentiles", "TaskStats",
+           "from_readable"]

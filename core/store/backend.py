@@ -72,8 +72,9 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where the store is, safe to print (no password)."""
 
-    @abstractmethod
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        rows = self.query("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,))
+        return int(rows[0][0]) if rows else 0
 
     @abstractmethod
     def size_bytes(self) -> int: ...
@@ -109,22 +110,27 @@ class Backend(ABC):
     def drop_before(self, cutoff_ns: int) -> int:
         """Retention by age: remove every span that started before ``cutoff_ns``; returns spans removed."""
 
-    # ---- dialect ------------------------------------------------------------------------------------
+    # ---- dialect: SQL templates a backend overrides (SQLite's here) ---------------------------------
+    GLOB = "{column} GLOB ?"
+    DISTINCT_LIST = "GROUP_CONCAT(DISTINCT {column})"
+    JSON_TEXT = "json_extract({column}, '$.\"{key}\"')"
+    JSON_SET_TWO = "json_set({column}, '$.\"{key1}\"', ?, '$.\"{key2}\"', ?)"
+    """An expression setting two keys of a JSON text column to the next two ``?`` parameters."""
+
     def glob(self, column: str) -> str:
-        return f"{column} GLOB ?"
+        return self.GLOB.format(column=column)
 
     def glob_param(self, pattern: str) -> str:
         return pattern
 
     def distinct_list(self, column: str) -> str:
-        return f"GROUP_CONCAT(DISTINCT {column})"
+        return self.DISTINCT_LIST.format(column=column)
 
     def json_text(self, column: str, key: str) -> str:
-        return f"json_extract({column}, '$.\"{key}\"')"
+        return self.JSON_TEXT.format(column=column, key=key)
 
     def json_set_two(self, column: str, key1: str, key2: str) -> str:
-        """An expression setting two keys of a JSON text column to the next two ``?`` parameters."""
-        return f"json_set({column}, '$.\"{key1}\"', ?, '$.\"{key2}\"', ?)"
+        return self.JSON_SET_TWO.format(column=column, key1=key1, key2=key2)
 
 
 class SqliteBackend(Backend):
@@ -250,10 +256,6 @@ class SqliteBackend(Backend):
 
     def describe(self) -> str:
         return f"sqlite {self.path}"
-
-    def schema_version(self) -> int:
-        rows = self.query("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,))
-        return int(rows[0][0]) if rows else 0
 
     def size_bytes(self) -> int:
         total = 0

@@ -140,7 +140,7 @@ def duration_rows(store: SpanStore, *, runs: bool, pipeline: str | None = None) 
 
 def duration_percentiles(store: SpanStore, pipeline: str | None = None) -> list[tuple[Any, ...]] | None:
     """``(pipeline, task, count, failures, p50_ms, p95_ms)`` per task computed by the server (PostgreSQL's
-    ``percentile_cont``, same interpolation as ``baselines.percentile``), or None where the caller should
+    ``percentile_cont``, same interpolation as ``util.numbers.percentile``), or None where the caller should
     compute them itself (SQLite: reading the covering index into Python is faster there)."""
     if store.dialect == "sqlite":
         return None

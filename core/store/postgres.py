@@ -345,10 +345,6 @@ class PostgresBackend(Backend):
     def describe(self) -> str:
         return f"postgresql {self.target.masked}"
 
-    def schema_version(self) -> int:
-        rows = self.query("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,))
-        return int(rows[0][0]) if rows else 0
-
     def size_bytes(self) -> int:
         """Data and index pages of the schema's tables (main forks and TOAST; not the free-space maps)."""
         rows = self.query(
@@ -437,8 +433,10 @@ class PostgresBackend(Backend):
         return removed, sorted(r[0] for r in left)
 
     # ---- dialect ------------------------------------------------------------------------------------
-    def glob(self, column: str) -> str:
-        return f"{column} LIKE ? ESCAPE '\\'"
+    GLOB = "{column} LIKE ? ESCAPE '\\'"
+    DISTINCT_LIST = "string_agg(DISTINCT {column}, ',')"
+    JSON_TEXT = "({column}::jsonb ->> '{key}')"
+    JSON_SET_TWO = "(({column})::jsonb || jsonb_build_object('{key1}', ?::float8, '{key2}', ?::float8))::text"
 
     def glob_param(self, pattern: str) -> str:
         out = []
@@ -453,11 +451,3 @@ class PostgresBackend(Backend):
                 out.append(ch)
         return "".join(out)
 
-    def distinct_list(self, column: str) -> str:
-        return f"string_agg(DISTINCT {column}, ',')"
-
-    def json_text(self, column: str, key: str) -> str:
-        return f"({column}::jsonb ->> '{key}')"
-
-    def json_set_two(self, column: str, key1: str, key2: str) -> str:
-        return f"(({column})::jsonb || jsonb_build_object('{key1}', ?::float8, '{key2}', ?::float8))::text"

@@ -57,27 +57,26 @@ class SpanRecord:
 
     @property
     def system(self) -> str | None:
-        value = self.attributes.get(A.SYSTEM)
-        return str(value) if value is not None else None
+        return self._text(A.SYSTEM)
 
     @property
     def pipeline(self) -> str | None:
-        value = self.attributes.get(A.PIPELINE_NAME)
-        return str(value) if value is not None else None
+        return self._text(A.PIPELINE_NAME)
 
     @property
     def run_id(self) -> str | None:
-        value = self.attributes.get(A.PIPELINE_RUN_ID)
-        return str(value) if value is not None else None
+        return self._text(A.PIPELINE_RUN_ID)
 
     @property
     def task(self) -> str | None:
-        value = self.attributes.get(A.TASK_NAME)
-        return str(value) if value is not None else None
+        return self._text(A.TASK_NAME)
 
     @property
     def result(self) -> str | None:
-        value = self.attributes.get(A.PIPELINE_RESULT, self.attributes.get(A.TASK_RESULT))
+        return self._text(A.PIPELINE_RESULT if A.PIPELINE_RESULT in self.attributes else A.TASK_RESULT)
+
+    def _text(self, key: str) -> str | None:
+        value = self.attributes.get(key)
         return str(value) if value is not None else None
 
     @property

@@ -19,15 +19,23 @@ class StoreVersionError(RuntimeError):
     """The store was written by a newer pipetrace than this one."""
 
 
-_SQLITE_SPANS_V1 = """
+# Column types per dialect: one text of each table below serves both backends.
+_TYPES = {
+    "sqlite": {"int": "INTEGER", "small": "INTEGER", "real": "REAL", "seq": "INTEGER PRIMARY KEY AUTOINCREMENT",
+               "no_rowid": " WITHOUT ROWID"},
+    "postgresql": {"int": "BIGINT", "small": "SMALLINT", "real": "DOUBLE PRECISION",
+                   "seq": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "no_rowid": ""},
+}
+
+_SPAN_COLUMNS = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
     parent_span_id TEXT,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
+    start_ns {int} NOT NULL,
+    end_ns {int} NOT NULL,
     status TEXT NOT NULL,
     status_message TEXT,
     system TEXT,
@@ -35,13 +43,15 @@ CREATE TABLE IF NOT EXISTS spans (
     run_id TEXT,
     task TEXT,
     result TEXT,
-    is_run INTEGER NOT NULL DEFAULT 0,
-    quality INTEGER NOT NULL DEFAULT 2,
+    is_run {small} NOT NULL DEFAULT 0,
+    quality {small} NOT NULL DEFAULT 2,
     attributes TEXT NOT NULL,
     events TEXT NOT NULL,
     links TEXT NOT NULL,
     resource TEXT NOT NULL,
-    scope TEXT NOT NULL,
+    scope TEXT NOT NULL,"""
+
+_SQLITE_SPANS_V1 = _SPAN_COLUMNS.format(**_TYPES["sqlite"]) + """
     PRIMARY KEY (trace_id, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_run ON spans (is_run, start_ns);
@@ -75,14 +85,14 @@ CREATE TABLE IF NOT EXISTS alerts_sent (
 CREATE INDEX IF NOT EXISTS alerts_sent_rule ON alerts_sent (rule, sent_ns);
 """
 
-_SQLITE_HELD_V1 = """
+_HELD_V1 = """
 CREATE TABLE IF NOT EXISTS held (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {seq},
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
-    held_ns INTEGER NOT NULL,
-    error INTEGER NOT NULL DEFAULT 0,
-    retry INTEGER NOT NULL DEFAULT 0,
+    held_ns {int} NOT NULL,
+    error {small} NOT NULL DEFAULT 0,
+    retry {small} NOT NULL DEFAULT 0,
     pipeline TEXT,
     data TEXT NOT NULL
 );
@@ -92,12 +102,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     trace_id TEXT PRIMARY KEY,
     decision TEXT NOT NULL,
     policy TEXT NOT NULL,
-    rate REAL,
+    rate {real},
     run_span_id TEXT,
-    decided_ns INTEGER NOT NULL,
-    expires_ns INTEGER,
-    pruned INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+    decided_ns {int} NOT NULL,
+    expires_ns {int},
+    pruned {small} NOT NULL DEFAULT 0
+){no_rowid};
 CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 """
 
@@ -105,29 +115,7 @@ CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 # retention drops whole partitions). ``json_extract`` mirrors SQLite's for ad-hoc SQL written against
 # either backend. The primary key must hold the partition key, so it is
 # (trace_id, span_id, start_ns); writes remove a lower-quality copy of the same span with another start.
-_PG_SPANS_V1 = """
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL,
-    parent_span_id TEXT,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_ns BIGINT NOT NULL,
-    end_ns BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    status_message TEXT,
-    system TEXT,
-    pipeline TEXT,
-    run_id TEXT,
-    task TEXT,
-    result TEXT,
-    is_run SMALLINT NOT NULL DEFAULT 0,
-    quality SMALLINT NOT NULL DEFAULT 2,
-    attributes TEXT NOT NULL,
-    events TEXT NOT NULL,
-    links TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    scope TEXT NOT NULL,
+_PG_SPANS_V1 = _SPAN_COLUMNS.format(**_TYPES["postgresql"]) + """
     PRIMARY KEY (trace_id, span_id, start_ns)
 ) PARTITION BY RANGE (start_ns);
 CREATE INDEX IF NOT EXISTS spans_runs_recent ON spans (start_ns) WHERE is_run = 1;
@@ -139,32 +127,6 @@ CREATE OR REPLACE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT LANGUA
     SELECT CASE WHEN path LIKE '$."%"' THEN (doc::jsonb) ->> substr(path, 4, length(path) - 4)
                 ELSE (doc::jsonb) #>> string_to_array(substr(path, 3), '.') END
 $$
-"""
-
-_PG_HELD_V1 = """
-CREATE TABLE IF NOT EXISTS held (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL,
-    held_ns BIGINT NOT NULL,
-    error SMALLINT NOT NULL DEFAULT 0,
-    retry SMALLINT NOT NULL DEFAULT 0,
-    pipeline TEXT,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS held_trace ON held (trace_id, seq);
-CREATE INDEX IF NOT EXISTS held_age ON held (held_ns);
-CREATE TABLE IF NOT EXISTS decisions (
-    trace_id TEXT PRIMARY KEY,
-    decision TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    rate DOUBLE PRECISION,
-    run_span_id TEXT,
-    decided_ns BIGINT NOT NULL,
-    expires_ns BIGINT,
-    pruned SMALLINT NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 """
 
 # Any span that names a run id opens that run, with or without a run span (Celery/kombu runs, runs in progress).
@@ -209,8 +171,10 @@ CREATE INDEX IF NOT EXISTS spans_task_only ON spans (pipeline, task, start_ns) I
 _SQLITE_NOTHING_V4 = "SELECT 1"
 
 MIGRATIONS: dict[str, dict[str, list[str]]] = {
-    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _SQLITE_NOTHING_V4], HELD: [_SQLITE_HELD_V1]},
-    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _PG_TRACE_INDEX_V4], HELD: [_PG_HELD_V1]},
+    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _SQLITE_NOTHING_V4],
+               HELD: [_HELD_V1.format(**_TYPES["sqlite"])]},
+    "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _PG_TRACE_INDEX_V4],
+                   HELD: [_HELD_V1.format(**_TYPES["postgresql"])]},
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..util.numbers import percentile
 from . import schema, target
 from .backend import UPSERT, Backend, SqliteBackend, is_corruption  # noqa: F401 - re-exported
 from .records import SpanRecord, derived_columns, dumps, resource_json
@@ -49,26 +50,31 @@ class RunSummary:
         }
 
 
+def _where(fixed: list[str], *optional: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause: the ``fixed`` conditions and each ``(condition, value)`` whose value is set."""
+    chosen = [(clause, value) for clause, value in optional if value]
+    return " AND ".join([*fixed, *(clause for clause, _ in chosen)]), [value for _, value in chosen]
+
+
 @dataclass
-class TaskStats:
+class TaskPercentiles:
+    """Attempts of one (pipeline, task), how many failed, and the median and p95 duration."""
+
     pipeline: str | None
     task: str
     count: int
     failures: int
     p50_ms: float
     p95_ms: float
+
+
+@dataclass
+class TaskStats(TaskPercentiles):
+    """:class:`TaskPercentiles` plus mean, max and the durations themselves (over the last N attempts)."""
+
     mean_ms: float
     max_ms: float
     durations_ms: list[float] = field(default_factory=list, repr=False)
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def _row(rec: SpanRecord) -> tuple[Any, ...]:
@@ -197,23 +203,11 @@ class SpanStore:
     def runs(self, *, pipeline: str | None = None, system: str | None = None, status: str | None = None,
              since_ns: int | None = None, limit: int = 50) -> list[RunSummary]:
         """Runs newest first: one row per run span, plus traces still in progress (no run span yet)."""
-        where: list[str] = ["is_run=1"]
-        params: list[Any] = []
-        if pipeline:
-            where.append(self.backend.glob("pipeline"))
-            params.append(self.backend.glob_param(pipeline))
-        if system:
-            where.append("system=?")
-            params.append(system)
-        if status:
-            where.append("result=?")
-            params.append(status)
-        if since_ns:
-            where.append("start_ns>=?")
-            params.append(since_ns)
+        where, params = _where(["is_run=1"], (self.backend.glob("pipeline"), pipeline and self.backend.glob_param(
+            pipeline)), ("system=?", system), ("result=?", status), ("start_ns>=?", since_ns))
         rows = self._query(
             f"SELECT trace_id, span_id, system, pipeline, run_id, result, status, start_ns, end_ns FROM spans "
-            f"WHERE {' AND '.join(where)} ORDER BY start_ns DESC LIMIT ?", (*params, limit))
+            f"WHERE {where} ORDER BY start_ns DESC LIMIT ?", (*params, limit))
         runs: list[RunSummary] = []
         trace_ids = sorted({r[0] for r in rows})
         # a run's spans start within its run span, give or take a day of stragglers and clock skew
@@ -293,16 +287,10 @@ class SpanStore:
     def task_stats(self, pipeline: str | None = None, task: str | None = None,
                    last: int = 1000) -> list[TaskStats]:
         """Per (pipeline, task): count, failures and duration percentiles over the ``last`` attempts."""
-        where: list[str] = ["task IS NOT NULL", "is_run=0", "name LIKE 'task %'"]
-        params: list[Any] = []
-        if pipeline:
-            where.append("pipeline=?")
-            params.append(pipeline)
-        if task:
-            where.append("task=?")
-            params.append(task)
+        where, params = _where(["task IS NOT NULL", "is_run=0", "name LIKE 'task %'"], ("pipeline=?", pipeline),
+                               ("task=?", task))
         rows = self._query(
-            f"SELECT pipeline, task, end_ns-start_ns, status FROM spans WHERE {' AND '.join(where)} "
+            f"SELECT pipeline, task, end_ns-start_ns, status FROM spans WHERE {where} "
             f"ORDER BY start_ns DESC", params)
         groups: dict[tuple[str | None, str], list[tuple[float, bool]]] = {}
         for pipe, tsk, dur, st in rows:
@@ -313,7 +301,7 @@ class SpanStore:
         for (pipe, tsk), values in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
             durs = sorted(v for v, _ in values)
             out.append(TaskStats(pipe, tsk, len(values), sum(1 for _, e in values if e),
-                                 _percentile(durs, 0.5), _percentile(durs, 0.95), sum(durs) / len(durs),
+                                 percentile(durs, 0.5), percentile(durs, 0.95), sum(durs) / len(durs),
                                  durs[-1], durs))
         return out
 

@@ -450,12 +450,15 @@ def test_plain_attributes_still_honour_the_limits() -> None:
 
 
 def test_forced_ids_still_reach_a_root_begun_on_the_lean_path() -> None:
-    from pipetrace.machinery.ids import forced_ids
+    from pipetrace.machinery.ids import force_next, release
 
     provider, exporter = _provider()
     tracer = provider.get_tracer("t")
-    with forced_ids(trace_id=0xABCDEF, span_id=0x1234):
+    token = force_next(trace_id=0xABCDEF, span_id=0x1234)
+    try:
         deferred.begin_span(tracer, "forced", context=Context()).end()
+    finally:
+        release(token)
     deferred.begin_span(tracer, "random", context=Context()).end()
     forced, random_ids = exporter.get_finished_spans()
     assert (forced.context.trace_id, forced.context.span_id) == (0xABCDEF, 0x1234)

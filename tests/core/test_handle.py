@@ -4,8 +4,13 @@ exporting, unsampled (RECORD_ONLY) spans never exported."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,7 +140,7 @@ def test_a_full_queue_a_failing_exporter_and_shutdown_are_counted_by_cause() -> 
     assert lost["queue_full.slow"] + lost["shutdown.slow"] + delivered == 6  # every span accounted for once
 
 
-def test_handle_losses_are_counted_and_stats_and_doctor_show_them() -> None:
+def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path) -> None:
     provider = TracerProvider(id_generator=DerivedIdGenerator())
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
 
@@ -159,8 +164,60 @@ def test_handle_losses_are_counted_and_stats_and_doctor_show_them() -> None:
     import pipetrace
 
     assert pipetrace.stats()["lost"] == {"span_build": 1, "transform_error": 1, "later_work": 1}
-    lines = [f.line() for f in lost_spans(Settings())]
-    assert any(ln.startswith("✗ lost spans: 1 span_build: a lazy span handle could not be built") for ln in lines)
+    lines = [f.line() for f in lost_spans(Settings(home=tmp_path))]
+    assert any(ln.startswith("✗ lost spans: 1 span_build in this process: a lazy span handle could not be built")
+               for ln in lines)
     assert len(lines) == 3
     losses.reset()
-    assert [f.line() for f in lost_spans(Settings())][0].startswith("· lost spans: none in this process")
+    none = [f.line() for f in lost_spans(Settings(home=tmp_path))]
+    assert none[0].startswith("· lost spans: none in the last 7 days")
+
+
+LOSING_PROGRAM = """
+import pipetrace
+from pipetrace.machinery import later
+
+pipetrace.configure()
+def broken():
+    raise RuntimeError("lost on purpose")
+for _ in range(3):
+    later.submit(broken)
+later.drain()
+assert pipetrace.stats()["lost"] == {"later_work": 3}, pipetrace.stats()
+"""
+
+
+def test_doctor_in_its_own_process_shows_what_other_traced_processes_lost(tmp_path: Path) -> None:
+    """``pipetrace doctor`` is a process of its own: it reads the loss journal every traced process of the
+    home writes, so spans another process lost are shown, summed over processes, with their cause."""
+    env = {**os.environ, "PIPETRACE_HOME": str(tmp_path), "PIPETRACE_EXPORTERS": "store"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    for _ in range(2):  # two processes, each losing 3 (the journal is written at exit at the latest)
+        subprocess.run([sys.executable, "-c", LOSING_PROGRAM], env=env, check=True, timeout=60)
+    assert len(list((tmp_path / "losses").glob("*.json"))) == 2
+    doctor = subprocess.run([str(Path(sys.executable).with_name("pipetrace")), "doctor"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    line = next(ln for ln in doctor.stdout.splitlines() if "lost spans" in ln)
+    assert line.startswith("✗ lost spans: 6 later_work in 2 traced process(es) of"), doctor.stdout
+    assert "work handed to the background 'later' thread failed" in line
+    assert doctor.returncode == 1  # a ✗ makes doctor exit 1
+
+
+def test_the_loss_journal_is_written_soon_after_a_loss_not_only_at_exit(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(losses, "JOURNAL_DELAY_S", 0.05)
+    losses.reset()
+    losses.journal_to(tmp_path)
+    try:
+        losses.count("queue_full", 4, exporter="otlp")
+        deadline = time.monotonic() + 5
+        while not losses.recorded(tmp_path).lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+        got = losses.recorded(tmp_path)
+        assert got.lost == {"queue_full.otlp": 4} and got.processes == 1
+        (tmp_path / "losses" / "garbage.json").write_text("{not json")  # a broken file is skipped
+        assert losses.recorded(tmp_path).lost == {"queue_full.otlp": 4}
+        assert losses.recorded(tmp_path, since_ns=time.time_ns() + 10**9).lost == {}
+    finally:
+        losses.journal_to(None)
+        losses.reset()

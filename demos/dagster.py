@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import instrument
+from pipetrace.integrations.dagster import instrument
 
 
 def _job():  # type: ignore[no-untyped-def]

@@ -9,12 +9,11 @@ import tempfile
 from pathlib import Path
 
 from pipetrace.identity import derive_trace_id
-
-from .runs import SYSTEM
+from pipetrace.integrations.airflow.runs import SYSTEM
 
 
 def _examples() -> Path:
-    return Path(__file__).resolve().parents[2] / "example_dags" / "airflow"
+    return Path(__file__).resolve().parents[1] / "example_dags" / "airflow"
 
 
 def run_demo() -> str | None:
