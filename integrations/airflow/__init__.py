@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry import trace
+
 from . import settings, xcom
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -16,11 +18,8 @@ __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
 def instrument(tracer_provider: Any = None) -> None:
     """Turn the adapter on in this process; ``tracer_provider`` becomes the global one if none is set yet."""
-    if tracer_provider is not None:
-        from opentelemetry import trace
-
-        if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
-            trace.set_tracer_provider(tracer_provider)
+    if tracer_provider is not None and type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
+        trace.set_tracer_provider(tracer_provider)
     settings.install_filter()
     xcom.install()
     settings.set_active(True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from pipetrace import attributes as A
@@ -51,8 +50,7 @@ def upstream_from_conf(conf: object) -> object:
     return carrier
 
 
-@dataclass(frozen=True)
-class RunRef:
+class RunRef(NamedTuple):
     """Who the run is, and whether its trace is Airflow's native one."""
 
     ident: RunIdentity
@@ -71,11 +69,6 @@ def run_ref(dag_id: str, run_id: str, conf: object = None, native_carrier: objec
         if ident.upstream is not None:
             return RunRef(ident, native=True)
     return RunRef(identity(SYSTEM, dag_id, run_id, upstream=upstream_from_conf(conf)), native=False)
-
-
-def _ref_of(record: Any, dag_run: Any) -> RunRef:
-    return run_ref(record.dag_id, record.run_id, getattr(dag_run, "conf", None),
-                   getattr(dag_run, "context_carrier", None))
 
 
 def state_name(value: object) -> str:
@@ -109,32 +102,28 @@ def _batches(ref: RunRef, dag_run: Any, tis: list[Any], end: datetime) -> None:
         )
 
 
-def _attempt_span(ref: RunRef, ti: Any, *, start: Any, end: Any, result: str,
-                  error: str | None = None, extra: dict[str, Any] | None = None) -> None:
-    map_index, ident = _map_index(ti), ref.ident
+def _attempt_span(ref: RunRef, ti: Any, result: str | None = None, when: Any = None, failure: object = None) -> None:
+    """A span recorded for an attempt from its record: one that never ran (zero length at ``when``), or
+    one whose task process may never have reported its own (``failure``: SIGKILL, OOM, lost heartbeat).
+    Synthetic: the store keeps the worker's live span for the same attempt if there is one."""
+    map_index, ident, state = _map_index(ti), ref.ident, state_name(ti.state)
     attrs = attempt_attributes(SYSTEM, ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 0), map_index=map_index)
     attrs.update({"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id,
-                  "airflow.dag_run.run_id": ti.run_id, "airflow.task_instance.state": state_name(ti.state)})
-    attrs.update(extra or {})
+                  "airflow.dag_run.run_id": ti.run_id, "airflow.task_instance.state": state})
+    end = when or ti.end_date or datetime.now(timezone.utc)
+    if failure is not None:
+        attrs.update({"airflow.failure.source": "scheduler", "airflow.failure.message": status_description(failure)})
+        result = A.RESULT_RETRY if state == "up_for_retry" else A.RESULT_FAILURE
     parent = ident.context_for(ident.batch_span_id(ti.task_id)) if map_index is not None and not ref.native \
         else ref.children_parent
-    record_span(ident, _attempt_id(ref, ti), A.task_span_name(ti.task_id), start=start, end=end, parent=parent,
-                attributes=attrs, result=result, error=error)
-
-
-def _failed_attempt_span(ref: RunRef, ti: Any, error: object) -> None:
-    """Error span for an attempt whose task process may never have reported one (SIGKILL, OOM, lost
-    heartbeat). Synthetic: the store keeps the worker's live span for the same attempt if there is one."""
-    end = ti.end_date or datetime.now(timezone.utc)
-    _attempt_span(ref, ti, start=ti.start_date or end, end=end,
-                  result=A.RESULT_RETRY if state_name(ti.state) == "up_for_retry" else A.RESULT_FAILURE,
-                  error="airflow.TaskFailedOutsideWorker",
-                  extra={"airflow.failure.source": "scheduler", "airflow.failure.message": status_description(error)})
+    record_span(ident, _attempt_id(ref, ti), A.task_span_name(ti.task_id), start=when or ti.start_date or end,
+                end=end, parent=parent, attributes=attrs, result=result,
+                error="airflow.TaskFailedOutsideWorker" if failure is not None else None)
 
 
 def run_finished(dag_run: Any, result: str) -> None:
     """Emit the run span, batch spans and never-ran task spans of a finished DAG run."""
-    ref = _ref_of(dag_run, dag_run)
+    ref = run_ref(dag_run.dag_id, dag_run.run_id, dag_run.conf, getattr(dag_run, "context_carrier", None))
     end = dag_run.end_date or datetime.now(timezone.utc)
     from sqlalchemy.orm import object_session
 
@@ -148,9 +137,9 @@ def run_finished(dag_run: Any, result: str) -> None:
     for ti in tis:
         state = state_name(ti.state)
         if state in NEVER_RAN:  # a live span (task skipped itself) wins over this placeholder
-            _attempt_span(ref, ti, start=ti.end_date or end, end=ti.end_date or end, result=NEVER_RAN[state])
+            _attempt_span(ref, ti, NEVER_RAN[state], when=ti.end_date or end)
         elif state == "failed" and f"{_attempt_id(ref, ti):016x}" not in reported:
-            _failed_attempt_span(ref, ti, "task failed without ending its span (task process killed?)")
+            _attempt_span(ref, ti, failure="task failed without ending its span (task process killed?)")
     if not ref.native:
         attrs = {"airflow.dag_id": dag_run.dag_id, "airflow.dag_run.run_id": dag_run.run_id,
                  "airflow.dag_run.run_type": state_name(getattr(dag_run, "run_type", None)),
@@ -163,4 +152,6 @@ def run_finished(dag_run: Any, result: str) -> None:
 def task_failed_outside_worker(ti: Any, error: object) -> None:
     """The scheduler failed an attempt (worker killed, heartbeat lost): an error span for it, which a
     live span from the worker, if one was ever reported, replaces."""
-    _failed_attempt_span(_ref_of(ti, getattr(ti, "dag_run", None)), ti, error or "task failed outside its worker")
+    dag_run = getattr(ti, "dag_run", None)
+    ref = run_ref(ti.dag_id, ti.run_id, getattr(dag_run, "conf", None), getattr(dag_run, "context_carrier", None))
+    _attempt_span(ref, ti, failure=error or "task failed outside its worker")

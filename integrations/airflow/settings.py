@@ -8,6 +8,7 @@ import os
 import threading
 from typing import Any
 
+from pipetrace import get_tracer
 from pipetrace.adapter import add_transform_once
 
 _OFF, _ON = {"0", "false", "no", "off"}, {"1", "true", "yes", "on"}
@@ -79,6 +80,4 @@ def install_filter() -> None:
     with _lock:
         add_transform_once(drop_airflow_native_spans)
     if native_tracing():
-        from pipetrace import get_tracer
-
         get_tracer()

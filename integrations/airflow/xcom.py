@@ -1,14 +1,11 @@
 """XCom hand-offs as span links: one per producer task instance whose XCom a task actually read.
 
-Airflow has no hook on the read path (a custom XCom backend is the user's setting; ``deserialize_value``
-gets no task id), so :func:`install` wraps the read methods every read goes through, each naming the
-producer: ``BaseXCom.get_one``/``get_all`` and async twins (``xcom_pull`` in code or templates, resolved
-``XComArg``s) and ``LazyXComSequence`` items (a mapped upstream read by offset). Reads of other runs and
-``include_prior_dates`` reads are not linked (no hand-off inside this trace / run unknown).
-
-A producer's span id depends on its try number, which the consumer cannot see: a first try's is derived;
-a later try leaves its ``traceparent`` in one small XCom under :data:`CARRIER_KEY` (base class, never a
-custom backend), read when the producer may have retried (``retries``) or the consumer is a later try.
+Airflow has no hook on the read path (a custom XCom backend is the user's; ``deserialize_value`` gets no
+task id), so :func:`install` wraps the reads that name their producer: ``BaseXCom.get_one``/``get_all``
+(and async twins: ``xcom_pull``, templates, ``XComArg``s) and ``LazyXComSequence`` items (mapped upstream
+read by offset). A producer's span id depends on its try, which the consumer cannot see: a first try's is
+derived; a later try leaves its ``traceparent`` in one small XCom under :data:`CARRIER_KEY` (base class,
+not a custom backend), read when the producer may have retried or the consumer is itself a retry.
 """
 
 from __future__ import annotations
@@ -84,13 +81,6 @@ def install() -> None:
     observe(LazyXComSequence, "__getitem__", _got_items)
 
 
-def _mapped(task: Any) -> bool:
-    try:
-        return task is not None and (bool(task.is_mapped) or task.get_closest_mapped_task_group() is not None)
-    except Exception:
-        return False
-
-
 def _link(ti: Any, ident: RunIdentity, read: Read, mi: int, pushed: bool) -> Link | None:
     """The ``xcom`` link to the attempt that pushed: its carrier if it may have left one, else try 1."""
     attrs: dict[str, Any] = {"airflow.xcom.key": read.key, "airflow.xcom.task_id": read.task_id}
@@ -117,11 +107,11 @@ def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:
             return []  # another run's data: not a hand-off inside this trace
         try:
             producer = dag.get_task(read.task_id)  # type: ignore[union-attr]
+            mapped = bool(producer.is_mapped) or producer.get_closest_mapped_task_group() is not None
         except Exception:
-            producer = None
+            producer, mapped = None, False
         pushed = consumer_retry or producer is None or int(getattr(producer, "retries", 0) or 0) > 0
-        indexes = [read.map_index] if read.map_index is not ALL else \
-            list(range(read.size)) if _mapped(producer) else [-1]
+        indexes = [read.map_index] if read.map_index is not ALL else list(range(read.size)) if mapped else [-1]
         return [((read.task_id, mi), functools.partial(_link, ti, ident, read, mi, pushed)) for mi in indexes]
 
     return resolve
