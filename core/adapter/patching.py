@@ -8,6 +8,7 @@ the attribute when the method was inherited). Both are idempotent.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -49,3 +50,23 @@ def unwrap(owner: object, name: str) -> bool:
 
 def is_wrapped(owner: object, name: str) -> bool:
     return (id(owner), name) in _patched
+
+
+def observe(owner: object, name: str, after: Callable[[Any, tuple[Any, ...], dict[str, Any], Any], None]) -> bool:
+    """Wrap ``owner.name`` (sync or async; methods, classmethods) so that ``after(instance, args, kwargs,
+    result)`` sees what each call returned; the result is returned unchanged and an exception raised by
+    the call skips ``after``. ``after`` must not raise. False if pipetrace already wrapped it."""
+    method = getattr(owner, name)
+    if inspect.iscoroutinefunction(getattr(method, "__func__", method)):
+        async def observed_async(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                                 kwargs: dict[str, Any]) -> Any:
+            result = await wrapped(*args, **kwargs)
+            after(instance, args, kwargs, result)
+            return result
+        return wrap(owner, name, observed_async)
+
+    def observed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = wrapped(*args, **kwargs)
+        after(instance, args, kwargs, result)
+        return result
+    return wrap(owner, name, observed)

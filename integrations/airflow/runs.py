@@ -1,17 +1,29 @@
-"""A DAG run as a pipetrace run: its identity, its caller, and the parent of its run-level spans.
+"""A DAG run as a pipetrace run: which trace it belongs to, and what only its end can tell.
 
-The one place that decides which trace a DAG run belongs to, used by both the worker and the scheduler
-side so they always agree: Airflow's native ``context_carrier`` when ``[traces] otel_on`` is on (we join
-its trace and never emit a second run span), else the caller's ``traceparent`` from ``dag_run.conf``,
-else the id derived from ``(dag_id, run_id)``.
+Its trace is decided here, so task process and scheduler agree: Airflow's native ``context_carrier`` with
+``[traces] otel_on`` (joined; no second run span), else the caller's context in ``dag_run.conf``, else the
+id derived from ``(dag_id, run_id)``. When it ends (scheduler, ``dag.test()``): the run span from the
+DagRun record, a ``batch {task}`` span per mapped task, a zero-length span per instance that never ran and
+an error span per failed attempt whose process died first. Derived ids: a live span of an attempt wins.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
+from pipetrace import attributes as A
+from pipetrace.adapter import (
+    attempt_attributes,
+    record_span,
+    run_attributes,
+    run_span,
+    status_description,
+    stored_span_ids,
+)
 from pipetrace.identity import RunIdentity
 from pipetrace.spans import identity
 
@@ -19,27 +31,27 @@ from .settings import native_tracing
 
 SYSTEM = "airflow"
 CONF_KEYS = ("traceparent", "airflow/dagrun_parent_trace_context")
-"""``conf`` keys read for the caller's context: a W3C ``traceparent`` (plus optional ``tracestate``), or
-Airflow's own parent-context key (a carrier dict or a traceparent string)."""
+"""``conf`` keys of the caller's context: W3C (plus ``tracestate``), or Airflow's own (carrier or string)."""
+
+NEVER_RAN = {"skipped": A.RESULT_SKIP, "upstream_failed": A.RESULT_CANCELLATION,
+             "removed": A.RESULT_CANCELLATION, "none": A.RESULT_CANCELLATION}
+"""Task states of instances that never started, and the result their placeholder span gets."""
 
 
 def upstream_from_conf(conf: object) -> object:
     """The caller's context carried in a run's conf, or None; garbage is left for the core to reject."""
     if not isinstance(conf, Mapping):
         return None
-    value = conf.get("traceparent")
-    if value is not None:
-        carrier = {"traceparent": value}
-        state = conf.get("tracestate")
-        if isinstance(state, str):
-            carrier["tracestate"] = state
-        return carrier
-    return conf.get("airflow/dagrun_parent_trace_context")
+    if conf.get("traceparent") is None:
+        return conf.get("airflow/dagrun_parent_trace_context")
+    carrier = {"traceparent": conf["traceparent"]}
+    if isinstance(conf.get("tracestate"), str):
+        carrier["tracestate"] = conf["tracestate"]
+    return carrier
 
 
-@dataclass(frozen=True)
-class RunRef:
-    """Who the run is, and the parent context of spans that belong to the run as a whole."""
+class RunRef(NamedTuple):
+    """Who the run is, and whether its trace is Airflow's native one."""
 
     ident: RunIdentity
     native: bool
@@ -47,19 +59,99 @@ class RunRef:
     @property
     def children_parent(self) -> Context:
         """Parent of batch and never-ran spans: Airflow's ``dag_run.*`` span, or our run span."""
-        if self.native:
-            return self.ident.upstream_context() or self.ident.run_context()
-        return self.ident.run_context()
-
-    @property
-    def upstream(self) -> object:
-        return self.ident.upstream
+        return (self.native and self.ident.upstream_context()) or self.ident.run_context()
 
 
 def run_ref(dag_id: str, run_id: str, conf: object = None, native_carrier: object = None) -> RunRef:
-    """The run's identity from what Airflow stores about it (see module docstring for precedence)."""
+    """The run's identity from what Airflow stores about it (precedence: see the module doc)."""
     if native_tracing() and isinstance(native_carrier, Mapping) and native_carrier.get("traceparent"):
         ident = identity(SYSTEM, dag_id, run_id, upstream=dict(native_carrier))
         if ident.upstream is not None:
             return RunRef(ident, native=True)
     return RunRef(identity(SYSTEM, dag_id, run_id, upstream=upstream_from_conf(conf)), native=False)
+
+
+def state_name(value: object) -> str:
+    return "none" if value is None else str(getattr(value, "value", value))
+
+
+def _map_index(ti: Any) -> int | None:
+    return ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None
+
+
+def _attempt_id(ref: RunRef, ti: Any) -> int:
+    return ref.ident.task_span_id(ti.task_id, _map_index(ti), int(ti.try_number or 0))
+
+
+def _batches(ref: RunRef, dag_run: Any, tis: list[Any], end: datetime) -> None:
+    mapped: dict[str, list[Any]] = defaultdict(list)
+    for ti in tis:
+        if _map_index(ti) is not None:
+            mapped[ti.task_id].append(ti)
+    for task_id, group in mapped.items():
+        starts = [ti.start_date for ti in group if ti.start_date]
+        ends = [ti.end_date for ti in group if ti.end_date]
+        first = min(starts) if starts else end
+        failed = any(state_name(ti.state) in ("failed", "upstream_failed") for ti in group)
+        record_span(
+            ref.ident, ref.ident.batch_span_id(task_id), A.batch_span_name(task_id), start=first,
+            end=max(ends) if ends else first, parent=ref.children_parent, synthetic=False,
+            result=A.RESULT_FAILURE if failed else A.RESULT_SUCCESS,
+            attributes={**run_attributes(SYSTEM, dag_run.dag_id, dag_run.run_id),
+                        A.TASK_NAME: task_id, A.BATCH_SIZE: len(group), "airflow.task_id": task_id},
+        )
+
+
+def _attempt_span(ref: RunRef, ti: Any, result: str | None = None, when: Any = None, failure: object = None) -> None:
+    """A span recorded for an attempt from its record: one that never ran (zero length at ``when``), or
+    one whose task process may never have reported its own (``failure``: SIGKILL, OOM, lost heartbeat).
+    Synthetic: the store keeps the worker's live span for the same attempt if there is one."""
+    map_index, ident, state = _map_index(ti), ref.ident, state_name(ti.state)
+    attrs = attempt_attributes(SYSTEM, ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 0), map_index=map_index)
+    attrs.update({"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id,
+                  "airflow.dag_run.run_id": ti.run_id, "airflow.task_instance.state": state})
+    end = when or ti.end_date or datetime.now(timezone.utc)
+    if failure is not None:
+        attrs.update({"airflow.failure.source": "scheduler", "airflow.failure.message": status_description(failure)})
+        result = A.RESULT_RETRY if state == "up_for_retry" else A.RESULT_FAILURE
+    parent = ident.context_for(ident.batch_span_id(ti.task_id)) if map_index is not None and not ref.native \
+        else ref.children_parent
+    record_span(ident, _attempt_id(ref, ti), A.task_span_name(ti.task_id), start=when or ti.start_date or end,
+                end=end, parent=parent, attributes=attrs, result=result,
+                error="airflow.TaskFailedOutsideWorker" if failure is not None else None)
+
+
+def run_finished(dag_run: Any, result: str) -> None:
+    """Emit the run span, batch spans and never-ran task spans of a finished DAG run."""
+    ref = run_ref(dag_run.dag_id, dag_run.run_id, dag_run.conf, getattr(dag_run, "context_carrier", None))
+    end = dag_run.end_date or datetime.now(timezone.utc)
+    from sqlalchemy.orm import object_session
+
+    session = object_session(dag_run)  # read in the caller's session: the scheduler holds it open
+    tis = list(dag_run.get_task_instances(session=session) if session is not None else dag_run.get_task_instances())
+    _batches(ref, dag_run, tis, end)
+    # Failed attempts whose span the local store already holds (their task process, or the scheduler's
+    # heartbeat-timeout handling, reported it) get no second one; without a local store, every one does.
+    failed = [_attempt_id(ref, ti) for ti in tis if state_name(ti.state) == "failed"]
+    reported = stored_span_ids(ref.ident.trace_id, failed)
+    for ti in tis:
+        state = state_name(ti.state)
+        if state in NEVER_RAN:  # a live span (task skipped itself) wins over this placeholder
+            _attempt_span(ref, ti, NEVER_RAN[state], when=ti.end_date or end)
+        elif state == "failed" and f"{_attempt_id(ref, ti):016x}" not in reported:
+            _attempt_span(ref, ti, failure="task failed without ending its span (task process killed?)")
+    if not ref.native:
+        attrs = {"airflow.dag_id": dag_run.dag_id, "airflow.dag_run.run_id": dag_run.run_id,
+                 "airflow.dag_run.run_type": state_name(getattr(dag_run, "run_type", None)),
+                 "airflow.dag_run.state": state_name(getattr(dag_run, "state", None)),
+                 "airflow.dag_run.task_count": len(tis)}
+        run_span(SYSTEM, dag_run.dag_id, dag_run.run_id, start=dag_run.start_date or dag_run.queued_at or end,
+                 end=end, result=result, attributes=attrs, upstream=ref.ident.upstream)
+
+
+def task_failed_outside_worker(ti: Any, error: object) -> None:
+    """The scheduler failed an attempt (worker killed, heartbeat lost): an error span for it, which a
+    live span from the worker, if one was ever reported, replaces."""
+    dag_run = getattr(ti, "dag_run", None)
+    ref = run_ref(ti.dag_id, ti.run_id, getattr(dag_run, "conf", None), getattr(dag_run, "context_carrier", None))
+    _attempt_span(ref, ti, failure=error or "task failed outside its worker")
