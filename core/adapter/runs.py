@@ -1,11 +1,13 @@
 """Runs this process executes (an orchestrator that runs a whole pipeline run in-process: Prefect flows,
 Airflow's ``dag.test()``): each run's identity and fan-out batches, kept by run id so that the tasks it
-starts find their parent without asking the orchestrator again.
+starts find their parent without asking the orchestrator again; the live spans of its task runs'
+attempts; and the attempts still open when the run ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +18,10 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from .. import attributes as A
 from ..identity import RunIdentity
-from .attempts import OpenAttempts
+from .attempts import OpenAttempts, activate, deactivate
 from .attributes import clean, run_attributes
-from .batches import Batches, Member
+from .batches import Batch, Batches, Member
+from .errors import mark_outcome
 from .runtime import get_tracer
 from .spans import span_with_ids
 
@@ -77,11 +80,66 @@ class Run:
         return self.ident.run_context()
 
 
+class TaskAttempts:
+    """The attempts of one task run of a run executing in this process, one live span each: begun with
+    the derived span id of its try under the run (or its batch), given its queue wait and late links, and
+    ended with a result; the batch it belongs to learns its end."""
+
+    def __init__(self, run: Run, task: str, span_id: Callable[[int], int], attributes: Mapping[str, Any],
+                 links: list[Link], member: Member | None = None) -> None:
+        self.run, self.task, self.span_id, self.member, self.links = run, task, span_id, member, links
+        self.attributes = clean(attributes)
+        self.parent = run.task_parent(member)
+        self.span: Span | None = None
+        self.try_number = 0
+        self._token: object = None
+
+    def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
+        """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not)."""
+        self.try_number = try_number
+        self.span = span_with_ids(get_tracer(), A.task_span_name(self.task), context=self.parent,
+                                  attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
+                                  links=self.links, span_id=self.span_id(try_number))
+        self._token = activate(self.span) if current else None
+        return self.span
+
+    def running(self, ts_ns: int | None) -> None:
+        """The attempt started running at ``ts_ns``: its time since the span began is its queue wait."""
+        start = getattr(self.span, "start_time", None)
+        if self.span is not None and start and ts_ns and ts_ns >= start:
+            self.span.set_attribute(A.QUEUED_MS, round((ts_ns - start) / 1e6, 3))
+
+    def add_links(self, links: list[Link]) -> None:
+        """Links learnt after the attempt began (the next tries get them too)."""
+        for lk in links:
+            if self.span is not None:
+                self.span.add_link(lk.context, lk.attributes)
+            self.links.append(lk)
+
+    def end(self, result: str, *, end_ns: int | None = None, message: str | None = None,
+            error_type: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        """End the open attempt with ``result`` (see :func:`~.errors.mark_outcome`); no-op if none is open."""
+        span, self.span = self.span, None
+        if span is None:
+            return
+        span.set_attributes(attributes or {})
+        mark_outcome(span, result, message=message, error_type=error_type)
+        token, self._token = self._token, None
+        if token is not None and trace.get_current_span() is span:
+            deactivate(token)
+        end = end_ns or time.time_ns()
+        span.end(end_time=end)
+        if self.member is not None:
+            self.member.batch.member_ended(end)
+
+
 class Runs:
-    """The runs executing in this process, by run id (bounded: a run that never ends is forgotten)."""
+    """The runs executing in this process, by run id, and their open attempts (bounded: a run that never
+    ends is forgotten)."""
 
     def __init__(self) -> None:
         self._runs: OpenAttempts[str, Run] = OpenAttempts()
+        self._attempts: OpenAttempts[tuple[str, int], Any] = OpenAttempts()
 
     def add(self, run: Run) -> Run:
         self._runs.put(run.run_id, run)
@@ -93,5 +151,28 @@ class Runs:
     def pop(self, run_id: str) -> Run | None:
         return self._runs.pop(run_id)
 
+    def opened(self, run_id: str, attempt: Any) -> list[Any]:
+        """Keep ``attempt`` (any object) open under its run until :meth:`closed`; returns the attempts
+        evicted to make room (the caller ends them)."""
+        return self._attempts.put((run_id, id(attempt)), attempt)
 
-__all__ = ["Run", "Runs", "current_span_context", "run_identity"]
+    def closed(self, run_id: str, attempt: Any) -> None:
+        self._attempts.pop((run_id, id(attempt)))
+
+    def end(self, run_id: str, abandon: Callable[[Any], object],
+            extra: Callable[[Batch], Mapping[str, Any]] | None = None) -> None:
+        """The run ended here: ``abandon`` each attempt it left open, then record its batches (their
+        members' ends known by then) and forget it."""
+        for attempt in self._attempts.pop_where(lambda key: key[0] == run_id):
+            abandon(attempt)
+        run = self._runs.pop(run_id)
+        if run is not None:
+            run.batches.record_all(extra)
+
+    def abandon_all(self, abandon: Callable[[Any], object]) -> None:
+        """End every open attempt (the process exits)."""
+        for attempt in self._attempts.clear():
+            abandon(attempt)
+
+
+__all__ = ["Run", "Runs", "TaskAttempts", "current_span_context", "run_identity"]

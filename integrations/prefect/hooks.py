@@ -1,11 +1,7 @@
-"""Where pipetrace plugs into Prefect: each engine's telemetry object, the task runners' map/submit and
-``Secret.get``.
-
-Prefect 3.9 has no global per-run hook (state hooks are per flow/task object), so the engines' own
-telemetry seam is used: after an engine is built, its ``_telemetry`` becomes a
-:class:`~.telemetry.PipetraceRunTelemetry`. ``TaskRunner.map`` opens a batch (:mod:`pipetrace.adapter.batches`)
-around its submits, and each submit hands the next map index to the submitted run. Every value
-``Secret.get()`` returns is a known secret, masked in every span. Every wrapper is removed by :func:`remove`.
+"""Where pipetrace plugs into Prefect (every wrapper removed by :func:`remove`): after an engine is built,
+its ``_telemetry`` becomes a :class:`~.telemetry.PipetraceRunTelemetry` (Prefect has no global per-run
+hook); ``TaskRunner.map`` opens a batch around its submits, each of which hands the next map index to the
+submitted run; every value ``Secret.get()`` returns is a known secret, masked in every span.
 """
 
 from __future__ import annotations
@@ -28,8 +24,7 @@ Wrapped = Callable[..., Any]
 _wrapped: list[tuple[Any, str]] = []
 
 ENV_MEMBER = "PIPETRACE_PREFECT_MAP"
-"""How membership reaches a process-pool worker: Prefect applies the submit's environment around the
-task run there (and restores it after); the value is :meth:`~pipetrace.adapter.batches.Member.carrier`."""
+"""Membership for a process-pool worker, which runs the task in the submit's environment."""
 
 
 def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

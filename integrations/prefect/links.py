@@ -1,23 +1,11 @@
 """Result hand-offs as span links: one per upstream run Prefect itself records in ``task_inputs``.
 
-Prefect computes a task run's ``task_inputs`` (``collect_task_run_inputs``) from everything passed in:
-futures, states, and plain values it recognises as another run's result (``join(orders(), customers())``),
-including ``.map`` members, ``.submit`` calls, futures inside collections, ``wait_for`` and — on the
-hidden task run that stands for a subflow in its parent flow — subflow parameters. Those entries name the
-upstream task run (or flow run) by id; :func:`input_links` turns each into a link to the span of the
-attempt that produced it:
-
-- in this process, :func:`remember` noted every attempt's span as it started (the latest attempt of a
-  finished run is the one whose result is consumed);
-- otherwise (a process-pool worker, another machine) the upstream run is read back once through the
-  client: a task run's final state carries the ``traceparent`` of the attempt that set it, a flow run's
-  ``__OTEL_TRACEPARENT`` label its run span.
-
-Entries whose producer has not started when the consumer starts (``.submit`` of still-running futures)
-are resolved once the consumer is running. The ``__parents__`` entry (a task called inside another task)
-is the span's parent, not a hand-off. Prefect's own links (consumed futures' states, native telemetry):
-:func:`mark_result_links` drops those that repeat one of ours and those on flow-run spans, and gives
-the rest ``pipetrace.link.kind=result``.
+Prefect's ``task_inputs`` name every upstream task run or flow run a run consumed (futures, states, values
+it recognises as another run's result, ``.map`` members, ``wait_for``, and on the task run standing for a
+subflow, its parameters). Each becomes a link to the producing attempt's span: remembered here when it
+started, else read back through the client (a task run's final state carries its attempt's
+``traceparent``, a flow run its ``__OTEL_TRACEPARENT`` label). Producers not started yet when the consumer
+starts are resolved once it runs. ``__parents__`` (a task called in a task) is the parent, not a hand-off.
 """
 
 from __future__ import annotations
@@ -85,12 +73,9 @@ def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
 
 def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = None, *,
                 defer: bool = False) -> tuple[list[Link], list[Entry]]:
-    """One ``result`` link per upstream run entry of ``task_inputs`` (see the module doc); ``trace_id``:
-    only targets in this trace (a consumed run of another trace is no hand-off inside this run).
-
-    With ``defer``, entries whose run this process has not seen start are returned instead of read back:
-    at a task run's start its upstream futures may not have started yet — :func:`resolve` them once the
-    task is running (its inputs are resolved by then)."""
+    """One ``result`` link per upstream run entry of ``task_inputs``, only to targets in ``trace_id`` (another
+    trace's run is no hand-off inside this run); with ``defer``, the entries whose run was not seen start
+    here are returned instead, for :func:`resolve` once the task runs."""
     try:
         entries = list(_entries(task_inputs))
         later = [e for e in entries if _spans.get(e[2]) is None] if defer else []
@@ -112,15 +97,13 @@ def resolve(entries: list[Entry], client: Any = None, trace_id: int | None = Non
 
 
 def mark_result_links(span: ReadableSpan) -> ReadableSpan:
-    """Prefect spans: Prefect's own links (no kind) on a task span become ``result`` links unless one of
-    ours already points at the same span; on a flow run span they are dropped."""
+    """Prefect's own links (no kind: consumed futures' states, native telemetry) on a task span become
+    ``result`` links unless one of ours points at the same span; on a flow run span they are dropped (it
+    consumes data only as subflow parameters, linked from task_inputs; Prefect's links there come from
+    futures it resolved for a task)."""
     attrs = span.attributes or {}
-    if attrs.get(A.SYSTEM) != "prefect" or not span.links:
+    if attrs.get(A.SYSTEM) != "prefect" or all(A.LINK_KIND in (lk.attributes or {}) for lk in span.links):
         return span
-    if all(A.LINK_KIND in (lk.attributes or {}) for lk in span.links):
-        return span
-    # a flow run consumes data only as subflow parameters (linked from task_inputs); Prefect's own links
-    # on it come from futures the flow resolved for a task (``.map`` over a future), not hand-offs to it
     run_span = A.TASK_NAME not in attrs
     ours = {(lk.context.trace_id, lk.context.span_id) for lk in span.links if A.LINK_KIND in (lk.attributes or {})}
     links: list[Link] = []

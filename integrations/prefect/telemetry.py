@@ -18,33 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import pipetrace
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import (
-    OpenAttempts,
-    activate,
-    attempt_attributes,
-    clean,
-    deactivate,
-    get_tracer,
-    record_error,
-    span_with_ids,
-    status_description,
-    warn_once_per,
-)
-from pipetrace.adapter.batches import Member
-from pipetrace.adapter.runs import Run, current_span_context
+from pipetrace.adapter import attempt_attributes, record_error, warn_once_per
+from pipetrace.adapter.errors import mark_outcome
+from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
 from pipetrace.identity import RunIdentity
 from prefect.telemetry.run_telemetry import RunTelemetry
 
 from . import hooks, links, runs
 
 log = logging.getLogger("pipetrace.prefect")
-
-_open: OpenAttempts[tuple[str, int], PipetraceRunTelemetry] = OpenAttempts()
-"""Task-run telemetry objects still open, keyed (flow run id, object id): swept when their flow run ends."""
-
 
 def _ns(value: Any) -> int | None:
     try:
@@ -71,16 +55,10 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_kind: str = ""  # "flow" or "task" once pipetrace's span started (else Prefect's own behaviour)
     _pt_run: Any = None
     _pt_flow: Run | None = None
-    _pt_task: str = ""
-    _pt_parent: Context | None = None
-    _pt_member: Member | None = None
-    _pt_base_attrs: dict[str, Any] = field(default_factory=dict)
-    _pt_try: int = 0
-    _pt_token: Any = None
+    _pt_attempts: TaskAttempts | None = None  # a task run's attempts
     _pt_running_seen: bool = False
     _pt_final: Any = None
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
-    _pt_links: list[Any] = field(default_factory=list)
     _pt_unresolved: list[Any] = field(default_factory=list)  # inputs whose producer had not started yet
 
     # ---- start ---------------------------------------------------------------------------------------
@@ -158,30 +136,27 @@ class PipetraceRunTelemetry(RunTelemetry):
             return None
         flow_ctx = FlowRunContext.get()
         info = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
-        member = self._pt_member = hooks.take_member(task.name, info)
+        member = hooks.take_member(task.name, info)
         if info is None:  # a task called outside any flow: its own run
             info = Run(RunIdentity(runs.SYSTEM, task.name, str(run.id), current_span_context()))
-        self._pt_flow, self._pt_task, self._pt_run = info, task.name, run
-        self._pt_parent = info.task_parent(member)
+        self._pt_flow, self._pt_run = info, run
         attrs = runs.native_attributes(run, "task", parameters)
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task.name, task_run_id=str(run.id),
                                         map_index=member.map_index if member is not None else None))
         attrs.update({runs.TASK_RUN_ID: str(run.id), runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
                       runs.FLOW: info.pipeline, runs.FLOW_RUN_ID: info.run_id})
-        self._pt_base_attrs = clean(attrs)
-        self._pt_links, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
-                                                                trace_id=info.ident.trace_id, defer=True)
-        for stale in _open.put((info.run_id, id(self)), self):
+        inputs, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
+                                                        trace_id=info.ident.trace_id, defer=True)
+        self._pt_attempts = TaskAttempts(
+            info, task.name, lambda n: runs.task_span_id(info.ident, task.name, str(run.id), n), attrs, inputs, member)
+        for stale in runs.flows.opened(info.run_id, self):
             stale._pt_abandon()
-        return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1), None)
+        return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1))
 
-    def _pt_begin_attempt(self, try_number: int, start_ns: int | None) -> Span:
-        assert self._pt_flow is not None
-        self._pt_try, self._pt_running_seen = try_number, False
-        span_id = runs.task_span_id(self._pt_flow.ident, self._pt_task, str(self._pt_run.id), try_number)
-        span = span_with_ids(get_tracer(), A.task_span_name(self._pt_task), context=self._pt_parent,
-                             attributes={**self._pt_base_attrs, A.TRY_NUMBER: try_number}, start_time=start_ns,
-                             links=self._pt_links, span_id=span_id)
+    def _pt_begin_attempt(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
+        assert self._pt_attempts is not None
+        self._pt_running_seen = False
+        span = self._pt_attempts.begin(try_number, start_ns, current=current)
         links.remember(str(self._pt_run.id), span)
         return span
 
@@ -196,36 +171,27 @@ class PipetraceRunTelemetry(RunTelemetry):
 
     def _pt_on_state(self, state: Any) -> None:
         kind, ts = str(getattr(state.type, "value", state.type)), _ns(state.timestamp)
-        if self._pt_kind == "task" and kind == "RUNNING":
+        attempts = self._pt_attempts
+        if attempts is not None and kind == "RUNNING":
             run_count = int(getattr(self._pt_run, "run_count", 0) or 0)
-            if self.span is None or run_count > self._pt_try:
-                # a retry: the previous attempt (if still open) ends here, the next one begins
+            if self.span is None or run_count > attempts.try_number:
+                # a retry: the previous attempt (if still open) ends here, the next one begins, current
                 self._pt_finish(result=A.RESULT_RETRY, end_ns=ts)
-                self.span = self._pt_begin_attempt(max(run_count, self._pt_try + 1), ts)
-                self._pt_token = activate(self.span)
+                self.span = self._pt_begin_attempt(max(run_count, attempts.try_number + 1), ts, current=True)
             if not self._pt_running_seen and self.span is not None:
                 self._pt_running_seen = True
-                self._pt_link_late_inputs(self.span)
-                start = getattr(self.span, "start_time", None)
-                if start and ts and ts >= start:
-                    self.span.set_attribute(A.QUEUED_MS, round((ts - start) / 1e6, 3))
-        elif self._pt_kind == "task" and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
+                if self._pt_unresolved and self._pt_flow is not None:  # producers finished by now
+                    entries, self._pt_unresolved = self._pt_unresolved, []
+                    attempts.add_links(links.resolve(entries, self._pt_client, self._pt_flow.ident.trace_id))
+                attempts.running(ts)
+        elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
             self._pt_finish(result=A.RESULT_RETRY, end_ns=ts, state=state)
-        elif self._pt_kind == "task" and kind == "PENDING" and state.name == "NotReady" and self.span is not None:
+        elif attempts is not None and kind == "PENDING" and state.name == "NotReady" and self.span is not None:
             # upstream failed: the task never runs, and Prefect never ends its span
             self._pt_finish(result=A.RESULT_SKIP, end_ns=ts, state=state)
             self._pt_close()
         elif state.is_final():
             self._pt_final = state
-
-    def _pt_link_late_inputs(self, span: Span) -> None:
-        """Inputs whose producers had not started when this run did: finished now (the engine resolved
-        the parameters before Running), so their spans are known."""
-        entries, self._pt_unresolved = self._pt_unresolved, []
-        if entries and self._pt_flow is not None:
-            for lk in links.resolve(entries, self._pt_client, self._pt_flow.ident.trace_id):
-                span.add_link(lk.context, lk.attributes)
-                self._pt_links.append(lk)
 
     # ---- end -----------------------------------------------------------------------------------------
     def end_span_on_success(self) -> None:
@@ -254,7 +220,8 @@ class PipetraceRunTelemetry(RunTelemetry):
             if self.span is not None:
                 self.span.set_attribute("prefect.run.name", name)
                 self.span.set_attribute(runs.FLOW_RUN_NAME if self._pt_kind == "flow" else runs.TASK_RUN_NAME, name)
-                self._pt_base_attrs.update({"prefect.run.name": name, runs.TASK_RUN_NAME: name})
+                if self._pt_attempts is not None:  # the next attempts too
+                    self._pt_attempts.attributes.update({"prefect.run.name": name, runs.TASK_RUN_NAME: name})
         except Exception as exc:
             _warn("run name", exc)
 
@@ -288,41 +255,26 @@ class PipetraceRunTelemetry(RunTelemetry):
     def _pt_finish(self, *, result: str, end_ns: int | None, state: Any = None, message: str | None = None
                    ) -> None:
         """End the open span (a task attempt or the flow run) with ``result``."""
-        span, self.span = self.span, None
-        if span is None:
+        attrs = {**runs.state_attrs(state), **({runs.CACHED: True} if state.name == "Cached" else {})} \
+            if state is not None else {}
+        message, error_type = message or getattr(state, "message", None), getattr(state, "name", None)
+        if self._pt_attempts is not None:
+            self.span = None
+            self._pt_attempts.end(result, end_ns=end_ns, message=message, error_type=error_type, attributes=attrs)
             return
-        if state is not None:
-            span.set_attributes(runs.state_attrs(state))
-            if state.name == "Cached":
-                span.set_attribute(runs.CACHED, True)
-        span.set_attribute(A.PIPELINE_RESULT if self._pt_kind == "flow" else A.TASK_RESULT, result)
-        raised = A.ERROR_TYPE in (getattr(span, "attributes", None) or {})  # an exception was recorded
-        if result in A.FAILED_RESULTS:
-            span.set_status(Status(StatusCode.ERROR, status_description(
-                message or getattr(state, "message", None) or result)))
-            if not raised:
-                span.set_attribute(A.ERROR_TYPE, str(getattr(state, "name", None) or result))
-        elif result == A.RESULT_SUCCESS:
-            span.set_status(Status(StatusCode.OK))
-        elif result == A.RESULT_RETRY and raised:
-            span.set_status(Status(StatusCode.ERROR, "attempt failed; retried"))
-        token, self._pt_token = self._pt_token, None
-        if token is not None and trace.get_current_span() is span:
-            deactivate(token)
-        end = end_ns or time.time_ns()
-        span.end(end_time=end)
-        if self._pt_member is not None:
-            self._pt_member.batch.member_ended(end)
+        span, self.span = self.span, None
+        if span is not None:
+            span.set_attributes(attrs)
+            mark_outcome(span, result, key=A.PIPELINE_RESULT, message=message, error_type=error_type)
+            span.end(end_time=end_ns or time.time_ns())
 
     def _pt_close(self) -> None:
         """The run is over: a flow run also closes what it left open and records its batches."""
         info = self._pt_flow
         if info is not None and self._pt_kind == "task":
-            _open.pop((info.run_id, id(self)))
+            runs.flows.closed(info.run_id, self)
         elif info is not None:
-            sweep(info.run_id)
-            info.batches.record_all(lambda batch: {runs.TASK: batch.task})
-            runs.flows.pop(info.run_id)
+            runs.flows.end(info.run_id, PipetraceRunTelemetry._pt_abandon, lambda batch: {runs.TASK: batch.task})
 
 
 def _is_subflow(run: Any, client: Any) -> bool:
@@ -330,16 +282,9 @@ def _is_subflow(run: Any, client: Any) -> bool:
         and type(run).__name__ == "FlowRun"
 
 
-def sweep(flow_run_id: str) -> None:
-    """End task attempts still open when their flow run ends (a timeout Prefect never ends, a task
-    abandoned by a crash), at their final state's time when known."""
-    for tel in _open.pop_where(lambda key: key[0] == flow_run_id):
-        tel._pt_abandon()
-
-
 def sweep_all() -> None:
-    for tel in _open.clear():
-        tel._pt_abandon()
+    """End the task attempts still open when the process exits."""
+    runs.flows.abandon_all(PipetraceRunTelemetry._pt_abandon)
 
 
-__all__ = ["PipetraceRunTelemetry", "sweep", "sweep_all"]
+__all__ = ["PipetraceRunTelemetry", "sweep_all"]

@@ -8,8 +8,9 @@ from typing import Any
 
 import pt_flows
 import pytest
+from pipetrace.adapter import runs as core_runs
 from pipetrace.adapter.batches import Batch, Batches
-from pipetrace.integrations.prefect import hooks, links, runs, telemetry
+from pipetrace.integrations.prefect import hooks, links, runs
 
 
 def _boom(*_args: Any, **_kwargs: Any) -> Any:
@@ -17,7 +18,7 @@ def _boom(*_args: Any, **_kwargs: Any) -> Any:
 
 
 INJECTIONS: dict[str, tuple[Any, str]] = {
-    "tracer": (telemetry, "get_tracer"),              # no span can start
+    "tracer": (core_runs, "get_tracer"),              # no span can start
     "identity": (runs, "flow_identity"),              # flow span start fails
     "flow-info": (runs, "flow_info_for_context"),     # task span start and map batches fail
     "member": (hooks, "take_member"),                 # task span start fails
