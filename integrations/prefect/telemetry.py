@@ -136,19 +136,19 @@ class PipetraceRunTelemetry(RunTelemetry):
             return None
         flow_ctx = FlowRunContext.get()
         info = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
-        member = hooks.take_member(task.name, info)
+        member, run_id = hooks.take_member(task.name, info), str(run.id)  # str(UUID): once, it is not free
         if info is None:  # a task called outside any flow: its own run
-            info = Run(RunIdentity(runs.SYSTEM, task.name, str(run.id), current_span_context()))
+            info = Run(RunIdentity(runs.SYSTEM, task.name, run_id, current_span_context()))
         self._pt_flow, self._pt_run = info, run
         attrs = runs.native_attributes(run, "task", parameters)
-        attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task.name, task_run_id=str(run.id),
+        attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task.name, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
-        attrs.update({runs.TASK_RUN_ID: str(run.id), runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
+        attrs.update({runs.TASK_RUN_ID: run_id, runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
                       runs.FLOW: info.pipeline, runs.FLOW_RUN_ID: info.run_id})
         inputs, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
                                                         trace_id=info.ident.trace_id, defer=True)
         self._pt_attempts = TaskAttempts(
-            info, task.name, lambda n: runs.task_span_id(info.ident, task.name, str(run.id), n), attrs, inputs, member)
+            info, task.name, lambda n: runs.task_span_id(info.ident, task.name, run_id, n), attrs, inputs, member)
         for stale in runs.flows.opened(info.run_id, self):
             stale._pt_abandon()
         return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1))
