@@ -54,6 +54,23 @@ def record_error_summary(span: Span, type_name: str, message: str, *, result: st
         span.set_status(Status(StatusCode.ERROR, status_description(f"{type_name}: {message}")))
 
 
+def mark_outcome(span: Span, result: str, *, key: str = A.TASK_RESULT, message: str | None = None,
+                 error_type: str | None = None) -> None:
+    """A result the orchestrator reports as a state (no exception object here) and the status it implies:
+    a failed result is ERROR described by ``message`` (or the result), with ``error.type`` ``error_type``
+    (or the result) unless an exception recorded one; success is OK; a retry after an exception is ERROR."""
+    span.set_attribute(key, result)
+    raised = A.ERROR_TYPE in (getattr(span, "attributes", None) or {})
+    if result in A.FAILED_RESULTS:
+        span.set_status(Status(StatusCode.ERROR, status_description(message or result)))
+        if not raised:
+            span.set_attribute(A.ERROR_TYPE, error_type or result)
+    elif result == A.RESULT_SUCCESS:
+        span.set_status(Status(StatusCode.OK))
+    elif result == A.RESULT_RETRY and raised:
+        span.set_status(Status(StatusCode.ERROR, "attempt failed; retried"))
+
+
 def end_with_error(span: Span, exc: BaseException) -> None:
     """Record an exception that escaped a publish or a consumer callback on its span (not ended here)."""
     record_error(span, exc)

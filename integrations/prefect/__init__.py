@@ -12,7 +12,7 @@ import atexit
 import sys
 from typing import Any
 
-from pipetrace.adapter import Switch
+from pipetrace.adapter import Switch, use_provider
 
 
 def _is_server_process() -> bool:
@@ -21,41 +21,33 @@ def _is_server_process() -> bool:
     return "uvicorn" in argv or ("prefect" in argv and " server " in f" {argv} ")
 
 
-def _use_provider(provider: Any) -> None:
-    from opentelemetry import trace
-
-    if trace.get_tracer_provider() is not provider:
-        trace.set_tracer_provider(provider)
-
-
 def _install() -> None:
     import pipetrace
     from pipetrace.adapter import add_transform_once
 
     pipetrace.get_tracer()
-    from . import hooks, links, secrets, telemetry  # importing prefect re-enters instrument(): a no-op
+    from . import hooks, links, telemetry  # importing prefect re-enters instrument(): a no-op
 
     hooks.install()
-    secrets.install()
     add_transform_once(links.mark_result_links)
     atexit.unregister(telemetry.sweep_all)  # once, however often re-instrumented
     atexit.register(telemetry.sweep_all)
 
 
 def _remove() -> None:
-    from . import hooks, secrets
+    from . import hooks
 
     hooks.remove()
-    secrets.remove()
 
 
-switch = Switch("prefect", _install, _remove, provider=_use_provider)
+switch = Switch("prefect", _install, _remove, provider=use_provider)
 uninstrument = switch.uninstrument
 is_instrumented = switch.is_instrumented
 
 
 def instrument(tracer_provider: Any = None) -> bool:
-    """Trace Prefect flow and task runs in this process. Returns True if active."""
+    """Trace Prefect flow and task runs in this process (``tracer_provider``: becomes the global one and
+    pipetrace's). Returns True if active."""
     if _is_server_process():
         return False
     return switch.instrument(tracer_provider)

@@ -1,13 +1,12 @@
 """Prefect's run-telemetry seam, taken over: one pipetrace span per flow run and per task-run attempt.
 
-Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (span start with the run and its
-parameters, each state change, exceptions, end) and make its ``span`` current while the run executes.
-:class:`PipetraceRunTelemetry` is that object with pipetrace's span in place of Prefect's: derived ids,
-``run {flow}`` / ``task {task}`` names, the ``cicd.pipeline.*`` attributes plus Prefect's own, and one
-span per task-run *attempt*. Because the engine makes it current, Prefect's own behaviour builds on it:
-user spans nest under it, states carry its traceparent, and consumed futures are linked to it. Prefect's
-native span is never started, so there is exactly one span per run whether native telemetry is on or
-off; with it on, the flow run's ``__OTEL_TRACEPARENT`` label is written as Prefect would.
+Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (start, each state change,
+exceptions, end) and make its ``span`` current while the run executes. :class:`PipetraceRunTelemetry` is
+that object with pipetrace's span in place of Prefect's (derived ids, ``run {flow}`` / ``task {task}``
+names, one span per task-run *attempt*), so Prefect's own behaviour builds on it: user spans nest under
+it, states carry its traceparent, consumed futures are linked to it. Prefect's native span is never
+started: one span per run whether native telemetry is on or off (on: the ``__OTEL_TRACEPARENT`` label is
+written as Prefect would).
 """
 
 from __future__ import annotations
@@ -18,39 +17,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pipetrace
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import (
-    OpenAttempts,
-    clean,
-    error_type,
-    get_tracer,
-    span_with_ids,
-    status_description,
-    warn_once_per,
-)
+from pipetrace.adapter import attempt_attributes, record_error, warn_once_per
+from pipetrace.adapter.errors import mark_outcome
+from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
+from pipetrace.identity import RunIdentity
 from prefect.telemetry.run_telemetry import RunTelemetry
 
-from . import batches, links, runs
+from . import hooks, links, runs
 
 log = logging.getLogger("pipetrace.prefect")
-
-_open: OpenAttempts[tuple[str, int], PipetraceRunTelemetry] = OpenAttempts()
-"""Task-run telemetry objects still open, keyed (flow run id, object id): swept when their flow run ends."""
-
 
 def _ns(value: Any) -> int | None:
     try:
         return int(value.timestamp() * 1e9)
     except Exception:
         return None
-
-
-def _traceparent(span: Span) -> str | None:
-    return pipetrace.inject({}, context=trace.set_span_in_context(span)).get("traceparent")
 
 
 def _warn(what: str, exc: BaseException) -> None:
@@ -68,229 +52,180 @@ class PipetraceRunTelemetry(RunTelemetry):
         span: Span | None = None
 
     engine: Any = None  # weakref to the engine that owns this object
-    _pt_kind: str = ""
+    _pt_kind: str = ""  # "flow" or "task" once pipetrace's span started (else Prefect's own behaviour)
     _pt_run: Any = None
-    _pt_flow: runs.FlowInfo | None = None
-    _pt_owns_flow: bool = False
-    _pt_task: str = ""
-    _pt_parent: Context | None = None
-    _pt_member: batches.Member | None = None
-    _pt_base_attrs: dict[str, Any] = field(default_factory=dict)
-    _pt_try: int = 0
-    _pt_token: Any = None
+    _pt_flow: Run | None = None
+    _pt_attempts: TaskAttempts | None = None  # a task run's attempts
     _pt_running_seen: bool = False
     _pt_final: Any = None
-    _pt_ours: bool = False
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
-    _pt_links: list[Any] = field(default_factory=list)
     _pt_unresolved: list[Any] = field(default_factory=list)  # inputs whose producer had not started yet
-    _pt_subflow_inputs: Any = None  # task_inputs of the task run standing for this subflow in its parent
 
     # ---- start ---------------------------------------------------------------------------------------
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         self._pt_client = client
-        self._pt_subflow_inputs = _subflow_inputs(run, client)
-        span = self._pt_start_guarded(run, parameters)
-        if span is None:
+        inputs = None
+        if _is_subflow(run, client):  # its parameters: the task_inputs of the task run standing for it
+            try:
+                inputs = client.read_task_run(run.parent_task_run_id).task_inputs
+            except Exception as exc:
+                _warn("subflow inputs", exc)
+        if self._pt_start(run, parameters, inputs) is None:
             return super().start_span(run, client, parameters)
         if self._enabled and self._pt_kind == "flow":
             try:  # what Prefect's native telemetry does: the run's trace is readable from its labels
                 client.update_flow_run_labels(run.id, {runs.LABEL: run.labels[runs.LABEL]})
             except Exception as exc:
                 _warn("label update", exc)
-        return span
+        return self.span
 
     async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None
                                ) -> Span | None:
-        self._pt_subflow_inputs = await _async_subflow_inputs(run, client)
-        span = self._pt_start_guarded(run, parameters)
-        if span is None:
+        inputs = None
+        if _is_subflow(run, client):
+            try:
+                inputs = (await client.read_task_run(run.parent_task_run_id)).task_inputs
+            except Exception as exc:
+                _warn("subflow inputs", exc)
+        if self._pt_start(run, parameters, inputs) is None:
             return await super().async_start_span(run, client, parameters)
         if self._enabled and self._pt_kind == "flow":
             try:
                 await client.update_flow_run_labels(run.id, {runs.LABEL: run.labels[runs.LABEL]})
             except Exception as exc:
                 _warn("label update", exc)
-        return span
+        return self.span
 
-    def _pt_start_guarded(self, run: Any, parameters: dict[str, Any] | None) -> Span | None:
+    def _pt_start(self, run: Any, parameters: dict[str, Any] | None, inputs: Any) -> Span | None:
         try:
             from prefect.client.schemas import TaskRun
 
-            if isinstance(run, TaskRun):
-                span = self._pt_start_task(run, parameters)
+            engine = self.engine() if self.engine is not None else None
+            task = isinstance(run, TaskRun)
+            if task:
+                span = self._pt_start_task(getattr(engine, "task", None), run, parameters)
             else:
-                span = self._pt_start_flow(run, parameters)
+                span = self._pt_start_flow(getattr(engine, "flow", None), run, parameters, inputs)
             if span is None or not span.get_span_context().is_valid:
                 return None
-            self.span = span
-            self._pt_ours = True
+            self.span, self._pt_kind, self._pt_run = span, "task" if task else "flow", run
             return span
         except Exception as exc:
             _warn("span start", exc)
             return None
 
-    def _pt_start_flow(self, run: Any, parameters: dict[str, Any] | None) -> Span | None:
-        engine = self.engine() if self.engine is not None else None
-        flow = getattr(engine, "flow", None)
+    def _pt_start_flow(self, flow: Any, run: Any, parameters: dict[str, Any] | None, inputs: Any) -> Span | None:
         if flow is None:
             return None
-        self._pt_kind = "flow"
-        self._pt_run = run
         pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
-        upstream = runs.current_span_context() or runs.label_context(run.labels)
-        ident = runs.flow_identity(flow.name, run, upstream)
+        info = Run(runs.flow_identity(flow.name, run, current_span_context() or runs.label_context(run.labels)))
         attrs = runs.native_attributes(run, "flow", parameters)
-        attrs.update({A.SYSTEM: runs.SYSTEM, A.PIPELINE_NAME: flow.name, A.PIPELINE_RUN_ID: str(run.id),
-                      runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
-        parent = ident.upstream_context()
-        inputs, _ = links.input_links(self._pt_subflow_inputs, self._pt_client, ident.trace_id)
-        span = span_with_ids(get_tracer(), A.run_span_name(flow.name), context=parent or Context(),
-                             kind=SpanKind.SERVER, attributes=clean(attrs), links=inputs,
-                             trace_id=None if parent is not None else ident.trace_id, span_id=ident.run_span_id)
+        attrs.update({runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
+        span = info.start_span(attrs, links.input_links(inputs, self._pt_client, info.ident.trace_id)[0])
         links.remember(str(run.id), span)
-        info = runs.FlowInfo(ident, flow.name, str(run.id))
-        self._pt_flow = info
-        self._pt_owns_flow = True
-        runs.register_flow(info)
-        traceparent = _traceparent(span)
+        self._pt_flow = runs.flows.add(info)
+        traceparent = pipetrace.inject({}, context=trace.set_span_in_context(span)).get("traceparent")
         if traceparent:
             run.labels[runs.LABEL] = traceparent  # in memory, as Prefect does: subflows, workers, deployments
         return span
 
-    def _pt_start_task(self, run: Any, parameters: dict[str, Any] | None) -> Span | None:
+    def _pt_start_task(self, task: Any, run: Any, parameters: dict[str, Any] | None) -> Span | None:
         from prefect.context import FlowRunContext
 
-        engine = self.engine() if self.engine is not None else None
-        task = getattr(engine, "task", None)
         if task is None:
             return None
-        self._pt_kind = "task"
-        self._pt_run = run
-        self._pt_task = task.name
         flow_ctx = FlowRunContext.get()
         info = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
-        member = batches.take_member(task.name, info)
+        member, run_id = hooks.take_member(task.name, info), str(run.id)  # str(UUID): once, it is not free
         if info is None:  # a task called outside any flow: its own run
-            upstream = runs.current_span_context()
-            ident = runs.RunIdentity(runs.SYSTEM, task.name, str(run.id), upstream)
-            info = runs.FlowInfo(ident, task.name, str(run.id))
-        self._pt_flow = info
-        if member is not None and member.batch.flow.run_id != info.run_id:
-            member = None
-        self._pt_member = member
-        current = runs.current_span_context()
-        if member is not None:
-            parent = member.batch.context()
-        elif current is not None and current.trace_id == info.ident.trace_id:
-            parent = otel_context.get_current()
-        else:
-            parent = info.ident.run_context()
-        self._pt_parent = parent
+            info = Run(RunIdentity(runs.SYSTEM, task.name, run_id, current_span_context()))
+        self._pt_flow, self._pt_run = info, run
         attrs = runs.native_attributes(run, "task", parameters)
-        attrs.update({A.SYSTEM: runs.SYSTEM, A.PIPELINE_NAME: info.flow, A.PIPELINE_RUN_ID: info.run_id,
-                      A.TASK_NAME: task.name, A.TASK_RUN_ID: str(run.id), runs.TASK_RUN_ID: str(run.id),
-                      runs.TASK: task.name, runs.TASK_RUN_NAME: run.name, runs.FLOW: info.flow,
-                      runs.FLOW_RUN_ID: info.run_id})
-        if member is not None:
-            attrs[A.MAP_INDEX] = member.map_index
-        self._pt_base_attrs = clean(attrs)
-        self._pt_links, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
-                                                                trace_id=info.ident.trace_id, defer=True)
-        for stale in _open.put((info.run_id, id(self)), self):
+        attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task.name, task_run_id=run_id,
+                                        map_index=member.map_index if member is not None else None))
+        attrs.update({runs.TASK_RUN_ID: run_id, runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
+                      runs.FLOW: info.pipeline, runs.FLOW_RUN_ID: info.run_id})
+        inputs, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
+                                                        trace_id=info.ident.trace_id, defer=True)
+        self._pt_attempts = TaskAttempts(
+            info, task.name, lambda n: runs.task_span_id(info.ident, task.name, run_id, n), attrs, inputs, member)
+        for stale in runs.flows.opened(info.run_id, self):
             stale._pt_abandon()
-        return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1), None)
+        return self._pt_begin_attempt(max(1, int(run.run_count or 0) + 1))
 
-    def _pt_begin_attempt(self, try_number: int, start_ns: int | None) -> Span:
-        info = self._pt_flow
-        assert info is not None
-        self._pt_try = try_number
+    def _pt_begin_attempt(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
+        assert self._pt_attempts is not None
         self._pt_running_seen = False
-        attrs = dict(self._pt_base_attrs)
-        attrs[A.TRY_NUMBER] = try_number
-        span = span_with_ids(get_tracer(), A.task_span_name(self._pt_task), context=self._pt_parent,
-                             attributes=attrs, start_time=start_ns, links=self._pt_links,
-                             span_id=runs.task_span_id(info.ident, self._pt_task, str(self._pt_run.id), try_number))
+        span = self._pt_attempts.begin(try_number, start_ns, current=current)
         links.remember(str(self._pt_run.id), span)
         return span
 
-    # ---- state changes -------------------------------------------------------------------------------
+    # ---- state changes: Prefect's retry machine ------------------------------------------------------
     def update_state(self, new_state: Any) -> None:
-        if not self._pt_ours:
-            return super().update_state(new_state)
-        try:
-            self._pt_on_state(new_state)
-        except Exception as exc:
-            _warn("state change", exc)
+        if self._pt_kind:
+            try:
+                self._pt_on_state(new_state)
+            except Exception as exc:
+                _warn("state change", exc)
         super().update_state(new_state)  # the state event, on the attempt's span
 
     def _pt_on_state(self, state: Any) -> None:
-        kind = str(getattr(state.type, "value", state.type))
-        if self._pt_kind != "task":
-            if state.is_final():
-                self._pt_final = state
-            return
-        run = self._pt_run
-        if kind == "RUNNING":
-            run_count = int(getattr(run, "run_count", 0) or 0)
-            if self.span is None or run_count > self._pt_try:
-                # a retry: the previous attempt (if still open) ends here, the next one begins
-                if self.span is not None:
-                    self._pt_finish(result=A.RESULT_RETRY, end_ns=_ns(state.timestamp))
-                span = self._pt_begin_attempt(max(run_count, self._pt_try + 1), _ns(state.timestamp))
-                self.span = span
-                self._pt_token = otel_context.attach(trace.set_span_in_context(span))
+        kind, ts = str(getattr(state.type, "value", state.type)), _ns(state.timestamp)
+        attempts = self._pt_attempts
+        if attempts is not None and kind == "RUNNING":
+            run_count = int(getattr(self._pt_run, "run_count", 0) or 0)
+            if self.span is None or run_count > attempts.try_number:
+                # a retry: the previous attempt (if still open) ends here, the next one begins, current
+                self._pt_finish(result=A.RESULT_RETRY, end_ns=ts)
+                self.span = self._pt_begin_attempt(max(run_count, attempts.try_number + 1), ts, current=True)
             if not self._pt_running_seen and self.span is not None:
                 self._pt_running_seen = True
-                if self._pt_unresolved:
-                    self._pt_link_late_inputs(self.span)
-                start = getattr(self.span, "start_time", None)
-                ts = _ns(state.timestamp)
-                if start and ts and ts >= start:
-                    self.span.set_attribute(A.QUEUED_MS, round((ts - start) / 1e6, 3))
-        elif kind == "SCHEDULED" and self.span is not None:  # AwaitingRetry: this attempt is over
-            self._pt_finish(result=A.RESULT_RETRY, end_ns=_ns(state.timestamp), state=state)
-        elif kind == "PENDING" and state.name == "NotReady" and self.span is not None:
+                if self._pt_unresolved and self._pt_flow is not None:  # producers finished by now
+                    entries, self._pt_unresolved = self._pt_unresolved, []
+                    attempts.add_links(links.resolve(entries, self._pt_client, self._pt_flow.ident.trace_id))
+                attempts.running(ts)
+        elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
+            self._pt_finish(result=A.RESULT_RETRY, end_ns=ts, state=state)
+        elif attempts is not None and kind == "PENDING" and state.name == "NotReady" and self.span is not None:
             # upstream failed: the task never runs, and Prefect never ends its span
-            self._pt_finish(result=A.RESULT_SKIP, end_ns=_ns(state.timestamp), state=state)
+            self._pt_finish(result=A.RESULT_SKIP, end_ns=ts, state=state)
             self._pt_close()
         elif state.is_final():
             self._pt_final = state
 
-    def _pt_link_late_inputs(self, span: Span) -> None:
-        """Inputs whose producers had not started when this run did: finished now (the engine resolved
-        the parameters before Running), so their spans are known."""
-        info = self._pt_flow
-        entries, self._pt_unresolved = self._pt_unresolved, []
-        for lk in links.resolve(entries, self._pt_client, info.ident.trace_id if info is not None else None):
-            span.add_link(lk.context, lk.attributes)
-            self._pt_links.append(lk)
-
     # ---- end -----------------------------------------------------------------------------------------
     def end_span_on_success(self) -> None:
-        if not self._pt_ours:
+        if not self._pt_kind:
             return super().end_span_on_success()
-        self._pt_end_guarded(None)
+        self._pt_end(None)
 
     def end_span_on_failure(self, terminal_message: str | None = None) -> None:
-        if not self._pt_ours:
+        if not self._pt_kind:
             return super().end_span_on_failure(terminal_message)
-        self._pt_end_guarded(terminal_message or "Run failed")
+        self._pt_end(terminal_message or "Run failed")
+
+    def record_exception(self, exc: BaseException) -> None:
+        if not self._pt_kind:
+            return super().record_exception(exc)
+        try:
+            if self.span is not None:
+                record_error(self.span, exc, status=False)  # the status follows the run's final state
+        except Exception as err:
+            _warn("exception record", err)
 
     def update_run_name(self, name: str) -> None:
-        if not self._pt_ours:
+        if not self._pt_kind:
             return super().update_run_name(name)
         try:  # span names stay low-cardinality: the generated run name is an attribute only
             if self.span is not None:
                 self.span.set_attribute("prefect.run.name", name)
-                key = runs.FLOW_RUN_NAME if self._pt_kind == "flow" else runs.TASK_RUN_NAME
-                self.span.set_attribute(key, name)
-                self._pt_base_attrs["prefect.run.name"] = name
-                self._pt_base_attrs[runs.TASK_RUN_NAME] = name
+                self.span.set_attribute(runs.FLOW_RUN_NAME if self._pt_kind == "flow" else runs.TASK_RUN_NAME, name)
+                if self._pt_attempts is not None:  # the next attempts too
+                    self._pt_attempts.attributes.update({"prefect.run.name": name, runs.TASK_RUN_NAME: name})
         except Exception as exc:
             _warn("run name", exc)
 
-    def _pt_end_guarded(self, failure_message: str | None) -> None:
+    def _pt_end(self, failure_message: str | None) -> None:
         try:
             if self.span is None:
                 return
@@ -305,58 +240,10 @@ class PipetraceRunTelemetry(RunTelemetry):
             _warn("span end", exc)
             self.span = None
 
-    def _pt_finish(self, *, result: str, end_ns: int | None, state: Any = None, message: str | None = None
-                   ) -> None:
-        """End the open span (a task attempt or the flow run) with ``result``."""
-        span = self.span
-        if span is None:
-            return
-        self.span = None
-        key = A.PIPELINE_RESULT if self._pt_kind == "flow" else A.TASK_RESULT
-        if state is not None:
-            for k, v in runs.state_attrs(state).items():
-                span.set_attribute(k, v)
-            if state.name == "Cached":
-                span.set_attribute(runs.CACHED, True)
-        span.set_attribute(key, result)
-        if result in A.FAILED_RESULTS:
-            description = status_description(message or getattr(state, "message", None) or result)
-            span.set_status(Status(StatusCode.ERROR, description))
-            if not _has(span, A.ERROR_TYPE):
-                span.set_attribute(A.ERROR_TYPE, _error_type(state) or result)
-        elif result == A.RESULT_SUCCESS:
-            span.set_status(Status(StatusCode.OK))
-        elif result == A.RESULT_RETRY and _has(span, A.ERROR_TYPE):
-            span.set_status(Status(StatusCode.ERROR, "attempt failed; retried"))
-        if self._pt_token is not None:
-            token, self._pt_token = self._pt_token, None
-            if trace.get_current_span() is span:
-                otel_context.detach(token)
-        end = end_ns or time.time_ns()
-        span.end(end_time=end)
-        member = self._pt_member
-        if member is not None:
-            member.batch.member_ended(end)
-
-    def _pt_close(self) -> None:
-        """The run is over: a flow run also closes what it left open and emits its batches."""
-        info = self._pt_flow
-        if info is None:
-            return
-        if self._pt_kind == "task":
-            _open.pop((info.run_id, id(self)))
-            return
-        if self._pt_owns_flow:
-            sweep(info.run_id)
-            batches.emit_all(info)
-            runs.pop_flow(info.run_id)
-
     def _pt_abandon(self) -> None:
         """End the attempt still open when its flow run ended (or the registry was full), at its final
         state's time when known."""
         try:
-            if self.span is None:
-                return
             final = self._pt_final
             if final is not None:
                 self._pt_finish(result=runs.result_of(final), end_ns=_ns(final.timestamp), state=final)
@@ -365,62 +252,39 @@ class PipetraceRunTelemetry(RunTelemetry):
         except Exception as exc:
             _warn("sweep", exc)
 
-    def record_exception(self, exc: BaseException) -> None:
-        if not self._pt_ours:
-            return super().record_exception(exc)
-        try:
-            if self.span is not None:
-                self.span.record_exception(exc)
-                self.span.set_attribute(A.ERROR_TYPE, error_type(exc))
-        except Exception as err:
-            _warn("exception record", err)
+    def _pt_finish(self, *, result: str, end_ns: int | None, state: Any = None, message: str | None = None
+                   ) -> None:
+        """End the open span (a task attempt or the flow run) with ``result``."""
+        attrs = {**runs.state_attrs(state), **({runs.CACHED: True} if state.name == "Cached" else {})} \
+            if state is not None else {}
+        message, error_type = message or getattr(state, "message", None), getattr(state, "name", None)
+        if self._pt_attempts is not None:
+            self.span = None
+            self._pt_attempts.end(result, end_ns=end_ns, message=message, error_type=error_type, attributes=attrs)
+            return
+        span, self.span = self.span, None
+        if span is not None:
+            span.set_attributes(attrs)
+            mark_outcome(span, result, key=A.PIPELINE_RESULT, message=message, error_type=error_type)
+            span.end(end_time=end_ns or time.time_ns())
+
+    def _pt_close(self) -> None:
+        """The run is over: a flow run also closes what it left open and records its batches."""
+        info = self._pt_flow
+        if info is not None and self._pt_kind == "task":
+            runs.flows.closed(info.run_id, self)
+        elif info is not None:
+            runs.flows.end(info.run_id, PipetraceRunTelemetry._pt_abandon, lambda batch: {runs.TASK: batch.task})
 
 
-def _subflow_inputs(run: Any, client: Any) -> Any:
-    """A subflow's parameters as Prefect recorded them: the task_inputs of its parent task run."""
-    parent = getattr(run, "parent_task_run_id", None)
-    if parent is None or client is None or type(run).__name__ != "FlowRun":
-        return None
-    try:
-        return client.read_task_run(parent).task_inputs
-    except Exception as exc:
-        _warn("subflow inputs", exc)
-        return None
-
-
-async def _async_subflow_inputs(run: Any, client: Any) -> Any:
-    parent = getattr(run, "parent_task_run_id", None)
-    if parent is None or client is None or type(run).__name__ != "FlowRun":
-        return None
-    try:
-        return (await client.read_task_run(parent)).task_inputs
-    except Exception as exc:
-        _warn("subflow inputs", exc)
-        return None
-
-
-def _has(span: Span, key: str) -> bool:
-    attrs = getattr(span, "attributes", None) or {}
-    return key in attrs
-
-
-def _error_type(state: Any) -> str | None:
-    if state is None:
-        return None
-    name = getattr(state, "name", None)
-    return str(name) if name else None
-
-
-def sweep(flow_run_id: str) -> None:
-    """End task attempts still open when their flow run ends (a timeout Prefect never ends, a task
-    abandoned by a crash), at their final state's time when known."""
-    for tel in _open.pop_where(lambda key: key[0] == flow_run_id):
-        tel._pt_abandon()
+def _is_subflow(run: Any, client: Any) -> bool:
+    return getattr(run, "parent_task_run_id", None) is not None and client is not None \
+        and type(run).__name__ == "FlowRun"
 
 
 def sweep_all() -> None:
-    for tel in _open.clear():
-        tel._pt_abandon()
+    """End the task attempts still open when the process exits."""
+    runs.flows.abandon_all(PipetraceRunTelemetry._pt_abandon)
 
 
-__all__ = ["INVALID_SPAN", "PipetraceRunTelemetry", "sweep", "sweep_all"]
+__all__ = ["PipetraceRunTelemetry", "sweep_all"]

@@ -8,7 +8,9 @@ from typing import Any
 
 import pt_flows
 import pytest
-from pipetrace.integrations.prefect import batches, links, runs, telemetry
+from pipetrace.adapter import runs as core_runs
+from pipetrace.adapter.batches import Batch, Batches
+from pipetrace.integrations.prefect import hooks, links, runs
 
 
 def _boom(*_args: Any, **_kwargs: Any) -> Any:
@@ -16,16 +18,16 @@ def _boom(*_args: Any, **_kwargs: Any) -> Any:
 
 
 INJECTIONS: dict[str, tuple[Any, str]] = {
-    "tracer": (telemetry, "get_tracer"),              # no span can start
+    "tracer": (core_runs, "get_tracer"),              # no span can start
     "identity": (runs, "flow_identity"),              # flow span start fails
     "flow-info": (runs, "flow_info_for_context"),     # task span start and map batches fail
-    "member": (batches, "take_member"),               # task span start fails
-    "open-batch": (batches, "open_batch"),            # .map() batch fails
+    "member": (hooks, "take_member"),                 # task span start fails
+    "open-batch": (Batches, "open"),                  # .map() batch fails
     "result": (runs, "result_of"),                    # every span end fails
     "state-attrs": (runs, "state_attrs"),             # state bookkeeping fails
     "labels": (runs, "native_attributes"),            # attribute building fails
     "link-kind": (links, "Link"),                     # the export transform fails
-    "batch-emit": (batches, "emit"),                  # batch spans at flow end fail
+    "batch-emit": (Batch, "record"),                  # batch spans at flow end fail
 }
 
 

@@ -1,0 +1,97 @@
+"""The run registry and run identity of the adapter API."""
+
+from __future__ import annotations
+
+from pipetrace.adapter.runs import Run, Runs, current_span_context, run_identity
+from pipetrace.identity import RunIdentity
+
+
+def test_run_registry_and_identity() -> None:
+    runs = Runs()
+    run = runs.add(Run(RunIdentity("test", "pipe", "r4")))
+    assert runs.get("r4") is run and (run.pipeline, run.run_id) == ("pipe", "r4")
+    assert runs.pop("r4") is run and runs.get("r4") is None
+    own = run.ident.run_span_context()
+    assert run_identity("test", "pipe", "r4", own).upstream is None  # never its own parent
+    caller = RunIdentity("test", "caller", "x").run_span_context()
+    assert run_identity("test", "pipe", "r4", caller).trace_id == caller.trace_id
+    assert current_span_context() is None
+
+
+def test_task_attempts_retry_then_succeed(traced) -> None:  # noqa: ANN001
+    """Each try is its own span under the batch it belongs to, with its derived id, try number, queue
+    wait and late links; a retry after an exception is an error, the success OK; the batch learns the end."""
+    import time
+
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Link, StatusCode
+    from pipetrace import attributes as A
+    from pipetrace.adapter import batches as fanout
+    from pipetrace.adapter import record_error
+    from pipetrace.adapter.runs import TaskAttempts
+
+    run = Run(RunIdentity("test", "pipe", "r5"))
+    member = fanout.Member(run.batches.open("t", Context()), 2)
+    attempts = TaskAttempts(run, "t", lambda n: run.ident.task_span_id("t", None, n), {"x": 1}, [], member)
+    first = attempts.begin(1)
+    attempts.running(first.start_time + 5_000_000)  # type: ignore[attr-defined]
+    record_error(first, ValueError("boom"), status=False)
+    attempts.end(A.RESULT_RETRY)
+    second = attempts.begin(2, time.time_ns(), current=True)
+    assert trace.get_current_span() is second
+    upstream = RunIdentity("test", "pipe", "r5").span_context(7)
+    attempts.add_links([Link(upstream, {A.LINK_KIND: "result"})])
+    attempts.end(A.RESULT_SUCCESS, attributes={"state": "Completed"})
+    attempts.end(A.RESULT_SUCCESS)  # nothing open: a no-op
+    assert trace.get_current_span() is not second
+    assert member.batch.end_ns > 0
+    spans = {s.span_id: s for s in traced.spans(f"{run.ident.trace_id:032x}")}
+    one, two = (spans[f"{run.ident.task_span_id('t', None, n):016x}"] for n in (1, 2))
+    assert one.parent_span_id == two.parent_span_id == f"{member.batch.span_id:016x}"
+    assert (one.attributes[A.TRY_NUMBER], two.attributes[A.TRY_NUMBER]) == (1, 2)
+    assert one.attributes[A.QUEUED_MS] == 5.0 and one.attributes[A.TASK_RESULT] == A.RESULT_RETRY
+    assert one.status == StatusCode.ERROR.name and two.status == StatusCode.OK.name
+    assert two.attributes["state"] == "Completed" and len(two.links) == 1
+
+
+def test_outcome_from_a_reported_state(traced) -> None:  # noqa: ANN001
+    from opentelemetry.trace import StatusCode
+    from pipetrace import attributes as A
+    from pipetrace.adapter import get_tracer
+    from pipetrace.adapter.errors import mark_outcome
+
+    failed = get_tracer().start_span("failed")
+    mark_outcome(failed, A.RESULT_FAILURE, message="it broke", error_type="Failed")
+    skipped = get_tracer().start_span("retried without exception")
+    mark_outcome(skipped, A.RESULT_RETRY)
+    for span in (failed, skipped):
+        span.end()
+    spans = {s.name: s for s in traced.spans()}
+    assert spans["failed"].status == StatusCode.ERROR.name and spans["failed"].status_message == "it broke"
+    assert spans["failed"].attributes[A.ERROR_TYPE] == "Failed"
+    assert spans["retried without exception"].status == StatusCode.UNSET.name
+
+
+def test_run_end_abandons_open_attempts_before_recording_batches(traced) -> None:  # noqa: ANN001
+    runs = Runs()
+    run = runs.add(Run(RunIdentity("test", "pipe", "r6")))
+    batch = run.batches.open("t", run.ident.run_context())
+    ended: list[object] = []
+
+    class Open:
+        def abandon(self) -> None:
+            ended.append(self)
+            batch.member_ended(batch.start_ns + 10**9)
+
+    a, b = Open(), Open()
+    runs.opened("r6", a)
+    runs.opened("r6", b)
+    runs.opened("other", Open())
+    runs.closed("r6", b)
+    runs.end("r6", Open.abandon)
+    assert ended == [a] and runs.get("r6") is None
+    [span] = traced.spans(f"{run.ident.trace_id:032x}")
+    assert span.end_ns == batch.start_ns + 10**9
+    runs.abandon_all(Open.abandon)
+    assert len(ended) == 2
