@@ -10,8 +10,9 @@ def run() -> str:
     """Run ``pt_fan_in`` traced; return its trace id (hex)."""
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="pipetrace-prefect-demo-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from pipetrace.identity import RunIdentity
     from pipetrace.integrations.prefect import instrument
-    from pipetrace.integrations.prefect.runs import SYSTEM, RunIdentity
+    from pipetrace.integrations.prefect.runs import SYSTEM
     from prefect import flow, task
 
     instrument()
