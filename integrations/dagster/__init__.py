@@ -4,16 +4,12 @@ Zero-code: ``pipetrace run -- dagster dev ...`` / ``pipetrace run -- dagster job
 :func:`instrument` in every Python process of the command when Dagster is imported. One line for
 deployments whose launch command you don't control: ``defs = traced(Definitions(...))``.
 
-Why ``DagsterInstance.handle_new_event`` is observed: it is the single funnel every Dagster event passes
-through, in every process (in-process executor, the multiprocess orchestrator and each step subprocess,
-``dagster dev`` run workers), with every instance type (ephemeral, SQLite, PostgreSQL) and without any
-user configuration. A custom event-log storage in ``dagster.yaml`` would see the same events only for
-persistent instances, not in ``execute_in_process``/``materialize``; job hooks (``@success_hook``) are
-per job and never see a step start. The wrapper calls Dagster first and then observes; an observer
-failure is swallowed.
-
-Values resolved from ``EnvVar("X")`` / config ``{"env": "X"}`` are known secrets for pipetrace, masked in
-every span from then on.
+Events are observed at ``DagsterInstance.handle_new_event``: the one funnel every event passes through,
+in every process (in-process executor, multiprocess orchestrator and step subprocesses, ``dagster dev``
+run workers) and with every instance type, without user configuration. An event-log storage named in
+``dagster.yaml`` misses ``execute_in_process``; job hooks are per job and never see a step start.
+Dagster runs first, then the observer, whose failure is swallowed. Values read through ``EnvVar`` become
+known secrets, masked in every span from then on.
 """
 
 from __future__ import annotations

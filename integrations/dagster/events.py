@@ -8,6 +8,7 @@ the thread that runs the step, so this sees STEP_START before the op body and ST
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -60,7 +61,7 @@ class EventTranslator:
         kind = de.event_type_value
         if kind not in HANDLED:
             return
-        info = self.runs.get(instance, entry.run_id, entry.job_name or de.job_name)
+        info = self.runs.load(instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
             set_component("dagster-step-worker", override=False)  # in-process steps stay the run worker's
@@ -114,24 +115,19 @@ class EventTranslator:
     def _run_ended(self, instance: Any, info: RunInfo, entry: Any, kind: str) -> None:
         result = RUN_RESULTS[kind]
         start = info.start_ts
-        if start is None:
-            try:
-                record = instance.get_run_record_by_id(info.run_id)
-                start = record.start_time if record is not None else None
-            except Exception:
-                start = None
+        if start is None:  # the run started in another process: its record knows when
+            with contextlib.suppress(Exception):
+                start = instance.get_run_record_by_id(info.run_id).start_time
         error_type = None
         if kind == "PIPELINE_FAILURE":
             data = entry.dagster_event.event_specific_data
             reason = getattr(getattr(data, "failure_reason", None), "value", None)
             err = error_summary(getattr(data, "error", None))
             error_type = reason or (err.type if err else "RunFailure")
-        step_events = None
-        if info.dynamic or result != A.RESULT_SUCCESS:
-            step_events = self._step_events(instance, info.run_id)
+        step_events = self._step_events(instance, info.run_id) if info.dynamic or result != A.RESULT_SUCCESS else None
         self.steps.run_ended(info, start if start is not None else entry.timestamp, entry.timestamp, result,
                              error_type, step_events)
-        self.runs.forget(info.run_id)
+        self.runs.pop(info.run_id)
 
     def _step_events(self, instance: Any, run_id: str, retries_only: bool = False) -> list[StepEvent] | None:
         """The run's stored step events (one query), or None if the event log could not be read."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from opentelemetry.trace import SpanContext
@@ -65,7 +66,7 @@ class RunInfo:
     # step key → number of STEP_UP_FOR_RETRY in the event log (loaded once, only when needed)
     stored_retries: dict[str, int] | None = None
 
-    @property
+    @cached_property  # asked for at every step event; job and upstream are known once loaded
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
@@ -82,6 +83,30 @@ class RunInfo:
         return attrs
 
 
+_PLANS: dict[str, tuple[list[str], dict[str, dict[str, str]], bool]] = {}
+"""Snapshot id → what :func:`_read_plan` found. The id is a hash of the plan, so a process that runs the
+same job again (a code server, a sensor loop, a test suite) reads and decodes the plan once."""
+
+
+def _read_plan(plan: Any) -> tuple[list[str], dict[str, dict[str, str]], bool]:
+    """Step keys to execute, asset outputs per base step key, and whether the plan maps dynamically."""
+    keys: dict[str, None] = {}
+    assets: dict[str, dict[str, str]] = {}
+    dynamic = False
+    for step in plan.steps:
+        keys[step.key] = None
+        dynamic = dynamic or "[?]" in step.key
+        for out in step.outputs:
+            props = out.properties
+            if props is None:
+                continue
+            dynamic = dynamic or bool(props.is_dynamic)
+            if props.is_asset and props.asset_key is not None:
+                assets.setdefault(split_step_key(step.key)[0], {})[out.name] = props.asset_key.to_user_string()
+    wanted = set(plan.step_keys_to_execute or keys)
+    return [k for k in keys if k in wanted], assets, dynamic
+
+
 def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
     info = RunInfo(run_id=run_id, job=job or "")
     try:
@@ -95,49 +120,33 @@ def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
     tags = run.tags or {}
     info.upstream = upstream_from(tags, source="dagster run tag traceparent")
     info.partition = tags.get(PARTITION_TAG)
-    try:
-        snap_id = run.execution_plan_snapshot_id
-        plan = instance.get_execution_plan_snapshot(snap_id) if snap_id else None
-    except Exception as exc:
-        warn_once_per(log, "dagster-plan", "pipetrace: could not read Dagster plan of %s: %r", run_id, exc)
-        plan = None
+    snap_id = run.execution_plan_snapshot_id
+    plan = _PLANS.get(snap_id) if snap_id else None
+    if snap_id and plan is None:
+        try:
+            plan = _read_plan(instance.get_execution_plan_snapshot(snap_id))
+        except Exception as exc:
+            warn_once_per(log, "dagster-plan", "pipetrace: could not read Dagster plan of %s: %r", run_id, exc)
+            return info
+        if len(_PLANS) >= MAX_RUNS:
+            _PLANS.clear()
+        _PLANS[snap_id] = plan
     if plan is not None:
-        for step in plan.steps:
-            base = split_step_key(step.key)[0]
-            if step.key not in info.step_keys:
-                info.step_keys.append(step.key)
-            for out in step.outputs:
-                props = out.properties
-                if props is None:
-                    continue
-                if props.is_dynamic:
-                    info.dynamic = True
-                if props.is_asset and props.asset_key is not None:
-                    info.asset_outputs.setdefault(base, {})[out.name] = props.asset_key.to_user_string()
-            if "[?]" in step.key:
-                info.dynamic = True
-        if plan.step_keys_to_execute:
-            info.step_keys = [k for k in info.step_keys if k in set(plan.step_keys_to_execute)]
+        info.step_keys, info.asset_outputs, info.dynamic = plan
     return info
 
 
-class RunRegistry:
-    """Per-process map run id → :class:`RunInfo`, at most ``MAX_RUNS``. A run is forgotten when it ends,
-    so only runs whose end this process never sees pile up; the first seen is dropped first."""
+class RunRegistry(OpenAttempts[str, RunInfo]):
+    """Per-process run id → :class:`RunInfo`, at most ``MAX_RUNS``. A run is forgotten (``pop``) when it
+    ends, so only runs whose end this process never sees pile up; the first seen is dropped first."""
 
     def __init__(self) -> None:
-        self._runs: OpenAttempts[str, RunInfo] = OpenAttempts(MAX_RUNS)
+        super().__init__(MAX_RUNS)
 
-    def get(self, instance: Any, run_id: str, job: str | None) -> RunInfo:
-        info = self._runs.get(run_id)
+    def load(self, instance: Any, run_id: str, job: str | None) -> RunInfo:
+        info = self.get(run_id)
         if info is None:
             info = _load(instance, run_id, job)
-            info = self._runs.get(run_id) or info  # another thread loaded it meanwhile: keep one
-            self._runs.put(run_id, info)
+            info = self.get(run_id) or info  # another thread loaded it meanwhile: keep one
+            self.put(run_id, info)
         return info
-
-    def forget(self, run_id: str) -> None:
-        self._runs.pop(run_id)
-
-    def clear(self) -> None:
-        self._runs.clear()

@@ -1,14 +1,12 @@
 """Dagster runs and steps as pipetrace spans: the one place that speaks pipetrace's model.
 
-Takes plain values (step keys, try numbers, timestamps, error summaries) from :mod:`.events` and keeps
-the live step spans of this process. A step span is started and made current when the step starts
-and ended when it succeeds, fails or goes up for retry, all in the process (and thread) that runs the
-step, so user spans inside the op nest under it.
+Takes plain values from :mod:`.events` and keeps the live step spans of this process: each is started
+(and made current) when its step starts and ended when it succeeds, fails or goes up for retry, in the
+process and thread that run the step, so user spans inside the op nest under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +75,7 @@ class StepTracker:
             attributes=_step_attributes(info, step_key), upstream=info.upstream,
             batch=base if mapping is not None else None, start_time=ts,
         )
-        if span.is_recording():
+        if mapping is not None and span.is_recording():  # one span name for every mapped copy
             span.update_name(A.task_span_name(base))
         info.attempts[step_key] = try_number
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
@@ -140,13 +138,12 @@ class StepTracker:
                     end=ts, parent_span_id=parent, attributes=attrs, result=result, error=error)
 
     def run_ended(self, info: RunInfo, start: float, end: float, result: str, error_type: str | None,
-                  step_events: Iterable[StepEvent] | None) -> None:
+                  step_events: list[StepEvent] | None) -> None:
         """Batch spans of dynamic steps, steps that never ran, then the run span (once, here)."""
         if step_events is not None:
-            events = list(step_events)
-            self._batches(info, events)
+            self._batches(info, step_events)
             if result != A.RESULT_SUCCESS:
-                seen = {e.step_key for e in events}
+                seen = {e.step_key for e in step_events}
                 for key in info.step_keys:
                     if key not in seen and "[?]" not in key:
                         self.step_skipped(info, key, end, "upstream_failed")
@@ -156,27 +153,23 @@ class StepTracker:
         # ends with the run (CLI, run worker) flushes at exit.
 
     def _batches(self, info: RunInfo, events: list[StepEvent]) -> None:
-        """One batch span per dynamic step: from its first mapped start to its last mapped event."""
-        groups: dict[str, dict[str, Any]] = {}
+        """One batch span per dynamic step: from its first mapped start to its last mapped event, failed
+        if a mapped copy's last end failed."""
+        groups: dict[str, list[StepEvent]] = {}
         for ev in events:
             base, mapping = split_step_key(ev.step_key)
-            if mapping is None:
-                continue
-            g = groups.setdefault(base, {"keys": set(), "start": None, "end": None, "failed": set()})
-            g["keys"].add(ev.step_key)
-            if ev.kind == "start":
-                g["start"] = ev.ts if g["start"] is None else min(g["start"], ev.ts)
-            g["end"] = ev.ts if g["end"] is None else max(g["end"], ev.ts)
-            if ev.kind == "end":
-                (g["failed"].add if ev.failed else g["failed"].discard)(ev.step_key)
+            if mapping is not None:
+                groups.setdefault(base, []).append(ev)
         ident = info.ident
-        for base, g in groups.items():
-            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len(g["keys"]), N.JOB: info.job,
-                     N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
-            record_span(ident, ident.batch_span_id(base), A.batch_span_name(base),
-                        start=g["start"] if g["start"] is not None else g["end"], end=g["end"],
-                        parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
-                        result=A.RESULT_FAILURE if g["failed"] else A.RESULT_SUCCESS)
+        for base, evs in groups.items():
+            failed = {ev.step_key: ev.failed for ev in evs if ev.kind == "end"}  # the last end of each key wins
+            starts = [ev.ts for ev in evs if ev.kind == "start"]
+            end = max(ev.ts for ev in evs)
+            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len({ev.step_key for ev in evs}),
+                     N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
+            record_span(ident, ident.batch_span_id(base), A.batch_span_name(base), start=min(starts, default=end),
+                        end=end, parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
+                        result=A.RESULT_FAILURE if any(failed.values()) else A.RESULT_SUCCESS)
 
     def clear(self) -> None:
         self._open.close_all()
