@@ -30,22 +30,17 @@ _SAMPLED = 0x01  # the W3C sampled trace flag
 
 SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
-LINGER_TICKS = 2
-"""Empty intervals an export thread waits out on its timer before it sleeps untimed: while spans keep
-coming, none of them has to wake it (a wake-up from the task's thread costs that thread a switch)."""
 
 
 class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread.
 
-    The thread starts with the first span (a process that never ends a span has none). While spans
-    come, it wakes on a timer every ``interval_s``, as the SDK's ``BatchSpanProcessor`` does, so an
-    ended span wakes nobody; after ``LINGER_TICKS`` empty intervals it sleeps without a timeout, and
-    only the next span wakes it: an idle traced process is not woken by pipetrace (each wake-up takes
-    the GIL from the task's thread). Spans wait at most ``interval_s``, less when a batch fills or a
-    flush asks. With ``transforms`` (the processor's single exporter) this thread also applies them,
-    before the exporter sees a span; a batch kept for a retry is kept transformed, so a transform never
-    runs twice on one span.
+    The thread starts with the first span (a process that never ends a span has none) and sleeps
+    without a timeout while the queue is empty: an idle traced process is never woken by pipetrace
+    (each wake-up takes the GIL from the task's thread). Spans wait at most ``interval_s`` after the
+    first of a batch arrives, less when a batch fills or a flush asks. With ``transforms`` (the
+    processor's single exporter) this thread also applies them, before the exporter sees a span; a
+    batch kept for a retry is kept transformed, so a transform never runs twice on one span.
     After fork the child starts empty and starts its own thread on its first span.
     """
 
@@ -81,7 +76,6 @@ class ExportQueue:
         self._ready: collections.deque[ReadableSpan] = collections.deque()  # transformed, kept for a retry
         self._cond = threading.Condition()
         self._busy = False
-        self._asleep = False  # the thread waits untimed: only a new span (or a flush) wakes it
         self._flushes = 0
         self._due = 0.0
         self._thread: threading.Thread | None = None
@@ -109,29 +103,20 @@ class ExportQueue:
                               self.name, self.max_queue_size)
                 return
             self._queue.append(span)
-            if pending == 0 and (self._asleep or self._thread is None):
+            if pending == 0:
                 self._due = time.monotonic() + self.interval_s
                 if self._thread is None:
                     self._start_locked()
-                self._cond.notify()
+                self._cond.notify()  # the thread sleeps untimed while the queue is empty
             elif pending + 1 == self.max_batch_size:
                 self._cond.notify()
 
     def _wait_for_batch_locked(self) -> None:
-        idle = 0
-        while not self._shutdown:
-            if not (self._queue or self._ready):
-                if idle >= LINGER_TICKS:
-                    self._asleep = True
-                    self._cond.wait()
-                    self._asleep = False
-                else:  # on the timer: a span that comes meanwhile goes at the next tick
-                    idle += 1
-                    self._due = time.monotonic() + self.interval_s
-                    self._cond.wait(self.interval_s)
-                continue
+        while not self._shutdown and not (self._queue or self._ready):
+            self._cond.wait()
+        while not self._shutdown and not self._flushes and self.queued < self.max_batch_size:
             left = self._due - time.monotonic()
-            if self._flushes or left <= 0 or self.queued >= self.max_batch_size:
+            if left <= 0:
                 return
             self._cond.wait(left)
 
@@ -142,9 +127,8 @@ class ExportQueue:
             ready.append(self._ready.popleft())
         while self._queue and len(ready) + len(raw) < self.max_batch_size:
             raw.append(self._queue.popleft())
-        # more than one batch was waiting: the next one is due now; else spans that come during this
-        # export wait for the interval to fill a batch, as they would with the thread on its timer
-        self._due = 0.0 if self._queue or self._ready else time.monotonic() + self.interval_s
+        if self._queue or self._ready:
+            self._due = 0.0  # more than one batch was waiting: the next one is due now
         return ready, raw
 
     def _transform(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
