@@ -6,6 +6,7 @@
 * every way an adapter makes a span (:mod:`.spans`);
 * ``instrument()``/``uninstrument()`` (:mod:`.instrumentor`) and patching where an orchestrator has no
   hook (:mod:`.patching`, ``wrapt``);
+* the caller's context read from a run's metadata (:mod:`.upstream`);
 * the messaging helpers of kombu and Celery (:mod:`.messaging`) and the run closer of message systems
   (:mod:`.message_runs`, imported on its own: it reads the store);
 * process set-up an adapter needs (:mod:`.runtime`), rate-limited warnings, redaction of descriptions and
@@ -37,6 +38,7 @@ from .spans import (
     start_span,
     start_task_span,
 )
+from .upstream import upstream_carrier, upstream_from
 
 __all__ = [
     "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Switch", "activate",
@@ -44,6 +46,6 @@ __all__ = [
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
     "guarded", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
     "record_span", "register_results", "run_attributes", "run_span", "span_with_ids", "start_span",
-    "start_task_span", "status_description", "stored_span_ids", "unregister_results", "unwrap", "use_provider",
-    "warn_once_per", "wrap",
+    "start_task_span", "status_description", "stored_span_ids", "unregister_results", "unwrap", "upstream_carrier",
+    "upstream_from", "use_provider", "warn_once_per", "wrap",
 ]

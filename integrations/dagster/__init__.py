@@ -3,35 +3,67 @@
 Zero-code: ``pipetrace run -- dagster dev ...`` / ``pipetrace run -- dagster job execute ...`` calls
 :func:`instrument` in every Python process of the command when Dagster is imported. One line for
 deployments whose launch command you don't control: ``defs = traced(Definitions(...))``.
+
+Events are observed at ``DagsterInstance.handle_new_event``: the one funnel every event passes through,
+in every process (in-process executor, multiprocess orchestrator and step subprocesses, ``dagster dev``
+run workers) and with every instance type, without user configuration. An event-log storage named in
+``dagster.yaml`` misses ``execute_in_process``; job hooks are per job and never see a step start.
+Dagster runs first, then the observer, whose failure is swallowed. Values read through ``EnvVar`` become
+known secrets, masked in every span from then on.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipetrace.adapter import Instrumentor, Switch, use_provider
+from pipetrace.adapter import (
+    Instrumentor,
+    Switch,
+    register_results,
+    unregister_results,
+    unwrap,
+    use_provider,
+    warn_once_per,
+    wrap,
+)
 
 T = TypeVar("T")
-
+log = logging.getLogger("pipetrace.dagster")
 _translator: list[Any] = []  # the event observer of this process, while instrumented
 
 
 def _install() -> None:
-    from . import hook, secrets
+    from dagster._config import field_utils, source
+    from dagster._core.instance import DagsterInstance
+
     from .events import EventTranslator
 
     translator = EventTranslator()
-    hook.install(translator)
+
+    def handle_new_event(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> None:
+        wrapped(*args, **kwargs)
+        try:
+            translator(instance, args[0] if args else kwargs["event"])
+        except Exception as exc:
+            warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
+
+    wrap(DagsterInstance, "handle_new_event", handle_new_event)
     _translator[:] = [translator]
-    secrets.install()
+    register_results(source, "_ensure_env_variable", "dagster")  # config {"env": ...} and EnvVar
+    register_results(field_utils.EnvVar, "get_value", "dagster")  # EnvVar("X").get_value()
 
 
 def _remove() -> None:
     """Open step spans are ended."""
-    from . import hook, secrets
+    from dagster._config import field_utils, source
+    from dagster._core.instance import DagsterInstance
 
-    hook.uninstall()
-    secrets.remove()
+    unwrap(DagsterInstance, "handle_new_event")
+    unregister_results(source, "_ensure_env_variable")
+    unregister_results(field_utils.EnvVar, "get_value")
     for translator in _translator:
         translator.clear()
     _translator.clear()

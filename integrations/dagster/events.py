@@ -8,6 +8,7 @@ the thread that runs the step, so this sees STEP_START before the op body and ST
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -16,31 +17,17 @@ from pipetrace import attributes as A
 from pipetrace import set_component
 from pipetrace.adapter import warn_once_per
 
-from .runinfo import RunInfo, RunRegistry, stored_retry_counts
+from .runinfo import RunInfo, RunRegistry
 from .tracker import ErrorSummary, StepEvent, StepTracker
 
 log = logging.getLogger("pipetrace.dagster")
 
 _ATTEMPT = re.compile(r"attempt # (\d+)")
-
-STEP_START = "STEP_START"
-STEP_RESTARTED = "STEP_RESTARTED"
-STEP_SUCCESS = "STEP_SUCCESS"
-STEP_FAILURE = "STEP_FAILURE"
-STEP_UP_FOR_RETRY = "STEP_UP_FOR_RETRY"
-STEP_SKIPPED = "STEP_SKIPPED"
-LOADED_INPUT = "LOADED_INPUT"
-ASSET_MATERIALIZATION = "ASSET_MATERIALIZATION"
-RUN_START = "PIPELINE_START"
-RUN_SUCCESS = "PIPELINE_SUCCESS"
-RUN_FAILURE = "PIPELINE_FAILURE"
-RUN_CANCELED = "PIPELINE_CANCELED"
-
-RUN_RESULTS = {RUN_SUCCESS: A.RESULT_SUCCESS, RUN_FAILURE: A.RESULT_FAILURE, RUN_CANCELED: A.RESULT_CANCELLATION}
-HANDLED = frozenset({STEP_START, STEP_RESTARTED, STEP_SUCCESS, STEP_FAILURE, STEP_UP_FOR_RETRY, STEP_SKIPPED,
-                     LOADED_INPUT, ASSET_MATERIALIZATION, RUN_START, *RUN_RESULTS})
-
-
+# Dagster's ``event_type_value``s this adapter reads (runs still say PIPELINE_* there).
+RUN_RESULTS = {"PIPELINE_SUCCESS": A.RESULT_SUCCESS, "PIPELINE_FAILURE": A.RESULT_FAILURE,
+               "PIPELINE_CANCELED": A.RESULT_CANCELLATION}
+HANDLED = frozenset({"STEP_START", "STEP_RESTARTED", "STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY",
+                     "STEP_SKIPPED", "LOADED_INPUT", "ASSET_MATERIALIZATION", "PIPELINE_START", *RUN_RESULTS})
 _WRAPPERS = frozenset({"RetryRequestedFromPolicy", "RetryRequested"})
 
 
@@ -56,9 +43,8 @@ def error_summary(error: Any) -> ErrorSummary | None:
     inner = error
     while inner.cause is not None and _is_wrapper(str(getattr(inner, "cls_name", "") or "")):
         inner = inner.cause
-    stack = "".join(getattr(error, "stack", None) or [])
     return ErrorSummary(type=str(inner.cls_name or "Error"), message=str(inner.message or "").strip(),
-                        stacktrace=stack)
+                        stacktrace="".join(getattr(error, "stack", None) or []))
 
 
 class EventTranslator:
@@ -75,39 +61,38 @@ class EventTranslator:
         kind = de.event_type_value
         if kind not in HANDLED:
             return
-        info = self.runs.get(instance, entry.run_id, entry.job_name or de.job_name)
-        key = de.step_key
-        if kind == STEP_START:
+        info = self.runs.load(instance, entry.run_id, entry.job_name or de.job_name)
+        key, ts = de.step_key, entry.timestamp
+        if kind == "STEP_START":
             set_component("dagster-step-worker", override=False)  # in-process steps stay the run worker's
-            self.steps.step_started(info, key, 1, entry.timestamp)
-        elif kind == STEP_RESTARTED:
-            self.steps.step_started(info, key, self._restart_try(instance, info, key, de.message),
-                                    entry.timestamp)
-        elif kind == LOADED_INPUT:
+            self.steps.step_started(info, key, 1, ts)
+        elif kind == "STEP_RESTARTED":
+            self.steps.step_started(info, key, self._restart_try(instance, info, key, de.message), ts)
+        elif kind == "LOADED_INPUT":
             data = de.event_specific_data
             up = getattr(data, "upstream_step_key", None)
             if up:
                 self.steps.input_loaded(info, key, up, data.upstream_output_name, data.input_name,
                                         self._final_try(instance, info, up))
-        elif kind == ASSET_MATERIALIZATION:
+        elif kind == "ASSET_MATERIALIZATION":
             mat = getattr(de.event_specific_data, "materialization", None)
             if mat is not None and key:
                 self.steps.asset_materialized(info, key, mat.asset_key.to_user_string(), mat.partition)
-        elif kind == STEP_SUCCESS:
-            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_SUCCESS)
-        elif kind == STEP_FAILURE:
+        elif kind == "STEP_SUCCESS":
+            self.steps.step_finished(info, key, ts, A.RESULT_SUCCESS)
+        elif kind == "STEP_FAILURE":
             err = error_summary(getattr(de.event_specific_data, "error", None))
-            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_FAILURE,
+            self.steps.step_finished(info, key, ts, A.RESULT_FAILURE,
                                      err or ErrorSummary("StepFailure", de.message or ""))
-        elif kind == STEP_UP_FOR_RETRY:
-            self.steps.step_finished(info, key, entry.timestamp, A.RESULT_RETRY,
+        elif kind == "STEP_UP_FOR_RETRY":
+            self.steps.step_finished(info, key, ts, A.RESULT_RETRY,
                                      error_summary(getattr(de.event_specific_data, "error", None)))
-        elif kind == STEP_SKIPPED:
-            self.steps.step_skipped(info, key, entry.timestamp, "outputs_not_yielded")
-        elif kind == RUN_START:
+        elif kind == "STEP_SKIPPED":
+            self.steps.step_skipped(info, key, ts, "outputs_not_yielded")
+        elif kind == "PIPELINE_START":
             set_component("dagster-run-worker")
             info.saw_run_start = True
-            info.start_ts = entry.timestamp
+            info.start_ts = ts
         else:
             self._run_ended(instance, info, entry, kind)
 
@@ -115,65 +100,50 @@ class EventTranslator:
         match = _ATTEMPT.search(message or "")
         if match:
             return int(match.group(1))
-        if key in info.attempts:
-            return info.attempts[key] + 1
-        return self._stored_retries(instance, info).get(key, 0) + 1
+        return self._final_try(instance, info, key) + (key in info.attempts)  # seen here: the next try
 
     def _final_try(self, instance: Any, info: RunInfo, key: str) -> int:
-        """Try number of the attempt that produced an upstream output."""
+        """Try number of the last attempt of a step: seen in this process, else counted from the log."""
         if key in info.attempts:
             return info.attempts[key]
-        return self._stored_retries(instance, info).get(key, 0) + 1
-
-    def _stored_retries(self, instance: Any, info: RunInfo) -> dict[str, int]:
         if info.stored_retries is None:
-            try:
-                info.stored_retries = stored_retry_counts(instance, info.run_id)
-            except Exception as exc:
-                warn_once_per(log, "dagster-retries", "pipetrace: could not read Dagster retries: %r", exc)
-                info.stored_retries = {}
-        return info.stored_retries
+            info.stored_retries = {}
+            for ev in self._step_events(instance, info.run_id, retries_only=True) or ():
+                info.stored_retries[ev.step_key] = info.stored_retries.get(ev.step_key, 0) + 1
+        return info.stored_retries.get(key, 0) + 1
 
     def _run_ended(self, instance: Any, info: RunInfo, entry: Any, kind: str) -> None:
         result = RUN_RESULTS[kind]
         start = info.start_ts
-        if start is None:
-            try:
-                record = instance.get_run_record_by_id(info.run_id)
-                start = record.start_time if record is not None else None
-            except Exception:
-                start = None
+        if start is None:  # the run started in another process: its record knows when
+            with contextlib.suppress(Exception):
+                start = instance.get_run_record_by_id(info.run_id).start_time
         error_type = None
-        if kind == RUN_FAILURE:
+        if kind == "PIPELINE_FAILURE":
             data = entry.dagster_event.event_specific_data
             reason = getattr(getattr(data, "failure_reason", None), "value", None)
             err = error_summary(getattr(data, "error", None))
             error_type = reason or (err.type if err else "RunFailure")
-        step_events = None
-        if info.dynamic or result != A.RESULT_SUCCESS:
-            step_events = self._step_events(instance, info.run_id)
+        step_events = self._step_events(instance, info.run_id) if info.dynamic or result != A.RESULT_SUCCESS else None
         self.steps.run_ended(info, start if start is not None else entry.timestamp, entry.timestamp, result,
                              error_type, step_events)
-        self.runs.forget(info.run_id)
+        self.runs.pop(info.run_id)
 
-    def _step_events(self, instance: Any, run_id: str) -> list[StepEvent] | None:
+    def _step_events(self, instance: Any, run_id: str, retries_only: bool = False) -> list[StepEvent] | None:
+        """The run's stored step events (one query), or None if the event log could not be read."""
         from dagster import DagsterEventType as T
 
-        kinds = {T.STEP_START: "start", T.STEP_RESTARTED: "start", T.STEP_SUCCESS: "end",
-                 T.STEP_FAILURE: "end", T.STEP_UP_FOR_RETRY: "retry", T.STEP_SKIPPED: "skip"}
+        kinds = {T.STEP_UP_FOR_RETRY: "retry"} if retries_only else {
+            T.STEP_START: "start", T.STEP_RESTARTED: "start", T.STEP_SUCCESS: "end", T.STEP_FAILURE: "end",
+            T.STEP_UP_FOR_RETRY: "retry", T.STEP_SKIPPED: "skip"}
         try:
             entries = instance.all_logs(run_id, of_type=set(kinds))
         except Exception as exc:
             warn_once_per(log, "dagster-steps", "pipetrace: could not read Dagster step events: %r", exc)
             return None
-        out = []
-        for e in entries:
-            de = e.dagster_event
-            if de is None or not e.step_key:
-                continue
-            out.append(StepEvent(e.step_key, kinds[de.event_type], e.timestamp,
-                                 failed=de.event_type == T.STEP_FAILURE))
-        return out
+        return [StepEvent(e.step_key, kinds[e.dagster_event.event_type], e.timestamp,
+                          failed=e.dagster_event.event_type == T.STEP_FAILURE)
+                for e in entries if e.dagster_event is not None and e.step_key]
 
     def clear(self) -> None:
         self.steps.clear()

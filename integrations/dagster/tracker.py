@@ -1,19 +1,15 @@
 """Dagster runs and steps as pipetrace spans: the one place that speaks pipetrace's model.
 
-Takes plain values (step keys, try numbers, timestamps, error summaries) from :mod:`.events` and keeps
-the live step spans of this process. A step span is started and made current when the step starts
-and ended when it succeeds, fails or goes up for retry, all in the process (and thread) that runs the
-step, so user spans inside the op nest under it.
+Takes plain values from :mod:`.events` and keeps the live step spans of this process: each is started
+(and made current) when its step starts and ended when it succeeds, fails or goes up for retry, in the
+process and thread that run the step, so user spans inside the op nest under it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace.adapter import (
     Attempts,
@@ -28,11 +24,8 @@ from pipetrace.adapter import (
     start_task_span,
 )
 
-from . import names as N
-from .names import op_name, split_step_key
-from .runinfo import RunInfo
-
-log = logging.getLogger("pipetrace.dagster")
+from . import runinfo as N
+from .runinfo import RunInfo, op_name, split_step_key
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class StepEvent:
     """One stored step event, for what the run end reconstructs (batches, steps that never ran)."""
 
     step_key: str
-    kind: str  # start | end | skip
+    kind: str  # start | end | retry | skip
     ts: float
     failed: bool = False
 
@@ -75,9 +68,6 @@ class StepTracker:
     def __init__(self) -> None:
         self._open: Attempts[tuple[str, str]] = Attempts()
 
-    def open_count(self) -> int:
-        return len(self._open)
-
     def step_started(self, info: RunInfo, step_key: str, try_number: int, ts: float) -> None:
         base, mapping = split_step_key(step_key)
         span = start_task_span(
@@ -85,37 +75,29 @@ class StepTracker:
             attributes=_step_attributes(info, step_key), upstream=info.upstream,
             batch=base if mapping is not None else None, start_time=ts,
         )
-        if span.is_recording():
+        if mapping is not None and span.is_recording():  # one span name for every mapped copy
             span.update_name(A.task_span_name(base))
         info.attempts[step_key] = try_number
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 
-    def current(self, run_id: str, step_key: str) -> Span | None:
-        return self._open.current((run_id, step_key))
-
     def input_loaded(self, info: RunInfo, step_key: str, upstream_key: str, output: str | None,
                      input_name: str, upstream_try: int) -> None:
-        span = self.current(info.run_id, step_key)
-        if span is None or not span.is_recording():
-            return
+        """A link from the step to the attempt whose output (or asset) it loaded."""
         asset = info.asset_of_output(upstream_key, output)
         ident = info.ident
-        sc = ident.span_context(ident.task_span_id(upstream_key, None, upstream_try))
         attrs: dict[str, Any] = {N.STEP_KEY: upstream_key, N.INPUT: input_name}
         if output:
             attrs[N.OUTPUT] = output
         if asset:
             attrs[N.ASSET_KEY] = asset
-        lk = link(sc, "asset" if asset else "result", attrs)
-        if lk is not None:
-            span.add_link(lk.context, lk.attributes)
+        sc = ident.span_context(ident.task_span_id(upstream_key, None, upstream_try))
+        self._open.add_links((info.run_id, step_key), [link(sc, "asset" if asset else "result", attrs)])
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
-        span = self.current(info.run_id, step_key)
+        span = self._open.current((info.run_id, step_key))
         if span is None or not span.is_recording():
             return
-        attrs = getattr(span, "attributes", None) or {}
-        existing = attrs.get(N.ASSET_KEY)
+        existing = (getattr(span, "attributes", None) or {}).get(N.ASSET_KEY)
         keys = [existing] if isinstance(existing, str) else list(existing or ())
         if asset_key not in keys:
             keys.append(asset_key)
@@ -129,7 +111,8 @@ class StepTracker:
         if entry is None:
             # Ended where it never started (the orchestrator reporting a dead step process): an
             # after-the-fact span with the same derived id; a live span from the step wins over it.
-            self._record_orphan_end(info, step_key, ts, result, error)
+            self._record_after(info, step_key, ts, info.attempts.get(step_key, 1), result,
+                               error=f"{error.type}: {error.message}" if error else None)
             return
         if error is not None and entry.span.is_recording():
             record_error_summary(entry.span, error.type, error.message, result=result, stacktrace=error.stacktrace)
@@ -140,36 +123,27 @@ class StepTracker:
             # A step subprocess: it exits right after the step, make sure the span is out.
             force_flush(5)
 
-    def _record_orphan_end(self, info: RunInfo, step_key: str, ts: float, result: str,
-                           error: ErrorSummary | None) -> None:
-        base, mapping = split_step_key(step_key)
-        ident = info.ident
-        try_number = info.attempts.get(step_key, 1)
-        attrs = _step_attributes(info, step_key)
-        attrs.update(attempt_attributes(N.SYSTEM, info.job, info.run_id, base, try_number))
-        parent = ident.batch_span_id(base) if mapping is not None else ident.run_span_id
-        record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(base),
-                    start=ts, end=ts, parent_span_id=parent, attributes=attrs, result=result,
-                    error=f"{error.type}: {error.message}" if error else None)
-
     def step_skipped(self, info: RunInfo, step_key: str, ts: float, reason: str) -> None:
+        self._record_after(info, step_key, ts, 1, A.RESULT_SKIP, extra={N.SKIP_REASON: reason})
+
+    def _record_after(self, info: RunInfo, step_key: str, ts: float, try_number: int, result: str,
+                      error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        """A step attempt's span recorded after the fact, with the id its live span would have."""
         base, mapping = split_step_key(step_key)
         ident = info.ident
-        attrs = _step_attributes(info, step_key)
-        attrs.update(attempt_attributes(N.SYSTEM, info.job, info.run_id, base, 1))
-        attrs[N.SKIP_REASON] = reason
+        attrs = {**_step_attributes(info, step_key),
+                 **attempt_attributes(N.SYSTEM, info.job, info.run_id, base, try_number), **(extra or {})}
         parent = ident.batch_span_id(base) if mapping is not None else ident.run_span_id
-        record_span(ident, ident.task_span_id(step_key, None, 1), A.task_span_name(base), start=ts, end=ts,
-                    parent_span_id=parent, attributes=attrs, result=A.RESULT_SKIP)
+        record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(base), start=ts,
+                    end=ts, parent_span_id=parent, attributes=attrs, result=result, error=error)
 
     def run_ended(self, info: RunInfo, start: float, end: float, result: str, error_type: str | None,
-                  step_events: Iterable[StepEvent] | None) -> None:
+                  step_events: list[StepEvent] | None) -> None:
         """Batch spans of dynamic steps, steps that never ran, then the run span (once, here)."""
         if step_events is not None:
-            events = list(step_events)
-            self._batches(info, events)
+            self._batches(info, step_events)
             if result != A.RESULT_SUCCESS:
-                seen = {e.step_key for e in events}
+                seen = {e.step_key for e in step_events}
                 for key in info.step_keys:
                     if key not in seen and "[?]" not in key:
                         self.step_skipped(info, key, end, "upstream_failed")
@@ -179,26 +153,23 @@ class StepTracker:
         # ends with the run (CLI, run worker) flushes at exit.
 
     def _batches(self, info: RunInfo, events: list[StepEvent]) -> None:
-        groups: dict[str, dict[str, Any]] = {}
+        """One batch span per dynamic step: from its first mapped start to its last mapped event, failed
+        if a mapped copy's last end failed."""
+        groups: dict[str, list[StepEvent]] = {}
         for ev in events:
             base, mapping = split_step_key(ev.step_key)
-            if mapping is None:
-                continue
-            g = groups.setdefault(base, {"keys": set(), "start": None, "end": None, "failed": set()})
-            g["keys"].add(ev.step_key)
-            if ev.kind == "start":
-                g["start"] = ev.ts if g["start"] is None else min(g["start"], ev.ts)
-            g["end"] = ev.ts if g["end"] is None else max(g["end"], ev.ts)
-            if ev.kind == "end":
-                (g["failed"].add if ev.failed else g["failed"].discard)(ev.step_key)
+            if mapping is not None:
+                groups.setdefault(base, []).append(ev)
         ident = info.ident
-        for base, g in groups.items():
-            start = g["start"] if g["start"] is not None else g["end"]
-            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len(g["keys"]), N.JOB: info.job,
-                     N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
-            record_span(ident, ident.batch_span_id(base), A.batch_span_name(base), start=start, end=g["end"],
-                        parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
-                        result=A.RESULT_FAILURE if g["failed"] else A.RESULT_SUCCESS)
+        for base, evs in groups.items():
+            failed = {ev.step_key: ev.failed for ev in evs if ev.kind == "end"}  # the last end of each key wins
+            starts = [ev.ts for ev in evs if ev.kind == "start"]
+            end = max(ev.ts for ev in evs)
+            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len({ev.step_key for ev in evs}),
+                     N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
+            record_span(ident, ident.batch_span_id(base), A.batch_span_name(base), start=min(starts, default=end),
+                        end=end, parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
+                        result=A.RESULT_FAILURE if any(failed.values()) else A.RESULT_SUCCESS)
 
     def clear(self) -> None:
         self._open.close_all()
