@@ -23,6 +23,7 @@ from pipetrace.adapter import (
     run_span,
     status_description,
     stored_span_ids,
+    upstream_carrier,
 )
 from pipetrace.identity import RunIdentity
 from pipetrace.spans import identity
@@ -39,14 +40,11 @@ NEVER_RAN = {"skipped": A.RESULT_SKIP, "upstream_failed": A.RESULT_CANCELLATION,
 
 
 def upstream_from_conf(conf: object) -> object:
-    """The caller's context carried in a run's conf, or None; garbage is left for the core to reject."""
-    if not isinstance(conf, Mapping):
-        return None
-    if conf.get("traceparent") is None:
+    """The caller's context carried in a run's conf (ours, else Airflow's native one), or None; garbage
+    is left for the core to reject."""
+    carrier = upstream_carrier(conf)
+    if carrier is None and isinstance(conf, Mapping):
         return conf.get("airflow/dagrun_parent_trace_context")
-    carrier = {"traceparent": conf["traceparent"]}
-    if isinstance(conf.get("tracestate"), str):
-        carrier["tracestate"] = conf["tracestate"]
     return carrier
 
 
