@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import Link, Span, SpanContext
+from opentelemetry.trace import Link, SpanContext
 from pipetrace import attributes as A
-from pipetrace.adapter import OpenAttempts, warn_once_per
+from pipetrace.adapter import warn_once_per
+from pipetrace.adapter.handoffs import Producers, Reads, Target
+from pipetrace.carriers import span_context_of
 
-from .runs import LABEL, traceparent_context
+from .runs import LABEL
 
 log = logging.getLogger("pipetrace.prefect")
 
@@ -30,15 +32,8 @@ PARENTS = "__parents__"
 Entry = tuple[str, str, str]
 """``(input name, upstream run type, upstream run id)``"""
 
-_spans: OpenAttempts[str, SpanContext] = OpenAttempts(50_000)
+producers: Producers[str] = Producers(50_000)
 """The latest attempt's span of each run started here (a few MB); older ones are read back when consumed."""
-
-
-def remember(run_id: str, span: Span) -> None:
-    """The span of a run's attempt that just started (a later attempt replaces an earlier one)."""
-    sc = span.get_span_context()
-    if sc.is_valid:
-        _spans.put(run_id, sc)
 
 
 def _entries(task_inputs: Any) -> Iterable[Entry]:
@@ -56,7 +51,7 @@ def _entries(task_inputs: Any) -> Iterable[Entry]:
 
 def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
     """The producing span of a run this process did not see, from Prefect's own record of it."""
-    sc = _spans.get(run_id)
+    sc = producers.recall(run_id)
     if sc is not None or client is None or not hasattr(client, "read_task_run"):
         return sc
     try:
@@ -65,35 +60,43 @@ def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
             carrier = getattr(getattr(state, "state_details", None), "traceparent", None)
         else:
             carrier = (getattr(client.read_flow_run(run_id), "labels", None) or {}).get(LABEL)
-        return traceparent_context(carrier, "prefect upstream run")
+        return span_context_of(str(carrier), "prefect upstream run") if carrier else None
     except Exception as exc:
         warn_once_per(log, "prefect-input-read", "pipetrace: could not read upstream run %s: %r", run_id, exc)
         return None
 
 
-def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = None, *,
-                defer: bool = False) -> tuple[list[Link], list[Entry]]:
-    """One ``result`` link per upstream run entry of ``task_inputs``, only to targets in ``trace_id`` (another
-    trace's run is no hand-off inside this run); with ``defer``, the entries whose run was not seen start
-    here are returned instead, for :func:`resolve` once the task runs."""
+def _link(entry: Entry, client: Any, trace_id: int | None) -> Link | None:
+    """The ``result`` link to ``entry``'s producer, only if it is in ``trace_id`` (another trace's run is no
+    hand-off inside this run)."""
+    name, kind, run_id = entry
+    sc = _read_back(client, kind, run_id)
+    if sc is None or (trace_id is not None and sc.trace_id != trace_id):
+        return None
+    return Link(sc, {A.LINK_KIND: "result", INPUT_NAME: name, UPSTREAM_RUN_ID: run_id, UPSTREAM_RUN_TYPE: kind})
+
+
+def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = None,
+                later: Reads[Entry] | None = None) -> list[Link]:
+    """One ``result`` link per upstream run entry of ``task_inputs``; with ``later``, the entries whose run
+    was not seen start here are noted there instead, for :func:`resolve` once the task runs."""
+    out: list[Link] = []
     try:
-        entries = list(_entries(task_inputs))
-        later = [e for e in entries if _spans.get(e[2]) is None] if defer else []
-        return resolve([e for e in entries if e not in later], client, trace_id), later
+        for entry in _entries(task_inputs):
+            if later is not None and producers.recall(entry[2]) is None:
+                later.note(entry)
+            elif (lk := _link(entry, client, trace_id)) is not None:
+                out.append(lk)
     except Exception as exc:
         warn_once_per(log, "prefect-input-links", "pipetrace: could not link task inputs: %r", exc)
-        return [], []
-
-
-def resolve(entries: list[Entry], client: Any = None, trace_id: int | None = None) -> list[Link]:
-    """Links for ``entries`` (those :func:`input_links` deferred, once their producers are known)."""
-    out: list[Link] = []
-    for name, kind, run_id in entries:
-        sc = _read_back(client, kind, run_id)
-        if sc is not None and (trace_id is None or sc.trace_id == trace_id):
-            out.append(Link(sc, {A.LINK_KIND: "result", INPUT_NAME: name, UPSTREAM_RUN_ID: run_id,
-                                 UPSTREAM_RUN_TYPE: kind}))
     return out
+
+
+def resolve(later: Reads[Entry], client: Any = None, trace_id: int | None = None) -> list[Link]:
+    """Links for the entries :func:`input_links` deferred to ``later`` (their producers are known by now)."""
+    def targets(entry: Entry) -> Iterable[Target]:
+        yield entry, lambda: _link(entry, client, trace_id)
+    return later.begin(targets)
 
 
 def mark_result_links(span: ReadableSpan) -> ReadableSpan:

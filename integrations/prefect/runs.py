@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pipetrace
 from opentelemetry.trace import SpanContext
 from pipetrace import attributes as A
 from pipetrace.adapter.runs import Run, Runs, run_identity
+from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity
 
 SYSTEM = "prefect"
@@ -30,14 +30,11 @@ flows = Runs()
 """Flow runs executing in this process (their run span and batches)."""
 
 
-def traceparent_context(value: Any, source: str = "prefect run label") -> SpanContext | None:
-    """The span context a ``traceparent`` value (a run label, a state's traceparent) names, if valid."""
-    return pipetrace.carriers.span_context_of({"traceparent": str(value)}, source=source) if value else None
-
-
 def label_context(labels: Any) -> SpanContext | None:
+    """The span context a run's ``__OTEL_TRACEPARENT`` label names, if valid."""
     try:
-        return traceparent_context((labels or {}).get(LABEL))
+        value = (labels or {}).get(LABEL)
+        return span_context_of(str(value), "prefect run label") if value else None
     except Exception:
         return None
 

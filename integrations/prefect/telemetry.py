@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pipetrace
-from opentelemetry import trace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, record_error, warn_once_per
+from pipetrace.adapter import attempt_attributes, handoffs, record_error, warn_once_per
 from pipetrace.adapter.errors import mark_outcome
 from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
 from pipetrace.identity import RunIdentity
@@ -59,7 +58,7 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_running_seen: bool = False
     _pt_final: Any = None
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
-    _pt_unresolved: list[Any] = field(default_factory=list)  # inputs whose producer had not started yet
+    _pt_reads: handoffs.Reads[links.Entry] = field(default_factory=handoffs.Reads)  # producers not started
 
     # ---- start ---------------------------------------------------------------------------------------
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
@@ -121,11 +120,10 @@ class PipetraceRunTelemetry(RunTelemetry):
         info = Run(runs.flow_identity(flow.name, run, current_span_context() or runs.label_context(run.labels)))
         attrs = runs.native_attributes(run, "flow", parameters)
         attrs.update({runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow.name, runs.FLOW_RUN_NAME: run.name})
-        span = info.start_span(attrs, links.input_links(inputs, self._pt_client, info.ident.trace_id)[0])
-        links.remember(str(run.id), span)
+        span = info.start_span(attrs, links.input_links(inputs, self._pt_client, info.ident.trace_id))
+        links.producers.remember(str(run.id), span)
         self._pt_flow = runs.flows.add(info)
-        traceparent = pipetrace.inject({}, context=trace.set_span_in_context(span)).get("traceparent")
-        if traceparent:
+        if traceparent := handoffs.traceparent(span):
             run.labels[runs.LABEL] = traceparent  # in memory, as Prefect does: subflows, workers, deployments
         return span
 
@@ -145,8 +143,8 @@ class PipetraceRunTelemetry(RunTelemetry):
                                         map_index=member.map_index if member is not None else None))
         attrs.update({runs.TASK_RUN_ID: run_id, runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
                       runs.FLOW: info.pipeline, runs.FLOW_RUN_ID: info.run_id})
-        inputs, self._pt_unresolved = links.input_links(getattr(run, "task_inputs", None),
-                                                        trace_id=info.ident.trace_id, defer=True)
+        inputs = links.input_links(getattr(run, "task_inputs", None), trace_id=info.ident.trace_id,
+                                   later=self._pt_reads)
         self._pt_attempts = TaskAttempts(
             info, task.name, lambda n: runs.task_span_id(info.ident, task.name, run_id, n), attrs, inputs, member)
         for stale in runs.flows.opened(info.run_id, self):
@@ -157,7 +155,7 @@ class PipetraceRunTelemetry(RunTelemetry):
         assert self._pt_attempts is not None
         self._pt_running_seen = False
         span = self._pt_attempts.begin(try_number, start_ns, current=current)
-        links.remember(str(self._pt_run.id), span)
+        links.producers.remember(str(self._pt_run.id), span)
         return span
 
     # ---- state changes: Prefect's retry machine ------------------------------------------------------
@@ -180,9 +178,8 @@ class PipetraceRunTelemetry(RunTelemetry):
                 self.span = self._pt_begin_attempt(max(run_count, attempts.try_number + 1), ts, current=True)
             if not self._pt_running_seen and self.span is not None:
                 self._pt_running_seen = True
-                if self._pt_unresolved and self._pt_flow is not None:  # producers finished by now
-                    entries, self._pt_unresolved = self._pt_unresolved, []
-                    attempts.add_links(links.resolve(entries, self._pt_client, self._pt_flow.ident.trace_id))
+                if self._pt_flow is not None:  # the inputs whose producers had not started: finished by now
+                    attempts.add_links(links.resolve(self._pt_reads, self._pt_client, self._pt_flow.ident.trace_id))
                 attempts.running(ts)
         elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
             self._pt_finish(result=A.RESULT_RETRY, end_ns=ts, state=state)
