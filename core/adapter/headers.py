@@ -58,14 +58,13 @@ def _is_mapping(value: object) -> bool:
     return type(value) is dict or isinstance(value, Mapping)  # the exact type first: an ABC check is slow
 
 
-def _tops(source: Any, plain: tuple[type, ...]) -> Sequence[Any]:
+def _tops(source: Any) -> Sequence[Any]:
     if _is_mapping(source):
         return (source,)
-    attrs = getattr(source, "__dict__", None)
-    if type(source) in plain:  # its attributes are the message: no lookup that fails (an exception) per read
-        return (attrs,)
     request_dict = getattr(source, "request_dict", None)  # a Celery worker Request keeps the message there
-    return (request_dict if _is_mapping(request_dict) else attrs, getattr(source, "headers", None))
+    if _is_mapping(request_dict):
+        return (request_dict, getattr(source, "headers", None))
+    return (getattr(source, "__dict__", None), getattr(source, "headers", None))
 
 
 def read(source: Any, keys: Sequence[str], plain: tuple[type, ...] = ()) -> dict[str, Any]:
@@ -75,16 +74,18 @@ def read(source: Any, keys: Sequence[str], plain: tuple[type, ...] = ()) -> dict
     attributes are the message itself."""
     out: dict[str, Any] = {}
     seen: list[int] = []
-    for top in _tops(source, plain):
+    # its attributes are the message: no lookup that fails (an exception) per read
+    for top in (source.__dict__,) if type(source) in plain else _tops(source):
         mapping, depth = top, 0
         while depth < 3 and mapping is not None and id(mapping) not in seen and _is_mapping(mapping):
             seen.append(id(mapping))
+            get = mapping.get
             for key in keys:
                 if key not in out:
-                    value = mapping.get(key)
+                    value = get(key)
                     if value is not None:
                         out[key] = value
-            mapping, depth = mapping.get("headers"), depth + 1
+            mapping, depth = get("headers"), depth + 1
     return out
 
 
@@ -108,6 +109,6 @@ def message_id(message: Any) -> Any:
 def delivered_to(delivery_info: Any) -> tuple[str, str | None]:
     """(destination, routing key) a message was delivered by: the routing key, else the exchange
     (``""`` when neither is known; the routing key None when absent)."""
-    info = delivery_info if isinstance(delivery_info, Mapping) else {}
+    info = delivery_info if type(delivery_info) is dict or isinstance(delivery_info, Mapping) else {}
     rk = info.get("routing_key")
     return str(rk or info.get("exchange") or ""), (str(rk) if rk is not None else None)

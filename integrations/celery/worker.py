@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, error_type, guarded, lazy_span, record_error, status_description
+from pipetrace.adapter import error_type, guarded, lazy_span, record_error, status_description
 from pipetrace.adapter.messaging import consumer_span, link_limit, queued_ms, tracer
 from pipetrace.util.ratelimit import warn_once_per
 
@@ -51,9 +51,13 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     root_id = C.run_id(values, str(getattr(request, "root_id", None) or task_id))
     attrs = C.shared_attributes(getattr(task, "app", None), "process", name,
                                 *C.destination(getattr(request, "delivery_info", None)))
-    group_index = getattr(request, "group_index", None)  # (the task id is the task run id: no message id)
-    attrs.update(attempt_attributes(C.SYSTEM, C.pipeline(values, name), root_id, name, try_number, task_run_id=task_id,
-                                    map_index=group_index if isinstance(group_index, int) else None))
+    attrs[A.PIPELINE_NAME] = C.pipeline(values, name)  # the task id is the task run id: no messaging.message.id
+    attrs[A.PIPELINE_RUN_ID] = root_id
+    attrs[A.TASK_RUN_ID] = task_id
+    attrs[A.TRY_NUMBER] = try_number
+    group_index = getattr(request, "group_index", None)
+    if isinstance(group_index, int):
+        attrs[A.MAP_INDEX] = group_index
     group = getattr(request, "group", None)
     if group:
         attrs["celery.group_id"] = str(group)
