@@ -456,3 +456,31 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+# ---- a message worker's main process: the signal handlers an adapter connects ---------------------------
+def worker_ready(**_: Any) -> None:
+    """The worker is ready: close the runs that end from now on, on a background thread."""
+    try:
+        start_background()
+    except Exception as exc:
+        warn_once_per(log, "runs-start", "pipetrace: run closer not started: %r", exc)
+
+
+def flush(**_: Any) -> None:
+    """A worker (or a pool child: warm shutdown, max tasks per child) exits: export what is queued."""
+    try:
+        from ..processing.runtime import force_flush, settings
+
+        force_flush(settings().flush_timeout_s)
+    except Exception as exc:
+        warn_once_per(log, "runs-flush", "pipetrace: flush at worker shutdown failed: %r", exc)
+
+
+def worker_shutdown(**_: Any) -> None:
+    """Close what ended before the worker goes, then flush (the run spans too)."""
+    try:
+        stop_background()
+    except Exception as exc:
+        warn_once_per(log, "runs-stop", "pipetrace: run closer failed at shutdown: %r", exc)
+    flush()

@@ -8,19 +8,27 @@ its producer, so a Celery task and a plain kombu consumer report the same figure
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
+import logging
+import os
+import sys
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer, TracerProvider
 
 from .. import attributes as A
 from ..carriers import extract, extract_span_context
 from ..machinery.sdk import span_limits
 from ..processing.runtime import get_tracer
+from .attempts import OpenAttempts
+from .spans import DeferredSpan, deferred_span
 
 PUBLISHED_HEADER = "pipetrace-published-ns"
 """Epoch nanoseconds (as text) when the producer handed the message to the broker: queue wait origin."""
@@ -33,6 +41,10 @@ INTERNAL_MARKERS = ("pidbox", "celeryev", "celery_gossip")
 """Celery's control/event/gossip traffic: never traced (it is not pipeline data)."""
 
 OPERATION_NAMES = {"send": "publish", "process": "process", "receive": "receive"}
+
+URL_SCHEMES = {"amqp": "rabbitmq", "pyamqp": "rabbitmq", "amqps": "rabbitmq", "librabbitmq": "rabbitmq",
+               "redis": "redis", "rediss": "redis", "sentinel": "redis", "sqs": "aws_sqs", "memory": "memory",
+               "filesystem": "filesystem"}
 
 _provider: TracerProvider | None = None
 
@@ -77,6 +89,13 @@ def messaging_system(connection: object) -> str:
     return system
 
 
+@functools.lru_cache(maxsize=64)
+def url_system(url: str) -> str:
+    """``messaging.system`` of a kombu broker URL (``amqp://``, ``redis+socket://`` …) from its scheme."""
+    scheme = url.split("://", 1)[0].split("+")[0].lower()
+    return URL_SCHEMES.get(scheme, scheme)
+
+
 def is_internal(*names: object) -> bool:
     for name in names:
         text = getattr(name, "name", name)
@@ -85,25 +104,30 @@ def is_internal(*names: object) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=1024)  # a process talks to a handful of queues: built once each
-def _static_attributes(system: str, destination: str, operation: str, routing_key: str | None
-                       ) -> tuple[tuple[str, Any], ...]:
+@functools.lru_cache(maxsize=4096)  # a process talks to a handful of queues (and tasks): built once each
+def static_attributes(system: str, destination: str, operation: str, routing_key: str | None, adapter: str = "kombu",
+                      task: str | None = None) -> MappingProxyType[str, Any]:
+    """What every ``operation`` of ``adapter`` on ``destination`` (of ``task``) has in common, read-only:
+    copy it to start a span's attributes (copying a dict is cheaper than building one from pairs)."""
     attrs: dict[str, Any] = {
-        A.SYSTEM: "kombu",  # the Celery adapter, built on these, sets its own
+        A.SYSTEM: adapter,
         A.MESSAGING_SYSTEM: system,
         A.MESSAGING_DESTINATION: destination,
         A.MESSAGING_OPERATION_TYPE: operation,
-        A.MESSAGING_OPERATION_NAME: OPERATION_NAMES.get(operation, operation),
     }
+    if adapter == "kombu" or operation != "process":  # a task adapter's "process" would repeat the type
+        attrs[A.MESSAGING_OPERATION_NAME] = OPERATION_NAMES.get(operation, operation)
     if system == "rabbitmq" and routing_key is not None:
         attrs["messaging.rabbitmq.destination.routing_key"] = routing_key
-    return tuple(attrs.items())
+    if task is not None:
+        attrs[A.TASK_NAME] = task
+    return MappingProxyType(attrs)
 
 
 def base_attributes(system: str, destination: str, operation: str, message_id: object = None,
                     routing_key: str | None = None) -> dict[str, Any]:
     """The OTel messaging attributes of one operation (``send``, ``receive`` or ``process``)."""
-    attrs = dict(_static_attributes(system, destination, operation, routing_key if system == "rabbitmq" else None))
+    attrs = static_attributes(system, destination, operation, routing_key if system == "rabbitmq" else None).copy()
     if message_id is not None and message_id != "":
         attrs[A.MESSAGING_MESSAGE_ID] = str(message_id)
     return attrs
@@ -168,6 +192,45 @@ def bad_context_event(span: Span, reason: str) -> None:
     span.add_event("pipetrace.context.missing", {"pipetrace.context.reason": reason})
 
 
+def consumer_span(name: str, headers: Mapping[str, Any], attributes: Mapping[str, Any], *, source: str,
+                  caller: Context | None = None, links: Callable[[SpanContext | None], Sequence[Link]] | None = None,
+                  start_time: int | None = None, root_trace_id: Callable[[], int] | None = None,
+                  span_id: int | None = None, plain_attributes: bool = False) -> DeferredSpan:
+    """The CONSUMER span of one delivered message: a child of the producer's span from ``headers``, else
+    of ``caller``'s current span (a message handled in the caller's process: an eager run), else a new
+    root (its trace id from ``root_trace_id()`` when given) with an event saying why the context could not be used.
+    ``links(trace)``: links built from the span context the span joins (None for a new root)."""
+    parent, reason = parent_span_of(headers, source)
+    context, joined = Context(), parent
+    if parent is None and caller is not None:
+        current_sc = trace.get_current_span(caller).get_span_context()
+        if current_sc.is_valid:
+            context, reason, joined = caller, None, current_sc
+    span = deferred_span(tracer(), name, context=context, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+                         links=links(joined) if links is not None else (), start_time=start_time,
+                         trace_id=root_trace_id() if joined is None and root_trace_id is not None else None,
+                         span_id=span_id,
+                         plain_attributes=plain_attributes)
+    if reason is not None:
+        bad_context_event(span, reason)
+    return span
+
+
+# ---- the run of a producer's trace ---------------------------------------------------------------------
+class ProducerRuns(OpenAttempts[int, tuple[str, str]]):
+    """Producer side: the run of each trace, so that everything one traced block publishes (several
+    messages, a group's members, a chord's header) is one run, named by the first message published in
+    the trace (its run id and pipeline). Bounded: oldest traces go first."""
+
+    def claim(self, trace_id: int, run: str, name: str) -> tuple[str, str]:
+        """(run id, pipeline) of the trace: the one given if the trace has none yet."""
+        found = self.get(trace_id)
+        if found is None:
+            self.put(trace_id, (run, name))
+            return run, name
+        return found
+
+
 # ---- a refused publish ---------------------------------------------------------------------------------
 _publish_failed: Callable[[Any, BaseException], None] | None = None
 
@@ -183,3 +246,76 @@ def publish_failed(headers: Any, exc: BaseException) -> None:
     handler = _publish_failed
     if handler is not None:
         handler(headers, exc)
+
+
+# ---- coexisting with an OpenTelemetry contrib instrumentor of the same library -------------------------
+class Coexistence:
+    """Who emits the spans when pipetrace and an OpenTelemetry contrib instrumentor (``module``'s
+    ``cls``) trace one library in one process: both write the same W3C headers, so across processes
+    either side continues the other's trace, but in one process both would emit a span per message.
+
+    The environment variable ``env`` picks: ``replace`` (default) switches the instrumentor off now and
+    skips its later ``instrument()`` calls (with an info log); ``defer`` makes pipetrace's handlers stand
+    aside (:meth:`deferring`) while the instrumentor is active."""
+
+    def __init__(self, module: str, cls: str, env: str, log: logging.Logger) -> None:
+        self.module, self.cls, self.env, self.log = module, cls, env, log
+        self.mode = self.read_mode()
+        self.may_defer = self.mode == "defer"
+        """Whether :meth:`deferring` can ever be true: per-message handlers read this flag first, so
+        ``replace`` mode (the default) costs no call per message."""
+        self._patched: tuple[Any, Any] | None = None
+
+    def read_mode(self) -> str:
+        value = os.environ.get(self.env, "replace").strip().lower()
+        return value if value in ("replace", "defer") else "replace"
+
+    def _class(self) -> Any:
+        module = sys.modules.get(self.module)
+        return getattr(module, self.cls, None) if module is not None else None
+
+    def otel_active(self) -> bool:
+        cls = self._class()
+        instance = getattr(cls, "_instance", None) if cls is not None else None
+        return bool(getattr(instance, "_is_instrumented_by_opentelemetry", False))
+
+    def deferring(self) -> bool:
+        """True when pipetrace's spans must stand aside for the instrumentor's."""
+        return self.mode == "defer" and self.otel_active()
+
+    def setup(self) -> None:
+        """Read the mode; in ``replace`` mode, switch the instrumentor off now and whenever it is enabled."""
+        self.mode = self.read_mode()
+        self.may_defer = self.mode == "defer"
+        if self.mode != "replace" or self._patched is not None:
+            return
+        try:
+            if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
+                return
+            cls = getattr(importlib.import_module(self.module), self.cls)
+        except (ImportError, ValueError, AttributeError):
+            return
+        try:
+            if self.otel_active():
+                cls().uninstrument()
+                self.log.info("pipetrace: %s switched off (pipetrace traces it with the same W3C headers; set "
+                              "%s=defer to keep its spans instead)", self.module, self.env)
+            original, outer = cls._instrument, self
+
+            def _instrument(self: Any, **kwargs: Any) -> None:
+                if outer.read_mode() == "defer":
+                    original(self, **kwargs)
+                    return
+                outer.log.info("pipetrace: skipping %s's handlers (pipetrace traces this library in this "
+                               "process; set %s=defer to keep them)", outer.module, outer.env)
+
+            self._patched = (cls, original)
+            cls._instrument = _instrument
+        except Exception as exc:
+            self.log.debug("pipetrace: could not coordinate with %s: %r", self.module, exc)
+
+    def teardown(self) -> None:
+        if self._patched is not None:
+            cls, original = self._patched
+            self._patched = None
+            cls._instrument = original

@@ -1,9 +1,8 @@
 """Celery adapter: publish and task-attempt spans from Celery's signals, canvas batch spans, queue wait.
 
-``instrument()`` connects the signal handlers (``before/after_task_publish``, ``task_prerun/postrun/
-failure/retry/revoked/rejected/unknown``, ``worker_process_init/shutdown``, ``worker_init``, and
-``worker_ready``/``worker_shutdown`` for the run closer) and wraps ``group.apply_async``/``chord.run``
-(no canvas signals exist). Enabled with zero edits by
+``instrument()`` connects the signal handlers and wraps ``group.apply_async``/``chord.run`` (Celery has
+no canvas signals). A worker's main process closes ended workflows in the background from
+``worker_ready`` (:mod:`pipetrace.adapter.message_runs`). Enabled with zero edits by
 ``pipetrace run -- celery -A app worker`` through the ``pipetrace.adapters`` entry point ``celery``.
 """
 
@@ -11,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetrace.adapter import Instrumentor, Switch
+from pipetrace.adapter import Instrumentor, Switch, message_runs
 from pipetrace.adapter.messaging import on_publish_failed, set_provider
 
-from . import canvas, interop, lost, publish, runs, worker
+from . import canvas, interop, lost, publish, worker
 
 
 def _connections() -> list[tuple[Any, Any]]:
@@ -31,9 +30,9 @@ def _connections() -> list[tuple[Any, Any]]:
         (signals.task_rejected, worker.task_rejected),
         (signals.task_unknown, worker.task_rejected),
         (signals.worker_process_init, worker.process_init),
-        (signals.worker_process_shutdown, worker.flush),
-        (signals.worker_shutdown, runs.worker_shutdown),
-        (signals.worker_ready, runs.worker_ready),
+        (signals.worker_process_shutdown, message_runs.flush),  # before a pool child exits: no span lost
+        (signals.worker_shutdown, message_runs.worker_shutdown),
+        (signals.worker_ready, message_runs.worker_ready),
         (signals.worker_init, lost.patch_worker),
         (signals.worker_init, worker.name_worker),
     ]

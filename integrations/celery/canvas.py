@@ -1,9 +1,8 @@
 """Canvas: a group and a chord header each get one live ``batch`` span parenting the member publishes,
 and a chord body carries its header task ids so that its span links to every header task.
 
-Celery has no canvas signals, so ``group.apply_async`` and ``chord.run`` are wrapped (with ``wrapt``,
-restorably).
-A chain needs nothing: each link is published from inside the previous task's span.
+Celery has no canvas signals, so ``group.apply_async`` and ``chord.run`` are wrapped (``wrapt``,
+restorably). A chain needs nothing: each link is published from inside the previous task's span.
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ from pipetrace import attributes as A
 from pipetrace.adapter import ending, start_span, unwrap, warn_once_per, wrap
 from pipetrace.adapter.messaging import link_limit, tracer
 
-from . import headers as H
 from . import interop
-from .common import SYSTEM
-from .state import current, producer_runs
+from .common import CHORD_HEADER, SYSTEM, current, producer_runs
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -33,7 +30,7 @@ _chord_body: contextvars.ContextVar[Any] = contextvars.ContextVar("pipetrace_cho
 def _mark_body(body: dict[str, Any], ids: str) -> None:
     opts = body.setdefault("options", {})
     extra = dict(opts.get("headers") or {})
-    extra[H.CHORD_HEADER] = ids
+    extra[CHORD_HEADER] = ids
     opts["headers"] = extra
 
 
@@ -74,9 +71,8 @@ def _name_after_run(span: Any) -> None:
 
 def _group_apply_async(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
-        if interop.deferring() or not self.tasks or self.app.conf.task_always_eager:
-            return wrapped(*args, **kwargs)
-        if _chord_body.get() is not None:  # a chord's header: the chord's batch span is current
+        # (a chord's header: the chord's batch span is current)
+        if interop.deferring() or not self.tasks or self.app.conf.task_always_eager or _chord_body.get() is not None:
             return wrapped(*args, **kwargs)
         size = len(self.tasks)
         group_id = self.options.get("task_id")

@@ -1,35 +1,60 @@
-"""Identity and attribute rules of the Celery adapter.
+"""Identity, header and attribute rules of the Celery adapter, and the small state its handlers share.
 
-A Celery workflow (a task and everything it starts: chain links, group and chord members, retries)
-is one pipeline run: run id = Celery's ``root_id``, pipeline = the first task's name (carried in the
-``pipetrace_pipeline`` header). Every task attempt has a span id derived from its task id and try
-number, so a chord body can link to the header tasks from their ids alone, and a span recorded after
-the fact (revoked, rejected) and a live one for the same attempt are one span in the store.
+A Celery workflow (a task and everything it starts: chain links, group and chord members, retries) is
+one pipeline run: run id = Celery's ``root_id`` (or the ``pipetrace_run`` header), pipeline = the first
+task's name (the ``pipetrace_pipeline`` header). Every task attempt has a span id derived from its task
+id and try number, so a chord body can link to the header tasks from their ids alone, and a span recorded
+after the fact (revoked, rejected, lost) and a live one for the same attempt are one span in the store.
+The state is bounded (the adapter API's registries): a signal that never comes cannot leak memory.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.trace import SpanKind
-from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, record_span
-from pipetrace.adapter.messaging import base_attributes
+from pipetrace.adapter import Attempts, OpenAttempts, attempt_attributes, record_span
+from pipetrace.adapter import headers as hdr
+from pipetrace.adapter.messaging import PUBLISHED_HEADER, ProducerRuns, static_attributes, url_system
 from pipetrace.carriers import extract
 from pipetrace.identity import RunIdentity, derive_task_span_id
 
-from . import headers as H
-
 SYSTEM = "celery"
+PIPELINE_HEADER = "pipetrace_pipeline"
+"""The workflow's pipeline; not sent when it is the task's own name, which a worker assumes without it."""
+CHORD_HEADER = "pipetrace_chord_header"
+"""Comma list of a chord's header task ids, written on the chord body so it can link to each."""
+RUN_HEADER = "pipetrace_run"
+"""The workflow's run id when it is not the message's ``root_id``: a group's members, or every workflow
+one traced block publishes, are one run (docs/celery.md). Inherited by what a task of the run publishes."""
+KEYS = (*hdr.TRACE_KEYS, PUBLISHED_HEADER, PIPELINE_HEADER, CHORD_HEADER, RUN_HEADER)
 
-_BROKERS = {"amqp": "rabbitmq", "pyamqp": "rabbitmq", "amqps": "rabbitmq", "librabbitmq": "rabbitmq",
-            "redis": "redis", "rediss": "redis", "sentinel": "redis", "sqs": "aws_sqs", "memory": "memory",
-            "filesystem": "filesystem"}
-_system_cache: dict[int, str] = {}
+
+@functools.cache
+def _plain_types() -> tuple[type, ...]:
+    from celery.app.task import Context
+
+    return (Context,)
+
+
+def read(request: Any) -> dict[str, Any]:
+    """Our header values from a task request (``task.request``), a worker ``Request`` or a mapping."""
+    return hdr.read(request, KEYS, _plain_types())
+
+
+def pipeline(values: Mapping[str, Any], default: str) -> str:
+    """The workflow's pipeline from the headers, or ``default`` when absent or unusable (any producer
+    can write it, and it becomes a span attribute and the store's pipeline column)."""
+    return hdr.checked(values.get(PIPELINE_HEADER), default)
+
+
+def run_id(values: Mapping[str, Any], default: str) -> str:
+    """The workflow's run id from the headers, or ``default`` (the ``root_id``); same rules."""
+    return hdr.checked(values.get(RUN_HEADER), default)
 
 
 def attempt_span_id(task_id: str, try_number: int) -> int:
@@ -37,12 +62,11 @@ def attempt_span_id(task_id: str, try_number: int) -> int:
 
 
 def task_name(task: Any, request: Any) -> str:
-    """A task's name: the task's own, else the request's."""
     return str(getattr(task, "name", None) or getattr(request, "task", None) or "unknown")
 
 
 def run_identity(root_id: str) -> RunIdentity:
-    """Identity used for a workflow whose producer sent no trace context (derived trace id)."""
+    """Identity of a workflow whose producer sent no trace context (derived trace id)."""
     return RunIdentity(SYSTEM, SYSTEM, str(root_id))
 
 
@@ -58,46 +82,30 @@ def current_app() -> Any:
     return _app_getter()()
 
 
+_system_cache: dict[int, str] = {}
+
+
 def broker_system(app: Any) -> str:
-    """``messaging.system`` from the app's broker URL scheme, cached per app."""
-    key = id(app)
-    cached = _system_cache.get(key)
-    if cached is not None:
-        return cached
-    try:
-        url = str(app.conf.broker_url or "amqp://")
-        scheme = url.split("://", 1)[0].split("+")[0].lower()
-    except Exception:
-        scheme = "amqp"
-    system = _BROKERS.get(scheme, scheme)
-    _system_cache[key] = system
+    """``messaging.system`` from the app's broker URL, cached per app."""
+    system = _system_cache.get(id(app))
+    if system is None:
+        try:
+            system = url_system(str(app.conf.broker_url or "amqp://"))
+        except Exception:
+            system = "rabbitmq"
+        _system_cache[id(app)] = system
     return system
 
 
-def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None
-                      ) -> dict[str, Any]:
-    """The attributes every ``send``/``process`` of ``task`` on ``dest`` has in common (messaging,
-    system, task name), as a new dict that starts a span's."""
-    return _shared_attributes(broker_system(app), operation, task, dest, routing_key).copy()
+def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None) -> dict[str, Any]:
+    """What every ``send``/``process`` of ``task`` on ``dest`` has in common, as a new dict."""
+    return static_attributes(broker_system(app), dest, operation, routing_key, SYSTEM, task).copy()
 
 
-@functools.lru_cache(maxsize=4096)  # a handful of tasks and queues per process: built once each
-def _shared_attributes(system: str, operation: str, task: str, dest: str, routing_key: str | None
-                       ) -> MappingProxyType[str, Any]:
-    attrs = base_attributes(system, dest, operation, routing_key=routing_key)
-    if operation == "process":  # messaging.operation.name would repeat messaging.operation.type ("process")
-        attrs.pop(A.MESSAGING_OPERATION_NAME, None)
-    attrs[A.SYSTEM] = SYSTEM
-    attrs[A.TASK_NAME] = task
-    return MappingProxyType(attrs)  # read-only: copying a dict is cheaper than building one from pairs
-
-
-def destination(delivery_info: Any, fallback: str = "celery") -> tuple[str, str | None]:
+def destination(delivery_info: Any) -> tuple[str, str | None]:
     """(destination name, routing key) from a request's delivery info."""
-    info = delivery_info if isinstance(delivery_info, dict) else {}
-    rk = info.get("routing_key")
-    dest = rk or info.get("exchange") or fallback
-    return str(dest), (str(rk) if rk is not None else None)
+    dest, rk = hdr.delivered_to(delivery_info)
+    return dest or "celery", rk
 
 
 def record_attempt(name: str, task_id: str, values: Mapping[str, Any], try_number: int, root_id: Any, result: str,
@@ -105,12 +113,44 @@ def record_attempt(name: str, task_id: str, values: Mapping[str, Any], try_numbe
                    span_id: int | None = None, error: BaseException | str | None = None) -> None:
     """An attempt span recorded after the fact, with the attempt's derived span id (unless ``span_id``):
     an attempt that never ran (revoked, rejected) or whose process died (``start``: when it began)."""
-    root = H.run_id(values, str(root_id or task_id))
+    root = run_id(values, str(root_id or task_id))
     now = time.time_ns()
     start = now if start is None else start
     base = dict(messaging or {})
-    base.update(attempt_attributes(SYSTEM, H.pipeline(values, name), root, name, try_number, task_run_id=task_id))
+    base.update(attempt_attributes(SYSTEM, pipeline(values, name), root, name, try_number, task_run_id=task_id))
     base.update(attrs)
     record_span(run_identity(root), span_id or attempt_span_id(task_id, try_number), f"task {name}", start=start,
                 end=max(now, start), parent=extract(values, source=f"celery task {name}"), attributes=base,
                 result=result, kind=SpanKind.CONSUMER, synthetic=True, error=error)
+
+
+class Workflow:
+    """What a running attempt knows of its workflow: pipeline and run id, read from the request only when
+    a publish or a batch asks for them, and whether it failed."""
+
+    __slots__ = ("task", "request", "root_id", "_pipeline", "_run_id", "failed", "var_token")
+
+    def __init__(self, task: Any, request: Any, root_id: str) -> None:
+        self.task, self.request, self.root_id = task, request, root_id
+        self._pipeline: str | None = None
+        self._run_id: str | None = None
+        self.failed = False
+        self.var_token: Any = None
+
+    @property
+    def pipeline(self) -> str:
+        if self._pipeline is None:
+            self._pipeline = pipeline(read(self.request), task_name(self.task, self.request))
+        return self._pipeline
+
+    @property
+    def run_id(self) -> str:
+        if self._run_id is None:
+            self._run_id = run_id(read(self.request), self.root_id)
+        return self._run_id
+
+
+publishes: OpenAttempts[str, Any] = OpenAttempts()
+producer_runs = ProducerRuns(bound=4096)
+attempts: Attempts[str] = Attempts()
+current: contextvars.ContextVar[Workflow | None] = contextvars.ContextVar("pipetrace_celery_task", default=None)

@@ -1,15 +1,11 @@
-"""Attempts lost with their pool process (SIGKILL, OOM killer, segfault).
-
-The child that ran the attempt dies before its span ends, so only the worker's main process can report
-it: billiard turns the death into ``WorkerLostError`` and Celery calls ``Request.on_failure`` in the main
-process. Celery then either gives up on the task and sends ``task_failure`` (e.g. ``task_acks_late``
-without ``task_reject_on_worker_lost``) — the lost attempt is final and is recorded with the attempt's
-derived span id (as is any failure reported by a process that did not run the attempt) — or requeues
-the message without any signal (``task_reject_on_worker_lost``). The redelivered message runs the same
-attempt again (same try number, same derived span id, its live span), so the lost run is recorded under
-a span id of its own, with ``pipetrace.celery.requeued=true``. Celery has no hook for the requeue case,
-hence the (``wrapt``) wrapper around ``Request.on_failure``, installed at ``worker_init`` (worker main
-processes).
+"""Attempts lost with their pool process (SIGKILL, OOM killer, segfault): only the worker's main process
+can report them. billiard turns the death into ``WorkerLostError`` and Celery calls ``Request.on_failure``
+there, then either gives up and sends ``task_failure`` — the attempt is final and is recorded under its
+derived span id (as is any failure reported by a process that did not run the attempt) — or requeues the
+message without any signal (``task_reject_on_worker_lost``): the redelivered message runs the same attempt
+again (same derived span id), so the lost run gets a span id of its own and
+``pipetrace.celery.requeued=true``. Celery has no hook for that case, hence the (``wrapt``) wrapper
+around ``Request.on_failure``, installed at ``worker_init`` (worker main processes).
 """
 
 from __future__ import annotations
@@ -20,36 +16,26 @@ from typing import Any
 
 from pipetrace import attributes as A
 from pipetrace.adapter import unwrap, warn_once_per, wrap
+from pipetrace.adapter.message_runs import REQUEUED
 from pipetrace.adapter.messaging import base_attributes
 from pipetrace.identity import derive_task_span_id
 
-from . import headers as H
 from . import interop
-from .common import SYSTEM, broker_system, current_app, destination, record_attempt
+from .common import SYSTEM, broker_system, current_app, destination, read, record_attempt
 
 log = logging.getLogger("pipetrace.celery")
 
-REQUEUED = "pipetrace.celery.requeued"
 WORKER_PID = "celery.worker_pid"
 
 _failing: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pipetrace_celery_failing",
                                                                                   default=None)
 
 
-def _exception(exc_info: Any) -> Any:
-    exc = getattr(exc_info, "exception", None)
-    return getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
-
-
-def _is_worker_lost(exc: Any) -> bool:
-    return type(exc).__name__ == "WorkerLostError"
-
-
 def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | None = None,
            requeued: bool = False) -> None:
     """An error span for an attempt whose process died; ``request`` is a worker ``Request`` (main
     process) or a task ``Context`` (``task_failure``'s ``sender.request``)."""
-    values = H.read(request)
+    values = read(request)
     task = getattr(request, "task", None)  # a Task on a worker Request, the task name on a Context
     name = str(getattr(request, "task_name", None) or task or "unknown")
     context = getattr(request, "_context", request)
@@ -82,10 +68,10 @@ def failure_without_attempt(sender: Any, task_id: str, exception: BaseException)
 def traced_on_failure(wrapped: Any, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not args:
         return wrapped(*args, **kwargs)
-    exc_info = args[0]
     try:
-        exc = _exception(exc_info)
-        lost = _is_worker_lost(exc) and not interop.deferring()
+        exc: Any = getattr(args[0], "exception", None)
+        exc = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
+        lost = type(exc).__name__ == "WorkerLostError" and not interop.deferring()
     except Exception:
         lost = False
     if not lost:

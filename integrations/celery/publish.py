@@ -2,9 +2,9 @@
 into the message headers; ``after_task_publish`` ends it. Keyed by the task id in the headers, so a
 ``send_task`` to a task this process does not know is traced and ended like any other.
 
-The send span is never current (nothing runs inside it), so it is a deferred span (``deferred_span``):
-ids and sampling at the start, the record made at the end — the producer's per-publish cost is what
-the issue's throughput goal is most sensitive to."""
+The send span is never current (nothing runs inside it), so it is a deferred span: ids and sampling at
+the start, the record made at the end — the producer's per-publish cost is what throughput is most
+sensitive to."""
 
 from __future__ import annotations
 
@@ -17,29 +17,27 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.adapter import DeferredSpan, deferred_span, end_with_error, warn_once_per
-from pipetrace.adapter.messaging import PUBLISHED_HEADER, tracer
-from pipetrace.carriers import inject_span_context
+from pipetrace.adapter import deferred_span, end_with_error, warn_once_per
+from pipetrace.adapter import headers as hdr
+from pipetrace.adapter.messaging import tracer
 
-from . import headers as H
+from . import common as C
 from . import interop
-from .common import current_app, shared_attributes
-from .state import current, producer_runs, publishes
+from .common import current, producer_runs, publishes
 
 log = logging.getLogger("pipetrace.celery")
 
 UNCONFIRMED = "pipetrace.celery.publish_unconfirmed"
-ETA = "celery.eta"
 
 
 def _producer_run(headers: Any, name: str, task_id: str, root_id: str, context: Any) -> tuple[str, str]:
     """(pipeline, run id) of a message published outside a task of its workflow: the run of the
     producer's current trace (a traced block, a group or chord being published) if it has one, else
     a run of its own named after the message (its ``root_id`` and task name)."""
-    pipeline = H.pipeline(H.read(headers), name) if root_id != task_id else name
+    pipeline = C.pipeline(C.read(headers), name) if root_id != task_id else name
     sc = trace.get_current_span(context).get_span_context()
     if not sc.is_valid:
-        return pipeline, H.run_id(H.read(headers), root_id) if H.RUN_HEADER in headers else root_id
+        return pipeline, C.run_id(C.read(headers), root_id) if C.RUN_HEADER in headers else root_id
     run_id, pipeline = producer_runs.claim(sc.trace_id, root_id, pipeline)
     return pipeline, run_id
 
@@ -50,15 +48,6 @@ def _task_id(headers: Any, body: Any) -> str | None:
     if isinstance(body, dict) and body.get("id"):  # task protocol 1
         return str(body["id"])
     return None
-
-
-def _close_evicted(spans: list[DeferredSpan]) -> None:
-    for span in spans:
-        try:
-            span.set_attribute(UNCONFIRMED, True)
-            span.end()
-        except Exception:
-            pass
 
 
 def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, routing_key: Any = None,
@@ -78,31 +67,28 @@ def before_publish(sender: Any = None, body: Any = None, exchange: Any = None, r
             pipeline, run_id = running.pipeline, running.run_id
         else:
             pipeline, run_id = _producer_run(headers, name, task_id, root_id, context)
-        app = current_app()
+        app = C.current_app()
         set_component(f"{app.main or 'celery'}-producer", override=False)  # a worker stays the worker
-        attrs = shared_attributes(app, "send", name, dest,
-                                  str(routing_key) if routing_key is not None else None)
+        attrs = C.shared_attributes(app, "send", name, dest, str(routing_key) if routing_key is not None else None)
         attrs[A.MESSAGING_MESSAGE_ID] = task_id
         attrs[A.PIPELINE_NAME] = pipeline
         attrs[A.PIPELINE_RUN_ID] = run_id
         if headers.get("group"):
             attrs["celery.group_id"] = str(headers["group"])
-        eta = headers.get("eta")
-        if eta:
-            attrs[ETA] = str(eta)  # the run-closer waits for it (a message not due yet is not lost)
+        if headers.get("eta"):
+            attrs["celery.eta"] = str(headers["eta"])  # the run closer waits for it (not due yet is not lost)
         now = time.time_ns()
         span = deferred_span(tracer(), f"send {dest}", kind=SpanKind.PRODUCER, attributes=attrs, start_time=now,
-                     context=context, plain_attributes=True)
-        carrier = inject_span_context({}, span.get_span_context(), context)
-        carrier[PUBLISHED_HEADER] = str(now)
-        if pipeline != name or H.has_pipeline(headers):  # the task's own name is what a worker assumes
-            carrier[H.PIPELINE_HEADER] = pipeline
-        if run_id != root_id or H.RUN_HEADER in headers:  # the root id is what a worker assumes
-            carrier[H.RUN_HEADER] = run_id
-        H.write(headers, carrier)
-        evicted = publishes.put(task_id, span)
-        if evicted:
-            _close_evicted(evicted)
+                             context=context, plain_attributes=True)
+        carrier = hdr.stamp({}, span.get_span_context(), now, context)
+        if pipeline != name or hdr.has(headers, C.PIPELINE_HEADER):  # the task's own name is what a worker assumes
+            carrier[C.PIPELINE_HEADER] = pipeline
+        if run_id != root_id or C.RUN_HEADER in headers:  # the root id is what a worker assumes
+            carrier[C.RUN_HEADER] = run_id
+        hdr.write(headers, carrier)
+        for evicted in publishes.put(task_id, span):
+            evicted.set_attribute(UNCONFIRMED, True)
+            evicted.end()
     except Exception as exc:
         warn_once_per(log, "celery-before-publish", "pipetrace: celery publish not traced: %r", exc)
 

@@ -1,11 +1,8 @@
 """Worker side: one ``task {name}`` CONSUMER span per attempt, current while the task body runs.
 
-``task_prerun`` starts it (parent = the publish span from the message headers, or a derived root
-for an untraced producer), ``task_failure``/``task_retry`` mark it, ``task_postrun`` ends it with the
-attempt's result. Revoked and rejected messages, which never run, get a span recorded at that moment.
-Prefork children set up their exporters at ``worker_process_init`` and flush at
-``worker_process_shutdown`` (which billiard sends in the child before it exits, also with
-``max_tasks_per_child``), so no span is lost on a warm shutdown or a recycled child.
+``task_prerun`` starts it (parent = the publish span from the message headers, or a derived root for an
+untraced producer), ``task_failure``/``task_retry`` mark it, ``task_postrun`` ends it with the attempt's
+result. Revoked and rejected messages, which never run, get a span recorded at that moment.
 """
 
 from __future__ import annotations
@@ -17,26 +14,16 @@ from typing import Any
 
 import pipetrace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from pipetrace import attributes as A
-from pipetrace.adapter import (
-    DeferredSpan,
-    deferred_span,
-    error_type,
-    guarded,
-    lazy_span,
-    record_error,
-    status_description,
-    warn_once_per,
-)
-from pipetrace.adapter.messaging import bad_context_event, link_limit, parent_span_of, queued_ms, tracer
+from pipetrace.adapter import error_type, guarded, lazy_span, record_error, status_description
+from pipetrace.adapter.messaging import consumer_span, link_limit, queued_ms, tracer
+from pipetrace.util.ratelimit import warn_once_per
 
-from . import headers as H
+from . import common as C
 from . import interop, lost
-from .common import attempt_span_id, destination, record_attempt, run_identity, shared_attributes, task_name
-from .state import Attempt, attempts, current
+from .common import attempts, current
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -48,23 +35,23 @@ EXPECTED = "pipetrace.celery.expected_error"
 
 
 def _chord_links(values: dict[str, Any], sc: SpanContext | None) -> list[Link]:
-    raw = values.get(H.CHORD_HEADER)
+    """Links from a chord body to each header task's attempt (in the trace the body joins)."""
+    raw = values.get(C.CHORD_HEADER)
     if not raw or sc is None:
         return []
-    ids = [i for i in str(raw).split(",") if i][: link_limit()]
-    return [Link(SpanContext(sc.trace_id, attempt_span_id(i, 1), is_remote=True,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED)),
-                 {A.LINK_KIND: "result", A.MESSAGING_MESSAGE_ID: i}) for i in ids]
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    return [Link(SpanContext(sc.trace_id, C.attempt_span_id(i, 1), is_remote=True, trace_flags=flags),
+                 {A.LINK_KIND: "result", A.MESSAGING_MESSAGE_ID: i})
+            for i in [i for i in str(raw).split(",") if i][: link_limit()]]
 
 
 def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, Any], try_number: int,
                      now_ns: int) -> tuple[dict[str, Any], str]:
-    name = task_name(task, request)
-    root_id = H.run_id(values, str(getattr(request, "root_id", None) or task_id))
-    pipeline = H.pipeline(values, name)
-    dest, rk = destination(getattr(request, "delivery_info", None))
-    attrs = shared_attributes(getattr(task, "app", None), "process", name, dest, rk)
-    attrs[A.PIPELINE_NAME] = pipeline  # the message id is the task run id: not repeated as messaging.message.id
+    name = C.task_name(task, request)
+    root_id = C.run_id(values, str(getattr(request, "root_id", None) or task_id))
+    attrs = C.shared_attributes(getattr(task, "app", None), "process", name,
+                                *C.destination(getattr(request, "delivery_info", None)))
+    attrs[A.PIPELINE_NAME] = C.pipeline(values, name)  # the task id is the task run id: no messaging.message.id
     attrs[A.PIPELINE_RUN_ID] = root_id
     attrs[A.TASK_RUN_ID] = task_id
     attrs[A.TRY_NUMBER] = try_number
@@ -83,28 +70,16 @@ def _task_attributes(task: Any, request: Any, task_id: str, values: dict[str, An
     return attrs, root_id
 
 
-def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | None) -> DeferredSpan:
-    """The attempt's span, started at ``now``: parent, ids, attributes from the request (``caller``:
-    the context an eager run was called in, whose current span is the parent if the request has none)."""
-    values = H.read(request)
+def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | None) -> Span:
+    """The attempt's span, started at ``now`` (``caller``: the context an eager run was called in)."""
+    values = C.read(request)
     try_number = int(getattr(request, "retries", 0) or 0) + 1
     attrs, root_id = _task_attributes(task, request, task_id, values, try_number, now)
     name = attrs[A.TASK_NAME]
-    parent, reason = parent_span_of(values, f"celery task {name}")
-    context = Context()  # a root, unless the message (or, run eagerly, the caller) has a parent
-    linked = parent
-    if parent is None and caller is not None:
-        current_sc = trace.get_current_span(caller).get_span_context()
-        if current_sc.is_valid:
-            context, reason, linked = caller, None, current_sc
-    links = _chord_links(values, linked)
-    trace_id = None if linked is not None else run_identity(root_id).trace_id
-    span = deferred_span(tracer(), f"task {name}", context=context, parent=parent, kind=SpanKind.CONSUMER,
-                 attributes=attrs, links=links, start_time=now, trace_id=trace_id,
-                 span_id=attempt_span_id(task_id, try_number), plain_attributes=True)
-    if reason is not None:
-        bad_context_event(span, reason)
-    return span
+    return consumer_span(f"task {name}", values, attrs, source=f"celery task {name}", caller=caller,
+                         links=partial(_chord_links, values), start_time=now,
+                         root_trace_id=lambda: C.run_identity(root_id).trace_id,
+                         span_id=C.attempt_span_id(task_id, try_number), plain_attributes=True)
 
 
 def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
@@ -119,11 +94,9 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
             span = _start(task, request, task_id, now, otel_context.get_current())
         else:  # made when first needed, or after the attempt ends, off this thread (lazy_span)
             span = lazy_span(tracer(), partial(_start, task, request, task_id, now, None))
-        token = otel_context.attach(trace.set_span_in_context(span))
-        attempt = Attempt(span, token, task, request, str(getattr(request, "root_id", None) or task_id))
-        attempt.var_token = current.set(attempt)
-        for old in attempts.put(task_id, attempt):
-            old.span.end()
+        workflow = C.Workflow(task, request, str(getattr(request, "root_id", None) or task_id))
+        attempts.start(task_id, span, data=workflow)
+        workflow.var_token = current.set(workflow)
     except Exception as exc:
         warn_once_per(log, "celery-prerun", "pipetrace: celery task not traced: %r", exc)
 
@@ -137,49 +110,39 @@ def task_failure(sender: Any = None, task_id: Any = None, exception: Any = None,
         if task_id is not None and not interop.deferring():
             lost.failure_without_attempt(sender, str(task_id), exception)  # worker lost, hard time limit
         return
-    span = attempt.span
-    throws = getattr(sender, "throws", None) or ()
-    attempt.failed = True
-    if throws and isinstance(exception, tuple(throws)):
-        attempt.expected_error = True  # declared in Task.throws: an outcome, not an error
-        span.record_exception(exception, attributes={EXPECTED: True})
-        span.set_attribute(A.ERROR_TYPE, error_type(exception))
-        span.set_attribute(EXPECTED, True)
+    attempt.data.failed = True
+    if isinstance(exception, tuple(getattr(sender, "throws", None) or ())):  # Task.throws: an outcome, not an error
+        attempt.span.record_exception(exception, attributes={EXPECTED: True})
+        attempt.span.set_attribute(A.ERROR_TYPE, error_type(exception))
+        attempt.span.set_attribute(EXPECTED, True)
     else:
-        record_error(span, exception)
+        record_error(attempt.span, exception)
 
 
 @guarded(log, "celery-retry", "celery retry not recorded")
 def task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
-    attempt = attempts.get(str(getattr(request, "id", "")))
-    if attempt is None:
-        return
-    attempt.retried = True
-    attempt.span.add_event("celery.retry", {"celery.retry.reason": status_description(reason)})
+    span = attempts.current(str(getattr(request, "id", "")))
+    if span is not None:
+        span.add_event("celery.retry", {"celery.retry.reason": status_description(reason)})
 
 
 def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_: Any) -> None:
-    attempt = attempts.pop(str(task_id)) if task_id is not None else None
+    attempt = attempts.pop(str(task_id)) if task_id is not None else None  # (the context before it restored)
     if attempt is None:
         return
     try:
-        span = attempt.span
-        result = RESULTS.get(str(state), A.RESULT_SUCCESS if not attempt.failed else A.RESULT_FAILURE)
-        span.set_attribute(A.TASK_RESULT, result)
+        result = RESULTS.get(str(state), A.RESULT_FAILURE if attempt.data.failed else A.RESULT_SUCCESS)
+        attempt.span.set_attribute(A.TASK_RESULT, result)
         if STATES.get(result) != str(state):  # only when the result does not already say it (REJECTED, custom)
-            span.set_attribute("celery.state", str(state))
-        span.end()
+            attempt.span.set_attribute("celery.state", str(state))
+        attempt.span.end()
     except Exception as exc:
         warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)
     finally:
         try:
-            current.reset(attempt.var_token)
+            current.reset(attempt.data.var_token)
         except Exception:
             current.set(None)
-        try:
-            otel_context.detach(attempt.token)
-        except Exception:
-            pass
 
 
 def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any, root_id: Any,
@@ -189,7 +152,7 @@ def _record_unrun(name: str, task_id: str, values: dict[str, Any], retries: Any,
     wait = queued_ms(values)
     if wait is not None:
         extra[A.QUEUED_MS] = wait
-    record_attempt(name, task_id, values, int(retries or 0) + 1, root_id, result, extra, error=error)
+    C.record_attempt(name, task_id, values, int(retries or 0) + 1, root_id, result, extra, error=error)
 
 
 @guarded(log, "celery-revoked", "revoked celery task not recorded")
@@ -211,8 +174,7 @@ def task_revoked(sender: Any = None, request: Any = None, terminated: Any = None
     retries = getattr(request, "retries", None)
     if retries is None:
         retries = (getattr(request, "request_dict", None) or {}).get("retries")
-    _record_unrun(name, task_id, H.read(request), retries,
-                  getattr(request, "root_id", None), A.RESULT_CANCELLATION,
+    _record_unrun(name, task_id, C.read(request), retries, getattr(request, "root_id", None), A.RESULT_CANCELLATION,
                   {"celery.revoked.reason": reason, "celery.state": "REVOKED"})
 
 
@@ -223,9 +185,8 @@ def task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_:
         return
     headers = getattr(message, "headers", None) or {}
     task_id = str(headers.get("id") or getattr(message, "delivery_tag", "") or "unknown")
-    name = str(headers.get("task") or "unknown")
-    _record_unrun(name, task_id, H.read(headers), headers.get("retries"), headers.get("root_id"),
-                  A.RESULT_ERROR, {"celery.state": "REJECTED"},
+    _record_unrun(str(headers.get("task") or "unknown"), task_id, C.read(headers), headers.get("retries"),
+                  headers.get("root_id"), A.RESULT_ERROR, {"celery.state": "REJECTED"},
                   error=exc if isinstance(exc, BaseException) else "rejected")
 
 
@@ -239,9 +200,3 @@ def name_worker(sender: Any = None, **_: Any) -> None:
 def process_init(**_: Any) -> None:
     """In each prefork child: set up the provider and exporters now, not inside the first task."""
     pipetrace.get_tracer()
-
-
-@guarded(log, "celery-flush", "flush at worker shutdown failed")
-def flush(**_: Any) -> None:
-    """Child exit (warm shutdown, max_tasks_per_child) or worker shutdown: export what is queued."""
-    pipetrace.force_flush(pipetrace.settings().flush_timeout_s)

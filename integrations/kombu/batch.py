@@ -18,10 +18,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 from pipetrace import attributes as A
 from pipetrace.adapter import ending, start_span, warn_once_per
+from pipetrace.adapter.headers import message_headers, message_id
 from pipetrace.adapter.messaging import base_attributes, link_limit, messaging_system, queued_ms, tracer
 from pipetrace.carriers import span_context_of
 
-from .consumer import message_headers, message_id, queue_of
+from .consumer import queue_of
 
 log = logging.getLogger("pipetrace.kombu")
 

@@ -8,23 +8,22 @@ as Celery's worker bypass it, and the Celery adapter covers those). A message wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter import ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter.headers import delivered_to, message_headers, message_id
 from pipetrace.adapter.messaging import (
-    bad_context_event,
     base_attributes,
+    consumer_span,
     is_internal,
     messaging_system,
     parent_of,
-    parent_span_of,
     queued_ms,
-    tracer,
 )
 
 log = logging.getLogger("pipetrace.kombu")
@@ -32,47 +31,25 @@ log = logging.getLogger("pipetrace.kombu")
 spans_enabled = True
 
 
-def message_headers(message: Any) -> Mapping[str, Any]:
-    headers = getattr(message, "headers", None)
-    return headers if isinstance(headers, Mapping) else {}
-
-
-def message_id(message: Any) -> Any:
-    props = getattr(message, "properties", None) or {}
-    mid = props.get("message_id") if isinstance(props, Mapping) else None
-    if mid is None:
-        mid = message_headers(message).get("id")
-    if mid is None:
-        mid = getattr(message, "delivery_tag", None)
-    return mid
-
-
 def queue_of(message: Any, consumer: Any = None) -> tuple[str, str]:
-    """(destination, routing key) of a delivered message."""
-    info = getattr(message, "delivery_info", None) or {}
-    rk = str(info.get("routing_key") or "")
-    dest = rk or str(info.get("exchange") or "")
+    """(destination, routing key) of a delivered message (the consumer's first queue if unknown)."""
+    dest, rk = delivered_to(getattr(message, "delivery_info", None))
     if not dest and consumer is not None:
         queues = getattr(consumer, "queues", None) or []
         if queues:
             dest = str(getattr(queues[0], "name", "") or "")
-    return dest, rk
+    return dest, rk or ""
 
 
 def start_process_span(message: Any, consumer: Any = None, connection: Any = None) -> Span:
     headers = message_headers(message)
     dest, rk = queue_of(message, consumer)
     system = messaging_system(connection if connection is not None else getattr(consumer, "connection", None))
-    parent, reason = parent_span_of(headers, f"kombu message on {dest}")
     attrs = base_attributes(system, dest, "process", message_id(message), routing_key=rk)
     wait = queued_ms(headers)
     if wait is not None:
         attrs[A.QUEUED_MS] = wait
-    span = deferred_span(tracer(), f"process {dest or 'default'}", context=Context(), parent=parent,
-                         kind=SpanKind.CONSUMER, attributes=attrs)
-    if reason is not None:
-        bad_context_event(span, reason)
-    return span
+    return consumer_span(f"process {dest or 'default'}", headers, attrs, source=f"kombu message on {dest}")
 
 
 def traced_receive(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter.headers import stamp
 from pipetrace.adapter.messaging import (
     base_attributes,
     is_internal,
@@ -20,7 +21,7 @@ from pipetrace.adapter.messaging import (
     stamp_published,
     tracer,
 )
-from pipetrace.carriers import inject, inject_span_context
+from pipetrace.carriers import inject
 
 log = logging.getLogger("pipetrace.kombu")
 
@@ -68,8 +69,7 @@ def traced_publish(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
             return wrapped(body, routing_key, *args, **kwargs)
         attrs = base_attributes(messaging_system(instance.connection), dest, "send", routing_key=rk)
         span = deferred_span(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
-        inject_span_context(out, span.get_span_context())
-        stamp_published(out, span.start_time)
+        stamp(out, span.get_span_context(), span.start_time)
         kwargs["headers"] = out
     except Exception as exc:
         warn_once_per(log, "kombu-publish", "pipetrace: kombu publish not traced: %r", exc)

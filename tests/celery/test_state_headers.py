@@ -7,7 +7,7 @@ from typing import Any
 
 from celery.app.task import Context
 from pipetrace.adapter import OpenAttempts as Pending
-from pipetrace.integrations.celery import headers as H
+from pipetrace.integrations.celery import common as H
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OTHER = "00-11111111111111111111111111111111-2222222222222222-01"

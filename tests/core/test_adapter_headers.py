@@ -1,0 +1,121 @@
+"""Trace headers on messages (pipetrace.adapter.headers) and the messaging helpers the kombu and Celery
+adapters share (broker URL → messaging.system, cached static attributes, coexistence with an OTel
+contrib instrumentor)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanContext, TraceFlags
+from pipetrace.adapter import headers as H
+from pipetrace.adapter.messaging import PUBLISHED_HEADER, Coexistence, static_attributes, url_system
+
+TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+OTHER = "00-11111111111111111111111111111111-2222222222222222-01"
+KEYS = ("traceparent", "tracestate", "mine")
+
+
+def test_stamp_writes_the_span_context_and_the_publish_time() -> None:
+    sc = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=False,
+                     trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    carrier = H.stamp({}, sc, 123)
+    assert carrier["traceparent"] == TP and carrier[PUBLISHED_HEADER] == "123"
+
+
+def test_write_goes_to_the_top_level_and_to_nested_headers() -> None:
+    headers: dict[str, Any] = {"headers": {}}
+    H.write(headers, {"mine": "v"})
+    assert headers["mine"] == "v" and headers["headers"]["mine"] == "v"
+    assert H.has({"headers": {"mine": 1}}, "mine") and H.has({"mine": 1}, "mine") and not H.has({}, "mine")
+
+
+def test_checked_keeps_short_printable_strings_only() -> None:
+    assert H.checked("etl", "d") == "etl"
+    assert H.checked("", "d") == H.checked(5, "d") == H.checked("a\nb", "d") == H.checked("x" * 201, "d") == "d"
+
+
+class _Plain:
+    headers = None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+class _Request:
+    headers = None
+
+    def __init__(self, request_dict: dict[str, Any]) -> None:
+        self.request_dict = request_dict
+
+
+def test_read_top_level_first_then_nested_from_mappings_and_objects() -> None:
+    nested = {"traceparent": TP, "headers": {"traceparent": OTHER, "tracestate": "a=b",
+                                             "headers": {"mine": "deep"}}}
+    assert H.read(nested, KEYS) == {"traceparent": TP, "tracestate": "a=b", "mine": "deep"}
+    assert H.read(_Request(nested), KEYS) == H.read(nested, KEYS)
+    assert H.read(_Plain(dict(nested)), KEYS) == H.read(_Plain(dict(nested)), KEYS, (_Plain,)) == H.read(nested, KEYS)
+    assert H.read(object(), KEYS) == {} and H.read({"headers": "not a mapping"}, KEYS) == {}
+
+
+def test_message_fields() -> None:
+    msg = types.SimpleNamespace(headers={"id": "h"}, properties={}, delivery_tag=7,
+                                delivery_info={"exchange": "ex", "routing_key": None})
+    assert H.message_headers(msg) == {"id": "h"} and H.message_id(msg) == "h"
+    assert H.message_id(types.SimpleNamespace(properties={"message_id": "p"})) == "p"
+    assert H.message_headers(object()) == {}
+    assert H.delivered_to(msg.delivery_info) == ("ex", None)
+    assert H.delivered_to({"routing_key": "rk", "exchange": "ex"}) == ("rk", "rk")
+    assert H.delivered_to(None) == ("", None)
+
+
+def test_url_system_and_static_attributes() -> None:
+    assert url_system("redis+socket:///tmp/r") == "redis" and url_system("amqps://h") == "rabbitmq"
+    assert url_system("weird://x") == "weird"
+    kombu = static_attributes("rabbitmq", "q", "process", "rk")
+    assert kombu["pipetrace.system"] == "kombu" and kombu["messaging.operation.name"] == "process"
+    assert kombu["messaging.rabbitmq.destination.routing_key"] == "rk"
+    task = static_attributes("redis", "q", "process", None, "celery", "app.t")
+    assert task["cicd.pipeline.task.name"] == "app.t" and "messaging.operation.name" not in task
+    assert static_attributes("redis", "q", "send", None, "celery", "app.t")["messaging.operation.name"] == "publish"
+    with pytest.raises(TypeError):
+        task["x"] = 1  # type: ignore[index]
+
+
+def test_coexistence_replace_switches_the_instrumentor_off_and_defer_stands_aside(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class FakeInstrumentor:
+        _instance: Any = None
+
+        def __init__(self) -> None:
+            FakeInstrumentor._instance = self
+
+        def _instrument(self, **_: Any) -> None:
+            calls.append("instrument")
+            self._is_instrumented_by_opentelemetry = True
+
+        def uninstrument(self) -> None:
+            calls.append("uninstrument")
+            self._is_instrumented_by_opentelemetry = False
+
+    module = types.ModuleType("fake_otel_instrumentation")
+    module.FakeInstrumentor = FakeInstrumentor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    FakeInstrumentor()._instrument()
+    co = Coexistence(module.__name__, "FakeInstrumentor", "PT_TEST_COEXIST", logging.getLogger("t"))
+    monkeypatch.delenv("PT_TEST_COEXIST", raising=False)
+    co.setup()
+    assert calls == ["instrument", "uninstrument"] and not co.may_defer and not co.deferring()
+    FakeInstrumentor()._instrument()  # skipped while pipetrace replaces it
+    assert calls == ["instrument", "uninstrument"] and not co.otel_active()
+    co.teardown()
+    monkeypatch.setenv("PT_TEST_COEXIST", "defer")
+    co.setup()
+    assert co.may_defer and not co.deferring()
+    FakeInstrumentor()._instrument()
+    assert co.otel_active() and co.deferring()
