@@ -44,9 +44,17 @@ def private_pg() -> Iterator[PrivatePostgres]:
         pg.start()
         yield pg
     finally:
-        for pid in _safe_pids(pg):  # never leave a frozen server behind
-            os.kill(pid, signal.SIGCONT)
+        _signal(_safe_pids(pg), signal.SIGCONT)  # never leave a frozen server behind
         pg.destroy()
+
+
+def _signal(pids: list[int], sig: signal.Signals) -> None:
+    """Signal each server process still there (a backend may exit between listing and signalling)."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _safe_pids(pg: PrivatePostgres) -> list[int]:
@@ -65,12 +73,10 @@ class Frozen:
 
     def inject(self) -> None:
         self.pids = self.pg.pids()
-        for pid in self.pids:
-            os.kill(pid, signal.SIGSTOP)
+        _signal(self.pids, signal.SIGSTOP)
 
     def recover(self) -> None:
-        for pid in self.pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal(self.pids, signal.SIGCONT)
 
 
 class Locked:
