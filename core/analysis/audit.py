@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from ..identity import derive_run_span_id, format_span_id
 from ..store import SpanStore
 from ..store import maintenance as M
 from ..util.ratelimit import warn_once_per
+from .findings import FindingsReport
 
 log = logging.getLogger("pipetrace.audit")
 
@@ -62,24 +62,16 @@ class Coverage:
 
 
 @dataclass
-class AuditReport:
-    traces: int = 0
-    spans: int = 0
+class AuditReport(FindingsReport[Finding]):
     runs: int = 0
     in_progress: int = 0
-    findings: list[Finding] = field(default_factory=list)
     coverage: dict[str, Coverage] = field(default_factory=dict)
 
-    @property
-    def clean(self) -> bool:
-        return not self.findings
-
     def counts(self) -> dict[str, int]:
-        return dict(Counter(f.kind for f in self.findings))
+        return self.tally()
 
     def to_json(self) -> dict[str, Any]:
-        return {"traces": self.traces, "spans": self.spans, "runs": self.runs, "in_progress": self.in_progress,
-                "clean": self.clean, "counts": self.counts(), "findings": [f.to_json() for f in self.findings],
+        return {**super().to_json(), "runs": self.runs, "in_progress": self.in_progress,
                 "coverage": {p: {"runs": c.runs, "expected_tasks": c.expected, "traced_tasks": c.traced,
                                  "percent": round(c.percent, 2), "source": c.source}
                              for p, c in sorted(self.coverage.items())}}

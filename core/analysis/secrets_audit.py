@@ -11,15 +11,15 @@ overwritten in the file rather than left in free pages or the log.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..redaction import detectors as D
 from ..redaction.redactor import DROP, MASK, Redactor
 from ..store import SpanRecord, SpanStore
 from ..store import maintenance as M
+from .findings import FindingsReport
 
 log = logging.getLogger("pipetrace.audit")
 
@@ -40,22 +40,16 @@ class SecretFinding:
 
 
 @dataclass
-class SecretsAuditReport:
-    spans: int = 0
-    traces: int = 0
-    findings: list[SecretFinding] = field(default_factory=list)
+class SecretsAuditReport(FindingsReport[SecretFinding]):
     masked_spans: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.findings
+    tally_field: ClassVar[str] = "detector"
+    tally_key: ClassVar[str] = "by_detector"
 
     def by_detector(self) -> dict[str, int]:
-        return dict(Counter(f.detector for f in self.findings))
+        return self.tally()
 
     def to_json(self) -> dict[str, Any]:
-        return {"spans": self.spans, "traces": self.traces, "clean": self.clean, "masked_spans": self.masked_spans,
-                "by_detector": self.by_detector(), "findings": [f.to_json() for f in self.findings]}
+        return {**super().to_json(), "masked_spans": self.masked_spans}
 
 
 def _detector(value: str) -> str:

@@ -34,6 +34,22 @@ def _resource_attrs(resource: Any) -> dict[str, Any]:
     return attrs
 
 
+def _as_text(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+class _TextAttribute:
+    """A read-only record field that is one span attribute as text (``None`` when absent)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __get__(self, record: SpanRecord, owner: type | None = None) -> str | None:
+        return _as_text(record.attributes.get(self.key))
+
+
 @dataclass
 class SpanRecord:
     trace_id: str
@@ -55,29 +71,15 @@ class SpanRecord:
     def duration_ms(self) -> float:
         return max(0, self.end_ns - self.start_ns) / 1e6
 
-    @property
-    def system(self) -> str | None:
-        return self._text(A.SYSTEM)
-
-    @property
-    def pipeline(self) -> str | None:
-        return self._text(A.PIPELINE_NAME)
-
-    @property
-    def run_id(self) -> str | None:
-        return self._text(A.PIPELINE_RUN_ID)
-
-    @property
-    def task(self) -> str | None:
-        return self._text(A.TASK_NAME)
+    system = _TextAttribute(A.SYSTEM)
+    pipeline = _TextAttribute(A.PIPELINE_NAME)
+    run_id = _TextAttribute(A.PIPELINE_RUN_ID)
+    task = _TextAttribute(A.TASK_NAME)
 
     @property
     def result(self) -> str | None:
-        return self._text(A.PIPELINE_RESULT if A.PIPELINE_RESULT in self.attributes else A.TASK_RESULT)
-
-    def _text(self, key: str) -> str | None:
-        value = self.attributes.get(key)
-        return str(value) if value is not None else None
+        return _as_text(self.attributes.get(A.PIPELINE_RESULT if A.PIPELINE_RESULT in self.attributes
+                                             else A.TASK_RESULT))
 
     @property
     def is_run(self) -> bool:
