@@ -14,16 +14,16 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 
 from .. import attributes as A
 from ..identity import RunIdentity
-from ..spans import record_span
+from ..spans import Time, record_span
 from ..util.ratelimit import warn_once_per
 from .attributes import run_attributes
 
@@ -114,6 +114,38 @@ class Batches:
                 warn_once_per(log, "adapter-batch", "pipetrace: batch span not recorded: %r", exc)
 
 
+class Finished(NamedTuple):
+    """One member of a fan-out as its orchestrator recorded it (times as ``record_span`` takes them)."""
+
+    task: str
+    start: Time
+    end: Time
+    failed: bool
+
+
+def record_finished(ident: RunIdentity, members: Iterable[Finished], *, run_end: Time = None,
+                    parent: Context | None = None, parent_span_id: int | None = None,
+                    extra: Callable[[str], Mapping[str, Any]] | None = None) -> None:
+    """One ``batch {task}`` span per mapped task of an ended run, from the orchestrator's own record of its
+    members (Airflow's mapped task instances, Dagster's dynamic step events): from the first member start
+    (``run_end``, else the last member end, when none started) to the last member end, failed if any member
+    failed, size = the members given; ``extra(task)``: the adapter's own attributes."""
+    groups: dict[str, list[Finished]] = {}
+    for member in members:
+        groups.setdefault(member.task, []).append(member)
+    for task, group in groups.items():
+        starts = [m.start for m in group if m.start]
+        ends = [m.end for m in group if m.end]
+        last = max(ends) if ends else None
+        first = min(starts) if starts else (run_end or last)
+        attrs = {**run_attributes(ident.system, ident.pipeline, ident.run_id), A.TASK_NAME: task,
+                 A.BATCH_SIZE: len(group), **(extra(task) if extra is not None else {})}
+        record_span(ident, ident.batch_span_id(task), A.batch_span_name(task), start=first,
+                    end=last if last is not None else first, parent=parent, parent_span_id=parent_span_id,
+                    synthetic=False, attributes=attrs,
+                    result=A.RESULT_FAILURE if any(m.failed for m in group) else A.RESULT_SUCCESS)
+
+
 @dataclass
 class _Cursor:
     batch: Batch
@@ -165,4 +197,5 @@ def take_member() -> Member | None:
     return member
 
 
-__all__ = ["Batch", "Batches", "Member", "mapping", "next_member", "submitting", "take_member"]
+__all__ = ["Batch", "Batches", "Finished", "Member", "mapping", "next_member", "record_finished", "submitting",
+           "take_member"]

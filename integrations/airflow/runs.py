@@ -9,7 +9,6 @@ an error span per failed attempt whose process died first. Derived ids: a live s
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -19,12 +18,12 @@ from pipetrace import attributes as A
 from pipetrace.adapter import (
     attempt_attributes,
     record_span,
-    run_attributes,
     run_span,
     status_description,
     stored_span_ids,
     upstream_carrier,
 )
+from pipetrace.adapter.batches import Finished, record_finished
 from pipetrace.identity import RunIdentity
 from pipetrace.spans import identity
 
@@ -81,23 +80,11 @@ def _attempt_id(ref: RunRef, ti: Any) -> int:
     return ref.ident.task_span_id(ti.task_id, _map_index(ti), int(ti.try_number or 0))
 
 
-def _batches(ref: RunRef, dag_run: Any, tis: list[Any], end: datetime) -> None:
-    mapped: dict[str, list[Any]] = defaultdict(list)
-    for ti in tis:
-        if _map_index(ti) is not None:
-            mapped[ti.task_id].append(ti)
-    for task_id, group in mapped.items():
-        starts = [ti.start_date for ti in group if ti.start_date]
-        ends = [ti.end_date for ti in group if ti.end_date]
-        first = min(starts) if starts else end
-        failed = any(state_name(ti.state) in ("failed", "upstream_failed") for ti in group)
-        record_span(
-            ref.ident, ref.ident.batch_span_id(task_id), A.batch_span_name(task_id), start=first,
-            end=max(ends) if ends else first, parent=ref.children_parent, synthetic=False,
-            result=A.RESULT_FAILURE if failed else A.RESULT_SUCCESS,
-            attributes={**run_attributes(SYSTEM, dag_run.dag_id, dag_run.run_id),
-                        A.TASK_NAME: task_id, A.BATCH_SIZE: len(group), "airflow.task_id": task_id},
-        )
+def _batches(ref: RunRef, tis: list[Any], end: datetime) -> None:
+    record_finished(ref.ident, (Finished(ti.task_id, ti.start_date, ti.end_date,
+                                         state_name(ti.state) in ("failed", "upstream_failed"))
+                                for ti in tis if _map_index(ti) is not None),
+                    run_end=end, parent=ref.children_parent, extra=lambda task_id: {"airflow.task_id": task_id})
 
 
 def _attempt_span(ref: RunRef, ti: Any, result: str | None = None, when: Any = None, failure: object = None) -> None:
@@ -127,7 +114,7 @@ def run_finished(dag_run: Any, result: str) -> None:
 
     session = object_session(dag_run)  # read in the caller's session: the scheduler holds it open
     tis = list(dag_run.get_task_instances(session=session) if session is not None else dag_run.get_task_instances())
-    _batches(ref, dag_run, tis, end)
+    _batches(ref, tis, end)
     # Failed attempts whose span the local store already holds (their task process, or the scheduler's
     # heartbeat-timeout handling, reported it) get no second one; without a local store, every one does.
     failed = [_attempt_id(ref, ti) for ti in tis if state_name(ti.state) == "failed"]

@@ -7,6 +7,7 @@ process and thread that run the step, so user spans inside the op nest under it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,10 @@ from pipetrace.adapter import (
     link,
     record_error_summary,
     record_span,
-    run_attributes,
     run_span,
     start_task_span,
 )
+from pipetrace.adapter.batches import Finished, record_finished
 
 from . import runinfo as N
 from .runinfo import RunInfo, op_name, split_step_key
@@ -45,6 +46,19 @@ class StepEvent:
     kind: str  # start | end | retry | skip
     ts: float
     failed: bool = False
+
+
+def _mapped_copies(events: list[StepEvent]) -> Iterator[Finished]:
+    """Each mapped copy of a dynamic step: from its first start to its last event, failed if its last end
+    failed."""
+    by_key: dict[str, list[StepEvent]] = {}
+    for ev in events:
+        if split_step_key(ev.step_key)[1] is not None:
+            by_key.setdefault(ev.step_key, []).append(ev)
+    for key, evs in by_key.items():
+        ended = [ev.failed for ev in evs if ev.kind == "end"]
+        yield Finished(split_step_key(key)[0], min((ev.ts for ev in evs if ev.kind == "start"), default=None),
+                       max(ev.ts for ev in evs), bool(ended) and ended[-1])
 
 
 def _step_attributes(info: RunInfo, step_key: str) -> dict[str, Any]:
@@ -153,23 +167,9 @@ class StepTracker:
         # ends with the run (CLI, run worker) flushes at exit.
 
     def _batches(self, info: RunInfo, events: list[StepEvent]) -> None:
-        """One batch span per dynamic step: from its first mapped start to its last mapped event, failed
-        if a mapped copy's last end failed."""
-        groups: dict[str, list[StepEvent]] = {}
-        for ev in events:
-            base, mapping = split_step_key(ev.step_key)
-            if mapping is not None:
-                groups.setdefault(base, []).append(ev)
-        ident = info.ident
-        for base, evs in groups.items():
-            failed = {ev.step_key: ev.failed for ev in evs if ev.kind == "end"}  # the last end of each key wins
-            starts = [ev.ts for ev in evs if ev.kind == "start"]
-            end = max(ev.ts for ev in evs)
-            attrs = {**run_attributes(N.SYSTEM, info.job, info.run_id), A.BATCH_SIZE: len({ev.step_key for ev in evs}),
-                     N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base), A.TASK_NAME: base}
-            record_span(ident, ident.batch_span_id(base), A.batch_span_name(base), start=min(starts, default=end),
-                        end=end, parent_span_id=ident.run_span_id, attributes=attrs, synthetic=False,
-                        result=A.RESULT_FAILURE if any(failed.values()) else A.RESULT_SUCCESS)
+        """One batch span per dynamic step, from its mapped copies."""
+        record_finished(info.ident, _mapped_copies(events), parent_span_id=info.ident.run_span_id,
+                        extra=lambda base: {N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base)})
 
     def clear(self) -> None:
         self._open.close_all()

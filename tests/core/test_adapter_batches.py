@@ -66,3 +66,24 @@ def test_batch_span_recorded_from_its_members(traced) -> None:  # noqa: ANN001
     assert span.end_ns == end
     assert {k: span.attributes[k] for k in (A.BATCH_SIZE, A.BATCH_INDEX, A.PIPELINE_RUN_ID, "test.task")} == {
         A.BATCH_SIZE: 2, A.BATCH_INDEX: 0, A.PIPELINE_RUN_ID: "r3", "test.task": "t"}
+
+
+def test_finished_fanouts_recorded_from_the_orchestrators_record(traced) -> None:  # noqa: ANN001
+    ident = RunIdentity("test", "pipe", "r4")
+    t0 = 1_700_000_000.0
+    fanout.record_finished(ident, [
+        fanout.Finished("a", t0 + 2, t0 + 5, False), fanout.Finished("a", t0 + 1, t0 + 3, True),
+        fanout.Finished("a", None, None, False),  # a member that never ran counts, adds no times
+        fanout.Finished("b", None, t0 + 7, False),  # no member started: the batch starts at its last end
+    ], parent_span_id=ident.run_span_id, extra=lambda task: {"test.task": task})
+    fanout.record_finished(ident, [fanout.Finished("c", None, None, False)], run_end=t0 + 9,
+                           parent_span_id=ident.run_span_id)
+    spans = {s.name: s for s in traced.spans(f"{ident.trace_id:032x}")}
+    a, b, c = spans["batch a"], spans["batch b"], spans["batch c"]
+    assert a.span_id == f"{ident.batch_span_id('a'):016x}" and a.parent_span_id == f"{ident.run_span_id:016x}"
+    assert (a.start_ns, a.end_ns) == (int((t0 + 1) * 1e9), int((t0 + 5) * 1e9))
+    assert a.attributes[A.BATCH_SIZE] == 3 and a.attributes["test.task"] == "a"
+    assert a.attributes[A.TASK_RESULT] == A.RESULT_FAILURE and b.attributes[A.TASK_RESULT] == A.RESULT_SUCCESS
+    assert a.attributes[A.PIPELINE_RUN_ID] == "r4" and A.SYNTHETIC not in a.attributes
+    assert b.start_ns == b.end_ns == int((t0 + 7) * 1e9)
+    assert c.start_ns == c.end_ns == int((t0 + 9) * 1e9)  # nothing started or ended: the run's end
