@@ -5,7 +5,8 @@
 * the one attempt-attribute builder (:mod:`.attributes`) and error recorder (:mod:`.errors`);
 * every way an adapter makes a span (:mod:`.spans`);
 * ``instrument()``/``uninstrument()`` (:mod:`.instrumentor`) and patching where an orchestrator has no
-  hook (:mod:`.patching`, ``wrapt``);
+  hook (:mod:`.patching`, ``wrapt``; :class:`~.patching.Patches` undoes an adapter's patches together);
+* one body for an orchestrator's sync and async twin methods (:mod:`.steps`);
 * the caller's context read from a run's metadata (:mod:`.upstream`);
 * the messaging helpers of kombu and Celery (:mod:`.messaging`) and the run closer of message systems
   (:mod:`.message_runs`, imported on its own: it reads the store);

@@ -3,7 +3,8 @@
 ``wrap`` replaces ``owner.name`` with a ``wrapt`` function wrapper (the wrapper receives
 ``(wrapped, instance, args, kwargs)``, binds like the original, classmethods and async methods
 included) and remembers what ``owner`` itself held, so ``unwrap`` puts exactly that back (or deletes
-the attribute when the method was inherited). Both are idempotent.
+the attribute when the method was inherited). Both are idempotent. :class:`Patches` is what one adapter
+patched (wrapped methods, calls whose results are known secrets), undone together by its ``uninstrument``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import wrapt
+
+from ..redaction.known import register_results, unregister_results
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -70,3 +73,28 @@ def observe(owner: object, name: str, after: Callable[[Any, tuple[Any, ...], dic
         after(instance, args, kwargs, result)
         return result
     return wrap(owner, name, observed)
+
+
+class Patches:
+    """The patches of one adapter (``system``), undone in reverse order by :meth:`undo`."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+        self._undo: list[tuple[Callable[[object, str], object], object, str]] = []
+
+    def wrap(self, owner: object, name: str, wrapper: Wrapper, *, own_only: bool = False) -> bool:
+        """:func:`wrap` ``owner.name`` (with ``own_only``, only if ``owner`` itself defines it)."""
+        if (own_only and name not in vars(owner)) or not wrap(owner, name, wrapper):
+            return False
+        self._undo.append((unwrap, owner, name))
+        return True
+
+    def secrets(self, owner: object, name: str) -> None:
+        """Every value ``owner.name(...)`` returns is a known secret, masked in every span from then on."""
+        register_results(owner, name, self.system)
+        self._undo.append((unregister_results, owner, name))
+
+    def undo(self) -> None:
+        while self._undo:
+            undo, owner, name = self._undo.pop()
+            undo(owner, name)

@@ -80,6 +80,15 @@ class Run:
         return self.ident.run_context()
 
 
+def finish(span: Span, result: str, *, key: str = A.TASK_RESULT, end_ns: int | None = None,
+           message: str | None = None, error_type: str | None = None,
+           attributes: Mapping[str, Any] | None = None) -> None:
+    """End a live span of a run or attempt with ``attributes`` and ``result`` (see :func:`~.errors.mark_outcome`)."""
+    span.set_attributes(attributes or {})
+    mark_outcome(span, result, key=key, message=message, error_type=error_type)
+    span.end(end_time=end_ns or time.time_ns())
+
+
 class TaskAttempts:
     """The attempts of one task run of a run executing in this process, one live span each: begun with
     the derived span id of its try under the run (or its batch), given its queue wait and late links, and
@@ -122,13 +131,11 @@ class TaskAttempts:
         span, self.span = self.span, None
         if span is None:
             return
-        span.set_attributes(attributes or {})
-        mark_outcome(span, result, message=message, error_type=error_type)
         token, self._token = self._token, None
         if token is not None and trace.get_current_span() is span:
             deactivate(token)
         end = end_ns or time.time_ns()
-        span.end(end_time=end)
+        finish(span, result, end_ns=end, message=message, error_type=error_type, attributes=attributes)
         if self.member is not None:
             self.member.batch.member_ended(end)
 
@@ -175,4 +182,4 @@ class Runs:
             abandon(attempt)
 
 
-__all__ = ["Run", "Runs", "TaskAttempts", "current_span_context", "run_identity"]
+__all__ = ["Run", "Runs", "TaskAttempts", "current_span_context", "finish", "run_identity"]

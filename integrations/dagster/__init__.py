@@ -18,20 +18,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipetrace.adapter import (
-    Instrumentor,
-    Switch,
-    register_results,
-    unregister_results,
-    unwrap,
-    use_provider,
-    warn_once_per,
-    wrap,
-)
+from pipetrace.adapter import Instrumentor, Switch, use_provider, warn_once_per
+from pipetrace.adapter.patching import Patches
 
 T = TypeVar("T")
 log = logging.getLogger("pipetrace.dagster")
 _translator: list[Any] = []  # the event observer of this process, while instrumented
+patches = Patches("dagster")
 
 
 def _install() -> None:
@@ -50,20 +43,15 @@ def _install() -> None:
         except Exception as exc:
             warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
 
-    wrap(DagsterInstance, "handle_new_event", handle_new_event)
+    patches.wrap(DagsterInstance, "handle_new_event", handle_new_event)
     _translator[:] = [translator]
-    register_results(source, "_ensure_env_variable", "dagster")  # config {"env": ...} and EnvVar
-    register_results(field_utils.EnvVar, "get_value", "dagster")  # EnvVar("X").get_value()
+    patches.secrets(source, "_ensure_env_variable")  # config {"env": ...} and EnvVar
+    patches.secrets(field_utils.EnvVar, "get_value")  # EnvVar("X").get_value()
 
 
 def _remove() -> None:
     """Open step spans are ended."""
-    from dagster._config import field_utils, source
-    from dagster._core.instance import DagsterInstance
-
-    unwrap(DagsterInstance, "handle_new_event")
-    unregister_results(source, "_ensure_env_variable")
-    unregister_results(field_utils.EnvVar, "get_value")
+    patches.undo()
     for translator in _translator:
         translator.clear()
     _translator.clear()

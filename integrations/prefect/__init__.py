@@ -35,9 +35,9 @@ def _install() -> None:
 
 
 def _remove() -> None:
-    from . import hooks
+    from .hooks import patches
 
-    hooks.remove()
+    patches.undo()
 
 
 switch = Switch("prefect", _install, _remove, provider=use_provider)

@@ -14,14 +14,15 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from pipetrace.adapter import batches as fanout
-from pipetrace.adapter import register_results, unregister_results, unwrap, warn_once_per, wrap
+from pipetrace.adapter import warn_once_per
+from pipetrace.adapter.patching import Patches
 
 from . import runs
 
 log = logging.getLogger("pipetrace.prefect")
 
 Wrapped = Callable[..., Any]
-_wrapped: list[tuple[Any, str]] = []
+patches = Patches("prefect")
 
 ENV_MEMBER = "PIPETRACE_PREFECT_MAP"
 """Membership for a process-pool worker, which runs the task in the submit's environment."""
@@ -107,27 +108,15 @@ def take_member(task: str, run: runs.Run | None) -> fanout.Member | None:
     return member if member is not None and run is not None and member.batch.ident.run_id == run.run_id else None
 
 
-def _own(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
-    if name in vars(owner) and wrap(owner, name, wrapper):
-        _wrapped.append((owner, name))
-
-
 def install() -> None:
     from prefect import flow_engine, task_engine, task_runners
     from prefect.blocks.system import Secret
 
-    _own(flow_engine.BaseFlowRunEngine, "__post_init__", _post_init)
-    _own(task_engine.BaseTaskRunEngine, "__post_init__", _post_init)
-    _own(task_runners.TaskRunner, "map", _map)
-    for cls in (task_runners.ThreadPoolTaskRunner, task_runners.ProcessPoolTaskRunner,
-                task_runners.PrefectTaskRunner):
-        _own(cls, "submit", _submit)
-    register_results(Secret, "get", "prefect")
-
-
-def remove() -> None:
-    from prefect.blocks.system import Secret
-
-    while _wrapped:
-        unwrap(*_wrapped.pop())
-    unregister_results(Secret, "get")
+    for owner, name, wrapper in ((flow_engine.BaseFlowRunEngine, "__post_init__", _post_init),
+                                 (task_engine.BaseTaskRunEngine, "__post_init__", _post_init),
+                                 (task_runners.TaskRunner, "map", _map),
+                                 (task_runners.ThreadPoolTaskRunner, "submit", _submit),
+                                 (task_runners.ProcessPoolTaskRunner, "submit", _submit),
+                                 (task_runners.PrefectTaskRunner, "submit", _submit)):
+        patches.wrap(owner, name, wrapper, own_only=True)
+    patches.secrets(Secret, "get")

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, SpanContext
 from pipetrace import attributes as A
 from pipetrace.adapter import warn_once_per
-from pipetrace.adapter.handoffs import Producers, Reads, Target
+from pipetrace.adapter.handoffs import Producers
 from pipetrace.carriers import span_context_of
 
 from .runs import LABEL
@@ -77,14 +77,14 @@ def _link(entry: Entry, client: Any, trace_id: int | None) -> Link | None:
 
 
 def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = None,
-                later: Reads[Entry] | None = None) -> list[Link]:
+                later: list[Entry] | None = None) -> list[Link]:
     """One ``result`` link per upstream run entry of ``task_inputs``; with ``later``, the entries whose run
-    was not seen start here are noted there instead, for :func:`resolve` once the task runs."""
+    was not seen start here are kept there instead, for :func:`resolve` once the task runs."""
     out: list[Link] = []
     try:
         for entry in _entries(task_inputs):
             if later is not None and producers.recall(entry[2]) is None:
-                later.note(entry)
+                later.append(entry)
             elif (lk := _link(entry, client, trace_id)) is not None:
                 out.append(lk)
     except Exception as exc:
@@ -92,11 +92,10 @@ def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = Non
     return out
 
 
-def resolve(later: Reads[Entry], client: Any = None, trace_id: int | None = None) -> list[Link]:
+def resolve(later: list[Entry], client: Any = None, trace_id: int | None = None) -> list[Link]:
     """Links for the entries :func:`input_links` deferred to ``later`` (their producers are known by now)."""
-    def targets(entry: Entry) -> Iterable[Target]:
-        yield entry, lambda: _link(entry, client, trace_id)
-    return later.begin(targets)
+    entries, later[:] = list(later), []
+    return [lk for entry in entries if (lk := _link(entry, client, trace_id)) is not None]
 
 
 def mark_result_links(span: ReadableSpan) -> ReadableSpan:

@@ -11,8 +11,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext
 from pipetrace import attributes as A
+from pipetrace.adapter import upstream_from
 from pipetrace.adapter.runs import Run, Runs, run_identity
-from pipetrace.carriers import span_context_of
 from pipetrace.identity import RunIdentity
 
 SYSTEM = "prefect"
@@ -22,8 +22,6 @@ FLOW_RUN_ID = "prefect.flow_run.id"
 FLOW_RUN_NAME = "prefect.flow_run.name"
 FLOW = "prefect.flow"
 TASK_RUN_ID = "prefect.task_run.id"
-TASK_RUN_NAME = "prefect.task_run.name"
-TASK = "prefect.task"
 CACHED = "prefect.task_run.cached"
 
 flows = Runs()
@@ -32,11 +30,7 @@ flows = Runs()
 
 def label_context(labels: Any) -> SpanContext | None:
     """The span context a run's ``__OTEL_TRACEPARENT`` label names, if valid."""
-    try:
-        value = (labels or {}).get(LABEL)
-        return span_context_of(str(value), "prefect run label") if value else None
-    except Exception:
-        return None
+    return upstream_from(labels, "prefect run label", traceparent=LABEL)
 
 
 def flow_identity(flow_name: str, flow_run: Any, upstream: SpanContext | None) -> RunIdentity:

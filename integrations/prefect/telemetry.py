@@ -12,7 +12,6 @@ written as Prefect would).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +19,10 @@ import pipetrace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace.adapter import attempt_attributes, handoffs, record_error, warn_once_per
-from pipetrace.adapter.errors import mark_outcome
-from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
+from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context, finish
+from pipetrace.adapter.steps import Steps, adrive, drive
 from pipetrace.identity import RunIdentity
+from prefect.client.schemas import TaskRun
 from prefect.telemetry.run_telemetry import RunTelemetry
 
 from . import hooks, links, runs
@@ -58,47 +58,40 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_running_seen: bool = False
     _pt_final: Any = None
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
-    _pt_reads: handoffs.Reads[links.Entry] = field(default_factory=handoffs.Reads)  # producers not started
+    _pt_later: list[links.Entry] = field(default_factory=list)  # inputs whose producers had not started
 
-    # ---- start ---------------------------------------------------------------------------------------
+    # ---- start: one body, driven sync or async (:mod:`pipetrace.adapter.steps`) ------------------------
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         self._pt_client = client
-        inputs = None
-        if _is_subflow(run, client):  # its parameters: the task_inputs of the task run standing for it
-            try:
-                inputs = client.read_task_run(run.parent_task_run_id).task_inputs
-            except Exception as exc:
-                _warn("subflow inputs", exc)
-        if self._pt_start(run, parameters, inputs) is None:
-            return super().start_span(run, client, parameters)
-        if self._enabled and self._pt_kind == "flow":
-            try:  # what Prefect's native telemetry does: the run's trace is readable from its labels
-                client.update_flow_run_labels(run.id, {runs.LABEL: run.labels[runs.LABEL]})
-            except Exception as exc:
-                _warn("label update", exc)
-        return self.span
+        if drive(self._pt_starting(run, client, parameters)):
+            return self.span
+        return super().start_span(run, client, parameters)
 
     async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None
                                ) -> Span | None:
+        if await adrive(self._pt_starting(run, client, parameters)):
+            return self.span
+        return await super().async_start_span(run, client, parameters)
+
+    def _pt_starting(self, run: Any, client: Any, parameters: dict[str, Any] | None) -> Steps[bool]:
+        """Start pipetrace's span, yielding each client call; False: not started (Prefect's own follows)."""
         inputs = None
-        if _is_subflow(run, client):
+        if _is_subflow(run, client):  # its parameters: the task_inputs of the task run standing for it
             try:
-                inputs = (await client.read_task_run(run.parent_task_run_id)).task_inputs
+                inputs = (yield lambda: client.read_task_run(run.parent_task_run_id)).task_inputs
             except Exception as exc:
                 _warn("subflow inputs", exc)
         if self._pt_start(run, parameters, inputs) is None:
-            return await super().async_start_span(run, client, parameters)
+            return False
         if self._enabled and self._pt_kind == "flow":
-            try:
-                await client.update_flow_run_labels(run.id, {runs.LABEL: run.labels[runs.LABEL]})
+            try:  # what Prefect's native telemetry does: the run's trace is readable from its labels
+                yield lambda: client.update_flow_run_labels(run.id, {runs.LABEL: run.labels[runs.LABEL]})
             except Exception as exc:
                 _warn("label update", exc)
-        return self.span
+        return True
 
     def _pt_start(self, run: Any, parameters: dict[str, Any] | None, inputs: Any) -> Span | None:
         try:
-            from prefect.client.schemas import TaskRun
-
             engine = self.engine() if self.engine is not None else None
             task = isinstance(run, TaskRun)
             if task:
@@ -141,10 +134,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs = runs.native_attributes(run, "task", parameters)
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task.name, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
-        attrs.update({runs.TASK_RUN_ID: run_id, runs.TASK: task.name, runs.TASK_RUN_NAME: run.name,
-                      runs.FLOW: info.pipeline, runs.FLOW_RUN_ID: info.run_id})
+        attrs[runs.TASK_RUN_ID] = run_id  # flow, flow run and task: the cicd.pipeline.* values, not repeated
         inputs = links.input_links(getattr(run, "task_inputs", None), trace_id=info.ident.trace_id,
-                                   later=self._pt_reads)
+                                   later=self._pt_later)
         self._pt_attempts = TaskAttempts(
             info, task.name, lambda n: runs.task_span_id(info.ident, task.name, run_id, n), attrs, inputs, member)
         for stale in runs.flows.opened(info.run_id, self):
@@ -179,7 +171,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             if not self._pt_running_seen and self.span is not None:
                 self._pt_running_seen = True
                 if self._pt_flow is not None:  # the inputs whose producers had not started: finished by now
-                    attempts.add_links(links.resolve(self._pt_reads, self._pt_client, self._pt_flow.ident.trace_id))
+                    attempts.add_links(links.resolve(self._pt_later, self._pt_client, self._pt_flow.ident.trace_id))
                 attempts.running(ts)
         elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
             self._pt_finish(result=A.RESULT_RETRY, end_ns=ts, state=state)
@@ -216,9 +208,10 @@ class PipetraceRunTelemetry(RunTelemetry):
         try:  # span names stay low-cardinality: the generated run name is an attribute only
             if self.span is not None:
                 self.span.set_attribute("prefect.run.name", name)
-                self.span.set_attribute(runs.FLOW_RUN_NAME if self._pt_kind == "flow" else runs.TASK_RUN_NAME, name)
-                if self._pt_attempts is not None:  # the next attempts too
-                    self._pt_attempts.attributes.update({"prefect.run.name": name, runs.TASK_RUN_NAME: name})
+                if self._pt_kind == "flow":
+                    self.span.set_attribute(runs.FLOW_RUN_NAME, name)
+                elif self._pt_attempts is not None:  # the next attempts too
+                    self._pt_attempts.attributes["prefect.run.name"] = name
         except Exception as exc:
             _warn("run name", exc)
 
@@ -255,15 +248,12 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs = {**runs.state_attrs(state), **({runs.CACHED: True} if state.name == "Cached" else {})} \
             if state is not None else {}
         message, error_type = message or getattr(state, "message", None), getattr(state, "name", None)
-        if self._pt_attempts is not None:
-            self.span = None
-            self._pt_attempts.end(result, end_ns=end_ns, message=message, error_type=error_type, attributes=attrs)
-            return
         span, self.span = self.span, None
-        if span is not None:
-            span.set_attributes(attrs)
-            mark_outcome(span, result, key=A.PIPELINE_RESULT, message=message, error_type=error_type)
-            span.end(end_time=end_ns or time.time_ns())
+        if self._pt_attempts is not None:
+            self._pt_attempts.end(result, end_ns=end_ns, message=message, error_type=error_type, attributes=attrs)
+        elif span is not None:
+            finish(span, result, key=A.PIPELINE_RESULT, end_ns=end_ns, message=message, error_type=error_type,
+                   attributes=attrs)
 
     def _pt_close(self) -> None:
         """The run is over: a flow run also closes what it left open and records its batches."""
@@ -271,7 +261,7 @@ class PipetraceRunTelemetry(RunTelemetry):
         if info is not None and self._pt_kind == "task":
             runs.flows.closed(info.run_id, self)
         elif info is not None:
-            runs.flows.end(info.run_id, PipetraceRunTelemetry._pt_abandon, lambda batch: {runs.TASK: batch.task})
+            runs.flows.end(info.run_id, PipetraceRunTelemetry._pt_abandon)
 
 
 def _is_subflow(run: Any, client: Any) -> bool:

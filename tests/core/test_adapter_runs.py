@@ -95,3 +95,19 @@ def test_run_end_abandons_open_attempts_before_recording_batches(traced) -> None
     assert span.end_ns == batch.start_ns + 10**9
     runs.abandon_all(Open.abandon)
     assert len(ended) == 2
+
+
+def test_finish_ends_a_run_span_with_its_result_key_attributes_and_time(traced) -> None:  # noqa: ANN001
+    from opentelemetry.trace import StatusCode
+    from pipetrace import attributes as A
+    from pipetrace.adapter import get_tracer
+    from pipetrace.adapter.runs import finish
+
+    span = get_tracer().start_span("run pipe", start_time=1_000)
+    finish(span, A.RESULT_FAILURE, key=A.PIPELINE_RESULT, end_ns=5_000, message="flow failed",
+           error_type="Failed", attributes={"state": "Failed"})
+    out = next(s for s in traced.spans() if s.name == "run pipe")
+    assert out.attributes[A.PIPELINE_RESULT] == A.RESULT_FAILURE and A.TASK_RESULT not in out.attributes
+    assert out.attributes["state"] == "Failed" and out.attributes[A.ERROR_TYPE] == "Failed"
+    assert out.status == StatusCode.ERROR.name and out.status_message == "flow failed"
+    assert out.end_ns == 5_000
