@@ -21,7 +21,7 @@ from ..util.ratelimit import warn_once_per
 from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
 from .attributes import attempt_attributes, clean, run_attributes
 from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
-from .instrumentor import Instrumentor, Switch
+from .instrumentor import Instrumentor, Patches, Signals, Switch
 from .patching import is_wrapped, unwrap, wrap
 from .runtime import add_transform_once, force_flush, get_tracer, stored_span_ids, use_provider
 from .spans import (
@@ -29,6 +29,7 @@ from .spans import (
     deferred_span,
     end_task_span,
     ending,
+    guarded_span,
     lazy_span,
     link,
     mark_result,
@@ -39,12 +40,14 @@ from .spans import (
     start_task_span,
 )
 from .upstream import upstream_carrier, upstream_from
+from .workflows import Running, Workflows
 
 __all__ = [
-    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Switch", "activate",
+    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Running",
+    "Signals", "Switch", "Workflows", "activate",
     "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span",
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
-    "guarded", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
+    "guarded", "guarded_span", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
     "record_span", "register_results", "run_attributes", "run_span", "span_with_ids", "start_span",
     "start_task_span", "status_description", "stored_span_ids", "unregister_results", "unwrap", "upstream_carrier",
     "upstream_from", "use_provider", "warn_once_per", "wrap",
