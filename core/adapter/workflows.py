@@ -187,17 +187,16 @@ class Running(Attempt):
 
     __slots__ = ("workflows", "task", "request", "root_id", "_pipeline", "_run_id", "failed", "var_token")
 
+    _pipeline: str | None
+    _run_id: str | None
+
     def __init__(self, span: Span, workflows: Workflows, task: Any, request: Any, root_id: str) -> None:
         self.span = span
         self.token = otel_context.attach(trace.set_span_in_context(span))
-        self.try_number = 1
-        self.data = None
+        self.try_number, self.data = 1, None
         self.workflows = workflows
-        self.task = task
-        self.request = request
-        self.root_id = root_id
-        self._pipeline: str | None = None
-        self._run_id: str | None = None
+        self.task, self.request, self.root_id = task, request, root_id
+        self._pipeline = self._run_id = None
         self.failed = False
         self.var_token = workflows.current.set(self)
 
