@@ -7,8 +7,9 @@
 * ``instrument()``/``uninstrument()`` (:mod:`.instrumentor`) and patching where an orchestrator has no
   hook (:mod:`.patching`, ``wrapt``);
 * the caller's context read from a run's metadata (:mod:`.upstream`);
-* the messaging helpers of kombu and Celery (:mod:`.messaging`) and the run closer of message systems
-  (:mod:`.message_runs`, imported on its own: it reads the store);
+* the messaging helpers of kombu and Celery (:mod:`.messaging`), the workflows of a task queue
+  (:mod:`.workflows`) and the run closer of message systems (:mod:`.message_runs`) — each imported on its
+  own (an orchestrator adapter never loads them; the run closer reads the store);
 * process set-up an adapter needs (:mod:`.runtime`), rate-limited warnings, redaction of descriptions and
   of secrets an orchestrator hands out.
 """
@@ -40,11 +41,10 @@ from .spans import (
     start_task_span,
 )
 from .upstream import upstream_carrier, upstream_from
-from .workflows import Running, Workflows
 
 __all__ = [
-    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Running",
-    "Signals", "Switch", "Workflows", "activate",
+    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Signals",
+    "Switch", "activate",
     "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span",
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
     "guarded", "guarded_span", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from pipetrace.adapter import Attempts, Workflows
+from pipetrace.adapter import Attempts
 from pipetrace.adapter.messaging import Sends, messaging_system, static_attributes
+from pipetrace.adapter.workflows import Workflows
 
 SYSTEM = "celery"
 PIPELINE_HEADER = "pipetrace_pipeline"

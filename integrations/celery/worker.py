@@ -17,9 +17,10 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import Running, guarded, lazy_span, record_error, status_description
+from pipetrace.adapter import guarded, lazy_span, record_error, status_description
 from pipetrace.adapter.headers import delivered_to
 from pipetrace.adapter.messaging import tracer
+from pipetrace.adapter.workflows import Running
 from pipetrace.util.ratelimit import warn_once_per
 
 from . import common as C

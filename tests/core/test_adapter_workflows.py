@@ -11,8 +11,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, TraceFlags
 from pipetrace import attributes as A
-from pipetrace.adapter import Attempts, Running, Workflows
+from pipetrace.adapter import Attempts
 from pipetrace.adapter.messaging import PUBLISHED_HEADER, tracer
+from pipetrace.adapter.workflows import Running, Workflows
 from pipetrace.identity import RunIdentity, derive_task_span_id
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
