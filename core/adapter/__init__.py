@@ -8,8 +8,9 @@
   hook (:mod:`.patching`, ``wrapt``; :class:`~.patching.Patches` undoes an adapter's patches together);
 * one body for an orchestrator's sync and async twin methods (:mod:`.steps`);
 * the caller's context read from a run's metadata (:mod:`.upstream`);
-* the messaging helpers of kombu and Celery (:mod:`.messaging`) and the run closer of message systems
-  (:mod:`.message_runs`, imported on its own: it reads the store);
+* the messaging helpers of kombu and Celery (:mod:`.messaging`), the workflows of a task queue
+  (:mod:`.workflows`) and the run closer of message systems (:mod:`.message_runs`) — each imported on its
+  own (an orchestrator adapter never loads them; the run closer reads the store);
 * process set-up an adapter needs (:mod:`.runtime`), rate-limited warnings, redaction of descriptions and
   of secrets an orchestrator hands out.
 """
@@ -22,7 +23,7 @@ from ..util.ratelimit import warn_once_per
 from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
 from .attributes import attempt_attributes, clean, run_attributes
 from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
-from .instrumentor import Instrumentor, Switch
+from .instrumentor import Instrumentor, Patches, Signals, Switch
 from .patching import is_wrapped, unwrap, wrap
 from .runtime import add_transform_once, force_flush, get_tracer, stored_span_ids, use_provider
 from .spans import (
@@ -30,6 +31,7 @@ from .spans import (
     deferred_span,
     end_task_span,
     ending,
+    guarded_span,
     lazy_span,
     link,
     mark_result,
@@ -42,10 +44,11 @@ from .spans import (
 from .upstream import upstream_carrier, upstream_from
 
 __all__ = [
-    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Switch", "activate",
+    "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Signals",
+    "Switch", "activate",
     "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span",
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
-    "guarded", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
+    "guarded", "guarded_span", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
     "record_span", "register_results", "run_attributes", "run_span", "span_with_ids", "start_span",
     "start_task_span", "status_description", "stored_span_ids", "unregister_results", "unwrap", "upstream_carrier",
     "upstream_from", "use_provider", "warn_once_per", "wrap",

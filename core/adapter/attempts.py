@@ -42,9 +42,12 @@ class OpenAttempts(Generic[K, V]):
         items = self._items
         items.pop(key, None)
         items[key] = value  # one dict operation each: atomic under the GIL, no lock on the common path
-        if len(items) <= self.bound:
-            return []
-        evicted = []
+        return [] if len(items) <= self.bound else self.evict()
+
+    def evict(self) -> list[V]:
+        """Remove the oldest entries beyond the bound; returns them."""
+        items = self._items
+        evicted: list[V] = []
         with self._lock:  # only eviction walks the dict
             while len(items) > self.bound:
                 try:
@@ -110,6 +113,13 @@ class Attempt:
         self.try_number = try_number
         self.data = data
 
+    def close(self) -> None:
+        """Restore the context from before the attempt's activation (it leaves the registry)."""
+        deactivate(self.token)
+
+
+A_ = TypeVar("A_", bound=Attempt)
+
 
 class Attempts(Generic[K]):
     """The open attempts of one adapter in this process (see the module doc for the policy)."""
@@ -119,11 +129,20 @@ class Attempts(Generic[K]):
 
     def start(self, key: K, span: Span, *, try_number: int = 1, data: Any = None, current: bool = True) -> Attempt:
         """Keep ``span`` as the attempt ``key`` (current from now on unless ``current`` is False)."""
-        attempt = Attempt(span, activate(span) if current else None, try_number, data)
-        stale = self.open.pop(key)
-        evicted = self.open.put(key, attempt)
-        for old in ([stale] if stale is not None else []) + evicted:
-            close_stale(old.span)
+        return self.add(key, Attempt(span, activate(span) if current else None, try_number, data))
+
+    def add(self, key: K, attempt: A_) -> A_:
+        """Keep an attempt made by the adapter (an :class:`Attempt` subclass with its own data, one object
+        per attempt on a per-message path); its span is already current if it is to be."""
+        registry = self.open
+        items = registry._items  # (the dict itself, as put() does: one attempt per message on this path)
+        stale = items.pop(key, None)
+        items[key] = attempt
+        if stale is not None:
+            close_stale(stale.span)
+        if len(items) > registry.bound:
+            for old in registry.evict():
+                close_stale(old.span)
         return attempt
 
     def get(self, key: K) -> Attempt | None:
@@ -148,9 +167,9 @@ class Attempts(Generic[K]):
 
     def pop(self, key: K) -> Attempt | None:
         """Remove the attempt and restore the context from before it; the caller ends its span."""
-        attempt = self.open.pop(key)
+        attempt = self.open._items.pop(key, None)
         if attempt is not None:
-            deactivate(attempt.token)
+            attempt.close()
         return attempt
 
     def end(self, key: K, *, result: str | None = None, error: BaseException | None = None,

@@ -25,10 +25,16 @@ def error_type(exc: BaseException | type[BaseException]) -> str:
 
 
 def record_error(span: Span, exc: BaseException, *, result: str | None = None, result_key: str = A.TASK_RESULT,
-                 status: bool = True, escaped: bool = False) -> None:
+                 status: bool = True, escaped: bool = False, expected: str | None = None) -> None:
     """The exception as an event, ``error.type``, status ERROR described ``"Type: message"`` (unless
-    ``status`` is False: an expected outcome), and ``result`` under ``result_key`` when given."""
-    if escaped:
+    ``status`` is False: an expected outcome), and ``result`` under ``result_key`` when given.
+    ``expected``: an attribute marking an exception the task declares as an outcome (Celery's
+    ``Task.throws``): set on the event and the span, and no status."""
+    if expected is not None:
+        span.record_exception(exc, attributes={expected: True})
+        span.set_attribute(expected, True)
+        status = False
+    elif escaped:
         span.record_exception(exc, escaped=True)
     else:
         span.record_exception(exc)

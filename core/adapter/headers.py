@@ -76,16 +76,17 @@ def read(source: Any, keys: Sequence[str], plain: tuple[type, ...] = ()) -> dict
     seen: list[int] = []
     # its attributes are the message: no lookup that fails (an exception) per read
     for top in (source.__dict__,) if type(source) in plain else _tops(source):
-        mapping, depth = top, 0
-        while depth < 3 and mapping is not None and id(mapping) not in seen and _is_mapping(mapping):
+        mapping = top
+        for _ in range(3):  # the place itself, then up to two nested ``headers`` levels
+            # (``_is_mapping`` inline, the exact type first: once per task start)
+            if mapping is None or not (type(mapping) is dict or isinstance(mapping, Mapping)) or id(mapping) in seen:
+                break
             seen.append(id(mapping))
             get = mapping.get
             for key in keys:
-                if key not in out:
-                    value = get(key)
-                    if value is not None:
-                        out[key] = value
-            mapping, depth = get("headers"), depth + 1
+                if key not in out and (value := get(key)) is not None:
+                    out[key] = value
+            mapping = get("headers")
     return out
 
 
@@ -106,9 +107,9 @@ def message_id(message: Any) -> Any:
     return mid
 
 
-def delivered_to(delivery_info: Any) -> tuple[str, str | None]:
+def delivered_to(delivery_info: Any, default: str = "") -> tuple[str, str | None]:
     """(destination, routing key) a message was delivered by: the routing key, else the exchange
-    (``""`` when neither is known; the routing key None when absent)."""
+    (``default`` when neither is known; the routing key None when absent)."""
     info = delivery_info if type(delivery_info) is dict or isinstance(delivery_info, Mapping) else {}
     rk = info.get("routing_key")
-    return str(rk or info.get("exchange") or ""), (str(rk) if rk is not None else None)
+    return str(rk or info.get("exchange") or default), (str(rk) if rk is not None else None)

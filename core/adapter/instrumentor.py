@@ -4,12 +4,14 @@ idempotent, thread-safe, re-entrant (installing may import the orchestrator, who
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..util.ratelimit import warn_once_per
+from .patching import Wrapper, unwrap, wrap
 
 
 class Switch:
@@ -78,3 +80,41 @@ class Instrumentor:
 
     def is_instrumented(self) -> bool:
         return self.switch.is_instrumented()
+
+
+class Signals:
+    """An adapter's receivers of an orchestrator's signals (``connect``/``disconnect`` with a
+    ``dispatch_uid``, as Celery's and Django's signals have), as one table connected and disconnected
+    together. ``table()`` gives (signal, receiver) pairs; it is called only then, so building it may
+    import the orchestrator."""
+
+    def __init__(self, table: Callable[[], Sequence[tuple[Any, Callable[..., Any]]]]) -> None:
+        self.table = table
+
+    @staticmethod
+    def _uid(signal: Any, receiver: Callable[..., Any]) -> str:
+        return f"pipetrace.{receiver.__module__}.{receiver.__name__}.{signal.name}"
+
+    def connect(self) -> None:
+        for signal, receiver in self.table():
+            signal.connect(receiver, weak=False, dispatch_uid=self._uid(signal, receiver))
+
+    def disconnect(self) -> None:
+        for signal, receiver in self.table():
+            signal.disconnect(receiver, dispatch_uid=self._uid(signal, receiver))
+
+
+class Patches:
+    """An adapter's ``wrapt`` wrappers of methods that have no hook, as one table applied and removed
+    together: rows of (module, class in it, method, wrapper); the module is imported only then."""
+
+    def __init__(self, table: Sequence[tuple[str, str, str, Wrapper]]) -> None:
+        self.table = table
+
+    def apply(self) -> None:
+        for module, owner, name, wrapper in self.table:
+            wrap(getattr(importlib.import_module(module), owner), name, wrapper)
+
+    def remove(self) -> None:
+        for module, owner, name, _ in self.table:
+            unwrap(getattr(importlib.import_module(module), owner), name)

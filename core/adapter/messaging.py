@@ -28,6 +28,7 @@ from ..carriers import extract, extract_span_context
 from ..machinery.sdk import span_limits
 from ..processing.runtime import get_tracer
 from .attempts import OpenAttempts
+from .errors import end_with_error
 from .spans import DeferredSpan, deferred_span
 
 PUBLISHED_HEADER = "pipetrace-published-ns"
@@ -72,18 +73,27 @@ def link_limit() -> int:
 
 
 # ---- broker, destination, attributes -----------------------------------------------------------------
-def messaging_system(connection: object) -> str:
-    """``messaging.system`` of a kombu Connection (cached on it): rabbitmq, redis, memory, …"""
-    cached = getattr(connection, "_pipetrace_system", None)
+def messaging_system(owner: object) -> str:
+    """``messaging.system`` (rabbitmq, redis, memory, …) of a kombu Connection (its transport) or of an
+    application configured with a broker URL (a Celery app: ``conf.broker_url``), cached on it: both are
+    asked once per message, and a Celery config lookup is slow."""
+    cached = getattr(owner, "_pipetrace_system", None)
     if cached is not None:
         return str(cached)
+    conf = getattr(owner, "conf", None)
+    if conf is not None:
+        try:
+            system = url_system(str(conf.broker_url or "amqp://"))
+        except Exception:
+            system = "rabbitmq"  # (Celery's default broker)
+    else:
+        try:
+            driver = str(owner.transport.driver_type)  # type: ignore[attr-defined]
+        except Exception:
+            driver = "kombu"
+        system = SYSTEMS.get(driver, driver)
     try:
-        driver = str(connection.transport.driver_type)  # type: ignore[attr-defined]
-    except Exception:
-        driver = "kombu"
-    system = SYSTEMS.get(driver, driver)
-    try:
-        connection._pipetrace_system = system  # type: ignore[attr-defined]
+        owner._pipetrace_system = system  # type: ignore[attr-defined]
     except Exception:
         pass
     return system
@@ -229,6 +239,44 @@ class ProducerRuns(OpenAttempts[int, tuple[str, str]]):
             self.put(trace_id, (run, name))
             return run, name
         return found
+
+    def name_span(self, span: Span) -> None:
+        """A span the producer started before its trace's run had an id (a group's or chord's batch span:
+        the first member published names the run): give it the run's id and pipeline before it ends."""
+        attrs = getattr(span, "attributes", None)
+        if attrs is not None and A.PIPELINE_RUN_ID not in attrs:
+            known = self.get(span.get_span_context().trace_id)
+            if known is not None:
+                span.set_attribute(A.PIPELINE_RUN_ID, known[0])
+                span.set_attribute(A.PIPELINE_NAME, known[1])
+
+
+# ---- send spans between two signals ----------------------------------------------------------------------
+class Sends(OpenAttempts[str, DeferredSpan]):
+    """Send spans kept between a task queue's before- and after-publish signals, by message id. Bounded:
+    a publish whose after-signal never came is ended when evicted, marked ``unconfirmed`` (an attribute)."""
+
+    def __init__(self, unconfirmed: str, bound: int = 10_000) -> None:
+        super().__init__(bound)
+        self.unconfirmed = unconfirmed
+
+    def begin(self, key: str, span: DeferredSpan) -> None:
+        for evicted in self.put(key, span):
+            evicted.set_attribute(self.unconfirmed, True)
+            evicted.end()
+
+    def end(self, key: str | None) -> None:
+        span = self.pop(key) if key else None
+        if span is not None:
+            span.end()
+
+    def fail(self, key: str | None, exc: BaseException) -> None:
+        """The broker refused the message: its span ends as failed."""
+        span = self.pop(key) if key else None
+        if span is not None:
+            live = span.live()
+            end_with_error(live, exc)
+            live.end()
 
 
 # ---- a refused publish ---------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ this module only:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -27,6 +29,7 @@ from ..machinery import DeferredSpan, begin_span
 from ..machinery import lazy_span as _lazy_span
 from ..machinery import start_span as _start_span
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
+from ..util.ratelimit import warn_once_per
 from .errors import end_with_error
 
 deferred_span = begin_span
@@ -34,9 +37,9 @@ deferred_span = begin_span
 plain_attributes)`` → a span recorded when it ends (the deferred strategy of :mod:`pipetrace.machinery`)."""
 
 
-def lazy_span(tracer: Tracer, build: Callable[[], Span]) -> Span:
-    """A span made by ``build`` when first needed, or after it ends off this thread."""
-    return _lazy_span(tracer, build)
+lazy_span = _lazy_span
+"""``lazy_span(tracer, build)`` → a span made by ``build()`` when first needed, or after it ends off this
+thread (the lazy strategy; bound directly: it is on the per-task path)."""
 
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
@@ -54,8 +57,8 @@ def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     return _start_span(tracer, name, kind=kind, attributes=attributes, links=links)
 
 
-__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "lazy_span", "link", "mark_result",
-           "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
+__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "guarded_span", "lazy_span", "link",
+           "mark_result", "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
 
 
 class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``
@@ -88,3 +91,25 @@ class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``
             self.span.end()
         except Exception:
             pass
+
+
+@contextmanager
+def guarded_span(make: Callable[[], Span], log: logging.Logger, key: str, what: str,
+                 before_end: Callable[[Span], object] | None = None) -> Iterator[Span]:
+    """Run a block in the live span ``make()`` starts (a batch span over the messages a block publishes or
+    consumes), ending it after the block. Never breaks the block: if ``make`` fails, the block runs in no
+    span and ``what`` is warned once per ``key``; ``before_end(span)`` runs (guarded) before the span ends."""
+    span: Span = trace.INVALID_SPAN
+    try:
+        span = make()
+    except Exception as exc:
+        warn_once_per(log, key, "pipetrace: %s: %r", what, exc)
+    with ending(span) as live:
+        try:
+            yield live
+        finally:
+            if before_end is not None and span is not trace.INVALID_SPAN:
+                try:
+                    before_end(span)
+                except Exception as exc:
+                    warn_once_per(log, f"{key}-end", "pipetrace: %s (at its end): %r", what, exc)

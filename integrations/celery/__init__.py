@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetrace.adapter import Instrumentor, Switch, message_runs
+from pipetrace.adapter import Instrumentor, Signals, Switch, message_runs
 from pipetrace.adapter.messaging import on_publish_failed, set_provider
 
 from . import canvas, interop, lost, publish, worker
 
 
-def _connections() -> list[tuple[Any, Any]]:
+def _signals() -> list[tuple[Any, Any]]:
     from celery import signals
 
     return [
@@ -38,23 +38,20 @@ def _connections() -> list[tuple[Any, Any]]:
     ]
 
 
-def _uid(signal: Any, handler: Any) -> str:
-    return f"pipetrace.{handler.__module__}.{handler.__name__}.{signal.name}"
+_hooks = Signals(_signals)
 
 
 def _install() -> None:
-    for signal, handler in _connections():
-        signal.connect(handler, weak=False, dispatch_uid=_uid(signal, handler))
-    canvas.patch()
+    _hooks.connect()
+    canvas.patches.apply()
     on_publish_failed(publish.publish_failed)
     interop.setup()
 
 
 def _remove() -> None:
-    for signal, handler in _connections():
-        signal.disconnect(handler, dispatch_uid=_uid(signal, handler))
-    canvas.unpatch()
-    lost.unpatch()
+    _hooks.disconnect()
+    canvas.patches.remove()
+    lost.patches.remove()
     interop.teardown()
     on_publish_failed(None)
 

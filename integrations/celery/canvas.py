@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
 from pipetrace import attributes as A
-from pipetrace.adapter import ending, start_span, unwrap, warn_once_per, wrap
+from pipetrace.adapter import Patches, guarded_span, start_span, warn_once_per
 from pipetrace.adapter.messaging import link_limit, tracer
 
 from . import interop
@@ -27,17 +25,10 @@ Wrapped = Callable[..., Any]
 _chord_body: contextvars.ContextVar[Any] = contextvars.ContextVar("pipetrace_chord_body", default=None)
 
 
-def _mark_body(body: dict[str, Any], ids: str) -> None:
-    opts = body.setdefault("options", {})
-    extra = dict(opts.get("headers") or {})
-    extra[CHORD_HEADER] = ids
-    opts["headers"] = extra
-
-
-@contextmanager
-def _batch(kind: str, size: int, group_id: Any) -> Iterator[None]:
-    span: Any = trace.INVALID_SPAN
-    try:
+def _batch(kind: str, size: int, group_id: Any) -> Any:
+    """A live ``batch {kind}`` span over the members' publishes, named after the run when it ends (the
+    first member published names the run of a producer outside a task)."""
+    def start() -> Any:
         attrs: dict[str, Any] = {A.SYSTEM: SYSTEM, A.BATCH_SIZE: size, "celery.canvas": kind}
         running = current.get()
         if running is not None:
@@ -45,28 +36,8 @@ def _batch(kind: str, size: int, group_id: Any) -> Iterator[None]:
             attrs[A.PIPELINE_RUN_ID] = running.run_id
         if group_id:
             attrs["celery.group_id"] = str(group_id)
-        span = start_span(tracer(), A.batch_span_name(kind), attributes=attrs)
-    except Exception as exc:
-        warn_once_per(log, "celery-batch", "pipetrace: celery %s batch span failed: %r", kind, exc)
-    with ending(span):
-        try:
-            yield
-        finally:
-            _name_after_run(span)
-
-
-def _name_after_run(span: Any) -> None:
-    """A producer's batch span starts before its run has an id (the first member published names the
-    run): give it the run's id and pipeline before it ends."""
-    try:
-        attrs = getattr(span, "attributes", None)
-        if attrs is not None and A.PIPELINE_RUN_ID not in attrs:
-            known = producer_runs.get(span.get_span_context().trace_id)
-            if known is not None:
-                span.set_attribute(A.PIPELINE_RUN_ID, known[0])
-                span.set_attribute(A.PIPELINE_NAME, known[1])
-    except Exception as exc:
-        warn_once_per(log, "celery-batch-run", "pipetrace: celery batch span not named: %r", exc)
+        return start_span(tracer(), A.batch_span_name(kind), attributes=attrs)
+    return guarded_span(start, log, "celery-batch", f"celery {kind} batch span failed", producer_runs.name_span)
 
 
 def _group_apply_async(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -97,7 +68,8 @@ def _apply_tasks(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dic
             # Each header message carries the body it will trigger: mark every copy of it.
             targets = [body, kwargs.get("chord")] + [sig.options.get("chord") for sig, _r, _g in tasks]
             for target in {id(t): t for t in targets if isinstance(t, dict)}.values():
-                _mark_body(target, ",".join(ids))
+                opts = target.setdefault("options", {})
+                opts["headers"] = {**(opts.get("headers") or {}), CHORD_HEADER: ",".join(ids)}
     except Exception as exc:
         warn_once_per(log, "celery-chord-links", "pipetrace: chord body links not set: %r", exc)
     return wrapped(tasks, *args, **kwargs)
@@ -122,19 +94,6 @@ def _chord_run(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[
             _chord_body.reset(token)
 
 
-_PATCHES = (("group", "apply_async", _group_apply_async), ("group", "_apply_tasks", _apply_tasks),
-            ("_chord", "run", _chord_run))
-
-
-def patch() -> None:
-    from celery import canvas
-
-    for owner, name, wrapper in _PATCHES:
-        wrap(getattr(canvas, owner), name, wrapper)
-
-
-def unpatch() -> None:
-    from celery import canvas
-
-    for owner, name, _ in _PATCHES:
-        unwrap(getattr(canvas, owner), name)
+patches = Patches([("celery.canvas", "group", "apply_async", _group_apply_async),
+                   ("celery.canvas", "group", "_apply_tasks", _apply_tasks),
+                   ("celery.canvas", "_chord", "run", _chord_run)])

@@ -15,13 +15,13 @@ import logging
 from typing import Any
 
 from pipetrace import attributes as A
-from pipetrace.adapter import unwrap, warn_once_per, wrap
+from pipetrace.adapter import Patches, guarded, warn_once_per
+from pipetrace.adapter.headers import delivered_to
 from pipetrace.adapter.message_runs import REQUEUED
-from pipetrace.adapter.messaging import base_attributes
-from pipetrace.identity import derive_task_span_id
+from pipetrace.adapter.messaging import base_attributes, messaging_system
 
 from . import interop
-from .common import SYSTEM, broker_system, current_app, destination, read, record_attempt
+from .common import current_app, read, record_attempt, workflows
 
 log = logging.getLogger("pipetrace.celery")
 
@@ -39,7 +39,7 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
     task = getattr(request, "task", None)  # a Task on a worker Request, the task name on a Context
     name = str(getattr(request, "task_name", None) or task or "unknown")
     context = getattr(request, "_context", request)
-    dest, rk = destination(getattr(request, "delivery_info", None))
+    dest, rk = delivered_to(getattr(request, "delivery_info", None), "celery")
     app = getattr(task, "app", None) or current_app()
     started = getattr(request, "time_start", None)
     attrs: dict[str, Any] = {"celery.state": "REQUEUED" if requeued else "FAILURE"}
@@ -50,7 +50,7 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
         attrs[REQUEUED] = True
     record_attempt(name, task_id, values, int(getattr(context, "retries", 0) or 0) + 1,
                    getattr(context, "root_id", None), A.RESULT_FAILURE, attrs,
-                   messaging=base_attributes(broker_system(app), dest, "process", task_id, routing_key=rk),
+                   messaging=base_attributes(messaging_system(app), dest, "process", task_id, routing_key=rk),
                    start=int(started * 1e9) if isinstance(started, (int, float)) and started else None,
                    span_id=span_id, error=exc)
 
@@ -86,24 +86,16 @@ def traced_on_failure(wrapped: Any, self: Any, args: tuple[Any, ...], kwargs: di
             try:
                 ctx = getattr(self, "_context", None)
                 try_number = int(getattr(ctx, "retries", 0) or 0) + 1
-                span_id = derive_task_span_id(SYSTEM, SYSTEM, str(self.id), f"lost-{self.worker_pid}",
-                                              int((self.time_start or 0) * 1e6) % 10**12, try_number)
+                span_id = workflows.lost_span_id(str(self.id), self.worker_pid, self.time_start, try_number)
                 record(self, str(self.id), exc, span_id=span_id, requeued=True)
             except Exception as err:
                 warn_once_per(log, "celery-lost", "pipetrace: lost celery attempt not recorded: %r", err)
 
 
+patches = Patches([("celery.worker.request", "Request", "on_failure", traced_on_failure)])
+
+
+@guarded(log, "celery-lost-patch", "lost celery attempts not traced")
 def patch_worker(**_: Any) -> None:
     """``worker_init`` (main process of a worker): wrap ``Request.on_failure``."""
-    try:
-        from celery.worker.request import Request
-
-        wrap(Request, "on_failure", traced_on_failure)
-    except Exception as exc:
-        warn_once_per(log, "celery-lost-patch", "pipetrace: lost celery attempts not traced: %r", exc)
-
-
-def unpatch() -> None:
-    from celery.worker.request import Request
-
-    unwrap(Request, "on_failure")
+    patches.apply()

@@ -10,25 +10,22 @@ from __future__ import annotations
 import os
 
 from opentelemetry.trace import TracerProvider
-from pipetrace.adapter import Instrumentor, Switch
+from pipetrace.adapter import Instrumentor, Patches, Switch
 from pipetrace.adapter.messaging import set_provider
 
 from . import consumer, producer
 from .batch import consume_batches, message_link, process_batch
 
-
-def _install() -> None:
-    producer.patch()
-    consumer.patch()
+_patches = Patches([("kombu.messaging", "Producer", "publish", producer.traced_publish),
+                    ("kombu.messaging", "Consumer", "receive", consumer.traced_receive)])
 
 
 def _remove() -> None:
-    producer.unpatch()
-    consumer.unpatch()
+    _patches.remove()
     set_provider(None)
 
 
-switch = Switch("kombu", _install, _remove, provider=set_provider)
+switch = Switch("kombu", _patches.apply, _remove, provider=set_provider)
 uninstrument = switch.uninstrument
 is_instrumented = switch.is_instrumented
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 from pipetrace import attributes as A
-from pipetrace.adapter import ending, start_span, warn_once_per
+from pipetrace.adapter import guarded_span, start_span, warn_once_per
 from pipetrace.adapter.headers import message_headers, message_id
 from pipetrace.adapter.messaging import base_attributes, link_limit, messaging_system, queued_ms, tracer
 from pipetrace.carriers import span_context_of
@@ -37,49 +36,47 @@ def message_link(message: Any) -> Link | None:
     return Link(sc, {A.LINK_KIND: "message", A.MESSAGING_MESSAGE_ID: str(message_id(message))})
 
 
-@contextmanager
 def process_batch(messages: Sequence[Any], *, destination: str | None = None, connection: Any = None,
-                  index: int | None = None) -> Iterator[Span]:
+                  index: int | None = None) -> AbstractContextManager[Span]:
     """A live ``process {queue}`` CONSUMER span over ``messages``, current while the block runs.
 
     Child of the current span (a batch belongs to the task consuming it); each message's producer is
     a link, never the parent, since one span cannot have many parents."""
-    span: Span = trace.INVALID_SPAN
-    try:
-        first = messages[0] if messages else None
-        dest, rk = queue_of(first) if first is not None else ("", "")
-        dest = destination or dest
-        if connection is None and first is not None:
-            connection = getattr(getattr(getattr(first, "channel", None), "connection", None), "client", None)
-        limit = link_limit()
-        links: list[Link] = []
-        waits: list[float] = []
-        for msg in messages:
-            lk = message_link(msg)
-            if lk is not None:
-                links.append(lk)
-            wait = queued_ms(message_headers(msg))
-            if wait is not None:
-                waits.append(wait)
-        attrs = base_attributes(messaging_system(connection), dest, "process", routing_key=rk or None)
-        attrs[A.MESSAGING_BATCH_COUNT] = len(messages)
-        attrs[A.BATCH_SIZE] = len(messages)
-        if index is not None:
-            attrs[A.BATCH_INDEX] = index
-        if waits:
-            attrs[A.QUEUED_MS] = max(waits)
-        if len(links) > limit:
-            attrs[LINKS_DROPPED] = len(links) - limit
-            warn_once_per(log, "kombu-batch-links", "pipetrace: batch of %d messages exceeds the span link "
-                          "limit %d; %d links dropped (set PIPETRACE_SPAN_LINK_LIMIT or use smaller batches)",
-                          len(links), limit, len(links) - limit)
-            links = links[:limit]
-        span = start_span(tracer(), f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
-                          links=links)
-    except Exception as exc:
-        warn_once_per(log, "kombu-batch", "pipetrace: batch not traced: %r", exc)
-    with ending(span) as live:
-        yield live
+    return guarded_span(lambda: _start_batch(messages, destination, connection, index), log, "kombu-batch",
+                        "batch not traced")
+
+
+def _start_batch(messages: Sequence[Any], destination: str | None, connection: Any, index: int | None) -> Span:
+    first = messages[0] if messages else None
+    dest, rk = queue_of(first) if first is not None else ("", "")
+    dest = destination or dest
+    if connection is None and first is not None:
+        connection = getattr(getattr(getattr(first, "channel", None), "connection", None), "client", None)
+    limit = link_limit()
+    links: list[Link] = []
+    waits: list[float] = []
+    for msg in messages:
+        lk = message_link(msg)
+        if lk is not None:
+            links.append(lk)
+        wait = queued_ms(message_headers(msg))
+        if wait is not None:
+            waits.append(wait)
+    attrs = base_attributes(messaging_system(connection), dest, "process", routing_key=rk or None)
+    attrs[A.MESSAGING_BATCH_COUNT] = len(messages)
+    attrs[A.BATCH_SIZE] = len(messages)
+    if index is not None:
+        attrs[A.BATCH_INDEX] = index
+    if waits:
+        attrs[A.QUEUED_MS] = max(waits)
+    if len(links) > limit:
+        attrs[LINKS_DROPPED] = len(links) - limit
+        warn_once_per(log, "kombu-batch-links", "pipetrace: batch of %d messages exceeds the span link "
+                      "limit %d; %d links dropped (set PIPETRACE_SPAN_LINK_LIMIT or use smaller batches)",
+                      len(links), limit, len(links) - limit)
+        links = links[:limit]
+    return start_span(tracer(), f"process {dest or 'default'}", kind=SpanKind.CONSUMER, attributes=attrs,
+                      links=links)
 
 
 def consume_batches(connection: Any, queue: Any, batch_size: int = 100, *, timeout: float = 1.0,

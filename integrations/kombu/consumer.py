@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter import ending, warn_once_per
 from pipetrace.adapter.headers import delivered_to, message_headers, message_id
 from pipetrace.adapter.messaging import (
     base_attributes,
@@ -75,14 +75,3 @@ def traced_receive(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     with ending(span):
         return wrapped(body, message)
 
-
-def patch() -> None:
-    from kombu.messaging import Consumer
-
-    wrap(Consumer, "receive", traced_receive)
-
-
-def unpatch() -> None:
-    from kombu.messaging import Consumer
-
-    unwrap(Consumer, "receive")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import SpanKind
-from pipetrace.adapter import deferred_span, ending, unwrap, warn_once_per, wrap
+from pipetrace.adapter import deferred_span, ending, warn_once_per
 from pipetrace.adapter.headers import stamp
 from pipetrace.adapter.messaging import (
     base_attributes,
@@ -77,14 +77,3 @@ def traced_publish(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     with ending(span, current=False):
         return wrapped(body, routing_key, *args, **kwargs)
 
-
-def patch() -> None:
-    from kombu.messaging import Producer
-
-    wrap(Producer, "publish", traced_publish)
-
-
-def unpatch() -> None:
-    from kombu.messaging import Producer
-
-    unwrap(Producer, "publish")
