@@ -23,8 +23,8 @@ from ..util.ratelimit import warn_once_per
 from .attempts import MAX_OPEN, Attempt, Attempts, OpenAttempts, activate, close_stale, deactivate
 from .attributes import attempt_attributes, clean, run_attributes
 from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
-from .instrumentor import Instrumentor, Patches, Signals, Switch
-from .patching import is_wrapped, unwrap, wrap
+from .instrumentor import Instrumentor, Signals, Switch
+from .patching import Patches, is_wrapped, unwrap, wrap
 from .runtime import add_transform_once, force_flush, get_tracer, stored_span_ids, use_provider
 from .spans import (
     DeferredSpan,

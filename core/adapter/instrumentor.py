@@ -4,14 +4,12 @@ idempotent, thread-safe, re-entrant (installing may import the orchestrator, who
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..util.ratelimit import warn_once_per
-from .patching import Wrapper, unwrap, wrap
 
 
 class Switch:
@@ -103,18 +101,3 @@ class Signals:
         for signal, receiver in self.table():
             signal.disconnect(receiver, dispatch_uid=self._uid(signal, receiver))
 
-
-class Patches:
-    """An adapter's ``wrapt`` wrappers of methods that have no hook, as one table applied and removed
-    together: rows of (module, class in it, method, wrapper); the module is imported only then."""
-
-    def __init__(self, table: Sequence[tuple[str, str, str, Wrapper]]) -> None:
-        self.table = table
-
-    def apply(self) -> None:
-        for module, owner, name, wrapper in self.table:
-            wrap(getattr(importlib.import_module(module), owner), name, wrapper)
-
-    def remove(self) -> None:
-        for module, owner, name, _ in self.table:
-            unwrap(getattr(importlib.import_module(module), owner), name)

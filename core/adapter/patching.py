@@ -9,9 +9,10 @@ patched (wrapped methods, calls whose results are known secrets), undone togethe
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import wrapt
@@ -76,11 +77,18 @@ def observe(owner: object, name: str, after: Callable[[Any, tuple[Any, ...], dic
 
 
 class Patches:
-    """The patches of one adapter (``system``), undone in reverse order by :meth:`undo`."""
+    """The patches of one adapter (``system``), undone in reverse order by :meth:`undo`. ``table``: rows
+    of (module, class in it, method, wrapper) that :meth:`apply` wraps, importing the module only then;
+    :meth:`wrap` and :meth:`secrets` patch one more thing each."""
 
-    def __init__(self, system: str) -> None:
+    def __init__(self, system: str, table: Sequence[tuple[str, str, str, Wrapper]] = ()) -> None:
         self.system = system
+        self.table = table
         self._undo: list[tuple[Callable[[object, str], object], object, str]] = []
+
+    def apply(self) -> None:
+        for module, owner, name, wrapper in self.table:
+            self.wrap(getattr(importlib.import_module(module), owner), name, wrapper)
 
     def wrap(self, owner: object, name: str, wrapper: Wrapper, *, own_only: bool = False) -> bool:
         """:func:`wrap` ``owner.name`` (with ``own_only``, only if ``owner`` itself defines it)."""

@@ -50,8 +50,8 @@ def _install() -> None:
 
 def _remove() -> None:
     _hooks.disconnect()
-    canvas.patches.remove()
-    lost.patches.remove()
+    canvas.patches.undo()
+    lost.patches.undo()
     interop.teardown()
     on_publish_failed(None)
 

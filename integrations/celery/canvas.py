@@ -94,6 +94,6 @@ def _chord_run(wrapped: Wrapped, self: Any, args: tuple[Any, ...], kwargs: dict[
             _chord_body.reset(token)
 
 
-patches = Patches([("celery.canvas", "group", "apply_async", _group_apply_async),
+patches = Patches("celery", [("celery.canvas", "group", "apply_async", _group_apply_async),
                    ("celery.canvas", "group", "_apply_tasks", _apply_tasks),
                    ("celery.canvas", "_chord", "run", _chord_run)])

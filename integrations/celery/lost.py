@@ -92,7 +92,7 @@ def traced_on_failure(wrapped: Any, self: Any, args: tuple[Any, ...], kwargs: di
                 warn_once_per(log, "celery-lost", "pipetrace: lost celery attempt not recorded: %r", err)
 
 
-patches = Patches([("celery.worker.request", "Request", "on_failure", traced_on_failure)])
+patches = Patches("celery", [("celery.worker.request", "Request", "on_failure", traced_on_failure)])
 
 
 @guarded(log, "celery-lost-patch", "lost celery attempts not traced")

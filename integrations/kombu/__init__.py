@@ -16,12 +16,12 @@ from pipetrace.adapter.messaging import set_provider
 from . import consumer, producer
 from .batch import consume_batches, message_link, process_batch
 
-_patches = Patches([("kombu.messaging", "Producer", "publish", producer.traced_publish),
+_patches = Patches("kombu", [("kombu.messaging", "Producer", "publish", producer.traced_publish),
                     ("kombu.messaging", "Consumer", "receive", consumer.traced_receive)])
 
 
 def _remove() -> None:
-    _patches.remove()
+    _patches.undo()
     set_provider(None)
 
 

@@ -55,10 +55,11 @@ def test_patches_wrap_and_restore_methods_named_by_module(monkeypatch: pytest.Mo
 
     module.Client = Client  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_library", module)
-    patches = Patches([("fake_library", "Client", "send", lambda wrapped, inst, args, kw: wrapped(*args, **kw) + 1)])
+    patches = Patches("test", [("fake_library", "Client", "send",
+                                lambda wrapped, inst, args, kw: wrapped(*args, **kw) + 1)])
     patches.apply()
     assert Client().send(1) == 2
-    patches.remove()
+    patches.undo()
     assert Client().send(1) == 1 and "send" in vars(Client)
 
 
