@@ -132,11 +132,11 @@ def _shim():
                 if len(seen) == SKIP:
                     base[name] = _other_threads_ns()
                 elif len(seen) % 250 == 0:
-                    rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP] for k, v in calls.items()
-                            if len(v) > SKIP}
+                    rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP, statistics.fmean(v[SKIP:])]
+                            for k, v in calls.items() if len(v) > SKIP}
                     if name in base:  # other threads' CPU per call since the warm-up (mean, not median)
-                        rows[f"background {name}"] = [(_other_threads_ns() - base[name]) / (len(seen) - SKIP),
-                                                      len(seen) - SKIP]
+                        per_call = (_other_threads_ns() - base[name]) / (len(seen) - SKIP)
+                        rows[f"background {name}"] = [per_call, len(seen) - SKIP, per_call]
                     with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
                         json.dump(rows, fh)
 
@@ -247,14 +247,17 @@ def _delete_keys(db: int, prefix: str) -> None:
 
 def hook_times(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter) -> dict[str, float]:
     """Median thread CPU µs per call of each traced signal in ``mode``, and the mean CPU µs per call of
-    the process's other threads (pool children averaged)."""
+    the process's other threads (pool children averaged); ``mean <signal>``: the signal's mean per call
+    (a median leaves out the occasional expensive call — a collection, a thread's wake-up — a mean does not)."""
     with tempfile.TemporaryDirectory() as folder:
         run(mode, n, db, exporters, receiver, hooks=Path(folder))
         found: dict[str, list[float]] = {}
         for path in (Path(folder) / "out").glob("*.json"):
-            for name, (median_ns, _count) in json.loads(path.read_text()).items():
+            for name, (median_ns, _count, mean_ns) in json.loads(path.read_text()).items():
                 found.setdefault(name, []).append(median_ns / 1000)
-    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in (*HOOKS, *BACKGROUND)}
+                found.setdefault(f"mean {name}", []).append(mean_ns / 1000)
+    names = (*HOOKS, *BACKGROUND, *(f"mean {h}" for h in HOOKS))
+    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in names}
 
 
 def _sides(t: dict[str, float]) -> tuple[float, float]:
@@ -276,7 +279,9 @@ def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
         publish, task = _sides(t)
         print(f"  {mode:10s} " + "  ".join(f"{h} {t[h]:5.1f}" for h in HOOKS)
               + f"  bg publish {t[BACKGROUND[0]]:4.1f} task {t[BACKGROUND[1]]:4.1f}"
-              + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}")
+              + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}"
+              + f"  (handlers' means: {sum(t[f'mean {h}'] for h in HOOKS):5.1f} vs medians "
+              + f"{sum(t[h] for h in HOOKS):5.1f})")
     ratios = paired_ratios([sum(_sides(o)) for o in runs["pipetrace"]], [sum(_sides(r)) for r in runs["otel"]])
     ref, ours = _sides(times["otel"]), _sides(times["pipetrace"])
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "
