@@ -99,25 +99,32 @@ print(json.dumps({"cpu": time.process_time() - c0}), flush=True)
 HOOK_SHIM = r'''
 """Times each Celery signal send (thread CPU ns) and writes medians per signal for this process, plus
 the CPU time of the process's other threads (an instrumentation's background work) per task."""
-import json, os, statistics, threading, time
+import json, os, statistics, time
 
 
 def _other_threads_ns():
-    total, main = 0, threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main and thread.ident is not None:
-            try:
-                total += time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
-            except (OSError, AttributeError):
-                pass
-    return total
+    """CPU of every thread but the calling (main) one, those that ended included (a batch processor's
+    thread joined at exit): the process's CPU clock counts them, a per-thread clock no longer can."""
+    return time.process_time_ns() - time.thread_time_ns()
 
 
 def _shim():
+    import atexit
+
+    from celery.signals import worker_process_shutdown
     from celery.utils.dispatch import signal as dispatch
 
     send, clock, out = dispatch.Signal.send, time.thread_time_ns, os.environ["PIPETRACE_BENCH_HOOKS"]
     calls, base = {}, {}
+
+    def write(*_args, **_kwargs):
+        rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP, statistics.fmean(v[SKIP:])]
+                for k, v in calls.items() if len(v) > SKIP}
+        for name in base:  # other threads' CPU per call since the warm-up (mean, not median)
+            per_call = (_other_threads_ns() - base[name]) / (len(calls[name]) - SKIP)
+            rows[f"background {name}"] = [per_call, len(calls[name]) - SKIP, per_call]
+        with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
+            json.dump(rows, fh)
 
     def timed_send(self, sender, **named):
         start = clock()
@@ -132,15 +139,13 @@ def _shim():
                 if len(seen) == SKIP:
                     base[name] = _other_threads_ns()
                 elif len(seen) % 250 == 0:
-                    rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP, statistics.fmean(v[SKIP:])]
-                            for k, v in calls.items() if len(v) > SKIP}
-                    if name in base:  # other threads' CPU per call since the warm-up (mean, not median)
-                        per_call = (_other_threads_ns() - base[name]) / (len(seen) - SKIP)
-                        rows[f"background {name}"] = [per_call, len(seen) - SKIP, per_call]
-                    with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
-                        json.dump(rows, fh)
+                    write()
 
     dispatch.Signal.send = timed_send
+    # and once more when the process ends (after the receiver had every span): background work done after
+    # the last task — a batch processor's last batches — is counted for every side alike
+    atexit.register(write)
+    worker_process_shutdown.connect(write, weak=False)
 
 
 SKIP = int(os.environ.get("PIPETRACE_BENCH_HOOKS_SKIP", "100"))  # each process's warm-up calls
