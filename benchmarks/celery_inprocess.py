@@ -161,7 +161,6 @@ def main() -> None:
         ours = statistics.median(added(mode, "cpu_drained"))
         print(f"{mode} added / reference added (all threads): {ours / statistics.median(ref):.2f} "
               f"(ratio of medians); per round {fmt_spread(ratios)}")
-    print(json.dumps({m: [r for r in rs] for m, rs in runs.items()}), file=sys.stderr)
 
 
 if __name__ == "__main__":
