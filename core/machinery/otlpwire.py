@@ -98,6 +98,10 @@ DISTINCT_AFTER = 64
 """Misses after which a key's values count as distinct (task ids, run ids, message ids): they are
 encoded directly instead of going through the pair cache, which they would only fill and clear (and
 with it the pairs that do repeat)."""
+RECHECK_AFTER = 8192
+"""Direct encodings after which every key is judged again: a key with many values that do repeat (the
+task names of a large app, cached meanwhile) goes back to the cache."""
+_direct = [0]
 
 
 def key_value(key: str, value: Any) -> bytes:
@@ -143,6 +147,10 @@ def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
             if (kind is str and len(value) <= 256) or kind is int or kind is bool:  # repeated pairs: encoded once
                 if distinct.get(key, 0) > DISTINCT_AFTER:
                     out.append(_field(tag, key_value(key, value)))
+                    _direct[0] += 1
+                    if _direct[0] >= RECHECK_AFTER:
+                        _direct[0] = 0
+                        distinct.clear()
                     continue
                 data = cache.get((tag, key, kind, value))
                 out.append(data if data is not None else _miss(tag, key, kind, value))

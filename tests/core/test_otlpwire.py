@@ -125,3 +125,17 @@ def test_unset_status_and_remote_parent_flags_match_the_sdk() -> None:
              for remote in (True, False) for status in (Status(StatusCode.UNSET), Status(StatusCode.OK),
                                                         Status(StatusCode.ERROR), Status(StatusCode.ERROR, "why"))]
     assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+
+
+def test_keys_judged_distinct_are_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key with many values that repeat (the task names of a large app) goes back to the pair cache."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    monkeypatch.setattr(otlpwire, "_direct", [0])
+    monkeypatch.setattr(otlpwire, "RECHECK_AFTER", 10)
+    names = [{"cicd.pipeline.task.name": f"app.task_{i}"} for i in range(otlpwire.DISTINCT_AFTER + 1)]
+    for one in names + names[:10]:  # every name once, then 10 direct encodings
+        otlpwire.attributes(b"\x4a", one)
+    assert otlpwire._distinct == {}  # judged again from here
+    otlpwire.attributes(b"\x4a", names[0])
+    assert otlpwire._distinct == {}  # a hit: the cached pair, no miss counted
