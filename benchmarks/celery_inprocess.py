@@ -97,6 +97,10 @@ def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
         env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_BROKER="memory://",
                    PIPETRACE_EXAMPLE_BACKEND="cache+memory://", PIPETRACE_EXAMPLE_QUEUE="bench",
                    PIPETRACE_EXPORTERS="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                   # a loop of no-op tasks in one process ends spans faster than any worker: with the SDK's
+                   # 2,048-span queue the reference drops spans (less export work: it would be flattered);
+                   # both sides keep every span (pipetrace's OTLP queue reads the same variable)
+                   OTEL_BSP_MAX_QUEUE_SIZE="200000",
                    PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
             env.pop(name, None)
