@@ -99,25 +99,32 @@ print(json.dumps({"cpu": time.process_time() - c0}), flush=True)
 HOOK_SHIM = r'''
 """Times each Celery signal send (thread CPU ns) and writes medians per signal for this process, plus
 the CPU time of the process's other threads (an instrumentation's background work) per task."""
-import json, os, statistics, threading, time
+import json, os, statistics, time
 
 
 def _other_threads_ns():
-    total, main = 0, threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main and thread.ident is not None:
-            try:
-                total += time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
-            except (OSError, AttributeError):
-                pass
-    return total
+    """CPU of every thread but the calling (main) one, those that ended included (a batch processor's
+    thread joined at exit): the process's CPU clock counts them, a per-thread clock no longer can."""
+    return time.process_time_ns() - time.thread_time_ns()
 
 
 def _shim():
+    import atexit
+
+    from celery.signals import worker_process_shutdown
     from celery.utils.dispatch import signal as dispatch
 
     send, clock, out = dispatch.Signal.send, time.thread_time_ns, os.environ["PIPETRACE_BENCH_HOOKS"]
     calls, base = {}, {}
+
+    def write(*_args, **_kwargs):
+        rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP, statistics.fmean(v[SKIP:])]
+                for k, v in calls.items() if len(v) > SKIP}
+        for name in base:  # other threads' CPU per call since the warm-up (mean, not median)
+            per_call = (_other_threads_ns() - base[name]) / (len(calls[name]) - SKIP)
+            rows[f"background {name}"] = [per_call, len(calls[name]) - SKIP, per_call]
+        with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
+            json.dump(rows, fh)
 
     def timed_send(self, sender, **named):
         start = clock()
@@ -132,15 +139,13 @@ def _shim():
                 if len(seen) == SKIP:
                     base[name] = _other_threads_ns()
                 elif len(seen) % 250 == 0:
-                    rows = {k: [statistics.median(v[SKIP:]), len(v) - SKIP] for k, v in calls.items()
-                            if len(v) > SKIP}
-                    if name in base:  # other threads' CPU per call since the warm-up (mean, not median)
-                        rows[f"background {name}"] = [(_other_threads_ns() - base[name]) / (len(seen) - SKIP),
-                                                      len(seen) - SKIP]
-                    with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
-                        json.dump(rows, fh)
+                    write()
 
     dispatch.Signal.send = timed_send
+    # and once more when the process ends (after the receiver had every span): background work done after
+    # the last task — a batch processor's last batches — is counted for every side alike
+    atexit.register(write)
+    worker_process_shutdown.connect(write, weak=False)
 
 
 SKIP = int(os.environ.get("PIPETRACE_BENCH_HOOKS_SKIP", "100"))  # each process's warm-up calls
@@ -247,14 +252,17 @@ def _delete_keys(db: int, prefix: str) -> None:
 
 def hook_times(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter) -> dict[str, float]:
     """Median thread CPU µs per call of each traced signal in ``mode``, and the mean CPU µs per call of
-    the process's other threads (pool children averaged)."""
+    the process's other threads (pool children averaged); ``mean <signal>``: the signal's mean per call
+    (a median leaves out the occasional expensive call — a collection, a thread's wake-up — a mean does not)."""
     with tempfile.TemporaryDirectory() as folder:
         run(mode, n, db, exporters, receiver, hooks=Path(folder))
         found: dict[str, list[float]] = {}
         for path in (Path(folder) / "out").glob("*.json"):
-            for name, (median_ns, _count) in json.loads(path.read_text()).items():
+            for name, (median_ns, _count, mean_ns) in json.loads(path.read_text()).items():
                 found.setdefault(name, []).append(median_ns / 1000)
-    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in (*HOOKS, *BACKGROUND)}
+                found.setdefault(f"mean {name}", []).append(mean_ns / 1000)
+    names = (*HOOKS, *BACKGROUND, *(f"mean {h}" for h in HOOKS))
+    return {name: statistics.fmean(found[name]) if name in found else 0.0 for name in names}
 
 
 def _sides(t: dict[str, float]) -> tuple[float, float]:
@@ -276,7 +284,9 @@ def report_hooks(args: argparse.Namespace, receiver: SpanCounter) -> str:
         publish, task = _sides(t)
         print(f"  {mode:10s} " + "  ".join(f"{h} {t[h]:5.1f}" for h in HOOKS)
               + f"  bg publish {t[BACKGROUND[0]]:4.1f} task {t[BACKGROUND[1]]:4.1f}"
-              + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}")
+              + f"  | publish {publish:5.1f} task {task:5.1f} sum {publish + task:5.1f}"
+              + f"  (handlers' means: {sum(t[f'mean {h}'] for h in HOOKS):5.1f} vs medians "
+              + f"{sum(t[h] for h in HOOKS):5.1f})")
     ratios = paired_ratios([sum(_sides(o)) for o in runs["pipetrace"]], [sum(_sides(r)) for r in runs["otel"]])
     ref, ours = _sides(times["otel"]), _sides(times["pipetrace"])
     print(f"pipetrace / reference: publish {ours[0] / ref[0]:.2f}, task {ours[1] / ref[1]:.2f}, "

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import logging
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from ..util.ratelimit import warn_once_per
 
@@ -29,6 +31,8 @@ _VARINT_SMALL = [bytes([i]) for i in range(128)]
 _HAS_IS_REMOTE = 0x100  # SpanFlags: the parent's is_remote is known…
 _IS_REMOTE = 0x200  # …and it is remote
 _CACHE_LIMIT = 4096
+_YIELD_SPANS = 64  # ~0.5 ms of encoding between releases of the GIL (a switch interval is 5 ms)
+_KINDS = {kind: b"\x30" + bytes([kind.value + 1]) for kind in SpanKind}  # the SDK enum + 1, as the proto
 
 
 def _varint(n: int) -> bytes:
@@ -89,6 +93,15 @@ def any_value(value: Any) -> bytes:
 
 _keys: dict[str, bytes] = {}
 _pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
+_distinct: dict[str, int] = {}  # key -> its values' misses in the pair cache since the last clear
+DISTINCT_AFTER = 64
+"""Misses after which a key's values count as distinct (task ids, run ids, message ids): they are
+encoded directly instead of going through the pair cache, which they would only fill and clear (and
+with it the pairs that do repeat)."""
+RECHECK_AFTER = 8192
+"""Direct encodings after which every key is judged again: a key with many values that do repeat (the
+task names of a large app, cached meanwhile) goes back to the cache."""
+_direct = [0]
 
 
 def key_value(key: str, value: Any) -> bytes:
@@ -98,27 +111,49 @@ def key_value(key: str, value: Any) -> bytes:
         if len(_keys) >= _CACHE_LIMIT:
             _keys.clear()
         head = _keys[key] = _text(b"\x0a", key)
+    if type(value) is str:  # the common case, without the any_value call
+        data = value.encode("utf-8")
+        size = len(data)
+        inner = b"\x0a" + (_VARINT_SMALL[size] if size < 128 else _varint(size)) + data
+        size = len(inner)
+        return head + b"\x12" + (_VARINT_SMALL[size] if size < 128 else _varint(size)) + inner
     return head + _field(b"\x12", any_value(value))
+
+
+def _miss(tag: bytes, key: str, kind: type, value: Any) -> bytes:
+    data = _field(tag, key_value(key, value))
+    misses = _distinct.get(key, 0) + 1
+    _distinct[key] = misses
+    if misses <= DISTINCT_AFTER:
+        if len(_pairs) >= _CACHE_LIMIT:
+            _pairs.clear()
+            _distinct.clear()  # a key judged distinct is looked at again after each clear
+        _pairs[(tag, key, kind, value)] = data
+    return data
 
 
 def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a ``KeyValue`` field ``tag``; one that cannot be encoded is left out (as the SDK
-    does), with a rate-limited warning."""
+    does), with a rate-limited warning. Pairs that repeat (a system, a queue, a task name) are encoded
+    once; the values of a key that keep missing (ids) are encoded directly, never cached."""
     if not attrs:
         return b""
     out = []
     cache = _pairs
+    distinct = _distinct
     for key, value in attrs.items():
         kind = type(value)
         try:
             if (kind is str and len(value) <= 256) or kind is int or kind is bool:  # repeated pairs: encoded once
-                pair = (tag, key, kind, value)
-                data = cache.get(pair)
-                if data is None:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    data = cache[pair] = _field(tag, key_value(key, value))
-                out.append(data)
+                if distinct.get(key, 0) > DISTINCT_AFTER:
+                    out.append(_field(tag, key_value(key, value)))
+                    _direct[0] += 1
+                    if _direct[0] >= RECHECK_AFTER:
+                        _direct[0] = 0
+                        distinct.clear()
+                    continue
+                data = cache.get((tag, key, kind, value))
+                out.append(data if data is not None else _miss(tag, key, kind, value))
             else:
                 out.append(_field(tag, key_value(key, value)))
         except Exception as exc:
@@ -126,9 +161,10 @@ def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
     return b"".join(out)
 
 
-def _flags(parent: Any) -> bytes:
-    return b"\x85\x01" + _F32(_HAS_IS_REMOTE | _IS_REMOTE if parent is not None and parent.is_remote
-                             else _HAS_IS_REMOTE)
+_FLAGS_LOCAL = b"\x85\x01" + _F32(_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _F32(_HAS_IS_REMOTE | _IS_REMOTE)
+_STATUS_UNSET = b"\x7a\x00"  # a Status message with no code and no description
+_names: dict[str, bytes] = {}  # span names are low-cardinality (design.md): each encoded once
 
 
 def _dropped(tag: bytes, count: int) -> bytes:
@@ -156,26 +192,39 @@ def _links(span: ReadableSpan) -> bytes:
     return b"".join(out)
 
 
+def _name(name: str) -> bytes:
+    data = _names.get(name)
+    if data is None:
+        if len(_names) >= _CACHE_LIMIT:
+            _names.clear()
+        data = _names[name] = _text(b"\x2a", name)
+    return data
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message (the SDK's ``_encode_span``)."""
     ctx = span.context
     assert ctx is not None
     parent = span.parent
-    parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"), b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
+    parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
     state = ctx.trace_state
     if state:
         parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items())))
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_text(b"\x2a", span.name))
-    parts.append(b"\x30" + _VARINT_SMALL[span.kind.value + 1])
-    if span.start_time:
-        parts.append(b"\x39" + _F64(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _F64(span.end_time))
+    name = span.name
+    if name:
+        parts.append(_name(name))
+    parts.append(_KINDS[span.kind])
+    start, end = span.start_time, span.end_time
+    if start:
+        parts.append(b"\x39" + _F64(start))
+    if end:
+        parts.append(b"\x41" + _F64(end))
     parts.append(attributes(b"\x4a", span.attributes))
-    parts.append(_dropped(b"\x50", span.dropped_attributes))
+    dropped = span.dropped_attributes
+    if dropped:
+        parts.append(b"\x50" + _varint(dropped))
     if span.events:
         parts.append(_events(span))
         parts.append(_dropped(b"\x60", span.dropped_events))
@@ -185,9 +234,13 @@ def encode_span(span: ReadableSpan) -> bytes:
     status = span.status
     if status is not None:
         code = status.status_code.value
-        parts.append(_field(b"\x7a", (_text(b"\x12", status.description) if status.description else b"")
-                            + (b"\x18" + _VARINT_SMALL[code] if code else b"")))
-    parts.append(_flags(parent))
+        description = status.description
+        if code or description:
+            parts.append(_field(b"\x7a", (_text(b"\x12", description) if description else b"")
+                                + (b"\x18" + _VARINT_SMALL[code] if code else b"")))
+        else:
+            parts.append(_STATUS_UNSET)
+    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
 
@@ -227,7 +280,9 @@ _scopes = _Encoded()
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """An ``ExportTraceServiceRequest``: spans grouped by resource, then by instrumentation scope."""
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
-    for span in spans:
+    for n, span in enumerate(spans, 1):
+        if n % _YIELD_SPANS == 0:
+            time.sleep(0)  # hand the GIL back: a task thread must not wait for a whole 512-span batch
         resource = span.resource
         scope = span.instrumentation_scope or None
         by_scope = groups.get(id(resource))

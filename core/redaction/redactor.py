@@ -194,15 +194,23 @@ class Redactor:
         return value
 
     def attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """Redacted copy of ``attrs``, or None when nothing needed to change (the common case).
+        """Redacted copy of ``attrs``, or None when nothing needed to change (the common case)."""
+        return self.attributes_within(attrs, None)[0]
+
+    def attributes_within(self, attrs: Mapping[str, Any] | None, limit: int | None
+                          ) -> tuple[dict[str, Any] | None, bool]:
+        """(:meth:`attributes`, whether a value may be longer than ``limit``: a str over it, a sequence, a
+        value under a sensitive key) — in the same pass, so a span whose values are all short is not
+        walked a second time for the length limit.
 
         The loop is the hot path of every span: cached key classes and cached string results, and no
         copy unless something changed."""
         if not attrs:
-            return None
+            return None, False
         cache = self._cache
         key_cache = self._key_cache
         changes: list[tuple[str, Any]] | None = None
+        long = False
         for key, value in attrs.items():
             cls = key_cache.get(key)
             if cls is None:
@@ -210,6 +218,8 @@ class Redactor:
             if cls == 0:
                 kind = type(value)
                 if kind is str:
+                    if limit is not None and len(value) > limit:
+                        long = True
                     new: Any = cache.get(value)
                     if new is None:
                         new = self.value(value)
@@ -218,12 +228,14 @@ class Redactor:
                 elif kind is int or kind is float or kind is bool:
                     continue
                 else:
+                    long = True
                     new = self._one(value)
                     if new is value:
                         continue
             elif cls == 2:
                 new = DROP
             else:
+                long = True
                 new = self._whole(value)
                 if new is value:
                     continue
@@ -231,11 +243,11 @@ class Redactor:
                 changes = []
             changes.append((key, new))
         if changes is None:
-            return None
+            return None, long
         out = dict(attrs)
         for key, new in changes:
             if isinstance(new, _Drop):
                 out.pop(key, None)
             else:
                 out[key] = new
-        return out
+        return out, True

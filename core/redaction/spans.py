@@ -96,8 +96,11 @@ class RedactionTransform:
 
     def _attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Redacted, then length-limited copy of ``attrs``; None when nothing changed."""
-        out = self.redactor.attributes(attrs) if self.redactor is not None else None
-        if self.limit is not None and attrs:
+        if self.redactor is not None:
+            out, long = self.redactor.attributes_within(attrs, self.limit)
+        else:
+            out, long = None, True
+        if long and self.limit is not None and attrs:  # a changed value may have grown (a token): checked too
             limited = self._limited(out if out is not None else attrs)
             if limited is not None:
                 out = limited

@@ -101,3 +101,41 @@ def test_the_configured_exporter_sends_wire_bytes_to_a_receiver(traced, monkeypa
     (resource, span), = got
     assert span.name == "task extract" and attrs(span.attributes)["rows"] == 3 and attrs(span.attributes)["ok"] is True
     assert attrs(resource.attributes)["service.name"]
+
+
+def test_distinct_values_of_a_key_skip_the_pair_cache_and_encode_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids (a task id per span) never repeat: after DISTINCT_AFTER misses their key stops filling the pair
+    cache (which would be cleared by them, repeated pairs with it), and the bytes are unchanged."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    spans = [ReadableSpan(name="task t", context=_ctx(1, 10 + i), resource=RES_A, kind=SpanKind.CONSUMER,
+                          attributes={"messaging.system": "redis", "cicd.pipeline.task.run.id": f"id-{i:04d}", "n": i},
+                          start_time=1, end_time=2, instrumentation_scope=SCOPE_1)
+             for i in range(3 * otlpwire.DISTINCT_AFTER)]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    cached = [pair[1] for pair in otlpwire._pairs]
+    assert cached.count("cicd.pipeline.task.run.id") == otlpwire.DISTINCT_AFTER  # then no more
+    assert cached.count("n") == otlpwire.DISTINCT_AFTER
+    assert cached.count("messaging.system") == 1  # the repeated pair: encoded once, still cached
+
+
+def test_unset_status_and_remote_parent_flags_match_the_sdk() -> None:
+    spans = [ReadableSpan(name="a", context=_ctx(1, 2), parent=_ctx(1, 3, remote=remote), resource=RES_A,
+                          status=status, start_time=1, end_time=2, instrumentation_scope=SCOPE_1)
+             for remote in (True, False) for status in (Status(StatusCode.UNSET), Status(StatusCode.OK),
+                                                        Status(StatusCode.ERROR), Status(StatusCode.ERROR, "why"))]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+
+
+def test_keys_judged_distinct_are_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key with many values that repeat (the task names of a large app) goes back to the pair cache."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    monkeypatch.setattr(otlpwire, "_direct", [0])
+    monkeypatch.setattr(otlpwire, "RECHECK_AFTER", 10)
+    names = [{"cicd.pipeline.task.name": f"app.task_{i}"} for i in range(otlpwire.DISTINCT_AFTER + 1)]
+    for one in names + names[:10]:  # every name once, then 10 direct encodings
+        otlpwire.attributes(b"\x4a", one)
+    assert otlpwire._distinct == {}  # judged again from here
+    otlpwire.attributes(b"\x4a", names[0])
+    assert otlpwire._distinct == {}  # a hit: the cached pair, no miss counted

@@ -47,3 +47,31 @@ def test_ordinary_values_without_a_trigger_come_out_unchanged() -> None:
     redactor = Redactor()
     assert redactor.attributes({k: v for k, v in ORDINARY.items()}) is None
     assert find("task pipeline_app.noop on worker-7.etl.internal") == []
+
+
+def _span(attributes: dict[str, object]) -> object:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    return ReadableSpan(name="task t", context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+                        attributes=attributes, start_time=1, end_time=2)
+
+
+def test_the_length_limit_is_checked_in_the_redaction_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pass over a span's attributes: all values short, nothing changed -> no second walk for the limit;
+    a long value, a sequence or a changed value (a token can be longer than its secret) is still cut."""
+    from pipetrace.redaction.spans import RedactionTransform
+
+    transform = RedactionTransform(Redactor(modes={"default": "token"}, key="k" * 32), limit=40)
+    walks: list[int] = []
+    limited = transform._limited
+    monkeypatch.setattr(transform, "_limited", lambda attrs: walks.append(1) or limited(attrs))
+    short = _span({"id": "3f2a6c1e-9b7d-4e2f-8a61-0c5d9e7f1b24", "n": 1, "name": "pipeline_app.noop"})
+    assert transform(short) is short and walks == []
+    (long,) = [transform(_span({"big": "y" * 100}))]
+    assert len(long.attributes["big"]) == 40 and walks == [1]  # type: ignore[union-attr]
+    (listed,) = [transform(_span({"many": ("y" * 100, "ok")}))]
+    assert len(listed.attributes["many"][0]) == 40  # type: ignore[union-attr]
+    secret = make("uri_password")
+    grown = transform(_span({"dsn": "x" * 30 + " " + secret.text}))  # the token makes it longer than 40
+    assert secret.needle not in grown.attributes["dsn"] and len(grown.attributes["dsn"]) <= 40  # type: ignore[union-attr]

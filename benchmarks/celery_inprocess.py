@@ -1,0 +1,171 @@
+"""Celery tracing cost per task in one process, load-independent: publish and run N no-op tasks in-process
+(``memory://`` broker, the task run through Celery's own ``fast_trace_task`` as a prefork child runs it),
+then flush until the local receiver has every span; CPU of every thread of that process per task.
+
+Why: ``celery_overhead.py`` measures a real prefork worker on Redis, but on a loaded machine its
+added CPU is mostly the producer's and the worker main process's polling, which grows with how long
+each task takes, not the tracing work itself. Here the only work besides Celery's is the
+instrumentation's — signal handlers, span records, redaction, encoding, the OTLP/HTTP post — on every
+thread, so an A/B of two code versions (``--before``) or of pipetrace against the reference reads in
+CPU µs per task that a busy machine barely moves.
+
+Modes, each in its own process, interleaved and rotated per round: ``untraced``; ``otel`` (the reference:
+opentelemetry-instrumentation-celery + plain SDK ``BatchSpanProcessor`` + OTLP/HTTP, no pipetrace);
+``pipetrace`` (``pipetrace run --``, default processing: redaction on, OTLP export); with ``--before
+<checkout>`` also ``before`` (that checkout's ``.venvs/celery``). Every traced mode exports to the same
+local receiver, which counts the spans (completeness printed).
+
+    python benchmarks/celery_inprocess.py [--tasks 5000] [--rounds 5] [--before <checkout>]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import SpanCounter, fmt_spread, load_range, paired_ratios, paired_rounds  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHECKOUTS: dict[str, Path] = {}
+
+CHILD = r'''
+import json, os, sys, threading, time, uuid
+import pipeline_app
+from pipeline_app import app, noop
+from celery.app.trace import build_tracer, fast_trace_task, setup_worker_optimizations
+
+mode, n = sys.argv[1], int(sys.argv[2])
+if mode == "otel":
+    pipeline_app.setup_reference_tracing()
+setup_worker_optimizations(app, "bench@host")
+noop.__trace__ = build_tracer(noop.name, noop, app.loader, "bench@host", app=app)  # as the worker does
+queue = app.conf.task_default_queue
+conn = app.connection_for_write()
+channel = conn.default_channel
+
+
+def one():
+    noop.delay()
+    message = channel.basic_get(queue, no_ack=True)
+    request = dict(message.headers, delivery_info={"exchange": "", "routing_key": queue, "priority": 0,
+                                                   "redelivered": False}, reply_to=message.properties.get("reply_to"),
+                   correlation_id=message.properties.get("correlation_id"), hostname="bench@host")
+    fast_trace_task(request["task"], request["id"], request, message.body, message.content_type,
+                    message.content_encoding)
+
+
+def flush():
+    from opentelemetry import trace
+    provider = trace.get_tracer_provider()
+    if mode in ("pipetrace", "before"):
+        import pipetrace
+        pipetrace.force_flush()
+    elif hasattr(provider, "force_flush"):
+        provider.force_flush()
+
+
+for _ in range(200):  # warm-up: imports, connections, first spans
+    one()
+flush()
+print("ready", flush=True)
+sys.stdin.readline()
+main0, cpu0 = time.thread_time(), time.process_time()
+for _ in range(n):
+    one()
+main1 = time.thread_time()
+flush()
+print(json.dumps({"cpu": time.process_time() - cpu0, "main": main1 - main0}), flush=True)
+sys.stdin.readline()  # the receiver has every span
+print(json.dumps({"cpu_drained": time.process_time() - cpu0}), flush=True)
+'''
+
+
+def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
+    receiver.reset()
+    checkout = CHECKOUTS.get(mode)
+    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
+    app_dir = (checkout or ROOT) / "example_dags" / "celery"
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_BROKER="memory://",
+                   PIPETRACE_EXAMPLE_BACKEND="cache+memory://", PIPETRACE_EXAMPLE_QUEUE="bench",
+                   PIPETRACE_EXPORTERS="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                   # a loop of no-op tasks in one process ends spans faster than any worker: with the SDK's
+                   # 2,048-span queue the reference drops spans (less export work: it would be flattered);
+                   # both sides keep every span (pipetrace's OTLP queue reads the same variable)
+                   OTEL_BSP_MAX_QUEUE_SIZE="200000",
+                   PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+            env.pop(name, None)
+        if mode == "otel":
+            env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
+        prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
+        proc = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{mode}: the task process did not start")
+            expected = 0 if mode == "untraced" else 200 * 2 + n * 2
+            receiver.wait_for(200 * 2 if expected else 0, 30)
+            base = receiver.spans
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out = json.loads(proc.stdout.readline())
+            receiver.wait_for(expected, 60)
+            proc.stdin.write("report\n")
+            proc.stdin.flush()
+            out.update(json.loads(proc.stdout.readline()))
+            out["got"], out["expected"] = receiver.spans - base, expected - 400 if expected else 0
+            proc.wait(60)
+            return out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as the mode 'before'")
+    args = ap.parse_args()
+    modes: tuple[str, ...] = ("untraced", "otel", "pipetrace")
+    if args.before is not None:
+        CHECKOUTS["before"] = args.before.resolve()
+        modes = (*modes, "before")
+    n = args.tasks
+    with SpanCounter() as receiver:
+        runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
+    print(f"celery in one process (memory broker, fast_trace_task), {n} no-op tasks, {args.rounds} interleaved "
+          f"rounds; CPU µs per task, median (min, max); load {load_range(loads)}")
+
+    def added(mode: str, field: str) -> list[float]:
+        return [(a[field] - u[field]) / n * 1e6 for a, u in zip(runs[mode], runs["untraced"], strict=True)]
+
+    for mode in modes:
+        rs = runs[mode]
+        line = (f"  {mode:10s} cpu {fmt_spread([r['cpu_drained'] / n * 1e6 for r in rs], '.1f')}, "
+                f"task thread {fmt_spread([r['main'] / n * 1e6 for r in rs], '.1f')}")
+        if mode != "untraced":
+            line += (f"; added: all threads {fmt_spread(added(mode, 'cpu_drained'), '.1f')}, task thread "
+                     f"{fmt_spread(added(mode, 'main'), '.1f')}; spans {sum(r['got'] for r in rs)}/"
+                     f"{sum(r['expected'] for r in rs)}")
+        print(line)
+    ref = added("otel", "cpu_drained")
+    for mode in modes[2:]:
+        ratios = paired_ratios(added(mode, "cpu_drained"), ref)
+        ours = statistics.median(added(mode, "cpu_drained"))
+        print(f"{mode} added / reference added (all threads): {ours / statistics.median(ref):.2f} "
+              f"(ratio of medians); per round {fmt_spread(ratios)}")
+
+
+if __name__ == "__main__":
+    main()
