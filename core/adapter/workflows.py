@@ -179,6 +179,7 @@ class Workflows:
             carrier[self.run_header] = run_id
         hdr.write(headers, carrier)
 
+
 class Running(Attempt):
     """An open attempt of a workflow, current as it is made (its span, and itself as its workflows'
     :attr:`~Workflows.current`) until :meth:`close`. Its pipeline and run id are read from its message
