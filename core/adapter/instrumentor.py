@@ -100,4 +100,3 @@ class Signals:
     def disconnect(self) -> None:
         for signal, receiver in self.table():
             signal.disconnect(receiver, dispatch_uid=self._uid(signal, receiver))
-
