@@ -33,6 +33,19 @@ SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
 
 
+def _reinit_after_fork(owner: ExportQueue | TransformStage) -> None:
+    """Call ``owner._init_state()`` in a forked child (fresh locks, nothing queued), while ``owner`` lives."""
+    ref = weakref.ref(owner)
+
+    def reinit_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._init_state()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=reinit_in_child)
+
+
 class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread.
 
@@ -48,8 +61,7 @@ class ExportQueue:
 
     def __init__(self, exporter: SpanExporter, *, name: str, max_queue_size: int = 20_000,
                  max_batch_size: int = 512, interval_s: float = 0.5, retry_failures: bool = False,
-                 max_backoff_s: float = 5.0, transforms: list[SpanTransform] | None = None,
-                 stage: TransformStage | None = None) -> None:
+                 max_backoff_s: float = 5.0, transforms: list[SpanTransform] | None = None) -> None:
         self.exporter = exporter
         self.retry_failures = retry_failures
         self.max_backoff_s = max_backoff_s
@@ -59,21 +71,13 @@ class ExportQueue:
         self.max_batch_size = max_batch_size
         self.interval_s = interval_s
         self.transforms = transforms
-        self.stage = stage  # shared with the other exporters' queues: spans come in as pending items
+        self.stage: TransformStage | None = None  # set by a processor with several exporters (pending items)
         self.dropped = 0
         self.failed = 0
         self.exported = 0
         self._shutdown = False
         self._init_state()
-        ref = weakref.ref(self)
-
-        def reinit_in_child() -> None:
-            queue = ref()
-            if queue is not None:
-                queue._init_state()
-
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=reinit_in_child)
+        _reinit_after_fork(self)
 
     def _init_state(self) -> None:
         self._queue: collections.deque[ReadableSpan] = collections.deque()  # as ended: not transformed yet
@@ -299,15 +303,7 @@ class TransformStage:
         self.exported = 0  # spans transformed and handed on
         self.removed = 0  # spans a transform dropped (sampled out, or it raised: counted as lost there)
         self._init_state()
-        ref = weakref.ref(self)
-
-        def reinit_in_child() -> None:
-            stage = ref()
-            if stage is not None:
-                stage._init_state()
-
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=reinit_in_child)
+        _reinit_after_fork(self)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
