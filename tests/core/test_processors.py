@@ -190,3 +190,19 @@ def test_a_hung_exporter_does_not_hold_the_others_transformed_spans() -> None:
     assert processor.force_flush(5000)
     assert [n for b in hung.batches for n in b] == ["A", "B"]
     processor.shutdown()
+
+
+def test_a_forked_child_gets_a_fresh_transform_stage_lock() -> None:
+    import os
+
+    processor = PipelineProcessor([ExportQueue(_Recorder(), name="store"), ExportQueue(_Recorder(), name="otlp")],
+                                  [lambda span: span])
+    stage = processor.stage
+    assert stage is not None
+    with stage._lock:  # noqa: SLF001 - held by this process's export thread at the moment of the fork
+        pid = os.fork()
+        if pid == 0:  # the child: the stage must not stay locked for ever
+            os._exit(0 if stage._lock.acquire(timeout=2) else 1)  # noqa: SLF001
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    processor.shutdown()
