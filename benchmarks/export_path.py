@@ -1,23 +1,38 @@
-"""The export thread's work per span, in one process: redaction (as the default settings configure it) and
-OTLP encoding, on realistic Celery spans (a ``send`` PRODUCER span and a ``task`` CONSUMER span per task,
-with the attributes the Celery adapter records: unique task ids, a float queue wait). Thread CPU per span,
-so a loaded machine barely moves it; the SDK's own OTLP encoder alongside, for scale.
+"""The export side's work per span, in one process, as thread CPU per span (a loaded machine barely moves it).
+
+* Stages, one thread, no queues: redaction (as the default settings configure it), OTLP encoding, the
+  store's row encoding, on realistic spans of three systems: Celery (a ``send`` PRODUCER and a ``task``
+  CONSUMER span per task: unique task ids, a float queue wait), Dagster (a 30-op run: 30 step spans with
+  ``result`` links and the run span) and Prefect (a 50-task flow: task spans carrying Prefect's state
+  events with unique state ids and enum state types, batch spans and the run span); the SDK's own OTLP
+  encoder alongside, for scale.
+* The chain, as deployed: ``PipelineProcessor.on_end`` for each span of a run, then ``force_flush`` (as
+  the Dagster and Prefect benchmarks do after each run), with the default exporters (store + OTLP/HTTP
+  to a local receiver in this process) and redaction on. CPU of every pipetrace thread and of the
+  calling thread (``on_end`` and the flush), per span; the receiver's threads are the other side and
+  not counted.
 
 ``--before <checkout>`` runs the same measures with that checkout's ``.venvs/<env>`` (its pipetrace) in
 the same interleaved rounds: a paired before/after of the export path that needs no worker.
 
-    python benchmarks/export_path.py [--spans 4096] [--rounds 7] [--before <checkout>] [--env celery]
+    python benchmarks/export_path.py [--spans 4096] [--rounds 7] [--before <checkout>] [--env core]
+
+``chain transform`` is the transform stage's own thread where a chain has one (0 where it has none).
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
+import functools
 import json
 import os
 import random
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,76 +41,240 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import fmt_spread, load_range, paired_ratios, paired_rounds  # noqa: E402
 
-MEASURES = ("redaction", "otlp encoding", "sdk encoding")
+SYSTEMS = ("celery", "dagster", "prefect")
+STAGES = ("redaction", "otlp encoding", "store rows", "sdk encoding")
+THREADS = ("caller", "transform", "store", "otlp", "chain")
+MEASURES = (*(f"{system} {stage}" for system in SYSTEMS for stage in STAGES),
+            *(f"{system} chain {part}" for system in ("dagster", "prefect") for part in THREADS))
+CHAIN_RUNS = {"dagster": 40, "prefect": 24}  # runs fed through the chain per round (~1,200 spans each)
 
 
-def celery_spans(tasks: int) -> list[Any]:
-    """A send and a task span per task, as pipetrace's Celery adapter records them for ``noop.delay()``."""
+@functools.cache
+def _common() -> tuple[Any, Any, Any]:
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+    from opentelemetry.trace import TraceFlags
 
     resource = Resource({"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
                          "telemetry.sdk.version": "1.45.2", "service.instance.id": str(uuid.uuid4()),
                          "service.name": "pipeline_app-worker", "host.name": "vm", "process.pid": 1234})
-    scope = InstrumentationScope("pipetrace", "")
-    sampled = TraceFlags(TraceFlags.SAMPLED)
+    return resource, InstrumentationScope("pipetrace", ""), TraceFlags(TraceFlags.SAMPLED)
+
+
+def _span(name: str, trace_id: int, parent: int | None, kind: Any, start: int, attributes: dict[str, Any],
+          **more: Any) -> Any:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, Status, StatusCode
+
+    resource, scope, sampled = _common()
+    return ReadableSpan(name=name, context=SpanContext(trace_id, random.getrandbits(64), False, sampled),
+                        parent=SpanContext(trace_id, parent, False, sampled) if parent else None, resource=resource,
+                        kind=kind, start_time=start, end_time=start + 2_000_000, instrumentation_scope=scope,
+                        attributes=attributes, status=more.pop("status", Status(StatusCode.OK)), **more)
+
+
+def celery_spans(tasks: int) -> list[Any]:
+    """A send and a task span per task, as pipetrace's Celery adapter records them for ``noop.delay()``."""
+    from opentelemetry.trace import SpanKind
+
     queue, task_name = "bench-91da6f", "pipeline_app.noop"
     common = {"pipetrace.system": "celery", "messaging.system": "redis", "messaging.destination.name": queue}
     out = []
     for _ in range(tasks):
         trace_id, task_id, now = random.getrandbits(128), str(uuid.uuid4()), time.time_ns()
-        send = ReadableSpan(
-            name=f"send {queue}", context=SpanContext(trace_id, random.getrandbits(64), False, sampled),
-            resource=resource, kind=SpanKind.PRODUCER, start_time=now, end_time=now + 50_000,
-            instrumentation_scope=scope,
-            attributes={**common, "messaging.operation.type": "send", "messaging.operation.name": "publish",
-                        "cicd.pipeline.task.name": task_name, "messaging.message.id": task_id,
-                        "cicd.pipeline.name": task_name, "cicd.pipeline.run.id": task_id})
-        assert send.context is not None
-        task = ReadableSpan(
-            name=f"task {task_name}", context=SpanContext(trace_id, random.getrandbits(64), False, sampled),
-            parent=SpanContext(trace_id, send.context.span_id, True, sampled), resource=resource,
-            kind=SpanKind.CONSUMER, start_time=now + 900_000, end_time=now + 1_000_000, instrumentation_scope=scope,
-            attributes={**common, "messaging.operation.type": "process", "cicd.pipeline.task.name": task_name,
-                        "cicd.pipeline.name": task_name, "cicd.pipeline.run.id": task_id,
-                        "cicd.pipeline.task.run.id": task_id, "pipetrace.task.try_number": 1,
-                        "pipetrace.task.queued_ms": random.random() * 1000,
-                        "cicd.pipeline.task.run.result": "success"})
+        send = _span(f"send {queue}", trace_id, None, SpanKind.PRODUCER, now,
+                     {**common, "messaging.operation.type": "send", "messaging.operation.name": "publish",
+                      "cicd.pipeline.task.name": task_name, "messaging.message.id": task_id,
+                      "cicd.pipeline.name": task_name, "cicd.pipeline.run.id": task_id})
+        task = _span(f"task {task_name}", trace_id, send.context.span_id, SpanKind.CONSUMER, now + 900_000,
+                     {**common, "messaging.operation.type": "process", "cicd.pipeline.task.name": task_name,
+                      "cicd.pipeline.name": task_name, "cicd.pipeline.run.id": task_id,
+                      "cicd.pipeline.task.run.id": task_id, "pipetrace.task.try_number": 1,
+                      "pipetrace.task.queued_ms": random.random() * 1000,
+                      "cicd.pipeline.task.run.result": "success"})
         out += [send, task]
     return out
 
 
-def measure(spans: int) -> dict[str, float]:
-    """Thread CPU µs per span of each measure, on fresh spans (unique ids, as in a worker)."""
+def dagster_spans(runs: int) -> list[Any]:
+    """A 30-op run as the Dagster adapter records it (``benchmarks/dagster_overhead.py``'s job): a step span
+    per op, each with a ``result`` link to the op before it, then the run span."""
+    from opentelemetry.trace import Link, SpanContext, SpanKind
+
+    job = "bench_30_ops"
+    out = []
+    for _ in range(runs):
+        trace_id, run_id, now = random.getrandbits(128), str(uuid.uuid4()), time.time_ns()
+        run_span_id = random.getrandbits(64)
+        base = {"pipetrace.system": "dagster", "cicd.pipeline.name": job, "cicd.pipeline.run.id": run_id}
+        steps = [f"stage_{i:02d}" for i in range(1, 29)]
+        previous: Any = None
+        for n, step in enumerate(["source", *steps, "sink"]):
+            links = []
+            if previous is not None:
+                sampled = _common()[2]
+                links = [Link(SpanContext(trace_id, previous.context.span_id, False, sampled),
+                              {"pipetrace.link.kind": "result", "dagster.step_key": previous.attributes["dagster.op"],
+                               "dagster.input": "value", "dagster.output": "result"})]
+            previous = _span(f"task {step}", trace_id, run_span_id, SpanKind.INTERNAL, now + n * 3_000_000,
+                             {**base, "cicd.pipeline.task.name": step, "pipetrace.task.try_number": 1,
+                              "cicd.pipeline.task.run.id": f"{run_id}/{step}#1", "dagster.job": job,
+                              "dagster.run_id": run_id, "dagster.step_key": step, "dagster.op": step,
+                              "cicd.pipeline.task.run.result": "success"}, links=links)
+            out.append(previous)
+        out.append(_span(f"run {job}", trace_id, None, SpanKind.SERVER, now,
+                         {**base, "dagster.job": job, "dagster.run_id": run_id, "cicd.pipeline.result": "success"}))
+    return out
+
+
+class StateType(str, enum.Enum):
+    """Prefect's ``StateType`` shape (an ``AutoEnum``: a ``str`` enum), as its state events carry it."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+
+
+def _state_events(start: int) -> list[Any]:
+    from opentelemetry.sdk.trace import Event
+
+    return [Event(name, {"prefect.state.message": "", "prefect.state.type": state, "prefect.state.name": name,
+                         "prefect.state.id": str(uuid.uuid4())}, start + n * 1_000_000)
+            for n, (name, state) in enumerate((("Running", StateType.RUNNING), ("Completed", StateType.COMPLETED)))]
+
+
+def prefect_spans(runs: int, tasks: int = 50) -> list[Any]:
+    """A 50-task flow as the Prefect adapter records it (``benchmarks/prefect_overhead.py``'s flow): task
+    spans with Prefect's own attributes and state events, a batch span for the mapped tasks, the run span."""
+    from opentelemetry.trace import SpanKind
+
+    flow = "bench_prefect"
+    out = []
+    for _ in range(runs):
+        trace_id, run_id, now = random.getrandbits(128), str(uuid.uuid4()), time.time_ns()
+        run_span_id, batch_id = random.getrandbits(64), random.getrandbits(64)
+        base = {"pipetrace.system": "prefect", "cicd.pipeline.name": flow, "cicd.pipeline.run.id": run_id}
+        for n in range(tasks):
+            name, task_id = ("work", "collect")[n == tasks - 1], str(uuid.uuid4())
+            attrs: dict[str, Any] = {
+                "prefect.run.name": f"{name}-{random.randrange(1000)}", "prefect.run.type": "task",
+                "prefect.run.id": task_id, "prefect.tags": (), "prefect.run.parameter.i": "int", **base,
+                "cicd.pipeline.task.name": name, "cicd.pipeline.task.run.id": task_id}
+            if n < tasks // 2:
+                attrs["pipetrace.task.map_index"] = n
+            attrs.update({"prefect.task_run.id": task_id, "pipetrace.task.try_number": 1,
+                          "pipetrace.task.queued_ms": round(random.random(), 3), "prefect.state.name": "Completed",
+                          "prefect.state.type": "COMPLETED", "cicd.pipeline.task.run.result": "success"})
+            parent = batch_id if n < tasks // 2 else run_span_id
+            start = now + n * 2_000_000
+            out.append(_span(f"task {name}", trace_id, parent, SpanKind.INTERNAL, start, attrs,
+                             events=_state_events(start)))
+        out.append(_span("batch work", trace_id, run_span_id, SpanKind.INTERNAL, now,
+                         {**base, "cicd.pipeline.task.name": "work", "pipetrace.batch.size": tasks // 2,
+                          "pipetrace.batch.index": 0}))
+        flow_run = {"prefect.run.name": "keen-baboon", "prefect.run.type": "flow", "prefect.run.id": run_id,
+                    "prefect.tags": (), "prefect.flow.id": str(uuid.uuid4()), "prefect.flow_run.id": run_id,
+                    "prefect.flow": flow, "prefect.flow_run.name": "keen-baboon", **base,
+                    "prefect.state.name": "Completed", "prefect.state.type": "COMPLETED",
+                    "cicd.pipeline.result": "success"}
+        out.append(_span(f"run {flow}", trace_id, None, SpanKind.SERVER, now, flow_run, events=_state_events(now)))
+    return out
+
+
+PER_RUN = {"celery": 2, "dagster": 31, "prefect": 52}  # spans per task (Celery) or per run
+FACTORIES = {"celery": celery_spans, "dagster": dagster_spans, "prefect": prefect_spans}
+
+
+def measure_stages(system: str, spans: int) -> dict[str, float]:
+    """Thread CPU µs per span of each stage, on fresh spans (unique ids, as in a real process)."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from pipetrace.config import load
     from pipetrace.machinery import otlpwire
     from pipetrace.redaction import transform_for
+    from pipetrace.store.records import readable_row
 
     redact = transform_for(load())  # the default settings: redaction on
     assert redact is not None
     batch = 512  # the OTLP queue's batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE default)
+    make = FACTORIES[system]
 
     def timed(work: Any, repeats: int = 5) -> float:
         """Median over ``repeats`` fresh span sets (a loaded machine's preemptions hit single runs)."""
         took = []
         for _ in range(repeats):
-            data = celery_spans(spans // 2)
+            data = make(max(1, spans // PER_RUN[system]))
             start = time.thread_time_ns()
             work(data)
             took.append((time.thread_time_ns() - start) / len(data) / 1000)
         return statistics.median(took)
 
+    def batches(encode: Any) -> Any:
+        return lambda d: [encode(d[i:i + batch]) for i in range(0, len(d), batch)]
+
     timed(lambda d: [redact(s) for s in d], 1)  # warm-up: caches, first calls
-    timed(lambda d: otlpwire.encode_request(d[:batch]), 1)
+    timed(batches(otlpwire.encode_request), 1)
     return {
-        "redaction": timed(lambda d: [redact(s) for s in d]),
-        "otlp encoding": timed(lambda d: [otlpwire.encode_request(d[i:i + batch]) for i in range(0, len(d), batch)]),
-        "sdk encoding": timed(lambda d: [encode_spans(d[i:i + batch]).SerializeToString()
-                                         for i in range(0, len(d), batch)]),
+        f"{system} redaction": timed(lambda d: [redact(s) for s in d]),
+        f"{system} otlp encoding": timed(batches(otlpwire.encode_request)),
+        f"{system} store rows": timed(lambda d: [readable_row(s) for s in d]),
+        f"{system} sdk encoding": timed(batches(lambda b: encode_spans(b).SerializeToString())),
     }
+
+
+def _thread_cpu_ns() -> dict[str, int]:
+    """CPU ns of each live thread by role: pipetrace's export threads, and this (the calling) thread."""
+    out = {"caller": time.thread_time_ns()}
+    for thread in threading.enumerate():
+        name = thread.name
+        if name.startswith("pipetrace-export-") and thread.ident is not None:
+            try:
+                clock = time.pthread_getcpuclockid(thread.ident)
+                out[name.removeprefix("pipetrace-export-")] = time.clock_gettime_ns(clock)
+            except (OSError, ProcessLookupError):
+                continue
+    return out
+
+
+def measure_chain(system: str, receiver: Any) -> dict[str, float]:
+    """Thread CPU µs per span of each thread of the chain: ``on_end`` per span and a flush per run."""
+    import pipetrace
+    from pipetrace.processing import runtime
+
+    pipetrace.configure(home=tempfile.mkdtemp(prefix="pipetrace-bench-export-"), exporters="store,otlp",
+                        otlp_endpoint=receiver.endpoint)
+    processor = runtime._state.processor  # noqa: SLF001 - the chain as configure built it
+    assert processor is not None
+    make = FACTORIES[system]
+
+    def feed(runs: list[list[Any]]) -> int:
+        for spans in runs:
+            for span in spans:
+                processor.on_end(span)
+            assert processor.force_flush(30_000)
+        return sum(len(spans) for spans in runs)
+
+    feed([make(1) for _ in range(3)])  # warm-up: threads started, store schema, first connection, caches
+    runs = [make(1) for _ in range(CHAIN_RUNS[system])]  # made before: only the chain's work is timed
+    receiver.reset()
+    before = _thread_cpu_ns()
+    fed = feed(runs)
+    after = _thread_cpu_ns()
+    assert receiver.wait_for(fed, 30), f"receiver got {receiver.spans} of {fed}"
+    parts = {part: (after.get(part, 0) - before.get(part, 0)) / fed / 1000 for part in THREADS[:-1]}
+    pipetrace.shutdown()
+    return {**{f"{system} chain {part}": v for part, v in parts.items()},
+            f"{system} chain chain": sum(parts.values())}
+
+
+def measure(spans: int) -> dict[str, float]:
+    from _harness import SpanCounter
+
+    out: dict[str, float] = {}
+    for system in SYSTEMS:
+        out.update(measure_stages(system, spans))
+    with SpanCounter() as receiver:
+        for system in CHAIN_RUNS:
+            out.update(measure_chain(system, receiver))
+    return out
 
 
 def run_in(python: Path, spans: int) -> dict[str, float]:
@@ -110,7 +289,7 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--before", type=Path, help="another checkout (with .venvs/<env>) measured as 'before'")
-    ap.add_argument("--env", default="celery")
+    ap.add_argument("--env", default="core")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -120,21 +299,16 @@ def main() -> None:
     if args.before is not None:
         pythons = {"before": args.before.resolve() / ".venvs" / args.env / "bin" / "python", **pythons}
     runs, loads = paired_rounds(tuple(pythons), args.rounds, lambda mode, _r: run_in(pythons[mode], args.spans))
-    print(f"export path per span (thread CPU µs), {args.spans} Celery spans a round (half send, half task), "
-          f"{args.rounds} interleaved rounds, median (min, max); load {load_range(loads)}")
+    print(f"export path per span (thread CPU µs), {args.spans} spans a round per system for the stages, "
+          f"{CHAIN_RUNS} runs for the chain; {args.rounds} interleaved rounds, median (min, max); "
+          f"load {load_range(loads)}")
     for name in MEASURES:
-        cells = "  ".join(f"{mode} {fmt_spread([r[name] for r in rs])}" for mode, rs in runs.items())
-        line = f"  {name:14s} {cells}"
-        if "before" in runs:
-            ratios = paired_ratios([r[name] for r in runs["after"]], [r[name] for r in runs["before"]])
+        cells = "  ".join(f"{mode} {fmt_spread([r.get(name, 0.0) for r in rs])}" for mode, rs in runs.items())
+        line = f"  {name:28s} {cells}"
+        if "before" in runs and all(r.get(name) for r in runs["before"]):
+            ratios = paired_ratios([r.get(name, 0.0) for r in runs["after"]], [r[name] for r in runs["before"]])
             line += f"  after/before {fmt_spread(ratios)}"
         print(line)
-    if "before" in runs:
-        total = [r["redaction"] + r["otlp encoding"] for r in runs["after"]]
-        old = [r["redaction"] + r["otlp encoding"] for r in runs["before"]]
-        print(f"  redaction + encoding: before {statistics.median(old):.2f}, after {statistics.median(total):.2f} µs "
-              f"a span; after/before per round {fmt_spread(paired_ratios(total, old))}")
-
 
 if __name__ == "__main__":
     main()

@@ -144,7 +144,8 @@ def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
     for key, value in attrs.items():
         kind = type(value)
         try:
-            if (kind is str and len(value) <= 256) or kind is int or kind is bool:  # repeated pairs: encoded once
+            # repeated pairs: encoded once (a str enum too: Prefect's state types on every state event)
+            if (isinstance(value, str) and len(value) <= 256) or kind is int or kind is bool:
                 if distinct.get(key, 0) > DISTINCT_AFTER:
                     out.append(_field(tag, key_value(key, value)))
                     _direct[0] += 1

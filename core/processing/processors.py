@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.context import Context, detach
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -32,6 +33,19 @@ SpanTransform = Callable[[ReadableSpan], "ReadableSpan | None"]
 
 
 
+def _reinit_after_fork(owner: ExportQueue | TransformStage) -> None:
+    """Call ``owner._init_state()`` in a forked child (fresh locks, nothing queued), while ``owner`` lives."""
+    ref = weakref.ref(owner)
+
+    def reinit_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._init_state()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=reinit_in_child)
+
+
 class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread.
 
@@ -39,8 +53,9 @@ class ExportQueue:
     without a timeout while the queue is empty: an idle traced process is never woken by pipetrace
     (each wake-up takes the GIL from the task's thread). Spans wait at most ``interval_s`` after the
     first of a batch arrives, less when a batch fills or a flush asks. With ``transforms`` (the
-    processor's single exporter) this thread also applies them, before the exporter sees a span; a
-    batch kept for a retry is kept transformed, so a transform never runs twice on one span.
+    processor's single exporter) this thread also applies them, before the exporter sees a span; with a
+    ``stage`` (several exporters) the stage transforms each span once, on whichever queue's thread takes
+    it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
     After fork the child starts empty and starts its own thread on its first span.
     """
 
@@ -56,20 +71,13 @@ class ExportQueue:
         self.max_batch_size = max_batch_size
         self.interval_s = interval_s
         self.transforms = transforms
+        self.stage: TransformStage | None = None  # set by a processor with several exporters (pending items)
         self.dropped = 0
         self.failed = 0
         self.exported = 0
         self._shutdown = False
         self._init_state()
-        ref = weakref.ref(self)
-
-        def reinit_in_child() -> None:
-            queue = ref()
-            if queue is not None:
-                queue._init_state()
-
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=reinit_in_child)
+        _reinit_after_fork(self)
 
     def _init_state(self) -> None:
         self._queue: collections.deque[ReadableSpan] = collections.deque()  # as ended: not transformed yet
@@ -132,6 +140,8 @@ class ExportQueue:
         return ready, raw
 
     def _transform(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        if self.stage is not None:
+            return self.stage.resolve(spans)
         transforms = self.transforms
         if not transforms:
             return spans
@@ -211,6 +221,15 @@ class ExportQueue:
             if stop:
                 return
 
+    def kick(self) -> None:
+        """Export what is queued now, without waiting for the batch's interval (a flush starting every
+        queue before it waits for any: their exports overlap)."""
+        with self._cond:
+            if self._queue or self._ready:
+                self._due = 0.0
+                self._start_locked()
+                self._cond.notify()
+
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything queued so far is exported, at most ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
@@ -270,21 +289,52 @@ class ExportQueue:
         thread.join(bound_s)
 
 
-class _FanOut(SpanExporter):
-    """The transform stage's exporter when there are several exporters: each span was transformed
-    once (on the stage's thread); hand it to every export queue."""
+class TransformStage:
+    """The transforms of a chain with several exporters, applied once per span on the export threads
+    that already exist: ``on_end`` hands each queue the same pending item, and whichever queue's thread
+    exports it first transforms it (under the stage's lock) for all of them. No thread or queue of its
+    own: a span costs no extra hop or wake-up, and a slow exporter holds only its own queue (the others
+    transform what they need themselves)."""
 
-    def __init__(self, queues: list[ExportQueue]) -> None:
-        self.queues = queues
+    name = "transform"
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        for queue in self.queues:
-            for span in spans:
-                queue.offer(span)
-        return SpanExportResult.SUCCESS
+    def __init__(self, transforms: list[SpanTransform]) -> None:
+        self.transforms = transforms
+        self.exported = 0  # spans transformed and handed on
+        self.removed = 0  # spans a transform dropped (sampled out, or it raised: counted as lost there)
+        self._init_state()
+        _reinit_after_fork(self)
 
-    def shutdown(self) -> None:
-        return None
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+
+    def resolve(self, items: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        """The transformed spans of ``items`` (pending items, or spans queued before transforms were
+        added), each transformed once whichever queue asks first; spans a transform dropped left out."""
+        out: list[ReadableSpan] = []
+        transforms = self.transforms
+        with self._lock:
+            for n, item in enumerate(items, 1):
+                if type(item) is not list:  # a pending item is ``[span, done]`` (see on_end)
+                    out.append(item)
+                    continue
+                if not item[1]:
+                    if n % YIELD_EVERY == 0:
+                        time.sleep(0)  # hand the GIL back (see YIELD_EVERY)
+                    item[0] = apply_transforms(transforms, item[0]) if transforms else item[0]
+                    item[1] = True
+                    if item[0] is None:
+                        self.removed += 1
+                    else:
+                        self.exported += 1
+                if item[0] is not None:
+                    out.append(item[0])
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Spans transformed and handed on, and spans a transform removed. Nothing waits or is lost here:
+        the spans wait in (and are counted lost by) the exporters' queues."""
+        return {"exported": self.exported, "removed": self.removed}
 
 
 def apply_transforms(transforms: Sequence[SpanTransform], span: ReadableSpan) -> ReadableSpan | None:
@@ -305,8 +355,9 @@ def apply_transforms(transforms: Sequence[SpanTransform], span: ReadableSpan) ->
 
 class PipelineProcessor(SpanProcessor):
     """Hands each ended span to the export queues; transforms (redaction, …) run off the task's thread
-    and once per span: on the single exporter's own thread, or with several exporters on one transform
-    stage in front of them. ``on_end`` only appends to a bounded deque: nothing heavy on the task's thread."""
+    and once per span: on the single exporter's own thread, or with several exporters on whichever export
+    thread takes the span first (:class:`TransformStage`). ``on_end`` only appends to bounded deques:
+    nothing heavy on the task's thread."""
 
     ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.machinery.handle
     drains_later = True  # spans may end on pipetrace.machinery.later's thread: each flush drains it first
@@ -314,17 +365,13 @@ class PipelineProcessor(SpanProcessor):
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
         self.transforms = list(transforms)  # shared with the queue or stage that applies them: add_transform appends
-        self.stage: ExportQueue | None = None
+        self.stage: TransformStage | None = None
         if len(self.queues) == 1:
             self.queues[0].transforms = self.transforms
         elif self.queues:
-            first = self.queues[0]
-            self.stage = ExportQueue(_FanOut(self.queues), name="transform", max_queue_size=first.max_queue_size,
-                                     max_batch_size=first.max_batch_size, interval_s=min(first.interval_s, 0.1),
-                                     transforms=self.transforms)
-
-    def _all(self) -> list[ExportQueue]:
-        return [self.stage, *self.queues] if self.stage is not None else list(self.queues)
+            self.stage = TransformStage(self.transforms)
+            for queue in self.queues:
+                queue.stage = self.stage
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
@@ -336,27 +383,30 @@ class PipelineProcessor(SpanProcessor):
         if context is not None and not context.trace_flags & _SAMPLED:  # RECORD_ONLY: never exported
             return
         try:
-            if self.stage is not None and self.transforms:
-                self.stage.offer(span)
-                return
+            # with a stage, each queue holds the same pending item ``[span, done]``, transformed once by the
+            # first thread that takes it (``[transformed or None, True]``); a plain list: the task's thread
+            # pays ~0.1 µs for it
+            item: Any = [span, False] if self.stage is not None and self.transforms else span
             for queue in self.queues:
-                queue.offer(span)
+                queue.offer(item)
         except Exception as exc:  # never into the traced code
             warn_once_per(log, "pipeline", "pipetrace: span processing failed: %r", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        deadline = time.monotonic() + timeout_millis / 1000
-        later.drain()  # spans ended but not yet made: made now, in this thread, before the queues flush
-        ok = True
-        for queue in self._all():  # the stage first: it feeds the others
-            ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
-        return ok
+        return self._flush(self.queues, timeout_millis / 1000)
 
     def flush_only(self, names: Sequence[str], timeout_s: float) -> bool:
+        return self._flush([q for q in self.queues if q.name in names], timeout_s)
+
+    def _flush(self, queues: Sequence[ExportQueue], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        later.drain()
-        ok = self.stage.flush(timeout_s) if self.stage is not None else True
-        return all(q.flush(max(0.0, deadline - time.monotonic())) for q in self.queues if q.name in names) and ok
+        later.drain()  # spans ended but not yet made: made now, in this thread, before the queues flush
+        for queue in queues:  # every queue starts on its batch at once; then each is waited for
+            queue.kick()
+        ok = True
+        for queue in queues:
+            ok = queue.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
 
     def shutdown(self) -> None:
         self.shutdown_within(5.0)
@@ -364,9 +414,12 @@ class PipelineProcessor(SpanProcessor):
     def shutdown_within(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         later.drain()
-        for queue in self._all():
+        for queue in self.queues:
             queue.shutdown(max(0.0, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, dict[str, int]]:
-        return {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed, "queued": q.queued}
-                for q in self._all()}
+        out = {q.name: {"exported": q.exported, "dropped": q.dropped, "failed": q.failed, "queued": q.queued}
+               for q in self.queues}
+        if self.stage is not None:
+            return {self.stage.name: self.stage.stats(), **out}
+        return out

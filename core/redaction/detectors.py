@@ -132,10 +132,11 @@ PREFILTERS: dict[str, Callable[[str, str], bool]] = {
     "aws_secret": lambda text, lower: len(text) >= 40,
 }
 
-COMPILED: tuple[tuple[str, str, re.Pattern[str], Callable[[str, str], bool]], ...] = tuple(
-    (name, name.split("__")[0], re.compile(_scoped(pattern), re.DOTALL), PREFILTERS[name])
-    for name, pattern in _PATTERNS
+COMPILED: tuple[tuple[int, str, str, re.Pattern[str], Callable[[str, str], bool]], ...] = tuple(
+    (priority, name, name.split("__")[0], re.compile(_scoped(pattern), re.DOTALL), PREFILTERS[name])
+    for priority, (name, pattern) in enumerate(_PATTERNS)
 )
+_LONG_ONLY = tuple(c for c in COMPILED if c[2] == "aws_secret")  # what a long string without a trigger can match
 
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
@@ -145,11 +146,36 @@ _MIN_LEN = 8
 _INERT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
                     r"|(?=[0-9a-f]*[a-f])[0-9a-f]+|[+-]?\d{1,12}(?:\.\d+)?(?:[eE][+-]?\d+)?")
 
-# One scan for what every prefilter above needs (a superset of each): a string under 40 characters (the
-# shortest AWS secret) without any of these cannot match a detector, and skips the per-detector checks.
-_TRIGGER = re.compile(r"[=:@]|PRIVATE KEY|eyJ|A(?:KIA|SIA|BIA|CCA|IDA|ROA|Iza)|gh[pousr]_|github_pat_|xox|"
-                      r"hooks\.slack|ya29\.|GOCSPX-|_live_|_test_|whsec_|\d{4}[ -]?\d{4}|"
-                      r"(?i:identified|password|bearer|basic|token)")
+# What every prefilter above needs but the AWS secret's (a superset of each), as C-speed literal tests: a
+# string without any of them cannot match a detector, or, from 40 characters on, only ``aws_secret``. A
+# regex alternation of the same literals costs ~8 µs on a 45-character id (it tries every branch at every
+# position); these tests cost ~1.5 µs.
+_TRIGGER_LITERALS = ("=", ":", "@", "PRIVATE KEY", "eyJ", "AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA", "AIza",
+                     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "hooks.slack", "ya29.",
+                     "GOCSPX-", "_live_", "_test_", "whsec_")
+_TRIGGER_WORDS = ("identified", "password", "bearer", "basic", "token")  # in any case
+# ASCII digits -> "0", space and dash kept, every other byte -> "x": the card hint as substring tests
+_DIGIT_SHAPE = bytes(48 if 48 <= i <= 57 else i if i in (32, 45) else 120 for i in range(256))
+
+
+def _card_hint(text: str) -> bool:
+    """``_CARD_HINT.search(text)`` (four digits, an optional space or dash, four digits), faster."""
+    if not text.isascii():
+        return _CARD_HINT.search(text) is not None  # \d matches non-ASCII digits too
+    shape = text.encode().translate(_DIGIT_SHAPE)
+    return b"0000" in shape and (b"00000000" in shape or b"0000 0000" in shape or b"0000-0000" in shape)
+
+
+def triggered(text: str) -> bool:
+    """False if no detector's prefilter but ``aws_secret``'s (40 characters or more) can pass on ``text``."""
+    for literal in _TRIGGER_LITERALS:
+        if literal in text:
+            return True
+    lower = text.lower()
+    for word in _TRIGGER_WORDS:
+        if word in lower:
+            return True
+    return _card_hint(text)
 
 
 def inert(text: str) -> bool:
@@ -166,11 +192,18 @@ class Finding:
 
 def find(text: str) -> list[Finding]:
     """Secret spans in ``text`` (start/end of the part to hide), in order, non-overlapping."""
-    if len(text) < _MIN_LEN or (len(text) < 40 and _TRIGGER.search(text) is None) or inert(text):
+    if len(text) < _MIN_LEN:
+        return []
+    detectors = COMPILED
+    if not triggered(text):
+        if len(text) < 40:
+            return []
+        detectors = _LONG_ONLY
+    if inert(text):
         return []
     lower = text.lower()
     found: list[tuple[int, int, Finding]] = []
-    for priority, (name, detector, regex, hint) in enumerate(COMPILED):
+    for priority, name, detector, regex, hint in detectors:
         if not hint(text, lower):
             continue
         group = f"s_{name}"

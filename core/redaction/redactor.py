@@ -176,7 +176,8 @@ class Redactor:
 
     def _one(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.value(value)
+            out = self.value(value)  # a str subclass (an enum's member) unchanged stays itself
+            return value if type(value) is not str and out == value else out
         if isinstance(value, bytes):
             text = value.decode("utf-8", "replace")
             out = self.value(text)
@@ -227,6 +228,12 @@ class Redactor:
                         continue
                 elif kind is int or kind is float or kind is bool:
                     continue
+                elif isinstance(value, str):  # a str enum (Prefect's state types): a str, kept as it is
+                    if limit is not None and len(value) > limit:
+                        long = True
+                    new = self._one(value)
+                    if new is value:
+                        continue
                 else:
                     long = True
                     new = self._one(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -80,12 +80,12 @@ class RedactionTransform:
         assert limit is not None
         out: dict[str, Any] | None = None
         for key, value in attrs.items():
-            if type(value) is str:
+            if isinstance(value, str):
                 if len(value) <= limit:
                     continue
                 new: Any = cut(value, limit)
-            elif isinstance(value, (list, tuple)) and any(type(v) is str and len(v) > limit for v in value):
-                new = [cut(v, limit) if type(v) is str else v for v in value]
+            elif isinstance(value, (list, tuple)) and any(isinstance(v, str) and len(v) > limit for v in value):
+                new = [cut(v, limit) if isinstance(v, str) else v for v in value]
             else:
                 continue
             self.truncated += 1
@@ -122,26 +122,46 @@ class RedactionTransform:
             if desc != status.description:
                 status = Status(status.status_code, desc)
                 changed = True
-        events = list(span.events) if span.events else []
-        for i, ev in enumerate(events):
-            ev_name = self._text(ev.name)
-            ev_attrs = self._attributes(ev.attributes)
-            if ev_attrs is not None or ev_name != ev.name:
-                events[i] = Event(ev_name, ev_attrs if ev_attrs is not None else ev.attributes, ev.timestamp)
-                changed = True
-        links = list(span.links) if span.links else []
-        for i, lk in enumerate(links):
-            lk_attrs = self._attributes(lk.attributes)
-            if lk_attrs is not None:
-                links[i] = Link(lk.context, lk_attrs)
-                changed = True
+        events: Sequence[Event] = span.events  # read once: the SDK's property copies them each time
+        if events:
+            redacted = self._events(events)
+            changed |= redacted is not events
+            events = redacted
+        links: Sequence[Link] = span.links
+        if links:
+            kept = self._links(links)
+            changed |= kept is not links
+            links = kept
         resource = self._resource(span.resource)
         changed |= resource is not span.resource
         if not changed:
             return span
         return ReadableSpan(
             name=name, context=span.context, parent=span.parent, resource=resource,
-            attributes=attrs if attrs is not None else span.attributes, events=events, links=links,
-            kind=span.kind, status=status, start_time=span.start_time, end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
+            attributes=attrs if attrs is not None else span.attributes, events=list(events or ()),
+            links=list(links or ()), kind=span.kind, status=status, start_time=span.start_time,
+            end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
         )
+
+    def _events(self, events: Sequence[Event]) -> Sequence[Event]:
+        """``events`` redacted: the same sequence when nothing changed, else a list with new events."""
+        out: list[Event] | None = None
+        for i, ev in enumerate(events):
+            ev_name = self._text(ev.name)
+            ev_attrs = self._attributes(ev.attributes)
+            if ev_attrs is not None or ev_name != ev.name:
+                if out is None:
+                    out = list(events)
+                out[i] = Event(ev_name, ev_attrs if ev_attrs is not None else ev.attributes, ev.timestamp)
+        return events if out is None else out
+
+    def _links(self, links: Sequence[Link]) -> Sequence[Link]:
+        """``links`` redacted: the same sequence when nothing changed, else a list with new links."""
+        out: list[Link] | None = None
+        for i, lk in enumerate(links):
+            lk_attrs = self._attributes(lk.attributes)
+            if lk_attrs is not None:
+                if out is None:
+                    out = list(links)
+                out[i] = Link(lk.context, lk_attrs)
+        return links if out is None else out

@@ -139,3 +139,18 @@ def test_keys_judged_distinct_are_judged_again(monkeypatch: pytest.MonkeyPatch) 
     assert otlpwire._distinct == {}  # judged again from here
     otlpwire.attributes(b"\x4a", names[0])
     assert otlpwire._distinct == {}  # a hit: the cached pair, no miss counted
+
+
+def test_a_str_enum_value_encodes_as_its_text_from_the_pair_cache_too() -> None:
+    import enum
+
+    class State(str, enum.Enum):  # Prefect's StateType shape, on every state event
+        RUNNING = "RUNNING"
+
+    span = ReadableSpan(name="task t", context=_ctx(1, 2), resource=RES_A, attributes={"state": State.RUNNING},
+                        kind=SpanKind.INTERNAL, start_time=1, end_time=2, instrumentation_scope=SCOPE_1,
+                        events=[Event("Running", {"prefect.state.type": State.RUNNING}, timestamp=1)])
+    for _ in range(2):  # the second time from the pair cache
+        ours = _parsed(otlpwire.encode_request([span]))
+        assert ours == encode_spans([span])
+        assert ours.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.string_value == "RUNNING"

@@ -137,3 +137,72 @@ def test_a_transform_added_later_reaches_the_single_exporter() -> None:
     assert processor.force_flush(5000)
     assert exporter.batches == []
     processor.shutdown()
+
+
+class _Blocking(_Recorder):
+    """An exporter that hangs until released (a collector that stopped answering)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(10)
+        return super().export(spans)
+
+
+def test_several_exporters_transform_each_span_once_with_no_thread_of_their_own() -> None:
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def rename(span: ReadableSpan) -> ReadableSpan | None:
+        with lock:
+            calls.append(span.name)
+        return None if span.name == "drop" else ReadableSpan(name=span.name.upper())
+
+    first, second = _Recorder(), _Recorder()
+    processor = PipelineProcessor([ExportQueue(first, name="store", interval_s=0.01),
+                                   ExportQueue(second, name="otlp", interval_s=0.01)], [rename])
+    names = [f"s{i}" for i in range(200)] + ["drop"]
+    for name in names:
+        processor.on_end(_span(name))
+    assert processor.force_flush(5000)
+    expected = [n.upper() for n in names if n != "drop"]
+    assert [n for b in first.batches for n in b] == [n for b in second.batches for n in b] == expected
+    assert sorted(calls) == sorted(names)  # once per span, whichever export thread took it first
+    assert first.threads == {"pipetrace-export-store"} and second.threads == {"pipetrace-export-otlp"}
+    assert not any(t.name == "pipetrace-export-transform" for t in threading.enumerate())
+    assert processor.stats()["transform"]["exported"] == 200
+    processor.shutdown()
+
+
+def test_a_hung_exporter_does_not_hold_the_others_transformed_spans() -> None:
+    hung, store = _Blocking(), _Recorder()
+    processor = PipelineProcessor([ExportQueue(hung, name="otlp", interval_s=0.01),
+                                   ExportQueue(store, name="store", interval_s=0.01)],
+                                  [lambda span: ReadableSpan(name=span.name.upper())])
+    processor.on_end(_span("a"))
+    time.sleep(0.1)  # the OTLP thread took "a" and hangs in its export
+    processor.on_end(_span("b"))
+    assert processor.flush_only(["store"], 5)
+    assert [n for b in store.batches for n in b] == ["A", "B"]
+    hung.release.set()
+    assert processor.force_flush(5000)
+    assert [n for b in hung.batches for n in b] == ["A", "B"]
+    processor.shutdown()
+
+
+def test_a_forked_child_gets_a_fresh_transform_stage_lock() -> None:
+    import os
+
+    processor = PipelineProcessor([ExportQueue(_Recorder(), name="store"), ExportQueue(_Recorder(), name="otlp")],
+                                  [lambda span: span])
+    stage = processor.stage
+    assert stage is not None
+    with stage._lock:  # noqa: SLF001 - held by this process's export thread at the moment of the fork
+        pid = os.fork()
+        if pid == 0:  # the child: the stage must not stay locked for ever
+            os._exit(0 if stage._lock.acquire(timeout=2) else 1)  # noqa: SLF001
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    processor.shutdown()

@@ -196,3 +196,25 @@ def test_a_trace_over_several_days_is_whole_and_a_run_id_finds_the_trace_of_its_
     assert store.resolve("only-here") == child
     assert store.resolve("nowhere") is None and store.trace("ab" * 16) == []
     store.close()
+
+
+def test_store_json_is_what_json_dumps_writes() -> None:
+    """``records.dumps`` reuses one C encoder instead of making one per call: same text, every value kind
+    a span can carry (a str enum, non-ASCII, floats, nan, tuples, nested events, an unknown type)."""
+    import enum
+    import json
+    import math
+
+    from pipetrace.store.records import dumps
+
+    class State(str, enum.Enum):
+        RUNNING = "RUNNING"
+
+    values: list[object] = [
+        {"a": 1, "b": 2.5, "c": True, "d": None, "e": "ü€\n\"q\"", "f": (1, "x", 2.0), "g": State.RUNNING},
+        [{"name": "Running", "time_ns": 12, "attributes": {"prefect.state.type": State.RUNNING}}],
+        {"nan": math.nan, "inf": math.inf, "big": 2**70, "obj": object.__name__, "path": Path("/tmp/x")},
+        "plain", 3, [], {},
+    ]
+    for value in values:
+        assert dumps(value) == json.dumps(value, separators=(",", ":"), default=str)

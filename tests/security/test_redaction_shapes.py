@@ -75,3 +75,60 @@ def test_the_length_limit_is_checked_in_the_redaction_pass(monkeypatch: pytest.M
     secret = make("uri_password")
     grown = transform(_span({"dsn": "x" * 30 + " " + secret.text}))  # the token makes it longer than 40
     assert secret.needle not in grown.attributes["dsn"] and len(grown.attributes["dsn"]) <= 40  # type: ignore[union-attr]
+
+
+def _strings() -> list[str]:
+    import random
+    import string
+    import uuid
+
+    rng = random.Random(24)
+    out = [str(v) for v in ORDINARY.values()] + [f"{uuid.uuid4()}/stage_{i:02d}#1" for i in range(20)]
+    for kind in KINDS:
+        out += [make(kind).text for _ in range(5)]
+    alphabet = string.ascii_letters + string.digits + " -_./#:=@"
+    out += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(8, 90))) for _ in range(3000)]
+    out += ["4111 1111 x", "12-3456-7890", "١٢٣٤٥٦٧٨ digits", "Token abc", "BEARER x", "ghs_", "ya29.x"]
+    return out
+
+
+def test_the_literal_trigger_passes_whatever_a_detector_prefilter_passes() -> None:
+    """``triggered`` replaced one regex alternation: no string may reach a detector's prefilter (the AWS
+    secret's aside: length only) without it, or find() would skip a detector."""
+    for text in _strings():
+        lower = text.lower()
+        for _priority, name, detector, _regex, hint in D.COMPILED:
+            if detector != "aws_secret" and hint(text, lower):
+                assert D.triggered(text), (name, text)
+        assert D._card_hint(text) == (D._CARD_HINT.search(text) is not None), text  # noqa: SLF001
+
+
+def test_a_long_value_without_a_trigger_is_still_checked_for_an_aws_secret() -> None:
+    secret = make("aws_secret")
+    text = f"{secret.needle} plus words"
+    assert not D.triggered(text) and len(text) >= 40
+    assert [f.detector for f in find(text)] == ["aws_secret"]
+
+
+def test_a_str_enum_value_that_needs_no_redaction_leaves_the_span_as_it_was() -> None:
+    """Prefect's state events carry its ``StateType`` (a str enum): unchanged, it must not make a copy
+    of every span (nor turn into a plain str), and a secret-shaped one is still redacted."""
+    import enum
+
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+    from pipetrace.redaction.spans import RedactionTransform
+
+    class State(str, enum.Enum):
+        RUNNING = "RUNNING"
+        LEAK = "postgresql://u:hunter2xyz@db/x"
+
+    transform = RedactionTransform(Redactor(), limit=8192)
+    span = ReadableSpan(name="task t", context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+                        attributes={"state": State.RUNNING}, start_time=1, end_time=2,
+                        events=[Event("Running", {"prefect.state.type": State.RUNNING}, 1)])
+    assert transform(span) is span
+    leaky = ReadableSpan(name="task t", context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+                         attributes={"state": State.LEAK}, start_time=1, end_time=2)
+    out = transform(leaky)
+    assert out is not None and "hunter2xyz" not in str(out.attributes["state"])  # type: ignore[index]
