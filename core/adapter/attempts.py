@@ -11,7 +11,6 @@ atomic, so the per-task path takes no lock; only eviction and group sweeps do.
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
@@ -95,9 +94,9 @@ def deactivate(token: object) -> bool:
     if token is None:
         return True
     try:
-        if isinstance(token, contextvars.Token):
-            token.var.reset(token)
-        else:
+        try:
+            token.var.reset(token)  # type: ignore[attr-defined]  # what attach() returns: a ContextVar token
+        except AttributeError:  # another runtime context's token
             otel_context.detach(token)  # type: ignore[arg-type]
     except (ValueError, RuntimeError):
         return False
@@ -144,8 +143,9 @@ class Attempts(Generic[K]):
         stale, evicted = self.open.replace(key, attempt)
         if stale is not None:
             close_stale(stale.span)
-        for old in evicted:
-            close_stale(old.span)
+        if evicted:
+            for old in evicted:
+                close_stale(old.span)
         return attempt
 
     def get(self, key: K) -> Attempt | None:

@@ -36,7 +36,7 @@ def stamp(carrier: dict[str, Any], span_context: SpanContext, now_ns: int, conte
 def write(headers: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
     headers.update(values)
     nested = headers.get("headers")
-    if isinstance(nested, MutableMapping):
+    if nested is not None and isinstance(nested, MutableMapping):  # (None first: an ABC check is slow)
         nested.update(values)
 
 
@@ -45,7 +45,7 @@ def has(headers: Mapping[str, Any], key: str) -> bool:
     if key in headers:
         return True
     nested = headers.get("headers")
-    return isinstance(nested, Mapping) and key in nested
+    return nested is not None and isinstance(nested, Mapping) and key in nested
 
 
 def checked(value: object, default: str) -> str:

@@ -86,7 +86,7 @@ def emits_directly(tracer: Any) -> bool:
     if processors is not _checked[0]:
         _checked[1] = all(_ignores_running_spans(p) for p in processors)
         _checked[0] = processors
-    return bool(_checked[1])
+    return _checked[1] is True
 
 
 def _all_plain(attributes: Mapping[str, Any]) -> bool:
