@@ -46,7 +46,8 @@ mode, n = sys.argv[1], int(sys.argv[2])
 if mode == "otel":
     pipeline_app.setup_reference_tracing()
 setup_worker_optimizations(app, "bench@host")
-noop.__trace__ = build_tracer(noop.name, noop, app.loader, "bench@host", app=app)  # as the worker does
+task = app.tasks[noop.name]  # the task itself, not the module's proxy: what a worker passes to the signals
+task.__trace__ = build_tracer(task.name, task, app.loader, "bench@host", app=app)  # as the worker does
 queue = app.conf.task_default_queue
 conn = app.connection_for_write()
 channel = conn.default_channel
