@@ -15,7 +15,9 @@ with opcode events, and counts the bytecodes executed per task in each place pip
 Bytecodes are not time (C code, allocation and cache misses are not in them), so pair them with
 ``celery_inprocess.py``'s CPU figures; they show which side of a change does more Python work, and where.
 
-    python benchmarks/celery_bytecodes.py [--tasks 500] [--rounds 2] --before <checkout>
+``--time`` times each signal send instead (thread CPU per call, no tracing; warm: the tasks run back to back).
+
+    python benchmarks/celery_bytecodes.py [--tasks 500] [--rounds 2] [--time] --before <checkout>
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import celery_inprocess  # noqa: E402
-from _harness import SpanCounter, fmt_spread, paired_rounds  # noqa: E402
+from _harness import SpanCounter, fmt_spread, load_range, paired_rounds  # noqa: E402
 
 COUNT = r'''
 import collections
@@ -101,12 +103,43 @@ print(json.dumps({"opcodes": {k: v / n for k, v in total.items()}, "calls": {k: 
       flush=True)
 '''
 
+TIME = r'''
+import statistics
+from celery.utils.dispatch import signal as _dispatch
 
-def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, dict[str, float]]:
+_send, _clock, took = _dispatch.Signal.send, time.thread_time_ns, {}
+
+
+def _timed_send(self, sender, **named):
+    start = _clock()
+    try:
+        return _send(self, sender, **named)
+    finally:
+        took.setdefault(self.name, []).append(_clock() - start)
+
+
+_dispatch.Signal.send = _timed_send
+import celery.app.trace as _trace  # noqa: E402  (it binds these sends at import)
+from celery import signals as _signals  # noqa: E402
+_trace.send_prerun, _trace.send_postrun = _signals.task_prerun.send, _signals.task_postrun.send
+for _ in range(200):
+    one()
+flush()
+took.clear()
+for _ in range(n):
+    one()
+flush()
+print(json.dumps({"opcodes": {}, "calls": {}, "thread_us": {k: statistics.median(v) / 1e3 for k, v in took.items()}}),
+      flush=True)
+'''
+"""``--time``: thread CPU per signal send (every handler on it), median over the calls, no tracing."""
+
+
+def run(mode: str, n: int, receiver: SpanCounter, child: str = COUNT) -> dict[str, dict[str, float]]:
     receiver.reset()
     with tempfile.TemporaryDirectory() as home:
         command, app_dir, env = celery_inprocess.child_env(mode, home, receiver.endpoint)
-        out = subprocess.run([*command, "-c", celery_inprocess.SETUP + COUNT, mode, str(n)], cwd=app_dir, env=env,
+        out = subprocess.run([*command, "-c", celery_inprocess.SETUP + child, mode, str(n)], cwd=app_dir, env=env,
                              capture_output=True, text=True, timeout=600, check=True)
         result: dict[str, dict[str, float]] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
@@ -117,11 +150,20 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--before", type=Path, required=True, help="another checkout (with its .venvs/celery)")
+    ap.add_argument("--time", action="store_true", help="thread CPU per signal instead of bytecodes")
     args = ap.parse_args()
     celery_inprocess.CHECKOUTS["before"] = args.before.resolve()
     modes = ("before", "pipetrace")
     with SpanCounter() as receiver:
-        runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, args.tasks, receiver))
+        runs, loads = paired_rounds(modes, args.rounds,
+                                    lambda mode, _r: run(mode, args.tasks, receiver, TIME if args.time else COUNT))
+    if args.time:
+        print(f"celery signal sends, thread CPU µs per call ({args.tasks} no-op tasks in one process, {args.rounds} "
+              f"interleaved rounds, load {load_range(loads)}), median of the rounds' medians (min, max)")
+        for signal in ("before_task_publish", "after_task_publish", "task_prerun", "task_postrun"):
+            print(f"  {signal:20s} " + "; ".join(
+                f"{mode} {fmt_spread([r['thread_us'].get(signal, 0.0) for r in runs[mode]], '.1f')}" for mode in modes))
+        return
     buckets = ("before_publish", "after_publish", "prerun", "postrun", "later", "export")
     print(f"celery bytecodes per task ({args.tasks} no-op tasks in one process, {args.rounds} interleaved rounds), "
           "median (min, max); calls per task in brackets")
