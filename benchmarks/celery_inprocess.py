@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHECKOUTS: dict[str, Path] = {}
 
-CHILD = r'''
+SETUP = r'''
 import json, os, sys, threading, time, uuid
 import pipeline_app
 from pipeline_app import app, noop
@@ -46,7 +46,8 @@ mode, n = sys.argv[1], int(sys.argv[2])
 if mode == "otel":
     pipeline_app.setup_reference_tracing()
 setup_worker_optimizations(app, "bench@host")
-noop.__trace__ = build_tracer(noop.name, noop, app.loader, "bench@host", app=app)  # as the worker does
+task = app.tasks[noop.name]  # the task itself, not the module's proxy: what a worker passes to the signals
+task.__trace__ = build_tracer(task.name, task, app.loader, "bench@host", app=app)  # as the worker does
 queue = app.conf.task_default_queue
 conn = app.connection_for_write()
 channel = conn.default_channel
@@ -70,7 +71,11 @@ def flush():
         pipetrace.force_flush()
     elif hasattr(provider, "force_flush"):
         provider.force_flush()
+'''
+"""The task process's set-up: the app, ``one()`` (publish a no-op task and run it as a prefork child
+does) and ``flush()``; ``celery_bytecodes.py`` runs the same."""
 
+CHILD = SETUP + r'''
 
 for _ in range(200):  # warm-up: imports, connections, first spans
     one()
@@ -88,26 +93,34 @@ print(json.dumps({"cpu_drained": time.process_time() - cpu0}), flush=True)
 '''
 
 
-def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
-    receiver.reset()
+def child_env(mode: str, home: str, endpoint: str) -> tuple[list[str], Path, dict[str, str]]:
+    """(command without the script, working directory, environment) of a task process of ``mode``: the
+    ``python`` of its checkout, under ``pipetrace run --`` when traced by pipetrace, exporting to ``endpoint``."""
     checkout = CHECKOUTS.get(mode)
     bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
-    app_dir = (checkout or ROOT) / "example_dags" / "celery"
+    env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_BROKER="memory://",
+               PIPETRACE_EXAMPLE_BACKEND="cache+memory://", PIPETRACE_EXAMPLE_QUEUE="bench",
+               PIPETRACE_EXPORTERS="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+               # a loop of no-op tasks in one process ends spans faster than any worker: with the SDK's
+               # 2,048-span queue the reference drops spans (less export work: it would be flattered);
+               # both sides keep every span (pipetrace's OTLP queue reads the same variable)
+               OTEL_BSP_MAX_QUEUE_SIZE="200000",
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+        env.pop(name, None)
+    if mode == "otel":
+        env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
+    if checkout is not None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
+    prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
+    return [*prefix, str(bin_dir / "python")], (checkout or ROOT) / "example_dags" / "celery", env
+
+
+def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
+    receiver.reset()
     with tempfile.TemporaryDirectory() as home:
-        env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_BROKER="memory://",
-                   PIPETRACE_EXAMPLE_BACKEND="cache+memory://", PIPETRACE_EXAMPLE_QUEUE="bench",
-                   PIPETRACE_EXPORTERS="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-                   # a loop of no-op tasks in one process ends spans faster than any worker: with the SDK's
-                   # 2,048-span queue the reference drops spans (less export work: it would be flattered);
-                   # both sides keep every span (pipetrace's OTLP queue reads the same variable)
-                   OTEL_BSP_MAX_QUEUE_SIZE="200000",
-                   PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-        for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
-            env.pop(name, None)
-        if mode == "otel":
-            env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
-        prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
-        proc = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
+        command, app_dir, env = child_env(mode, home, receiver.endpoint)
+        proc = subprocess.Popen([*command, "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdin is not None and proc.stdout is not None
         try:

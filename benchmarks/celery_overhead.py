@@ -195,6 +195,8 @@ def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks
             (hooks / "out").mkdir(exist_ok=True)
         if mode == "otel":
             env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
+        if checkout is not None:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
         prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
         per_task = SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
         log = Path(home) / "worker.log"

@@ -11,9 +11,8 @@ atomic, so the per-task path takes no lock; only eviction and group sweeps do.
 
 from __future__ import annotations
 
-import contextvars
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
@@ -37,12 +36,17 @@ class OpenAttempts(Generic[K, V]):
         self._lock = threading.Lock()
         self.bound = bound
 
-    def put(self, key: K, value: V) -> list[V]:
-        """Keep ``value`` under ``key`` (a key put again moves to the end); returns what was evicted."""
+    def replace(self, key: K, value: V) -> tuple[V | None, Sequence[V]]:
+        """Keep ``value`` under ``key`` (a key put again moves to the end); returns the entry it replaced
+        (None if the key was not open) and the oldest entries evicted to stay within the bound."""
         items = self._items
-        items.pop(key, None)
+        replaced = items.pop(key, None)
         items[key] = value  # one dict operation each: atomic under the GIL, no lock on the common path
-        return [] if len(items) <= self.bound else self.evict()
+        return replaced, (() if len(items) <= self.bound else self.evict())
+
+    def put(self, key: K, value: V) -> list[V]:
+        """:meth:`replace`, the replaced entry dropped; returns what was evicted."""
+        return list(self.replace(key, value)[1])
 
     def evict(self) -> list[V]:
         """Remove the oldest entries beyond the bound; returns them."""
@@ -83,18 +87,20 @@ def activate(span: Span) -> object:
     return otel_context.attach(trace.set_span_in_context(span))
 
 
-def deactivate(token: object) -> None:
-    """Restore the context from before :func:`activate`; quiet if the orchestrator moved us to another
-    context meanwhile (a step resumed in another thread, a task body that left a context attached)."""
+def deactivate(token: object) -> bool:
+    """Restore the context from before :func:`activate`. Quiet if the orchestrator moved us to another
+    context meanwhile (a step resumed in another thread, a task body that left a context attached):
+    returns False then, for a caller that restores more of that context."""
     if token is None:
-        return
+        return True
     try:
-        if isinstance(token, contextvars.Token):
-            token.var.reset(token)
-        else:
+        try:
+            token.var.reset(token)  # type: ignore[attr-defined]  # what attach() returns: a ContextVar token
+        except AttributeError:  # another runtime context's token
             otel_context.detach(token)  # type: ignore[arg-type]
     except (ValueError, RuntimeError):
-        pass
+        return False
+    return True
 
 
 def close_stale(span: Span) -> None:
@@ -134,14 +140,11 @@ class Attempts(Generic[K]):
     def add(self, key: K, attempt: A_) -> A_:
         """Keep an attempt made by the adapter (an :class:`Attempt` subclass with its own data, one object
         per attempt on a per-message path); its span is already current if it is to be."""
-        registry = self.open
-        items = registry._items  # (the dict itself, as put() does: one attempt per message on this path)
-        stale = items.pop(key, None)
-        items[key] = attempt
+        stale, evicted = self.open.replace(key, attempt)
         if stale is not None:
             close_stale(stale.span)
-        if len(items) > registry.bound:
-            for old in registry.evict():
+        if evicted:
+            for old in evicted:
                 close_stale(old.span)
         return attempt
 
@@ -167,7 +170,7 @@ class Attempts(Generic[K]):
 
     def pop(self, key: K) -> Attempt | None:
         """Remove the attempt and restore the context from before it; the caller ends its span."""
-        attempt = self.open._items.pop(key, None)
+        attempt = self.open.pop(key)
         if attempt is not None:
             attempt.close()
         return attempt

@@ -73,30 +73,44 @@ def link_limit() -> int:
 
 
 # ---- broker, destination, attributes -----------------------------------------------------------------
-def messaging_system(owner: object) -> str:
-    """``messaging.system`` (rabbitmq, redis, memory, …) of a kombu Connection (its transport) or of an
-    application configured with a broker URL (a Celery app: ``conf.broker_url``), cached on it: both are
-    asked once per message, and a Celery config lookup is slow."""
-    cached = getattr(owner, "_pipetrace_system", None)
+def connection_system(connection: object) -> str:
+    """``messaging.system`` (rabbitmq, redis, memory, …) of a kombu Connection, from its transport;
+    cached on the connection (asked once per message)."""
+    cached = getattr(connection, "_pipetrace_system", None)
     if cached is not None:
         return str(cached)
-    conf = getattr(owner, "conf", None)
-    if conf is not None:
-        try:
-            system = url_system(str(conf.broker_url or "amqp://"))
-        except Exception:
-            system = "rabbitmq"  # (Celery's default broker)
-    else:
-        try:
-            driver = str(owner.transport.driver_type)  # type: ignore[attr-defined]
-        except Exception:
-            driver = "kombu"
-        system = SYSTEMS.get(driver, driver)
+    try:
+        driver = str(connection.transport.driver_type)  # type: ignore[attr-defined]
+    except Exception:
+        driver = "kombu"
+    return _remember(connection, SYSTEMS.get(driver, driver))
+
+
+def app_system(app: object) -> str:
+    """``messaging.system`` of an application configured with a broker URL (a Celery app's
+    ``conf.broker_url``); cached on the app (asked once per message, and a Celery config lookup is slow)."""
+    cached = getattr(app, "_pipetrace_system", None)
+    if cached is not None:
+        return str(cached)
+    try:
+        system = url_system(str(app.conf.broker_url or "amqp://"))  # type: ignore[attr-defined]
+    except Exception:
+        system = "rabbitmq"  # (Celery's default broker)
+    return _remember(app, system)
+
+
+def _remember(owner: object, system: str) -> str:
+    """The per-owner cache both readers share: ``system`` kept on ``owner`` when it takes attributes."""
     try:
         owner._pipetrace_system = system  # type: ignore[attr-defined]
     except Exception:
         pass
     return system
+
+
+def messaging_system(owner: object) -> str:
+    """:func:`app_system` of an object with a ``conf`` (a Celery app), else :func:`connection_system`."""
+    return app_system(owner) if getattr(owner, "conf", None) is not None else connection_system(owner)
 
 
 @functools.lru_cache(maxsize=64)
@@ -261,7 +275,7 @@ class Sends(OpenAttempts[str, DeferredSpan]):
         self.unconfirmed = unconfirmed
 
     def begin(self, key: str, span: DeferredSpan) -> None:
-        for evicted in self.put(key, span):
+        for evicted in self.replace(key, span)[1]:  # (a span replaced under its own key is dropped, as before)
             evicted.set_attribute(self.unconfirmed, True)
             evicted.end()
 

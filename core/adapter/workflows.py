@@ -202,12 +202,15 @@ class Running(Attempt):
         self.var_token = workflows.current.set(self)
 
     def close(self) -> None:
-        try:  # (deactivate(), inline: once per task; the token is a ContextVar token, see activate())
-            self.token.var.reset(self.token)  # type: ignore[attr-defined]
-            self.workflows.current.reset(self.var_token)
-        except (ValueError, RuntimeError):  # another context (its own attempt's end restores it)
-            deactivate(self.token)
-            self.workflows.current.set(None)
+        """Restore the context from before the attempt (:func:`deactivate`'s rule), its workflow too."""
+        current = self.workflows.current
+        if deactivate(self.token):
+            try:
+                current.reset(self.var_token)
+                return
+            except (ValueError, RuntimeError):
+                pass
+        current.set(None)  # another context (its own attempt's end restores it): nothing current here
 
     @property
     def pipeline(self) -> str:

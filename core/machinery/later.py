@@ -151,4 +151,4 @@ def accepts(tracer: Any) -> bool:
     if processors is not _checked[0]:
         _checked[1] = bool(processors) and all(getattr(type(p), "drains_later", False) for p in processors)
         _checked[0] = processors
-    return bool(_checked[1])
+    return _checked[1] is True

@@ -173,6 +173,26 @@ def _span_context_is_its_fields() -> bool:
 
 
 _SC_IS_TUPLE = _span_context_is_its_fields()
+_DEFAULT_STATE = SpanContext(1, 1, False).trace_state
+_TRACE_MAX, _SPAN_MAX = 2**128 - 1, 2**64 - 1
+_new_tuple = tuple.__new__
+
+
+def _span_context_is_made_of_its_fields() -> bool:
+    """Whether a ``SpanContext`` is made by ``tuple.__new__`` from its fields once ``SpanContext.__new__``
+    checked them: then :func:`decide`, whose ids are known valid, makes its span's context in one step
+    (``SpanContext.__new__`` is a Python call with keyword arguments, once per span on the task's path)."""
+    try:
+        flags = TraceFlags(TraceFlags.SAMPLED)
+        made = _new_tuple(SpanContext, (0x12, 0x34, False, flags, _DEFAULT_STATE, True))
+        api = SpanContext(0x12, 0x34, is_remote=False, trace_flags=flags, trace_state=None)
+        return _SC_IS_TUPLE and type(made) is type(api) and made == api and made.is_valid and made.trace_state is (
+            api.trace_state)
+    except Exception:  # pragma: no cover - another API
+        return False
+
+
+_SC_FROM_FIELDS = _span_context_is_made_of_its_fields()
 
 
 def parent_context(parent: SpanContext) -> Context:
@@ -248,8 +268,12 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     flags = _SAMPLED if sampled else _NOT_SAMPLED
     if random_id:
         flags = TraceFlags(flags | _RANDOM_FLAG)
-    sc = SpanContext(tid, span_id if span_id is not None else generator.generate_span_id(), is_remote=False,
-                     trace_flags=flags, trace_state=trace_state)
+    sid = span_id if span_id is not None else generator.generate_span_id()
+    if _SC_FROM_FIELDS and 0 < tid <= _TRACE_MAX and 0 < sid <= _SPAN_MAX:
+        sc = _new_tuple(SpanContext, (tid, sid, False, flags, _DEFAULT_STATE if trace_state is None else trace_state,
+                                      True))
+    else:
+        sc = SpanContext(tid, sid, is_remote=False, trace_flags=flags, trace_state=trace_state)
     metrics = getattr(tracer, "_tracer_metrics", None)
     end_metrics = (metrics.start_span(parent, decision)
                    if metrics is not None and type(metrics) is not _NoOpTracerMetrics else None)
@@ -276,8 +300,7 @@ def materialise(tracer: Any, name: str, decided: Decision, context: Context | No
 
 def usable(tracer: object) -> bool:
     """Whether the lean path applies to ``tracer`` (an SDK tracer, internals as expected)."""
-    return _SdkTracer is not None and type(tracer) is _SdkTracer and bool(
-        _state.lean or (_state.lean is None and lean_enabled()))
+    return type(tracer) is _SdkTracer and (_state.lean is True or (_state.lean is None and lean_enabled()))
 
 
 def lean_failed(exc: BaseException) -> None:

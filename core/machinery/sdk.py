@@ -29,10 +29,11 @@ def suppress_instrumentation() -> Token[Context]:
 def processors_of(tracer_or_provider: Any) -> tuple[SpanProcessor, ...] | None:
     """The span processors behind an SDK tracer or provider (the same tuple object until one is added or
     removed, so callers may cache what they derive from it); None for anything else."""
-    chain = getattr(tracer_or_provider, "span_processor", None)  # a tracer
-    if chain is None:
+    try:  # (an SDK tracer, asked on every span's start and end: no getattr calls)
+        return tracer_or_provider.span_processor._span_processors  # type: ignore[no-any-return]
+    except AttributeError:
         chain = getattr(tracer_or_provider, "_active_span_processor", None)  # a provider
-    return getattr(chain, "_span_processors", None)
+        return getattr(chain, "_span_processors", None)
 
 
 def remove_processor(provider: TracerProvider, processor: SpanProcessor) -> None:

@@ -15,7 +15,7 @@ import functools
 from typing import Any
 
 from pipetrace.adapter import Attempts
-from pipetrace.adapter.messaging import Sends, messaging_system, static_attributes
+from pipetrace.adapter.messaging import Sends, app_system, static_attributes
 from pipetrace.adapter.workflows import Workflows
 
 SYSTEM = "celery"
@@ -54,7 +54,7 @@ def current_app() -> Any:
 
 def shared_attributes(app: Any, operation: str, task: str, dest: str, routing_key: str | None) -> dict[str, Any]:
     """What every ``send``/``process`` of ``task`` on ``dest`` has in common, as a new dict."""
-    return static_attributes(messaging_system(app), dest, operation, routing_key, SYSTEM, task).copy()
+    return static_attributes(app_system(app), dest, operation, routing_key, SYSTEM, task).copy()
 
 
 publishes = Sends("pipetrace.celery.publish_unconfirmed")  # (ended without after_task_publish)

@@ -18,7 +18,7 @@ from pipetrace import attributes as A
 from pipetrace.adapter import Patches, guarded, warn_once_per
 from pipetrace.adapter.headers import delivered_to
 from pipetrace.adapter.message_runs import REQUEUED
-from pipetrace.adapter.messaging import base_attributes, messaging_system
+from pipetrace.adapter.messaging import app_system, base_attributes
 
 from . import interop
 from .common import current_app, read, record_attempt, workflows
@@ -50,7 +50,7 @@ def record(request: Any, task_id: str, exc: BaseException, *, span_id: int | Non
         attrs[REQUEUED] = True
     record_attempt(name, task_id, values, int(getattr(context, "retries", 0) or 0) + 1,
                    getattr(context, "root_id", None), A.RESULT_FAILURE, attrs,
-                   messaging=base_attributes(messaging_system(app), dest, "process", task_id, routing_key=rk),
+                   messaging=base_attributes(app_system(app), dest, "process", task_id, routing_key=rk),
                    start=int(started * 1e9) if isinstance(started, (int, float)) and started else None,
                    span_id=span_id, error=exc)
 

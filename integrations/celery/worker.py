@@ -96,11 +96,12 @@ def task_postrun(sender: Any = None, task_id: Any = None, state: Any = None, **_
     if not isinstance(attempt, Running):
         return
     try:
-        result = RESULTS.get(str(state), A.RESULT_FAILURE if attempt.failed else A.RESULT_SUCCESS)
-        attempt.span.set_attribute(A.TASK_RESULT, result)
-        if STATES.get(result) != str(state):  # only when the result does not already say it (REJECTED, custom)
-            attempt.span.set_attribute("celery.state", str(state))
-        attempt.span.end()
+        span, state = attempt.span, str(state)
+        result = RESULTS.get(state, A.RESULT_FAILURE if attempt.failed else A.RESULT_SUCCESS)
+        span.set_attribute(A.TASK_RESULT, result)
+        if STATES.get(result) != state:  # only when the result does not already say it (REJECTED, custom)
+            span.set_attribute("celery.state", state)
+        span.end()
     except Exception as exc:
         warn_once_per(log, "celery-postrun", "pipetrace: celery task span not ended: %r", exc)
 

@@ -18,7 +18,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 from pipetrace import attributes as A
 from pipetrace.adapter import guarded_span, start_span, warn_once_per
 from pipetrace.adapter.headers import message_headers, message_id
-from pipetrace.adapter.messaging import base_attributes, link_limit, messaging_system, queued_ms, tracer
+from pipetrace.adapter.messaging import base_attributes, connection_system, link_limit, queued_ms, tracer
 from pipetrace.carriers import span_context_of
 
 from .consumer import queue_of
@@ -62,7 +62,7 @@ def _start_batch(messages: Sequence[Any], destination: str | None, connection: A
         wait = queued_ms(message_headers(msg))
         if wait is not None:
             waits.append(wait)
-    attrs = base_attributes(messaging_system(connection), dest, "process", routing_key=rk or None)
+    attrs = base_attributes(connection_system(connection), dest, "process", routing_key=rk or None)
     attrs[A.MESSAGING_BATCH_COUNT] = len(messages)
     attrs[A.BATCH_SIZE] = len(messages)
     if index is not None:

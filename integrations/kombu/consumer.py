@@ -19,9 +19,9 @@ from pipetrace.adapter import ending, warn_once_per
 from pipetrace.adapter.headers import delivered_to, message_headers, message_id
 from pipetrace.adapter.messaging import (
     base_attributes,
+    connection_system,
     consumer_span,
     is_internal,
-    messaging_system,
     parent_of,
     queued_ms,
 )
@@ -44,7 +44,7 @@ def queue_of(message: Any, consumer: Any = None) -> tuple[str, str]:
 def start_process_span(message: Any, consumer: Any = None, connection: Any = None) -> Span:
     headers = message_headers(message)
     dest, rk = queue_of(message, consumer)
-    system = messaging_system(connection if connection is not None else getattr(consumer, "connection", None))
+    system = connection_system(connection if connection is not None else getattr(consumer, "connection", None))
     attrs = base_attributes(system, dest, "process", message_id(message), routing_key=rk)
     wait = queued_ms(headers)
     if wait is not None:

@@ -15,8 +15,8 @@ from pipetrace.adapter import deferred_span, ending, warn_once_per
 from pipetrace.adapter.headers import stamp
 from pipetrace.adapter.messaging import (
     base_attributes,
+    connection_system,
     is_internal,
-    messaging_system,
     publish_failed,
     stamp_published,
     tracer,
@@ -67,7 +67,7 @@ def traced_publish(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
             stamp_published(out)
             kwargs["headers"] = out
             return wrapped(body, routing_key, *args, **kwargs)
-        attrs = base_attributes(messaging_system(instance.connection), dest, "send", routing_key=rk)
+        attrs = base_attributes(connection_system(instance.connection), dest, "send", routing_key=rk)
         span = deferred_span(tracer(), f"send {dest or 'default'}", kind=SpanKind.PRODUCER, attributes=attrs)
         stamp(out, span.get_span_context(), span.start_time)
         kwargs["headers"] = out

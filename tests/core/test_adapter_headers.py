@@ -119,3 +119,11 @@ def test_coexistence_replace_switches_the_instrumentor_off_and_defer_stands_asid
     assert co.may_defer and not co.deferring()
     FakeInstrumentor()._instrument()
     assert co.otel_active() and co.deferring()
+
+
+def test_read_skips_a_none_value_for_a_lower_level_and_reads_any_mapping() -> None:
+    from types import MappingProxyType
+
+    source = {"traceparent": None, "headers": MappingProxyType({"traceparent": TP, "other": 1})}
+    assert H.read(source, KEYS) == {"traceparent": TP}
+    assert H.read(source, list(KEYS)) == {"traceparent": TP}  # keys as any sequence

@@ -61,3 +61,23 @@ def test_worker_handlers_never_raise(monkeypatch: Any) -> None:
     message_runs.worker_shutdown(sender=None)
     message_runs.flush()
     assert calls == ["start", "stop"]
+
+
+def test_connection_and_app_readers_share_the_cache_on_their_owner() -> None:
+    import types
+
+    from pipetrace.adapter.messaging import app_system, connection_system
+
+    transport = types.SimpleNamespace(driver_type="redis")
+    connection = types.SimpleNamespace(transport=transport)
+    assert connection_system(connection) == "redis" and connection._pipetrace_system == "redis"
+    transport.driver_type = "amqp"
+    assert connection_system(connection) == "redis"  # cached on the connection
+    assert connection_system(types.SimpleNamespace()) == "kombu" and connection_system(None) == "kombu"
+    conf = types.SimpleNamespace(broker_url="redis+socket:///tmp/r.sock")
+    app = types.SimpleNamespace(conf=conf)
+    assert app_system(app) == "redis"
+    conf.broker_url = "amqp://h//"
+    assert app_system(app) == "redis"  # cached on the app: a Celery config lookup is slow
+    assert app_system(types.SimpleNamespace(conf=types.SimpleNamespace(broker_url=None))) == "rabbitmq"
+    assert app_system(object()) == "rabbitmq"  # no broker URL to read: Celery's default broker

@@ -221,3 +221,22 @@ def test_the_loss_journal_is_written_soon_after_a_loss_not_only_at_exit(tmp_path
     finally:
         losses.journal_to(None)
         losses.reset()
+
+
+def test_the_span_context_decided_at_the_start_is_the_apis_own() -> None:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.trace import SpanContext
+    from pipetrace.machinery import record
+
+    class ZeroSpanIds(RandomIdGenerator):
+        def generate_span_id(self) -> int:
+            return 0  # an invalid id: the API's own rules must decide what the context is
+
+    for generator, span_id in ((RandomIdGenerator(), 0x1234), (RandomIdGenerator(), None), (ZeroSpanIds(), None)):
+        tracer = TracerProvider(id_generator=generator).get_tracer("t")
+        decided = record.decide(tracer, "n", Context(), SpanKind.INTERNAL, {"k": 1}, (), None, span_id)
+        assert isinstance(decided, record.Decision)
+        sc = decided.context
+        api = SpanContext(sc.trace_id, sc.span_id, is_remote=False, trace_flags=sc.trace_flags)
+        assert type(sc) is SpanContext and tuple(sc) == tuple(api) and sc.trace_state is api.trace_state
+        assert sc.is_valid is (span_id is not None or type(generator) is RandomIdGenerator)
