@@ -8,8 +8,10 @@ Events are observed at ``DagsterInstance.handle_new_event``: the one funnel ever
 in every process (in-process executor, multiprocess orchestrator and step subprocesses, ``dagster dev``
 run workers) and with every instance type, without user configuration. An event-log storage named in
 ``dagster.yaml`` misses ``execute_in_process``; job hooks are per job and never see a step start.
-Dagster runs first, then the observer, whose failure is swallowed. Values read through ``EnvVar`` become
-known secrets, masked in every span from then on.
+Dagster runs first, then the observer, whose failure is swallowed. A run created in this process
+(``execute_in_process``, ``materialize``, ``dagster job execute``) is also seen at ``RunDomain.create_run``,
+so its first event needs no read of the run storage. Values read through ``EnvVar`` become known secrets,
+masked in every span from then on.
 """
 
 from __future__ import annotations

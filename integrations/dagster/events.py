@@ -64,17 +64,12 @@ class EventTranslator:
             entry = args[0] if args else kwargs["event"]
             de = entry.dagster_event
             if de is not None and de.event_type_value in HANDLED:
-                self(instance, entry)
+                self.handle(instance, entry, de, de.event_type_value)
         except Exception as exc:
             warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
 
-    def __call__(self, instance: Any, entry: Any) -> None:
-        de = entry.dagster_event
-        if de is None:
-            return
-        kind = de.event_type_value
-        if kind not in HANDLED:
-            return
+    def handle(self, instance: Any, entry: Any, de: Any, kind: str) -> None:
+        """One event of a ``HANDLED`` kind (``de``: its ``dagster_event``)."""
         info = self.runs.load(instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
