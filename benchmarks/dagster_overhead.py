@@ -9,6 +9,13 @@ embedded store plus OTLP/HTTP to a local receiver that counts the spans it got).
 
 Prints wall and CPU as median (min, max), the paired per-round ratios (goal ≤ 1.05 for both) and the
 milliseconds pipetrace adds per step.
+
+``--hooks N`` measures the adapter's own work instead, steadier than the ratio on a shared machine: N traced
+runs in this process, the thread CPU pipetrace spends inside ``DagsterInstance.handle_new_event`` after
+Dagster's own part (per event kind, and as a share of the run thread's CPU), then the Python calls it adds
+to the run thread per run (cProfile, traced minus untraced). Any checkout's venv runs this file, so two
+checkouts compare side by side (``/work/main/.venvs/dagster/bin/python benchmarks/dagster_overhead.py
+--hooks 30``).
 """
 
 from __future__ import annotations
@@ -62,11 +69,74 @@ def build_job():  # type: ignore[no-untyped-def]
     return bench_30_ops
 
 
+def hooks(job_def, runs: int) -> None:  # type: ignore[no-untyped-def]
+    """See the module doc: thread CPU of pipetrace's part of each event, then the calls it adds per run."""
+    import collections
+    import cProfile
+    import pstats
+
+    from dagster._core.instance import DagsterInstance
+    from pipetrace.integrations.dagster import instrument, uninstrument
+
+    clock = time.thread_time
+    dagster_done = [0.0]
+    original = DagsterInstance.handle_new_event
+
+    def dagster_part(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        dagster_done[0] = clock()
+
+    DagsterInstance.handle_new_event = dagster_part  # pipetrace wraps this one
+    instrument()
+    traced_method = DagsterInstance.handle_new_event
+    cpu: dict[str, float] = collections.defaultdict(float)
+    count: collections.Counter[str] = collections.Counter()
+
+    def measured(self, event, *args, **kwargs):  # type: ignore[no-untyped-def]
+        traced_method(self, event, *args, **kwargs)
+        spent = clock() - dagster_done[0]
+        kind = event.dagster_event.event_type_value if event.dagster_event is not None else "-"
+        cpu[kind] += spent
+        count[kind] += 1
+
+    DagsterInstance.handle_new_event = measured
+    for _ in range(3):
+        job_def.execute_in_process(run_config=QUIET)
+    cpu.clear()
+    count.clear()
+    start = clock()
+    for _ in range(runs):
+        job_def.execute_in_process(run_config=QUIET)
+    run_cpu = (clock() - start) / runs
+    total = sum(cpu.values()) / runs
+    print(f"pipetrace in handle_new_event: {total * 1e3:.3f} ms thread CPU a run ({total / run_cpu:.2%} of the "
+          f"run thread's {run_cpu * 1e3:.1f} ms), {runs} runs")
+    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<22} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.1f} µs a run  "
+              f"{spent / count[kind] * 1e6:6.1f} µs each")
+    DagsterInstance.handle_new_event = traced_method
+    calls: dict[str, float] = {}
+    for mode in ("on", "off", "on", "off"):
+        (instrument if mode == "on" else uninstrument)()
+        profile = cProfile.Profile(clock)
+        profile.enable()
+        for _ in range(max(runs // 3, 1)):
+            job_def.execute_in_process(run_config=QUIET)
+        profile.disable()
+        calls[mode] = calls.get(mode, 0) + pstats.Stats(profile).total_calls / max(runs // 3, 1) / 2  # type: ignore[attr-defined]
+    print(f"Python calls on the run thread a run: {calls['off']:.0f} untraced, +{calls['on'] - calls['off']:.0f} "
+          f"traced (+{calls['on'] / calls['off'] - 1:.2%})")
+    uninstrument()
+    DagsterInstance.handle_new_event = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--exporters", default="store,otlp", help="PIPETRACE_EXPORTERS for the traced runs")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--hooks", type=int, default=0, metavar="N",
+                        help="measure the adapter's own work over N traced runs instead (see the module doc)")
     args = parser.parse_args()
 
     import pipetrace
@@ -77,6 +147,9 @@ def main() -> None:
                             otlp_endpoint=receiver.endpoint)
         job_def = build_job()
         assert len(job_def.nodes) == OPS
+        if args.hooks:
+            hooks(job_def, args.hooks)
+            return
         spans: list[int] = []
 
         def once(mode: str, _round: int) -> tuple[float, float]:

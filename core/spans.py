@@ -117,21 +117,29 @@ def start_task_span(
     system: str, pipeline: str, run_id: str, task: str, *, try_number: int = 1, map_index: int | None = None,
     attributes: Mapping[str, Any] | None = None, links: Iterable[Link | None] = (), upstream: object = None,
     batch: str | None = None, parent: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
-    start_time: Time = None, task_run_id: str | None = None,
+    start_time: Time = None, task_run_id: str | None = None, ident: RunIdentity | None = None,
+    clean_attributes: bool = False,
 ) -> Span:
     """Start (not enter) a task-attempt span with derived ids; for adapters whose start and end are
-    separate events. Never raises: returns a non-recording span if pipetrace fails."""
+    separate events. Never raises: returns a non-recording span if pipetrace fails.
+
+    An adapter that starts many attempts of one run keeps what they share and passes it: ``ident`` (the
+    run's identity, ``upstream`` then unused), ``parent`` (the run's or batch's context) and, with
+    ``clean_attributes``, ``attributes`` it vouches are already as :func:`_clean_attrs` returns them."""
     try:
-        ident = identity(system, pipeline, run_id, upstream)
+        if ident is None:
+            ident = identity(system, pipeline, run_id, upstream)
         if parent is None:
             parent_id = ident.batch_span_id(batch) if batch else ident.run_span_id
             parent = ident.context_for(parent_id)
         attrs = task_attributes(system, pipeline, run_id, task, try_number, map_index)
         attrs[A.TASK_RUN_ID] = task_run_id or f"{run_id}/{task}" + (
             f"[{map_index}]" if map_index is not None and map_index >= 0 else "") + f"#{try_number}"
-        attrs.update(_clean_attrs(attributes))
+        if attributes:
+            attrs.update(attributes if clean_attributes else _clean_attrs(attributes))
         return start_span(
-            get_tracer(), A.task_span_name(task), context=parent, kind=kind, attributes=attrs, links=_links(links),
+            get_tracer(), A.task_span_name(task), context=parent, kind=kind, attributes=attrs,
+            links=_links(links) if links else (),
             start_time=to_ns(start_time), span_id=ident.task_span_id(task, map_index, try_number),
             record_exception=False, set_status_on_exception=False,
         )

@@ -8,8 +8,10 @@ Events are observed at ``DagsterInstance.handle_new_event``: the one funnel ever
 in every process (in-process executor, multiprocess orchestrator and step subprocesses, ``dagster dev``
 run workers) and with every instance type, without user configuration. An event-log storage named in
 ``dagster.yaml`` misses ``execute_in_process``; job hooks are per job and never see a step start.
-Dagster runs first, then the observer, whose failure is swallowed. Values read through ``EnvVar`` become
-known secrets, masked in every span from then on.
+Dagster runs first, then the observer, whose failure is swallowed. A run created in this process
+(``execute_in_process``, ``materialize``, ``dagster job execute``) is also seen at ``RunDomain.create_run``,
+so its first event needs no read of the run storage. Values read through ``EnvVar`` become known secrets,
+masked in every span from then on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, TypeVar
 
 from pipetrace.adapter import Instrumentor, Switch, use_provider, warn_once_per
 from pipetrace.adapter.patching import Patches
+
+from .runinfo import CREATED, run_created
 
 T = TypeVar("T")
 log = logging.getLogger("pipetrace.dagster")
@@ -34,19 +38,26 @@ def _install() -> None:
     from .events import EventTranslator
 
     translator = EventTranslator()
-
-    def handle_new_event(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                         kwargs: dict[str, Any]) -> None:
-        wrapped(*args, **kwargs)
-        try:
-            translator(instance, args[0] if args else kwargs["event"])
-        except Exception as exc:
-            warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
-
-    patches.wrap(DagsterInstance, "handle_new_event", handle_new_event)
+    patches.wrap(DagsterInstance, "handle_new_event", translator.observe)
     _translator[:] = [translator]
+    try:  # runs created here (execute_in_process, materialize, `dagster job execute`): no run read at their start
+        from dagster._core.instance.runs.run_domain import RunDomain
+    except ImportError:  # another layout: each run's record is read from the instance
+        pass
+    else:
+        patches.wrap(RunDomain, "create_run", _created)
     patches.secrets(source, "_ensure_env_variable")  # config {"env": ...} and EnvVar
     patches.secrets(field_utils.EnvVar, "get_value")  # EnvVar("X").get_value()
+
+
+def _created(wrapped: Callable[..., Any], domain: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """After ``RunDomain.create_run``: keep what the run's first event here would read back from storage."""
+    run = wrapped(*args, **kwargs)
+    try:
+        run_created(run)
+    except Exception as exc:
+        warn_once_per(log, "dagster-created", "pipetrace: Dagster run creation not seen: %r", exc)
+    return run
 
 
 def _remove() -> None:
@@ -55,6 +66,7 @@ def _remove() -> None:
     for translator in _translator:
         translator.clear()
     _translator.clear()
+    CREATED.clear()
 
 
 switch = Switch("dagster", _install, _remove, provider=use_provider)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pipetrace import attributes as A
@@ -54,17 +55,26 @@ class EventTranslator:
         self.runs = RunRegistry()
         self.steps = StepTracker()
 
-    def __call__(self, instance: Any, entry: Any) -> None:
-        de = entry.dagster_event
-        if de is None:
-            return
-        kind = de.event_type_value
-        if kind not in HANDLED:
-            return
+    def observe(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> None:
+        """The wrapper of ``DagsterInstance.handle_new_event``: Dagster first, then this (a failure here is
+        swallowed and logged once a minute). Most events are not read: they cost one check here."""
+        wrapped(*args, **kwargs)
+        try:
+            entry = args[0] if args else kwargs["event"]
+            de = entry.dagster_event
+            if de is not None and de.event_type_value in HANDLED:
+                self.handle(instance, entry, de, de.event_type_value)
+        except Exception as exc:
+            warn_once_per(log, "dagster-observer", "pipetrace: Dagster event not traced: %r", exc)
+
+    def handle(self, instance: Any, entry: Any, de: Any, kind: str) -> None:
+        """One event of a ``HANDLED`` kind (``de``: its ``dagster_event``)."""
         info = self.runs.load(instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
-            set_component("dagster-step-worker", override=False)  # in-process steps stay the run worker's
+            if not info.saw_run_start:  # in-process steps stay the run worker's
+                set_component("dagster-step-worker", override=False)
             self.steps.step_started(info, key, 1, ts)
         elif kind == "STEP_RESTARTED":
             self.steps.step_started(info, key, self._restart_try(instance, info, key, de.message), ts)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
-from opentelemetry.trace import SpanContext
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+from pipetrace import attributes as A
 from pipetrace.adapter import OpenAttempts, upstream_from, warn_once_per
 from pipetrace.identity import RunIdentity
 
@@ -32,6 +34,8 @@ SKIP_REASON = "dagster.skip_reason"
 PARTITION_TAG = "dagster/partition"
 
 MAX_RUNS = 256
+MAX_CREATED = 32
+READ_TAGS = ("traceparent", "tracestate", PARTITION_TAG)
 
 
 def split_step_key(step_key: str) -> tuple[str, str | None]:
@@ -49,16 +53,45 @@ def op_name(step_key: str) -> str:
     return split_step_key(step_key)[0].rsplit(".", 1)[-1]
 
 
+class Step(NamedTuple):
+    """What a step key says, worked out once per plan: its base key (its span's name), its mapping key and
+    the span attributes that depend on the step alone."""
+
+    base: str
+    mapping: str | None
+    attributes: dict[str, Any]
+
+
+def _step(step_key: str, asset_outputs: dict[str, dict[str, str]]) -> Step:
+    base, mapping = split_step_key(step_key)
+    attrs: dict[str, Any] = {STEP_KEY: step_key, OP: op_name(step_key), A.TASK_NAME: base}
+    if mapping is not None:
+        attrs[MAPPING_KEY] = mapping
+        attrs[A.MAP_KEY] = mapping  # shown as `task process [alpha]`, like Airflow's map index
+    assets = sorted(set(asset_outputs.get(base, {}).values()))
+    if assets:
+        attrs[ASSET_KEY] = assets[0] if len(assets) == 1 else assets
+    return Step(base, mapping, attrs)
+
+
+class Plan(NamedTuple):
+    """What a run's execution plan tells this adapter (see :func:`_read_plan`)."""
+
+    step_keys: list[str]
+    # base step key → output name → asset key (user string); only outputs that are assets
+    asset_outputs: dict[str, dict[str, str]]
+    dynamic: bool
+    # step key → its Step, filled as steps start (unmapped keys only: they repeat in every run of the plan)
+    steps: dict[str, Step]
+
+
 @dataclass
 class RunInfo:
     run_id: str
     job: str
     upstream: SpanContext | None = None
     partition: str | None = None
-    # base step key → output name → asset key (user string); only outputs that are assets
-    asset_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
-    step_keys: list[str] = field(default_factory=list)
-    dynamic: bool = False
+    plan: Plan = field(default_factory=lambda: Plan([], {}, False, {}))
     start_ts: float | None = None
     saw_run_start: bool = False
     # step key → try number of the last attempt seen in this process
@@ -66,29 +99,71 @@ class RunInfo:
     # step key → number of STEP_UP_FOR_RETRY in the event log (loaded once, only when needed)
     stored_retries: dict[str, int] | None = None
 
+    @property
+    def step_keys(self) -> list[str]:
+        return self.plan.step_keys
+
+    @property
+    def asset_outputs(self) -> dict[str, dict[str, str]]:
+        return self.plan.asset_outputs
+
+    @property
+    def dynamic(self) -> bool:
+        return self.plan.dynamic
+
     @cached_property  # asked for at every step event; job and upstream are known once loaded
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
-    def step_assets(self, step_key: str) -> list[str]:
-        return sorted(set(self.asset_outputs.get(split_step_key(step_key)[0], {}).values()))
+    @cached_property
+    def run_parent(self) -> Context:
+        """The parent of every unmapped step span of the run: its run span."""
+        return self.ident.run_context()
+
+    @cached_property
+    def _ids(self) -> tuple[int, TraceFlags, TraceState]:
+        ident = self.ident
+        return ident.trace_id, ident.trace_flags, ident.trace_state
+
+    def span_context(self, span_id: int) -> SpanContext:
+        """``ident.span_context(span_id)``, with the trace's id, flags and state read once per run."""
+        trace_id, flags, state = self._ids
+        return SpanContext(trace_id, span_id, True, flags, state)
+
+    @cached_property
+    def _head(self) -> dict[str, Any]:
+        return {JOB: self.job, RUN_ID: self.run_id}
+
+    @cached_property
+    def _tail(self) -> dict[str, Any]:
+        return {PARTITION_KEY: self.partition} if self.partition else {}
+
+    def step(self, step_key: str) -> Step:
+        steps = self.plan.steps
+        found = steps.get(step_key)
+        if found is None:
+            found = _step(step_key, self.plan.asset_outputs)
+            if found.mapping is None:
+                steps[step_key] = found
+        return found
+
+    def step_attributes(self, step: Step) -> dict[str, Any]:
+        """A step span's Dagster attributes: the run's, then the step's, then the run's partition."""
+        return {**self._head, **step.attributes, **self._tail}
 
     def asset_of_output(self, step_key: str, output: str | None) -> str | None:
-        return self.asset_outputs.get(split_step_key(step_key)[0], {}).get(output or "")
+        return self.plan.asset_outputs.get(self.step(step_key).base, {}).get(output or "")
 
     def run_attributes(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {JOB: self.job, RUN_ID: self.run_id}
-        if self.partition:
-            attrs[PARTITION_KEY] = self.partition
-        return attrs
+        return {**self._head, **self._tail}
 
 
-_PLANS: dict[str, tuple[list[str], dict[str, dict[str, str]], bool]] = {}
+_PLANS: dict[str, Plan] = {}
 """Snapshot id → what :func:`_read_plan` found. The id is a hash of the plan, so a process that runs the
 same job again (a code server, a sensor loop, a test suite) reads and decodes the plan once."""
 
 
-def _read_plan(plan: Any) -> tuple[list[str], dict[str, dict[str, str]], bool]:
+def _read_plan(plan: Any) -> Plan:
     """Step keys to execute, asset outputs per base step key, and whether the plan maps dynamically."""
     keys: dict[str, None] = {}
     assets: dict[str, dict[str, str]] = {}
@@ -104,16 +179,39 @@ def _read_plan(plan: Any) -> tuple[list[str], dict[str, dict[str, str]], bool]:
             if props.is_asset and props.asset_key is not None:
                 assets.setdefault(split_step_key(step.key)[0], {})[out.name] = props.asset_key.to_user_string()
     wanted = set(plan.step_keys_to_execute or keys)
-    return [k for k in keys if k in wanted], assets, dynamic
+    return Plan([k for k in keys if k in wanted], assets, dynamic, {})
+
+
+class Created(NamedTuple):
+    """What this adapter reads of a run record, kept from the run's creation in this process."""
+
+    job_name: str
+    tags: dict[str, str]
+    execution_plan_snapshot_id: str | None
+
+
+CREATED: OpenAttempts[str, Created] = OpenAttempts(MAX_CREATED)
+"""Run id → the run as it was created in this process (``execute_in_process``, ``materialize``, ``dagster
+job execute``): such a run's first event then needs no read of the run storage. Taken by that event; a
+process that creates runs it does not execute (webserver, daemon) keeps only the latest few."""
+
+
+def run_created(run: Any) -> None:
+    """Keep what :func:`_load` reads of a run this process just created (the tags it reads only)."""
+    tags = run.tags or {}
+    CREATED.put(run.run_id, Created(run.job_name, {k: tags[k] for k in READ_TAGS if k in tags},
+                                    run.execution_plan_snapshot_id))
 
 
 def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
     info = RunInfo(run_id=run_id, job=job or "")
-    try:
-        run = instance.get_run_by_id(run_id)
-    except Exception as exc:
-        warn_once_per(log, "dagster-run", "pipetrace: could not read Dagster run %s: %r", run_id, exc)
-        run = None
+    run = CREATED.pop(run_id)
+    if run is None:
+        try:
+            run = instance.get_run_by_id(run_id)
+        except Exception as exc:
+            warn_once_per(log, "dagster-run", "pipetrace: could not read Dagster run %s: %r", run_id, exc)
+            run = None
     if run is None:
         return info
     info.job = run.job_name or info.job
@@ -132,7 +230,7 @@ def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
             _PLANS.clear()
         _PLANS[snap_id] = plan
     if plan is not None:
-        info.step_keys, info.asset_outputs, info.dynamic = plan
+        info.plan = plan
     return info
 
 
@@ -144,7 +242,7 @@ class RunRegistry(OpenAttempts[str, RunInfo]):
         super().__init__(MAX_RUNS)
 
     def load(self, instance: Any, run_id: str, job: str | None) -> RunInfo:
-        info = self.get(run_id)
+        info = self._items.get(run_id)  # (the dict itself: asked at every event)
         if info is None:
             info = _load(instance, run_id, job)
             info = self.get(run_id) or info  # another thread loaded it meanwhile: keep one

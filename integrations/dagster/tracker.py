@@ -61,21 +61,6 @@ def _mapped_copies(events: list[StepEvent]) -> Iterator[Finished]:
                        max(ev.ts for ev in evs), bool(ended) and ended[-1])
 
 
-def _step_attributes(info: RunInfo, step_key: str) -> dict[str, Any]:
-    base, mapping = split_step_key(step_key)
-    attrs: dict[str, Any] = {N.JOB: info.job, N.RUN_ID: info.run_id, N.STEP_KEY: step_key,
-                             N.OP: op_name(step_key), A.TASK_NAME: base}
-    if mapping is not None:
-        attrs[N.MAPPING_KEY] = mapping
-        attrs[A.MAP_KEY] = mapping  # shown as `task process [alpha]`, like Airflow's map index
-    assets = info.step_assets(step_key)
-    if assets:
-        attrs[N.ASSET_KEY] = assets[0] if len(assets) == 1 else assets
-    if info.partition:
-        attrs[N.PARTITION_KEY] = info.partition
-    return attrs
-
-
 class StepTracker:
     """The live step spans of this process, keyed by (run id, step key)."""
 
@@ -83,14 +68,15 @@ class StepTracker:
         self._open: Attempts[tuple[str, str]] = Attempts()
 
     def step_started(self, info: RunInfo, step_key: str, try_number: int, ts: float) -> None:
-        base, mapping = split_step_key(step_key)
+        step = info.step(step_key)
+        mapped = step.mapping is not None
         span = start_task_span(
-            N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number,
-            attributes=_step_attributes(info, step_key), upstream=info.upstream,
-            batch=base if mapping is not None else None, start_time=ts,
+            N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=info.ident,
+            parent=info.ident.context_for(info.ident.batch_span_id(step.base)) if mapped else info.run_parent,
+            attributes=info.step_attributes(step), clean_attributes=True, start_time=ts,
         )
-        if mapping is not None and span.is_recording():  # one span name for every mapped copy
-            span.update_name(A.task_span_name(base))
+        if mapped and span.is_recording():  # one span name for every mapped copy
+            span.update_name(A.task_span_name(step.base))
         info.attempts[step_key] = try_number
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 
@@ -98,13 +84,12 @@ class StepTracker:
                      input_name: str, upstream_try: int) -> None:
         """A link from the step to the attempt whose output (or asset) it loaded."""
         asset = info.asset_of_output(upstream_key, output)
-        ident = info.ident
         attrs: dict[str, Any] = {N.STEP_KEY: upstream_key, N.INPUT: input_name}
         if output:
             attrs[N.OUTPUT] = output
         if asset:
             attrs[N.ASSET_KEY] = asset
-        sc = ident.span_context(ident.task_span_id(upstream_key, None, upstream_try))
+        sc = info.span_context(info.ident.task_span_id(upstream_key, None, upstream_try))
         self._open.add_links((info.run_id, step_key), [link(sc, "asset" if asset else "result", attrs)])
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
@@ -143,12 +128,12 @@ class StepTracker:
     def _record_after(self, info: RunInfo, step_key: str, ts: float, try_number: int, result: str,
                       error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         """A step attempt's span recorded after the fact, with the id its live span would have."""
-        base, mapping = split_step_key(step_key)
+        step = info.step(step_key)
         ident = info.ident
-        attrs = {**_step_attributes(info, step_key),
-                 **attempt_attributes(N.SYSTEM, info.job, info.run_id, base, try_number), **(extra or {})}
-        parent = ident.batch_span_id(base) if mapping is not None else ident.run_span_id
-        record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(base), start=ts,
+        attrs = {**info.step_attributes(step),
+                 **attempt_attributes(N.SYSTEM, info.job, info.run_id, step.base, try_number), **(extra or {})}
+        parent = ident.batch_span_id(step.base) if step.mapping is not None else ident.run_span_id
+        record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(step.base), start=ts,
                     end=ts, parent_span_id=parent, attributes=attrs, result=result, error=error)
 
     def run_ended(self, info: RunInfo, start: float, end: float, result: str, error_type: str | None,
