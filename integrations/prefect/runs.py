@@ -76,21 +76,20 @@ _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED
 """``type/name``, else type, else name → cicd result (anything else: failure)."""
 
 
-def kind_of(state: Any) -> str:
-    """A state's type as text (``RUNNING``)."""
+def _kind(state: Any) -> str:
     kind = getattr(state, "type", None)
     return str(getattr(kind, "value", kind))
 
 
 def result_of(state: Any) -> str:
     """cicd result value for a Prefect state."""
-    kind, name = kind_of(state).upper(), getattr(state, "name", "") or ""
+    kind, name = _kind(state).upper(), getattr(state, "name", "") or ""
     return _RESULTS.get(f"{kind}/{name}") or _RESULTS.get(kind) or _RESULTS.get(name, A.RESULT_FAILURE)
 
 
 def state_attrs(state: Any) -> dict[str, Any]:
     """The final state's attributes on a span (a result read from the cache is marked)."""
-    kind, name = kind_of(state), getattr(state, "name", None)
+    kind, name = _kind(state), getattr(state, "name", None)
     attrs: dict[str, Any] = {"prefect.state.name": name or kind, "prefect.state.type": kind}
     if name == "Cached":
         attrs[CACHED] = True

@@ -123,7 +123,7 @@ class PipetraceRunTelemetry(RunTelemetry):
     def update_state(self, new_state: Any) -> None:
         attempts = self._pt_open if isinstance(self._pt_open, TaskAttempts) else None
         try:
-            kind, ts = runs.kind_of(new_state), to_ns(new_state.timestamp)
+            kind, ts = str(getattr(new_state.type, "value", new_state.type)), to_ns(new_state.timestamp)
             if attempts is not None and kind == "RUNNING":
                 first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), ts)
                 self.span = attempts.span  # a retry: the next try's
