@@ -18,7 +18,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from .. import attributes as A
 from ..identity import RunIdentity
-from .attempts import OpenAttempts, activate, deactivate
+from .attempts import MAX_OPEN, OpenAttempts, activate, deactivate
 from .attributes import clean, run_attributes
 from .batches import Batch, Batches, Member
 from .errors import mark_outcome
@@ -175,9 +175,9 @@ class Runs:
     """The runs executing in this process, by run id, and their open attempts (bounded: a run that never
     ends is forgotten)."""
 
-    def __init__(self) -> None:
-        self._runs: OpenAttempts[str, Run] = OpenAttempts()
-        self._attempts: OpenAttempts[tuple[str, int], Any] = OpenAttempts()
+    def __init__(self, bound: int = MAX_OPEN) -> None:
+        self._runs: OpenAttempts[str, Run] = OpenAttempts(bound)
+        self._attempts: OpenAttempts[tuple[str, int], Any] = OpenAttempts(bound)
 
     def add(self, run: Run) -> Run:
         self._runs.put(run.run_id, run)
@@ -189,10 +189,14 @@ class Runs:
     def pop(self, run_id: str) -> Run | None:
         return self._runs.pop(run_id)
 
-    def opened(self, run_id: str, attempt: Any) -> list[Any]:
+    def opened(self, run_id: str, attempt: Any, abandon: Callable[[Any], object] | None = None) -> list[Any]:
         """Keep ``attempt`` (any object) open under its run until :meth:`closed`; returns the attempts
-        evicted to make room (the caller ends them)."""
-        return self._attempts.put((run_id, id(attempt)), attempt)
+        evicted to make room, each ended with ``abandon`` when given (else the caller ends them)."""
+        evicted = self._attempts.put((run_id, id(attempt)), attempt)
+        if abandon is not None:
+            for old in evicted:
+                abandon(old)
+        return evicted
 
     def closed(self, run_id: str, attempt: Any) -> None:
         self._attempts.pop((run_id, id(attempt)))

@@ -57,10 +57,10 @@ def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_numbe
     return ident.task_span_id(f"{task_name}/{task_run_id}", None, try_number)
 
 
-def native_attributes(run: Any, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
     """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working)."""
     attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type,
-                             "prefect.run.id": str(run.id), "prefect.tags": [str(t) for t in (run.tags or [])]}
+                             "prefect.run.id": run_id, "prefect.tags": [str(t) for t in (run.tags or [])]}
     for key, value in (parameters or {}).items():
         attrs[f"prefect.run.parameter.{key}"] = type(value).__name__
     for key, value in (getattr(run, "labels", None) or {}).items():

@@ -77,9 +77,10 @@ class PipetraceRunTelemetry(RunTelemetry):
                 _warn("subflow inputs", exc)
         try:
             named = getattr(self.engine(), "task" if task else "flow")  # the engine's Task or Flow
-            self._pt_run, attrs = run, runs.native_attributes(run, "task" if task else "flow", parameters)
+            run_id = str(run.id)  # str(UUID): once, it is not free
+            self._pt_run, attrs = run, runs.native_attributes(run, run_id, "task" if task else "flow", parameters)
             start = self._pt_start_task if task else self._pt_start_flow
-            opened: Run | TaskAttempts = start(named.name, run, attrs, inputs)
+            opened: Run | TaskAttempts = start(named.name, run, run_id, attrs, inputs)
             if opened.span is None or not opened.span.get_span_context().is_valid:
                 return False
             self.span, self._pt_open = opened.span, opened
@@ -93,19 +94,19 @@ class PipetraceRunTelemetry(RunTelemetry):
                 _warn("label update", exc)
         return True
 
-    def _pt_start_flow(self, flow: str, run: Any, attrs: dict[str, Any], inputs: Any) -> Run:
+    def _pt_start_flow(self, flow: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> Run:
         pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
         info = Run(runs.flow_identity(flow, run, current_span_context() or runs.label_context(run.labels)))
-        attrs.update({runs.FLOW_RUN_ID: str(run.id), runs.FLOW: flow, runs.FLOW_RUN_NAME: run.name})
+        attrs.update({runs.FLOW_RUN_ID: run_id, runs.FLOW: flow, runs.FLOW_RUN_NAME: run.name})
         span = info.start_span(attrs, links.input_links(links.entries(inputs), self._pt_client, info.ident.trace_id))
-        links.producers.remember(str(run.id), span)
+        links.producers.remember(run_id, span)
         if traceparent := handoffs.traceparent(span):
             run.labels[runs.LABEL] = traceparent  # in memory, as Prefect does: subflows, workers, deployments
         return runs.flows.add(info)
 
-    def _pt_start_task(self, task: str, run: Any, attrs: dict[str, Any], inputs: Any) -> TaskAttempts:
+    def _pt_start_task(self, task: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> TaskAttempts:
         info = runs.flow_info_for_context()
-        member, run_id = hooks.take_member(task, info), str(run.id)  # str(UUID): once, it is not free
+        member = hooks.take_member(task, info)
         if info is None:  # a task called outside any flow: its own run
             info = Run(RunIdentity(runs.SYSTEM, task, run_id, current_span_context()))
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task, task_run_id=run_id,
@@ -114,8 +115,7 @@ class PipetraceRunTelemetry(RunTelemetry):
         linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=self._pt_later)
         attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
                                 member, on_begin=lambda span: links.producers.remember(run_id, span))
-        for stale in runs.flows.opened(info.run_id, self):
-            stale._pt_abandon()
+        runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
         attempts.begin(max(1, int(run.run_count or 0) + 1))
         return attempts
 

@@ -154,3 +154,12 @@ def test_task_attempts_follow_the_orchestrators_run_count(traced) -> None:  # no
     spans = {s.attributes[A.TRY_NUMBER]: s for s in traced.spans(f"{run.ident.trace_id:032x}")}
     assert spans[1].attributes[A.TASK_RESULT] == A.RESULT_RETRY and spans[1].attributes[A.QUEUED_MS] == 1.0
     assert spans[2].attributes[A.TASK_RESULT] == A.RESULT_RETRY and spans[3].attributes[A.TASK_RESULT] == "success"
+
+
+def test_attempts_evicted_from_a_full_registry_are_abandoned() -> None:
+    runs = Runs(bound=2)
+    ended: list[str] = []
+    for name in ("a", "b"):
+        assert runs.opened("r9", name, ended.append) == []
+    assert runs.opened("r9", "c", ended.append) == ["a"] and ended == ["a"]
+    assert runs.opened("r9", "d") == ["b"] and ended == ["a"]  # without ``abandon``: the caller ends them
