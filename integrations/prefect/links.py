@@ -63,14 +63,14 @@ def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
         return None
 
 
-def input_links(runs: Iterable[Entry], client: Any = None, trace_id: int | None = None,
+def input_links(upstream: Iterable[Entry], client: Any = None, trace_id: int | None = None,
                 later: list[Entry] | None = None) -> list[Link]:
     """One ``result`` link per upstream run (:func:`entries`) whose producer is in ``trace_id`` (another
     trace's run is no hand-off inside this run); with ``later``, the runs not seen start here are kept
     there instead, to link once the task runs (their producers are known by then)."""
     out: list[Link] = []
     try:
-        for name, kind, run_id in runs:
+        for name, kind, run_id in upstream:
             sc = producers.recall(run_id)
             if sc is None and later is not None:
                 later.append((name, kind, run_id))

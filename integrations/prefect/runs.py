@@ -88,7 +88,7 @@ def result_of(state: Any) -> str:
 
 
 def state_attrs(state: Any) -> dict[str, Any]:
-    """The final state's attributes on a span (a result read from the cache is marked)."""
+    """A state's attributes on the span it ends (a result read from the cache is marked)."""
     kind, name = _kind(state), getattr(state, "name", None)
     attrs: dict[str, Any] = {"prefect.state.name": name or kind, "prefect.state.type": kind}
     if name == "Cached":
