@@ -157,13 +157,15 @@ _member: contextvars.ContextVar[Member | None] = contextvars.ContextVar("pipetra
 
 
 @contextmanager
-def mapping(batch: Batch) -> Iterator[None]:
-    """While a fan-out call submits its members, each :func:`submitting` takes the next map index."""
-    token = _cursor.set(_Cursor(batch))
+def mapping(batch: Batch | None) -> Iterator[None]:
+    """While a fan-out call submits its members, each :func:`submitting` takes the next map index (no batch:
+    a fan-out not traced, its members none)."""
+    token = _cursor.set(_Cursor(batch)) if batch is not None else None
     try:
         yield
     finally:
-        _cursor.reset(token)
+        if token is not None:
+            _cursor.reset(token)
 
 
 def next_member() -> Member | None:

@@ -18,7 +18,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from .. import attributes as A
 from ..identity import RunIdentity
-from .attempts import OpenAttempts, activate, deactivate
+from .attempts import MAX_OPEN, OpenAttempts, activate, deactivate
 from .attributes import clean, run_attributes
 from .batches import Batch, Batches, Member
 from .errors import mark_outcome
@@ -43,10 +43,11 @@ def run_identity(system: str, pipeline: str, run_id: str, upstream: SpanContext 
 
 @dataclass
 class Run:
-    """A run executing in this process: its identity and the batches its fan-outs open."""
+    """A run executing in this process: its identity, the batches its fan-outs open and its live span."""
 
     ident: RunIdentity
     batches: Batches = field(init=False)
+    span: Span | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.batches = Batches(self.ident)
@@ -64,10 +65,20 @@ class Run:
         upstream caller when there is one, else the root of the run's trace. Not made current here."""
         parent = self.ident.upstream_context()
         attrs = clean({**attributes, **run_attributes(self.ident.system, self.pipeline, self.run_id)})
-        return span_with_ids(get_tracer(), A.run_span_name(self.pipeline), context=parent or Context(),
-                             kind=SpanKind.SERVER, attributes=attrs, links=links,
-                             trace_id=None if parent is not None else self.ident.trace_id,
-                             span_id=self.ident.run_span_id)
+        self.span = span_with_ids(get_tracer(), A.run_span_name(self.pipeline), context=parent or Context(),
+                                  kind=SpanKind.SERVER, attributes=attrs, links=links,
+                                  trace_id=None if parent is not None else self.ident.trace_id,
+                                  span_id=self.ident.run_span_id)
+        return self.span
+
+    def end(self, result: str, *, end_ns: int | None = None, message: str | None = None,
+            error_type: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        """End the run span :meth:`start_span` started with ``result`` (as :meth:`TaskAttempts.end` ends an
+        attempt: one call for either); no-op if none is open."""
+        span, self.span = self.span, None
+        if span is not None:
+            finish(span, result, key=A.PIPELINE_RESULT, end_ns=end_ns, message=message, error_type=error_type,
+                   attributes=attributes)
 
     def task_parent(self, member: Member | None = None) -> Context:
         """Parent of a task attempt of this run: its batch span when it is a fan-out member, else the
@@ -92,31 +103,51 @@ def finish(span: Span, result: str, *, key: str = A.TASK_RESULT, end_ns: int | N
 class TaskAttempts:
     """The attempts of one task run of a run executing in this process, one live span each: begun with
     the derived span id of its try under the run (or its batch), given its queue wait and late links, and
-    ended with a result; the batch it belongs to learns its end."""
+    ended with a result; the batch it belongs to learns its end. ``on_begin(span)``: each try's span as it
+    begins (a producer remembered for its consumers)."""
 
     def __init__(self, run: Run, task: str, span_id: Callable[[int], int], attributes: Mapping[str, Any],
-                 links: list[Link], member: Member | None = None) -> None:
+                 links: list[Link], member: Member | None = None,
+                 on_begin: Callable[[Span], object] | None = None) -> None:
         self.run, self.task, self.span_id, self.member, self.links = run, task, span_id, member, links
         self.attributes = clean(attributes)
         self.parent = run.task_parent(member)
+        self.on_begin = on_begin
         self.span: Span | None = None
         self.try_number = 0
+        self.ran = False
         self._token: object = None
 
     def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
         """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not)."""
-        self.try_number = try_number
+        self.try_number, self.ran = try_number, False
         self.span = span_with_ids(get_tracer(), A.task_span_name(self.task), context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
                                   links=self.links, span_id=self.span_id(try_number))
         self._token = activate(self.span) if current else None
+        if self.on_begin is not None:
+            self.on_begin(self.span)
         return self.span
 
-    def running(self, ts_ns: int | None) -> None:
-        """The attempt started running at ``ts_ns``: its time since the span began is its queue wait."""
+    def running(self, ts_ns: int | None) -> bool:
+        """The open attempt started running at ``ts_ns``: its time since the span began is its queue wait.
+        True the first time for this try only (an orchestrator may report it running more than once)."""
+        if self.span is None or self.ran:
+            return False
+        self.ran = True
         start = getattr(self.span, "start_time", None)
-        if self.span is not None and start and ts_ns and ts_ns >= start:
+        if start and ts_ns and ts_ns >= start:
             self.span.set_attribute(A.QUEUED_MS, round((ts_ns - start) / 1e6, 3))
+        return True
+
+    def on_running(self, run_count: int, ts_ns: int | None) -> bool:
+        """The orchestrator reports the task run running at ``ts_ns`` for the ``run_count``-th time: a run
+        beyond the open try (or with none open) is a retry, so the open try ends as ``retry`` and the next
+        begins there, current. Then as :meth:`running`: True the first time for a try."""
+        if self.span is None or run_count > self.try_number:
+            self.end(A.RESULT_RETRY, end_ns=ts_ns)
+            self.begin(max(run_count, self.try_number + 1), ts_ns, current=True)
+        return self.running(ts_ns)
 
     def add_links(self, links: list[Link]) -> None:
         """Links learnt after the attempt began (the next tries get them too)."""
@@ -144,9 +175,9 @@ class Runs:
     """The runs executing in this process, by run id, and their open attempts (bounded: a run that never
     ends is forgotten)."""
 
-    def __init__(self) -> None:
-        self._runs: OpenAttempts[str, Run] = OpenAttempts()
-        self._attempts: OpenAttempts[tuple[str, int], Any] = OpenAttempts()
+    def __init__(self, bound: int = MAX_OPEN) -> None:
+        self._runs: OpenAttempts[str, Run] = OpenAttempts(bound)
+        self._attempts: OpenAttempts[tuple[str, int], Any] = OpenAttempts(bound)
 
     def add(self, run: Run) -> Run:
         self._runs.put(run.run_id, run)
@@ -158,10 +189,14 @@ class Runs:
     def pop(self, run_id: str) -> Run | None:
         return self._runs.pop(run_id)
 
-    def opened(self, run_id: str, attempt: Any) -> list[Any]:
+    def opened(self, run_id: str, attempt: Any, abandon: Callable[[Any], object] | None = None) -> list[Any]:
         """Keep ``attempt`` (any object) open under its run until :meth:`closed`; returns the attempts
-        evicted to make room (the caller ends them)."""
-        return self._attempts.put((run_id, id(attempt)), attempt)
+        evicted to make room, each ended with ``abandon`` when given (else the caller ends them)."""
+        evicted = self._attempts.put((run_id, id(attempt)), attempt)
+        if abandon is not None:
+            for old in evicted:
+                abandon(old)
+        return evicted
 
     def closed(self, run_id: str, attempt: Any) -> None:
         self._attempts.pop((run_id, id(attempt)))

@@ -10,7 +10,8 @@ this module only:
 * :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
-* :func:`start_span` — a plain eager span of the adapter's tracer (batch spans).
+* :func:`start_span` — a plain eager span of the adapter's tracer (batch spans);
+* :func:`with_links` — a finished span with other links (an export transform).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 from ..machinery import DeferredSpan, begin_span
@@ -57,8 +59,18 @@ def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     return _start_span(tracer, name, kind=kind, attributes=attributes, links=links)
 
 
+def with_links(span: ReadableSpan, links: Sequence[Link]) -> ReadableSpan:
+    """A copy of the finished ``span`` whose links are ``links``, everything else the same."""
+    return ReadableSpan(
+        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+        attributes=span.attributes, events=span.events, links=links, kind=span.kind, status=span.status,
+        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 __all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "guarded_span", "lazy_span", "link",
-           "mark_result", "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns"]
+           "mark_result", "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns",
+           "with_links"]
 
 
 class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``

@@ -12,7 +12,7 @@ import atexit
 import sys
 from typing import Any
 
-from pipetrace.adapter import Switch, use_provider
+from pipetrace.adapter import Switch, add_transform_once, get_tracer, use_provider
 
 
 def _is_server_process() -> bool:
@@ -22,10 +22,7 @@ def _is_server_process() -> bool:
 
 
 def _install() -> None:
-    import pipetrace
-    from pipetrace.adapter import add_transform_once
-
-    pipetrace.get_tracer()
+    get_tracer()
     from . import hooks, links, telemetry  # importing prefect re-enters instrument(): a no-op
 
     hooks.install()

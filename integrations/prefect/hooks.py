@@ -47,28 +47,22 @@ def _map(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str,
     task: Any = args[0] if args else kwargs.get("task")
     batch = None
     try:
-        from prefect.context import FlowRunContext
-
-        flow_ctx = FlowRunContext.get()
-        run = runs.flow_info_for_context(flow_ctx) if flow_ctx is not None else None
-        if run is not None:
-            batch = run.batches.open(task.name, otel_context.get_current())
+        run = runs.flow_info_for_context()
+        batch = run.batches.open(task.name, otel_context.get_current()) if run is not None else None
     except Exception as exc:
         warn_once_per(log, "prefect-map", "pipetrace: map batch not recorded: %r", exc)
-    if batch is None:
-        return wrapped(*args, **kwargs)
     with fanout.mapping(batch):
         return wrapped(*args, **kwargs)
 
 
 def _submit(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """A task runner's ``submit`` inside ``.map()``: the submitted run learns its map index (from its
-    context, or on the process pool from its environment)."""
+    context, or on the process pool from the environment sent with it)."""
     member, env = None, None
     try:
         member = fanout.next_member()
-        env = _process_env(runner) if member is not None else None
-        if env is not None and member is not None:
+        if member is not None and hasattr(runner, "_cached_env"):  # the process pool
+            env = _process_env(runner)
             runner._cached_env = {**env, ENV_MEMBER: member.carrier()}
     except Exception as exc:  # never into the flow
         warn_once_per(log, "prefect-submit", "pipetrace: map index not recorded: %r", exc)
@@ -80,22 +74,16 @@ def _submit(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[s
             runner._cached_env = env
 
 
-def _process_env(runner: Any) -> dict[str, str] | None:
-    """The environment a process-pool runner will send with the next task (built the way Prefect
-    builds it, so the first submit carries membership too); None for other runners."""
-    if not hasattr(runner, "_cached_env"):
-        return None
-    try:
-        from prefect.settings import get_current_settings
+def _process_env(runner: Any) -> dict[str, str]:
+    """The environment a process-pool runner sends with the next task, built (and cached) the way Prefect
+    builds it, so the first submit carries membership too."""
+    from prefect.settings import get_current_settings
 
-        current = get_current_settings()
-        if runner._cached_env is None or runner._cached_env_settings is not current:
-            runner._cached_env = current.to_environment_variables(exclude_unset=True) | os.environ
-            runner._cached_env_settings = current
-        env = runner._cached_env
-        return env if isinstance(env, dict) else None
-    except Exception:
-        return None
+    current = get_current_settings()
+    if runner._cached_env is None or runner._cached_env_settings is not current:
+        runner._cached_env = current.to_environment_variables(exclude_unset=True) | os.environ
+        runner._cached_env_settings = current
+    return runner._cached_env
 
 
 def take_member(task: str, run: runs.Run | None) -> fanout.Member | None:

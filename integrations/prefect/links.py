@@ -19,15 +19,13 @@ from opentelemetry.trace import Link, SpanContext
 from pipetrace import attributes as A
 from pipetrace.adapter import warn_once_per
 from pipetrace.adapter.handoffs import Producers
+from pipetrace.adapter.spans import with_links
 from pipetrace.carriers import span_context_of
 
 from .runs import LABEL
 
 log = logging.getLogger("pipetrace.prefect")
 
-INPUT_NAME = "prefect.input.name"
-UPSTREAM_RUN_ID = "prefect.input.run.id"
-UPSTREAM_RUN_TYPE = "prefect.input.run.type"
 PARENTS = "__parents__"
 Entry = tuple[str, str, str]
 """``(input name, upstream run type, upstream run id)``"""
@@ -36,7 +34,7 @@ producers: Producers[str] = Producers(50_000)
 """The latest attempt's span of each run started here (a few MB); older ones are read back when consumed."""
 
 
-def _entries(task_inputs: Any) -> Iterable[Entry]:
+def entries(task_inputs: Any) -> Iterable[Entry]:
     """Each task_inputs entry that is a run, once."""
     seen: set[tuple[str, str]] = set()
     for name, inputs in (task_inputs or {}).items():
@@ -51,9 +49,8 @@ def _entries(task_inputs: Any) -> Iterable[Entry]:
 
 def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
     """The producing span of a run this process did not see, from Prefect's own record of it."""
-    sc = producers.recall(run_id)
-    if sc is not None or client is None or not hasattr(client, "read_task_run"):
-        return sc
+    if client is None or not hasattr(client, "read_task_run"):
+        return None
     try:
         if kind == "task_run":
             state = getattr(client.read_task_run(run_id), "state", None)
@@ -66,36 +63,23 @@ def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:
         return None
 
 
-def _link(entry: Entry, client: Any, trace_id: int | None) -> Link | None:
-    """The ``result`` link to ``entry``'s producer, only if it is in ``trace_id`` (another trace's run is no
-    hand-off inside this run)."""
-    name, kind, run_id = entry
-    sc = _read_back(client, kind, run_id)
-    if sc is None or (trace_id is not None and sc.trace_id != trace_id):
-        return None
-    return Link(sc, {A.LINK_KIND: "result", INPUT_NAME: name, UPSTREAM_RUN_ID: run_id, UPSTREAM_RUN_TYPE: kind})
-
-
-def input_links(task_inputs: Any, client: Any = None, trace_id: int | None = None,
+def input_links(upstream: Iterable[Entry], client: Any = None, trace_id: int | None = None,
                 later: list[Entry] | None = None) -> list[Link]:
-    """One ``result`` link per upstream run entry of ``task_inputs``; with ``later``, the entries whose run
-    was not seen start here are kept there instead, for :func:`resolve` once the task runs."""
+    """One ``result`` link per upstream run (:func:`entries`) whose producer is in ``trace_id`` (another
+    trace's run is no hand-off inside this run); with ``later``, the runs not seen start here are kept
+    there instead, to link once the task runs (their producers are known by then)."""
     out: list[Link] = []
     try:
-        for entry in _entries(task_inputs):
-            if later is not None and producers.recall(entry[2]) is None:
-                later.append(entry)
-            elif (lk := _link(entry, client, trace_id)) is not None:
-                out.append(lk)
+        for name, kind, run_id in upstream:
+            sc = producers.recall(run_id)
+            if sc is None and later is not None:
+                later.append((name, kind, run_id))
+            elif (sc := sc or _read_back(client, kind, run_id)) is not None and trace_id in (None, sc.trace_id):
+                out.append(Link(sc, {A.LINK_KIND: "result", "prefect.input.name": name,
+                                     "prefect.input.run.id": run_id, "prefect.input.run.type": kind}))
     except Exception as exc:
         warn_once_per(log, "prefect-input-links", "pipetrace: could not link task inputs: %r", exc)
     return out
-
-
-def resolve(later: list[Entry], client: Any = None, trace_id: int | None = None) -> list[Link]:
-    """Links for the entries :func:`input_links` deferred to ``later`` (their producers are known by now)."""
-    entries, later[:] = list(later), []
-    return [lk for entry in entries if (lk := _link(entry, client, trace_id)) is not None]
 
 
 def mark_result_links(span: ReadableSpan) -> ReadableSpan:
@@ -106,17 +90,13 @@ def mark_result_links(span: ReadableSpan) -> ReadableSpan:
     attrs = span.attributes or {}
     if attrs.get(A.SYSTEM) != "prefect" or all(A.LINK_KIND in (lk.attributes or {}) for lk in span.links):
         return span
-    run_span = A.TASK_NAME not in attrs
     ours = {(lk.context.trace_id, lk.context.span_id) for lk in span.links if A.LINK_KIND in (lk.attributes or {})}
     links: list[Link] = []
     for lk in span.links:
+        key = (lk.context.trace_id, lk.context.span_id)
         if A.LINK_KIND in (lk.attributes or {}):
             links.append(lk)
-        elif not run_span and (lk.context.trace_id, lk.context.span_id) not in ours:
-            ours.add((lk.context.trace_id, lk.context.span_id))
+        elif A.TASK_NAME in attrs and key not in ours:  # a task span (a flow run span: dropped)
+            ours.add(key)
             links.append(Link(lk.context, {**(lk.attributes or {}), A.LINK_KIND: "result"}))
-    return ReadableSpan(
-        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
-        attributes=span.attributes, events=span.events, links=links, kind=span.kind, status=span.status,
-        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
-    )
+    return with_links(span, links)

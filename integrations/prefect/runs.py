@@ -14,6 +14,7 @@ from pipetrace import attributes as A
 from pipetrace.adapter import upstream_from
 from pipetrace.adapter.runs import Run, Runs, run_identity
 from pipetrace.identity import RunIdentity
+from prefect.context import FlowRunContext
 
 SYSTEM = "prefect"
 LABEL = "__OTEL_TRACEPARENT"
@@ -38,10 +39,11 @@ def flow_identity(flow_name: str, flow_run: Any, upstream: SpanContext | None) -
     return run_identity(SYSTEM, flow_name, str(flow_run.id), upstream)
 
 
-def flow_info_for_context(flow_ctx: Any) -> Run | None:
-    """The run of the flow run in a FlowRunContext: from this process, or rebuilt from the run's label (a
-    process-pool worker: the label's span is the run span the flow's own process emits; its trace id is
-    what matters here)."""
+def flow_info_for_context(flow_ctx: Any = None) -> Run | None:
+    """The run of the flow run in a FlowRunContext (default: the current one): from this process, or rebuilt
+    from the run's label (a process-pool worker: the label's span is the run span the flow's own process
+    emits; its trace id is what matters here)."""
+    flow_ctx = flow_ctx or FlowRunContext.get()
     flow_run, flow = getattr(flow_ctx, "flow_run", None), getattr(flow_ctx, "flow", None)
     if flow_run is None or flow is None:
         return None
@@ -55,10 +57,10 @@ def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_numbe
     return ident.task_span_id(f"{task_name}/{task_run_id}", None, try_number)
 
 
-def native_attributes(run: Any, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
     """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working)."""
     attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type,
-                             "prefect.run.id": str(run.id), "prefect.tags": [str(t) for t in (run.tags or [])]}
+                             "prefect.run.id": run_id, "prefect.tags": [str(t) for t in (run.tags or [])]}
     for key, value in (parameters or {}).items():
         attrs[f"prefect.run.parameter.{key}"] = type(value).__name__
     for key, value in (getattr(run, "labels", None) or {}).items():
@@ -68,7 +70,10 @@ def native_attributes(run: Any, run_type: str, parameters: dict[str, Any] | None
 
 
 _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED": A.RESULT_CANCELLATION,
-            "CANCELLING": A.RESULT_CANCELLATION}
+            "CANCELLING": A.RESULT_CANCELLATION, "FAILED": A.RESULT_FAILURE, "FAILED/TimedOut": A.RESULT_TIMEOUT,
+            "PENDING/NotReady": A.RESULT_SKIP, "SCHEDULED": A.RESULT_RETRY, "Retrying": A.RESULT_RETRY,
+            "AwaitingRetry": A.RESULT_RETRY}
+"""``type/name``, else type, else name → cicd result (anything else: failure)."""
 
 
 def _kind(state: Any) -> str:
@@ -79,18 +84,13 @@ def _kind(state: Any) -> str:
 def result_of(state: Any) -> str:
     """cicd result value for a Prefect state."""
     kind, name = _kind(state).upper(), getattr(state, "name", "") or ""
-    if kind in _RESULTS:
-        return _RESULTS[kind]
-    if kind == "FAILED":
-        return A.RESULT_TIMEOUT if name == "TimedOut" else A.RESULT_FAILURE
-    if kind == "PENDING" and name == "NotReady":
-        return A.RESULT_SKIP
-    if kind == "SCHEDULED" or name in ("Retrying", "AwaitingRetry"):
-        return A.RESULT_RETRY
-    return A.RESULT_FAILURE
+    return _RESULTS.get(f"{kind}/{name}") or _RESULTS.get(kind) or _RESULTS.get(name, A.RESULT_FAILURE)
 
 
 def state_attrs(state: Any) -> dict[str, Any]:
-    kind = _kind(state)
-    return {"prefect.state.name": getattr(state, "name", None) or kind, "prefect.state.type": kind}
-
+    """A state's attributes on the span it ends (a result read from the cache is marked)."""
+    kind, name = _kind(state), getattr(state, "name", None)
+    attrs: dict[str, Any] = {"prefect.state.name": name or kind, "prefect.state.type": kind}
+    if name == "Cached":
+        attrs[CACHED] = True
+    return attrs

@@ -87,3 +87,10 @@ def test_finished_fanouts_recorded_from_the_orchestrators_record(traced) -> None
     assert a.attributes[A.PIPELINE_RUN_ID] == "r4" and A.SYNTHETIC not in a.attributes
     assert b.start_ns == b.end_ns == int((t0 + 7) * 1e9)
     assert c.start_ns == c.end_ns == int((t0 + 9) * 1e9)  # nothing started or ended: the run's end
+
+
+def test_a_fanout_without_a_batch_hands_out_no_membership() -> None:
+    with fanout.mapping(None):
+        assert fanout.next_member() is None
+        with fanout.submitting(fanout.next_member()):
+            assert fanout.take_member() is None

@@ -111,3 +111,55 @@ def test_finish_ends_a_run_span_with_its_result_key_attributes_and_time(traced) 
     assert out.attributes["state"] == "Failed" and out.attributes[A.ERROR_TYPE] == "Failed"
     assert out.status == StatusCode.ERROR.name and out.status_message == "flow failed"
     assert out.end_ns == 5_000
+
+
+def test_run_span_ended_by_the_run_like_an_attempt(traced) -> None:  # noqa: ANN001
+    """``Run.end`` ends the span ``Run.start_span`` started, with the pipeline result key; once only."""
+    from opentelemetry.trace import StatusCode
+    from pipetrace import attributes as A
+
+    run = Run(RunIdentity("test", "pipe", "r7"))
+    span = run.start_span({"x": 1})
+    assert run.span is span
+    run.end(A.RESULT_FAILURE, end_ns=span.start_time + 7, message="flow failed",  # type: ignore[attr-defined]
+            error_type="Failed", attributes={"state": "Failed"})
+    run.end(A.RESULT_SUCCESS)  # nothing open: a no-op
+    assert run.span is None
+    [out] = traced.spans(f"{run.ident.trace_id:032x}")
+    assert out.span_id == f"{run.ident.run_span_id:016x}" and out.end_ns == out.start_ns + 7
+    assert out.attributes[A.PIPELINE_RESULT] == A.RESULT_FAILURE and out.attributes["state"] == "Failed"
+    assert out.status == StatusCode.ERROR.name and out.status_message == "flow failed"
+
+
+def test_task_attempts_follow_the_orchestrators_run_count(traced) -> None:  # noqa: ANN001
+    """``on_running``: a run count beyond the open try ends it as a retry and begins the next (current),
+    as does running with no try open; True once per try; ``on_begin`` sees each try's span."""
+    from opentelemetry import trace
+    from pipetrace import attributes as A
+    from pipetrace.adapter.runs import TaskAttempts
+
+    run = Run(RunIdentity("test", "pipe", "r8"))
+    begun: list[object] = []
+    attempts = TaskAttempts(run, "t", lambda n: run.ident.task_span_id("t", None, n), {}, [], on_begin=begun.append)
+    first = attempts.begin(1)
+    assert attempts.on_running(1, first.start_time + 1_000_000) is True  # type: ignore[attr-defined]
+    assert attempts.on_running(1, None) is False and attempts.span is first  # reported running again
+    assert attempts.on_running(2, None) is True  # the orchestrator's second run: a retry
+    second = attempts.span
+    assert second is not first and attempts.try_number == 2 and trace.get_current_span() is second
+    attempts.end(A.RESULT_RETRY)  # the try ended before the next run was reported
+    assert attempts.on_running(2, None) is True and attempts.try_number == 3
+    attempts.end(A.RESULT_SUCCESS)
+    assert begun[:2] == [first, second] and len(begun) == 3
+    spans = {s.attributes[A.TRY_NUMBER]: s for s in traced.spans(f"{run.ident.trace_id:032x}")}
+    assert spans[1].attributes[A.TASK_RESULT] == A.RESULT_RETRY and spans[1].attributes[A.QUEUED_MS] == 1.0
+    assert spans[2].attributes[A.TASK_RESULT] == A.RESULT_RETRY and spans[3].attributes[A.TASK_RESULT] == "success"
+
+
+def test_attempts_evicted_from_a_full_registry_are_abandoned() -> None:
+    runs = Runs(bound=2)
+    ended: list[str] = []
+    for name in ("a", "b"):
+        assert runs.opened("r9", name, ended.append) == []
+    assert runs.opened("r9", "c", ended.append) == ["a"] and ended == ["a"]
+    assert runs.opened("r9", "d") == ["b"] and ended == ["a"]  # without ``abandon``: the caller ends them
