@@ -15,9 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry.context import Context
 
@@ -28,6 +28,8 @@ from ..util.ratelimit import warn_once_per
 from .attributes import run_attributes
 
 log = logging.getLogger("pipetrace.adapter")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -157,15 +159,20 @@ _member: contextvars.ContextVar[Member | None] = contextvars.ContextVar("pipetra
 
 
 @contextmanager
-def mapping(batch: Batch | None) -> Iterator[None]:
-    """While a fan-out call submits its members, each :func:`submitting` takes the next map index (no batch:
-    a fan-out not traced, its members none)."""
-    token = _cursor.set(_Cursor(batch)) if batch is not None else None
+def _set_while(var: contextvars.ContextVar[T | None], value: T | None) -> Iterator[None]:
+    """``var`` holds ``value`` for the block (None: left as it is)."""
+    token = var.set(value) if value is not None else None
     try:
         yield
     finally:
         if token is not None:
-            _cursor.reset(token)
+            var.reset(token)
+
+
+def mapping(batch: Batch | None) -> AbstractContextManager[None]:
+    """While a fan-out call submits its members, each :func:`submitting` takes the next map index (no batch:
+    a fan-out not traced, its members none)."""
+    return _set_while(_cursor, _Cursor(batch) if batch is not None else None)
 
 
 def next_member() -> Member | None:
@@ -178,15 +185,9 @@ def next_member() -> Member | None:
     return Member(cursor.batch, index)
 
 
-@contextmanager
-def submitting(member: Member | None) -> Iterator[None]:
+def submitting(member: Member | None) -> AbstractContextManager[None]:
     """Submit one member: the context the runner copies for it carries its membership."""
-    token = _member.set(member) if member is not None else None
-    try:
-        yield
-    finally:
-        if token is not None:
-            _member.reset(token)
+    return _set_while(_member, member)
 
 
 def take_member() -> Member | None:
