@@ -100,11 +100,17 @@ class RunIdentity:
     run_id: str
     upstream: SpanContext | None = field(default=None, compare=False)
 
+    @functools.cached_property  # frozen, so computed once: every span context of the run reads it
+    def _trace(self) -> tuple[int, TraceFlags, TraceState]:
+        """The trace id, flags and state every span of the run shares."""
+        up = self.upstream
+        if up is not None and up.is_valid:
+            return up.trace_id, up.trace_flags, up.trace_state
+        return derive_trace_id(self.system, self.pipeline, self.run_id), TraceFlags(TraceFlags.SAMPLED), TraceState()
+
     @property
     def trace_id(self) -> int:
-        if self.upstream is not None and self.upstream.is_valid:
-            return self.upstream.trace_id
-        return derive_trace_id(self.system, self.pipeline, self.run_id)
+        return self._trace[0]
 
     @property
     def run_span_id(self) -> int:
@@ -112,15 +118,11 @@ class RunIdentity:
 
     @property
     def trace_flags(self) -> TraceFlags:
-        if self.upstream is not None and self.upstream.is_valid:
-            return self.upstream.trace_flags
-        return TraceFlags(TraceFlags.SAMPLED)
+        return self._trace[1]
 
     @property
     def trace_state(self) -> TraceState:
-        if self.upstream is not None and self.upstream.is_valid:
-            return self.upstream.trace_state
-        return TraceState()
+        return self._trace[2]
 
     def task_span_id(self, task: str, map_index: int | None = None, try_number: int = 1) -> int:
         return derive_task_span_id(self.system, self.pipeline, self.run_id, task, map_index, try_number)
@@ -130,22 +132,23 @@ class RunIdentity:
 
     def span_context(self, span_id: int) -> SpanContext:
         """A remote span context in this run's trace, usable as a parent."""
-        return SpanContext(
-            trace_id=self.trace_id,
-            span_id=span_id,
-            is_remote=True,
-            trace_flags=self.trace_flags,
-            trace_state=self.trace_state,
-        )
+        trace_id, flags, state = self._trace
+        return SpanContext(trace_id, span_id, True, flags, state)
 
     def run_span_context(self) -> SpanContext:
         return self.span_context(self.run_span_id)
 
     def context_for(self, span_id: int) -> Context:
         """An OTel Context whose current span is ``span_id`` of this run (for parenting)."""
-        return _parent_context(self.trace_id, span_id, self.trace_flags, self.trace_state)
+        trace_id, flags, state = self._trace
+        return _parent_context(trace_id, span_id, flags, state)
 
     def run_context(self) -> Context:
+        """The run span's context: the parent of most spans of the run, built once per identity."""
+        return self._run_context
+
+    @functools.cached_property
+    def _run_context(self) -> Context:
         return self.context_for(self.run_span_id)
 
     def upstream_context(self) -> Context | None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from pipetrace.adapter import Instrumentor, Switch, use_provider, warn_once_per
 from pipetrace.adapter.patching import Patches
 
-from .runinfo import CREATED, run_created
+from .runinfo import CREATED
 
 T = TypeVar("T")
 log = logging.getLogger("pipetrace.dagster")
@@ -51,10 +51,10 @@ def _install() -> None:
 
 
 def _created(wrapped: Callable[..., Any], domain: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """After ``RunDomain.create_run``: keep what the run's first event here would read back from storage."""
+    """After ``RunDomain.create_run``: keep the run, which its first event here would read back from storage."""
     run = wrapped(*args, **kwargs)
     try:
-        run_created(run)
+        CREATED.put(run.run_id, run)
     except Exception as exc:
         warn_once_per(log, "dagster-created", "pipetrace: Dagster run creation not seen: %r", exc)
     return run
@@ -63,9 +63,8 @@ def _created(wrapped: Callable[..., Any], domain: Any, args: tuple[Any, ...], kw
 def _remove() -> None:
     """Open step spans are ended."""
     patches.undo()
-    for translator in _translator:
-        translator.clear()
-    _translator.clear()
+    while _translator:
+        _translator.pop().clear()
     CREATED.clear()
 
 

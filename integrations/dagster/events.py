@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.adapter import warn_once_per
+from pipetrace.adapter import OpenAttempts, warn_once_per
 
-from .runinfo import RunInfo, RunRegistry
+from .runinfo import MAX_RUNS, RunInfo, load
 from .tracker import ErrorSummary, StepEvent, StepTracker
 
 log = logging.getLogger("pipetrace.dagster")
@@ -52,7 +53,8 @@ class EventTranslator:
     """Turns Dagster events into tracker calls; keeps what this process learnt per run."""
 
     def __init__(self) -> None:
-        self.runs = RunRegistry()
+        # run id → RunInfo, forgotten at the run's end (at most MAX_RUNS: the first seen is dropped first)
+        self.runs: OpenAttempts[str, RunInfo] = OpenAttempts(MAX_RUNS)
         self.steps = StepTracker()
 
     def observe(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -70,7 +72,7 @@ class EventTranslator:
 
     def handle(self, instance: Any, entry: Any, de: Any, kind: str) -> None:
         """One event of a ``HANDLED`` kind (``de``: its ``dagster_event``)."""
-        info = self.runs.load(instance, entry.run_id, entry.job_name or de.job_name)
+        info = load(self.runs, instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
             if not info.saw_run_start:  # in-process steps stay the run worker's
@@ -117,9 +119,8 @@ class EventTranslator:
         if key in info.attempts:
             return info.attempts[key]
         if info.stored_retries is None:
-            info.stored_retries = {}
-            for ev in self._step_events(instance, info.run_id, retries_only=True) or ():
-                info.stored_retries[ev.step_key] = info.stored_retries.get(ev.step_key, 0) + 1
+            retries = self._step_events(instance, info.run_id, retries_only=True) or ()
+            info.stored_retries = Counter(ev.step_key for ev in retries)
         return info.stored_retries.get(key, 0) + 1
 
     def _run_ended(self, instance: Any, info: RunInfo, entry: Any, kind: str) -> None:
@@ -134,7 +135,8 @@ class EventTranslator:
             reason = getattr(getattr(data, "failure_reason", None), "value", None)
             err = error_summary(getattr(data, "error", None))
             error_type = reason or (err.type if err else "RunFailure")
-        step_events = self._step_events(instance, info.run_id) if info.dynamic or result != A.RESULT_SUCCESS else None
+        read = info.plan.dynamic or result != A.RESULT_SUCCESS  # batch spans to make, or steps that never ran
+        step_events = self._step_events(instance, info.run_id) if read else None
         self.steps.run_ended(info, start if start is not None else entry.timestamp, entry.timestamp, result,
                              error_type, step_events)
         self.runs.pop(info.run_id)

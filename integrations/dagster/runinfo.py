@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext
 from pipetrace import attributes as A
 from pipetrace.adapter import OpenAttempts, upstream_from, warn_once_per
 from pipetrace.identity import RunIdentity
@@ -35,7 +34,6 @@ PARTITION_TAG = "dagster/partition"
 
 MAX_RUNS = 256
 MAX_CREATED = 32
-READ_TAGS = ("traceparent", "tracestate", PARTITION_TAG)
 
 
 def split_step_key(step_key: str) -> tuple[str, str | None]:
@@ -60,18 +58,6 @@ class Step(NamedTuple):
     base: str
     mapping: str | None
     attributes: dict[str, Any]
-
-
-def _step(step_key: str, asset_outputs: dict[str, dict[str, str]]) -> Step:
-    base, mapping = split_step_key(step_key)
-    attrs: dict[str, Any] = {STEP_KEY: step_key, OP: op_name(step_key), A.TASK_NAME: base}
-    if mapping is not None:
-        attrs[MAPPING_KEY] = mapping
-        attrs[A.MAP_KEY] = mapping  # shown as `task process [alpha]`, like Airflow's map index
-    assets = sorted(set(asset_outputs.get(base, {}).values()))
-    if assets:
-        attrs[ASSET_KEY] = assets[0] if len(assets) == 1 else assets
-    return Step(base, mapping, attrs)
 
 
 class Plan(NamedTuple):
@@ -99,36 +85,9 @@ class RunInfo:
     # step key → number of STEP_UP_FOR_RETRY in the event log (loaded once, only when needed)
     stored_retries: dict[str, int] | None = None
 
-    @property
-    def step_keys(self) -> list[str]:
-        return self.plan.step_keys
-
-    @property
-    def asset_outputs(self) -> dict[str, dict[str, str]]:
-        return self.plan.asset_outputs
-
-    @property
-    def dynamic(self) -> bool:
-        return self.plan.dynamic
-
     @cached_property  # asked for at every step event; job and upstream are known once loaded
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
-
-    @cached_property
-    def run_parent(self) -> Context:
-        """The parent of every unmapped step span of the run: its run span."""
-        return self.ident.run_context()
-
-    @cached_property
-    def _ids(self) -> tuple[int, TraceFlags, TraceState]:
-        ident = self.ident
-        return ident.trace_id, ident.trace_flags, ident.trace_state
-
-    def span_context(self, span_id: int) -> SpanContext:
-        """``ident.span_context(span_id)``, with the trace's id, flags and state read once per run."""
-        trace_id, flags, state = self._ids
-        return SpanContext(trace_id, span_id, True, flags, state)
 
     @cached_property
     def _head(self) -> dict[str, Any]:
@@ -139,12 +98,19 @@ class RunInfo:
         return {PARTITION_KEY: self.partition} if self.partition else {}
 
     def step(self, step_key: str) -> Step:
-        steps = self.plan.steps
-        found = steps.get(step_key)
+        found = self.plan.steps.get(step_key)
         if found is None:
-            found = _step(step_key, self.plan.asset_outputs)
-            if found.mapping is None:
-                steps[step_key] = found
+            base, mapping = split_step_key(step_key)
+            attrs: dict[str, Any] = {STEP_KEY: step_key, OP: op_name(step_key), A.TASK_NAME: base}
+            if mapping is not None:
+                attrs[MAPPING_KEY] = mapping
+                attrs[A.MAP_KEY] = mapping  # shown as `task process [alpha]`, like Airflow's map index
+            assets = sorted(set(self.plan.asset_outputs.get(base, {}).values()))
+            if assets:
+                attrs[ASSET_KEY] = assets[0] if len(assets) == 1 else assets
+            found = Step(base, mapping, attrs)
+            if mapping is None:  # kept: an unmapped key repeats in every run of the plan
+                self.plan.steps[step_key] = found
         return found
 
     def step_attributes(self, step: Step) -> dict[str, Any]:
@@ -182,36 +148,19 @@ def _read_plan(plan: Any) -> Plan:
     return Plan([k for k in keys if k in wanted], assets, dynamic, {})
 
 
-class Created(NamedTuple):
-    """What this adapter reads of a run record, kept from the run's creation in this process."""
-
-    job_name: str
-    tags: dict[str, str]
-    execution_plan_snapshot_id: str | None
-
-
-CREATED: OpenAttempts[str, Created] = OpenAttempts(MAX_CREATED)
-"""Run id → the run as it was created in this process (``execute_in_process``, ``materialize``, ``dagster
+CREATED: OpenAttempts[str, Any] = OpenAttempts(MAX_CREATED)
+"""Run id → the ``DagsterRun`` created in this process (``execute_in_process``, ``materialize``, ``dagster
 job execute``): such a run's first event then needs no read of the run storage. Taken by that event; a
 process that creates runs it does not execute (webserver, daemon) keeps only the latest few."""
 
 
-def run_created(run: Any) -> None:
-    """Keep what :func:`_load` reads of a run this process just created (the tags it reads only)."""
-    tags = run.tags or {}
-    CREATED.put(run.run_id, Created(run.job_name, {k: tags[k] for k in READ_TAGS if k in tags},
-                                    run.execution_plan_snapshot_id))
-
-
 def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
     info = RunInfo(run_id=run_id, job=job or "")
-    run = CREATED.pop(run_id)
-    if run is None:
-        try:
-            run = instance.get_run_by_id(run_id)
-        except Exception as exc:
-            warn_once_per(log, "dagster-run", "pipetrace: could not read Dagster run %s: %r", run_id, exc)
-            run = None
+    try:
+        run = CREATED.pop(run_id) or instance.get_run_by_id(run_id)
+    except Exception as exc:
+        warn_once_per(log, "dagster-run", "pipetrace: could not read Dagster run %s: %r", run_id, exc)
+        return info
     if run is None:
         return info
     info.job = run.job_name or info.job
@@ -234,17 +183,11 @@ def _load(instance: Any, run_id: str, job: str | None) -> RunInfo:
     return info
 
 
-class RunRegistry(OpenAttempts[str, RunInfo]):
-    """Per-process run id → :class:`RunInfo`, at most ``MAX_RUNS``. A run is forgotten (``pop``) when it
-    ends, so only runs whose end this process never sees pile up; the first seen is dropped first."""
-
-    def __init__(self) -> None:
-        super().__init__(MAX_RUNS)
-
-    def load(self, instance: Any, run_id: str, job: str | None) -> RunInfo:
-        info = self._items.get(run_id)  # (the dict itself: asked at every event)
-        if info is None:
-            info = _load(instance, run_id, job)
-            info = self.get(run_id) or info  # another thread loaded it meanwhile: keep one
-            self.put(run_id, info)
-        return info
+def load(runs: OpenAttempts[str, RunInfo], instance: Any, run_id: str, job: str | None) -> RunInfo:
+    """The run's entry in ``runs``, loaded from the instance the first time this process sees the run."""
+    info = runs.get(run_id)
+    if info is None:
+        info = _load(instance, run_id, job)
+        info = runs.get(run_id) or info  # another thread loaded it meanwhile: keep one
+        runs.put(run_id, info)
+    return info

@@ -8,8 +8,7 @@ process and thread that run the step, so user spans inside the op nest under it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipetrace import attributes as A
 from pipetrace.adapter import (
@@ -29,8 +28,7 @@ from . import runinfo as N
 from .runinfo import RunInfo, op_name, split_step_key
 
 
-@dataclass(frozen=True)
-class ErrorSummary:
+class ErrorSummary(NamedTuple):
     """What Dagster tells about a failure (its SerializableErrorInfo, flattened)."""
 
     type: str
@@ -38,8 +36,7 @@ class ErrorSummary:
     stacktrace: str = ""
 
 
-@dataclass(frozen=True)
-class StepEvent:
+class StepEvent(NamedTuple):
     """One stored step event, for what the run end reconstructs (batches, steps that never ran)."""
 
     step_key: str
@@ -72,7 +69,7 @@ class StepTracker:
         mapped = step.mapping is not None
         span = start_task_span(
             N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=info.ident,
-            parent=info.ident.context_for(info.ident.batch_span_id(step.base)) if mapped else info.run_parent,
+            parent=info.ident.context_for(info.ident.batch_span_id(step.base)) if mapped else info.ident.run_context(),
             attributes=info.step_attributes(step), clean_attributes=True, start_time=ts,
         )
         if mapped and span.is_recording():  # one span name for every mapped copy
@@ -89,7 +86,7 @@ class StepTracker:
             attrs[N.OUTPUT] = output
         if asset:
             attrs[N.ASSET_KEY] = asset
-        sc = info.span_context(info.ident.task_span_id(upstream_key, None, upstream_try))
+        sc = info.ident.span_context(info.ident.task_span_id(upstream_key, None, upstream_try))
         self._open.add_links((info.run_id, step_key), [link(sc, "asset" if asset else "result", attrs)])
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
@@ -97,10 +94,8 @@ class StepTracker:
         if span is None or not span.is_recording():
             return
         existing = (getattr(span, "attributes", None) or {}).get(N.ASSET_KEY)
-        keys = [existing] if isinstance(existing, str) else list(existing or ())
-        if asset_key not in keys:
-            keys.append(asset_key)
-        span.set_attribute(N.ASSET_KEY, keys[0] if len(keys) == 1 else sorted(keys))
+        keys = sorted({asset_key, *([existing] if isinstance(existing, str) else existing or ())})
+        span.set_attribute(N.ASSET_KEY, keys[0] if len(keys) == 1 else keys)
         if partition:
             span.set_attribute(N.PARTITION_KEY, partition)
 
@@ -139,22 +134,18 @@ class StepTracker:
     def run_ended(self, info: RunInfo, start: float, end: float, result: str, error_type: str | None,
                   step_events: list[StepEvent] | None) -> None:
         """Batch spans of dynamic steps, steps that never ran, then the run span (once, here)."""
-        if step_events is not None:
-            self._batches(info, step_events)
+        if step_events is not None:  # one batch span per dynamic step, from its mapped copies
+            record_finished(info.ident, _mapped_copies(step_events), parent_span_id=info.ident.run_span_id,
+                            extra=lambda base: {N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base)})
             if result != A.RESULT_SUCCESS:
                 seen = {e.step_key for e in step_events}
-                for key in info.step_keys:
+                for key in info.plan.step_keys:
                     if key not in seen and "[?]" not in key:
                         self.step_skipped(info, key, end, "upstream_failed")
         run_span(N.SYSTEM, info.job, info.run_id, start=start, end=end, result=result,
                  attributes=info.run_attributes(), upstream=info.upstream, error=error_type)
         # No flush here: it would cost every in-process run a wait on the exporter; a process that
         # ends with the run (CLI, run worker) flushes at exit.
-
-    def _batches(self, info: RunInfo, events: list[StepEvent]) -> None:
-        """One batch span per dynamic step, from its mapped copies."""
-        record_finished(info.ident, _mapped_copies(events), parent_span_id=info.ident.run_span_id,
-                        extra=lambda base: {N.JOB: info.job, N.RUN_ID: info.run_id, N.OP: op_name(base)})
 
     def clear(self) -> None:
         self._open.close_all()
