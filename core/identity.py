@@ -100,6 +100,11 @@ class RunIdentity:
     run_id: str
     upstream: SpanContext | None = field(default=None, compare=False)
 
+    def __reduce__(self) -> tuple[type[RunIdentity], tuple[str, str, str, SpanContext | None]]:
+        """Pickled and copied by its fields only: what it keeps (an OTel Context among them) is worked out
+        again, and a Context cannot be unpickled."""
+        return RunIdentity, (self.system, self.pipeline, self.run_id, self.upstream)
+
     @functools.cached_property  # frozen, so computed once: every span context of the run reads it
     def _trace(self) -> tuple[int, TraceFlags, TraceState]:
         """The trace id, flags and state every span of the run shares."""

@@ -1,7 +1,9 @@
 """RunIdentity's span contexts and parent contexts: the trace-level values and the run's context are worked
 out once per identity, and what they say is unchanged (upstream wins, else the derived trace, sampled)."""
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 from opentelemetry import trace
@@ -69,3 +71,11 @@ def test_what_is_kept_leaves_the_identity_frozen_and_compared_by_its_fields() ->
     other = dataclasses.replace(r, run_id="r2")  # a copy works its values out afresh
     assert other.trace_id == derive_trace_id("dagster", "etl", "r2") != r.trace_id
     assert trace.get_current_span(other.run_context()).get_span_context().span_id == other.run_span_id
+
+
+def test_an_identity_that_kept_its_contexts_still_pickles_and_copies() -> None:
+    r = RunIdentity("dagster", "etl", "r1")
+    r.run_context()  # keeps an OTel Context, which cannot be unpickled
+    for again in (pickle.loads(pickle.dumps(r)), copy.deepcopy(r), copy.copy(r)):
+        assert again == r and again.trace_id == r.trace_id
+        assert trace.get_current_span(again.run_context()).get_span_context().span_id == r.run_span_id
