@@ -133,7 +133,11 @@ def tree_cpu(pid: int) -> tuple[float, float]:
 
 class SpanCounter:
     """A local OTLP/HTTP (protobuf) receiver that counts what it got; both sides of a comparison export
-    to it, so neither side's export is skipped and a lost span shows in the completeness figure."""
+    to it, so neither side's export is skipped and a lost span shows in the completeness figure.
+
+    ``cpu_s`` is the thread CPU its handlers spent on requests up to each reply: in a deployment the
+    collector is another process, so a benchmark that runs the receiver in the measured process takes it
+    out of the traced side's CPU (the reply's own write is left in: it errs against the traced side)."""
 
     def __init__(self) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -144,6 +148,7 @@ class SpanCounter:
         self.spans = 0
         self.bytes = 0
         self.requests = 0
+        self.cpu_s = 0.0
         self.names: dict[str, int] = {}
         self._lock = threading.Lock()
         counter = self
@@ -152,8 +157,14 @@ class SpanCounter:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            started = 0.0
+
             def log_message(self, *args: Any) -> None:
                 return None
+
+            def handle_one_request(self) -> None:  # (waiting for a request on a kept connection costs no CPU)
+                self.started = time.thread_time()
+                super().handle_one_request()
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -176,6 +187,7 @@ class SpanCounter:
                     counter.requests += 1
                     for k, v in names.items():
                         counter.names[k] = counter.names.get(k, 0) + v
+                    counter.cpu_s += time.thread_time() - self.started  # before the reply: the sender waits for it
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(reply)))
@@ -200,6 +212,7 @@ class SpanCounter:
     def reset(self) -> None:
         with self._lock:
             self.spans = self.bytes = self.requests = 0
+            self.cpu_s = 0.0
             self.names = {}
 
     def wait_for(self, count: int, timeout_s: float = 60.0) -> bool:

@@ -53,8 +53,9 @@ def test_span_counter_counts_what_an_sdk_exporter_sends(harness) -> None:  # noq
             provider.get_tracer("t").start_span(f"task {i}").end()
         assert receiver.wait_for(3, 10)
         assert receiver.spans == 3 and receiver.names == {"task": 3} and receiver.bytes > 0
+        assert receiver.requests == 3 and 0 < receiver.cpu_s < 5  # its handlers' CPU, up to each reply
         receiver.reset()
-        assert receiver.spans == 0
+        assert receiver.spans == 0 and receiver.cpu_s == 0
         provider.shutdown()
 
 
