@@ -120,6 +120,22 @@ def key_value(key: str, value: Any) -> bytes:
     return head + _field(b"\x12", any_value(value))
 
 
+def _str_field(tag: bytes, key: str, value: str) -> bytes:
+    """``_field(tag, key_value(key, value))`` for a str ``value``, in one join: the path of every id
+    (a key judged distinct), so written out (~2x faster than the nested calls)."""
+    head = _keys.get(key)
+    if head is None:
+        return _field(tag, key_value(key, value))
+    data = value.encode("utf-8")
+    size = len(data)
+    inner = size + (2 if size < 128 else 1 + len(_varint(size)))
+    pair = len(head) + inner + (2 if inner < 128 else 1 + len(_varint(inner)))
+    small = _VARINT_SMALL
+    return b"".join((tag, small[pair] if pair < 128 else _varint(pair), head, b"\x12",
+                     small[inner] if inner < 128 else _varint(inner), b"\x0a",
+                     small[size] if size < 128 else _varint(size), data))
+
+
 def _miss(tag: bytes, key: str, kind: type, value: Any) -> bytes:
     data = _field(tag, key_value(key, value))
     misses = _distinct.get(key, 0) + 1
@@ -147,7 +163,7 @@ def attributes(tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
             # repeated pairs: encoded once (a str enum too: Prefect's state types on every state event)
             if (isinstance(value, str) and len(value) <= 256) or kind is int or kind is bool:
                 if distinct.get(key, 0) > DISTINCT_AFTER:
-                    out.append(_field(tag, key_value(key, value)))
+                    out.append(_str_field(tag, key, value) if kind is str else _field(tag, key_value(key, value)))
                     _direct[0] += 1
                     if _direct[0] >= RECHECK_AFTER:
                         _direct[0] = 0

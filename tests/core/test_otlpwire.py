@@ -193,3 +193,17 @@ def test_a_netrc_entry_for_the_endpoint_keeps_the_session(tmp_path: Any, monkeyp
         monkeypatch.delenv(var, raising=False)
     assert otlpwire.light_transport("http://collector:4318/v1/traces") is None
     assert otlpwire.light_transport("http://other:4318/v1/traces") is not None
+
+
+def test_distinct_long_and_non_ascii_values_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path of a key judged distinct writes the pair in one join: lengths past one varint byte
+    (a 200-character value, a long key) and multi-byte UTF-8 come out as the SDK's bytes."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    long_key = "k" * 130
+    spans = [ReadableSpan(name="task t", context=_ctx(1, 10 + i), resource=RES_A,
+                          attributes={"id": f"{i:04d}" + "x" * (i % 3) * 100, long_key: f"v{i}", "ü": f"é{i}" * 70},
+                          start_time=1, end_time=2, instrumentation_scope=SCOPE_1)
+             for i in range(3 * otlpwire.DISTINCT_AFTER)]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    assert otlpwire._distinct["id"] > otlpwire.DISTINCT_AFTER  # the direct path was taken
