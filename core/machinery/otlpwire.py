@@ -54,7 +54,8 @@ def _int64(n: int) -> int:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
-    return tag + _varint(len(payload)) + payload
+    size = len(payload)
+    return tag + (_VARINT_SMALL[size] if size < 128 else _varint(size)) + payload
 
 
 def _text(tag: bytes, text: str) -> bytes:
@@ -182,6 +183,7 @@ _FLAGS_LOCAL = b"\x85\x01" + _F32(_HAS_IS_REMOTE)
 _FLAGS_REMOTE = b"\x85\x01" + _F32(_HAS_IS_REMOTE | _IS_REMOTE)
 _STATUS_UNSET = b"\x7a\x00"  # a Status message with no code and no description
 _names: dict[str, bytes] = {}  # span names are low-cardinality (design.md): each encoded once
+_event_names: dict[str, bytes] = {}  # event names too ("exception", a state's name)
 
 
 def _dropped(tag: bytes, count: int) -> bytes:
@@ -192,7 +194,7 @@ def _events(span: ReadableSpan) -> bytes:
     out = []
     for ev in span.events:
         body = b"".join((b"\x09" + _F64(ev.timestamp) if ev.timestamp else b"",
-                         _text(b"\x12", ev.name) if ev.name else b"", attributes(b"\x1a", ev.attributes),
+                         _event_name(ev.name) if ev.name else b"", attributes(b"\x1a", ev.attributes),
                          _dropped(b"\x20", ev.dropped_attributes)))
         out.append(_field(b"\x5a", body))
     return b"".join(out)
@@ -207,6 +209,15 @@ def _links(span: ReadableSpan) -> bytes:
                          b"\x35" + _F32(_HAS_IS_REMOTE | _IS_REMOTE if ctx.is_remote else _HAS_IS_REMOTE)))
         out.append(_field(b"\x6a", body))
     return b"".join(out)
+
+
+def _event_name(name: str) -> bytes:
+    data = _event_names.get(name)
+    if data is None:
+        if len(_event_names) >= _CACHE_LIMIT:
+            _event_names.clear()
+        data = _event_names[name] = _text(b"\x12", name)
+    return data
 
 
 def _name(name: str) -> bytes:
