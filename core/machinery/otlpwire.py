@@ -352,7 +352,8 @@ def http_exporter_class() -> type:
                 transport = light_transport(endpoint)
                 if transport is not None:
                     kwargs["_transport"] = transport
-            super().__init__(endpoint, *args, session=session, **kwargs)
+            init: Any = super().__init__  # (its overloads differ across SDK versions)
+            init(endpoint, *args, session=session, **kwargs)
 
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
             client = getattr(self, "_client", None)
@@ -378,7 +379,7 @@ def _takes_transport(cls: type) -> bool:
     import inspect
 
     try:
-        return "_transport" in inspect.signature(cls.__init__).parameters
+        return "_transport" in inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return False
 
