@@ -161,6 +161,7 @@ def test_a_plain_http_endpoint_is_sent_through_the_sdks_urllib3_transport(monkey
     """requests re-reads the proxy variables and ~/.netrc on every POST (~0.6 ms of the export thread):
     where neither can apply, the SDK's own urllib3 transport sends the batch; everywhere else the SDK's
     requests session stays (proxies, netrc, TLS with its CA bundle, a credential provider's session)."""
+    pytest.importorskip("opentelemetry.exporter.http.transport._urllib3")  # the SDK's transports (1.45 on)
     from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
     from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 
@@ -185,6 +186,7 @@ def test_a_plain_http_endpoint_is_sent_through_the_sdks_urllib3_transport(monkey
 
 
 def test_a_netrc_entry_for_the_endpoint_keeps_the_session(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("opentelemetry.exporter.http.transport._urllib3")
     netrc = tmp_path / "netrc"
     netrc.write_text("machine collector login user password secret\n")
     netrc.chmod(0o600)
