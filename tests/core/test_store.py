@@ -94,7 +94,7 @@ def test_trace_lookup_by_run_id_and_trace_id(traced) -> None:
 
 
 def test_a_new_store_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
-    """Span rows (~1-1.5 KB) fit a 16 KB page whole (a 4 KB page spills each to an overflow page of its
+    """Span rows (~1-1.5 KB) fit an 8 KB page whole (a 4 KB page spills each to an overflow page of its
     own); a store made before keeps its page size and is read and written as before."""
     import sqlite3
 
@@ -114,7 +114,7 @@ def test_a_new_store_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path:
         conn.execute("PRAGMA journal_mode=WAL")
     old = SpanStore.local(old_path)
     old.write([record(1), record(2)])
-    assert PAGE_SIZE == 16384
+    assert PAGE_SIZE == 8192
     assert fresh._query("PRAGMA page_size")[0][0] == PAGE_SIZE
     assert old._query("PRAGMA page_size")[0][0] == 4096
     assert fresh.count() == 1 and old.count() == 2
