@@ -137,6 +137,7 @@ COMPILED: tuple[tuple[int, str, str, re.Pattern[str], Callable[[str, str], bool]
     for priority, (name, pattern) in enumerate(_PATTERNS)
 )
 _LONG_ONLY = tuple(c for c in COMPILED if c[2] == "aws_secret")  # what a long string without a trigger can match
+_CARD_ONLY = tuple(c for c in COMPILED if c[2] in ("card", "aws_secret"))  # … with only the card hint
 
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
@@ -166,16 +167,24 @@ def _card_hint(text: str) -> bool:
     return b"0000" in shape and (b"00000000" in shape or b"0000 0000" in shape or b"0000-0000" in shape)
 
 
-def triggered(text: str) -> bool:
-    """False if no detector's prefilter but ``aws_secret``'s (40 characters or more) can pass on ``text``."""
+def trigger_level(text: str) -> int:
+    """2: a trigger literal or word is in ``text`` (any detector's prefilter may pass); 1: only the card
+    hint (only ``card``'s, and from 40 characters on ``aws_secret``'s, can pass); 0: none (only
+    ``aws_secret``'s, from 40 characters on). A task-run id with a UUID in it (``<uuid>/step#1``) has the
+    card hint one time in six: those ids run the two detectors that can match, not all twenty."""
     for literal in _TRIGGER_LITERALS:
         if literal in text:
-            return True
+            return 2
     lower = text.lower()
     for word in _TRIGGER_WORDS:
         if word in lower:
-            return True
-    return _card_hint(text)
+            return 2
+    return 1 if _card_hint(text) else 0
+
+
+def triggered(text: str) -> bool:
+    """False if no detector's prefilter but ``aws_secret``'s (40 characters or more) can pass on ``text``."""
+    return trigger_level(text) > 0
 
 
 def inert(text: str) -> bool:
@@ -195,7 +204,10 @@ def find(text: str) -> list[Finding]:
     if len(text) < _MIN_LEN:
         return []
     detectors = COMPILED
-    if not triggered(text):
+    level = trigger_level(text)
+    if level == 1:
+        detectors = _CARD_ONLY
+    elif level == 0:
         if len(text) < 40:
             return []
         detectors = _LONG_ONLY

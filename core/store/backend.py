@@ -33,6 +33,15 @@ UPSERT = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({','.join('?' 
           + " WHERE excluded.quality >= spans.quality")
 
 
+PAGE_SIZE = 8192
+"""SQLite page size of a store file created from now on (files made before keep theirs; the schema and
+rows are the same either way). A span row is ~0.9-1.5 KB; with SQLite's default 4 KB pages a row of a
+``WITHOUT ROWID`` table keeps at most ~1 KB in its page and spills the rest to an overflow page of its
+own, mostly empty: ~4.8 KB of file and of WAL writes per span. 8 KB pages hold rows up to ~2 KB whole:
+the file is ~2.7x smaller and a write of a run's spans costs ~25 % less CPU. (16 KB pages measured no
+better: a commit rewrites each index page it touches, ~1 per span, and those get twice as large.)"""
+
+
 class Cursor(Protocol):
     rowcount: int
 
@@ -167,6 +176,7 @@ class SqliteBackend(Backend):
                                check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
             self.retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             self.retry(lambda: self._migrate(conn))

@@ -4,6 +4,7 @@ value type; the configured OTLP/HTTP exporter uses it (not a silent fallback) an
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pipetrace
 import pytest
@@ -154,3 +155,57 @@ def test_a_str_enum_value_encodes_as_its_text_from_the_pair_cache_too() -> None:
         ours = _parsed(otlpwire.encode_request([span]))
         assert ours == encode_spans([span])
         assert ours.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.string_value == "RUNNING"
+
+
+def test_a_plain_http_endpoint_is_sent_through_the_sdks_urllib3_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests re-reads the proxy variables and ~/.netrc on every POST (~0.6 ms of the export thread):
+    where neither can apply, the SDK's own urllib3 transport sends the batch; everywhere else the SDK's
+    requests session stays (proxies, netrc, TLS with its CA bundle, a credential provider's session)."""
+    pytest.importorskip("opentelemetry.exporter.http.transport._urllib3")  # the SDK's transports (1.45 on)
+    from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
+                *otlpwire.CREDENTIAL_PROVIDER_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", "/nonexistent/netrc")
+    cls = otlpwire.http_exporter_class()
+
+    def transport(endpoint: str) -> object:
+        return cls(endpoint=endpoint)._client._transport
+
+    assert isinstance(transport("http://127.0.0.1:4318/v1/traces"), Urllib3HTTPTransport)
+    assert isinstance(transport("https://collector:4318/v1/traces"), RequestsHTTPTransport)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
+    assert isinstance(transport("http://collector:4318/v1/traces"), RequestsHTTPTransport)
+    monkeypatch.setenv("NO_PROXY", "collector")
+    assert isinstance(transport("http://collector:4318/v1/traces"), Urllib3HTTPTransport)
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv(otlpwire.CREDENTIAL_PROVIDER_VARS[0], "some.module:session")
+    assert otlpwire.light_transport("http://collector:4318/v1/traces") is None
+
+
+def test_a_netrc_entry_for_the_endpoint_keeps_the_session(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("opentelemetry.exporter.http.transport._urllib3")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine collector login user password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert otlpwire.light_transport("http://collector:4318/v1/traces") is None
+    assert otlpwire.light_transport("http://other:4318/v1/traces") is not None
+
+
+def test_distinct_long_and_non_ascii_values_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path of a key judged distinct writes the pair in one join: lengths past one varint byte
+    (a 200-character value, a long key) and multi-byte UTF-8 come out as the SDK's bytes."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    long_key = "k" * 130
+    spans = [ReadableSpan(name="task t", context=_ctx(1, 10 + i), resource=RES_A,
+                          attributes={"id": f"{i:04d}" + "x" * (i % 3) * 100, long_key: f"v{i}", "ü": f"é{i}" * 70},
+                          start_time=1, end_time=2, instrumentation_scope=SCOPE_1)
+             for i in range(3 * otlpwire.DISTINCT_AFTER)]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    assert otlpwire._distinct["id"] > otlpwire.DISTINCT_AFTER  # the direct path was taken

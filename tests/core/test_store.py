@@ -91,3 +91,31 @@ def test_trace_lookup_by_run_id_and_trace_id(traced) -> None:
     assert traced.store.resolve("lookup-me") == tid
     assert traced.store.resolve(tid.upper()) == tid
     assert traced.store.trace("nope") == []
+
+
+def test_a_new_store_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """Span rows (~1-1.5 KB) fit an 8 KB page whole (a 4 KB page spills each to an overflow page of its
+    own); a store made before keeps its page size and is read and written as before."""
+    import sqlite3
+
+    from pipetrace.store.backend import PAGE_SIZE
+    from pipetrace.store.records import SpanRecord
+
+    def record(n: int) -> SpanRecord:
+        return SpanRecord(f"{n:032x}", f"{n:016x}", None, "task t", "INTERNAL", n, n + 1,
+                          attributes={"k": "v" * 1200})
+
+    fresh = SpanStore.local(tmp_path / "new" / "traces.db")  # SQLite whatever PIPETRACE_STORE says
+    fresh.write([record(1)])
+    old_path = tmp_path / "old" / "traces.db"
+    old_path.parent.mkdir()
+    with sqlite3.connect(old_path) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    old = SpanStore.local(old_path)
+    old.write([record(1), record(2)])
+    assert PAGE_SIZE == 8192
+    assert fresh._query("PRAGMA page_size")[0][0] == PAGE_SIZE
+    assert old._query("PRAGMA page_size")[0][0] == 4096
+    assert fresh.count() == 1 and old.count() == 2
+    assert old.trace(f"{2:032x}")[0].attributes == {"k": "v" * 1200}

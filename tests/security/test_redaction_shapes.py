@@ -103,6 +103,21 @@ def test_the_literal_trigger_passes_whatever_a_detector_prefilter_passes() -> No
         assert D._card_hint(text) == (D._CARD_HINT.search(text) is not None), text  # noqa: SLF001
 
 
+def test_find_with_the_trigger_levels_finds_what_every_detector_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A string with only the card hint runs ``card`` and ``aws_secret`` alone, one without any trigger
+    ``aws_secret`` alone: over the same strings (ids with UUIDs, random text, every kind of secret, card
+    numbers) the findings equal those of all detectors run on every string."""
+    texts = [*_strings(), "4111 1111 1111 1111", "id 4111-1111-1111-1111 end",
+             "12345678-1234-4234-8234-123456789012/s#1"]
+    texts += [make("card").text for _ in range(20)] + [f"{make('aws_secret').needle} 1234 5678" for _ in range(5)]
+    levels = {D.trigger_level(t) for t in texts}
+    assert levels == {0, 1, 2}
+    fast = [find(t) for t in texts]
+    monkeypatch.setattr(D, "trigger_level", lambda text: 2)
+    assert fast == [find(t) for t in texts]
+    assert any(f and f[0].detector == "card" for f in fast)
+
+
 def test_a_long_value_without_a_trigger_is_still_checked_for_an_aws_secret() -> None:
     secret = make("aws_secret")
     text = f"{secret.needle} plus words"
