@@ -83,6 +83,8 @@ def test_fan_in_job(instrumented) -> None:
                                                            for k in ("extract_a", "extract_b", "extract_c"))
     assert {lk["attributes"][A.LINK_KIND] for lk in links} == {"result"}
     assert {lk["attributes"]["dagster.input"] for lk in links} == {"values"}
+    # the linked span has its step key: a link carries only what it adds (kind, input, output)
+    assert all(set(lk["attributes"]) == {A.LINK_KIND, "dagster.input", "dagster.output"} for lk in links)
     assert steps[("publish", 1)].links == []  # a Nothing dependency orders steps but hands over no data
 
 
