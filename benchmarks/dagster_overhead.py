@@ -8,6 +8,7 @@ receiver's handler CPU (``SpanCounter.cpu_s``: the collector's side, another pro
 taken out.
 
     .venvs/dagster/bin/python benchmarks/dagster_overhead.py [--rounds 15] [--exporters store,otlp] [--markdown]
+        [--hooks N | --thread N]
 
 Prints wall and CPU as median (min, max), the paired per-round ratios (goal ≤ 1.05 for both) and the
 milliseconds pipetrace adds per step.
@@ -18,6 +19,13 @@ Dagster's own part (per event kind, and as a share of the run thread's CPU), the
 to the run thread per run (cProfile, traced minus untraced). Any checkout's venv runs this file, so two
 checkouts compare side by side (``/work/main/.venvs/dagster/bin/python benchmarks/dagster_overhead.py
 --hooks 30``).
+
+``--thread N`` asks whether tracing slows Dagster's own part of the run thread: N paired rounds (order
+alternating) of the run thread's CPU with and without pipetrace, each side's background work flushed
+after its run; per round, traced minus untraced, then the same minus pipetrace's own time in
+``handle_new_event`` (as ``--hooks`` counts it) and minus the run thread's garbage collections. Printed as
+median, mean and quartiles, with the full (generation-2) collections each side had: those land on
+whichever run crosses the collector's threshold, on either side, and cost a large part of a run.
 """
 
 from __future__ import annotations
@@ -132,6 +140,82 @@ def hooks(job_def, runs: int) -> None:  # type: ignore[no-untyped-def]
     DagsterInstance.handle_new_event = original
 
 
+def thread(job_def, rounds: int) -> None:  # type: ignore[no-untyped-def]
+    """See the module doc: the run thread's CPU traced minus untraced, per paired round, and what is left
+    after pipetrace's own hook time and the collections."""
+    import gc
+    import statistics
+    import threading
+
+    import pipetrace
+    from dagster._core.instance import DagsterInstance
+    from pipetrace.integrations.dagster import instrument, uninstrument
+
+    clock = time.thread_time
+    original = DagsterInstance.handle_new_event
+    done, state = [0.0], {"hook": 0.0, "gc": 0.0, "gc0": 0.0, "full": 0}
+    main = threading.main_thread()
+
+    def dagster_part(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        done[0] = clock()
+
+    def collections(phase: str, info: dict[str, int]) -> None:
+        if threading.current_thread() is not main:
+            return
+        if phase == "start":
+            state["gc0"] = clock()
+        else:
+            state["gc"] += clock() - state["gc0"]
+            state["full"] += info["generation"] == 2
+
+    DagsterInstance.handle_new_event = dagster_part  # pipetrace wraps this one
+    instrument()
+    traced = DagsterInstance.handle_new_event
+
+    def measured(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        traced(self, *args, **kwargs)
+        state["hook"] += clock() - done[0]
+
+    def once(mode: str, _round: int) -> tuple[float, float, float, int]:
+        if mode == "on":
+            instrument()
+            DagsterInstance.handle_new_event = measured
+        else:
+            DagsterInstance.handle_new_event = traced
+            uninstrument()
+        state.update(hook=0.0, gc=0.0, full=0)
+        start = clock()
+        job_def.execute_in_process(run_config=QUIET)
+        spent = clock() - start
+        pipetrace.force_flush(30)
+        return spent, state["hook"], state["gc"], int(state["full"])
+
+    gc.callbacks.append(collections)
+    try:
+        once("off", 0)
+        once("on", 0)
+        runs, loads = paired_rounds(("off", "on"), rounds, once)
+    finally:
+        gc.callbacks.remove(collections)
+        DagsterInstance.handle_new_event = traced
+        uninstrument()
+        DagsterInstance.handle_new_event = original
+    on, off = runs["on"], runs["off"]
+    med = statistics.median
+    print(f"run thread CPU, {rounds} paired rounds, load {loads[0]} … {loads[-1]}: "
+          f"without {med(r[0] for r in off) * 1e3:.1f} ms, with {med(r[0] for r in on) * 1e3:.1f} ms (medians); "
+          f"pipetrace's hooks "
+          f"{med(r[1] for r in on) * 1e3:.2f} ms; full collections without {sum(r[3] for r in off)}, "
+          f"with {sum(r[3] for r in on)}")
+    for label, part in (("traced - untraced", lambda r: r[0]), ("  minus the hooks", lambda r: r[0] - r[1]),
+                        ("  minus the hooks and collections", lambda r: r[0] - r[1] - r[2])):
+        diffs = sorted(part(a) - part(b) for a, b in zip(on, off, strict=True))
+        q = len(diffs) // 4
+        print(f"  {label:34s} median {med(diffs) * 1e3:+7.2f} ms  mean {statistics.mean(diffs) * 1e3:+7.2f}"
+              f"  quartiles {diffs[q] * 1e3:+.1f} … {diffs[-q - 1] * 1e3:+.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
@@ -139,6 +223,8 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--hooks", type=int, default=0, metavar="N",
                         help="measure the adapter's own work over N traced runs instead (see the module doc)")
+    parser.add_argument("--thread", type=int, default=0, metavar="N",
+                        help="the run thread's CPU with / without over N paired rounds instead (see the module doc)")
     args = parser.parse_args()
 
     import pipetrace
@@ -151,6 +237,9 @@ def main() -> None:
         assert len(job_def.nodes) == OPS
         if args.hooks:
             hooks(job_def, args.hooks)
+            return
+        if args.thread:
+            thread(job_def, args.thread)
             return
         spans: list[int] = []
 

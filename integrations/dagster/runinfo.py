@@ -90,10 +90,6 @@ class RunInfo:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
     @cached_property
-    def _head(self) -> dict[str, Any]:
-        return {JOB: self.job, RUN_ID: self.run_id}
-
-    @cached_property
     def _tail(self) -> dict[str, Any]:
         return {PARTITION_KEY: self.partition} if self.partition else {}
 
@@ -114,14 +110,15 @@ class RunInfo:
         return found
 
     def step_attributes(self, step: Step) -> dict[str, Any]:
-        """A step span's Dagster attributes: the run's, then the step's, then the run's partition."""
-        return {**self._head, **step.attributes, **self._tail}
+        """A step span's Dagster attributes: the step's, then the run's partition (job and run id are in
+        ``cicd.pipeline.*`` already: not repeated)."""
+        return {**step.attributes, **self._tail} if self._tail else step.attributes
 
     def asset_of_output(self, step_key: str, output: str | None) -> str | None:
         return self.plan.asset_outputs.get(self.step(step_key).base, {}).get(output or "")
 
     def run_attributes(self) -> dict[str, Any]:
-        return {**self._head, **self._tail}
+        return {JOB: self.job, RUN_ID: self.run_id, **self._tail}
 
 
 _PLANS: dict[str, Plan] = {}

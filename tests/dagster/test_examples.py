@@ -42,7 +42,9 @@ def test_assets_with_dependencies(instrumented) -> None:
         assert span.parent_span_id == run.span_id
         assert span.attributes[A.TASK_RESULT] == "success"
         assert span.attributes[A.SYSTEM] == "dagster"
-        assert span.attributes["dagster.job"] == job
+        # the job and run id once, as cicd.pipeline.* (the run span also has them as dagster.*)
+        assert (span.attributes[A.PIPELINE_NAME], span.attributes[A.PIPELINE_RUN_ID]) == (job, result.run_id)
+        assert "dagster.job" not in span.attributes and "dagster.run_id" not in span.attributes
         assert span.attributes["dagster.op"] == key
         assert run.start_ns <= span.start_ns <= span.end_ns <= run.end_ns
     assert steps[("raw_orders", 1)].links == []
@@ -83,6 +85,8 @@ def test_fan_in_job(instrumented) -> None:
                                                            for k in ("extract_a", "extract_b", "extract_c"))
     assert {lk["attributes"][A.LINK_KIND] for lk in links} == {"result"}
     assert {lk["attributes"]["dagster.input"] for lk in links} == {"values"}
+    # the linked span has its step key: a link carries only what it adds (kind, input, output)
+    assert all(set(lk["attributes"]) == {A.LINK_KIND, "dagster.input", "dagster.output"} for lk in links)
     assert steps[("publish", 1)].links == []  # a Nothing dependency orders steps but hands over no data
 
 
