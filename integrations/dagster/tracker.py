@@ -16,6 +16,7 @@ from pipetrace.adapter import (
     attempt_attributes,
     end_task_span,
     force_flush,
+    link,
     record_error_summary,
     record_span,
     run_span,
@@ -79,16 +80,14 @@ class StepTracker:
     def input_loaded(self, info: RunInfo, step_key: str, upstream_key: str, output: str | None,
                      input_name: str, upstream_try: int) -> None:
         """A link from the step to the attempt whose output (or asset) it loaded (that span has the step key)."""
-        span = self._open.current((info.run_id, step_key))
-        if span is None or not span.is_recording():
-            return
         asset = info.asset_of_output(upstream_key, output)
-        attrs: dict[str, Any] = {A.LINK_KIND: "asset" if asset else "result", N.INPUT: input_name}
+        attrs: dict[str, Any] = {N.INPUT: input_name}
         if output:
             attrs[N.OUTPUT] = output
         if asset:
             attrs[N.ASSET_KEY] = asset
-        span.add_link(info.ident.span_context(info.ident.task_span_id(upstream_key, None, upstream_try)), attrs)
+        sc = info.ident.span_context(info.ident.task_span_id(upstream_key, None, upstream_try))
+        self._open.add_links((info.run_id, step_key), [link(sc, "asset" if asset else "result", attrs)])
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
         span = self._open.current((info.run_id, step_key))
