@@ -17,15 +17,17 @@ XCom-link path (carrier push + reads) is part of what is measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
+from _harness import TICK, SpanCounter, paired_rounds, report_on_off  # noqa: E402
 
 TASKS = 50
 BEFORE = "1.053 and 1.062 (fixed off→on order, store only)"
@@ -84,11 +86,123 @@ def _dag(home: Path) -> Any:
     return DagBag(dag_folder=str(path)).dags["pt_bench_50"]
 
 
+def _thread_cpu(names: tuple[str, ...]) -> float:
+    """CPU seconds so far of this process's live threads whose name starts with one of ``names``."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name.startswith(names) and t.native_id is not None:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def hooks(bench: Any, runs: int) -> None:
+    """See the module doc: thread CPU of pipetrace's hooks and XCom observers per task instance, the export
+    threads' CPU per run, then the Python calls pipetrace adds to the run thread per run."""
+    import collections
+    import cProfile
+    import pstats
+
+    from airflow.listeners.listener import get_listener_manager as core_listeners
+    from airflow.sdk.bases.xcom import BaseXCom
+    from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
+    from airflow.sdk.listener import get_listener_manager as sdk_listeners
+    from opentelemetry.sdk.trace import Span
+    from pipetrace.adapter.patching import observe, unwrap
+    import pipetrace
+    from pipetrace.integrations import airflow as adapter
+    from pipetrace.integrations.airflow import plugin, xcom
+
+    clock = time.thread_time
+    cpu: dict[str, float] = collections.defaultdict(float)
+    count: collections.Counter[str] = collections.Counter()
+
+    def timed(kind: str, function: Any, skip: int = 0) -> Any:
+        def call(*args: Any) -> Any:
+            start = clock()
+            try:
+                return function(*args)
+            finally:
+                cpu[kind] += clock() - start
+                count[kind] += 1
+        return call
+
+    for manager in (core_listeners(), sdk_listeners()):  # the listener's own entries in both hook relays
+        for caller in manager.pm.get_hookcallers(plugin.listener) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin.listener:
+                    impl.function = timed(caller.name, impl.function)
+    observers = ((BaseXCom, "get_one", xcom._got_one), (BaseXCom, "get_all", xcom._got_all),
+                 (LazyXComSequence, "__getitem__", xcom._got_items))
+    for owner, name, got in observers:  # the same observers, timed after Airflow's part of the read
+        unwrap(owner, name)
+        observe(owner, name, timed(f"xcom {name}", got))
+    foreign: collections.Counter[str] = collections.Counter()
+    span_start = Span.start
+
+    def counted_start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = getattr(self.instrumentation_scope, "name", "")
+        if not scope.startswith("pipetrace"):
+            foreign[scope] += 1
+        return span_start(self, *args, **kwargs)
+
+    Span.start = counted_start  # type: ignore[method-assign]
+    adapter.instrument()
+    bench.test()
+    pipetrace.force_flush(30)
+    cpu.clear()
+    count.clear()
+    foreign.clear()
+    export0, run0 = _thread_cpu(("pipetrace",)), clock()
+    for _ in range(runs):
+        bench.test()
+    run_cpu = (clock() - run0) / runs
+    pipetrace.force_flush(30)
+    export = (_thread_cpu(("pipetrace",)) - export0) / runs
+    Span.start = span_start  # type: ignore[method-assign]
+    total = sum(cpu.values()) / runs
+    print(f"pipetrace's hooks on the run thread: {total * 1e3:.2f} ms thread CPU a run, {total / TASKS * 1e6:.0f} µs "
+          f"a task instance ({total / run_cpu:.2%} of the run thread's {run_cpu * 1e3:.0f} ms), {runs} runs")
+    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<28} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.0f} µs a run  "
+              f"{spent / count[kind] * 1e6:6.1f} µs each")
+    print(f"pipetrace's export threads: {export * 1e3:.2f} ms thread CPU a run ({export / TASKS * 1e6:.0f} µs a task "
+          f"instance)")
+    print("spans of other scopes through pipetrace's provider a run (Airflow's own tracer; dropped by the "
+          "adapter's filter): " + ", ".join(f"{k} {v / runs:.0f}" for k, v in foreign.most_common()))
+    for owner, name, got in observers:
+        unwrap(owner, name)
+    xcom.install()
+    calls: dict[str, float] = {}
+    added: collections.Counter[str] = collections.Counter()
+    each = max(runs // 3, 1)
+    for mode in ("on", "off", "on", "off"):
+        (adapter.instrument if mode == "on" else adapter.uninstrument)()
+        profile = cProfile.Profile(clock)
+        profile.enable()
+        for _ in range(each):
+            bench.test()
+        profile.disable()
+        stats = pstats.Stats(profile)
+        calls[mode] = calls.get(mode, 0) + stats.total_calls / each / 2  # type: ignore[attr-defined]
+        sign = 1 if mode == "on" else -1
+        for (path, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]
+            added[f"{Path(path).name}:{func}"] += sign * row[1] / each / 2
+    adapter.instrument()
+    print(f"Python calls on the run thread a run: {calls['off']:.0f} untraced, +{calls['on'] - calls['off']:.0f} "
+          f"traced (+{calls['on'] / calls['off'] - 1:.2%}); most added:")
+    for name, n in added.most_common(12):
+        print(f"  {n:8.0f}  {name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--exporters", default="store,otlp")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--hooks", type=int, default=0, metavar="N",
+                        help="measure the adapter's own work over N traced runs instead (see the module doc)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pt-bench-airflow-"))
     _setup(home)
@@ -101,6 +215,9 @@ def main() -> int:
     with SpanCounter() as receiver:
         pipetrace.configure(exporters=args.exporters, otlp_endpoint=receiver.endpoint)
         bench = _dag(home)
+        if args.hooks:
+            hooks(bench, args.hooks)
+            return 0
         adapter.instrument()
         bench.test()  # warm-up: imports, DAG sync, first-use costs on both sides
         pipetrace.force_flush(30)
