@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
 import tempfile
@@ -104,13 +105,13 @@ def hooks(bench: Any, runs: int) -> None:
     import cProfile
     import pstats
 
+    import pipetrace
     from airflow.listeners.listener import get_listener_manager as core_listeners
     from airflow.sdk.bases.xcom import BaseXCom
     from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
     from airflow.sdk.listener import get_listener_manager as sdk_listeners
     from opentelemetry.sdk.trace import Span
     from pipetrace.adapter.patching import observe, unwrap
-    import pipetrace
     from pipetrace.integrations import airflow as adapter
     from pipetrace.integrations.airflow import plugin, xcom
 
@@ -171,7 +172,7 @@ def hooks(bench: Any, runs: int) -> None:
           f"instance)")
     print("spans of other scopes through pipetrace's provider a run (Airflow's own tracer; dropped by the "
           "adapter's filter): " + ", ".join(f"{k} {v / runs:.0f}" for k, v in foreign.most_common()))
-    for owner, name, got in observers:
+    for owner, name, _got in observers:
         unwrap(owner, name)
     xcom.install()
     calls: dict[str, float] = {}
@@ -198,9 +199,11 @@ def hooks(bench: Any, runs: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--exporters", default="store,otlp")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--gc", choices=("freeze", "auto"), default="freeze",
+                        help="auto: leave the cyclic GC alone (as before; wider spread), see the module doc")
     parser.add_argument("--hooks", type=int, default=0, metavar="N",
                         help="measure the adapter's own work over N traced runs instead (see the module doc)")
     args = parser.parse_args()
@@ -218,29 +221,38 @@ def main() -> int:
         if args.hooks:
             hooks(bench, args.hooks)
             return 0
-        adapter.instrument()
-        bench.test()  # warm-up: imports, DAG sync, first-use costs on both sides
+        for warm in (adapter.instrument, adapter.uninstrument):  # warm-up: imports, DAG sync, first-use costs
+            warm()
+            bench.test()
         pipetrace.force_flush(30)
         spans: list[int] = []
 
-        def one(mode: str, _round: int) -> tuple[float, float]:
+        def one(mode: str, _round: int) -> tuple[float, float, float]:
             (adapter.instrument if mode == "on" else adapter.uninstrument)()
+            if args.gc == "freeze":  # every run starts from the same heap; its own garbage is its own (doc)
+                gc.collect()
+                gc.freeze()
             before, received = receiver.spans, receiver.cpu_s
-            start, cpu = time.perf_counter(), _cpu()
+            start, cpu, thread = time.perf_counter(), _cpu(), time.thread_time()
             dr = bench.test()
             wall = time.perf_counter() - start
             pipetrace.force_flush(30)  # the traced run's export work belongs to it
+            if args.gc == "freeze":
+                gc.collect()  # what the run left (only objects made since the freeze are scanned)
+            thread = time.thread_time() - thread
             cpu = _cpu() - cpu - (receiver.cpu_s - received)  # the collector's side is not the run's
+            gc.unfreeze()
             assert str(getattr(dr.state, "value", dr.state)) == "success"
             if mode == "on":
                 spans.append(receiver.spans - before)
-            return wall, cpu
+            return wall, cpu, thread
 
         runs, loads = paired_rounds(("off", "on"), args.rounds, one)
         adapter.instrument()
     report_on_off(runs, loads, spans, args, name="Airflow 50-task `dag.test()`", script="airflow_overhead.py",
                   title=f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} paired rounds (alternating order)",
-                  per=TASKS, unit="task", goal=1.03, before=(BEFORE, "not measured"))
+                  per=TASKS, unit="task", goal=1.03, before=(BEFORE, "not measured"),
+                  labels=("wall", "CPU", "run-thread CPU"))
     return 0
 
 
