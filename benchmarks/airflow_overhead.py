@@ -5,10 +5,30 @@ pipetrace runs as deployed: redaction on, exporting (``--exporters``, default ``
 embedded store plus OTLP/HTTP to a local receiver that counts the spans it got). Each run's CPU (every
 thread of this process plus reaped children) is read after ``force_flush``, so the export work of the
 traced run is counted; the local receiver's handler CPU (``SpanCounter.cpu_s``: the collector's side,
-another process in a deployment) is taken out. Prints wall and CPU as median (min, max), the paired
-per-round ratios and the added milliseconds per task; ``--markdown`` ends with the closing-note rows.
+another process in a deployment) is taken out. Prints wall, CPU (the headline) and the run thread's CPU
+(where the listener hooks run; Airflow's in-process Execution API thread takes most of the rest) as
+median (min, max) with a 95 % CI of the median per-round ratio, and the added milliseconds per task;
+``--markdown`` ends with the closing-note rows (wall and CPU).
 
-    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 7] [--exporters store,otlp] [--markdown]
+    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 20] [--exporters store,otlp] [--gc freeze|auto]
+        [--hooks N] [--markdown]
+
+Where the per-round spread comes from (measured with this file's code): the machine's load (a run's CPU
+time itself inflates under contention), and the cyclic GC, whose full collections of Airflow's large heap
+(seen: 0.5 s in one ~4.5 s run, ~0.1 s in the others) land in whichever run crosses the threshold, and
+collect what earlier runs (of either mode) left. Hence, with ``--gc freeze`` (default): both modes are warmed up
+once, and before each run (outside its window) the heap is collected and frozen, so every run starts from
+the same heap; after the run, inside its window, a collection takes what the run itself left (only objects
+made since the freeze are scanned: a few ms, charged to both sides alike). ``--gc auto`` leaves the GC
+alone, as before. On a loaded machine the spread stays wide: decide by the CI, or by ``--hooks``.
+
+``--hooks N`` measures pipetrace's own work instead, steadier than the ratio on a shared machine: N traced
+runs, the thread CPU of the listener hooks and of the XCom-read observers (per hook, per task instance,
+as a share of the run thread's CPU), the CPU of pipetrace's export threads a run, the spans of Airflow's
+own tracer that pass through pipetrace's provider, then the Python calls pipetrace adds to the run thread
+per run (cProfile, traced minus untraced, with the functions adding most). Any checkout's venv runs this
+file, so two checkouts compare side by side (``/work/wt/prev/.venvs/airflow/bin/python
+benchmarks/airflow_overhead.py --hooks 6``).
 
 The DAG: one source task whose XCom 48 parallel tasks read, and one sink reading all of them, so the
 XCom-link path (carrier push + reads) is part of what is measured.
@@ -98,7 +118,7 @@ def _thread_cpu(names: tuple[str, ...]) -> float:
     return total
 
 
-def hooks(bench: Any, runs: int) -> None:
+def hooks(bench: Any, runs: int, receiver: SpanCounter) -> None:
     """See the module doc: thread CPU of pipetrace's hooks and XCom observers per task instance, the export
     threads' CPU per run, then the Python calls pipetrace adds to the run thread per run."""
     import collections
@@ -155,12 +175,13 @@ def hooks(bench: Any, runs: int) -> None:
     cpu.clear()
     count.clear()
     foreign.clear()
-    export0, run0 = _thread_cpu(("pipetrace",)), clock()
+    export0, run0, process0 = _thread_cpu(("pipetrace",)), clock(), _cpu() - receiver.cpu_s
     for _ in range(runs):
         bench.test()
     run_cpu = (clock() - run0) / runs
     pipetrace.force_flush(30)
     export = (_thread_cpu(("pipetrace",)) - export0) / runs
+    process = (_cpu() - receiver.cpu_s - process0) / runs  # the collector's side is not the run's
     Span.start = span_start  # type: ignore[method-assign]
     total = sum(cpu.values()) / runs
     print(f"pipetrace's hooks on the run thread: {total * 1e3:.2f} ms thread CPU a run, {total / TASKS * 1e6:.0f} µs "
@@ -170,6 +191,9 @@ def hooks(bench: Any, runs: int) -> None:
               f"{spent / count[kind] * 1e6:6.1f} µs each")
     print(f"pipetrace's export threads: {export * 1e3:.2f} ms thread CPU a run ({export / TASKS * 1e6:.0f} µs a task "
           f"instance)")
+    rest = process - total - export
+    print(f"hooks + export = {(total + export) / rest:.2%} of the rest of the process's CPU a run ({rest:.2f} s, "
+          f"receiver out): a floor of the CPU ratio's excess (indirect costs such as GC are not in it)")
     print("spans of other scopes through pipetrace's provider a run (Airflow's own tracer; dropped by the "
           "adapter's filter): " + ", ".join(f"{k} {v / runs:.0f}" for k, v in foreign.most_common()))
     for owner, name, _got in observers:
@@ -219,7 +243,7 @@ def main() -> int:
         pipetrace.configure(exporters=args.exporters, otlp_endpoint=receiver.endpoint)
         bench = _dag(home)
         if args.hooks:
-            hooks(bench, args.hooks)
+            hooks(bench, args.hooks, receiver)
             return 0
         for warm in (adapter.instrument, adapter.uninstrument):  # warm-up: imports, DAG sync, first-use costs
             warm()
