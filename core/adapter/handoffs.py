@@ -7,8 +7,7 @@ is found stay in the adapter:
   the latest attempt wins), so a consumer in the same process links without asking the orchestrator;
   :func:`traceparent` is the value a producer stores with its data for consumers in other processes.
 * :class:`Reads` — what one consumer read: kept until its attempt span starts (reads made while its
-  inputs were resolved or its templates rendered), linked at once while it runs; each producer once, and
-  a read made again (an orchestrator may fetch one value several times) is not resolved again.
+  inputs were resolved or its templates rendered), linked at once while it runs; each producer once.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from ..util.ratelimit import warn_once_per
 log = logging.getLogger("pipetrace.adapter")
 
 K = TypeVar("K", bound=Hashable)
-R = TypeVar("R", bound=Hashable)
+R = TypeVar("R")
 
 Target = tuple[Hashable, Callable[[], "Link | None"]]
 """One producer a read names: its key (a producer is linked once per consumer) and how to make its link
@@ -81,7 +80,6 @@ class Reads(Generic[R]):
         self._targets: Callable[[R], Iterable[Target]] | None = None
         self._span: Span | None = None
         self._linked: set[Hashable] = set()
-        self._resolved: set[R] = set()
         self.bound = bound
 
     def note(self, read: R) -> None:
@@ -99,7 +97,7 @@ class Reads(Generic[R]):
         """Links of the reads kept so far; ``targets`` resolves this consumer's reads from now on."""
         with self._lock:
             reads, self._pending = self._pending, []
-            self._targets, self._span, self._linked, self._resolved = targets, None, set(), set()
+            self._targets, self._span, self._linked = targets, None, set()
         return self._links(targets, reads)
 
     def attach(self, span: Span) -> None:
@@ -108,16 +106,12 @@ class Reads(Generic[R]):
 
     def finish(self) -> None:
         with self._lock:
-            self._pending, self._targets, self._span, self._linked, self._resolved = [], None, None, set(), set()
+            self._pending, self._targets, self._span, self._linked = [], None, None, set()
 
     def _links(self, targets: Callable[[R], Iterable[Target]], reads: list[R]) -> list[Link]:
         out: list[Link] = []
         try:
             for read in reads:
-                with self._lock:
-                    if read in self._resolved:
-                        continue
-                    self._resolved.add(read)
                 for key, make in targets(read):
                     with self._lock:
                         if key in self._linked:

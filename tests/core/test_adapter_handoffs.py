@@ -77,29 +77,6 @@ def test_reads_before_the_span_become_start_links_then_later_reads_link_at_once(
     assert len(reads.begin(_targets(calls))) == 1
 
 
-def test_a_read_made_again_is_resolved_once() -> None:
-    reads: Reads[tuple[str, str]] = Reads()
-    resolved: list[tuple[str, str]] = []
-    calls: list[str] = []
-    make = _targets(calls)
-
-    def targets(read: tuple[str, str]) -> Any:
-        resolved.append(read)
-        return make(read)
-
-    reads.note(("p1", "k"))
-    reads.note(("p1", "k"))  # fetched twice before the span starts
-    assert len(reads.begin(targets)) == 1
-    reads.attach(_Recording())  # type: ignore[arg-type]
-    reads.note(("p1", "k"))  # and again while it runs
-    reads.note(("p2", "k"))
-    assert resolved == [("p1", "k"), ("p2", "k")] and calls == ["p1", "p2"]
-    reads.finish()
-    reads.note(("p1", "k"))  # the next consumer resolves its own reads
-    reads.begin(targets)
-    assert resolved[-1] == ("p1", "k") and len(resolved) == 3
-
-
 def test_reads_bounded_and_a_failing_resolver_is_contained() -> None:
     reads: Reads[int] = Reads(bound=3)
     for i in range(10):
