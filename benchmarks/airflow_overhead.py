@@ -190,7 +190,7 @@ def hooks(bench: Any, runs: int, receiver: SpanCounter) -> None:
         print(f"  {kind:<28} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.0f} µs a run  "
               f"{spent / count[kind] * 1e6:6.1f} µs each")
     print(f"pipetrace's export threads: {export * 1e3:.2f} ms thread CPU a run ({export / TASKS * 1e6:.0f} µs a task "
-          f"instance)")
+          f"instance; read from /proc in {1e3 / TICK:.0f} ms ticks over all {runs} runs)")
     rest = process - total - export
     print(f"hooks + export = {(total + export) / rest:.2%} of the rest of the process's CPU a run ({rest:.2f} s, "
           f"receiver out): a floor of the CPU ratio's excess (indirect costs such as GC are not in it)")
