@@ -5,6 +5,8 @@
   round also records the machine's load.
 * :func:`spread` / :func:`fmt_spread`: min / median / max of a list, printed with every figure.
 * :func:`paired_ratios`: a / b per round (the pairs ran next to each other), then their spread.
+* :func:`median_ci`: a distribution-free 95 % confidence interval of a median (binomial order statistics),
+  so a goal is called met or missed only when the whole interval is on one side of it.
 * :class:`SpanCounter`: a local OTLP/HTTP receiver that both sides export to; it decodes each request
   and counts the spans and bytes it got, so completeness (got / expected) is printed per side.
 * :func:`tree_cpu`: CPU seconds of a process and all its descendants, every thread included.
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
@@ -69,6 +72,22 @@ def fmt_spread(values: Sequence[float], fmt: str = ".2f") -> str:
     return f"{mid:{fmt}} (min {low:{fmt}}, max {high:{fmt}}{note})"
 
 
+def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The widest-ranked order statistics (x_(k), x_(n-k+1)) that cover the median with probability >=
+    ``level`` for any continuous distribution (no normality assumed); None under 6 values (no such k)."""
+    kept = sorted(v for v in values if v == v)
+    n, tail, k = len(kept), 0.0, 0
+    while k < n // 2 and tail + math.comb(n, k) / 2**n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    return (kept[k - 1], kept[n - k]) if k else None
+
+
+def fmt_ci(values: Sequence[float], fmt: str = ".3f") -> str:
+    ci = median_ci(values)
+    return f"95% CI of the median {ci[0]:{fmt}}–{ci[1]:{fmt}}" if ci else "too few rounds for a CI of the median"
+
+
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """a[i] / b[i] for each round (nan where b[i] is not positive)."""
     return [x / y if y > 0 else float("nan") for x, y in zip(a, b, strict=True)]
@@ -86,22 +105,25 @@ def summary_row(measure: str, before: str, after: str, reference: str, spread_te
 
 def report_on_off(runs: dict[str, list[tuple[float, float]]], loads: Sequence[str], spans: Sequence[int],
                   args: Any, *, name: str, title: str, script: str, per: int, unit: str, goal: float,
-                  before: Sequence[str]) -> list[str]:
-    """Print ``title`` (with the exporters and the spans received per traced run), then wall and CPU of paired
-    ``off``/``on`` runs ((wall s, CPU s) per round): each side's spread, the per-round ratios and the ms
-    added per ``unit`` (``per`` of them a run). Return the two closing-note rows (``before``: the wall and
-    CPU figures claimed until then; ``name`` starts each row), also printed as a table with ``args.markdown``."""
+                  before: Sequence[str], labels: Sequence[str] = ("wall", "CPU")) -> list[str]:
+    """Print ``title`` (with the exporters and the spans received per traced run), then each measure of paired
+    ``off``/``on`` runs ((wall s, CPU s[, ...]) per round, named by ``labels``): each side's spread, the
+    per-round ratios with a 95 % CI of their median, and the ms added per ``unit`` (``per`` of them a run).
+    Return one closing-note row per measure that ``before`` has a figure for (``before``: the figures claimed
+    until then; ``name`` starts each row), also printed as a table with ``args.markdown``."""
     title += f", exporters {args.exporters}; spans received per traced run {min(spans)}–{max(spans)}"
     measure = f"{name} {{label}}, with / without (`{script} --rounds {args.rounds}`, exporters {args.exporters})"
     print(title)
     rows = []
-    for k, label in ((0, "wall"), (1, "CPU")):
+    for k, label in enumerate(labels):
         off, on = [r[k] for r in runs["off"]], [r[k] for r in runs["on"]]
         ratios = paired_ratios(on, off)
         added = [(b - a) / per * 1000 for a, b in zip(off, on, strict=True)]
-        print(f"  {label:4s} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
-        print(f"       ratio per round {fmt_spread(ratios, '.3f')}  added per {unit} {fmt_spread(added, '+.2f')} ms "
-              f"(goal: ratio <= {goal})")
+        print(f"  {label} without pipetrace {fmt_spread(off, '.3f')} s, with {fmt_spread(on, '.3f')} s")
+        print(f"       ratio per round {fmt_spread(ratios, '.3f')}, {fmt_ci(ratios)}  added per {unit} "
+              f"{fmt_spread(added, '+.2f')} ms (goal: ratio <= {goal})")
+        if k >= len(before):
+            continue
         low, mid, high = spread(ratios)
         rows.append(summary_row(measure.format(label=label), before[k], f"**{mid:.3f}**", "untraced",
                                 f"{low:.3f}–{high:.3f}", loads))

@@ -5,10 +5,30 @@ pipetrace runs as deployed: redaction on, exporting (``--exporters``, default ``
 embedded store plus OTLP/HTTP to a local receiver that counts the spans it got). Each run's CPU (every
 thread of this process plus reaped children) is read after ``force_flush``, so the export work of the
 traced run is counted; the local receiver's handler CPU (``SpanCounter.cpu_s``: the collector's side,
-another process in a deployment) is taken out. Prints wall and CPU as median (min, max), the paired
-per-round ratios and the added milliseconds per task; ``--markdown`` ends with the closing-note rows.
+another process in a deployment) is taken out. Prints wall, CPU (the headline) and the run thread's CPU
+(where the listener hooks run; Airflow's in-process Execution API thread takes most of the rest) as
+median (min, max) with a 95 % CI of the median per-round ratio, and the added milliseconds per task;
+``--markdown`` ends with the closing-note rows (wall and CPU).
 
-    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 7] [--exporters store,otlp] [--markdown]
+    .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 20] [--exporters store,otlp] [--gc freeze|auto]
+        [--hooks N] [--markdown]
+
+Where the per-round spread comes from (measured with this file's code): the machine's load (a run's CPU
+time itself inflates under contention), and the cyclic GC, whose full collections of Airflow's large heap
+(seen: 0.5 s in one ~4.5 s run, ~0.1 s in the others) land in whichever run crosses the threshold, and
+collect what earlier runs (of either mode) left. Hence, with ``--gc freeze`` (default): both modes are warmed up
+once, and before each run (outside its window) the heap is collected and frozen, so every run starts from
+the same heap; after the run, inside its window, a collection takes what the run itself left (only objects
+made since the freeze are scanned: a few ms, charged to both sides alike). ``--gc auto`` leaves the GC
+alone, as before. On a loaded machine the spread stays wide: decide by the CI, or by ``--hooks``.
+
+``--hooks N`` measures pipetrace's own work instead, steadier than the ratio on a shared machine: N traced
+runs, the thread CPU of the listener hooks and of the XCom-read observers (per hook, per task instance,
+as a share of the run thread's CPU), the CPU of pipetrace's export threads a run, the spans of Airflow's
+own tracer that pass through pipetrace's provider, then the Python calls pipetrace adds to the run thread
+per run (cProfile, traced minus untraced, with the functions adding most). Any checkout's venv runs this
+file, so two checkouts compare side by side (``/work/wt/prev/.venvs/airflow/bin/python
+benchmarks/airflow_overhead.py --hooks 6``).
 
 The DAG: one source task whose XCom 48 parallel tasks read, and one sink reading all of them, so the
 XCom-link path (carrier push + reads) is part of what is measured.
@@ -17,15 +37,18 @@ XCom-link path (carrier push + reads) is part of what is measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
+from _harness import TICK, SpanCounter, paired_rounds, report_on_off  # noqa: E402
 
 TASKS = 50
 BEFORE = "1.053 and 1.062 (fixed off→on order, store only)"
@@ -84,11 +107,129 @@ def _dag(home: Path) -> Any:
     return DagBag(dag_folder=str(path)).dags["pt_bench_50"]
 
 
+def _thread_cpu(names: tuple[str, ...]) -> float:
+    """CPU seconds so far of this process's live threads whose name starts with one of ``names``."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name.startswith(names) and t.native_id is not None:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def hooks(bench: Any, runs: int, receiver: SpanCounter) -> None:
+    """See the module doc: thread CPU of pipetrace's hooks and XCom observers per task instance, the export
+    threads' CPU per run, then the Python calls pipetrace adds to the run thread per run."""
+    import collections
+    import cProfile
+    import pstats
+
+    import pipetrace
+    from airflow.listeners.listener import get_listener_manager as core_listeners
+    from airflow.sdk.bases.xcom import BaseXCom
+    from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
+    from airflow.sdk.listener import get_listener_manager as sdk_listeners
+    from opentelemetry.sdk.trace import Span
+    from pipetrace.adapter.patching import observe, unwrap
+    from pipetrace.integrations import airflow as adapter
+    from pipetrace.integrations.airflow import plugin, xcom
+
+    clock = time.thread_time
+    cpu: dict[str, float] = collections.defaultdict(float)
+    count: collections.Counter[str] = collections.Counter()
+
+    def timed(kind: str, function: Any, skip: int = 0) -> Any:
+        def call(*args: Any) -> Any:
+            start = clock()
+            try:
+                return function(*args)
+            finally:
+                cpu[kind] += clock() - start
+                count[kind] += 1
+        return call
+
+    for manager in (core_listeners(), sdk_listeners()):  # the listener's own entries in both hook relays
+        for caller in manager.pm.get_hookcallers(plugin.listener) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin.listener:
+                    impl.function = timed(caller.name, impl.function)
+    observers = ((BaseXCom, "get_one", xcom._got_one), (BaseXCom, "get_all", xcom._got_all),
+                 (LazyXComSequence, "__getitem__", xcom._got_items))
+    for owner, name, got in observers:  # the same observers, timed after Airflow's part of the read
+        unwrap(owner, name)
+        observe(owner, name, timed(f"xcom {name}", got))
+    foreign: collections.Counter[str] = collections.Counter()
+    span_start = Span.start
+
+    def counted_start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = getattr(self.instrumentation_scope, "name", "")
+        if not scope.startswith("pipetrace"):
+            foreign[scope] += 1
+        return span_start(self, *args, **kwargs)
+
+    Span.start = counted_start  # type: ignore[method-assign]
+    adapter.instrument()
+    bench.test()
+    pipetrace.force_flush(30)
+    cpu.clear()
+    count.clear()
+    foreign.clear()
+    export0, run0, process0 = _thread_cpu(("pipetrace",)), clock(), _cpu() - receiver.cpu_s
+    for _ in range(runs):
+        bench.test()
+    run_cpu = (clock() - run0) / runs
+    pipetrace.force_flush(30)
+    export = (_thread_cpu(("pipetrace",)) - export0) / runs
+    process = (_cpu() - receiver.cpu_s - process0) / runs  # the collector's side is not the run's
+    Span.start = span_start  # type: ignore[method-assign]
+    total = sum(cpu.values()) / runs
+    print(f"pipetrace's hooks on the run thread: {total * 1e3:.2f} ms thread CPU a run, {total / TASKS * 1e6:.0f} µs "
+          f"a task instance ({total / run_cpu:.2%} of the run thread's {run_cpu * 1e3:.0f} ms), {runs} runs")
+    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<28} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.0f} µs a run  "
+              f"{spent / count[kind] * 1e6:6.1f} µs each")
+    print(f"pipetrace's export threads: {export * 1e3:.2f} ms thread CPU a run ({export / TASKS * 1e6:.0f} µs a task "
+          f"instance; read from /proc in {1e3 / TICK:.0f} ms ticks over all {runs} runs)")
+    rest = process - total - export
+    print(f"hooks + export = {(total + export) / rest:.2%} of the rest of the process's CPU a run ({rest:.2f} s, "
+          f"receiver out): a floor of the CPU ratio's excess (indirect costs such as GC are not in it)")
+    print("spans of other scopes through pipetrace's provider a run (Airflow's own tracer; dropped by the "
+          "adapter's filter): " + ", ".join(f"{k} {v / runs:.0f}" for k, v in foreign.most_common()))
+    for owner, name, _got in observers:
+        unwrap(owner, name)
+    xcom.install()
+    calls: dict[str, float] = {}
+    added: collections.Counter[str] = collections.Counter()
+    each = max(runs // 3, 1)
+    for mode in ("on", "off", "on", "off"):
+        (adapter.instrument if mode == "on" else adapter.uninstrument)()
+        profile = cProfile.Profile(clock)
+        profile.enable()
+        for _ in range(each):
+            bench.test()
+        profile.disable()
+        stats = pstats.Stats(profile)
+        calls[mode] = calls.get(mode, 0) + stats.total_calls / each / 2  # type: ignore[attr-defined]
+        sign = 1 if mode == "on" else -1
+        for (path, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]
+            added[f"{Path(path).name}:{func}"] += sign * row[1] / each / 2
+    adapter.instrument()
+    print(f"Python calls on the run thread a run: {calls['off']:.0f} untraced, +{calls['on'] - calls['off']:.0f} "
+          f"traced (+{calls['on'] / calls['off'] - 1:.2%}); most added:")
+    for name, n in added.most_common(12):
+        print(f"  {n:8.0f}  {name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--exporters", default="store,otlp")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--gc", choices=("freeze", "auto"), default="freeze",
+                        help="auto: leave the cyclic GC alone (as before; wider spread), see the module doc")
+    parser.add_argument("--hooks", type=int, default=0, metavar="N",
+                        help="measure the adapter's own work over N traced runs instead (see the module doc)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pt-bench-airflow-"))
     _setup(home)
@@ -101,29 +242,41 @@ def main() -> int:
     with SpanCounter() as receiver:
         pipetrace.configure(exporters=args.exporters, otlp_endpoint=receiver.endpoint)
         bench = _dag(home)
-        adapter.instrument()
-        bench.test()  # warm-up: imports, DAG sync, first-use costs on both sides
+        if args.hooks:
+            hooks(bench, args.hooks, receiver)
+            return 0
+        for warm in (adapter.instrument, adapter.uninstrument):  # warm-up: imports, DAG sync, first-use costs
+            warm()
+            bench.test()
         pipetrace.force_flush(30)
         spans: list[int] = []
 
-        def one(mode: str, _round: int) -> tuple[float, float]:
+        def one(mode: str, _round: int) -> tuple[float, float, float]:
             (adapter.instrument if mode == "on" else adapter.uninstrument)()
+            if args.gc == "freeze":  # every run starts from the same heap; its own garbage is its own (doc)
+                gc.collect()
+                gc.freeze()
             before, received = receiver.spans, receiver.cpu_s
-            start, cpu = time.perf_counter(), _cpu()
+            start, cpu, thread = time.perf_counter(), _cpu(), time.thread_time()
             dr = bench.test()
             wall = time.perf_counter() - start
             pipetrace.force_flush(30)  # the traced run's export work belongs to it
+            if args.gc == "freeze":
+                gc.collect()  # what the run left (only objects made since the freeze are scanned)
+            thread = time.thread_time() - thread
             cpu = _cpu() - cpu - (receiver.cpu_s - received)  # the collector's side is not the run's
+            gc.unfreeze()
             assert str(getattr(dr.state, "value", dr.state)) == "success"
             if mode == "on":
                 spans.append(receiver.spans - before)
-            return wall, cpu
+            return wall, cpu, thread
 
         runs, loads = paired_rounds(("off", "on"), args.rounds, one)
         adapter.instrument()
     report_on_off(runs, loads, spans, args, name="Airflow 50-task `dag.test()`", script="airflow_overhead.py",
                   title=f"airflow dag.test() of a {TASKS}-task DAG, {args.rounds} paired rounds (alternating order)",
-                  per=TASKS, unit="task", goal=1.03, before=(BEFORE, "not measured"))
+                  per=TASKS, unit="task", goal=1.03, before=(BEFORE, "not measured"),
+                  labels=("wall", "CPU", "run-thread CPU"))
     return 0
 
 

@@ -74,7 +74,7 @@ def _propagate_to_triggered_run(ti: Any, span: Span) -> None:
     """``TriggerDagRunOperator``: the triggered run's conf carries this span, so DAG-of-DAGs is one trace
     (added only to a dict conf without a context of its own, as OpenLineage injects its parent run)."""
     task = ti.task
-    if not any(cls.__name__ == "TriggerDagRunOperator" for cls in type(task).__mro__):
+    if "TriggerDagRunOperator" not in [cls.__name__ for cls in type(task).__mro__]:
         return
     conf = getattr(task, "conf", None)
     if (conf is not None and not isinstance(conf, dict)) or (conf and any(k in conf for k in CONF_KEYS)):
@@ -104,7 +104,7 @@ def task_started(ti: Any) -> None:
              "airflow.operator": type(task).__name__ if task is not None else None}
     span = start_task_span(
         SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number=int(ti.try_number or 0),
-        map_index=ti.map_index if mapped else None, attributes=attrs, links=links, upstream=ref.ident.upstream,
+        map_index=ti.map_index if mapped else None, attributes=attrs, links=links, ident=ref.ident,
         batch=ti.task_id if mapped else None, parent=parent, start_time=getattr(ti, "start_date", None),
     )
     _attempts.start(key, span, data=bind_span_ids(span))

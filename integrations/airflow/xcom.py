@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from opentelemetry.trace import Link, Span
+from pipetrace import attributes as A
 from pipetrace.adapter import guarded, link
 from pipetrace.adapter.handoffs import Reads, Target, traceparent
 from pipetrace.adapter.patching import observe
@@ -83,17 +84,16 @@ def install() -> None:
 
 def _link(ti: Any, ident: RunIdentity, read: Read, mi: int, pushed: bool) -> Link | None:
     """The ``xcom`` link to the attempt that pushed: its carrier if it may have left one, else try 1."""
-    attrs: dict[str, Any] = {"airflow.xcom.key": read.key, "airflow.xcom.task_id": read.task_id}
+    attrs: dict[str, Any] = {A.LINK_KIND: "xcom", "airflow.xcom.key": read.key, "airflow.xcom.task_id": read.task_id}
     if mi >= 0:
         attrs["airflow.xcom.map_index"] = mi
-    carrier = None
-    if pushed:
-        from airflow.sdk.bases.xcom import BaseXCom
+    first = Link(ident.span_context(ident.task_span_id(read.task_id, mi, 1)), attrs)  # derived: always valid
+    if not pushed:
+        return first
+    from airflow.sdk.bases.xcom import BaseXCom
 
-        carrier = BaseXCom.get_one(key=CARRIER_KEY, dag_id=ti.dag_id, task_id=read.task_id, run_id=ti.run_id,
-                                   map_index=mi)
-    first = ident.span_context(ident.task_span_id(read.task_id, mi, 1))
-    return link(carrier, "xcom", attrs) or link(first, "xcom", attrs)
+    carrier = BaseXCom.get_one(key=CARRIER_KEY, dag_id=ti.dag_id, task_id=read.task_id, run_id=ti.run_id, map_index=mi)
+    return link(carrier, "xcom", attrs) or first
 
 
 def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:

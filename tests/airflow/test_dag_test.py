@@ -128,6 +128,37 @@ def test_never_ran_tasks(store: Any) -> None:
     assert named["run pt_failures"].status == "ERROR"
 
 
+def test_run_end_reads_rows_not_orm_instances(store: Any) -> None:
+    """The run-end pass reads the columns it uses, as ``get_task_instances`` selects them, without building
+    an ORM TaskInstance per row (most of its cost at every DAG run's end); a partial DAG's subset is kept."""
+    from types import SimpleNamespace
+
+    from airflow.models.taskinstance import TaskInstance
+    from pipetrace.integrations.airflow import runs
+    from sqlalchemy import event
+
+    dr = _dagrun.run("pt_failures")
+    loaded: list[Any] = []
+
+    def on_load(target: Any, _context: Any) -> None:
+        loaded.append(target)
+
+    event.listen(TaskInstance, "load", on_load)
+    try:
+        rows = runs.task_instances(dr)
+    finally:
+        event.remove(TaskInstance, "load", on_load)
+    assert not loaded
+
+    def fields(tis: Any) -> list[tuple[Any, ...]]:
+        return [(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number, runs.state_name(ti.state),
+                 ti.start_date, ti.end_date) for ti in tis]
+
+    assert fields(rows) == fields(dr.get_task_instances()) and len(rows) == 5
+    dr.dag = SimpleNamespace(partial=True, task_ids=["broken", "choose"])
+    assert [r.task_id for r in runs.task_instances(dr)] == ["broken", "choose"]
+
+
 def test_upstream_traceparent_from_conf(store: Any) -> None:
     trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     dr = _dagrun.run("pt_etl", {"traceparent": f"00-{trace_id}-{span_id}-01"})
