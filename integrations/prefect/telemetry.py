@@ -125,18 +125,18 @@ class PipetraceRunTelemetry(RunTelemetry):
     def update_state(self, new_state: Any) -> None:
         attempts = self._pt_open if isinstance(self._pt_open, TaskAttempts) else None
         try:
-            kind, ts = str(getattr(new_state.type, "value", new_state.type)), to_ns(new_state.timestamp)
+            kind = str(getattr(new_state.type, "value", new_state.type))  # (its time: read only when used)
             if attempts is not None and kind == "RUNNING":
-                first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), ts)
+                first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), to_ns(new_state.timestamp))
                 self.span = attempts.span  # a retry: the next try's
                 if first:  # the inputs whose producers had not started: finished by now
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
-                self._pt_finish(A.RESULT_RETRY, ts, new_state)
+                self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
                 # upstream failed: the task never runs, and Prefect never ends its span
-                self._pt_finish(A.RESULT_SKIP, ts, new_state)
+                self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
             elif new_state.is_final():
                 self._pt_final = new_state
