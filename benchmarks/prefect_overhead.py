@@ -15,6 +15,17 @@ included), read after the run's spans were flushed. Prints wall and CPU as media
 per-round ratios to ``off``, the added ms per task run; ``--markdown`` ends with the closing-note rows.
 Goals (issue 24): pipetrace ≤ 1.05× off, and cheaper than native telemetry.
 
+The whole-tree CPU is mostly Prefect's and its server's, so it cannot resolve a telemetry difference of a
+few hundred µs a task run. Each process therefore also measures the telemetry's own CPU, the same way on
+every side: the thread CPU (``time.thread_time``) inside the seam both go through — every call Prefect's
+engines make on their ``RunTelemetry`` object (``__init__``, ``start_span``, ``update_state``, ``end_span_*``,
+``record_exception``, ``update_run_name``; an overriding method's ``super()`` call is not counted twice) plus,
+for pipetrace, its engine hooks (``__post_init__``, ``TaskRunner.map``/``submit``) without the wrapped
+call's CPU — with the cyclic-GC runs set off inside it shown apart; and the CPU of the telemetry threads
+(OTel's batch span processor; pipetrace's ``pipetrace-*`` export threads, read per thread with
+``pthread_getcpuclockid``) plus the flush call's own thread CPU, after the run's spans were flushed.
+Printed per task run for each side, and pipetrace / native paired per round.
+
     .venvs/prefect/bin/python benchmarks/prefect_overhead.py [--rounds 7] [--tasks 50] [--markdown]
 """
 
