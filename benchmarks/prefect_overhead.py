@@ -15,6 +15,17 @@ included), read after the run's spans were flushed. Prints wall and CPU as media
 per-round ratios to ``off``, the added ms per task run; ``--markdown`` ends with the closing-note rows.
 Goals (issue 24): pipetrace ≤ 1.05× off, and cheaper than native telemetry.
 
+The whole-tree CPU is mostly Prefect's and its server's, so it cannot resolve a telemetry difference of a
+few hundred µs a task run. Each process therefore also measures the telemetry's own CPU, the same way on
+every side: the thread CPU (``time.thread_time``) inside the seam both go through — every call Prefect's
+engines make on their ``RunTelemetry`` object (``__init__``, ``start_span``, ``update_state``, ``end_span_*``,
+``record_exception``, ``update_run_name``; an overriding method's ``super()`` call is not counted twice) plus,
+for pipetrace, its engine hooks (``__post_init__``, ``TaskRunner.map``/``submit``) without the wrapped
+call's CPU — with the cyclic-GC runs set off inside it shown apart; and the CPU of the telemetry threads
+(OTel's batch span processor; pipetrace's ``pipetrace-*`` export threads, read per thread with
+``pthread_getcpuclockid``) plus the flush call's own thread CPU, after the run's spans were flushed.
+Printed per task run for each side, and pipetrace / native paired per round.
+
     .venvs/prefect/bin/python benchmarks/prefect_overhead.py [--rounds 7] [--tasks 50] [--markdown]
 """
 
@@ -29,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
@@ -45,14 +57,98 @@ MODES = ("off", "pipetrace", "native")
 BEFORE = "1.058 (fixed order; native telemetry off only for the baseline)"
 
 CHILD = r'''
-import json, os, sys, time
+import json, os, sys, threading, time
+from time import thread_time
 mode, n, exporters = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 flush = lambda: None
+
+# ---- the seam: thread CPU inside Prefect's RunTelemetry calls (and pipetrace's hooks around the engine) ----
+seam: list[float] = []  # thread CPU of each outermost seam call (list.append: safe across task threads)
+depth = threading.local()
+
+
+def timed(fn):
+    """Count ``fn``'s thread CPU unless called inside another timed call (``super()`` calls)."""
+    def call(*args, **kwargs):
+        if getattr(depth, "d", 0):
+            return fn(*args, **kwargs)
+        depth.d, start = 1, thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seam.append(thread_time() - start)
+            depth.d = 0
+    return call
+
+
+def timed_hook(hook):
+    """A pipetrace wrapt hook ``(wrapped, instance, args, kwargs)``: its CPU without the wrapped call's."""
+    def call(wrapped, instance, args, kwargs):
+        inner = [0.0]
+
+        def run_wrapped(*a, **k):
+            saved, depth.d, start = getattr(depth, "d", 0), 0, thread_time()
+            try:
+                return wrapped(*a, **k)
+            finally:
+                inner[0] += thread_time() - start
+                depth.d = saved
+        saved, depth.d, start = getattr(depth, "d", 0), 1, thread_time()
+        try:
+            return hook(run_wrapped, instance, args, kwargs)
+        finally:
+            seam.append(thread_time() - start - inner[0])
+            depth.d = saved
+    return call
+
+
+gc_in_seam: list[float] = []  # the cyclic GC runs that an allocation inside the seam set off
+
+
+def on_gc(phase, info):
+    if getattr(depth, "d", 0):
+        if phase == "start":
+            depth.gc = thread_time()
+        elif getattr(depth, "gc", None) is not None:
+            gc_in_seam.append(thread_time() - depth.gc)
+            depth.gc = None
+
+
+import gc
+gc.callbacks.append(on_gc)
+SEAM = ("__init__", "start_span", "update_state", "end_span_on_success", "end_span_on_failure",
+        "record_exception", "update_run_name")
+
+
+def time_seam(cls):
+    for name in SEAM:
+        if name in vars(cls):
+            setattr(cls, name, timed(vars(cls)[name]))
+
+
+def telemetry_threads():
+    """CPU seconds of each live telemetry thread (OTel's batch processor, pipetrace's export threads)."""
+    out = {}
+    for t in threading.enumerate():
+        if t.name.startswith(("Otel", "pipetrace-")) and t.ident is not None:
+            try:
+                out[t.ident] = time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+            except OSError:  # ended meanwhile
+                pass
+    return out
+
+
+from prefect.telemetry.run_telemetry import RunTelemetry
+time_seam(RunTelemetry)
 if mode == "pipetrace":
     import pipetrace
-    from pipetrace.integrations.prefect import instrument
+    from pipetrace.integrations.prefect import hooks, instrument
+    for name in ("_post_init", "_map", "_submit"):  # read by hooks.install() when instrument() runs
+        setattr(hooks, name, timed_hook(getattr(hooks, name)))
     pipetrace.configure(exporters=exporters, otlp_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
     instrument()
+    from pipetrace.integrations.prefect.telemetry import PipetraceRunTelemetry
+    time_seam(PipetraceRunTelemetry)
     flush = lambda: pipetrace.force_flush(30)
 elif mode == "native":
     from opentelemetry import trace
@@ -90,11 +186,19 @@ for _ in range(2):  # warm-up: the ephemeral server, imports, first-run caches
 flush()
 print("ready", flush=True)
 for line in sys.stdin:
+    seam.clear()
+    gc_in_seam.clear()
+    threads = telemetry_threads()
     start = time.perf_counter()
     bench()
     wall = time.perf_counter() - start
+    flush_start = thread_time()
     flush()  # the run's export work belongs to it
-    print(json.dumps({"wall": wall}), flush=True)
+    flushed = thread_time() - flush_start
+    after = telemetry_threads()
+    background = sum(cpu - threads.get(ident, 0.0) for ident, cpu in after.items())
+    print(json.dumps({"wall": wall, "seam": sum(seam), "calls": len(seam), "gc": sum(gc_in_seam),
+                      "background": background, "flush": flushed}), flush=True)
 '''
 
 
@@ -118,13 +222,15 @@ class Side:
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{self.mode}: the benchmark process did not start")
 
-    def run(self) -> tuple[float, float]:
+    def run(self) -> tuple[float, float, dict[str, float]]:
+        """(wall, CPU of the whole tree, the child's telemetry measures: ``seam``, ``calls``, ``background``,
+        ``flush``)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         before = sum(tree_cpu(self.proc.pid))
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        wall = float(json.loads(self.proc.stdout.readline())["wall"])
-        return wall, sum(tree_cpu(self.proc.pid)) - before
+        got = json.loads(self.proc.stdout.readline())
+        return float(got["wall"]), sum(tree_cpu(self.proc.pid)) - before, got
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -133,6 +239,40 @@ class Side:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def telemetry_cpu(runs: dict[str, list[Any]], tasks: int, rounds: int, exporters: str, loads: list[str]
+                  ) -> list[str]:
+    """Print the telemetry's own CPU per task run, pipetrace vs native (paired per round): thread CPU inside
+    the seam both sides go through (the engine's RunTelemetry calls, and pipetrace's engine hooks), and
+    the telemetry threads' CPU (OTel's batch processor; pipetrace's export threads) plus the flush call's,
+    read after the flush. Returns the closing-note rows."""
+    def per_task(mode: str, key: str) -> list[float]:
+        return [r[2][key] / tasks * 1e6 for r in runs[mode]]
+
+    print("  telemetry CPU per task run (µs), seam calls per run: "
+          + ", ".join(f"{m} {statistics.median(r[2]['calls'] for r in runs[m]):.0f}" for m in MODES))
+    measures: dict[str, dict[str, list[float]]] = {}
+    for mode in MODES:
+        seam, bg, fl = per_task(mode, "seam"), per_task(mode, "background"), per_task(mode, "flush")
+        gc = per_task(mode, "gc")
+        measures[mode] = {"seam": seam, "export": [b + f for b, f in zip(bg, fl, strict=True)],
+                          "nogc": [s - g for s, g in zip(seam, gc, strict=True)]}
+        measures[mode]["total"] = [s + e for s, e in zip(seam, measures[mode]["export"], strict=True)]
+        print(f"    {mode:9s} seam {fmt_spread(seam, '.1f')} (of which cyclic GC {fmt_spread(gc, '.1f')})  "
+              f"export threads {fmt_spread(bg, '.1f')}  flush call {fmt_spread(fl, '.1f')}  "
+              f"total {fmt_spread(measures[mode]['total'], '.1f')}")
+    rows = []
+    for key, label in (("seam", "in the seam"), ("nogc", "in the seam, cyclic GC runs left out"),
+                       ("export", "export threads + flush"), ("total", "total")):
+        ratios = paired_ratios(measures["pipetrace"][key], measures["native"][key])
+        print(f"    pipetrace / native, {label}: per round {fmt_spread(ratios, '.3f')}")
+        rows.append(summary_row(
+            f"Prefect telemetry CPU per task run, {label}, µs (`prefect_overhead.py --rounds {rounds}`, "
+            f"exporters {exporters})", "not measured", f"**{statistics.median(measures['pipetrace'][key]):.1f}**",
+            f"native OTel telemetry: {statistics.median(measures['native'][key]):.1f}; pipetrace / native "
+            f"{statistics.median(ratios):.3f}", f"{min(ratios):.3f}–{max(ratios):.3f} (ratio)", loads))
+    return rows
 
 
 def main() -> None:
@@ -149,7 +289,7 @@ def main() -> None:
             side.wait_ready()
         time.sleep(1.0)
 
-        def one(mode: str, _round: int) -> tuple[float, float]:
+        def one(mode: str, _round: int) -> tuple[float, float, dict[str, float]]:
             before = receiver.spans
             out = sides[mode].run()
             receiver.wait_for(before + 1, 5.0 if mode != "off" else 0.0)
@@ -186,6 +326,7 @@ def main() -> None:
             f"**{statistics.median(ours):.3f}**", f"native OTel telemetry (plain SDK + BSP + OTLP): "
             f"{statistics.median(native):.3f}; pipetrace / native {statistics.median(vs_native):.3f}",
             f"{min(ours):.3f}–{max(ours):.3f}", loads))
+    rows.extend(telemetry_cpu(runs, args.tasks, args.rounds, args.exporters, loads))
     if args.markdown:
         print(TABLE_HEADER)
         print("\n".join(rows))

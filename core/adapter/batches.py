@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -185,9 +185,13 @@ def next_member() -> Member | None:
     return Member(cursor.batch, index)
 
 
+_UNCHANGED: AbstractContextManager[None] = nullcontext()
+"""What :func:`submitting` returns for no member (a plain submit): no generator set up and torn down."""
+
+
 def submitting(member: Member | None) -> AbstractContextManager[None]:
     """Submit one member: the context the runner copies for it carries its membership."""
-    return _set_while(_member, member)
+    return _set_while(_member, member) if member is not None else _UNCHANGED
 
 
 def take_member() -> Member | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Span, Status, StatusCode
@@ -61,16 +61,18 @@ def record_error_summary(span: Span, type_name: str, message: str, *, result: st
 
 
 def mark_outcome(span: Span, result: str, *, key: str = A.TASK_RESULT, message: str | None = None,
-                 error_type: str | None = None) -> None:
+                 error_type: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
     """A result the orchestrator reports as a state (no exception object here) and the status it implies:
     a failed result is ERROR described by ``message`` (or the result), with ``error.type`` ``error_type``
-    (or the result) unless an exception recorded one; success is OK; a retry after an exception is ERROR."""
-    span.set_attribute(key, result)
+    (or the result) unless an exception recorded one; success is OK; a retry after an exception is ERROR.
+    ``attributes`` are set with the result (one call: each costs the span's lock and checks)."""
     raised = A.ERROR_TYPE in (getattr(span, "attributes", None) or {})
+    attrs = {**attributes, key: result} if attributes else {key: result}
+    if result in A.FAILED_RESULTS and not raised:
+        attrs.setdefault(A.ERROR_TYPE, error_type or result)
+    span.set_attributes(attrs)
     if result in A.FAILED_RESULTS:
         span.set_status(Status(StatusCode.ERROR, status_description(message or result)))
-        if not raised:
-            span.set_attribute(A.ERROR_TYPE, error_type or result)
     elif result == A.RESULT_SUCCESS:
         span.set_status(Status(StatusCode.OK))
     elif result == A.RESULT_RETRY and raised:

@@ -95,8 +95,7 @@ def finish(span: Span, result: str, *, key: str = A.TASK_RESULT, end_ns: int | N
            message: str | None = None, error_type: str | None = None,
            attributes: Mapping[str, Any] | None = None) -> None:
     """End a live span of a run or attempt with ``attributes`` and ``result`` (see :func:`~.errors.mark_outcome`)."""
-    span.set_attributes(attributes or {})
-    mark_outcome(span, result, key=key, message=message, error_type=error_type)
+    mark_outcome(span, result, key=key, message=message, error_type=error_type, attributes=attributes)
     span.end(end_time=end_ns or time.time_ns())
 
 

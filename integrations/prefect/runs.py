@@ -59,10 +59,9 @@ def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_numbe
 
 def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
     """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working)."""
-    attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type,
-                             "prefect.run.id": run_id, "prefect.tags": [str(t) for t in (run.tags or [])]}
-    for key, value in (parameters or {}).items():
-        attrs[f"prefect.run.parameter.{key}"] = type(value).__name__
+    attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type, "prefect.run.id": run_id,
+                             "prefect.tags": [str(t) for t in (run.tags or [])],
+                             **{f"prefect.run.parameter.{k}": type(v).__name__ for k, v in (parameters or {}).items()}}
     for key, value in (getattr(run, "labels", None) or {}).items():
         if not str(key).startswith("__"):
             attrs[str(key)] = value if isinstance(value, (str, bool, int, float)) else str(value)

@@ -12,7 +12,8 @@ written as Prefect would).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,7 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_run: Any = None
     _pt_final: Any = None
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
-    _pt_later: list[links.Entry] = field(default_factory=list)  # inputs whose producers had not started
+    _pt_later: Sequence[links.Entry] = ()  # inputs whose producers had not started
 
     # ---- start: one body, driven sync or async (:mod:`pipetrace.adapter.steps`) ------------------------
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
@@ -112,7 +113,8 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
         attrs[runs.TASK_RUN_ID] = run_id  # flow, flow run and task: the cicd.pipeline.* values, not repeated
-        linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=self._pt_later)
+        self._pt_later = later = []  # type: list[links.Entry]
+        linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
         attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
                                 member, on_begin=lambda span: links.producers.remember(run_id, span))
         runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
@@ -123,18 +125,18 @@ class PipetraceRunTelemetry(RunTelemetry):
     def update_state(self, new_state: Any) -> None:
         attempts = self._pt_open if isinstance(self._pt_open, TaskAttempts) else None
         try:
-            kind, ts = str(getattr(new_state.type, "value", new_state.type)), to_ns(new_state.timestamp)
+            kind = str(getattr(new_state.type, "value", new_state.type))  # (its time: read only when used)
             if attempts is not None and kind == "RUNNING":
-                first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), ts)
+                first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), to_ns(new_state.timestamp))
                 self.span = attempts.span  # a retry: the next try's
                 if first:  # the inputs whose producers had not started: finished by now
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
-                self._pt_finish(A.RESULT_RETRY, ts, new_state)
+                self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
                 # upstream failed: the task never runs, and Prefect never ends its span
-                self._pt_finish(A.RESULT_SKIP, ts, new_state)
+                self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
             elif new_state.is_final():
                 self._pt_final = new_state
@@ -176,10 +178,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         """End the open span with its final state's result, else the engine's verdict (``failure``: its
         message), and close the run. ``abandoned``: an attempt left open when its flow run ended (or the
         registry was full) ends at its final state's time, else as an error; its flow run closes it."""
-        final = self._pt_final
         if self.span is None:
             return
-        if final is not None:
+        if (final := self._pt_final) is not None:
             self._pt_finish(runs.result_of(final), to_ns(final.timestamp) if abandoned else None, final, failure)
         elif abandoned:
             self._pt_finish(A.RESULT_ERROR, message="task run abandoned by its flow run")

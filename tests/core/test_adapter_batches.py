@@ -94,3 +94,17 @@ def test_a_fanout_without_a_batch_hands_out_no_membership() -> None:
         assert fanout.next_member() is None
         with fanout.submitting(fanout.next_member()):
             assert fanout.take_member() is None
+
+
+def test_a_plain_submit_sets_nothing_up() -> None:
+    """No member (a plain submit, the common case): nothing to set for the block, and no generator-based
+    context manager is built and torn down per submit; a member is set for the block only."""
+    from contextlib import nullcontext
+
+    assert isinstance(fanout.submitting(None), nullcontext)
+    run = Run(RunIdentity("test", "pipe", "r9"))
+    member = fanout.Member(run.batches.open("t", run.ident.run_context()), 0)
+    with fanout.submitting(member):
+        with fanout.submitting(None):
+            assert fanout.take_member() is member
+    assert fanout.take_member() is None

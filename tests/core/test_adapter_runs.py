@@ -73,6 +73,25 @@ def test_outcome_from_a_reported_state(traced) -> None:  # noqa: ANN001
     assert spans["retried without exception"].status == StatusCode.UNSET.name
 
 
+def test_outcome_and_state_attributes_set_in_one_call() -> None:
+    """The result, its error.type and the state's attributes go onto the span in one set_attributes call
+    (each call takes the span's lock and checks every value); an error.type already there stays."""
+    from unittest import mock
+
+    from pipetrace import attributes as A
+    from pipetrace.adapter.runs import finish
+
+    span = mock.Mock(attributes={})
+    finish(span, A.RESULT_FAILURE, end_ns=5, error_type="Failed", attributes={"state": "Failed"})
+    span.set_attributes.assert_called_once_with({"state": "Failed", A.TASK_RESULT: A.RESULT_FAILURE,
+                                                 A.ERROR_TYPE: "Failed"})
+    span.set_attribute.assert_not_called()
+    raised = mock.Mock(attributes={A.ERROR_TYPE: "ValueError"})
+    finish(raised, A.RESULT_FAILURE, end_ns=5, attributes={A.ERROR_TYPE: "kept"})
+    raised.set_attributes.assert_called_once_with({A.ERROR_TYPE: "kept", A.TASK_RESULT: A.RESULT_FAILURE})
+    raised.end.assert_called_once_with(end_time=5)
+
+
 def test_run_end_abandons_open_attempts_before_recording_batches(traced) -> None:  # noqa: ANN001
     runs = Runs()
     run = runs.add(Run(RunIdentity("test", "pipe", "r6")))

@@ -21,3 +21,42 @@ def test_engine_telemetry_reuses_prefects_tracer() -> None:
     assert engine._telemetry._tracer is native._tracer
     assert engine._telemetry._enabled == native._enabled
     assert engine._telemetry.engine() is engine
+
+
+def test_engine_telemetry_becomes_pipetraces_in_place() -> None:
+    """The object Prefect built is the one that traces (a second object per task run costs ~10 µs); a
+    RunTelemetry subclass that is not Prefect's own is left alone."""
+    from pipetrace.integrations.prefect import hooks
+    from pipetrace.integrations.prefect.telemetry import PipetraceRunTelemetry
+    from prefect.telemetry.run_telemetry import RunTelemetry
+
+    class Engine:
+        _telemetry: Any = RunTelemetry()
+
+    engine = Engine()
+    native = engine._telemetry
+    hooks._post_init(lambda: None, engine, (), {})
+    assert engine._telemetry is native and type(native) is PipetraceRunTelemetry
+    assert native._pt_open is None and list(native._pt_later) == []
+
+    class Custom(RunTelemetry):
+        pass
+
+    other = Engine()
+    other._telemetry = custom = Custom()
+    hooks._post_init(lambda: None, other, (), {})
+    assert type(other._telemetry) is Custom and other._telemetry is custom
+
+
+def test_run_telemetry_tracer_looked_up_once(instrumented: object) -> None:
+    """Prefect's RunTelemetry asks for its tracer at every run; instrumented, it gets the same tracer
+    without a new lookup, and uninstrument gives Prefect its own get_tracer back."""
+    from opentelemetry import trace
+    from pipetrace.integrations.prefect import uninstrument
+    from prefect.telemetry import run_telemetry
+
+    first, second = run_telemetry.RunTelemetry(), run_telemetry.RunTelemetry()
+    assert first._tracer is second._tracer
+    assert first._tracer._instrumentation_scope.name == "prefect"
+    uninstrument()
+    assert run_telemetry.get_tracer is trace.get_tracer
