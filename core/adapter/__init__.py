@@ -25,7 +25,15 @@ from .attributes import attempt_attributes, clean, run_attributes
 from .errors import end_with_error, error_type, guarded, record_error, record_error_summary
 from .instrumentor import Instrumentor, Signals, Switch
 from .patching import Patches, is_wrapped, unwrap, wrap
-from .runtime import add_transform_once, cached_get_tracer, force_flush, get_tracer, stored_span_ids, use_provider
+from .runtime import (
+    add_transform_once,
+    cached_get_tracer,
+    drop_scopes,
+    force_flush,
+    get_tracer,
+    stored_span_ids,
+    use_provider,
+)
 from .spans import (
     DeferredSpan,
     deferred_span,
@@ -46,7 +54,7 @@ from .upstream import upstream_carrier, upstream_from
 __all__ = [
     "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Signals",
     "Switch", "activate", "cached_get_tracer",
-    "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span",
+    "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span", "drop_scopes",
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
     "guarded", "guarded_span", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",
     "record_span", "register_results", "run_attributes", "run_span", "span_with_ids", "start_span",

@@ -25,6 +25,25 @@ def add_transform_once(transform: Any) -> bool:
     return True
 
 
+def drop_scopes(refused: Any) -> None:
+    """Spans of instrumentation scopes ``refused(name)`` is true for are not wanted: pipetrace's own
+    provider gives their tracers no-op ones, and a transform drops any made anyway (a provider not ours,
+    a tracer resolved before this call). Idempotent."""
+    runtime.refuse_scopes(refused)
+    add_transform_once(_scope_filters.setdefault(refused, _scope_filter(refused)))
+
+
+_scope_filters: dict[Any, Any] = {}
+
+
+def _scope_filter(refused: Any) -> Any:
+    def drop_refused_scope(span: Any) -> Any:
+        name = getattr(getattr(span, "instrumentation_scope", None), "name", "") or ""
+        return None if refused(name) else span
+
+    return drop_refused_scope
+
+
 def use_provider(provider: Any) -> None:
     """Make ``provider`` the global one and pipetrace's (its processing chain is added to it)."""
     if trace.get_tracer_provider() is not provider:
@@ -68,4 +87,5 @@ def stored_span_ids(trace_id: int, span_ids: Iterable[int]) -> set[str]:
         return set()
 
 
-__all__ = ["add_transform_once", "cached_get_tracer", "force_flush", "get_tracer", "stored_span_ids", "use_provider"]
+__all__ = ["add_transform_once", "cached_get_tracer", "drop_scopes", "force_flush", "get_tracer", "stored_span_ids",
+           "use_provider"]

@@ -156,6 +156,37 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+_refused_scopes: list[Callable[[str], bool]] = []
+
+
+def refuse_scopes(refused: Callable[[str], bool]) -> None:
+    """Tracers of instrumentation scopes ``refused(name)`` is true for get a no-op tracer from pipetrace's
+    own provider (an orchestrator's own tracer calls that nobody asked for, once our provider is global:
+    not made at all is cheaper than made, queued and dropped by a transform). Idempotent."""
+    with _lock:
+        if refused not in _refused_scopes:
+            _refused_scopes.append(refused)
+
+
+def _is_refused(name: str) -> bool:
+    for refused in _refused_scopes:
+        try:
+            if refused(name):
+                return True
+        except Exception as exc:  # a broken predicate refuses nothing
+            warn_once_per(log, "refused-scope", "pipetrace: scope filter failed on %r: %r", name, exc)
+    return False
+
+
+class _Provider(TracerProvider):
+    """The SDK provider pipetrace installs when the process has none: refused scopes get a no-op tracer."""
+
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> Tracer:
+        if _refused_scopes and _is_refused(instrumenting_module_name):
+            return NoOpTracer()
+        return super().get_tracer(instrumenting_module_name, *args, **kwargs)
+
+
 def configure(**overrides: Any) -> Settings:
     """Set pipetrace up for this process from the environment plus ``overrides``.
 
@@ -185,7 +216,7 @@ def configure(**overrides: Any) -> Settings:
             sdk.apply_sampler(provider, _sampler(settings))
             _state.owns_provider = True
         else:
-            provider = TracerProvider(
+            provider = _Provider(
                 sampler=_sampler(settings), resource=_resource(settings), id_generator=DerivedIdGenerator(),
                 # no SDK cut of attribute values (it would cut before redaction): the redaction transform
                 # applies OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT after masking (attribute_value_length_limit)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any
 
 from pipetrace import get_tracer
-from pipetrace.adapter import add_transform_once
+from pipetrace.adapter import drop_scopes
 
 _OFF, _ON = {"0", "false", "no", "off"}, {"1", "true", "yes", "on"}
 _lock = threading.Lock()
@@ -67,17 +66,16 @@ def set_active(value: bool) -> None:
     _active = value
 
 
-def drop_airflow_native_spans(span: Any) -> Any:
-    """Span transform: without ``[traces] otel_on``, Airflow's own tracer calls (``dag_run.*``,
-    ``worker.*``, ``listener.*``) would land in our provider once it is global; they are not asked for."""
-    name = getattr(getattr(span, "instrumentation_scope", None), "name", "") or ""
-    return None if name.startswith("airflow.") and not native_tracing() else span
+def unasked_scope(name: str) -> bool:
+    """Without ``[traces] otel_on``, Airflow's own tracers (``dag_run.*``, ``worker.*``, ``listener.*``)
+    would make spans in our provider once it is global; they are not asked for."""
+    return name.startswith("airflow.") and not native_tracing()
 
 
 def install_filter() -> None:
-    """Add the transform once per process (idempotent). With native tracing, join Airflow's provider now,
-    so the store also gets Airflow's spans made before any of ours (the scheduler's ``dag_run.*``)."""
+    """Drop Airflow's own spans unless asked for (idempotent). With native tracing, join Airflow's provider
+    now, so the store also gets Airflow's spans made before any of ours (the scheduler's ``dag_run.*``)."""
     with _lock:
-        add_transform_once(drop_airflow_native_spans)
+        drop_scopes(unasked_scope)
     if native_tracing():
         get_tracer()

@@ -219,3 +219,22 @@ def test_component_of_each_airflow_command() -> None:
     assert component_of(["airflow", "api-server", "--port", "8080"]) == "airflow-api-server"
     assert component_of(["airflow", "dags", "test", "pt_etl"]) is None  # the task process names itself
     assert component_of(["python", "-m", "pytest"]) is None
+
+
+def test_airflows_own_tracers_make_no_spans_without_otel_on(store: Any) -> None:
+    """Without ``[traces] otel_on`` Airflow's module tracers (``airflow.models.dagrun``, the listener
+    manager, the task runner) get no-op tracers from pipetrace's provider: nothing is made, queued or
+    dropped for them (they made ~100 spans a 50-task run before), and a library's own tracer still works."""
+    from opentelemetry import trace
+    from pipetrace.processing import runtime
+
+    removed = runtime.stats().get("transform", {}).get("removed", 0)
+    dr = _dagrun.run("pt_etl")
+    assert len(spans_of(store, dr.run_id)) == 6
+    if isinstance(runtime.provider(), runtime._Provider):  # our own provider: Airflow's tracers are no-ops
+        from airflow.models import dagrun
+
+        assert not dagrun.tracer.start_span("dag_run.probe").is_recording()
+        assert not trace.get_tracer("airflow.sdk.execution_time.task_runner").start_span("probe").is_recording()
+        assert runtime.stats().get("transform", {}).get("removed", 0) == removed  # none made, so none dropped
+    assert trace.get_tracer("some.library").start_span("probe").is_recording()
