@@ -88,6 +88,13 @@ def fmt_ci(values: Sequence[float], fmt: str = ".3f") -> str:
     return f"95% CI of the median {ci[0]:{fmt}}–{ci[1]:{fmt}}" if ci else "too few rounds for a CI of the median"
 
 
+def print_per_kind(cpu: dict[str, float], count: dict[str, int], runs: int, width: int = 22) -> None:
+    """Thread CPU per kind of hook call, a run and each, largest first (the ``--hooks`` modes)."""
+    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<{width}} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.1f} µs a run  "
+              f"{spent / count[kind] * 1e6:6.1f} µs each")
+
+
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """a[i] / b[i] for each round (nan where b[i] is not positive)."""
     return [x / y if y > 0 else float("nan") for x, y in zip(a, b, strict=True)]

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TICK, SpanCounter, paired_rounds, report_on_off  # noqa: E402
+from _harness import TICK, SpanCounter, paired_rounds, print_per_kind, report_on_off  # noqa: E402
 
 TASKS = 50
 BEFORE = "1.053 and 1.062 (fixed off→on order, store only)"
@@ -186,9 +186,7 @@ def hooks(bench: Any, runs: int, receiver: SpanCounter) -> None:
     total = sum(cpu.values()) / runs
     print(f"pipetrace's hooks on the run thread: {total * 1e3:.2f} ms thread CPU a run, {total / TASKS * 1e6:.0f} µs "
           f"a task instance ({total / run_cpu:.2%} of the run thread's {run_cpu * 1e3:.0f} ms), {runs} runs")
-    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
-        print(f"  {kind:<28} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.0f} µs a run  "
-              f"{spent / count[kind] * 1e6:6.1f} µs each")
+    print_per_kind(cpu, count, runs, 28)
     print(f"pipetrace's export threads: {export * 1e3:.2f} ms thread CPU a run ({export / TASKS * 1e6:.0f} µs a task "
           f"instance; read from /proc in {1e3 / TICK:.0f} ms ticks over all {runs} runs)")
     rest = process - total - export

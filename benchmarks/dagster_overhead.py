@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, paired_rounds, report_on_off  # noqa: E402
+from _harness import SpanCounter, paired_rounds, print_per_kind, report_on_off  # noqa: E402
 
 BEFORE = "1.049 wall (median of unpaired medians; store only, flushed once at the end)"
 
@@ -121,9 +121,7 @@ def hooks(job_def, runs: int) -> None:  # type: ignore[no-untyped-def]
     total = sum(cpu.values()) / runs
     print(f"pipetrace in handle_new_event: {total * 1e3:.3f} ms thread CPU a run ({total / run_cpu:.2%} of the "
           f"run thread's {run_cpu * 1e3:.1f} ms), {runs} runs")
-    for kind, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
-        print(f"  {kind:<22} {count[kind] / runs:5.1f} a run  {spent / runs * 1e6:8.1f} µs a run  "
-              f"{spent / count[kind] * 1e6:6.1f} µs each")
+    print_per_kind(cpu, count, runs)
     DagsterInstance.handle_new_event = traced_method
     calls: dict[str, float] = {}
     for mode in ("on", "off", "on", "off"):

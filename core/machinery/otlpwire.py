@@ -211,22 +211,22 @@ def _links(span: ReadableSpan) -> bytes:
     return b"".join(out)
 
 
-def _event_name(name: str) -> bytes:
-    data = _event_names.get(name)
+def _cached_text(cache: dict[str, bytes], tag: bytes, text: str) -> bytes:
+    """``_text(tag, text)`` from ``cache`` (names are low-cardinality: each encoded once)."""
+    data = cache.get(text)
     if data is None:
-        if len(_event_names) >= _CACHE_LIMIT:
-            _event_names.clear()
-        data = _event_names[name] = _text(b"\x12", name)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        data = cache[text] = _text(tag, text)
     return data
+
+
+def _event_name(name: str) -> bytes:
+    return _cached_text(_event_names, b"\x12", name)
 
 
 def _name(name: str) -> bytes:
-    data = _names.get(name)
-    if data is None:
-        if len(_names) >= _CACHE_LIMIT:
-            _names.clear()
-        data = _names[name] = _text(b"\x2a", name)
-    return data
+    return _cached_text(_names, b"\x2a", name)
 
 
 def encode_span(span: ReadableSpan) -> bytes:
