@@ -235,9 +235,11 @@ def main() -> None:
         assert len(job_def.nodes) == OPS
         if args.hooks:
             hooks(job_def, args.hooks)
+            pipetrace.force_flush(30)  # before the receiver closes
             return
         if args.thread:
             thread(job_def, args.thread)
+            pipetrace.force_flush(30)
             return
         spans: list[int] = []
 
