@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from ..util.ratelimit import warn_once_per
+from .sdk import plain_attributes, span_attributes
 
 log = logging.getLogger("pipetrace.export")
 
@@ -194,7 +195,7 @@ def _events(span: ReadableSpan) -> bytes:
     out = []
     for ev in span.events:
         body = b"".join((b"\x09" + _F64(ev.timestamp) if ev.timestamp else b"",
-                         _event_name(ev.name) if ev.name else b"", attributes(b"\x1a", ev.attributes),
+                         _event_name(ev.name) if ev.name else b"", attributes(b"\x1a", plain_attributes(ev.attributes)),
                          _dropped(b"\x20", ev.dropped_attributes)))
         out.append(_field(b"\x5a", body))
     return b"".join(out)
@@ -205,7 +206,8 @@ def _links(span: ReadableSpan) -> bytes:
     for link in span.links:
         ctx = link.context
         body = b"".join((b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"), b"\x12\x08" + ctx.span_id.to_bytes(8, "big"),
-                         attributes(b"\x22", link.attributes), _dropped(b"\x28", link.dropped_attributes),
+                         attributes(b"\x22", plain_attributes(link.attributes)),
+                         _dropped(b"\x28", link.dropped_attributes),
                          b"\x35" + _F32(_HAS_IS_REMOTE | _IS_REMOTE if ctx.is_remote else _HAS_IS_REMOTE)))
         out.append(_field(b"\x6a", body))
     return b"".join(out)
@@ -249,7 +251,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(b"\x39" + _F64(start))
     if end:
         parts.append(b"\x41" + _F64(end))
-    parts.append(attributes(b"\x4a", span.attributes))
+    parts.append(attributes(b"\x4a", span_attributes(span)))
     dropped = span.dropped_attributes
     if dropped:
         parts.append(b"\x50" + _varint(dropped))

@@ -79,3 +79,27 @@ def span_limits(provider: Any) -> SpanLimits | None:
     """The provider's span limits (link and attribute counts); None when it is not the SDK's."""
     limits = getattr(provider, "_span_limits", None)
     return limits if isinstance(limits, SpanLimits) else None
+
+
+def plain_attributes(attributes: Any) -> Any:
+    """An attribute mapping of a finished span, event or link as the plain dict under it, not copied:
+    the SDK's ``BoundedAttributes`` (and the read-only proxy a span hands out) are walked key by key in
+    Python (~3.7 µs for 12 attributes, against ~0.4 µs for the dict), and the export thread reads each
+    span's attributes several times (redaction, store row, OTLP encoding). Callers only read it: a
+    finished span's attributes no longer change. Anything else comes back as it is (``{}`` for None)."""
+    if type(attributes) is dict:
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return attributes if attributes is not None else {}
+
+
+def span_attributes(span: Any) -> Any:
+    """``span.attributes`` of a finished SDK span (a ``ReadableSpan``) as :func:`plain_attributes` does."""
+    raw = getattr(span, "_attributes", None)
+    if raw is not None:
+        return plain_attributes(raw)
+    attributes = span.attributes
+    return attributes if attributes is not None else {}
+

@@ -209,3 +209,27 @@ def test_distinct_long_and_non_ascii_values_encode_as_the_sdk_does(monkeypatch: 
              for i in range(3 * otlpwire.DISTINCT_AFTER)]
     assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
     assert otlpwire._distinct["id"] > otlpwire.DISTINCT_AFTER  # the direct path was taken
+
+
+def test_real_sdk_spans_encode_from_the_dicts_under_their_attributes() -> None:
+    """Spans the SDK made hold ``BoundedAttributes`` (behind a read-only proxy): the encoder reads the plain
+    dicts under them (a Python walk of the mapping per span is the slow part) and writes the SDK's bytes,
+    events and links included; a span that dropped attributes still says how many."""
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from pipetrace.machinery.sdk import plain_attributes, span_attributes
+
+    tracer = TracerProvider(resource=RES_A, span_limits=SpanLimits(max_span_attributes=4)).get_tracer("lib")
+    spans = []
+    for i in range(3):
+        span = tracer.start_span(f"task {i}", attributes={"a": i, "b": "x", "c": (1, 2)},
+                                 links=[Link(_ctx(9, 9), {"link.kind": "xcom"})])
+        span.add_event("state", {"state": "RUNNING"})
+        if i == 2:
+            span.set_attributes({"d": 1, "e": 2})  # one past the limit of 4: dropped, and counted
+        span.end()
+        spans.append(span)
+    assert type(span_attributes(spans[0])) is dict and span_attributes(spans[0]) == dict(spans[0].attributes)
+    assert type(plain_attributes(spans[0].events[0].attributes)) is dict
+    assert plain_attributes(None) == {} and plain_attributes({"k": 1}) == {"k": 1}
+    assert spans[2].dropped_attributes == 1
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
