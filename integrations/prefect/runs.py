@@ -19,10 +19,6 @@ from prefect.context import FlowRunContext
 SYSTEM = "prefect"
 LABEL = "__OTEL_TRACEPARENT"
 
-FLOW_RUN_ID = "prefect.flow_run.id"
-FLOW_RUN_NAME = "prefect.flow_run.name"
-FLOW = "prefect.flow"
-TASK_RUN_ID = "prefect.task_run.id"
 CACHED = "prefect.task_run.cached"
 
 flows = Runs()
@@ -86,10 +82,7 @@ def result_of(state: Any) -> str:
     return _RESULTS.get(f"{kind}/{name}") or _RESULTS.get(kind) or _RESULTS.get(name, A.RESULT_FAILURE)
 
 
-def state_attrs(state: Any) -> dict[str, Any]:
-    """A state's attributes on the span it ends (a result read from the cache is marked)."""
-    kind, name = _kind(state), getattr(state, "name", None)
-    attrs: dict[str, Any] = {"prefect.state.name": name or kind, "prefect.state.type": kind}
-    if name == "Cached":
-        attrs[CACHED] = True
-    return attrs
+def state_attrs(state: Any) -> dict[str, Any] | None:
+    """A state's attributes on the span it ends: only a result read from the cache is marked (its name
+    and type are the attributes of the state's event on that span, not repeated)."""
+    return {CACHED: True} if getattr(state, "name", None) == "Cached" else None

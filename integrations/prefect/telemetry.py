@@ -98,7 +98,6 @@ class PipetraceRunTelemetry(RunTelemetry):
     def _pt_start_flow(self, flow: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> Run:
         pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
         info = Run(runs.flow_identity(flow, run, current_span_context() or runs.label_context(run.labels)))
-        attrs.update({runs.FLOW_RUN_ID: run_id, runs.FLOW: flow, runs.FLOW_RUN_NAME: run.name})
         span = info.start_span(attrs, links.input_links(links.entries(inputs), self._pt_client, info.ident.trace_id))
         links.producers.remember(run_id, span)
         if traceparent := handoffs.traceparent(span):
@@ -112,7 +111,6 @@ class PipetraceRunTelemetry(RunTelemetry):
             info = Run(RunIdentity(runs.SYSTEM, task, run_id, current_span_context()))
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
-        attrs[runs.TASK_RUN_ID] = run_id  # flow, flow run and task: the cicd.pipeline.* values, not repeated
         self._pt_later = later = []  # type: list[links.Entry]
         linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
         attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
@@ -133,11 +131,15 @@ class PipetraceRunTelemetry(RunTelemetry):
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
+                super().update_state(new_state)  # its event on the attempt it ends
                 self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
+                return
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
                 # upstream failed: the task never runs, and Prefect never ends its span
+                super().update_state(new_state)
                 self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
+                return
             elif new_state.is_final():
                 self._pt_final = new_state
         except Exception as exc:
@@ -170,8 +172,6 @@ class PipetraceRunTelemetry(RunTelemetry):
             self.span.set_attribute("prefect.run.name", name)
             if isinstance(self._pt_open, TaskAttempts):  # the next attempts too
                 self._pt_open.attributes["prefect.run.name"] = name
-            else:
-                self.span.set_attribute(runs.FLOW_RUN_NAME, name)
 
     @guarded(log, "prefect-span-end", "prefect span end failed (run continues)")
     def _pt_end(self, failure: str | None, *, abandoned: bool = False) -> None:

@@ -28,8 +28,11 @@ def _one_trace(traced, flow_name: str, run_id: str):  # noqa: ANN001, ANN202
     assert root.span_id == f"{ident.run_span_id:016x}"
     assert root.kind == "SERVER"
     assert root.attributes[A.PIPELINE_RUN_ID] == run_id
-    assert root.attributes["prefect.flow_run.id"] == run_id
-    assert root.attributes["prefect.flow"] == flow_name
+    assert root.attributes["prefect.run.id"] == run_id  # Prefect's native name for it
+    assert root.attributes[A.PIPELINE_NAME] == flow_name
+    # no duplicate of a cicd.pipeline.* / prefect.run.* value under another name
+    assert not {"prefect.flow_run.id", "prefect.flow", "prefect.flow_run.name"} & set(root.attributes)
+    assert root.attributes["prefect.run.name"]
     assert root.attributes[A.SYSTEM] == "prefect"
     # no native span with a generated run name survives: only our names
     assert all(s.name.split(" ")[0] in ("run", "task", "batch") for s in spans)
@@ -55,9 +58,11 @@ def test_fan_in(instrumented, native) -> None:  # noqa: ANN001
     for s in spans:
         if s.name.startswith("task "):
             assert s.parent_span_id == by["run pt_fan_in"].span_id
-            assert s.attributes["prefect.task_run.id"] == s.attributes[A.TASK_RUN_ID]
+            assert s.attributes["prefect.run.id"] == s.attributes[A.TASK_RUN_ID]
+            assert "prefect.task_run.id" not in s.attributes  # (a third copy of the id, gone)
             assert s.attributes[A.PIPELINE_RUN_ID] == run_id
-            assert s.attributes["prefect.state.type"] == "COMPLETED"
+            assert "prefect.state.type" not in s.attributes  # the last state event's, not repeated
+            assert s.events[-1]["attributes"]["prefect.state.type"] == "COMPLETED"
             assert A.QUEUED_MS in s.attributes
             assert s.status == "OK"
 

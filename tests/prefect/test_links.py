@@ -61,9 +61,9 @@ def recorded_edges(flow_run_id: str) -> set[Edge]:
 def _run_id_of(span: Any) -> str | None:
     attrs = span.attributes
     if span.name.startswith("task "):
-        return attrs.get("prefect.task_run.id")
+        return attrs.get("cicd.pipeline.task.run.id")
     if span.name.startswith("run "):
-        return attrs.get("prefect.flow_run.id")
+        return attrs.get("cicd.pipeline.run.id")
     return None
 
 
