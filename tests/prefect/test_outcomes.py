@@ -173,3 +173,34 @@ def test_cancelled_task_and_flow(instrumented) -> None:  # noqa: ANN001
           task stop try=1 result=cancellation
     """)
     assert all(_final_state(s)["prefect.state.type"] == "CANCELLED" for s in spans)
+
+
+_delayed_attempts: list[int] = []
+
+
+def test_retry_after_a_delay_ends_the_try_at_awaiting_retry(instrumented) -> None:  # noqa: ANN001
+    """A retry with a delay passes through AwaitingRetry (SCHEDULED): that state ends the first try, as a
+    retry, and its event is the try's last state event (the span's attributes do not repeat it)."""
+
+    @task(retries=1, retry_delay_seconds=1)
+    def flaky() -> int:
+        _delayed_attempts.append(1)
+        if len(_delayed_attempts) == 1:
+            raise RuntimeError("first attempt")
+        return 7
+
+    @flow(name="pt_delayed_retry")
+    def f() -> int:
+        return flaky()
+
+    _delayed_attempts.clear()
+    assert f() == 7
+    spans = _spans(instrumented)
+    assert tree(spans) == dedent("""
+        run pt_delayed_retry result=success
+          task flaky try=1 result=retry
+          task flaky try=2 result=success
+    """)
+    first = next(s for s in spans if s.name == "task flaky" and s.attributes["pipetrace.task.try_number"] == 1)
+    assert _final_state(first)["prefect.state.name"] == "AwaitingRetry"
+    assert _final_state(first)["prefect.state.type"] == "SCHEDULED"
