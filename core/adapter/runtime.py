@@ -39,7 +39,7 @@ _scope_filters: dict[Any, Any] = {}
 def _scope_filter(refused: Any) -> Any:
     def drop_refused_scope(span: Any) -> Any:
         name = getattr(getattr(span, "instrumentation_scope", None), "name", "") or ""
-        return None if refused(name) else span
+        return None if runtime.is_refused(name, (refused,)) else span
 
     return drop_refused_scope
 

@@ -102,4 +102,3 @@ def span_attributes(span: Any) -> Any:
         return plain_attributes(raw)
     attributes = span.attributes
     return attributes if attributes is not None else {}
-

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -168,8 +168,10 @@ def refuse_scopes(refused: Callable[[str], bool]) -> None:
             _refused_scopes.append(refused)
 
 
-def _is_refused(name: str) -> bool:
-    for refused in _refused_scopes:
+def is_refused(name: str, predicates: Sequence[Callable[[str], bool]] | None = None) -> bool:
+    """Whether a refused-scope predicate (``predicates``, else every one given to :func:`refuse_scopes`)
+    is true for ``name``; a predicate that raises refuses nothing (logged once)."""
+    for refused in _refused_scopes if predicates is None else predicates:
         try:
             if refused(name):
                 return True
@@ -182,7 +184,7 @@ class _Provider(TracerProvider):
     """The SDK provider pipetrace installs when the process has none: refused scopes get a no-op tracer."""
 
     def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> Tracer:
-        if _refused_scopes and _is_refused(instrumenting_module_name):
+        if _refused_scopes and is_refused(instrumenting_module_name):
             return NoOpTracer()
         return super().get_tracer(instrumenting_module_name, *args, **kwargs)
 

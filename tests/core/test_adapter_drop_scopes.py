@@ -39,6 +39,7 @@ def test_a_broken_scope_filter_refuses_nothing(clean_filters: None, caplog: pyte
 
     runtime.refuse_scopes(broken)
     assert runtime._Provider().get_tracer("test.refused.x").start_span("s").is_recording()
+    assert not runtime.is_refused("test.refused.x", (broken,))  # the transform's check: keeps the span too
     assert "scope filter failed" in caplog.text
 
 
