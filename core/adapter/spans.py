@@ -46,11 +46,13 @@ thread (the lazy strategy; bound directly: it is on the per-task path)."""
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
                   attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
-                  start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None) -> Span:
+                  start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None,
+                  record_exception: bool = True, set_status_on_exception: bool = True) -> Span:
     """An SDK span of ``tracer`` (pipetrace's: ``get_tracer()``) with the derived ``trace_id``/``span_id``
-    it must have."""
+    it must have (the two flags as in the SDK's ``start_span``)."""
     return _start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
-                       start_time=start_time, trace_id=trace_id, span_id=span_id)
+                       start_time=start_time, trace_id=trace_id, span_id=span_id, record_exception=record_exception,
+                       set_status_on_exception=set_status_on_exception)
 
 
 def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,

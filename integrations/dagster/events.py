@@ -72,7 +72,7 @@ class EventTranslator:
 
     def handle(self, instance: Any, entry: Any, de: Any, kind: str) -> None:
         """One event of a ``HANDLED`` kind (``de``: its ``dagster_event``)."""
-        info = load(self.runs, instance, entry.run_id, entry.job_name or de.job_name)
+        info = self.runs.get(entry.run_id) or load(self.runs, instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
             if not info.saw_run_start:  # in-process steps stay the run worker's

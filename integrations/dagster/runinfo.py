@@ -84,14 +84,20 @@ class RunInfo:
     attempts: dict[str, int] = field(default_factory=dict)
     # step key → number of STEP_UP_FOR_RETRY in the event log (loaded once, only when needed)
     stored_retries: dict[str, int] | None = None
+    span_ids: dict[str, int] = field(default_factory=dict)  # step key → span id of its attempt in ``attempts``
 
     @cached_property  # asked for at every step event; job and upstream are known once loaded
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
     @cached_property
-    def _tail(self) -> dict[str, Any]:
+    def tail(self) -> dict[str, Any]:
         return {PARTITION_KEY: self.partition} if self.partition else {}
+
+    @cached_property
+    def task_base(self) -> dict[str, Any]:
+        """What every attempt span of the run starts with (``cicd.pipeline.*``)."""
+        return {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: self.job, A.PIPELINE_RUN_ID: self.run_id}
 
     def step(self, step_key: str) -> Step:
         found = self.plan.steps.get(step_key)
@@ -112,13 +118,13 @@ class RunInfo:
     def step_attributes(self, step: Step) -> dict[str, Any]:
         """A step span's Dagster attributes: the step's, then the run's partition (job and run id are in
         ``cicd.pipeline.*`` already: not repeated)."""
-        return {**step.attributes, **self._tail} if self._tail else step.attributes
+        return {**step.attributes, **self.tail} if self.tail else step.attributes
 
     def asset_of_output(self, step_key: str, output: str | None) -> str | None:
         return self.plan.asset_outputs.get(self.step(step_key).base, {}).get(output or "")
 
     def run_attributes(self) -> dict[str, Any]:
-        return {JOB: self.job, RUN_ID: self.run_id, **self._tail}
+        return {JOB: self.job, RUN_ID: self.run_id, **self.tail}
 
 
 _PLANS: dict[str, Plan] = {}
