@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from pipetrace import attributes as A
 from pipetrace.adapter import (
     Attempts,
+    add_link,
     attempt_attributes,
     end_task_span,
     force_flush,
@@ -99,8 +100,8 @@ class StepTracker:
         if asset:
             attrs[N.ASSET_KEY] = asset
         known = info.span_ids.get(upstream_key) if info.attempts.get(upstream_key) == upstream_try else None
-        span.add_link(info.ident.span_context(known or info.ident.task_span_id(upstream_key, None, upstream_try)),
-                      attrs)
+        add_link(span, info.ident.span_context(known or info.ident.task_span_id(upstream_key, None, upstream_try)),
+                 attrs)
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
         span = self._open.current((info.run_id, step_key))
