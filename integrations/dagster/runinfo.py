@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import SpanContext
 from pipetrace import attributes as A
-from pipetrace.adapter import OpenAttempts, upstream_from, warn_once_per
+from pipetrace.adapter import OpenAttempts, run_attributes, upstream_from, warn_once_per
 from pipetrace.identity import RunIdentity
 
 log = logging.getLogger("pipetrace.dagster")
@@ -90,14 +90,13 @@ class RunInfo:
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
-    @cached_property
+    @cached_property  # what a step span adds after the step's attributes (job and run id: in cicd.pipeline.*)
     def tail(self) -> dict[str, Any]:
         return {PARTITION_KEY: self.partition} if self.partition else {}
 
-    @cached_property
+    @cached_property  # what every attempt span of the run starts with
     def task_base(self) -> dict[str, Any]:
-        """What every attempt span of the run starts with (``cicd.pipeline.*``)."""
-        return {A.SYSTEM: SYSTEM, A.PIPELINE_NAME: self.job, A.PIPELINE_RUN_ID: self.run_id}
+        return run_attributes(SYSTEM, self.job, self.run_id)
 
     def step(self, step_key: str) -> Step:
         found = self.plan.steps.get(step_key)
@@ -114,11 +113,6 @@ class RunInfo:
             if mapping is None:  # kept: an unmapped key repeats in every run of the plan
                 self.plan.steps[step_key] = found
         return found
-
-    def step_attributes(self, step: Step) -> dict[str, Any]:
-        """A step span's Dagster attributes: the step's, then the run's partition (job and run id are in
-        ``cicd.pipeline.*`` already: not repeated)."""
-        return {**step.attributes, **self.tail} if self.tail else step.attributes
 
     def asset_of_output(self, step_key: str, output: str | None) -> str | None:
         return self.plan.asset_outputs.get(self.step(step_key).base, {}).get(output or "")

@@ -1,13 +1,11 @@
 """Dagster runs and steps as pipetrace spans: the one place that speaks pipetrace's model.
 
-Takes plain values from :mod:`.events` and keeps the live step spans of this process: each is started
-(and made current) when its step starts and ended when it succeeds, fails or goes up for retry, in the
-process and thread that run the step, so user spans inside the op nest under it.
+Takes plain values from :mod:`.events` and keeps the live step spans of this process, each current from its
+step's start to its end in the thread that runs the step, so user spans inside the op nest under it.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -30,8 +28,6 @@ from pipetrace.adapter.batches import Finished, record_finished
 
 from . import runinfo as N
 from .runinfo import RunInfo, op_name, split_step_key
-
-log = logging.getLogger("pipetrace.dagster")
 
 
 class ErrorSummary(NamedTuple):
@@ -81,9 +77,9 @@ class StepTracker:
                                  start_time=int(ts * 1e9), span_id=span_id, record_exception=False,
                                  set_status_on_exception=False)
         except Exception as exc:  # start_task_span's guarded path then (a second failure: the loss counted)
-            warn_once_per(log, "dagster-step-span", "pipetrace: Dagster step span: %r", exc)
+            warn_once_per(N.log, "dagster-step-span", "pipetrace: Dagster step span: %r", exc)
             span = start_task_span(N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=ident,
-                                   parent=parent, attributes=info.step_attributes(step), start_time=ts)
+                                   parent=parent, attributes={**step.attributes, **info.tail}, start_time=ts)
         info.attempts[step_key], info.span_ids[step_key] = try_number, span_id
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 
@@ -130,8 +126,7 @@ class StepTracker:
             entry.span.end(end_time=int(ts * 1e9))
         else:
             end_task_span(entry.span, result=result, end_time=ts)
-        if not info.saw_run_start:
-            # A step subprocess: it exits right after the step, make sure the span is out.
+        if not info.saw_run_start:  # a step subprocess: it exits right after the step, the span goes out now
             force_flush(5)
 
     def step_skipped(self, info: RunInfo, step_key: str, ts: float, reason: str) -> None:
@@ -140,9 +135,8 @@ class StepTracker:
     def _record_after(self, info: RunInfo, step_key: str, ts: float, try_number: int, result: str,
                       error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         """A step attempt's span recorded after the fact, with the id its live span would have."""
-        step = info.step(step_key)
-        ident = info.ident
-        attrs = {**info.step_attributes(step),
+        step, ident = info.step(step_key), info.ident
+        attrs = {**step.attributes, **info.tail,
                  **attempt_attributes(N.SYSTEM, info.job, info.run_id, step.base, try_number), **(extra or {})}
         parent = ident.batch_span_id(step.base) if step.mapping is not None else ident.run_span_id
         record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(step.base), start=ts,
@@ -161,8 +155,7 @@ class StepTracker:
                         self.step_skipped(info, key, end, "upstream_failed")
         run_span(N.SYSTEM, info.job, info.run_id, start=start, end=end, result=result,
                  attributes=info.run_attributes(), upstream=info.upstream, error=error_type)
-        # No flush here: it would cost every in-process run a wait on the exporter; a process that
-        # ends with the run (CLI, run worker) flushes at exit.
+        # No flush: every in-process run would wait on the exporter; a process ending with the run flushes at exit.
 
     def clear(self) -> None:
         self._open.close_all()
