@@ -136,6 +136,20 @@ def test_lean_add_link_equals_the_sdks(limits: SpanLimits) -> None:
     fastspan.add_link(NonRecordingSpan(REMOTE), REMOTE, {"a": "b"})  # not an SDK span: its own add_link
 
 
+def test_lean_add_link_falls_back_to_the_sdks_when_its_internals_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, exporter = _provider()
+    span = fastspan.start_span(provider.get_tracer("pipetrace"), "step", context=Context(), trace_id=5, span_id=6)
+    monkeypatch.setattr(fastspan, "BoundedAttributes", _raises)
+    fastspan.add_link(span, REMOTE, {"a": "b"})
+    span.end()
+    assert [(lk.context, dict(lk.attributes or {})) for lk in exporter.get_finished_spans()[0].links] == [
+        (REMOTE, {"a": "b"})]
+
+
+def _raises(*args: Any, **kwargs: Any) -> None:
+    raise TypeError("another SDK")
+
+
 def test_lean_span_passes_the_samplers_attributes_and_decision() -> None:
     sampler = RunConsistentSampler(PipelineRates({}, default_rate=0.5))
     kept_lean = kept_public = 0
