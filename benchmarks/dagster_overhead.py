@@ -16,9 +16,9 @@ milliseconds pipetrace adds per step.
 ``--hooks N`` measures the adapter's own work instead, steadier than the ratio on a shared machine: N traced
 runs in this process, the thread CPU pipetrace spends inside ``DagsterInstance.handle_new_event`` after
 Dagster's own part (per event kind, and as a share of the run thread's CPU), then the Python calls it adds
-to the run thread per run (cProfile, traced minus untraced). Any checkout's venv runs this file, so two
-checkouts compare side by side (``/work/main/.venvs/dagster/bin/python benchmarks/dagster_overhead.py
---hooks 30``).
+to the run thread per run (cProfile, traced minus untraced). The median per run and its quartiles resist a
+loaded machine better than the mean. Any checkout's venv runs this file, so two checkouts compare side by
+side, alternating (``cd /work/wt/prev && .venvs/dagster/bin/python <this file> --hooks 20``, then this one).
 
 ``--thread N`` asks whether tracing slows Dagster's own part of the run thread: N paired rounds (order
 alternating) of the run thread's CPU with and without pipetrace, each side's background work flushed
@@ -115,12 +115,17 @@ def hooks(job_def, runs: int) -> None:  # type: ignore[no-untyped-def]
     cpu.clear()
     count.clear()
     start = clock()
+    per_run: list[float] = []
     for _ in range(runs):
+        before = sum(cpu.values())
         job_def.execute_in_process(run_config=QUIET)
+        per_run.append(sum(cpu.values()) - before)
     run_cpu = (clock() - start) / runs
     total = sum(cpu.values()) / runs
+    per_run.sort()
     print(f"pipetrace in handle_new_event: {total * 1e3:.3f} ms thread CPU a run ({total / run_cpu:.2%} of the "
-          f"run thread's {run_cpu * 1e3:.1f} ms), {runs} runs")
+          f"run thread's {run_cpu * 1e3:.1f} ms), {runs} runs; per run median {per_run[runs // 2] * 1e3:.3f} ms "
+          f"(quartiles {per_run[runs // 4] * 1e3:.3f}–{per_run[3 * runs // 4] * 1e3:.3f})")
     print_per_kind(cpu, count, runs)
     DagsterInstance.handle_new_event = traced_method
     calls: dict[str, float] = {}

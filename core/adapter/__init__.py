@@ -36,6 +36,7 @@ from .runtime import (
 )
 from .spans import (
     DeferredSpan,
+    add_link,
     deferred_span,
     end_task_span,
     ending,
@@ -53,7 +54,7 @@ from .upstream import upstream_carrier, upstream_from
 
 __all__ = [
     "Attempt", "Attempts", "DeferredSpan", "Instrumentor", "MAX_OPEN", "OpenAttempts", "Patches", "Signals",
-    "Switch", "activate", "cached_get_tracer",
+    "Switch", "activate", "add_link", "cached_get_tracer",
     "add_transform_once", "attempt_attributes", "clean", "close_stale", "deactivate", "deferred_span", "drop_scopes",
     "end_task_span", "end_with_error", "ending", "error_type", "exception_description", "force_flush", "get_tracer",
     "guarded", "guarded_span", "is_wrapped", "lazy_span", "link", "mark_result", "record_error", "record_error_summary",

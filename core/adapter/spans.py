@@ -11,7 +11,8 @@ this module only:
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
 * :func:`start_span` — a plain eager span of the adapter's tracer (batch spans);
-* :func:`with_links` — a finished span with other links (an export transform).
+* :func:`with_links` — a finished span with other links (an export transform);
+* :func:`add_link` — a link added to a running span (``span.add_link``, cheaper on an SDK span).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
-from ..machinery import DeferredSpan, begin_span
+from ..machinery import DeferredSpan, add_link, begin_span
 from ..machinery import lazy_span as _lazy_span
 from ..machinery import start_span as _start_span
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
@@ -46,11 +47,13 @@ thread (the lazy strategy; bound directly: it is on the per-task path)."""
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
                   attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
-                  start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None) -> Span:
+                  start_time: int | None = None, trace_id: int | None = None, span_id: int | None = None,
+                  record_exception: bool = True, set_status_on_exception: bool = True) -> Span:
     """An SDK span of ``tracer`` (pipetrace's: ``get_tracer()``) with the derived ``trace_id``/``span_id``
-    it must have."""
+    it must have (the two flags as in the SDK's ``start_span``)."""
     return _start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
-                       start_time=start_time, trace_id=trace_id, span_id=span_id)
+                       start_time=start_time, trace_id=trace_id, span_id=span_id, record_exception=record_exception,
+                       set_status_on_exception=set_status_on_exception)
 
 
 def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
@@ -68,7 +71,7 @@ def with_links(span: ReadableSpan, links: Sequence[Link]) -> ReadableSpan:
     )
 
 
-__all__ = ["DeferredSpan", "deferred_span", "end_task_span", "ending", "guarded_span", "lazy_span", "link",
+__all__ = ["DeferredSpan", "add_link", "deferred_span", "end_task_span", "ending", "guarded_span", "lazy_span", "link",
            "mark_result", "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns",
            "with_links"]
 

@@ -7,6 +7,7 @@ The API every other part of pipetrace makes spans with (see :mod:`.handle` for w
   record_exception, set_status_on_exception)`` — eager: the SDK's own span, now, with the ids given;
 - ``begin_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
   plain_attributes)`` — deferred: a :class:`DeferredSpan`, recorded in one step when it ends;
+- ``add_link(span, context, attributes)`` — a link added to a running span, as the SDK's ``add_link`` does;
 - ``lazy_span(tracer, build)`` — lazy: a :class:`LazySpan`, ``build()`` (usually a ``begin_span``) run
   when first needed, at the latest after it ends on the later thread.
 
@@ -20,5 +21,6 @@ from __future__ import annotations
 
 from . import later
 from .handle import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
+from .record import add_link
 
-__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "later", "lazy_span", "start_span"]
+__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "add_link", "begin_span", "later", "lazy_span", "start_span"]

@@ -298,6 +298,25 @@ def materialise(tracer: Any, name: str, decided: Decision, context: Context | No
     return span
 
 
+def add_link(span: Span, context: SpanContext, attributes: dict[str, Any]) -> None:
+    """``span.add_link(context, attributes)``: on a started SDK span with a valid ``context``, the link the
+    SDK's ``add_link`` makes (its immutable ``BoundedAttributes``, the span's limits, its ``_add_link``),
+    plain values copied without cleaning (~20 µs → ~5: a Dagster step adds one per input it loads)."""
+    if type(span) is _Span and _state.lean and context.is_valid:
+        try:
+            limits, add = span._limits, span._add_link
+            bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
+                                        max_value_len=limits.max_attribute_length)
+            _fill(bounded, attributes)
+            bounded._immutable = True
+        except Exception:  # another SDK's internals: its own add_link
+            span.add_link(context, attributes)
+            return
+        add(Link(context, bounded))
+    else:
+        span.add_link(context, attributes)
+
+
 def usable(tracer: object) -> bool:
     """Whether the lean path applies to ``tracer`` (an SDK tracer, internals as expected)."""
     return type(tracer) is _SdkTracer and (_state.lean is True or (_state.lean is None and lean_enabled()))

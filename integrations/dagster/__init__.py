@@ -4,14 +4,10 @@ Zero-code: ``pipetrace run -- dagster dev ...`` / ``pipetrace run -- dagster job
 :func:`instrument` in every Python process of the command when Dagster is imported. One line for
 deployments whose launch command you don't control: ``defs = traced(Definitions(...))``.
 
-Events are observed at ``DagsterInstance.handle_new_event``: the one funnel every event passes through,
-in every process (in-process executor, multiprocess orchestrator and step subprocesses, ``dagster dev``
-run workers) and with every instance type, without user configuration. An event-log storage named in
-``dagster.yaml`` misses ``execute_in_process``; job hooks are per job and never see a step start.
-Dagster runs first, then the observer, whose failure is swallowed. A run created in this process
-(``execute_in_process``, ``materialize``, ``dagster job execute``) is also seen at ``RunDomain.create_run``,
-so its first event needs no read of the run storage. Values read through ``EnvVar`` become known secrets,
-masked in every span from then on.
+Events are observed at ``DagsterInstance.handle_new_event``, the one funnel every event of every process
+and instance type passes through (why this hook: docs/dagster.md); Dagster runs first, then the observer,
+whose failure is swallowed. A run created in this process is also seen at ``RunDomain.create_run``, so its
+first event needs no read of the run storage. Values read through ``EnvVar`` become known secrets.
 """
 
 from __future__ import annotations

@@ -30,12 +30,7 @@ RUN_RESULTS = {"PIPELINE_SUCCESS": A.RESULT_SUCCESS, "PIPELINE_FAILURE": A.RESUL
                "PIPELINE_CANCELED": A.RESULT_CANCELLATION}
 HANDLED = frozenset({"STEP_START", "STEP_RESTARTED", "STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY",
                      "STEP_SKIPPED", "LOADED_INPUT", "ASSET_MATERIALIZATION", "PIPELINE_START", *RUN_RESULTS})
-_WRAPPERS = frozenset({"RetryRequestedFromPolicy", "RetryRequested"})
-
-
-def _is_wrapper(cls_name: str) -> bool:
-    """Dagster's own exception classes that carry the user's exception as their cause."""
-    return cls_name.startswith("Dagster") or cls_name in _WRAPPERS
+_WRAPPERS = frozenset({"RetryRequestedFromPolicy", "RetryRequested"})  # and Dagster*: the user's error is the cause
 
 
 def error_summary(error: Any) -> ErrorSummary | None:
@@ -43,7 +38,8 @@ def error_summary(error: Any) -> ErrorSummary | None:
     if error is None:
         return None
     inner = error
-    while inner.cause is not None and _is_wrapper(str(getattr(inner, "cls_name", "") or "")):
+    while inner.cause is not None and (str(getattr(inner, "cls_name", "") or "").startswith("Dagster")
+                                       or inner.cls_name in _WRAPPERS):
         inner = inner.cause
     return ErrorSummary(type=str(inner.cls_name or "Error"), message=str(inner.message or "").strip(),
                         stacktrace="".join(getattr(error, "stack", None) or []))
@@ -72,7 +68,7 @@ class EventTranslator:
 
     def handle(self, instance: Any, entry: Any, de: Any, kind: str) -> None:
         """One event of a ``HANDLED`` kind (``de``: its ``dagster_event``)."""
-        info = load(self.runs, instance, entry.run_id, entry.job_name or de.job_name)
+        info = self.runs.get(entry.run_id) or load(self.runs, instance, entry.run_id, entry.job_name or de.job_name)
         key, ts = de.step_key, entry.timestamp
         if kind == "STEP_START":
             if not info.saw_run_start:  # in-process steps stay the run worker's

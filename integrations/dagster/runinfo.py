@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import SpanContext
 from pipetrace import attributes as A
-from pipetrace.adapter import OpenAttempts, upstream_from, warn_once_per
+from pipetrace.adapter import OpenAttempts, run_attributes, upstream_from, warn_once_per
 from pipetrace.identity import RunIdentity
 
 log = logging.getLogger("pipetrace.dagster")
@@ -84,14 +84,19 @@ class RunInfo:
     attempts: dict[str, int] = field(default_factory=dict)
     # step key → number of STEP_UP_FOR_RETRY in the event log (loaded once, only when needed)
     stored_retries: dict[str, int] | None = None
+    span_ids: dict[str, int] = field(default_factory=dict)  # step key → span id of its attempt in ``attempts``
 
     @cached_property  # asked for at every step event; job and upstream are known once loaded
     def ident(self) -> RunIdentity:
         return RunIdentity(SYSTEM, self.job, self.run_id, self.upstream)
 
-    @cached_property
-    def _tail(self) -> dict[str, Any]:
+    @cached_property  # what a step span adds after the step's attributes (job and run id: in cicd.pipeline.*)
+    def tail(self) -> dict[str, Any]:
         return {PARTITION_KEY: self.partition} if self.partition else {}
+
+    @cached_property  # what every attempt span of the run starts with
+    def task_base(self) -> dict[str, Any]:
+        return run_attributes(SYSTEM, self.job, self.run_id)
 
     def step(self, step_key: str) -> Step:
         found = self.plan.steps.get(step_key)
@@ -109,16 +114,11 @@ class RunInfo:
                 self.plan.steps[step_key] = found
         return found
 
-    def step_attributes(self, step: Step) -> dict[str, Any]:
-        """A step span's Dagster attributes: the step's, then the run's partition (job and run id are in
-        ``cicd.pipeline.*`` already: not repeated)."""
-        return {**step.attributes, **self._tail} if self._tail else step.attributes
-
     def asset_of_output(self, step_key: str, output: str | None) -> str | None:
         return self.plan.asset_outputs.get(self.step(step_key).base, {}).get(output or "")
 
     def run_attributes(self) -> dict[str, Any]:
-        return {JOB: self.job, RUN_ID: self.run_id, **self._tail}
+        return {JOB: self.job, RUN_ID: self.run_id, **self.tail}
 
 
 _PLANS: dict[str, Plan] = {}

@@ -1,8 +1,7 @@
 """Dagster runs and steps as pipetrace spans: the one place that speaks pipetrace's model.
 
-Takes plain values from :mod:`.events` and keeps the live step spans of this process: each is started
-(and made current) when its step starts and ended when it succeeds, fails or goes up for retry, in the
-process and thread that run the step, so user spans inside the op nest under it.
+Takes plain values from :mod:`.events` and keeps the live step spans of this process, each current from its
+step's start to its end in the thread that runs the step, so user spans inside the op nest under it.
 """
 
 from __future__ import annotations
@@ -13,14 +12,17 @@ from typing import Any, NamedTuple
 from pipetrace import attributes as A
 from pipetrace.adapter import (
     Attempts,
+    add_link,
     attempt_attributes,
     end_task_span,
     force_flush,
-    link,
+    get_tracer,
     record_error_summary,
     record_span,
     run_span,
+    span_with_ids,
     start_task_span,
+    warn_once_per,
 )
 from pipetrace.adapter.batches import Finished, record_finished
 
@@ -65,29 +67,37 @@ class StepTracker:
         self._open: Attempts[tuple[str, str]] = Attempts()
 
     def step_started(self, info: RunInfo, step_key: str, try_number: int, ts: float) -> None:
-        step = info.step(step_key)
-        mapped = step.mapping is not None
-        span = start_task_span(
-            N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=info.ident,
-            parent=info.ident.context_for(info.ident.batch_span_id(step.base)) if mapped else info.ident.run_context(),
-            attributes=info.step_attributes(step), clean_attributes=True, start_time=ts,
-        )
-        if mapped and span.is_recording():  # one span name for every mapped copy
-            span.update_name(A.task_span_name(step.base))
-        info.attempts[step_key] = try_number
+        step, ident = info.step(step_key), info.ident
+        span_id = ident.task_span_id(step_key, None, try_number)
+        parent = ident.context_for(ident.batch_span_id(step.base)) if step.mapping is not None else ident.run_context()
+        try:  # what start_task_span makes, its attributes in one dict (mapped copies share one name)
+            attrs = {**info.task_base, **step.attributes, A.TRY_NUMBER: try_number,
+                     A.TASK_RUN_ID: f"{info.run_id}/{step_key}#{try_number}", **info.tail}
+            span = span_with_ids(get_tracer(), A.task_span_name(step.base), context=parent, attributes=attrs,
+                                 start_time=int(ts * 1e9), span_id=span_id, record_exception=False,
+                                 set_status_on_exception=False)
+        except Exception as exc:  # start_task_span's guarded path then (a second failure: the loss counted)
+            warn_once_per(N.log, "dagster-step-span", "pipetrace: Dagster step span: %r", exc)
+            span = start_task_span(N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=ident,
+                                   parent=parent, attributes={**step.attributes, **info.tail}, start_time=ts)
+        info.attempts[step_key], info.span_ids[step_key] = try_number, span_id
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 
     def input_loaded(self, info: RunInfo, step_key: str, upstream_key: str, output: str | None,
                      input_name: str, upstream_try: int) -> None:
         """A link from the step to the attempt whose output (or asset) it loaded (that span has the step key)."""
-        asset = info.asset_of_output(upstream_key, output)
-        attrs: dict[str, Any] = {N.INPUT: input_name}
+        span = self._open.current((info.run_id, step_key))
+        if span is None or not span.is_recording():
+            return
+        asset = info.asset_of_output(upstream_key, output) if info.plan.asset_outputs else None
+        attrs: dict[str, Any] = {A.LINK_KIND: "asset" if asset else "result", N.INPUT: input_name}
         if output:
             attrs[N.OUTPUT] = output
         if asset:
             attrs[N.ASSET_KEY] = asset
-        sc = info.ident.span_context(info.ident.task_span_id(upstream_key, None, upstream_try))
-        self._open.add_links((info.run_id, step_key), [link(sc, "asset" if asset else "result", attrs)])
+        known = info.span_ids.get(upstream_key) if info.attempts.get(upstream_key) == upstream_try else None
+        add_link(span, info.ident.span_context(known or info.ident.task_span_id(upstream_key, None, upstream_try)),
+                 attrs)
 
     def asset_materialized(self, info: RunInfo, step_key: str, asset_key: str, partition: str | None) -> None:
         span = self._open.current((info.run_id, step_key))
@@ -111,10 +121,12 @@ class StepTracker:
         if error is not None and entry.span.is_recording():
             record_error_summary(entry.span, error.type, error.message, result=result, stacktrace=error.stacktrace)
             end_task_span(entry.span, end_time=ts)
+        elif result == A.RESULT_SUCCESS:  # end_task_span's common case, without its checks
+            entry.span.set_attribute(A.TASK_RESULT, result)
+            entry.span.end(end_time=int(ts * 1e9))
         else:
             end_task_span(entry.span, result=result, end_time=ts)
-        if not info.saw_run_start:
-            # A step subprocess: it exits right after the step, make sure the span is out.
+        if not info.saw_run_start:  # a step subprocess: it exits right after the step, the span goes out now
             force_flush(5)
 
     def step_skipped(self, info: RunInfo, step_key: str, ts: float, reason: str) -> None:
@@ -123,9 +135,8 @@ class StepTracker:
     def _record_after(self, info: RunInfo, step_key: str, ts: float, try_number: int, result: str,
                       error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         """A step attempt's span recorded after the fact, with the id its live span would have."""
-        step = info.step(step_key)
-        ident = info.ident
-        attrs = {**info.step_attributes(step),
+        step, ident = info.step(step_key), info.ident
+        attrs = {**step.attributes, **info.tail,
                  **attempt_attributes(N.SYSTEM, info.job, info.run_id, step.base, try_number), **(extra or {})}
         parent = ident.batch_span_id(step.base) if step.mapping is not None else ident.run_span_id
         record_span(ident, ident.task_span_id(step_key, None, try_number), A.task_span_name(step.base), start=ts,
@@ -144,8 +155,7 @@ class StepTracker:
                         self.step_skipped(info, key, end, "upstream_failed")
         run_span(N.SYSTEM, info.job, info.run_id, start=start, end=end, result=result,
                  attributes=info.run_attributes(), upstream=info.upstream, error=error_type)
-        # No flush here: it would cost every in-process run a wait on the exporter; a process that
-        # ends with the run (CLI, run worker) flushes at exit.
+        # No flush: every in-process run would wait on the exporter; a process ending with the run flushes at exit.
 
     def clear(self) -> None:
         self._open.close_all()

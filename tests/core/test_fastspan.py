@@ -109,6 +109,47 @@ def test_lean_span_honours_the_span_limits() -> None:
     assert lean[0].dropped_attributes == 3
 
 
+LINK_ATTRS = [{"pipetrace.link.kind": "result", "dagster.input": "value", "n": 3, "f": 0.5, "b": False},
+              {"kind": "long value", "list": [1, 2], "": "empty key"}, {}]
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_link_attributes=2, max_attribute_length=4),
+                                    SpanLimits(max_links=2)], ids=["default", "attribute limits", "link limit"])
+def test_lean_add_link_equals_the_sdks(limits: SpanLimits) -> None:
+    """record.add_link gives the links (attributes, drop counts, immutability) the SDK's add_link gives."""
+    links = []
+    for lean in (True, False):
+        fastspan.enable_lean() if lean else fastspan.disable_lean()
+        provider, exporter = _provider(limits=limits)
+        span = fastspan.start_span(provider.get_tracer("pipetrace"), "step", context=Context(), trace_id=5, span_id=6)
+        for i, attrs in enumerate(LINK_ATTRS):
+            fastspan.add_link(span, SpanContext(7, 8 + i, True), attrs) if lean else span.add_link(
+                SpanContext(7, 8 + i, True), attrs)
+        fastspan.add_link(span, SpanContext(0, 0, False), {"x": "y"})  # an invalid context: as the SDK decides
+        span.end()
+        (done,) = exporter.get_finished_spans()
+        links.append(([(lk.context, dict(lk.attributes or {}), lk.dropped_attributes) for lk in done.links],
+                      done.dropped_links))
+        with pytest.raises(TypeError):
+            done.links[0].attributes["new"] = 1  # type: ignore[index]
+    assert links[0] == links[1]
+    fastspan.add_link(NonRecordingSpan(REMOTE), REMOTE, {"a": "b"})  # not an SDK span: its own add_link
+
+
+def test_lean_add_link_falls_back_to_the_sdks_when_its_internals_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, exporter = _provider()
+    span = fastspan.start_span(provider.get_tracer("pipetrace"), "step", context=Context(), trace_id=5, span_id=6)
+    monkeypatch.setattr(fastspan, "BoundedAttributes", _raises)
+    fastspan.add_link(span, REMOTE, {"a": "b"})
+    span.end()
+    assert [(lk.context, dict(lk.attributes or {})) for lk in exporter.get_finished_spans()[0].links] == [
+        (REMOTE, {"a": "b"})]
+
+
+def _raises(*args: Any, **kwargs: Any) -> None:
+    raise TypeError("another SDK")
+
+
 def test_lean_span_passes_the_samplers_attributes_and_decision() -> None:
     sampler = RunConsistentSampler(PipelineRates({}, default_rate=0.5))
     kept_lean = kept_public = 0
