@@ -109,8 +109,9 @@ class Backend(ABC):
     def trace_of_run(self, run_id: str) -> str | None:
         """The trace of a run id: the newest with a run span of it, else the newest with any span of it
         (a run in progress, or a Celery/kombu run not closed yet)."""
+        # unary + on is_run: the run id's own index finds its few spans (a run-span index would read them all)
         rows = self.query(
-            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (run_id,))
+            "SELECT trace_id FROM spans WHERE +is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (run_id,))
         if not rows:
             rows = self.query("SELECT trace_id FROM spans WHERE run_id=? ORDER BY start_ns DESC LIMIT 1", (run_id,))
         return rows[0][0] if rows else None
@@ -188,7 +189,7 @@ class SqliteBackend(Backend):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(schema.VERSION_TABLE)
         row = conn.execute("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,)).fetchone()
-        if row is not None and row[0] == schema.latest(self.component):
+        if row is not None and row[0] == schema.latest(self.component, self.dialect):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -199,7 +200,7 @@ class SqliteBackend(Backend):
                 for stmt in schema.statements(script):
                     conn.execute(stmt)
             conn.execute("INSERT INTO pipetrace_schema (component, version) VALUES (?, ?) ON CONFLICT (component) "
-                         "DO UPDATE SET version=excluded.version", (self.component, schema.latest(self.component)))
+                         "DO UPDATE SET version=excluded.version", (self.component, schema.latest(self.component, self.dialect)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
