@@ -200,7 +200,8 @@ class SqliteBackend(Backend):
                 for stmt in schema.statements(script):
                     conn.execute(stmt)
             conn.execute("INSERT INTO pipetrace_schema (component, version) VALUES (?, ?) ON CONFLICT (component) "
-                         "DO UPDATE SET version=excluded.version", (self.component, schema.latest(self.component, self.dialect)))
+                         "DO UPDATE SET version=excluded.version",
+                         (self.component, schema.latest(self.component, self.dialect)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -218,3 +218,37 @@ def test_store_json_is_what_json_dumps_writes() -> None:
     ]
     for value in values:
         assert dumps(value) == json.dumps(value, separators=(",", ":"), default=str)
+
+
+def test_the_configured_store_exporter_reads_the_dicts_under_sdk_attributes(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SDK spans hold ``BoundedAttributes``: the store exporter the settings build encodes rows from
+    the plain dicts under them (never walking the mapping in Python), to the same row as a copy gives."""
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Link, SpanContext
+    from pipetrace.config import Settings
+    from pipetrace.processing.export import build_queues
+    from pipetrace.store.records import readable_row
+
+    tracer = TracerProvider().get_tracer("lib")
+    spans = []
+    for i in range(3):
+        span = tracer.start_span(f"task {i}", attributes={"cicd.pipeline.task.name": f"t{i}", "n": (1, 2), "i": i},
+                                 links=[Link(SpanContext(0x12, 0x34 + i, False), {"pipetrace.link.kind": "result"})])
+        span.add_event("state", {"state": "RUNNING"})
+        span.end()
+        spans.append(span)
+    expected = [readable_row(s) for s in spans]  # the default: copies through the public mapping API
+    [queue] = build_queues(Settings(home=tmp_path, exporters=("store",)))
+
+    def walked(self: object) -> object:
+        raise AssertionError("a BoundedAttributes was walked key by key")
+
+    monkeypatch.setattr(BoundedAttributes, "__iter__", walked)
+    assert [queue.exporter._row(s) for s in spans] == expected  # noqa: SLF001
+    assert queue.exporter.export(spans).name == "SUCCESS"
+    monkeypatch.undo()
+    stored = queue.exporter.store.trace(f"{spans[0].context.trace_id:032x}")
+    assert [r.attributes["cicd.pipeline.task.name"] for r in stored] == ["t0"]
+    queue.exporter.shutdown()
