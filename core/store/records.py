@@ -171,6 +171,13 @@ def resource_json(resource: Any, attrs: Any) -> str:
     return text
 
 
+# An event's and a link's JSON, as ``dumps`` writes the dicts ``from_readable`` makes of them, formatted
+# around their attributes' JSON: no dict built per event or link, and the ids and numbers need no encoder.
+_EVENT = '{"name":%s,"time_ns":%d,"attributes":%s}'
+_LINK = '{"trace_id":"%032x","span_id":"%016x","attributes":%s}'
+_json_text = json.encoder.encode_basestring_ascii  # a str as ``dumps`` writes it
+
+
 def _span_attrs(span: ReadableSpan) -> Mapping[str, Any]:
     return _attrs(span.attributes)
 
@@ -210,10 +217,10 @@ def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], M
         status.description if status is not None else None,
         *derived_columns(name, kind, attrs),
         dumps(attrs),
-        dumps([{"name": e.name, "time_ns": int(e.timestamp or 0), "attributes": _dict_of(attributes(e.attributes))}
-               for e in events]) if events else "[]",
-        dumps([{"trace_id": f"{lk.context.trace_id:032x}", "span_id": f"{lk.context.span_id:016x}",
-                "attributes": _dict_of(attributes(lk.attributes))} for lk in links]) if links else "[]",
+        "[" + ",".join([_EVENT % (_json_text(e.name), int(e.timestamp or 0), dumps(_dict_of(attributes(e.attributes))))
+                        for e in events]) + "]" if events else "[]",
+        "[" + ",".join([_LINK % (lk.context.trace_id, lk.context.span_id, dumps(_dict_of(attributes(lk.attributes))))
+                        for lk in links]) + "]" if links else "[]",
         resource_json(resource, _resource_attrs(resource)) if resource is not None else "{}",
         scope.name if scope is not None else "",
     )

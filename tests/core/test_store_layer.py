@@ -3,6 +3,7 @@ and credentials masked wherever the store is named."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -252,3 +253,21 @@ def test_the_configured_store_exporter_reads_the_dicts_under_sdk_attributes(tmp_
     stored = queue.exporter.store.trace(f"{spans[0].context.trace_id:032x}")
     assert [r.attributes["cicd.pipeline.task.name"] for r in stored] == ["t0"]
     queue.exporter.shutdown()
+
+
+def test_events_and_links_encode_as_the_record_writes_them_whatever_their_text() -> None:
+    """The row formats each event's and link's JSON around its attributes' JSON: the bytes equal what the
+    record path (``dumps`` of the dicts) writes, for names that need escaping, several events and links."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Link, SpanContext
+    from pipetrace.store.records import from_readable, readable_row
+    from pipetrace.store.sqlite import _row
+
+    names = ['state "quoted"', "naïve \u2603 \\ / \n\t", "", "x" * 300]
+    span = ReadableSpan(name="task t", context=SpanContext(0xAB, 0xCD, False), start_time=1, end_time=2,
+                        events=[Event(n, {"k": n, "v": (1.5, 2)}, timestamp=i) for i, n in enumerate(names)],
+                        links=[Link(SpanContext(2**128 - 1 - i, 2**64 - 1 - i, False), {"n": n} if i else {})
+                               for i, n in enumerate(names)])
+    row = readable_row(span)
+    assert row == _row(from_readable(span))
+    assert [e["name"] for e in json.loads(row[17])] == names and len(json.loads(row[18])) == len(names)
