@@ -42,6 +42,15 @@ the file is ~2.7x smaller and a write of a run's spans costs ~25 % less CPU. (16
 better: a commit rewrites each index page it touches, ~1 per span, and those get twice as large.)"""
 
 
+WAL_CHECKPOINT_PAGES = 4000
+"""SQLite's automatic checkpoint runs when the WAL holds this many pages (its default: 1,000). A
+commit of a run's spans appends ~70 pages (8 KB) to the WAL, ~45 of them the task index's (a page per
+task of the run, the same ones every run); a checkpoint copies each page's latest version into the
+file and syncs both. Four times the interval: a page rewritten by every commit is copied a quarter as
+often, and a quarter of the syncs: ~10 % less CPU for the writer. The cost: the WAL file grows to
+~32 MB (16 MB with a file's older 4 KB pages) while a process has the store open, against ~8 MB."""
+
+
 class Cursor(Protocol):
     rowcount: int
 
@@ -180,6 +189,7 @@ class SqliteBackend(Backend):
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
             self.retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self.retry(lambda: self._migrate(conn))
         except BaseException:
             conn.close()
