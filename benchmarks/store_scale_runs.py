@@ -13,7 +13,9 @@ of the cost), and the median commit alongside.
 interleaved rounds, each round in fresh processes and a fresh store: a paired before/after.
 
     python benchmarks/store_scale_runs.py [--system dagster] [--runs 1000] [--measured 300] [--rounds 5]
-        [--before <checkout>]
+        [--before <checkout>] [--postgresql postgresql://postgres@127.0.0.1:5432/postgres]
+
+``--postgresql URL``: the same through a PostgreSQL store (a schema of its own per process, dropped after).
 """
 
 from __future__ import annotations
@@ -128,14 +130,28 @@ def measure(system: str, runs: int, measured: int) -> dict[str, float]:
         total += took
         spans += len(batch)
     exporter.shutdown()  # the last connection closed: the WAL is checkpointed into the file
-    size = sum(os.path.getsize(p) for p in home.glob("traces.db*"))
-    return {"per span (all commits)": total / spans / 1000, "median commit, per span": statistics.median(per_commit),
-            "store bytes per span": size / ((runs + measured) * len(batches[0]))}
+    out = {"per span (all commits)": total / spans / 1000, "median commit, per span": statistics.median(per_commit)}
+    if exporter.store.dialect == "sqlite":
+        size = sum(os.path.getsize(p) for p in home.glob("traces.db*"))
+        out["store bytes per span"] = size / ((runs + measured) * len(batches[0]))
+    return out
 
 
 def run_in(python: Path, args: argparse.Namespace) -> dict[str, float]:
-    out = subprocess.run([str(python), __file__, "--child", "--system", args.system, "--runs", str(args.runs),
-                          "--measured", str(args.measured)], check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    schema = f"bench_runs_{uuid.uuid4().hex[:8]}"
+    if args.postgresql:  # the store exporter then writes to this server (its own schema, dropped after)
+        env["PIPETRACE_STORE"] = f"{args.postgresql}?schema={schema}"
+    try:
+        out = subprocess.run([str(python), __file__, "--child", "--system", args.system, "--runs", str(args.runs),
+                              "--measured", str(args.measured)], env=env, check=True, capture_output=True,
+                             text=True).stdout
+    finally:
+        if args.postgresql:
+            import psycopg
+
+            with psycopg.connect(args.postgresql, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -147,6 +163,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before", type=Path, help="another checkout (with .venvs/<env>) measured as 'before'")
     ap.add_argument("--env", default="core")
+    ap.add_argument("--postgresql", metavar="URL", help="write to this PostgreSQL server instead (thread CPU of "
+                    "the exporting process only: the server's own work is not counted)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
