@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from ..config import ConfigError, Settings
+from ..machinery import sdk
 from ..store import SpanStore, StoreSpanExporter
 from .processors import ExportQueue
 
@@ -157,7 +158,10 @@ def build_queues(settings: Settings) -> list[ExportQueue]:
     for name in settings.exporters:
         exporter: SpanExporter
         if name == "store":
-            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True, busy_timeout_s=STORE_LOCK_WAIT_S))
+            # rows read the plain dicts under the SDK's attribute mappings (the store may not reach into
+            # the SDK itself; the machinery owns that)
+            exporter = StoreSpanExporter(SpanStore(settings.store_path, repair=True, busy_timeout_s=STORE_LOCK_WAIT_S),
+                                         span_attributes=sdk.span_attributes, attributes=sdk.plain_attributes)
         elif name == "otlp":
             from ..sampling import tail_exporter
 

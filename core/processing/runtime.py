@@ -297,7 +297,8 @@ def _builtin_transforms(settings: Settings) -> list[SpanTransform]:
     """Transforms the settings ask for, ahead of any added one: redaction first, before every exporter."""
     from ..redaction import transform_for
 
-    redaction = transform_for(settings)
+    # it reads the plain dicts under the SDK's attribute mappings (redaction may not reach into the SDK)
+    redaction = transform_for(settings, span_attributes=sdk.span_attributes, attributes=sdk.plain_attributes)
     return [redaction] if redaction is not None else []
 
 

@@ -5,7 +5,8 @@ On by default (``PIPETRACE_REDACTION``). ``transform_for(settings)`` builds the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .detectors import ALL_DETECTORS, SENSITIVE_KEY_WORDS, find, luhn_ok, sensitive_key
 from .known import KNOWN, SecretsLogFilter, install_log_filter, mask_secret
@@ -14,6 +15,8 @@ from .spans import RedactionTransform
 from .text import STATUS_LIMIT, active_redactor, cut, exception_description, redacted, status_description
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
     from ..config import Settings
 
 
@@ -27,8 +30,11 @@ def redactor_for(settings: Settings) -> Redactor:
 _transform: list[RedactionTransform] = []
 
 
-def transform_for(settings: Settings) -> RedactionTransform | None:
-    """The redaction + length-limit transform for the chain (None when both are off).
+def transform_for(settings: Settings, *,
+                  span_attributes: Callable[[ReadableSpan], Mapping[str, Any] | None] | None = None,
+                  attributes: Callable[[Any], Mapping[str, Any] | None] | None = None) -> RedactionTransform | None:
+    """The redaction + length-limit transform for the chain (None when both are off); ``span_attributes``
+    and ``attributes``: how it reads attribute mappings (see :class:`RedactionTransform`).
 
     Also makes its redactor the active one, used by ``status_description`` on the task's thread."""
     from .text import set_active_redactor
@@ -41,7 +47,7 @@ def transform_for(settings: Settings) -> RedactionTransform | None:
     _transform.clear()
     if redactor is None and not limit:
         return None
-    transform = RedactionTransform(redactor, limit or None)
+    transform = RedactionTransform(redactor, limit or None, span_attributes=span_attributes, attributes=attributes)
     _transform.append(transform)
     return transform
 

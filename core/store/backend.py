@@ -42,6 +42,15 @@ the file is ~2.7x smaller and a write of a run's spans costs ~25 % less CPU. (16
 better: a commit rewrites each index page it touches, ~1 per span, and those get twice as large.)"""
 
 
+WAL_CHECKPOINT_PAGES = 4000
+"""SQLite's automatic checkpoint runs when the WAL holds this many pages (its default: 1,000). A
+commit of a run's spans appends ~70 pages (8 KB) to the WAL, ~45 of them the task index's (a page per
+task of the run, the same ones every run); a checkpoint copies each page's latest version into the
+file and syncs both. Four times the interval: a page rewritten by every commit is copied a quarter as
+often, and a quarter of the syncs: ~10 % less CPU for the writer. The cost: the WAL file grows to
+~32 MB (16 MB with a file's older 4 KB pages) while a process has the store open, against ~8 MB."""
+
+
 class Cursor(Protocol):
     rowcount: int
 
@@ -109,8 +118,9 @@ class Backend(ABC):
     def trace_of_run(self, run_id: str) -> str | None:
         """The trace of a run id: the newest with a run span of it, else the newest with any span of it
         (a run in progress, or a Celery/kombu run not closed yet)."""
+        # unary + on is_run: the run id's own index finds its few spans (a run-span index would read them all)
         rows = self.query(
-            "SELECT trace_id FROM spans WHERE is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (run_id,))
+            "SELECT trace_id FROM spans WHERE +is_run=1 AND run_id=? ORDER BY +start_ns DESC LIMIT 1", (run_id,))
         if not rows:
             rows = self.query("SELECT trace_id FROM spans WHERE run_id=? ORDER BY start_ns DESC LIMIT 1", (run_id,))
         return rows[0][0] if rows else None
@@ -179,6 +189,7 @@ class SqliteBackend(Backend):
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
             self.retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self.retry(lambda: self._migrate(conn))
         except BaseException:
             conn.close()
@@ -188,7 +199,7 @@ class SqliteBackend(Backend):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(schema.VERSION_TABLE)
         row = conn.execute("SELECT version FROM pipetrace_schema WHERE component=?", (self.component,)).fetchone()
-        if row is not None and row[0] == schema.latest(self.component):
+        if row is not None and row[0] == schema.latest(self.component, self.dialect):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -199,7 +210,8 @@ class SqliteBackend(Backend):
                 for stmt in schema.statements(script):
                     conn.execute(stmt)
             conn.execute("INSERT INTO pipetrace_schema (component, version) VALUES (?, ?) ON CONFLICT (component) "
-                         "DO UPDATE SET version=excluded.version", (self.component, schema.latest(self.component)))
+                         "DO UPDATE SET version=excluded.version",
+                         (self.component, schema.latest(self.component, self.dialect)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -19,25 +20,37 @@ from .sqlite import SpanStore, is_corruption
 log = logging.getLogger("pipetrace.store")
 
 
-def _rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+def _rows(spans: Sequence[ReadableSpan], row: Callable[[ReadableSpan], tuple[Any, ...]] = readable_row
+          ) -> list[tuple[Any, ...]]:
     out = []
     for n, span in enumerate(spans, 1):
         if n % YIELD_EVERY == 0:
             time.sleep(0)  # let the task's thread have the GIL (see processors.YIELD_EVERY)
-        out.append(readable_row(span))
+        out.append(row(span))
     return out
 
 
 class StoreSpanExporter(SpanExporter):
-    """Writes to the store; with a PostgreSQL store, through a local buffer (see ``buffer.py``)."""
+    """Writes to the store; with a PostgreSQL store, through a local buffer (see ``buffer.py``).
 
-    def __init__(self, store: SpanStore) -> None:
+    ``span_attributes``/``attributes``: how rows read a span's (an event's, a link's) attributes (see
+    ``records.readable_row``); the processing layer passes the SDK's plain dicts, read without a copy."""
+
+    def __init__(self, store: SpanStore, *, span_attributes: Callable[[ReadableSpan], Mapping[str, Any]] | None = None,
+                 attributes: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
         self.store = store
         self.buffered: BufferedWriter | None = BufferedWriter(store) if store.dialect != "sqlite" else None
+        readers: dict[str, Any] = {}
+        if span_attributes is not None:
+            readers["span_attributes"] = span_attributes
+        if attributes is not None:
+            readers["attributes"] = attributes
+        self._row: Callable[[ReadableSpan], tuple[Any, ...]] = (
+            functools.partial(readable_row, **readers) if readers else readable_row)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            rows = _rows(spans)
+            rows = _rows(spans, self._row)
             if self.buffered is not None:
                 self.buffered.write_rows(rows)
             else:

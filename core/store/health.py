@@ -20,7 +20,7 @@ def check(store_path: Path) -> tuple[bool, str]:
     finally:
         store.close()
     line = (f"{where} reachable and writable: schema version {version} "
-            f"(this pipetrace: {schema.latest(schema.SPANS)}), {count} spans")
+            f"(this pipetrace: {schema.latest(schema.SPANS, store.dialect)}), {count} spans")
     if store.dialect != "sqlite" and store.buffer_path.exists():
         waiting = SpanStore.local(store.buffer_path).count()
         line += f"; {waiting} spans buffered locally in {store.buffer_path} waiting for it"

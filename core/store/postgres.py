@@ -214,7 +214,7 @@ class PostgresBackend(Backend):
                 if steps:
                     conn.execute("INSERT INTO pipetrace_schema (component, version) VALUES (%s, %s) "
                                  "ON CONFLICT (component) DO UPDATE SET version=excluded.version",
-                                 (component, schema.latest(component)))
+                                 (component, schema.latest(component, self.dialect)))
 
     def close(self) -> None:
         with self.lock:

@@ -118,7 +118,7 @@ CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 _PG_SPANS_V1 = _SPAN_COLUMNS.format(**_TYPES["postgresql"]) + """
     PRIMARY KEY (trace_id, span_id, start_ns)
 ) PARTITION BY RANGE (start_ns);
-CREATE INDEX IF NOT EXISTS spans_runs_recent ON spans (start_ns) WHERE is_run = 1;
+CREATE INDEX IF NOT EXISTS spans_runs ON spans (is_run, start_ns) WHERE is_run = 1;
 CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_task_duration ON spans (pipeline, task, is_run, start_ns)
@@ -170,16 +170,41 @@ CREATE INDEX IF NOT EXISTS spans_task_only ON spans (pipeline, task, start_ns) I
 # the step keeps both dialects' version numbers equal.
 _SQLITE_NOTHING_V4 = "SELECT 1"
 
+# SQLite v5: fewer indexes for the writer to keep. Each index costs every span write an insert, and a
+# commit rewrites each index page it touched: (pipeline, task) put a run's ~30 step spans on ~30 random
+# pages (its rows ordered by trace id within a task), the most costly part of a write. Now:
+# - the task index is the covering duration index analysis used to add next to it (the same name and
+#   columns, so ``maintenance.DURATION_INDEX`` finds it): it serves the per-task lookups, and its rows
+#   follow start time within a task, so a task's new spans go on the page its last ones are on;
+# - runs by start time: the same (is_run, start_ns) index as before, partial: over run spans only (as
+#   PostgreSQL's ``spans_runs_recent``), not an entry for every span; spans by start time keep
+#   ``spans_start``;
+# - ``spans_run_id`` (run spans by run id) goes: ``spans_any_run_id`` (v3) finds a run id's ~30 spans
+#   and the run span among them.
+# The covering index is built from the rows here if analysis had not built it (a big file's first open
+# after the upgrade takes a few seconds: one sort of the task columns).
+_SQLITE_FEWER_INDEXES_V5 = """
+CREATE INDEX IF NOT EXISTS spans_task_duration ON spans (pipeline, task, is_run, start_ns, end_ns, status, name);
+DROP INDEX IF EXISTS spans_task;
+CREATE INDEX IF NOT EXISTS spans_runs ON spans (is_run, start_ns) WHERE is_run = 1;
+DROP INDEX IF EXISTS spans_run;
+DROP INDEX IF EXISTS spans_run_id
+"""
+
 MIGRATIONS: dict[str, dict[str, list[str]]] = {
-    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _SQLITE_NOTHING_V4],
+    "sqlite": {SPANS: [_SQLITE_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _SQLITE_NOTHING_V4, _SQLITE_FEWER_INDEXES_V5],
                HELD: [_HELD_V1.format(**_TYPES["sqlite"])]},
     "postgresql": {SPANS: [_PG_SPANS_V1, _ANALYSIS_V2, _RUN_ID_ANY_V3, _PG_TRACE_INDEX_V4],
                    HELD: [_HELD_V1.format(**_TYPES["postgresql"])]},
 }
 
 
-def latest(component: str) -> int:
-    return len(MIGRATIONS["sqlite"][component])
+def latest(component: str, dialect: str = "sqlite") -> int:
+    """The schema version this pipetrace writes for ``component`` on ``dialect``'s stores. The dialects
+    may differ: a step one dialect needs and the other not is not added to both (a no-op step would
+    make older pipetrace releases refuse stores it leaves unchanged; PostgreSQL stores are shared by
+    hosts that upgrade one by one)."""
+    return len(MIGRATIONS[dialect][component])
 
 
 def pending(dialect: str, component: str, current: int, where: str) -> list[str]:

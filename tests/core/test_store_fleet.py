@@ -108,7 +108,7 @@ def test_doctor_reports_backend_schema_version_and_reachability_without_the_pass
     from pipetrace.store import schema
 
     assert "store exporter: postgresql postgresql://postgres:***@" in ok.stdout
-    assert f"schema version {schema.latest(schema.SPANS)}" in ok.stdout
+    assert f"schema version {schema.latest(schema.SPANS, 'postgresql')}" in ok.stdout
     assert "reachable" in ok.stdout and "s3cr3t-pw" not in ok.stdout + ok.stderr
     assert "store = 'postgresql://postgres:***@" in ok.stdout  # the effective-configuration line too
     down = cli(home, f"postgresql://postgres:s3cr3t-pw@127.0.0.1:9/postgres?schema={shared_schema}", "doctor")
@@ -254,7 +254,7 @@ def test_a_v3_postgres_store_upgrades_in_place_to_the_trace_table(tmp_path: Path
         conn.execute("INSERT INTO pipetrace_schema VALUES ('spans', 3)")
     store = SpanStore(tmp_path / "traces.db", backend=PostgresBackend(parse(f"{SHARED_PG}?schema={shared_schema}")))
     assert len(store.trace("0e" * 16)) == 2 and store.resolve("old-run") == "0e" * 16
-    assert store.backend.schema_version() == schema.latest(schema.SPANS) == 4
+    assert store.backend.schema_version() == schema.latest(schema.SPANS, "postgresql") == 4
     indexes = {r[0] for r in store._query("SELECT indexname FROM pg_indexes WHERE schemaname=? "  # noqa: SLF001
                                           "AND tablename='spans'", (shared_schema,))}
     assert "spans_any_run_id" not in indexes and {"spans_start_brin", "spans_task_only"} <= indexes

@@ -3,6 +3,7 @@ and credentials masked wherever the store is named."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -218,3 +219,55 @@ def test_store_json_is_what_json_dumps_writes() -> None:
     ]
     for value in values:
         assert dumps(value) == json.dumps(value, separators=(",", ":"), default=str)
+
+
+def test_the_configured_store_exporter_reads_the_dicts_under_sdk_attributes(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SDK spans hold ``BoundedAttributes``: the store exporter the settings build encodes rows from
+    the plain dicts under them (never walking the mapping in Python), to the same row as a copy gives."""
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Link, SpanContext
+    from pipetrace.config import Settings
+    from pipetrace.processing.export import build_queues
+    from pipetrace.store.records import readable_row
+
+    tracer = TracerProvider().get_tracer("lib")
+    spans = []
+    for i in range(3):
+        span = tracer.start_span(f"task {i}", attributes={"cicd.pipeline.task.name": f"t{i}", "n": (1, 2), "i": i},
+                                 links=[Link(SpanContext(0x12, 0x34 + i, False), {"pipetrace.link.kind": "result"})])
+        span.add_event("state", {"state": "RUNNING"})
+        span.end()
+        spans.append(span)
+    expected = [readable_row(s) for s in spans]  # the default: copies through the public mapping API
+    [queue] = build_queues(Settings(home=tmp_path, exporters=("store",)))
+
+    def walked(self: object) -> object:
+        raise AssertionError("a BoundedAttributes was walked key by key")
+
+    monkeypatch.setattr(BoundedAttributes, "__iter__", walked)
+    assert [queue.exporter._row(s) for s in spans] == expected  # noqa: SLF001
+    assert queue.exporter.export(spans).name == "SUCCESS"
+    monkeypatch.undo()
+    stored = queue.exporter.store.trace(f"{spans[0].context.trace_id:032x}")
+    assert [r.attributes["cicd.pipeline.task.name"] for r in stored] == ["t0"]
+    queue.exporter.shutdown()
+
+
+def test_events_and_links_encode_as_the_record_writes_them_whatever_their_text() -> None:
+    """The row formats each event's and link's JSON around its attributes' JSON: the bytes equal what the
+    record path (``dumps`` of the dicts) writes, for names that need escaping, several events and links."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Link, SpanContext
+    from pipetrace.store.records import from_readable, readable_row
+    from pipetrace.store.sqlite import _row
+
+    names = ['state "quoted"', "naïve \u2603 \\ / \n\t", "", "x" * 300]
+    span = ReadableSpan(name="task t", context=SpanContext(0xAB, 0xCD, False), start_time=1, end_time=2,
+                        events=[Event(n, {"k": n, "v": (1.5, 2)}, timestamp=i) for i, n in enumerate(names)],
+                        links=[Link(SpanContext(2**128 - 1 - i, 2**64 - 1 - i, False), {"n": n} if i else {})
+                               for i, n in enumerate(names)])
+    row = readable_row(span)
+    assert row == _row(from_readable(span))
+    assert [e["name"] for e in json.loads(row[17])] == names and len(json.loads(row[18])) == len(names)
