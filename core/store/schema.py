@@ -118,7 +118,7 @@ CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (pruned, expires_ns);
 _PG_SPANS_V1 = _SPAN_COLUMNS.format(**_TYPES["postgresql"]) + """
     PRIMARY KEY (trace_id, span_id, start_ns)
 ) PARTITION BY RANGE (start_ns);
-CREATE INDEX IF NOT EXISTS spans_runs ON spans (is_run, start_ns) WHERE is_run = 1;
+CREATE INDEX IF NOT EXISTS spans_runs_recent ON spans (start_ns) WHERE is_run = 1;
 CREATE INDEX IF NOT EXISTS spans_run_id ON spans (run_id) WHERE is_run = 1;
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE INDEX IF NOT EXISTS spans_task_duration ON spans (pipeline, task, is_run, start_ns)
