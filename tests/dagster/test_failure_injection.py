@@ -34,6 +34,7 @@ INJECTIONS = {
     "run span": ("pipetrace.integrations.dagster.tracker.run_span", _boom),
     "retry lookup": ("pipetrace.integrations.dagster.events.EventTranslator._restart_try", _boom),
     "core tracer": ("pipetrace.spans.get_tracer", lambda: _ExplodingTracer()),
+    "step tracer": ("pipetrace.integrations.dagster.tracker.get_tracer", lambda: _ExplodingTracer()),
 }
 
 
