@@ -49,6 +49,7 @@ from .sdk import processors_of
 log = logging.getLogger("pipetrace.spans")
 
 _PLAIN = record.PLAIN_TYPES
+_UNSET = Status(StatusCode.UNSET)
 
 
 def _sdk_no_op_hooks() -> set[Any]:
@@ -94,6 +95,27 @@ def _all_plain(attributes: Mapping[str, Any]) -> bool:
     return all(type(value) in _PLAIN and type(key) is str and key for key, value in attributes.items())
 
 
+def _plain_sequence(value: Any) -> bool:
+    """A list or tuple of values of one plain type: the SDK stores it as their tuple (every SDK release)."""
+    if type(value) not in (list, tuple) or not value:
+        return type(value) in (list, tuple)
+    first = type(value[0])
+    return first in _PLAIN and all(type(v) is first for v in value)
+
+
+def _as_stored(attributes: dict[str, Any]) -> bool:
+    """:func:`_all_plain`, also accepting :func:`_plain_sequence` values, which become tuples in place as the
+    SDK stores them (a tag list); False (``attributes`` then partly converted) when only the SDK can say."""
+    for key, value in attributes.items():
+        if type(value) in _PLAIN and type(key) is str and key:
+            continue
+        if type(key) is str and key and _plain_sequence(value):
+            attributes[key] = tuple(value)  # (an existing key: the dict does not change size)
+        else:
+            return False
+    return True
+
+
 def _fits(limits: Any, count: int) -> bool:
     """No length limit to apply and not more attributes than the limit: nothing for the SDK to drop."""
     maxlen = limits.max_span_attributes
@@ -107,7 +129,7 @@ def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: 
     out = dict(attributes) if attributes else {}
     if extra:
         out.update(extra)
-    return out if _fits(tracer._span_limits, len(out)) and _all_plain(out) else None
+    return out if _fits(tracer._span_limits, len(out)) and _as_stored(out) else None
 
 
 def _known_plain(tracer: Any, attributes: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -148,7 +170,7 @@ class DeferredSpan(SpanHandle):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done", "_owned", "_from_parent")
+                 "_live", "_done", "_owned", "_from_parent", "_status")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
@@ -166,6 +188,7 @@ class DeferredSpan(SpanHandle):
         self._links = links
         self._extra: dict[str, Any] | None = None
         self._events: list[Event] | None = None
+        self._status: Status | None = None  # set by set_status(Status) as the SDK sets it; None: unset
         self._live = live
         self._done = False
 
@@ -219,6 +242,17 @@ class DeferredSpan(SpanHandle):
         elif not self._done:
             self.name = name
 
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """A ``Status`` without a separate description is kept as the SDK keeps it (OK is final, UNSET
+        ignored); anything else (a code and description, the SDK's warning) goes to the SDK's span."""
+        if self._live is None and not self._done and type(status) is Status and description is None:
+            current = self._status
+            if (current is None or current.status_code is not StatusCode.OK) and (
+                    status.status_code is not StatusCode.UNSET):
+                self._status = status
+            return
+        self.live().set_status(status, description)
+
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
         if exc_val is not None and self.is_recording():
             self.live().__exit__(exc_type, exc_val, exc_tb)  # the SDK's rules for an escaping exception
@@ -232,7 +266,10 @@ class DeferredSpan(SpanHandle):
         if self._live is not None:
             return getattr(self._live, "attributes", None) or MappingProxyType({})
         decided = self._decided
-        out = dict(decided.attributes or {}) if isinstance(decided, record.Decision) else {}
+        start = decided.attributes if isinstance(decided, record.Decision) else None
+        if not self._extra and type(start) is dict:  # a view, as the SDK's running span gives (no copy)
+            return MappingProxyType(start)
+        out = dict(start or {})
         if self._extra:
             out.update(self._extra)
         return MappingProxyType(out)
@@ -259,6 +296,8 @@ class DeferredSpan(SpanHandle):
                     live.set_attributes(self._extra)
                 for event in self._events or ():
                     live.add_event(event.name, event.attributes, event.timestamp)
+                if self._status is not None:
+                    live.set_status(self._status)
                 self._live = live
             else:
                 self._live = NonRecordingSpan(self.get_span_context())
@@ -294,8 +333,8 @@ class DeferredSpan(SpanHandle):
             tracer.span_processor.on_end(ReadableSpan(
                 name=self.name, context=decided.context, parent=decided.parent, resource=tracer.resource,
                 attributes=attrs, events=tuple(events) if events else (), kind=self.kind,
-                instrumentation_info=tracer.instrumentation_info, start_time=self.start_time, end_time=end,
-                instrumentation_scope=tracer._instrumentation_scope))
+                status=self._status or _UNSET, instrumentation_info=tracer.instrumentation_info,
+                start_time=self.start_time, end_time=end, instrumentation_scope=tracer._instrumentation_scope))
         except Exception as exc:
             losses.count("span_record")
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pipetrace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, guarded, handoffs, record_error, warn_once_per
+from pipetrace.adapter import activate, attempt_attributes, get_tracer, guarded, handoffs, record_error, warn_once_per
 from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
-from pipetrace.adapter.spans import to_ns
+from pipetrace.adapter.spans import deferred_span, to_ns
 from pipetrace.adapter.steps import Steps, adrive, drive
 from pipetrace.identity import RunIdentity
 from prefect.client.schemas import TaskRun
@@ -35,6 +35,21 @@ log = logging.getLogger("pipetrace.prefect")
 
 def _warn(what: str, exc: BaseException) -> None:
     warn_once_per(log, f"prefect-{what}", "pipetrace: prefect %s failed (run continues): %r", what, exc)
+
+
+class Attempts(TaskAttempts):
+    """A task run's attempts, each span recorded when it ends (core's deferred strategy: no SDK span is made
+    unless something needs one, such as an exception, a late link or a processor that watches running spans)."""
+
+    def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
+        self.try_number, self.ran = try_number, False
+        self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
+                                  attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
+                                  links=tuple(self.links), span_id=self.span_id(try_number))
+        self._token = activate(self.span) if current else None
+        if self.on_begin is not None:
+            self.on_begin(self.span)
+        return self.span
 
 
 @dataclass(eq=False)  # identity-hashed
@@ -113,7 +128,7 @@ class PipetraceRunTelemetry(RunTelemetry):
                                         map_index=member.map_index if member is not None else None))
         self._pt_later = later = []  # type: list[links.Entry]
         linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
-        attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
+        attempts = Attempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
                                 member, on_begin=lambda span: links.producers.remember(run_id, span))
         runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
         attempts.begin(max(1, int(run.run_count or 0) + 1))
@@ -131,20 +146,30 @@ class PipetraceRunTelemetry(RunTelemetry):
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
-                super().update_state(new_state)  # its event on the attempt it ends
+                self._pt_event(new_state, kind)  # its event on the attempt it ends
                 self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
                 return
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
                 # upstream failed: the task never runs, and Prefect never ends its span
-                super().update_state(new_state)
+                self._pt_event(new_state, kind)
                 self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
                 return
             elif new_state.is_final():
                 self._pt_final = new_state
+            if self._pt_open is not None:
+                return self._pt_event(new_state, kind)  # the state event, on the attempt's span
         except Exception as exc:
             _warn("state change", exc)
-        super().update_state(new_state)  # the state event, on the attempt's span
+        super().update_state(new_state)
+
+    def _pt_event(self, state: Any, kind: str) -> None:
+        """The state's event as Prefect's ``update_state`` adds it, with its type as the plain value it is
+        exported as (not the enum): a deferred span keeps it without making an SDK span."""
+        if self.span is not None:
+            name = state.name or kind
+            self.span.add_event(name, {"prefect.state.message": state.message or "", "prefect.state.type": kind,
+                                       "prefect.state.name": name, "prefect.state.id": str(state.id)})
 
     # ---- end -----------------------------------------------------------------------------------------
     def end_span_on_success(self) -> None:
