@@ -1,13 +1,11 @@
 """Prefect's run-telemetry seam, taken over: one pipetrace span per flow run and per task-run attempt.
 
-Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (start, each state change,
-exceptions, end) and make its ``span`` current while the run executes. :class:`PipetraceRunTelemetry` is
-that object with pipetrace's span in place of Prefect's (derived ids, ``run {flow}`` / ``task {task}``
-names, one span per task-run *attempt*), so Prefect's own behaviour builds on it: user spans nest under
-it, states carry its traceparent, consumed futures are linked to it. Prefect's native span is never
-started: one span per run whether native telemetry is on or off (on: the ``__OTEL_TRACEPARENT`` label is
-written as Prefect would).
-"""
+Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (start, state changes, exceptions,
+end) and make its ``span`` current while the run executes. :class:`PipetraceRunTelemetry` is that object with
+pipetrace's span in place of Prefect's (derived ids, ``run {flow}`` / ``task {task}`` names, one span per
+task-run *attempt*), so Prefect's own behaviour builds on it: user spans nest under it, states carry its
+traceparent, consumed futures are linked to it. Prefect's native span is never started (its setting on: the
+``__OTEL_TRACEPARENT`` label is written as Prefect would)."""
 
 from __future__ import annotations
 
@@ -20,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pipetrace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
-from pipetrace.adapter import activate, attempt_attributes, get_tracer, guarded, handoffs, record_error, warn_once_per
+from pipetrace.adapter import attempt_attributes, guarded, handoffs, record_error, warn_once_per
 from pipetrace.adapter.runs import Run, TaskAttempts, current_span_context
-from pipetrace.adapter.spans import deferred_span, to_ns
+from pipetrace.adapter.spans import to_ns
 from pipetrace.adapter.steps import Steps, adrive, drive
 from pipetrace.identity import RunIdentity
 from prefect.client.schemas import TaskRun
@@ -35,21 +33,6 @@ log = logging.getLogger("pipetrace.prefect")
 
 def _warn(what: str, exc: BaseException) -> None:
     warn_once_per(log, f"prefect-{what}", "pipetrace: prefect %s failed (run continues): %r", what, exc)
-
-
-class Attempts(TaskAttempts):
-    """A task run's attempts, each span recorded when it ends (core's deferred strategy: no SDK span is made
-    unless something needs one, such as an exception, a late link or a processor that watches running spans)."""
-
-    def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
-        self.try_number, self.ran = try_number, False
-        self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
-                                  attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
-                                  links=tuple(self.links), span_id=self.span_id(try_number))
-        self._token = activate(self.span) if current else None
-        if self.on_begin is not None:
-            self.on_begin(self.span)
-        return self.span
 
 
 @dataclass(eq=False)  # identity-hashed
@@ -76,8 +59,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             return self.span
         return super().start_span(run, client, parameters)
 
-    async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None
-                               ) -> Span | None:
+    async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         if await adrive(self._pt_starting(run, client, parameters)):
             return self.span
         return await super().async_start_span(run, client, parameters)
@@ -128,7 +110,7 @@ class PipetraceRunTelemetry(RunTelemetry):
                                         map_index=member.map_index if member is not None else None))
         self._pt_later = later = []  # type: list[links.Entry]
         linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
-        attempts = Attempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
+        attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
                                 member, on_begin=lambda span: links.producers.remember(run_id, span))
         runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
         attempts.begin(max(1, int(run.run_count or 0) + 1))
@@ -150,8 +132,7 @@ class PipetraceRunTelemetry(RunTelemetry):
                 self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
                 return
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
-                # upstream failed: the task never runs, and Prefect never ends its span
-                self._pt_event(new_state, kind)
+                self._pt_event(new_state, kind)  # upstream failed: the task never runs (Prefect never ends it)
                 self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
                 return
@@ -164,8 +145,7 @@ class PipetraceRunTelemetry(RunTelemetry):
         super().update_state(new_state)
 
     def _pt_event(self, state: Any, kind: str) -> None:
-        """The state's event as Prefect's ``update_state`` adds it, with its type as the plain value it is
-        exported as (not the enum): a deferred span keeps it without making an SDK span."""
+        """Prefect's state event, its type the plain value exported (no enum: a deferred span keeps it)."""
         if self.span is not None:
             name = state.name or kind
             self.span.add_event(name, {"prefect.state.message": state.message or "", "prefect.state.type": kind,
@@ -216,8 +196,7 @@ class PipetraceRunTelemetry(RunTelemetry):
 
     _pt_abandon = partialmethod(_pt_end, None, abandoned=True)
 
-    def _pt_finish(self, result: str, end_ns: int | None = None, state: Any = None, message: str | None = None
-                   ) -> None:
+    def _pt_finish(self, result: str, end_ns: int | None = None, state: Any = None, message: str | None = None) -> None:
         """End the open span (a task attempt or the flow run) with ``result`` and ``state``'s attributes."""
         self.span = None  # (first: a failure below leaves no stale span to Prefect)
         attrs = runs.state_attrs(state) if state is not None else None
