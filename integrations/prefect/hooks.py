@@ -66,6 +66,8 @@ def _submit(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[s
             runner._cached_env = {**env, ENV_MEMBER: member.carrier()}
     except Exception as exc:  # never into the flow
         warn_once_per(log, "prefect-submit", "pipetrace: map index not recorded: %r", exc)
+    if member is None:  # a plain submit: nothing to hand over
+        return wrapped(*args, **kwargs)
     try:
         with fanout.submitting(member):
             return wrapped(*args, **kwargs)
