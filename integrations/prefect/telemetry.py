@@ -124,7 +124,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             if attempts is not None and kind == "RUNNING":
                 first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), to_ns(new_state.timestamp))
                 self.span = attempts.span  # a retry: the next try's
-                if first:  # the inputs whose producers had not started: finished by now
+                if first and self._pt_later:  # the inputs whose producers had not started: finished by now
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
