@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 
 import pipetrace
@@ -194,7 +193,8 @@ class PipetraceRunTelemetry(RunTelemetry):
         if not abandoned:
             self._pt_close()
 
-    _pt_abandon = partialmethod(_pt_end, None, abandoned=True)
+    def _pt_abandon(self) -> None:  # (a plain method: a partialmethod read from the class is rebuilt per read)
+        self._pt_end(None, abandoned=True)
 
     def _pt_finish(self, result: str, end_ns: int | None = None, state: Any = None, message: str | None = None) -> None:
         """End the open span (a task attempt or the flow run) with ``result`` and ``state``'s attributes."""
