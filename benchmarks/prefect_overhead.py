@@ -6,7 +6,10 @@ side in one run, each in its own long-lived process with its own ephemeral serve
 * ``pipetrace``: pipetrace instrumented as deployed (redaction on; ``--exporters``, default
   ``store,otlp``), native telemetry at its default (pipetrace takes over its seam);
 * ``native``: Prefect's native OTel run telemetry, set up as OTel's docs tell a user: a plain SDK
-  ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP/HTTP exporter, no pipetrace.
+  ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP/HTTP exporter, no pipetrace;
+* ``pt-otlp`` (an extra side, off with ``--no-otlp-only``): pipetrace exporting OTLP only, the one
+  destination native telemetry has (the ``pipetrace`` side also writes its local store). Printed on lines
+  of its own; the ``pipetrace`` lines and rows are the deployed set-up's, whatever ``--exporters`` says.
 
 Prefect's own telemetry setting is the same (its default) in all three. Both traced sides export OTLP to
 the same local receiver, which counts the spans it got. Rounds are paired and interleaved, the order
@@ -54,6 +57,7 @@ from _harness import (  # noqa: E402
 )
 
 MODES = ("off", "pipetrace", "native")
+OTLP_ONLY = "pt-otlp"  # the extra side: pipetrace with native telemetry's one destination
 BEFORE = "1.058 (fixed order; native telemetry off only for the baseline)"
 
 CHILD = r'''
@@ -140,7 +144,7 @@ def telemetry_threads():
 
 from prefect.telemetry.run_telemetry import RunTelemetry
 time_seam(RunTelemetry)
-if mode == "pipetrace":
+if mode in ("pipetrace", "pt-otlp"):
     import pipetrace
     from pipetrace.integrations.prefect import hooks, instrument
     for name in ("_post_init", "_map", "_submit"):  # read by hooks.install() when instrument() runs
@@ -251,9 +255,9 @@ def telemetry_cpu(runs: dict[str, list[Any]], tasks: int, rounds: int, exporters
         return [r[2][key] / tasks * 1e6 for r in runs[mode]]
 
     print("  telemetry CPU per task run (µs), seam calls per run: "
-          + ", ".join(f"{m} {statistics.median(r[2]['calls'] for r in runs[m]):.0f}" for m in MODES))
+          + ", ".join(f"{m} {statistics.median(r[2]['calls'] for r in runs[m]):.0f}" for m in runs))
     measures: dict[str, dict[str, list[float]]] = {}
-    for mode in MODES:
+    for mode in runs:
         seam, bg, fl = per_task(mode, "seam"), per_task(mode, "background"), per_task(mode, "flush")
         gc = per_task(mode, "gc")
         measures[mode] = {"seam": seam, "export": [b + f for b, f in zip(bg, fl, strict=True)],
@@ -272,6 +276,16 @@ def telemetry_cpu(runs: dict[str, list[Any]], tasks: int, rounds: int, exporters
             f"exporters {exporters})", "not measured", f"**{statistics.median(measures['pipetrace'][key]):.1f}**",
             f"native OTel telemetry: {statistics.median(measures['native'][key]):.1f}; pipetrace / native "
             f"{statistics.median(ratios):.3f}", f"{min(ratios):.3f}–{max(ratios):.3f} (ratio)", loads))
+    if OTLP_ONLY in measures:  # like with like: one destination on both sides
+        for key, label in (("seam", "in the seam"), ("export", "export threads + flush"), ("total", "total")):
+            ratios = paired_ratios(measures[OTLP_ONLY][key], measures["native"][key])
+            print(f"    pipetrace exporting OTLP only / native, {label}: per round {fmt_spread(ratios, '.3f')}")
+            rows.append(summary_row(
+                f"Prefect telemetry CPU per task run, {label}, µs, **pipetrace exporting OTLP only** (like native; "
+                f"`prefect_overhead.py --rounds {rounds}`)", "not measured",
+                f"**{statistics.median(measures[OTLP_ONLY][key]):.1f}**", f"native OTel telemetry: "
+                f"{statistics.median(measures['native'][key]):.1f}; pipetrace (OTLP only) / native "
+                f"{statistics.median(ratios):.3f}", f"{min(ratios):.3f}–{max(ratios):.3f} (ratio)", loads))
     return rows
 
 
@@ -281,10 +295,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--exporters", default="store,otlp", help="pipetrace exporters for the traced runs")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--no-otlp-only", action="store_true", help=f"leave out the extra {OTLP_ONLY} side")
     args = parser.parse_args()
-    spans: dict[str, list[int]] = {m: [] for m in MODES}
+    modes = MODES if args.no_otlp_only else (*MODES, OTLP_ONLY)
+    spans: dict[str, list[int]] = {m: [] for m in modes}
     with SpanCounter() as receiver:
-        sides = {m: Side(m, args.tasks, args.exporters, receiver.endpoint) for m in MODES}  # start together
+        sides = {m: Side(m, args.tasks, "otlp" if m == OTLP_ONLY else args.exporters, receiver.endpoint)
+                 for m in modes}  # start together
         for side in sides.values():
             side.wait_ready()
         time.sleep(1.0)
@@ -298,18 +315,18 @@ def main() -> None:
             return out
 
         try:
-            runs, loads = paired_rounds(MODES, args.rounds, one)
+            runs, loads = paired_rounds(modes, args.rounds, one)
         finally:
             for side in sides.values():
                 side.close()
     print(f"prefect flow of {args.tasks} task runs, {args.rounds} paired rounds (rotating order), "
           f"pipetrace exporters {args.exporters}; spans received per run: "
-          + ", ".join(f"{m} {min(spans[m])}–{max(spans[m])}" for m in MODES))
+          + ", ".join(f"{m} {min(spans[m])}–{max(spans[m])}" for m in modes))
     rows = []
     for k, label in ((0, "wall"), (1, "CPU")):
         off = [r[k] for r in runs["off"]]
         print(f"  {label}: off {fmt_spread(off, '.3f')} s")
-        for mode in ("pipetrace", "native"):
+        for mode in modes[1:]:
             values = [r[k] for r in runs[mode]]
             ratios = paired_ratios(values, off)
             added = [(b - a) / args.tasks * 1000 for a, b in zip(off, values, strict=True)]

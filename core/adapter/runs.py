@@ -23,7 +23,7 @@ from .attributes import clean, run_attributes
 from .batches import Batch, Batches, Member
 from .errors import mark_outcome
 from .runtime import get_tracer
-from .spans import span_with_ids
+from .spans import deferred_span, span_with_ids
 
 
 def current_span_context() -> SpanContext | None:
@@ -118,11 +118,13 @@ class TaskAttempts:
         self._token: object = None
 
     def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
-        """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not)."""
+        """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not),
+        recorded when it ends (the deferred strategy: an SDK span only if something needs one, such as an
+        exception, a late link or a processor that watches running spans), its record built on the later thread."""
         self.try_number, self.ran = try_number, False
-        self.span = span_with_ids(get_tracer(), A.task_span_name(self.task), context=self.parent,
+        self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
-                                  links=self.links, span_id=self.span_id(try_number))
+                                  links=tuple(self.links), span_id=self.span_id(try_number), record_later=True)
         self._token = activate(self.span) if current else None
         if self.on_begin is not None:
             self.on_begin(self.span)

@@ -1,12 +1,11 @@
 """Result hand-offs as span links: one per upstream run Prefect itself records in ``task_inputs``.
 
-Prefect's ``task_inputs`` name every upstream task run or flow run a run consumed (futures, states, values
-it recognises as another run's result, ``.map`` members, ``wait_for``, and on the task run standing for a
-subflow, its parameters). Each becomes a link to the producing attempt's span: remembered here when it
-started, else read back through the client (a task run's final state carries its attempt's
-``traceparent``, a flow run its ``__OTEL_TRACEPARENT`` label). Producers not started yet when the consumer
-starts are resolved once it runs. ``__parents__`` (a task called in a task) is the parent, not a hand-off.
-"""
+Prefect's ``task_inputs`` name every upstream task run or flow run a run consumed (futures, states, values it
+recognises as another run's result, ``.map`` members, ``wait_for``, and on the task run standing for a subflow,
+its parameters). Each becomes a link to the producing attempt's span: remembered here when it started, else
+read back through the client (a task run's final state carries its attempt's ``traceparent``, a flow run its
+``__OTEL_TRACEPARENT`` label). Producers not started yet when the consumer starts are resolved once it runs.
+``__parents__`` (a task called in a task) is the parent, not a hand-off."""
 
 from __future__ import annotations
 

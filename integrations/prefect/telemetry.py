@@ -1,20 +1,17 @@
 """Prefect's run-telemetry seam, taken over: one pipetrace span per flow run and per task-run attempt.
 
-Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (start, each state change,
-exceptions, end) and make its ``span`` current while the run executes. :class:`PipetraceRunTelemetry` is
-that object with pipetrace's span in place of Prefect's (derived ids, ``run {flow}`` / ``task {task}``
-names, one span per task-run *attempt*), so Prefect's own behaviour builds on it: user spans nest under
-it, states carry its traceparent, consumed futures are linked to it. Prefect's native span is never
-started: one span per run whether native telemetry is on or off (on: the ``__OTEL_TRACEPARENT`` label is
-written as Prefect would).
-"""
+Prefect 3 engines call a ``RunTelemetry`` object at every step of a run (start, state changes, exceptions,
+end) and make its ``span`` current while the run executes. :class:`PipetraceRunTelemetry` is that object with
+pipetrace's span in place of Prefect's (derived ids, ``run {flow}`` / ``task {task}`` names, one span per
+task-run *attempt*), so Prefect's own behaviour builds on it: user spans nest under it, states carry its
+traceparent, consumed futures are linked to it. Prefect's native span is never started (its setting on: the
+``__OTEL_TRACEPARENT`` label is written as Prefect would)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 
 import pipetrace
@@ -61,8 +58,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             return self.span
         return super().start_span(run, client, parameters)
 
-    async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None
-                               ) -> Span | None:
+    async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         if await adrive(self._pt_starting(run, client, parameters)):
             return self.span
         return await super().async_start_span(run, client, parameters)
@@ -127,24 +123,32 @@ class PipetraceRunTelemetry(RunTelemetry):
             if attempts is not None and kind == "RUNNING":
                 first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), to_ns(new_state.timestamp))
                 self.span = attempts.span  # a retry: the next try's
-                if first:  # the inputs whose producers had not started: finished by now
+                if first and self._pt_later:  # the inputs whose producers had not started: finished by now
                     later, self._pt_later = self._pt_later, []
                     attempts.add_links(links.input_links(later, self._pt_client, attempts.run.ident.trace_id))
             elif attempts is not None and kind == "SCHEDULED":  # AwaitingRetry: this attempt is over
-                super().update_state(new_state)  # its event on the attempt it ends
+                self._pt_event(new_state, kind)  # its event on the attempt it ends
                 self._pt_finish(A.RESULT_RETRY, to_ns(new_state.timestamp), new_state)
                 return
             elif attempts is not None and kind == "PENDING" and new_state.name == "NotReady" and attempts.span:
-                # upstream failed: the task never runs, and Prefect never ends its span
-                super().update_state(new_state)
+                self._pt_event(new_state, kind)  # upstream failed: the task never runs (Prefect never ends it)
                 self._pt_finish(A.RESULT_SKIP, to_ns(new_state.timestamp), new_state)
                 self._pt_close()
                 return
             elif new_state.is_final():
                 self._pt_final = new_state
+            if self._pt_open is not None:
+                return self._pt_event(new_state, kind)  # the state event, on the attempt's span
         except Exception as exc:
             _warn("state change", exc)
-        super().update_state(new_state)  # the state event, on the attempt's span
+        super().update_state(new_state)
+
+    def _pt_event(self, state: Any, kind: str) -> None:
+        """Prefect's state event, its type the plain value exported (no enum: a deferred span keeps it)."""
+        if self.span is not None:
+            name = state.name or kind
+            self.span.add_event(name, {"prefect.state.message": state.message or "", "prefect.state.type": kind,
+                                       "prefect.state.name": name, "prefect.state.id": str(state.id)})
 
     # ---- end -----------------------------------------------------------------------------------------
     def end_span_on_success(self) -> None:
@@ -189,10 +193,10 @@ class PipetraceRunTelemetry(RunTelemetry):
         if not abandoned:
             self._pt_close()
 
-    _pt_abandon = partialmethod(_pt_end, None, abandoned=True)
+    def _pt_abandon(self) -> None:  # (a plain method: a partialmethod read from the class is rebuilt per read)
+        self._pt_end(None, abandoned=True)
 
-    def _pt_finish(self, result: str, end_ns: int | None = None, state: Any = None, message: str | None = None
-                   ) -> None:
+    def _pt_finish(self, result: str, end_ns: int | None = None, state: Any = None, message: str | None = None) -> None:
         """End the open span (a task attempt or the flow run) with ``result`` and ``state``'s attributes."""
         self.span = None  # (first: a failure below leaves no stale span to Prefect)
         attrs = runs.state_attrs(state) if state is not None else None

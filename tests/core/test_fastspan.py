@@ -566,3 +566,60 @@ def _live_spans(reader: Any) -> int:
                 if metric.name == "otel.sdk.span.live":
                     total += sum(int(p.value) for p in metric.data.data_points)
     return total
+
+
+def _deferred_vs_live(attributes: dict[str, Any], calls: Any) -> tuple[ReadableSpan, ReadableSpan, Any]:
+    """The same calls on a deferred span and on the SDK's span; (deferred's record, SDK's, the deferred handle)."""
+    provider, exporter = _deferred_provider()
+    tracer = provider.get_tracer("t")
+    handle = deferred.begin_span(tracer, "x", attributes=dict(attributes), context=Context(), span_id=0x7,
+                                 trace_id=0x8, start_time=100)
+    live = fastspan.start_span(tracer, "x", attributes=dict(attributes), context=Context(), span_id=0x7,
+                               trace_id=0x8, start_time=100)
+    for span in (handle, live):
+        calls(span)
+        span.end(end_time=200)
+    got, want = exporter.get_finished_spans()
+    return got, want, handle
+
+
+def test_deferred_span_keeps_a_status_as_the_sdk_does_without_an_sdk_span() -> None:
+    """OK is final and UNSET ignored, as on the SDK's span; no SDK span is made for it (it was before)."""
+    from opentelemetry.trace import Status
+
+    def calls(span: Any) -> None:
+        span.set_status(Status(StatusCode.ERROR, "first"))
+        span.set_status(Status(StatusCode.UNSET))
+        span.set_status(Status(StatusCode.OK))
+        span.set_status(Status(StatusCode.ERROR, "after ok"))
+
+    got, want, handle = _deferred_vs_live({"a": "b"}, calls)
+    assert handle._live is None  # recorded directly
+    assert _shape(got) == _shape(want) and got.status.status_code is StatusCode.OK
+
+    got, want, handle = _deferred_vs_live({"a": "b"}, lambda s: s.set_status(Status(StatusCode.ERROR, "boom")))
+    assert handle._live is None and got.status.description == want.status.description == "boom"
+    # a code with a separate description: the SDK's own rules, on its span
+    got, want, handle = _deferred_vs_live({"a": "b"}, lambda s: s.set_status(StatusCode.ERROR, "bad"))
+    assert handle._live is not None and got.status.description == want.status.description == "bad"
+
+
+def test_deferred_span_with_a_start_tag_list_is_recorded_directly_as_the_sdk_stores_it() -> None:
+    """A list of one plain type (Prefect's tags) becomes the tuple the SDK stores, without an SDK span; a
+    list the SDK would have to judge (mixed types) still goes through the SDK's span."""
+    got, want, handle = _deferred_vs_live({"tags": ["p", "q"], "empty": [], "n": 1}, lambda s: None)
+    assert handle._live is None
+    assert _shape(got) == _shape(want) and got.attributes["tags"] == ("p", "q") and got.attributes["empty"] == ()
+    got, want, handle = _deferred_vs_live({"mixed": ["p", 1]}, lambda s: None)
+    assert handle._live is not None and _shape(got) == _shape(want)
+
+
+def test_deferred_span_attributes_are_a_view_of_what_was_set() -> None:
+    provider, _ = _deferred_provider()
+    span = deferred.begin_span(provider.get_tracer("t"), "x", attributes={"a": 1}, context=Context())
+    view = span.attributes
+    assert dict(view) == {"a": 1}
+    span.set_attribute("b", 2)
+    assert dict(span.attributes) == {"a": 1, "b": 2}
+    with pytest.raises(TypeError):
+        view["c"] = 3  # type: ignore[index]

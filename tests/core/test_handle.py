@@ -240,3 +240,33 @@ def test_the_span_context_decided_at_the_start_is_the_apis_own() -> None:
         api = SpanContext(sc.trace_id, sc.span_id, is_remote=False, trace_flags=sc.trace_flags)
         assert type(sc) is SpanContext and tuple(sc) == tuple(api) and sc.trace_state is api.trace_state
         assert sc.is_valid is (span_id is not None or type(generator) is RandomIdGenerator)
+
+
+def test_a_deferred_span_recorded_later_reaches_the_exporters_after_a_drain_the_same_span() -> None:
+    """``record_later``: the record is built on the later thread (pending until then) when every processor
+    drains it, and is the span recorded at once otherwise; without the flag nothing is queued."""
+    from opentelemetry.trace import Status, StatusCode
+
+    later.drain()
+    got = {}
+    for flag in (True, False):
+        exporter = InMemorySpanExporter()
+        provider, processor = _pipeline(exporter)
+        span = begin_span(provider.get_tracer("t"), "task x", attributes={"a": "b", "tags": ["p"]},
+                          context=Context(), trace_id=0xA, span_id=0xB, start_time=5, record_later=flag)
+        span.add_event("Running", {"k": "v"}, timestamp=6)
+        span.set_status(Status(StatusCode.OK))
+        with later._later.running:  # (the background thread cannot take it meanwhile)
+            span.end(end_time=9)
+            span.set_attribute("after", "end")  # ignored, as on an ended SDK span
+            assert later.pending() == (1 if flag else 0)
+        processor.force_flush()
+        assert later.pending() == 0
+        (got[flag],) = exporter.get_finished_spans()
+        provider.shutdown()
+    done = got[True]
+    assert dict(done.attributes) == {"a": "b", "tags": ("p",)} and done.end_time == 9
+    assert [e.name for e in done.events] == ["Running"] and done.status.status_code is StatusCode.OK
+    assert (done.name, done.context, done.parent, dict(done.attributes), done.status.status_code, done.end_time) == (
+        got[False].name, got[False].context, got[False].parent, dict(got[False].attributes),
+        got[False].status.status_code, got[False].end_time)
