@@ -60,13 +60,24 @@ class RunRef(NamedTuple):
         return (self.native and self.ident.upstream_context()) or self.ident.run_context()
 
 
+_refs: dict[tuple[str, str, str | None, str | None], RunRef] = {}
+
+
 def run_ref(dag_id: str, run_id: str, conf: object = None, native_carrier: object = None) -> RunRef:
-    """The run's identity from what Airflow stores about it (precedence: see the module doc)."""
-    if native_tracing() and isinstance(native_carrier, Mapping) and native_carrier.get("traceparent"):
-        ident = identity(SYSTEM, dag_id, run_id, upstream=dict(native_carrier))
-        if ident.upstream is not None:
-            return RunRef(ident, native=True)
-    return RunRef(identity(SYSTEM, dag_id, run_id, upstream=upstream_from_conf(conf)), native=False)
+    """The run's identity from what Airflow stores about it (precedence: see the module doc); kept by what
+    decides it (every task of a run in one process, ``dag.test()`` or a scheduler, asks again)."""
+    native = native_carrier if native_tracing() and isinstance(native_carrier, Mapping) and \
+        native_carrier.get("traceparent") else None
+    upstream = upstream_from_conf(conf)
+    key = (dag_id, run_id, None if native is None else repr(native), None if upstream is None else repr(upstream))
+    ref = _refs.get(key)
+    if ref is None:
+        if len(_refs) >= 256:
+            _refs.clear()
+        ident = identity(SYSTEM, dag_id, run_id, upstream=dict(native)) if native is not None else None
+        ref = _refs[key] = RunRef(ident, True) if ident is not None and ident.upstream is not None else \
+            RunRef(identity(SYSTEM, dag_id, run_id, upstream=upstream), native=False)
+    return ref
 
 
 def state_name(value: object) -> str:

@@ -96,6 +96,14 @@ def _link(ti: Any, ident: RunIdentity, read: Read, mi: int, pushed: bool) -> Lin
     return link(carrier, "xcom", attrs) or first
 
 
+def _mapped(producer: Any) -> bool:
+    """Whether a producer has one XCom per map index (asked only of a read of all its values)."""
+    try:
+        return bool(producer.is_mapped) or producer.get_closest_mapped_task_group() is not None
+    except Exception:
+        return False
+
+
 def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:
     """How the reads of task instance ``ti`` resolve: one target per producer task instance of its run
     (for a read of all values: every map index of a mapped producer)."""
@@ -107,11 +115,11 @@ def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:
             return []  # another run's data: not a hand-off inside this trace
         try:
             producer = dag.get_task(read.task_id)  # type: ignore[union-attr]
-            mapped = bool(producer.is_mapped) or producer.get_closest_mapped_task_group() is not None
         except Exception:
-            producer, mapped = None, False
+            producer = None
         pushed = consumer_retry or producer is None or int(getattr(producer, "retries", 0) or 0) > 0
-        indexes = [read.map_index] if read.map_index is not ALL else list(range(read.size)) if mapped else [-1]
+        indexes = [read.map_index] if read.map_index is not ALL else list(range(read.size)) if _mapped(producer) \
+            else [-1]
         return [((read.task_id, mi), functools.partial(_link, ti, ident, read, mi, pushed)) for mi in indexes]
 
     return resolve
