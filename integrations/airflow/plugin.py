@@ -95,8 +95,12 @@ def task_started(ti: Any) -> None:
     dag_id, run_id, task_id, map_index, try_number = key = _key(ti)
     if _attempts.get(key) is not None:
         _close(key, A.RESULT_ERROR)  # a previous attempt in this process never finished
-    # the run's conf as get_template_context() reads it, without validating the DAG's params once more
-    conf = getattr(getattr(getattr(ti, "_ti_context_from_server", None), "dag_run", None), "conf", None)
+    # the run's conf as get_template_context() reads it, without validating the DAG's params once more (a
+    # private field: read from pydantic's dict of them, without its __getattr__, when there is one)
+    private = getattr(ti, "__pydantic_private__", None)
+    server = private.get("_ti_context_from_server") if type(private) is dict else \
+        getattr(ti, "_ti_context_from_server", None)
+    conf = getattr(getattr(server, "dag_run", None), "conf", None)
     ref = run_ref(dag_id, run_id, conf, native_carrier=getattr(ti, "context_carrier", None))
     parent = None
     if (ref.native or native_tracing()) and trace.get_current_span().get_span_context().is_valid:
@@ -104,11 +108,12 @@ def task_started(ti: Any) -> None:
     links = xcom.reads.begin(xcom.targets(ti, ref.ident)) if xcom_links() else []
     task = getattr(ti, "task", None)
     attrs = {"airflow.dag_id": dag_id, "airflow.task_id": task_id, "airflow.dag_run.run_id": run_id}
-    for name, value in (("airflow.task_instance.hostname", getattr(ti, "hostname", None)),
-                        ("airflow.task_instance.queue", getattr(task, "queue", None)),
-                        ("airflow.operator", type(task).__name__ if task is not None else None)):
-        if isinstance(value, str):
-            attrs[name] = value
+    if type(host := getattr(ti, "hostname", None)) is str:
+        attrs["airflow.task_instance.hostname"] = host
+    if task is not None:
+        attrs["airflow.operator"] = type(task).__name__
+        if type(queue := getattr(task, "queue", None)) is str:
+            attrs["airflow.task_instance.queue"] = queue
     mapped = map_index >= 0
     span = start_task_span(
         SYSTEM, dag_id, run_id, task_id, try_number=try_number, map_index=map_index if mapped else None,
@@ -131,13 +136,9 @@ def _close(key: TaskKey, result: str, error: BaseException | str | None = None, 
         xcom.reads.finish()
     if attempt is None:
         return
-    span, attrs = attempt.span, {}
+    span = attempt.span
     if getattr(ti, "state", None) is not None:
-        attrs["airflow.task_instance.state"] = runs.state_name(ti.state)
-    if error is None and result not in A.FAILED_RESULTS:  # with the state in one call; end_task_span keeps it
-        attrs[A.TASK_RESULT], result = result, None  # type: ignore[assignment]
-    if attrs:
-        span.set_attributes(attrs)
+        span.set_attribute("airflow.task_instance.state", runs.state_name(ti.state))
     # End where Airflow's record ends, so scheduler-side spans built from the same record (the batch span of
     # a mapped task) cover it exactly.
     end, start = getattr(ti, "end_date", None), getattr(ti, "start_date", None)

@@ -118,8 +118,9 @@ def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:
         except Exception:
             producer = None
         pushed = consumer_retry or producer is None or int(getattr(producer, "retries", 0) or 0) > 0
-        indexes = [read.map_index] if read.map_index is not ALL else list(range(read.size)) if _mapped(producer) \
-            else [-1]
+        if read.map_index is not ALL:  # one value: one producer instance
+            return (((read.task_id, read.map_index), functools.partial(_link, ti, ident, read, read.map_index, pushed)),)
+        indexes = range(read.size) if _mapped(producer) else (-1,)
         return [((read.task_id, mi), functools.partial(_link, ti, ident, read, mi, pushed)) for mi in indexes]
 
     return resolve
