@@ -25,16 +25,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.adapter import (
-    Attempts,
-    end_task_span,
-    guarded,
-    record_error_summary,
-    start_task_span,
-    status_description,
-)
+from pipetrace.adapter import Attempts, guarded, record_error_summary, status_description
 from pipetrace.adapter.logs import bind_span_ids, unbind_span_ids
 from pipetrace.carriers import inject
+from pipetrace.spans import end_task_span, start_task_span
 from pluggy import HookimplMarker
 
 from . import runs, xcom
@@ -70,9 +64,8 @@ def _key(ti: Any) -> TaskKey:
     return ti.dag_id, ti.run_id, ti.task_id, -1 if ti.map_index is None else int(ti.map_index), int(ti.try_number or 0)
 
 
-@functools.cache
-def _is_trigger(cls: type) -> bool:
-    """Whether an operator class is a ``TriggerDagRunOperator`` (its MRO walked once per class)."""
+@functools.cache  # per operator class
+def _is_trigger(cls: Any) -> bool:
     return "TriggerDagRunOperator" in [c.__name__ for c in cls.__mro__]
 
 
@@ -90,17 +83,11 @@ def _propagate_to_triggered_run(task: Any, span: Span) -> None:
 
 
 def task_started(ti: Any) -> None:
-    """Open the attempt's span and make it current: what it needs is read from ``ti`` once, its
-    attributes are given clean (strings, no None) at its start, in one go."""
+    """Open the attempt's span (its attributes given clean, in one go) and make it current."""
     dag_id, run_id, task_id, map_index, try_number = key = _key(ti)
-    if _attempts.get(key) is not None:
-        _close(key, A.RESULT_ERROR)  # a previous attempt in this process never finished
-    # the run's conf as get_template_context() reads it, without validating the DAG's params once more (a
-    # private field: read from pydantic's dict of them, without its __getattr__, when there is one)
-    private = getattr(ti, "__pydantic_private__", None)
-    server = private.get("_ti_context_from_server") if type(private) is dict else \
-        getattr(ti, "_ti_context_from_server", None)
-    conf = getattr(getattr(server, "dag_run", None), "conf", None)
+    _close(key, A.RESULT_ERROR)  # a previous attempt in this process never finished
+    # the run's conf as get_template_context() reads it, without validating the DAG's params once more
+    conf = getattr(getattr(getattr(ti, "_ti_context_from_server", None), "dag_run", None), "conf", None)
     ref = run_ref(dag_id, run_id, conf, native_carrier=getattr(ti, "context_carrier", None))
     parent = None
     if (ref.native or native_tracing()) and trace.get_current_span().get_span_context().is_valid:
@@ -114,19 +101,17 @@ def task_started(ti: Any) -> None:
         attrs["airflow.operator"] = type(task).__name__
         if type(queue := getattr(task, "queue", None)) is str:
             attrs["airflow.task_instance.queue"] = queue
-    mapped = map_index >= 0
     span = start_task_span(
-        SYSTEM, dag_id, run_id, task_id, try_number=try_number, map_index=map_index if mapped else None,
-        attributes=attrs, links=links, ident=ref.ident, batch=task_id if mapped else None, parent=parent,
+        SYSTEM, dag_id, run_id, task_id, try_number=try_number, map_index=map_index if map_index >= 0 else None,
+        attributes=attrs, links=links, ident=ref.ident, batch=task_id if map_index >= 0 else None, parent=parent,
         start_time=getattr(ti, "start_date", None), clean_attributes=True,
     )
     _attempts.start(key, span, data=bind_span_ids(span))
-    if task is not None and _is_trigger(type(task)):
+    if task is not None and _is_trigger(type(task)):  # type: ignore[arg-type]  # a class is hashable
         _propagate_to_triggered_run(task, span)
     if xcom_links():
         xcom.reads.attach(span)
-        if try_number > 1:  # a first try's span id is derived by its readers
-            xcom.publish(ti, span)
+        xcom.publish(ti, span)
 
 
 def _close(key: TaskKey, result: str, error: BaseException | str | None = None, ti: Any = None) -> None:
