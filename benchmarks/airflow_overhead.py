@@ -11,7 +11,7 @@ median (min, max) with a 95 % CI of the median per-round ratio, and the added mi
 ``--markdown`` ends with the closing-note rows (wall and CPU).
 
     .venvs/airflow/bin/python benchmarks/airflow_overhead.py [--rounds 20] [--exporters store,otlp] [--gc freeze|auto]
-        [--hooks N] [--markdown]
+        [--hooks N | --threads N | --calls] [--markdown]
 
 Where the per-round spread comes from (measured with this file's code): the machine's load (a run's CPU
 time itself inflates under contention), and the cyclic GC, whose full collections of Airflow's large heap
@@ -29,6 +29,13 @@ own tracer that pass through pipetrace's provider, then the Python calls pipetra
 per run (cProfile, traced minus untraced, with the functions adding most). Any checkout's venv runs this
 file, so two checkouts compare side by side (``/work/wt/prev/.venvs/airflow/bin/python
 benchmarks/airflow_overhead.py --hooks 6``).
+
+``--threads N`` says where the whole process's extra CPU goes, which the run thread's does not show: N
+paired rounds, the CPU of every thread (by name, threads that ended during a run included: Airflow's
+in-process Execution API serves each request on its event-loop thread and AnyIO worker threads), of
+pipetrace's export threads and of the cyclic GC's collections, traced minus untraced per task. Under load
+that CPU is noisy; ``--calls`` counts the Python calls each thread makes in one traced and one untraced run
+instead (deterministic; slow: a profile hook sees every call).
 
 The DAG: one source task whose XCom 48 parallel tasks read, and one sink reading all of them, so the
 XCom-link path (carrier push + reads) is part of what is measured.
@@ -219,6 +226,128 @@ def hooks(bench: Any, runs: int, receiver: SpanCounter) -> None:
         print(f"  {n:8.0f}  {name}")
 
 
+def threads(bench: Any, rounds: int, receiver: SpanCounter) -> None:
+    """See the module doc: where a traced run's extra CPU goes, thread by thread (threads that ended during
+    the run included), and the cyclic GC's share, over paired rounds (traced minus untraced, per task)."""
+    import collections
+    import re
+
+    import pipetrace
+    from pipetrace.integrations import airflow as adapter
+
+    ended: dict[str, float] = collections.defaultdict(float)
+    boot = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+    def kind(thread: threading.Thread) -> str:
+        return re.sub(r"[-_ ]?\d+", "#", thread.name)
+
+    def counted(self: threading.Thread) -> None:  # a thread's CPU when it ends (Airflow starts some per run)
+        try:
+            boot(self)
+        finally:
+            ended[kind(self)] += time.thread_time()
+
+    collecting = [0.0, 0.0, 0.0]  # thread CPU in collections, when the current one started, collections
+
+    def on_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting[1] = time.thread_time()
+        else:
+            collecting[0] += time.thread_time() - collecting[1]
+            collecting[2] += 1
+
+    def snapshot() -> dict[str, float]:
+        out: dict[str, float] = dict(ended)
+        for t in threading.enumerate():
+            with contextlib.suppress(Exception):
+                out[kind(t)] = out.get(kind(t), 0.0) + time.clock_gettime(time.pthread_getcpuclockid(t.ident or 0))
+        out.update({"(GC: its collections' CPU, in the threads above)": collecting[0],
+                    "(GC collections)": collecting[2], "(local OTLP receiver, not counted below)": receiver.cpu_s,
+                    "whole process, receiver out": _cpu() - receiver.cpu_s})
+        return out
+
+    threading.Thread._bootstrap_inner = counted  # type: ignore[attr-defined]
+    gc.callbacks.append(on_gc)
+    for warm in (adapter.instrument, adapter.uninstrument):
+        warm()
+        bench.test()
+    pipetrace.force_flush(30)
+    total: dict[str, dict[str, float]] = {"on": collections.defaultdict(float), "off": collections.defaultdict(float)}
+
+    def one(mode: str, _round: int) -> None:
+        (adapter.instrument if mode == "on" else adapter.uninstrument)()
+        gc.collect()
+        gc.freeze()
+        before = snapshot()
+        bench.test()
+        pipetrace.force_flush(30)
+        gc.collect()
+        after = snapshot()
+        gc.unfreeze()
+        for key, value in after.items():
+            total[mode][key] += value - before.get(key, 0.0)
+
+    _, loads = paired_rounds(("off", "on"), rounds, one)
+    adapter.instrument()
+    gc.callbacks.remove(on_gc)
+    threading.Thread._bootstrap_inner = boot  # type: ignore[attr-defined]
+    print(f"CPU by thread, {rounds} paired rounds, load {loads[0]} … {loads[-1]}: untraced, traced (ms a run), "
+          "traced − untraced (µs a task)")
+    for key in sorted(total["on"], key=lambda k: -abs(total["on"][k] - total["off"][k])):
+        off, on = total["off"][key] / rounds, total["on"][key] / rounds
+        if key == "(GC collections)":
+            print(f"  {key:52s} {off:9.1f} {on:9.1f} {on - off:+9.1f} a run")
+        else:
+            print(f"  {key:52s} {off * 1e3:9.1f} {on * 1e3:9.1f} {(on - off) / TASKS * 1e6:+9.0f}")
+
+
+class CallCounter:
+    """Python function calls per thread kind (threads' names, digits dropped), counted only while ``on``;
+    installed before pipetrace starts its export threads, so that every thread of the process is counted."""
+
+    def __init__(self) -> None:
+        import collections
+        import re
+
+        self.on = False
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._kind = threading.local()
+        self._digits = re.compile(r"[-_ ]?\d+")
+        threading.setprofile(self.event)
+        sys.setprofile(self.event)
+
+    def event(self, _frame: Any, event: str, _arg: Any) -> None:
+        if self.on and event == "call":
+            kind = getattr(self._kind, "name", None)
+            if kind is None:
+                kind = self._kind.name = self._digits.sub("#", threading.current_thread().name)
+            self.calls[kind] += 1
+
+
+def calls(bench: Any, counter: CallCounter) -> None:
+    """See the module doc: the Python calls each thread makes in a traced and an untraced run (deterministic,
+    so not moved by the machine's load; a call of pipetrace's hooks costs about what one of Airflow's does)."""
+    import pipetrace
+    from pipetrace.integrations import airflow as adapter
+
+    counted = {}
+    for mode in ("on", "off"):
+        (adapter.instrument if mode == "on" else adapter.uninstrument)()
+        bench.test()  # warm: first-use costs of the mode
+        pipetrace.force_flush(30)
+        counter.calls.clear()
+        counter.on = True
+        bench.test()
+        pipetrace.force_flush(30)
+        counter.on = False
+        counted[mode] = dict(counter.calls)
+    adapter.instrument()
+    print("Python calls by thread, one run each: untraced, traced, traced − untraced (a run, a task)")
+    for kind in sorted(set(counted["on"]) | set(counted["off"]), key=lambda k: -counted["on"].get(k, 0)):
+        off, on = counted["off"].get(kind, 0), counted["on"].get(kind, 0)
+        print(f"  {kind:40s} {off:10d} {on:10d} {on - off:+8d} {(on - off) / TASKS:+7.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
@@ -228,7 +357,11 @@ def main() -> int:
                         help="auto: leave the cyclic GC alone (as before; wider spread), see the module doc")
     parser.add_argument("--hooks", type=int, default=0, metavar="N",
                         help="measure the adapter's own work over N traced runs instead (see the module doc)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="the CPU of each thread and of the GC, N paired rounds (see the module doc)")
+    parser.add_argument("--calls", action="store_true", help="the Python calls of each thread (see the module doc)")
     args = parser.parse_args()
+    counter = CallCounter() if args.calls else None  # before any thread starts
     home = Path(tempfile.mkdtemp(prefix="pt-bench-airflow-"))
     _setup(home)
     from airflow.utils import db
@@ -242,6 +375,12 @@ def main() -> int:
         bench = _dag(home)
         if args.hooks:
             hooks(bench, args.hooks, receiver)
+            return 0
+        if args.threads:
+            threads(bench, args.threads, receiver)
+            return 0
+        if counter is not None:
+            calls(bench, counter)
             return 0
         for warm in (adapter.instrument, adapter.uninstrument):  # warm-up: imports, DAG sync, first-use costs
             warm()

@@ -37,6 +37,7 @@ log = logging.getLogger("pipetrace.spans")
 
 PLAIN_TYPES = frozenset((str, bool, int, float))
 """Attribute value types the SDK stores unchanged (its cleaning returns them as they are)."""
+_STR = frozenset((str,))
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
@@ -58,6 +59,7 @@ try:
     from opentelemetry.sdk.trace import Tracer as _SdkTracer
     from opentelemetry.sdk.trace import _Span
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.util import BoundedList
 except ImportError:  # pragma: no cover - the SDK is a dependency; without it only the public path exists
     _SdkTracer = None  # type: ignore[assignment,misc]
 
@@ -70,7 +72,8 @@ def _check() -> bool:
         probe = BoundedAttributes(4, None, immutable=False)
         _state.metrics_kw = "record_end_metrics" in params
         return (all(p in params for p in _NEEDED_SPAN_PARAMS) and isinstance(getattr(probe, "_dict", None), dict)
-                and hasattr(probe, "maxlen") and hasattr(probe, "max_value_len"))
+                and hasattr(probe, "maxlen") and hasattr(probe, "max_value_len") and probe._immutable is False
+                and callable(getattr(_Span, "_new_links", None)) and callable(getattr(BoundedList, "from_seq", None)))
     except Exception as exc:  # pragma: no cover - another SDK
         log.debug("pipetrace: lean span path unavailable: %r", exc)
         return False
@@ -99,11 +102,31 @@ def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
             bounded[key] = value  # the SDK's own checks, limits and drop counts
         return
     target = bounded._dict
+    if PLAIN_TYPES.issuperset(map(type, attributes.values())) and _STR.issuperset(map(type, attributes)) \
+            and "" not in attributes:  # all plain (checked in C: no Python loop)
+        target.update(attributes)
+        return
     for key, value in attributes.items():
         if type(value) in PLAIN_TYPES and type(key) is str and key:
             target[key] = value
         else:
             bounded[key] = value
+
+
+def _links(limits: Any, links: Sequence[Link]) -> Any:
+    """A span's links as the SDK's ``_Span._new_links`` keeps them, each link's attributes put in by
+    :func:`_fill` (the SDK cleans every value of every link again; a task reading 48 XComs has 48 links)."""
+    valid = []
+    for link in links:
+        if link and (link.context.is_valid or link.attributes or link.context.trace_state):  # _is_valid_link
+            bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
+                                        max_value_len=limits.max_attribute_length)
+            if link.attributes:
+                _fill(bounded, link.attributes)
+            bounded._immutable = True
+            link._attributes = bounded  # as the SDK does: the link keeps its bounded, immutable attributes
+            valid.append(link)
+    return BoundedList.from_seq(limits.max_links, valid)
 
 
 try:  # the SDK's span metrics when they are off (the default): nothing to count at a span's start or end
@@ -289,9 +312,11 @@ def materialise(tracer: Any, name: str, decided: Decision, context: Context | No
     extra: dict[str, Any] = {"record_end_metrics": decided.end_metrics} if _state.metrics_kw else {}
     span = _Span(name=name, context=decided.context, parent=decided.parent, sampler=tracer.sampler,
                  resource=tracer.resource, attributes=None, span_processor=tracer.span_processor, kind=kind,
-                 links=links, instrumentation_info=tracer.instrumentation_info, record_exception=record_exception,
+                 links=(), instrumentation_info=tracer.instrumentation_info, record_exception=record_exception,
                  set_status_on_exception=set_status_on_exception, limits=tracer._span_limits,
                  instrumentation_scope=tracer._instrumentation_scope, **extra)
+    if links:
+        span._links = _links(tracer._span_limits, links)
     if decided.attributes:
         _fill(span._attributes, decided.attributes)
     span.start(start_time=start_time, parent_context=context)

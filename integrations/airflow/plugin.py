@@ -15,6 +15,7 @@ try:  # the task SDK's class in workers; core re-exports the same shared class
 except ImportError:  # pragma: no cover - older layouts
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment]
 
+import functools
 import logging
 import sys
 from typing import Any
@@ -24,16 +25,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace import set_component
-from pipetrace.adapter import (
-    Attempts,
-    end_task_span,
-    guarded,
-    record_error_summary,
-    start_task_span,
-    status_description,
-)
+from pipetrace.adapter import Attempts, guarded, record_error_summary, status_description
 from pipetrace.adapter.logs import bind_span_ids, unbind_span_ids
 from pipetrace.carriers import inject
+from pipetrace.spans import end_task_span, start_task_span
 from pluggy import HookimplMarker
 
 from . import runs, xcom
@@ -69,13 +64,15 @@ def _key(ti: Any) -> TaskKey:
     return ti.dag_id, ti.run_id, ti.task_id, -1 if ti.map_index is None else int(ti.map_index), int(ti.try_number or 0)
 
 
+@functools.cache  # per operator class
+def _is_trigger(cls: Any) -> bool:
+    return "TriggerDagRunOperator" in [c.__name__ for c in cls.__mro__]
+
+
 @guarded(log, "airflow-trigger", "could not propagate context to triggered run")
-def _propagate_to_triggered_run(ti: Any, span: Span) -> None:
+def _propagate_to_triggered_run(task: Any, span: Span) -> None:
     """``TriggerDagRunOperator``: the triggered run's conf carries this span, so DAG-of-DAGs is one trace
     (added only to a dict conf without a context of its own, as OpenLineage injects its parent run)."""
-    task = ti.task
-    if "TriggerDagRunOperator" not in [cls.__name__ for cls in type(task).__mro__]:
-        return
     conf = getattr(task, "conf", None)
     if (conf is not None and not isinstance(conf, dict)) or (conf and any(k in conf for k in CONF_KEYS)):
         return
@@ -86,29 +83,32 @@ def _propagate_to_triggered_run(ti: Any, span: Span) -> None:
 
 
 def task_started(ti: Any) -> None:
-    """Open the attempt's span and make it current."""
-    key = _key(ti)
+    """Open the attempt's span (its attributes given clean, in one go) and make it current."""
+    dag_id, run_id, task_id, map_index, try_number = key = _key(ti)
     _close(key, A.RESULT_ERROR)  # a previous attempt in this process never finished
     # the run's conf as get_template_context() reads it, without validating the DAG's params once more
     conf = getattr(getattr(getattr(ti, "_ti_context_from_server", None), "dag_run", None), "conf", None)
-    ref = run_ref(ti.dag_id, ti.run_id, conf, native_carrier=getattr(ti, "context_carrier", None))
-    mapped = ti.map_index is not None and ti.map_index >= 0
+    ref = run_ref(dag_id, run_id, conf, native_carrier=getattr(ti, "context_carrier", None))
     parent = None
     if (ref.native or native_tracing()) and trace.get_current_span().get_span_context().is_valid:
         parent = otel_context.get_current()  # Airflow's worker.* span
     links = xcom.reads.begin(xcom.targets(ti, ref.ident)) if xcom_links() else []
     task = getattr(ti, "task", None)
-    attrs = {"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id, "airflow.dag_run.run_id": ti.run_id,
-             "airflow.task_instance.hostname": getattr(ti, "hostname", None),
-             "airflow.task_instance.queue": getattr(task, "queue", None),
-             "airflow.operator": type(task).__name__ if task is not None else None}
+    attrs = {"airflow.dag_id": dag_id, "airflow.task_id": task_id, "airflow.dag_run.run_id": run_id}
+    if type(host := getattr(ti, "hostname", None)) is str:
+        attrs["airflow.task_instance.hostname"] = host
+    if task is not None:
+        attrs["airflow.operator"] = type(task).__name__
+        if type(queue := getattr(task, "queue", None)) is str:
+            attrs["airflow.task_instance.queue"] = queue
     span = start_task_span(
-        SYSTEM, ti.dag_id, ti.run_id, ti.task_id, try_number=int(ti.try_number or 0),
-        map_index=ti.map_index if mapped else None, attributes=attrs, links=links, ident=ref.ident,
-        batch=ti.task_id if mapped else None, parent=parent, start_time=getattr(ti, "start_date", None),
+        SYSTEM, dag_id, run_id, task_id, try_number=try_number, map_index=map_index if map_index >= 0 else None,
+        attributes=attrs, links=links, ident=ref.ident, batch=task_id if map_index >= 0 else None, parent=parent,
+        start_time=getattr(ti, "start_date", None), clean_attributes=True,
     )
     _attempts.start(key, span, data=bind_span_ids(span))
-    _propagate_to_triggered_run(ti, span)
+    if task is not None and _is_trigger(type(task)):  # type: ignore[arg-type]  # a class is hashable
+        _propagate_to_triggered_run(task, span)
     if xcom_links():
         xcom.reads.attach(span)
         xcom.publish(ti, span)
@@ -121,16 +121,16 @@ def _close(key: TaskKey, result: str, error: BaseException | str | None = None, 
         xcom.reads.finish()
     if attempt is None:
         return
+    span = attempt.span
     if getattr(ti, "state", None) is not None:
-        attempt.span.set_attribute("airflow.task_instance.state", runs.state_name(ti.state))
+        span.set_attribute("airflow.task_instance.state", runs.state_name(ti.state))
     # End where Airflow's record ends, so scheduler-side spans built from the same record (the batch span of
     # a mapped task) cover it exactly.
     end, start = getattr(ti, "end_date", None), getattr(ti, "start_date", None)
     end = None if end is not None and start is not None and end < start else end
     if error and not isinstance(error, BaseException):
-        record_error_summary(attempt.span, "airflow.TaskFailure", status_description(error, 4096), status=False)
-    end_task_span(attempt.span, error=error if isinstance(error, BaseException) else None, result=result,
-                  end_time=end)
+        record_error_summary(span, "airflow.TaskFailure", status_description(error, 4096), status=False)
+    end_task_span(span, error=error if isinstance(error, BaseException) else None, result=result, end_time=end)
     unbind_span_ids(attempt.data)
 
 

@@ -16,17 +16,10 @@ from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from pipetrace import attributes as A
-from pipetrace.adapter import (
-    attempt_attributes,
-    record_span,
-    run_span,
-    status_description,
-    stored_span_ids,
-    upstream_carrier,
-)
+from pipetrace.adapter import attempt_attributes, status_description, stored_span_ids, upstream_carrier
 from pipetrace.adapter.batches import Finished, record_finished
 from pipetrace.identity import RunIdentity
-from pipetrace.spans import identity
+from pipetrace.spans import identity, record_span, run_span
 
 from .settings import native_tracing
 
@@ -37,6 +30,7 @@ CONF_KEYS = ("traceparent", "airflow/dagrun_parent_trace_context")
 NEVER_RAN = {"skipped": A.RESULT_SKIP, "upstream_failed": A.RESULT_CANCELLATION,
              "removed": A.RESULT_CANCELLATION, "none": A.RESULT_CANCELLATION}
 """Task states of instances that never started, and the result their placeholder span gets."""
+_refs: dict[tuple[str, str, str, str], Any] = {}  # run_ref's answers (a process sees few runs at a time)
 
 
 def upstream_from_conf(conf: object) -> object:
@@ -61,12 +55,19 @@ class RunRef(NamedTuple):
 
 
 def run_ref(dag_id: str, run_id: str, conf: object = None, native_carrier: object = None) -> RunRef:
-    """The run's identity from what Airflow stores about it (precedence: see the module doc)."""
-    if native_tracing() and isinstance(native_carrier, Mapping) and native_carrier.get("traceparent"):
-        ident = identity(SYSTEM, dag_id, run_id, upstream=dict(native_carrier))
-        if ident.upstream is not None:
-            return RunRef(ident, native=True)
-    return RunRef(identity(SYSTEM, dag_id, run_id, upstream=upstream_from_conf(conf)), native=False)
+    """The run's identity from what Airflow stores about it (precedence: see the module doc); kept by what
+    decides it (every task of a run in one process, ``dag.test()`` or a scheduler, asks again)."""
+    native = isinstance(native_carrier, Mapping) and native_carrier.get("traceparent") and native_tracing()
+    upstream = upstream_from_conf(conf)
+    key = (dag_id, run_id, repr(native_carrier) if native else "", repr(upstream))
+    if (ref := _refs.get(key)) is None:
+        ident = identity(SYSTEM, dag_id, run_id, upstream=dict(native_carrier)) if native else None  # type: ignore
+        if ident is None or ident.upstream is None:  # no native context, or a malformed one
+            ident, native = identity(SYSTEM, dag_id, run_id, upstream=upstream), False
+        if len(_refs) >= 256:
+            _refs.clear()
+        ref = _refs[key] = RunRef(ident, bool(native))
+    return ref
 
 
 def state_name(value: object) -> str:

@@ -105,13 +105,14 @@ def targets(ti: Any, ident: RunIdentity) -> Callable[[Read], Iterable[Target]]:
     def resolve(read: Read) -> Iterable[Target]:
         if read.dag_id != ti.dag_id or read.run_id != ti.run_id:
             return []  # another run's data: not a hand-off inside this trace
-        try:
+        try:  # mapped: asked only of a read of all its values
             producer = dag.get_task(read.task_id)  # type: ignore[union-attr]
-            mapped = bool(producer.is_mapped) or producer.get_closest_mapped_task_group() is not None
+            mapped = read.map_index is ALL and (bool(producer.is_mapped) or producer.get_closest_mapped_task_group()
+                                                is not None)
         except Exception:
             producer, mapped = None, False
         pushed = consumer_retry or producer is None or int(getattr(producer, "retries", 0) or 0) > 0
-        indexes = [read.map_index] if read.map_index is not ALL else list(range(read.size)) if mapped else [-1]
+        indexes = (read.map_index,) if read.map_index is not ALL else range(read.size) if mapped else (-1,)
         return [((read.task_id, mi), functools.partial(_link, ti, ident, read, mi, pushed)) for mi in indexes]
 
     return resolve

@@ -221,6 +221,21 @@ def test_component_of_each_airflow_command() -> None:
     assert component_of(["python", "-m", "pytest"]) is None
 
 
+def test_run_identity_is_worked_out_once_per_run_and_caller() -> None:
+    """Every task of a run asks for the run's identity (50 times a 50-task ``dag.test()``): it is kept by
+    what decides it, the run and the caller's context in its conf, and nothing else."""
+    from pipetrace.integrations.airflow import runs
+
+    ref = runs.run_ref("pt_cache", "r1", {"param": 1})
+    assert runs.run_ref("pt_cache", "r1", None) is ref  # no caller in the conf either way: the same run
+    tp = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    called = runs.run_ref("pt_cache", "r1", {"traceparent": tp})
+    assert called is not ref and called.ident.trace_id == int("1" * 32, 16) and not called.native
+    assert runs.run_ref("pt_cache", "r1", {"traceparent": tp, "x": 2}) is called
+    assert runs.run_ref("pt_cache", "r2") is not ref and runs.run_ref("pt_cache", "r2").ident.run_id == "r2"
+    assert ref.ident.trace_id == runs.run_ref("pt_cache", "r1").ident.trace_id != called.ident.trace_id
+
+
 def test_airflows_own_tracers_make_no_spans_without_otel_on(store: Any) -> None:
     """Without ``[traces] otel_on`` Airflow's module tracers (``airflow.models.dagrun``, the listener
     manager, the task runner) get no-op tracers from pipetrace's provider: nothing is made, queued or

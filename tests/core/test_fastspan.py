@@ -150,6 +150,34 @@ def _raises(*args: Any, **kwargs: Any) -> None:
     raise TypeError("another SDK")
 
 
+def _links() -> list[Link]:
+    """Fresh links each time: the SDK keeps each link's bounded attributes on the link object itself."""
+    return [Link(REMOTE, {"pipetrace.link.kind": "xcom", "airflow.xcom.key": "k", "airflow.xcom.map_index": 3}),
+            Link(UNSAMPLED, {"list": [1, 2], "none": None, "": "x", "long": "abcdefgh", "ok": True}),
+            Link(SpanContext(0, 0, False), None),  # invalid and bare: the SDK drops it
+            Link(UNSAMPLED, None)]
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_link_attributes=2),
+                                    SpanLimits(max_link_attributes=2, max_attribute_length=4, max_links=2)])
+def test_lean_links_equal_the_sdks(limits: SpanLimits) -> None:
+    """Link attributes put in without the SDK's per-value cleaning (plain values) keep what the SDK's
+    ``_new_links`` gives: values cleaned, limits applied, drop counts, invalid links dropped, immutable."""
+    out = []
+    for lean in (True, False):
+        fastspan.enable_lean() if lean else fastspan.disable_lean()
+        provider, exporter = _provider(limits=limits)
+        fastspan.start_span(provider.get_tracer("pipetrace"), "links", context=_ctx(REMOTE), span_id=0x66,
+                            links=_links()).end()
+        out.append(exporter.get_finished_spans()[0])
+    lean_span, public = out
+    assert _shape(lean_span, False) == _shape(public, False)
+    assert [lk.dropped_attributes for lk in lean_span.links] == [lk.dropped_attributes for lk in public.links]
+    assert len(lean_span.links) == len(public.links) == (2 if limits.max_links == 2 else 3)
+    with pytest.raises(TypeError):
+        lean_span.links[0].attributes["new"] = 1  # type: ignore[index]
+
+
 def test_lean_span_passes_the_samplers_attributes_and_decision() -> None:
     sampler = RunConsistentSampler(PipelineRates({}, default_rate=0.5))
     kept_lean = kept_public = 0
