@@ -179,7 +179,8 @@ class DeferredSpan(SpanHandle):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done", "_owned", "_from_parent", "_status", "record_later", "_added")
+                 "_live", "_done", "_owned", "_from_parent", "_status", "record_later", "_added",
+                 "_on_exception")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
@@ -198,6 +199,7 @@ class DeferredSpan(SpanHandle):
         self._extra: dict[str, Any] | None = None
         self._events: list[Event] | None = None
         self._added: list[Link] | None = None  # links added while it runs, each as the SDK's add_link makes it
+        self._on_exception: tuple[bool, bool] | None = None  # the SDK span's two flags, when not both True
         self._status: Status | None = None  # set by set_status(Status) as the SDK sets it; None: unset
         self.record_later = False  # see begin_span
         self._live = live
@@ -323,7 +325,7 @@ class DeferredSpan(SpanHandle):
                 if self._from_parent and decided.parent is not None:
                     context = record.parent_context(decided.parent)
                 live = record.materialise(self._tracer, self.name, decided, context, self.kind,
-                                            self._links, self.start_time)
+                                            self._links, self.start_time, *(self._on_exception or ()))
                 if self._extra:
                     live.set_attributes(self._extra)
                 for event in self._events or ():
@@ -404,8 +406,8 @@ def _emit(span: DeferredSpan, attrs: dict[str, Any], end: int, links: Any = ()) 
 def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
                attributes: Mapping[str, Any] | None = None, context: Context | None = None, links: Sequence[Link] = (),
                trace_id: int | None = None, span_id: int | None = None, start_time: int | None = None,
-               parent: SpanContext | None = None, plain_attributes: bool = False, record_later: bool = False
-               ) -> DeferredSpan:
+               parent: SpanContext | None = None, plain_attributes: bool = False, record_later: bool = False,
+               record_exception: bool = True, set_status_on_exception: bool = True) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
     the SDK's span at once); ``context`` None means the current one, as in the SDK.
 
@@ -416,7 +418,8 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     not check them one by one again (what is set later still is).
     ``record_later``: the record of a span that ended on the direct path is built and handed to the processors
     on :mod:`pipetrace.machinery.later`'s thread when they all drain it (as a lazy span's), in a warm batch
-    instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there)."""
+    instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there).
+    ``record_exception``/``set_status_on_exception``: as in the SDK's ``start_span`` (its span's, if it goes live)."""
     start = start_time if start_time is not None else time.time_ns()
     if parent is not None and not parent.is_valid:
         parent, context = None, context if context is not None else Context()
@@ -431,13 +434,16 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
             span = DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
                                 owned=owned, from_parent=parent is not None)
             span.record_later = record_later
+            if not (record_exception and set_status_on_exception):
+                span._on_exception = (record_exception, set_status_on_exception)
             return span
         except Exception as exc:
             record.lean_failed(exc)
     if parent is not None:
         context = record.parent_context(parent)
     live = record.start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
-                               start_time=start, trace_id=trace_id, span_id=span_id)
+                               start_time=start, trace_id=trace_id, span_id=span_id, record_exception=record_exception,
+                               set_status_on_exception=set_status_on_exception)
     return DeferredSpan(tracer, name, kind, start, live, context, links, live=live)
 
 

@@ -717,3 +717,20 @@ def test_deferred_span_ignores_a_link_after_its_end_and_sends_links_live_without
     span.add_link(UNSAMPLED, {"a": "b"})
     span.end()
     assert span._live is not None and len(exporter.get_finished_spans()[1].links) == 2
+
+
+def test_deferred_span_keeps_the_sdk_spans_exception_flags_when_it_goes_live() -> None:
+    """begin_span(record_exception=False, set_status_on_exception=False): an escaping exception then
+    records nothing on the live span, as on the SDK's span started with those flags."""
+    provider, exporter = _deferred_provider()
+    tracer = provider.get_tracer("t")
+    for span in (deferred.begin_span(tracer, "x", context=Context(), record_exception=False,
+                                     set_status_on_exception=False),
+                 fastspan.start_span(tracer, "x", context=Context(), record_exception=False,
+                                     set_status_on_exception=False),
+                 deferred.begin_span(tracer, "x", context=Context())):
+        with pytest.raises(ValueError), span:
+            raise ValueError("boom")
+    quiet, sdk, default = exporter.get_finished_spans()
+    assert (quiet.events, quiet.status.status_code) == (sdk.events, sdk.status.status_code) == ((), StatusCode.UNSET)
+    assert default.status.status_code is StatusCode.ERROR and default.events[0].name == "exception"
