@@ -252,7 +252,7 @@ class DeferredSpan(SpanHandle):
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
         """Kept as the SDK's ``add_link`` makes it (its ``BoundedAttributes`` under the link limits), to be
         appended to the span's links at its end; an invalid link is ignored as the SDK ignores it."""
-        if self._live is None and not self._done and _LINKS_OK:
+        if self._live is None and not self._done and _LINKS_OK and isinstance(self._decided, record.Decision):
             if not _is_valid_link(context, attributes):
                 return
             limits = self._tracer._span_limits

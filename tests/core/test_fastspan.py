@@ -712,6 +712,9 @@ def test_deferred_span_ignores_a_link_after_its_end_and_sends_links_live_without
     span.end()
     span.add_link(REMOTE, {"c": "d"})  # ended: ignored, as the SDK ignores it
     assert span._live is None and [dict(lk.attributes) for lk in exporter.get_finished_spans()[0].links] == [{"a": "b"}]
+    unsampled = deferred.begin_span(provider.get_tracer("t"), "u", context=_ctx(UNSAMPLED))
+    unsampled.add_link(REMOTE, {"a": "b"})  # not recording: nothing kept, nothing recorded
+    assert unsampled._added is None and not unsampled.is_recording()
     monkeypatch.setattr(deferred, "_LINKS_OK", False)  # an SDK without what the links are built with
     span = deferred.begin_span(provider.get_tracer("t"), "y", context=Context(), links=[Link(REMOTE)])
     span.add_link(UNSAMPLED, {"a": "b"})
