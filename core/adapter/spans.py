@@ -6,7 +6,7 @@ this module only:
 
 * :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt,
   after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
-* :func:`deferred_span` — recorded when it ends (a publish, a consumed message: never current long);
+* :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Dagster step);
 * :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
@@ -37,7 +37,8 @@ from .errors import end_with_error
 
 deferred_span = begin_span
 """``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
-plain_attributes)`` → a span recorded when it ends (the deferred strategy of :mod:`pipetrace.machinery`)."""
+plain_attributes, record_later, record_exception, set_status_on_exception)`` → a span recorded when it ends (the
+deferred strategy of :mod:`pipetrace.machinery`); links added while it runs stay on that path."""
 
 
 lazy_span = _lazy_span

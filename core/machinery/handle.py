@@ -20,7 +20,9 @@ caller allows:
   after it ends, in a batch on :mod:`pipetrace.machinery.later`'s thread, where that work costs a
   fraction of what it costs cold on the task's thread.
 
-Anything less common — an exception, a status, a link added later, a value that needs cleaning, a limit
+Links, given at the start or added while a deferred span runs, stay on its direct path: they are built as
+the SDK's span builds them (its link limits, ``BoundedAttributes``, drop counts; :func:`_built_links`).
+Anything less common — an exception, a status with a description, a value that needs cleaning, a limit
 reached, a processor that watches running spans, a tracer that is not the SDK's — turns a handle into
 the SDK's own span (started with the recorded start time, everything so far replayed) and forwards every
 later call to it (:meth:`SpanHandle.live`). A record that cannot be made is counted in
@@ -49,6 +51,13 @@ from .sdk import processors_of
 log = logging.getLogger("pipetrace.spans")
 
 _PLAIN = record.PLAIN_TYPES
+try:  # what the SDK's span builds its links with (checked: an SDK without them sends links to live())
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.trace import _is_valid_link
+    from opentelemetry.sdk.util import BoundedList
+    _LINKS_OK = callable(getattr(BoundedList, "from_seq", None))
+except ImportError:  # pragma: no cover - another SDK
+    _LINKS_OK = False
 _UNSET = Status(StatusCode.UNSET)
 
 
@@ -170,7 +179,8 @@ class DeferredSpan(SpanHandle):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done", "_owned", "_from_parent", "_status", "record_later")
+                 "_live", "_done", "_owned", "_from_parent", "_status", "record_later", "_added",
+                 "_on_exception")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
@@ -188,6 +198,8 @@ class DeferredSpan(SpanHandle):
         self._links = links
         self._extra: dict[str, Any] | None = None
         self._events: list[Event] | None = None
+        self._added: list[Link] | None = None  # links added while it runs, each as the SDK's add_link makes it
+        self._on_exception: tuple[bool, bool] | None = None  # the SDK span's two flags, when not both True
         self._status: Status | None = None  # set by set_status(Status) as the SDK sets it; None: unset
         self.record_later = False  # see begin_span
         self._live = live
@@ -236,6 +248,27 @@ class DeferredSpan(SpanHandle):
             self._events.append(Event(name, dict(attributes) if attributes else {}, timestamp))
         else:
             self.live().add_event(name, attributes, timestamp)
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        """Kept as the SDK's ``add_link`` makes it (its ``BoundedAttributes`` under the link limits), to be
+        appended to the span's links at its end; an invalid link is ignored as the SDK ignores it."""
+        if self._live is None and not self._done and _LINKS_OK and isinstance(self._decided, record.Decision):
+            if not _is_valid_link(context, attributes):
+                return
+            limits = self._tracer._span_limits
+            if record.lean_enabled():  # plain values copied without cleaning, as record.add_link does
+                bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
+                                            max_value_len=limits.max_attribute_length)
+                record._fill(bounded, attributes or {})
+                bounded._immutable = True
+            else:
+                bounded = BoundedAttributes(limits.max_link_attributes, attributes, immutable=True,
+                                            max_value_len=limits.max_attribute_length)
+            if self._added is None:
+                self._added = []
+            self._added.append(Link(context, bounded))
+        elif not self._done or self._live is not None:
+            self.live().add_link(context, attributes)
 
     def update_name(self, name: str) -> None:
         if self._live is not None:
@@ -292,13 +325,16 @@ class DeferredSpan(SpanHandle):
                 if self._from_parent and decided.parent is not None:
                     context = record.parent_context(decided.parent)
                 live = record.materialise(self._tracer, self.name, decided, context, self.kind,
-                                            self._links, self.start_time)
+                                            self._links, self.start_time, *(self._on_exception or ()))
                 if self._extra:
                     live.set_attributes(self._extra)
                 for event in self._events or ():
                     live.add_event(event.name, event.attributes, event.timestamp)
                 if self._status is not None:
                     live.set_status(self._status)
+                for link in self._added or ():  # as built by add_link (its drop counts kept)
+                    live._add_link(link)  # type: ignore[attr-defined]
+                self._added = None
                 self._live = live
             else:
                 self._live = NonRecordingSpan(self.get_span_context())
@@ -321,7 +357,7 @@ class DeferredSpan(SpanHandle):
             limits = tracer._span_limits
             events = self._events
             attrs = None
-            if not self._links and emits_directly(tracer) and (
+            if (_LINKS_OK or not (self._links or self._added)) and emits_directly(tracer) and (
                     not events or (limits.max_events is None or len(events) <= limits.max_events)):
                 attrs = (_known_plain(tracer, self._owned, self._extra) if self._owned is not None
                          else _plain_attributes(tracer, decided.attributes, self._extra))
@@ -329,23 +365,40 @@ class DeferredSpan(SpanHandle):
                 self.live().end(end_time=end)
                 return
             self._done = True  # (from here on nothing of it changes: what _emit reads is final)
+            links = _built_links(limits, self._links, self._added) if self._links or self._added else ()
             if decided.end_metrics is not None:
                 decided.end_metrics()
             if self.record_later and later.accepts(tracer):
-                later.submit(_emit, self, attrs, end)
+                later.submit(_emit, self, attrs, end, links)
             else:
-                _emit(self, attrs, end)
+                _emit(self, attrs, end, links)
         except Exception as exc:
             losses.count("span_record")
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)
 
 
-def _emit(span: DeferredSpan, attrs: dict[str, Any], end: int) -> None:
+def _built_links(limits: Any, given: Sequence[Link], added: list[Link] | None) -> Any:
+    """The span's links as the SDK's span holds them: those given at the start as its ``_new_links`` makes
+    them (valid ones, attributes bounded in place), then those added while it ran, in a ``BoundedList``
+    under the link limit (its drop count the SDK's)."""
+    valid = []
+    for link in given:
+        if link and _is_valid_link(link.context, link.attributes):
+            link._attributes = BoundedAttributes(limits.max_link_attributes, link.attributes, immutable=True,
+                                                 max_value_len=limits.max_attribute_length)
+            valid.append(link)
+    links = BoundedList.from_seq(limits.max_links, valid) if valid else BoundedList(limits.max_links)
+    for link in added or ():
+        links.append(link)
+    return links
+
+
+def _emit(span: DeferredSpan, attrs: dict[str, Any], end: int, links: Any = ()) -> None:
     """Hand an ended deferred span's record to the processors."""
     tracer, decided, events = span._tracer, span._decided, span._events
     tracer.span_processor.on_end(ReadableSpan(
         name=span.name, context=decided.context, parent=decided.parent, resource=tracer.resource,
-        attributes=attrs, events=tuple(events) if events else (), kind=span.kind,
+        attributes=attrs, events=tuple(events) if events else (), links=links, kind=span.kind,
         status=span._status or _UNSET, instrumentation_info=tracer.instrumentation_info,
         start_time=span.start_time, end_time=end, instrumentation_scope=tracer._instrumentation_scope))
 
@@ -353,8 +406,8 @@ def _emit(span: DeferredSpan, attrs: dict[str, Any], end: int) -> None:
 def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
                attributes: Mapping[str, Any] | None = None, context: Context | None = None, links: Sequence[Link] = (),
                trace_id: int | None = None, span_id: int | None = None, start_time: int | None = None,
-               parent: SpanContext | None = None, plain_attributes: bool = False, record_later: bool = False
-               ) -> DeferredSpan:
+               parent: SpanContext | None = None, plain_attributes: bool = False, record_later: bool = False,
+               record_exception: bool = True, set_status_on_exception: bool = True) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
     the SDK's span at once); ``context`` None means the current one, as in the SDK.
 
@@ -365,7 +418,8 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     not check them one by one again (what is set later still is).
     ``record_later``: the record of a span that ended on the direct path is built and handed to the processors
     on :mod:`pipetrace.machinery.later`'s thread when they all drain it (as a lazy span's), in a warm batch
-    instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there)."""
+    instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there).
+    ``record_exception``/``set_status_on_exception``: as in the SDK's ``start_span`` (its span's, if it goes live)."""
     start = start_time if start_time is not None else time.time_ns()
     if parent is not None and not parent.is_valid:
         parent, context = None, context if context is not None else Context()
@@ -380,13 +434,16 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
             span = DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
                                 owned=owned, from_parent=parent is not None)
             span.record_later = record_later
+            if not (record_exception and set_status_on_exception):
+                span._on_exception = (record_exception, set_status_on_exception)
             return span
         except Exception as exc:
             record.lean_failed(exc)
     if parent is not None:
         context = record.parent_context(parent)
     live = record.start_span(tracer, name, context=context, kind=kind, attributes=attributes, links=links,
-                               start_time=start, trace_id=trace_id, span_id=span_id)
+                               start_time=start, trace_id=trace_id, span_id=span_id, record_exception=record_exception,
+                               set_status_on_exception=set_status_on_exception)
     return DeferredSpan(tracer, name, kind, start, live, context, links, live=live)
 
 

@@ -14,13 +14,13 @@ from pipetrace.adapter import (
     Attempts,
     add_link,
     attempt_attributes,
+    deferred_span,
     end_task_span,
     force_flush,
     get_tracer,
     record_error_summary,
     record_span,
     run_span,
-    span_with_ids,
     start_task_span,
     warn_once_per,
 )
@@ -73,7 +73,7 @@ class StepTracker:
         try:  # what start_task_span makes, its attributes in one dict (mapped copies share one name)
             attrs = {**info.task_base, **step.attributes, A.TRY_NUMBER: try_number,
                      A.TASK_RUN_ID: f"{info.run_id}/{step_key}#{try_number}", **info.tail}
-            span = span_with_ids(get_tracer(), A.task_span_name(step.base), context=parent, attributes=attrs,
+            span = deferred_span(get_tracer(), A.task_span_name(step.base), context=parent, attributes=attrs,
                                  start_time=int(ts * 1e9), span_id=span_id, record_exception=False,
                                  set_status_on_exception=False)
         except Exception as exc:  # start_task_span's guarded path then (a second failure: the loss counted)

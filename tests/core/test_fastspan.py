@@ -651,3 +651,117 @@ def test_deferred_span_attributes_are_a_view_of_what_was_set() -> None:
     assert dict(span.attributes) == {"a": 1, "b": 2}
     with pytest.raises(TypeError):
         view["c"] = 3  # type: ignore[index]
+
+
+def _deferred_vs_live_links(limits: SpanLimits, calls: Any, start_links: bool = True
+                            ) -> tuple[ReadableSpan, ReadableSpan, Any]:
+    """The same start links and calls on a deferred span and on the SDK's eager span (one provider with
+    ``limits``); (deferred's record, SDK's, the deferred handle)."""
+    provider, exporter = _provider(limits=limits)
+    tracer = provider.get_tracer("t")
+
+    def given() -> list[Link]:  # fresh objects each time: the SDK bounds a given link's attributes in place
+        return [Link(UNSAMPLED, {"pipetrace.link.kind": "result", "long": "long value", "x": 1}),
+                Link(SpanContext(0, 0, False)), Link(REMOTE)] if start_links else []
+
+    handle = deferred.begin_span(tracer, "step", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
+                                 start_time=100, links=given())
+    live = fastspan.start_span(tracer, "step", attributes={"a": "b"}, context=Context(), span_id=0x7, trace_id=0x8,
+                               start_time=100, links=given())
+    for span in (handle, live):
+        calls(span)
+        span.end(end_time=200)
+    got, want = exporter.get_finished_spans()
+    return got, want, handle
+
+
+def _link_shape(span: ReadableSpan) -> tuple[Any, ...]:
+    return (_shape(span), [(lk.context, dict(lk.attributes or {}), lk.dropped_attributes) for lk in span.links],
+            span.dropped_links, span.status.description)
+
+
+LINK_LIMITS = [SpanLimits(), SpanLimits(max_link_attributes=2), SpanLimits(max_links=2), SpanLimits(max_links=0),
+               SpanLimits(max_link_attributes=2, max_attribute_length=4)]
+LINK_LIMIT_IDS = ["default", "link attribute limit", "link limit", "no links", "length limit"]
+
+
+def _add_links(span: Any) -> None:
+    for i, attrs in enumerate(LINK_ATTRS):
+        fastspan.add_link(span, SpanContext(7, 8 + i, True), attrs)  # as the Dagster adapter adds them
+    span.add_link(SpanContext(0, 0, False), {"x": "y"})  # invalid with attributes: the SDK keeps it
+    span.add_link(SpanContext(0, 0, False))  # invalid and nothing else: the SDK drops it
+    span.add_link(SpanContext(9, 9, False))  # no attributes
+
+
+@pytest.mark.parametrize("limits", LINK_LIMITS, ids=LINK_LIMIT_IDS)
+@pytest.mark.parametrize("start_links", [True, False], ids=["start links", "no start links"])
+def test_deferred_span_keeps_its_links_on_the_direct_path_as_the_sdk_makes_them(limits: SpanLimits,
+                                                                                  start_links: bool) -> None:
+    """Links given at the start and added while it runs: no SDK span, the same links, link attributes,
+    drop counts, events and status as the SDK's eager span (it went live for every link before)."""
+    from opentelemetry.trace import Status
+
+    def calls(span: Any) -> None:
+        _add_links(span)
+        span.add_event("e", {"k": "v"})
+        span.set_attribute("later", 2)
+        span.set_status(Status(StatusCode.ERROR, "boom"))
+
+    got, want, handle = _deferred_vs_live_links(limits, calls, start_links)
+    assert (handle._live is None) is (limits.max_attribute_length is None)  # recorded directly (a length
+    assert _link_shape(got) == _link_shape(want)  # limit applies to the span's attributes too: the SDK's span)
+    assert len(got.links) == min(7 if start_links else 5, 128 if limits.max_links is None else limits.max_links)
+    if got.links:
+        with pytest.raises(TypeError):
+            got.links[0].attributes["new"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("limits", LINK_LIMITS, ids=LINK_LIMIT_IDS)
+def test_deferred_span_that_goes_live_passes_on_the_links_kept_so_far(limits: SpanLimits) -> None:
+    def calls(span: Any) -> None:
+        _add_links(span)
+        span.record_exception(ValueError("boom"))  # the SDK's span from here on
+        span.add_link(SpanContext(7, 20, True), {"after": "live"})
+
+    got, want, handle = _deferred_vs_live_links(limits, calls)
+    assert handle._live is not None
+    shapes = [_link_shape(s) for s in (got, want)]
+    for shape in shapes:  # the exception event's stack trace differs by line
+        shape[0]["events"] = [(n, {k: v for k, v in a.items() if k != "exception.stacktrace"})
+                              for n, a in shape[0]["events"]]
+    assert shapes[0] == shapes[1] and got.links[-1].attributes == {"after": "live"} if got.links else True
+
+
+def test_deferred_span_ignores_a_link_after_its_end_and_sends_links_live_without_the_sdk_parts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, exporter = _deferred_provider()
+    span = deferred.begin_span(provider.get_tracer("t"), "x", context=Context())
+    span.add_link(REMOTE, {"a": "b"})
+    span.end()
+    span.add_link(REMOTE, {"c": "d"})  # ended: ignored, as the SDK ignores it
+    assert span._live is None and [dict(lk.attributes) for lk in exporter.get_finished_spans()[0].links] == [{"a": "b"}]
+    unsampled = deferred.begin_span(provider.get_tracer("t"), "u", context=_ctx(UNSAMPLED))
+    unsampled.add_link(REMOTE, {"a": "b"})  # not recording: nothing kept, nothing recorded
+    assert unsampled._added is None and not unsampled.is_recording()
+    monkeypatch.setattr(deferred, "_LINKS_OK", False)  # an SDK without what the links are built with
+    span = deferred.begin_span(provider.get_tracer("t"), "y", context=Context(), links=[Link(REMOTE)])
+    span.add_link(UNSAMPLED, {"a": "b"})
+    span.end()
+    assert span._live is not None and len(exporter.get_finished_spans()[1].links) == 2
+
+
+def test_deferred_span_keeps_the_sdk_spans_exception_flags_when_it_goes_live() -> None:
+    """begin_span(record_exception=False, set_status_on_exception=False): an escaping exception then
+    records nothing on the live span, as on the SDK's span started with those flags."""
+    provider, exporter = _deferred_provider()
+    tracer = provider.get_tracer("t")
+    for span in (deferred.begin_span(tracer, "x", context=Context(), record_exception=False,
+                                     set_status_on_exception=False),
+                 fastspan.start_span(tracer, "x", context=Context(), record_exception=False,
+                                     set_status_on_exception=False),
+                 deferred.begin_span(tracer, "x", context=Context())):
+        with pytest.raises(ValueError), span:
+            raise ValueError("boom")
+    quiet, sdk, default = exporter.get_finished_spans()
+    assert (quiet.events, quiet.status.status_code) == (sdk.events, sdk.status.status_code) == ((), StatusCode.UNSET)
+    assert default.status.status_code is StatusCode.ERROR and default.events[0].name == "exception"

@@ -77,6 +77,31 @@ def test_step_span_is_current_while_the_op_runs(instrumented) -> None:
     assert not trace.get_current_span().get_span_context().is_valid  # nothing left attached
 
 
+@op
+def linked(step_span: str) -> tuple:
+    """What this step's own span is while it runs, its input already loaded (and linked)."""
+    span = trace.get_current_span()
+    return type(span).__name__, getattr(span, "_live", "?"), len(getattr(span, "_added", None) or ())
+
+
+@job
+def deferred_job() -> None:
+    linked(observed())
+
+
+def test_step_span_is_a_deferred_span_whose_input_links_reach_the_store(instrumented) -> None:
+    """No SDK span for a step: it stays deferred while it runs (its input link kept on it, not making it
+    the SDK's span), and the link is in the stored span, as the SDK's span would have it."""
+    result = deferred_job.execute_in_process()
+    assert result.success
+    assert result.output_for_node("linked") == ("DeferredSpan", None, 1)
+    steps = by_step(instrumented.spans(result.run_id))
+    (lk,) = steps[("linked", 1)].links
+    assert lk["span_id"] == steps[("observed", 1)].span_id and lk["trace_id"] == steps[("observed", 1)].trace_id
+    assert lk["attributes"] == {A.LINK_KIND: "result", "dagster.input": "step_span", "dagster.output": "result"}
+    assert steps[("linked", 1)].parent_span_id == steps[("observed", 1)].parent_span_id
+
+
 class BrokenSource(Exception):
     pass
 

@@ -28,7 +28,7 @@ class _ExplodingTracer:
 
 INJECTIONS = {
     "run info lookup": ("pipetrace.integrations.dagster.runinfo._load", _boom),
-    "step span start": ("pipetrace.integrations.dagster.tracker.span_with_ids", _boom),
+    "step span start": ("pipetrace.integrations.dagster.tracker.deferred_span", _boom),
     "input link": ("pipetrace.integrations.dagster.tracker.StepTracker.input_loaded", _boom),
     "step span end": ("pipetrace.integrations.dagster.tracker.end_task_span", _boom),
     "run span": ("pipetrace.integrations.dagster.tracker.run_span", _boom),
