@@ -52,7 +52,6 @@ log = logging.getLogger("pipetrace.spans")
 
 _PLAIN = record.PLAIN_TYPES
 try:  # what the SDK's span builds its links with (checked: an SDK without them sends links to live())
-    from opentelemetry.attributes import BoundedAttributes
     from opentelemetry.sdk.trace import _is_valid_link
     from opentelemetry.sdk.util import BoundedList
     _LINKS_OK = callable(getattr(BoundedList, "from_seq", None))
@@ -255,15 +254,8 @@ class DeferredSpan(SpanHandle):
         if self._live is None and not self._done and _LINKS_OK and isinstance(self._decided, record.Decision):
             if not _is_valid_link(context, attributes):
                 return
-            limits = self._tracer._span_limits
-            if record.lean_enabled():  # plain values copied without cleaning, as record.add_link does
-                bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
-                                            max_value_len=limits.max_attribute_length)
-                record._fill(bounded, attributes or {})
-                bounded._immutable = True
-            else:
-                bounded = BoundedAttributes(limits.max_link_attributes, attributes, immutable=True,
-                                            max_value_len=limits.max_attribute_length)
+            # plain values copied without cleaning when the lean path is on, as record.add_link does
+            bounded = record.link_attributes(self._tracer._span_limits, attributes, record.lean_enabled())
             if self._added is None:
                 self._added = []
             self._added.append(Link(context, bounded))
@@ -384,8 +376,7 @@ def _built_links(limits: Any, given: Sequence[Link], added: list[Link] | None) -
     valid = []
     for link in given:
         if link and _is_valid_link(link.context, link.attributes):
-            link._attributes = BoundedAttributes(limits.max_link_attributes, link.attributes, immutable=True,
-                                                 max_value_len=limits.max_attribute_length)
+            link._attributes = record.link_attributes(limits, link.attributes, lean=False)
             valid.append(link)
     links = BoundedList.from_seq(limits.max_links, valid) if valid else BoundedList(limits.max_links)
     for link in added or ():
