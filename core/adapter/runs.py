@@ -120,11 +120,13 @@ class TaskAttempts:
     def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
         """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not),
         recorded when it ends (the deferred strategy: an SDK span only if something needs one, such as an
-        exception, a late link or a processor that watches running spans), its record built on the later thread."""
+        exception, a late link or a processor that watches running spans). The record is built on the task's
+        thread, not the later thread (``record_later``): with that, a served deployment's flow process once
+        lost its task spans in CI."""
         self.try_number, self.ran = try_number, False
         self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
-                                  links=tuple(self.links), span_id=self.span_id(try_number), record_later=True)
+                                  links=tuple(self.links), span_id=self.span_id(try_number))
         self._token = activate(self.span) if current else None
         if self.on_begin is not None:
             self.on_begin(self.span)
