@@ -138,6 +138,20 @@ COMPILED: tuple[tuple[int, str, str, re.Pattern[str], Callable[[str, str], bool]
 )
 _LONG_ONLY = tuple(c for c in COMPILED if c[2] == "aws_secret")  # what a long string without a trigger can match
 _CARD_ONLY = tuple(c for c in COMPILED if c[2] in ("card", "aws_secret"))  # … with only the card hint
+_CARD_ALONE = tuple(c for c in COMPILED if c[2] == "card")  # … with the card hint and no 40-character run
+
+# ``aws_secret`` matches a run of exactly 40 of [A-Za-z0-9/+] (ASCII: the class's ranges are literal), so a
+# string without a run of 40 such characters cannot hold one: ids made of a UUID and a step name
+# (``<uuid>/stage_01#1``: a dash every 4-12 characters) are rejected by two C calls (~0.3 µs) instead of
+# the regex scan, a lower-casing and the inert check (~2 µs).
+_AWS_RUN_SHAPE = bytes(97 if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "/+") else 32 for i in range(256))
+_AWS_RUN = b"a" * 40
+
+
+def _aws_run(text: str) -> bool:
+    """True if ``text`` has 40 characters of ``aws_secret``'s class in a row (what any match needs)."""
+    # non-ASCII characters (never in the class) become "?" (one byte each), which the table maps to a space
+    return _AWS_RUN in text.encode("ascii", "replace").translate(_AWS_RUN_SHAPE)
 
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
@@ -206,9 +220,9 @@ def find(text: str) -> list[Finding]:
     detectors = COMPILED
     level = trigger_level(text)
     if level == 1:
-        detectors = _CARD_ONLY
+        detectors = _CARD_ONLY if len(text) >= 40 and _aws_run(text) else _CARD_ALONE
     elif level == 0:
-        if len(text) < 40:
+        if len(text) < 40 or not _aws_run(text):
             return []
         detectors = _LONG_ONLY
     if inert(text):
