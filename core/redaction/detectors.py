@@ -169,6 +169,13 @@ _TRIGGER_LITERALS = ("=", ":", "@", "PRIVATE KEY", "eyJ", "AKIA", "ASIA", "ABIA"
                      "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "hooks.slack", "ya29.",
                      "GOCSPX-", "_live_", "_test_", "whsec_")
 _TRIGGER_WORDS = ("identified", "password", "bearer", "basic", "token")  # in any case
+# The same literals grouped under a prefix they share (AWS key ids and ``AIza`` under "A", GitHub's under "gh"):
+# a string without the prefix skips the group (14 tests instead of 25 for an id with neither).
+_TRIGGER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (prefix, tuple(lit for lit in _TRIGGER_LITERALS if lit.startswith(prefix)))
+    for prefix in ("A", "gh")
+)
+_TRIGGER_REST = tuple(lit for lit in _TRIGGER_LITERALS if not lit.startswith(("A", "gh")))
 # ASCII digits -> "0", space and dash kept, every other byte -> "x": the card hint as substring tests
 _DIGIT_SHAPE = bytes(48 if 48 <= i <= 57 else i if i in (32, 45) else 120 for i in range(256))
 
@@ -186,9 +193,14 @@ def trigger_level(text: str) -> int:
     hint (only ``card``'s, and from 40 characters on ``aws_secret``'s, can pass); 0: none (only
     ``aws_secret``'s, from 40 characters on). A task-run id with a UUID in it (``<uuid>/step#1``) has the
     card hint one time in six: those ids run the two detectors that can match, not all twenty."""
-    for literal in _TRIGGER_LITERALS:
+    for literal in _TRIGGER_REST:
         if literal in text:
             return 2
+    for prefix, literals in _TRIGGER_GROUPS:
+        if prefix in text:
+            for literal in literals:
+                if literal in text:
+                    return 2
     lower = text.lower()
     for word in _TRIGGER_WORDS:
         if word in lower:

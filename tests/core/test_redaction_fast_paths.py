@@ -106,3 +106,23 @@ def test_an_empty_or_short_tuple_does_not_walk_the_attributes_again_for_the_limi
     (cut,) = [transform(_span({"prefect.tags": ("ok", "y" * 100)}))]
     ok, long = cut.attributes["prefect.tags"]  # type: ignore[union-attr]
     assert ok == "ok" and long.startswith("y" * 30) and len(long) <= 40 and walks == [1]
+
+
+def _flat_trigger_level(text: str) -> int:
+    """``trigger_level`` as written before the literals were grouped: every literal tested."""
+    if any(literal in text for literal in D._TRIGGER_LITERALS):  # noqa: SLF001
+        return 2
+    if any(word in text.lower() for word in D._TRIGGER_WORDS):  # noqa: SLF001
+        return 2
+    return 1 if D._card_hint(text) else 0  # noqa: SLF001
+
+
+def test_the_grouped_trigger_literals_decide_as_every_literal_tested() -> None:
+    rng = random.Random(7)
+    literals = list(D._TRIGGER_LITERALS)  # noqa: SLF001
+    texts = _texts() + [f"{uuid.uuid4()} {lit} x" for lit in literals] + [lit for lit in literals]
+    texts += ["".join(rng.choice(["A", "g", "h", "K", "I", "S", "_", "p", "x", "1234 ", "é"]) for _ in range(30))
+              for _ in range(2000)]
+    assert {D.trigger_level(t) for t in texts} == {0, 1, 2}
+    assert [D.trigger_level(t) for t in texts] == [_flat_trigger_level(t) for t in texts]
+    assert sum(len(group) for _, group in D._TRIGGER_GROUPS) + len(D._TRIGGER_REST) == len(literals)  # noqa: SLF001
