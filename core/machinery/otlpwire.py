@@ -74,6 +74,8 @@ def any_value(value: Any) -> bytes:
         return b"\x18" + _varint(_int64(value))
     if kind is float:
         return b"\x21" + _DOUBLE(value)
+    if kind is tuple or kind is list:  # (a list of tags, often empty) without the ABC checks below: ~0.8 -> 0.2 µs
+        return _field(b"\x2a", b"".join([_field(b"\x0a", any_value(v)) for v in value])) if value else b"\x2a\x00"
     if value is None:
         return b""
     if isinstance(value, bool):

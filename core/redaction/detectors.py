@@ -138,6 +138,20 @@ COMPILED: tuple[tuple[int, str, str, re.Pattern[str], Callable[[str, str], bool]
 )
 _LONG_ONLY = tuple(c for c in COMPILED if c[2] == "aws_secret")  # what a long string without a trigger can match
 _CARD_ONLY = tuple(c for c in COMPILED if c[2] in ("card", "aws_secret"))  # … with only the card hint
+_CARD_ALONE = tuple(c for c in COMPILED if c[2] == "card")  # … with the card hint and no 40-character run
+
+# ``aws_secret`` matches a run of exactly 40 of [A-Za-z0-9/+] (ASCII: the class's ranges are literal), so a
+# string without a run of 40 such characters cannot hold one: ids made of a UUID and a step name
+# (``<uuid>/stage_01#1``: a dash every 4-12 characters) are rejected by two C calls (~0.3 µs) instead of
+# the regex scan, a lower-casing and the inert check (~2 µs).
+_AWS_RUN_SHAPE = bytes(97 if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "/+") else 32 for i in range(256))
+_AWS_RUN = b"a" * 40
+
+
+def _aws_run(text: str) -> bool:
+    """True if ``text`` has 40 characters of ``aws_secret``'s class in a row (what any match needs)."""
+    # non-ASCII characters (never in the class) become "?" (one byte each), which the table maps to a space
+    return _AWS_RUN in text.encode("ascii", "replace").translate(_AWS_RUN_SHAPE)
 
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
@@ -155,6 +169,13 @@ _TRIGGER_LITERALS = ("=", ":", "@", "PRIVATE KEY", "eyJ", "AKIA", "ASIA", "ABIA"
                      "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "hooks.slack", "ya29.",
                      "GOCSPX-", "_live_", "_test_", "whsec_")
 _TRIGGER_WORDS = ("identified", "password", "bearer", "basic", "token")  # in any case
+# The same literals grouped under a prefix they share (AWS key ids and ``AIza`` under "A", GitHub's under "gh"):
+# a string without the prefix skips the group (14 tests instead of 25 for an id with neither).
+_TRIGGER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (prefix, tuple(lit for lit in _TRIGGER_LITERALS if lit.startswith(prefix)))
+    for prefix in ("A", "gh")
+)
+_TRIGGER_REST = tuple(lit for lit in _TRIGGER_LITERALS if not lit.startswith(("A", "gh")))
 # ASCII digits -> "0", space and dash kept, every other byte -> "x": the card hint as substring tests
 _DIGIT_SHAPE = bytes(48 if 48 <= i <= 57 else i if i in (32, 45) else 120 for i in range(256))
 
@@ -172,9 +193,14 @@ def trigger_level(text: str) -> int:
     hint (only ``card``'s, and from 40 characters on ``aws_secret``'s, can pass); 0: none (only
     ``aws_secret``'s, from 40 characters on). A task-run id with a UUID in it (``<uuid>/step#1``) has the
     card hint one time in six: those ids run the two detectors that can match, not all twenty."""
-    for literal in _TRIGGER_LITERALS:
+    for literal in _TRIGGER_REST:
         if literal in text:
             return 2
+    for prefix, literals in _TRIGGER_GROUPS:
+        if prefix in text:
+            for literal in literals:
+                if literal in text:
+                    return 2
     lower = text.lower()
     for word in _TRIGGER_WORDS:
         if word in lower:
@@ -206,9 +232,9 @@ def find(text: str) -> list[Finding]:
     detectors = COMPILED
     level = trigger_level(text)
     if level == 1:
-        detectors = _CARD_ONLY
+        detectors = _CARD_ONLY if len(text) >= 40 and _aws_run(text) else _CARD_ALONE
     elif level == 0:
-        if len(text) < 40:
+        if len(text) < 40 or not _aws_run(text):
             return []
         detectors = _LONG_ONLY
     if inert(text):

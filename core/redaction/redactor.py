@@ -17,6 +17,9 @@ from . import detectors as D
 from .known import KNOWN, sync_airflow
 
 MODES = ("mask", "token", "drop", "off")
+IDS_CACHE_SIZE = 256
+"""Inert values (ids, numbers) whose result is kept: enough for the runs in flight, small enough that clearing
+it when full costs nothing (unique task ids fill it every 256 values)."""
 MASK = "***"
 
 
@@ -52,6 +55,7 @@ class Redactor:
         self.allow = tuple(allow_keys)
         self._allow_all = BUILTIN_ALLOWED + self.allow
         self._cache: dict[str, str | _Drop] = {}
+        self._ids: dict[str, str | _Drop] = {}  # recent inert values (a run id on each of its spans), kept apart
         self._key_cache: dict[str, int] = {}  # 0 ordinary, 1 sensitive, 2 not allowed
         self._cache_size = cache_size
         self._known_version = KNOWN.version
@@ -65,6 +69,7 @@ class Redactor:
         if KNOWN.version != self._known_version:
             self._known_version = KNOWN.version
             self._cache.clear()
+            self._ids.clear()
 
     def stale(self) -> bool:
         """True if a secret became known since the last ``refresh`` (cached results may be out of date)."""
@@ -127,8 +132,15 @@ class Redactor:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        if D.inert(text):  # an id or a number: no detector can match; not cached (unique ids would evict
-            return self._known(text)  # the values that repeat)
+        seen = self._ids.get(text)
+        if seen is not None:
+            return seen
+        if D.inert(text):  # an id or a number: no detector can match; not in the value cache (unique ids would
+            result = self._known(text)  # evict the values that repeat), in a small one of its own: a run id
+            if len(self._ids) >= IDS_CACHE_SIZE:  # repeats on every span of its run, a task id on its span
+                self._ids.clear()
+            self._ids[text] = result
+            return result
         result = self._scan(text)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
@@ -200,9 +212,9 @@ class Redactor:
 
     def attributes_within(self, attrs: Mapping[str, Any] | None, limit: int | None
                           ) -> tuple[dict[str, Any] | None, bool]:
-        """(:meth:`attributes`, whether a value may be longer than ``limit``: a str over it, a sequence, a
-        value under a sensitive key) — in the same pass, so a span whose values are all short is not
-        walked a second time for the length limit.
+        """(:meth:`attributes`, whether a value may be longer than ``limit``: a str over it, a list or tuple
+        holding one, another sequence, a value under a sensitive key) — in the same pass, so a span whose
+        values are all short is not walked a second time for the length limit.
 
         The loop is the hot path of every span: cached key classes and cached string results, and no
         copy unless something changed."""
@@ -235,7 +247,11 @@ class Redactor:
                     if new is value:
                         continue
                 else:
-                    long = True
+                    if (kind is tuple or kind is list) and limit is not None:  # long only with a str over the
+                        # limit in it, as ``_limited`` cuts: an empty tuple (Prefect's tags) is not
+                        long = long or any(isinstance(v, str) and len(v) > limit for v in value)
+                    else:
+                        long = True
                     new = self._one(value)
                     if new is value:
                         continue
