@@ -20,7 +20,8 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from . import attributes as A
 from .carriers import span_context_of
 from .identity import RunIdentity
-from .machinery import start_span
+from .machinery import begin_span, start_span
+from .machinery.record import PLAIN_TYPES
 from .processing.runtime import get_tracer
 from .redaction.text import exception_description, status_description
 from .util import losses
@@ -102,15 +103,7 @@ def _has_attr(span: Span, key: str) -> bool:
     return bool(attrs) and key in attrs  # type: ignore[operator]
 
 
-def task_attributes(system: str, pipeline: str, run_id: str, task: str, try_number: int,
-                    map_index: int | None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        A.SYSTEM: system, A.PIPELINE_NAME: pipeline, A.PIPELINE_RUN_ID: run_id, A.TASK_NAME: task,
-        A.TRY_NUMBER: int(try_number),
-    }
-    if map_index is not None and map_index >= 0:
-        attrs[A.MAP_INDEX] = int(map_index)
-    return attrs
+_STR = frozenset((str,))
 
 
 def start_task_span(
@@ -118,29 +111,46 @@ def start_task_span(
     attributes: Mapping[str, Any] | None = None, links: Iterable[Link | None] = (), upstream: object = None,
     batch: str | None = None, parent: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
     start_time: Time = None, task_run_id: str | None = None, ident: RunIdentity | None = None,
-    clean_attributes: bool = False,
+    clean_attributes: bool = False, base: Mapping[str, Any] | None = None, name: str | None = None,
+    span_id: int | None = None,
 ) -> Span:
     """Start (not enter) a task-attempt span with derived ids; for adapters whose start and end are
     separate events. Never raises: returns a non-recording span if pipetrace fails.
 
+    A deferred span (:func:`pipetrace.machinery.begin_span`): ids and sampling decided now, its record
+    made when it ends; it turns into the SDK's own span for what only that can keep (an exception, a
+    limit, a processor watching running spans), so what is exported is the eager span's.
+
     An adapter that starts many attempts of one run keeps what they share and passes it: ``ident`` (the
-    run's identity, ``upstream`` then unused), ``parent`` (the run's or batch's context) and, with
-    ``clean_attributes``, ``attributes`` it vouches are already as :func:`_clean_attrs` returns them."""
+    run's identity, ``upstream`` then unused), ``parent`` (the run's or batch's context), ``base`` (the
+    run's part of the attributes, as ``pipetrace.adapter.attributes.run_attributes`` makes it; copied, never changed)
+    and, with ``clean_attributes``, ``attributes`` it vouches are already as :func:`_clean_attrs` returns
+    them. ``name``: the span's name when it is not ``task``'s (Dagster's mapped copies share one);
+    ``span_id``: the attempt's derived span id when the adapter has it already."""
     try:
         if ident is None:
             ident = identity(system, pipeline, run_id, upstream)
         if parent is None:
             parent_id = ident.batch_span_id(batch) if batch else ident.run_span_id
             parent = ident.context_for(parent_id)
-        attrs = task_attributes(system, pipeline, run_id, task, try_number, map_index)
-        attrs[A.TASK_RUN_ID] = task_run_id or f"{run_id}/{task}" + (
-            f"[{map_index}]" if map_index is not None and map_index >= 0 else "") + f"#{try_number}"
-        if attributes:
-            attrs.update(attributes if clean_attributes else _clean_attrs(attributes))
-        return start_span(
-            get_tracer(), A.task_span_name(task), context=parent, kind=kind, attributes=attrs,
-            links=_links(links) if links else (),
-            start_time=to_ns(start_time), span_id=ident.task_span_id(task, map_index, try_number),
+        mapped = map_index is not None and map_index >= 0
+        run_part = base if base is not None else {A.SYSTEM: system, A.PIPELINE_NAME: pipeline,
+                                                   A.PIPELINE_RUN_ID: run_id}
+        # one dict display (no calls): the run's part, the attempt's, then the adapter's
+        attrs: dict[str, Any] = {
+            **run_part, A.TASK_NAME: task, A.TRY_NUMBER: int(try_number),
+            **({A.MAP_INDEX: int(map_index)} if mapped else {}),  # type: ignore[arg-type]  # (mapped: not None)
+            A.TASK_RUN_ID: task_run_id or f"{run_id}/{task}" + (f"[{map_index}]" if mapped else "") + f"#{try_number}",
+            **({} if not attributes else attributes if clean_attributes else _clean_attrs(attributes)),
+        }
+        start = start_time if type(start_time) is int and start_time > 10**15 else to_ns(start_time)
+        # all plain (checked in C, no Python loop): the end then checks only what was set later
+        plain = PLAIN_TYPES.issuperset(map(type, attrs.values())) and _STR.issuperset(map(type, attrs)) and (
+            "" not in attrs)
+        return begin_span(
+            get_tracer(), name or A.task_span_name(task), context=parent, kind=kind, attributes=attrs,
+            links=_links(links) if links else (), start_time=start, plain_attributes=plain,
+            span_id=span_id if span_id is not None else ident.task_span_id(task, map_index, try_number),
             record_exception=False, set_status_on_exception=False,
         )
     except Exception as exc:

@@ -4,9 +4,9 @@ The machinery offers several strategies of one idea (a span whose SDK record is 
 possible); which one an adapter's event needs is chosen here, so that replacing the machinery changes
 this module only:
 
-* :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt,
-  after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
-* :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Dagster step);
+* :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt (a
+  deferred span), after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
+* :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Prefect attempt);
 * :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);

@@ -7,10 +7,11 @@ span records is only ever read after it ends. Each strategy makes the same span 
 caller allows:
 
 - **eager** (:func:`start_span`): the SDK's own span, started now with the ids given (the record is
-  made by :mod:`pipetrace.machinery.record`). For spans that are current while user code runs and
-  are read while they run (Airflow, Dagster, Prefect attempts, batch spans).
+  made by :mod:`pipetrace.machinery.record`). For batch spans and a seam that wants the SDK's own
+  span object.
 - **deferred** (:func:`begin_span`, a :class:`DeferredSpan`): ids and the sampling decision are made at
-  the start (the context must go into message headers, or be current, then); attributes and events go
+  the start (the context must go into message headers, or be current, then: every task attempt's span,
+  :func:`pipetrace.spans.start_task_span`, a Prefect attempt, a publish, a consumed message); attributes and events go
   into plain containers; the finished ``ReadableSpan`` is built in one step at the end and handed to
   the processors. Measured in a real producer on Redis, a live SDK span adds ~45 µs to a publish (its
   many small objects are cold after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
@@ -179,7 +180,7 @@ class DeferredSpan(SpanHandle):
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
                  "_live", "_done", "_owned", "_from_parent", "_status", "record_later", "_added",
-                 "_on_exception")
+                 "_on_exception", "_sc")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
                  context: Context | None, links: Sequence[Link], live: Span | None = None,
@@ -203,14 +204,15 @@ class DeferredSpan(SpanHandle):
         self.record_later = False  # see begin_span
         self._live = live
         self._done = False
+        # its span context: decided at its start, the same object whichever span records it (read several
+        # times a task: made current, log ids, propagation by the orchestrator's own client)
+        self._sc: SpanContext = decided.context if live is None and type(decided) is record.Decision else (
+            (live or decided).get_span_context())
 
     # --- the API span -------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        if self._live is not None:
-            return self._live.get_span_context()
-        decided = self._decided
-        return decided.context if isinstance(decided, record.Decision) else decided.get_span_context()
+        return self._sc
 
     def is_recording(self) -> bool:
         if self._live is not None:
@@ -374,9 +376,10 @@ def _built_links(limits: Any, given: Sequence[Link], added: list[Link] | None) -
     them (valid ones, attributes bounded in place), then those added while it ran, in a ``BoundedList``
     under the link limit (its drop count the SDK's)."""
     valid = []
+    lean = bool(given) and record.lean_enabled()  # plain values put in without cleaning, as record._links does
     for link in given:
         if link and _is_valid_link(link.context, link.attributes):
-            link._attributes = record.link_attributes(limits, link.attributes, lean=False)
+            link._attributes = record.link_attributes(limits, link.attributes, lean)
             valid.append(link)
     links = BoundedList.from_seq(limits.max_links, valid) if valid else BoundedList(limits.max_links)
     for link in added or ():
@@ -419,7 +422,7 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
             decided = record.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
                                       trace_id, span_id, parent)
             owned = None
-            if plain_attributes and type(attributes) is dict and isinstance(decided, record.Decision) and (
+            if plain_attributes and type(attributes) is dict and type(decided) is record.Decision and (
                     decided.attributes is attributes):  # the sampler kept the caller's dict as the span's
                 owned = attributes
             span = DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,

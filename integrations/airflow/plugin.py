@@ -51,9 +51,10 @@ def component_of(argv: list[str]) -> str | None:
     return next((COMPONENTS[a] for a in argv[1:3] if a in COMPONENTS), None)
 
 
-def _in_task_process(ti: Any) -> bool:
-    """The task SDK's ``RuntimeTaskInstance`` (live spans), not core's ORM ``TaskInstance``."""
-    return type(ti).__module__.startswith("airflow.sdk")
+@functools.cache  # per class: a C-level lookup on each hook, no Python call
+def _in_task_process(cls: type) -> bool:
+    """``ti.__class__``: the task SDK's ``RuntimeTaskInstance`` (live spans), not core's ORM ``TaskInstance``."""
+    return cls.__module__.startswith("airflow.sdk")
 
 
 TaskKey = tuple[str, str, str, int, int]
@@ -85,7 +86,8 @@ def _propagate_to_triggered_run(task: Any, span: Span) -> None:
 def task_started(ti: Any) -> None:
     """Open the attempt's span (its attributes given clean, in one go) and make it current."""
     dag_id, run_id, task_id, map_index, try_number = key = _key(ti)
-    _close(key, A.RESULT_ERROR)  # a previous attempt in this process never finished
+    if _attempts.get(key) is not None:  # a previous attempt in this process never finished
+        _close(key, A.RESULT_ERROR)
     # the run's conf as get_template_context() reads it, without validating the DAG's params once more
     conf = getattr(getattr(getattr(ti, "_ti_context_from_server", None), "dag_run", None), "conf", None)
     ref = run_ref(dag_id, run_id, conf, native_carrier=getattr(ti, "context_carrier", None))
@@ -104,7 +106,7 @@ def task_started(ti: Any) -> None:
     span = start_task_span(
         SYSTEM, dag_id, run_id, task_id, try_number=try_number, map_index=map_index if map_index >= 0 else None,
         attributes=attrs, links=links, ident=ref.ident, batch=task_id if map_index >= 0 else None, parent=parent,
-        start_time=getattr(ti, "start_date", None), clean_attributes=True,
+        start_time=getattr(ti, "start_date", None), clean_attributes=True, base=ref.base,
     )
     _attempts.start(key, span, data=bind_span_ids(span))
     if task is not None and _is_trigger(type(task)):  # type: ignore[arg-type]  # a class is hashable
@@ -140,27 +142,27 @@ class AirflowListener:
     @hookimpl
     @_guarded
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
-        if _in_task_process(task_instance):
+        if _in_task_process(task_instance.__class__):
             set_component("airflow-task")
             task_started(task_instance)
 
     @hookimpl
     @_guarded
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        if _in_task_process(task_instance):
+        if _in_task_process(task_instance.__class__):
             _close(_key(task_instance), A.RESULT_SUCCESS, ti=task_instance)
 
     @hookimpl
     @_guarded
     def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
-        if _in_task_process(task_instance):
+        if _in_task_process(task_instance.__class__):
             _close(_key(task_instance), A.RESULT_SKIP, ti=task_instance)
 
     @hookimpl
     @_guarded
     def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
         retry = runs.state_name(getattr(task_instance, "state", None)) == "up_for_retry"
-        if _in_task_process(task_instance):
+        if _in_task_process(task_instance.__class__):
             _close(_key(task_instance), A.RESULT_RETRY if retry else A.RESULT_FAILURE, error, task_instance)
         else:
             runs.task_failed_outside_worker(task_instance, error)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from pipetrace import attributes as A
-from pipetrace.adapter import attempt_attributes, status_description, stored_span_ids, upstream_carrier
+from pipetrace.adapter import attempt_attributes, run_attributes, status_description, stored_span_ids, upstream_carrier
 from pipetrace.adapter.batches import Finished, record_finished
 from pipetrace.identity import RunIdentity
 from pipetrace.spans import identity, record_span, run_span
@@ -47,6 +47,7 @@ class RunRef(NamedTuple):
 
     ident: RunIdentity
     native: bool
+    base: dict[str, Any]  # what every attempt span of the run starts with (start_task_span's ``base``)
 
     @property
     def children_parent(self) -> Context:
@@ -66,7 +67,7 @@ def run_ref(dag_id: str, run_id: str, conf: object = None, native_carrier: objec
             ident, native = identity(SYSTEM, dag_id, run_id, upstream=upstream), False
         if len(_refs) >= 256:
             _refs.clear()
-        ref = _refs[key] = RunRef(ident, bool(native))
+        ref = _refs[key] = RunRef(ident, bool(native), run_attributes(SYSTEM, dag_id, run_id))
     return ref
 
 

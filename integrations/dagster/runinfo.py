@@ -58,6 +58,7 @@ class Step(NamedTuple):
     base: str
     mapping: str | None
     attributes: dict[str, Any]
+    name: str  # its span's name (every mapped copy of a step has its base key's)
 
 
 class Plan(NamedTuple):
@@ -109,7 +110,7 @@ class RunInfo:
             assets = sorted(set(self.plan.asset_outputs.get(base, {}).values()))
             if assets:
                 attrs[ASSET_KEY] = assets[0] if len(assets) == 1 else assets
-            found = Step(base, mapping, attrs)
+            found = Step(base, mapping, attrs, A.task_span_name(base))
             if mapping is None:  # kept: an unmapped key repeats in every run of the plan
                 self.plan.steps[step_key] = found
         return found

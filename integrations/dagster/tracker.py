@@ -14,15 +14,12 @@ from pipetrace.adapter import (
     Attempts,
     add_link,
     attempt_attributes,
-    deferred_span,
     end_task_span,
     force_flush,
-    get_tracer,
     record_error_summary,
     record_span,
     run_span,
     start_task_span,
-    warn_once_per,
 )
 from pipetrace.adapter.batches import Finished, record_finished
 
@@ -70,16 +67,11 @@ class StepTracker:
         step, ident = info.step(step_key), info.ident
         span_id = ident.task_span_id(step_key, None, try_number)
         parent = ident.context_for(ident.batch_span_id(step.base)) if step.mapping is not None else ident.run_context()
-        try:  # what start_task_span makes, its attributes in one dict (mapped copies share one name)
-            attrs = {**info.task_base, **step.attributes, A.TRY_NUMBER: try_number,
-                     A.TASK_RUN_ID: f"{info.run_id}/{step_key}#{try_number}", **info.tail}
-            span = deferred_span(get_tracer(), A.task_span_name(step.base), context=parent, attributes=attrs,
-                                 start_time=int(ts * 1e9), span_id=span_id, record_exception=False,
-                                 set_status_on_exception=False)
-        except Exception as exc:  # start_task_span's guarded path then (a second failure: the loss counted)
-            warn_once_per(N.log, "dagster-step-span", "pipetrace: Dagster step span: %r", exc)
-            span = start_task_span(N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=ident,
-                                   parent=parent, attributes={**step.attributes, **info.tail}, start_time=ts)
+        # the run's attributes kept per run, the step's per plan: core copies them once, checks nothing again
+        span = start_task_span(N.SYSTEM, info.job, info.run_id, step_key, try_number=try_number, ident=ident,
+                               parent=parent, base=info.task_base, name=step.name, clean_attributes=True,
+                               attributes={**step.attributes, **info.tail} if info.tail else step.attributes,
+                               start_time=int(ts * 1e9), span_id=span_id)
         info.attempts[step_key], info.span_ids[step_key] = try_number, span_id
         self._open.start((info.run_id, step_key), span, try_number=try_number)  # a stale start is closed
 

@@ -765,3 +765,114 @@ def test_deferred_span_keeps_the_sdk_spans_exception_flags_when_it_goes_live() -
     quiet, sdk, default = exporter.get_finished_spans()
     assert (quiet.events, quiet.status.status_code) == (sdk.events, sdk.status.status_code) == ((), StatusCode.UNSET)
     assert default.status.status_code is StatusCode.ERROR and default.events[0].name == "exception"
+
+
+# --- start_task_span: a deferred span whose record is the eager SDK span's --------------------------------------
+
+
+def _eager_begin(tracer: Any, name: str, *, plain_attributes: bool = False, **kw: Any) -> Any:
+    """What start_task_span called before it made deferred spans: the SDK's eager span, same arguments."""
+    return fastspan.start_span(tracer, name, **kw)
+
+
+class _Watching(SimpleSpanProcessor):
+    """A processor that looks at running spans: a deferred span is then the SDK's own from its start."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+
+_OBJ = object()  # (one object: its str has its address)
+TASK_CASES = ["success", "retry", "exception", "error summary", "escaping exception", "limits", "watched",
+              "unsampled", "mapped", "not clean"]
+
+
+def _task_attempt(case: str) -> None:
+    """An attempt's life as the Airflow adapter lives it (start with XCom links, current, user span under
+    it, log ids, links added while it runs, state and result at its end), and the other ends adapters use."""
+    from datetime import datetime, timezone
+
+    from pipetrace.adapter import Attempts, record_error_summary
+    from pipetrace.adapter.logs import bind_span_ids
+    from pipetrace.identity import RunIdentity
+    from pipetrace.spans import end_task_span, start_task_span
+
+    ident = RunIdentity("airflow", "dag", "run1", None if case != "unsampled" else UNSAMPLED)
+    base = {"cicd.pipeline.system": "airflow", "cicd.pipeline.name": "dag", "cicd.pipeline.run.id": "run1"}
+    links = [Link(ident.span_context(ident.task_span_id("src", None, 1)),
+                  {"pipetrace.link.kind": "xcom", "airflow.xcom.key": "return_value", "airflow.xcom.task_id": "src"}),
+             None]
+    attrs: dict[str, Any] = {"airflow.dag_id": "dag", "airflow.task_id": "t", "airflow.operator": "PythonOperator"}
+    if case == "not clean":
+        attrs.update({"tags": ["a", "b"], "obj": _OBJ, "none": None})
+    mapped = case == "mapped"
+    span = start_task_span(
+        "airflow", "dag", "run1", "t", try_number=2, map_index=3 if mapped else None, attributes=attrs, links=links,
+        ident=ident, batch="t" if mapped else None, start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        clean_attributes=case != "not clean", base=base if case != "not clean" else None)
+    attempts: Attempts[str] = Attempts()
+    attempts.start("t", span)
+    bind_span_ids(span)
+    with trace.get_tracer_provider().get_tracer("user").start_as_current_span("user work"):
+        pass
+    span.add_link(ident.span_context(ident.task_span_id("w", 1, 1)), {"pipetrace.link.kind": "xcom",
+                                                                       "airflow.xcom.map_index": 1})
+    span.add_link(SpanContext(0, 0, False))  # invalid: dropped, as the SDK drops it
+    attempts.pop("t")
+    span.set_attribute("airflow.task_instance.state", "success")
+    end = datetime(2024, 1, 1, 0, 1, tzinfo=timezone.utc)
+    if case == "exception":
+        end_task_span(span, error=ValueError("boom"), result="retry", end_time=end)
+    elif case == "error summary":
+        record_error_summary(span, "airflow.TaskFailure", "it failed", status=False)
+        end_task_span(span, result="failure", end_time=end)
+    elif case == "escaping exception":
+        with pytest.raises(KeyError), span:
+            raise KeyError("k")
+    else:
+        end_task_span(span, result="retry" if case == "retry" else "success", end_time=end)
+
+
+@pytest.mark.parametrize("case", TASK_CASES)
+def test_start_task_span_is_deferred_and_records_what_the_eager_span_did(case: str, monkeypatch: pytest.MonkeyPatch
+                                                                         ) -> None:
+    from pipetrace import spans
+
+    limits = SpanLimits(max_links=1, max_span_attributes=12, max_attribute_length=6) if case == "limits" else None
+    shapes = []
+    for begin in (deferred.begin_span, _eager_begin):
+        provider, exporter = _provider(limits=limits, processor=_Watching(InMemorySpanExporter())
+                                       if case == "watched" else None)
+        if case == "watched":
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        monkeypatch.setattr(spans, "get_tracer", lambda provider=provider: provider.get_tracer("pipetrace"))
+        monkeypatch.setattr(trace, "get_tracer_provider", lambda provider=provider: provider)
+        made: list[Any] = []
+        monkeypatch.setattr(spans, "begin_span", lambda *a, begin=begin, made=made, **kw: made.append(
+            begin(*a, **kw)) or made[-1])
+        _task_attempt(case)
+        finished = exporter.get_finished_spans()
+        if case == "unsampled":
+            assert finished == ()
+            shapes.append(None)
+            continue
+        user, task = finished
+        assert user.parent == task.context  # the user's span nests under the attempt's
+        shape = _link_shape(task)
+        shape[0]["events"] = [(n, {k: v for k, v in a.items() if k != "exception.stacktrace"})
+                              for n, a in shape[0]["events"]]
+        ended = None if case == "escaping exception" else task.end_time  # (then: the clock's now)
+        shapes.append((shape, ended, getattr(task, "dropped_events", 0)))
+        if begin is deferred.begin_span:  # the direct path: no SDK span unless only the SDK's can record it
+            handle = made[0]
+            assert isinstance(handle, deferred.DeferredSpan)
+            live = case in ("exception", "escaping exception", "limits", "watched")
+            assert (handle._live is not None) is live
+    assert shapes[0] == shapes[1]
+    if case == "success":
+        from pipetrace import attributes as A
+
+        (task_shape, links, _dropped, _description), _end, _events = shapes[0]  # type: ignore[misc]
+        assert task_shape["attributes"][A.TASK_RESULT] == "success"
+        assert task_shape["attributes"]["airflow.task_instance.state"] == "success"
+        assert [lk[1]["pipetrace.link.kind"] for lk in links] == ["xcom", "xcom"]  # the given one and the added one

@@ -147,3 +147,25 @@ def test_disabled_emits_nothing(traced, monkeypatch: pytest.MonkeyPatch) -> None
         assert not span.is_recording()
     pipetrace.configure(home=traced.home, exporters="store")
     assert traced.spans() == []
+
+
+def test_start_task_span_with_a_kept_base_and_name_is_the_span_built_from_scratch(traced) -> None:
+    """An adapter's per-run ``base`` (and a span ``name`` of its own) give the span ``start_task_span``
+    builds from the run's names; the kept dicts are never changed by the span."""
+    from pipetrace.adapter import run_attributes
+    from pipetrace.spans import end_task_span, start_task_span
+
+    base = run_attributes("python", "etl", "r9")
+    given = {"step": "a.b[x]", "n": 1}
+    kept_base, kept_given = dict(base), dict(given)
+    for run_id, kw in (("r9", {}), ("r9", {"base": base, "clean_attributes": True, "name": "task a.b"})):
+        span = start_task_span("python", "etl", run_id, "a.b[x]", try_number=3 if kw else 2, attributes=given,
+                               start_time=1.5, **kw)  # type: ignore[arg-type]
+        span.set_attribute("late", "v")
+        end_task_span(span, end_time=2.5)
+    assert (base, given) == (kept_base, kept_given)
+    plain, kept = sorted(traced.spans("r9"), key=lambda s: s.attributes[A.TRY_NUMBER])
+    assert plain.name == "task a.b[x]" and kept.name == "task a.b"
+    assert {**plain.attributes, A.TRY_NUMBER: 3, A.TASK_RUN_ID: "r9/a.b[x]#3"} == kept.attributes
+    assert kept.attributes["late"] == "v" and kept.attributes[A.TASK_RESULT] == "success"
+    assert (kept.start_ns, kept.end_ns) == (1_500_000_000, 2_500_000_000)

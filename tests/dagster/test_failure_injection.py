@@ -28,13 +28,13 @@ class _ExplodingTracer:
 
 INJECTIONS = {
     "run info lookup": ("pipetrace.integrations.dagster.runinfo._load", _boom),
-    "step span start": ("pipetrace.integrations.dagster.tracker.deferred_span", _boom),
+    "step span start": ("pipetrace.integrations.dagster.tracker.start_task_span", _boom),
+    "core deferred span start": ("pipetrace.spans.begin_span", _boom),
     "input link": ("pipetrace.integrations.dagster.tracker.StepTracker.input_loaded", _boom),
     "step span end": ("pipetrace.integrations.dagster.tracker.end_task_span", _boom),
     "run span": ("pipetrace.integrations.dagster.tracker.run_span", _boom),
     "retry lookup": ("pipetrace.integrations.dagster.events.EventTranslator._restart_try", _boom),
     "core tracer": ("pipetrace.spans.get_tracer", lambda: _ExplodingTracer()),
-    "step tracer": ("pipetrace.integrations.dagster.tracker.get_tracer", lambda: _ExplodingTracer()),
 }
 
 
