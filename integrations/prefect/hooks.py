@@ -34,12 +34,22 @@ def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dic
     setting kept; a new object costs ~10 µs a task run)."""
     wrapped(*args, **kwargs)
     try:
-        from .telemetry import PipetraceRunTelemetry
         native = engine._telemetry
         if type(native) is run_telemetry.RunTelemetry:  # (a user's own subclass is left alone)
-            native.__class__, native.engine = PipetraceRunTelemetry, weakref.ref(engine)
+            native.__class__, native.engine = ours[0] or _ours(), weakref.ref(engine)
     except Exception as exc:
         warn_once_per(log, "prefect-engine", "pipetrace: prefect run not traced: %r", exc)
+
+
+ours: list[type | None] = [None]
+"""PipetraceRunTelemetry, once imported (an import statement in the hook costs every engine ~1 µs)."""
+
+
+def _ours() -> type:
+    from .telemetry import PipetraceRunTelemetry
+
+    ours[0] = PipetraceRunTelemetry
+    return PipetraceRunTelemetry
 
 
 def _map(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
