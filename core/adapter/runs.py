@@ -80,9 +80,10 @@ class Run:
         current span when that is in this run's trace (a task called inside a task), else the run span."""
         if member is not None:
             return member.batch.context()
-        current = current_span_context()
-        if current is not None and current.trace_id == self.ident.trace_id:
-            return otel_context.get_current()
+        context = otel_context.get_current()  # (read once: the current span is looked up in it)
+        current = trace.get_current_span(context).get_span_context()
+        if current.is_valid and current.trace_id == self.ident.trace_id:
+            return context
         return self.ident.run_context()
 
 
@@ -121,6 +122,7 @@ class TaskAttempts:
         self.plain = plain and type(attributes) is dict
         self.attributes: dict[str, Any] = attributes if self.plain else clean(attributes)  # type: ignore[assignment]
         self.parent = run.task_parent(member)
+        self.name = A.task_span_name(task)
         self.on_begin = on_begin
         self.span: Span | None = None
         self.try_number = 0
@@ -134,7 +136,7 @@ class TaskAttempts:
         thread, not the later thread (``record_later``): with that, a served deployment's flow process once
         lost its task spans in CI."""
         self.try_number, self.ran = try_number, False
-        self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
+        self.span = deferred_span(get_tracer(), self.name, context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
                                   links=tuple(self.links), span_id=self.span_id(try_number),
                                   plain_attributes=self.plain)

@@ -119,7 +119,8 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
         self._pt_later = later = []  # type: list[links.Entry]
-        linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
+        linked = (links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
+                  if inputs and any(inputs.values()) else [])  # (most tasks: none, or values only)
         attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
                                 member, on_begin=lambda span: links.producers.remember(run_id, span), plain=plain)
         runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
