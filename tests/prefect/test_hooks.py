@@ -159,3 +159,36 @@ def test_result_of_states() -> None:
     for _ in range(2):
         assert [runs.result_of(state) for state, _ in cases] == [want for _, want in cases]
     assert runs.kind_of(StateType.COMPLETED) == "COMPLETED" and type(runs.kind_of(StateType.RUNNING)) is str
+
+
+def test_input_links_looked_up_only_for_task_runs_with_upstream_runs(instrumented: Any, monkeypatch: Any) -> None:
+    """A task run whose inputs are plain values has no upstream run to link: its start skips the input-link
+    walk; a task run consuming another's result still gets its ``result`` link."""
+    from pipetrace.integrations.prefect import links
+    from prefect import flow, task
+
+    calls: list[int] = []
+    real = links.input_links
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(links, "input_links", counted)
+
+    @task
+    def make(i: int) -> int:
+        return i
+
+    @task
+    def use(value: int) -> int:
+        return value + 1
+
+    @flow
+    def values_then_result() -> int:
+        return use.submit(make.submit(1)).result()
+
+    assert values_then_result() == 2
+    assert len(calls) == 2  # the flow run's start and the consuming task run's (none for make(1))
+    (span,) = [s for s in instrumented.spans() if s.name == "task use"]
+    assert [lk["attributes"]["pipetrace.link.kind"] for lk in span.links] == ["result"]
