@@ -5,6 +5,7 @@ submitted run; every value ``Secret.get()`` returns is a known secret, masked in
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import weakref
@@ -36,19 +37,15 @@ def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dic
     try:
         native = engine._telemetry
         if type(native) is run_telemetry.RunTelemetry:  # (a user's own subclass is left alone)
-            native.__class__, native.engine = ours[0] or _ours(), weakref.ref(engine)
+            native.__class__, native.engine = _ours(), weakref.ref(engine)
     except Exception as exc:
         warn_once_per(log, "prefect-engine", "pipetrace: prefect run not traced: %r", exc)
 
 
-ours: list[type | None] = [None]
-"""PipetraceRunTelemetry, once imported (an import statement in the hook costs every engine ~1 µs)."""
-
-
-def _ours() -> type:
+@functools.cache
+def _ours() -> type:  # (imported once: an import statement in the hook costs every engine ~1 µs)
     from .telemetry import PipetraceRunTelemetry
 
-    ours[0] = PipetraceRunTelemetry
     return PipetraceRunTelemetry
 
 

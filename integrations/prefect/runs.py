@@ -17,6 +17,7 @@ from pipetrace.identity import RunIdentity
 from prefect.context import FlowRunContext
 
 SYSTEM = "prefect"
+_PLAIN = (str, bool, int, float)
 LABEL = "__OTEL_TRACEPARENT"
 
 CACHED = "prefect.task_run.cached"
@@ -43,23 +44,9 @@ def flow_info_for_context(flow_ctx: Any = None) -> Run | None:
     flow_run, flow = getattr(flow_ctx, "flow_run", None), getattr(flow_ctx, "flow", None)
     if flow_run is None or flow is None:
         return None
-    run_id = run_id_of(flow_run)
+    run_id = str(flow_run.id)
     run = flows.get(run_id)
     return run or Run(RunIdentity(SYSTEM, flow.name, run_id, label_context(getattr(flow_run, "labels", None))))
-
-
-_last_run: tuple[Any, Any, str] = (None, None, "")  # every task of a flow run asks for its flow run's id
-
-
-def run_id_of(flow_run: Any) -> str:
-    """``str(flow_run.id)``, kept for the flow run asked last (a UUID's str is a Python call, ~1 µs)."""
-    global _last_run
-    run, uid, text = _last_run  # (one tuple, replaced whole: threads never see half an entry)
-    if run is flow_run and flow_run.id is uid:
-        return text
-    text = str(flow_run.id)
-    _last_run = (flow_run, flow_run.id, text)
-    return text
 
 
 def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_number: int) -> int:
@@ -69,24 +56,17 @@ def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_numbe
 
 def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None
                       ) -> tuple[dict[str, Any], bool]:
-    """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working), and
-    whether they are as the SDK stores them (str/bool/int/float values of exactly those types, the tags a
-    tuple of str, no empty key; else the span's own checks clean them, as before)."""
-    name = run.name
-    attrs: dict[str, Any] = {"prefect.run.name": name, "prefect.run.type": run_type, "prefect.run.id": run_id,
-                             "prefect.tags": tuple(str(t) for t in run.tags) if run.tags else ()}
-    plain = type(name) is str
-    if parameters:
-        for key, value in parameters.items():
-            attrs[f"prefect.run.parameter.{key}"] = type(value).__name__
+    """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working), and whether
+    they are as the SDK stores them (values of exactly str/bool/int/float, the tags a tuple, no empty key)."""
+    attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type, "prefect.run.id": run_id,
+                             "prefect.tags": tuple(str(t) for t in run.tags or ()),
+                             **{f"prefect.run.parameter.{k}": type(v).__name__ for k, v in (parameters or {}).items()}}
+    plain = type(run.name) is str
     for key, value in (getattr(run, "labels", None) or {}).items():
         if not (key := str(key)).startswith("__"):
             attrs[key] = value if isinstance(value, _PLAIN) else str(value)
             plain = plain and bool(key) and (type(value) in _PLAIN or not isinstance(value, _PLAIN))
     return attrs, plain
-
-
-_PLAIN = (str, bool, int, float)
 
 
 _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED": A.RESULT_CANCELLATION,
@@ -96,23 +76,15 @@ _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED
 """``type/name``, else type, else name → cicd result (anything else: failure)."""
 
 
-def kind_of(state_type: Any) -> str:
-    """A state type's plain value (``StateType.COMPLETED`` → ``"COMPLETED"``): its ``_value_`` read directly
-    (``.value`` is a Python property call on every enum member)."""
-    return str(getattr(state_type, "_value_", state_type))
-
-
-_results_seen: dict[tuple[str, str], str] = {}  # (type, name) → result: a handful of pairs in any process
+def _kind(state: Any) -> str:
+    kind = getattr(state, "type", None)
+    return str(getattr(kind, "_value_", kind))  # (an enum member's ``.value`` is a Python property call)
 
 
 def result_of(state: Any) -> str:
     """cicd result value for a Prefect state."""
-    kind, name = kind_of(getattr(state, "type", None)).upper(), getattr(state, "name", "") or ""
-    if (result := _results_seen.get((kind, name))) is None:
-        result = _RESULTS.get(f"{kind}/{name}") or _RESULTS.get(kind) or _RESULTS.get(name, A.RESULT_FAILURE)
-        if len(_results_seen) < 256:  # (state names are free text: bounded)
-            _results_seen[kind, name] = result
-    return result
+    kind, name = _kind(state).upper(), getattr(state, "name", "") or ""
+    return _RESULTS.get(f"{kind}/{name}") or _RESULTS.get(kind) or _RESULTS.get(name, A.RESULT_FAILURE)
 
 
 def state_attrs(state: Any) -> dict[str, Any] | None:

@@ -54,12 +54,9 @@ class PipetraceRunTelemetry(RunTelemetry):
     # ---- start: one body, driven sync or async (:mod:`pipetrace.adapter.steps`); a sync task run's directly
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         self._pt_client = client
-        if isinstance(run, TaskRun):  # (nothing to ask the client first: no steps driven)
-            if self._pt_begin(run, True, run.task_inputs, parameters):
-                return self.span
-        elif drive(self._pt_starting(run, client, parameters)):
-            return self.span
-        return super().start_span(run, client, parameters)
+        started = (self._pt_begin(run, True, run.task_inputs, parameters) if isinstance(run, TaskRun)  # (no client
+                   else drive(self._pt_starting(run, client, parameters)))  # call first: no steps driven)
+        return self.span if started else super().start_span(run, client, parameters)
 
     async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         if await adrive(self._pt_starting(run, client, parameters)):
@@ -89,10 +86,9 @@ class PipetraceRunTelemetry(RunTelemetry):
         try:
             named = getattr(self.engine(), "task" if task else "flow")  # the engine's Task or Flow
             run_id = str(run.id)  # str(UUID): once, it is not free
-            self._pt_run, (attrs, plain) = run, runs.native_attributes(run, run_id, "task" if task else "flow",
-                                                                       parameters)
-            opened: Run | TaskAttempts = (self._pt_start_task(named.name, run, run_id, attrs, inputs, plain) if task
-                                          else self._pt_start_flow(named.name, run, run_id, attrs, inputs))
+            kind, start = ("task", self._pt_start_task) if task else ("flow", self._pt_start_flow)
+            self._pt_run, attrs = run, runs.native_attributes(run, run_id, kind, parameters)  # (and whether plain)
+            opened: Run | TaskAttempts = start(named.name, run, run_id, inputs, *attrs)
             if opened.span is None or not opened.span.get_span_context().is_valid:
                 return False
             self.span, self._pt_open = opened.span, opened
@@ -101,7 +97,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             _warn("span start", exc)
             return False
 
-    def _pt_start_flow(self, flow: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> Run:
+    def _pt_start_flow(self, flow: str, run: Any, run_id: str, inputs: Any, attrs: dict[str, Any], _: bool) -> Run:
         pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
         info = Run(runs.flow_identity(flow, run, current_span_context() or runs.label_context(run.labels)))
         span = info.start_span(attrs, links.input_links(links.entries(inputs), self._pt_client, info.ident.trace_id))
@@ -110,8 +106,8 @@ class PipetraceRunTelemetry(RunTelemetry):
             run.labels[runs.LABEL] = traceparent  # in memory, as Prefect does: subflows, workers, deployments
         return runs.flows.add(info)
 
-    def _pt_start_task(self, task: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any,
-                       plain: bool = False) -> TaskAttempts:
+    def _pt_start_task(self, task: str, run: Any, run_id: str, inputs: Any, attrs: dict[str, Any],
+                       plain: bool) -> TaskAttempts:
         info = runs.flow_info_for_context()
         member = hooks.take_member(task, info)
         if info is None:  # a task called outside any flow: its own run
