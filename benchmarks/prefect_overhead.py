@@ -30,6 +30,15 @@ call's CPU — with the cyclic-GC runs set off inside it shown apart; and the CP
 Printed per task run for each side, and pipetrace / native paired per round.
 
     .venvs/prefect/bin/python benchmarks/prefect_overhead.py [--rounds 7] [--tasks 50] [--markdown]
+
+``--replay`` measures pipetrace's seam alone, warm and without Prefect's engine around it: one process calls
+a task run's seam (``__post_init__`` hook, ``start_span``, Running, Completed, ``end_span_on_success``) on
+prepared Prefect objects, 1,000 task runs a batch with the cyclic GC off, and prints the thread CPU per task
+run (median of 9 batches). With ``--before CHECKOUT`` the other checkout's ``.venvs/prefect`` runs the same
+replay, alternating, so a change is compared on the same machine state (the flow's task runs are cold and
+cost more; this isolates what changed)::
+
+    .venvs/prefect/bin/python benchmarks/prefect_overhead.py --replay 3 --before /work/wt/prev
 """
 
 from __future__ import annotations
@@ -206,6 +215,84 @@ for line in sys.stdin:
 '''
 
 
+REPLAY = r'''
+import gc, os, statistics, sys, tempfile, time, uuid
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="pipetrace-bench-replay-")
+os.environ["PIPETRACE_HOME"] = os.path.join(os.environ["PREFECT_HOME"], "pt")
+import pipetrace
+pipetrace.configure(exporters=sys.argv[1], otlp_endpoint=sys.argv[2])
+from pipetrace.adapter.runs import Run
+from pipetrace.identity import RunIdentity
+from pipetrace.integrations.prefect import hooks, instrument, runs
+from prefect.client.schemas import TaskRun
+from prefect.states import Completed, Running
+from prefect.telemetry.run_telemetry import RunTelemetry
+instrument()
+flow_run_id = uuid.uuid4()
+info = runs.flows.add(Run(RunIdentity("prefect", "bench_prefect", str(flow_run_id), None)))
+info.start_span({})
+runs.flow_info_for_context = lambda flow_ctx=None: info  # the flow run the tasks belong to (no FlowRunContext)
+
+
+class Task:
+    name = "work"
+
+
+class Engine:
+    task = Task()
+
+    def __init__(self):
+        self._telemetry = RunTelemetry()
+
+
+def batch(n):
+    prepared = [(Engine(), TaskRun(flow_run_id=flow_run_id, task_key="work-abc", dynamic_key=str(i), name=f"work-{i}",
+                                   task_inputs={"i": []}, tags=[], labels={}), Running(), Completed())
+                for i in range(n)]
+    gc.collect()
+    gc.disable()
+    start = time.thread_time()
+    for engine, run, running, done in prepared:
+        hooks._post_init(lambda: None, engine, (), {})
+        seam = engine._telemetry
+        seam.start_span(run, None, {"i": 1})
+        seam.update_state(running)
+        seam.update_state(done)
+        seam.end_span_on_success()
+    cpu = (time.thread_time() - start) / n * 1e6
+    gc.enable()
+    pipetrace.force_flush(30)
+    return cpu
+
+
+batch(500)
+print(statistics.median(batch(1000) for _ in range(9)))
+'''
+
+
+def replay(rounds: int, exporters: str, before: str | None) -> None:
+    """``--replay``: pipetrace's seam per task run, warm (see the module doc), alternating with ``before``."""
+    pythons = {"this checkout": sys.executable}
+    if before:
+        pythons[f"before ({before})"] = str(Path(before) / ".venvs" / "prefect" / "bin" / "python")
+    got: dict[str, list[float]] = {label: [] for label in pythons}
+    with SpanCounter() as receiver:
+        for _ in range(rounds):
+            for label, python in pythons.items():
+                out = subprocess.run([python, "-c", REPLAY, exporters, receiver.endpoint], capture_output=True,
+                                     text=True, timeout=300, cwd=Path(python).parents[3])
+                if out.returncode != 0:
+                    raise RuntimeError(f"{label}: {out.stderr[-2000:]}")
+                got[label].append(float(out.stdout.strip().splitlines()[-1]))
+    print(f"pipetrace seam replayed, thread CPU per task run (µs, median of 9 batches of 1,000; exporters "
+          f"{exporters}; {rounds} processes each, alternating):")
+    for label, values in got.items():
+        print(f"  {label:>30s}: {fmt_spread(values, '.2f')}")
+    if before:
+        ours, theirs = got["this checkout"], got[f"before ({before})"]
+        print(f"  this / before per round: {fmt_spread(paired_ratios(ours, theirs), '.3f')}")
+
+
 class Side:
     """One mode's long-lived process; :meth:`run` runs the flow once and returns (wall, CPU of the tree)."""
 
@@ -296,7 +383,12 @@ def main() -> None:
     parser.add_argument("--exporters", default="store,otlp", help="pipetrace exporters for the traced runs")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--no-otlp-only", action="store_true", help=f"leave out the extra {OTLP_ONLY} side")
+    parser.add_argument("--replay", type=int, metavar="ROUNDS", help="only replay pipetrace's seam (module doc)")
+    parser.add_argument("--before", help="with --replay: a checkout whose .venvs/prefect replays alternately")
     args = parser.parse_args()
+    if args.replay:
+        replay(args.replay, args.exporters, args.before)
+        return
     modes = MODES if args.no_otlp_only else (*MODES, OTLP_ONLY)
     spans: dict[str, list[int]] = {m: [] for m in modes}
     with SpanCounter() as receiver:

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
 from .. import attributes as A
 from ..identity import RunIdentity
@@ -48,17 +48,12 @@ class Run:
     ident: RunIdentity
     batches: Batches = field(init=False)
     span: Span | None = field(default=None, init=False, repr=False)
+    pipeline: str = field(init=False, repr=False)  # the identity's, copied: read for every task the run starts
+    run_id: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.batches = Batches(self.ident)
-
-    @property
-    def pipeline(self) -> str:
-        return self.ident.pipeline
-
-    @property
-    def run_id(self) -> str:
-        return self.ident.run_id
+        self.pipeline, self.run_id = self.ident.pipeline, self.ident.run_id
 
     def start_span(self, attributes: Mapping[str, Any], links: Sequence[Link] = ()) -> Span:
         """The run span, live (the run executes in this process), with the run's derived ids: child of the
@@ -85,17 +80,30 @@ class Run:
         current span when that is in this run's trace (a task called inside a task), else the run span."""
         if member is not None:
             return member.batch.context()
-        current = current_span_context()
-        if current is not None and current.trace_id == self.ident.trace_id:
-            return otel_context.get_current()
+        context = otel_context.get_current()  # (read once: the current span is looked up in it)
+        current = trace.get_current_span(context).get_span_context()
+        if current.is_valid and current.trace_id == self.ident.trace_id:
+            return context
         return self.ident.run_context()
+
+
+_OK = Status(StatusCode.OK)
+"""A success's status (a ``Status`` is immutable: one for every span)."""
 
 
 def finish(span: Span, result: str, *, key: str = A.TASK_RESULT, end_ns: int | None = None,
            message: str | None = None, error_type: str | None = None,
            attributes: Mapping[str, Any] | None = None) -> None:
-    """End a live span of a run or attempt with ``attributes`` and ``result`` (see :func:`~.errors.mark_outcome`)."""
-    mark_outcome(span, result, key=key, message=message, error_type=error_type, attributes=attributes)
+    """End a live span of a run or attempt with ``attributes`` and ``result`` (see :func:`~.errors.mark_outcome`;
+    a success, most ends, is what it does for one: the attributes and result in one call, status OK)."""
+    if result == A.RESULT_SUCCESS:
+        if attributes:
+            span.set_attributes({**attributes, key: result})
+        else:
+            span.set_attribute(key, result)
+        span.set_status(_OK)
+    else:
+        mark_outcome(span, result, key=key, message=message, error_type=error_type, attributes=attributes)
     span.end(end_time=end_ns or time.time_ns())
 
 
@@ -103,14 +111,18 @@ class TaskAttempts:
     """The attempts of one task run of a run executing in this process, one live span each: begun with
     the derived span id of its try under the run (or its batch), given its queue wait and late links, and
     ended with a result; the batch it belongs to learns its end. ``on_begin(span)``: each try's span as it
-    begins (a producer remembered for its consumers)."""
+    begins (a producer remembered for its consumers). ``plain``: the caller hands ``attributes`` over as
+    the SDK would store them (a dict of non-empty str keys and str/bool/int/float values, or tuples of one of
+    those types), so they are neither cleaned here nor checked again at each attempt's end."""
 
     def __init__(self, run: Run, task: str, span_id: Callable[[int], int], attributes: Mapping[str, Any],
                  links: list[Link], member: Member | None = None,
-                 on_begin: Callable[[Span], object] | None = None) -> None:
+                 on_begin: Callable[[Span], object] | None = None, *, plain: bool = False) -> None:
         self.run, self.task, self.span_id, self.member, self.links = run, task, span_id, member, links
-        self.attributes = clean(attributes)
+        self.plain = plain and type(attributes) is dict
+        self.attributes: dict[str, Any] = attributes if self.plain else clean(attributes)  # type: ignore[assignment]
         self.parent = run.task_parent(member)
+        self.name = A.task_span_name(task)
         self.on_begin = on_begin
         self.span: Span | None = None
         self.try_number = 0
@@ -124,9 +136,10 @@ class TaskAttempts:
         thread, not the later thread (``record_later``): with that, a served deployment's flow process once
         lost its task spans in CI."""
         self.try_number, self.ran = try_number, False
-        self.span = deferred_span(get_tracer(), A.task_span_name(self.task), context=self.parent,
+        self.span = deferred_span(get_tracer(), self.name, context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,
-                                  links=tuple(self.links), span_id=self.span_id(try_number))
+                                  links=tuple(self.links), span_id=self.span_id(try_number),
+                                  plain_attributes=self.plain)
         self._token = activate(self.span) if current else None
         if self.on_begin is not None:
             self.on_begin(self.span)

@@ -5,6 +5,7 @@ submitted run; every value ``Secret.get()`` returns is a known secret, masked in
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import weakref
@@ -34,12 +35,18 @@ def _post_init(wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dic
     setting kept; a new object costs ~10 µs a task run)."""
     wrapped(*args, **kwargs)
     try:
-        from .telemetry import PipetraceRunTelemetry
         native = engine._telemetry
         if type(native) is run_telemetry.RunTelemetry:  # (a user's own subclass is left alone)
-            native.__class__, native.engine = PipetraceRunTelemetry, weakref.ref(engine)
+            native.__class__, native.engine = _ours(), weakref.ref(engine)
     except Exception as exc:
         warn_once_per(log, "prefect-engine", "pipetrace: prefect run not traced: %r", exc)
+
+
+@functools.cache
+def _ours() -> type:  # (imported once: an import statement in the hook costs every engine ~1 µs)
+    from .telemetry import PipetraceRunTelemetry
+
+    return PipetraceRunTelemetry
 
 
 def _map(wrapped: Wrapped, runner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -37,13 +37,13 @@ def entries(task_inputs: Any) -> Iterable[Entry]:
     """Each task_inputs entry that is a run, once."""
     seen: set[tuple[str, str]] = set()
     for name, inputs in (task_inputs or {}).items():
-        if name == PARENTS:
+        if name == PARENTS or not inputs:
             continue
-        for item in inputs or ():
+        for item in inputs:
             kind = getattr(item, "input_type", None)
-            if kind in ("task_run", "flow_run") and (str(name), str(item.id)) not in seen:
-                seen.add((str(name), str(item.id)))
-                yield str(name), kind, str(item.id)
+            if kind in ("task_run", "flow_run") and (key := (str(name), str(item.id))) not in seen:
+                seen.add(key)
+                yield key[0], kind, key[1]
 
 
 def _read_back(client: Any, kind: str, run_id: str) -> SpanContext | None:

@@ -17,6 +17,7 @@ from pipetrace.identity import RunIdentity
 from prefect.context import FlowRunContext
 
 SYSTEM = "prefect"
+_PLAIN = (str, bool, int, float)
 LABEL = "__OTEL_TRACEPARENT"
 
 CACHED = "prefect.task_run.cached"
@@ -53,15 +54,19 @@ def task_span_id(ident: RunIdentity, task_name: str, task_run_id: str, try_numbe
     return ident.task_span_id(f"{task_name}/{task_run_id}", None, try_number)
 
 
-def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
-    """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working)."""
+def native_attributes(run: Any, run_id: str, run_type: str, parameters: dict[str, Any] | None
+                      ) -> tuple[dict[str, Any], bool]:
+    """The attributes Prefect's own RunTelemetry puts on its spans (kept so dashboards keep working), and whether
+    they are as the SDK stores them (values of exactly str/bool/int/float, the tags a tuple, no empty key)."""
     attrs: dict[str, Any] = {"prefect.run.name": run.name, "prefect.run.type": run_type, "prefect.run.id": run_id,
-                             "prefect.tags": [str(t) for t in (run.tags or [])],
+                             "prefect.tags": tuple(str(t) for t in run.tags or ()),
                              **{f"prefect.run.parameter.{k}": type(v).__name__ for k, v in (parameters or {}).items()}}
+    plain = type(run.name) is str
     for key, value in (getattr(run, "labels", None) or {}).items():
-        if not str(key).startswith("__"):
-            attrs[str(key)] = value if isinstance(value, (str, bool, int, float)) else str(value)
-    return attrs
+        if not (key := str(key)).startswith("__"):
+            attrs[key] = value if isinstance(value, _PLAIN) else str(value)
+            plain = plain and bool(key) and (type(value) in _PLAIN or not isinstance(value, _PLAIN))
+    return attrs, plain
 
 
 _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED": A.RESULT_CANCELLATION,
@@ -73,7 +78,7 @@ _RESULTS = {"COMPLETED": A.RESULT_SUCCESS, "CRASHED": A.RESULT_ERROR, "CANCELLED
 
 def _kind(state: Any) -> str:
     kind = getattr(state, "type", None)
-    return str(getattr(kind, "value", kind))
+    return str(getattr(kind, "_value_", kind))  # (an enum member's ``.value`` is a Python property call)
 
 
 def result_of(state: Any) -> str:

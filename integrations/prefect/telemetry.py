@@ -51,12 +51,12 @@ class PipetraceRunTelemetry(RunTelemetry):
     _pt_client: Any = None  # the engine's sync client (reads back upstream runs this process did not see)
     _pt_later: Sequence[links.Entry] = ()  # inputs whose producers had not started
 
-    # ---- start: one body, driven sync or async (:mod:`pipetrace.adapter.steps`) ------------------------
+    # ---- start: one body, driven sync or async (:mod:`pipetrace.adapter.steps`); a sync task run's directly
     def start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         self._pt_client = client
-        if drive(self._pt_starting(run, client, parameters)):
-            return self.span
-        return super().start_span(run, client, parameters)
+        started = (self._pt_begin(run, True, run.task_inputs, parameters) if isinstance(run, TaskRun)  # (no client
+                   else drive(self._pt_starting(run, client, parameters)))  # call first: no steps driven)
+        return self.span if started else super().start_span(run, client, parameters)
 
     async def async_start_span(self, run: Any, client: Any, parameters: dict[str, Any] | None = None) -> Span | None:
         if await adrive(self._pt_starting(run, client, parameters)):
@@ -72,17 +72,7 @@ class PipetraceRunTelemetry(RunTelemetry):
                 inputs = (yield lambda: client.read_task_run(run.parent_task_run_id)).task_inputs
             except Exception as exc:
                 _warn("subflow inputs", exc)
-        try:
-            named = getattr(self.engine(), "task" if task else "flow")  # the engine's Task or Flow
-            run_id = str(run.id)  # str(UUID): once, it is not free
-            self._pt_run, attrs = run, runs.native_attributes(run, run_id, "task" if task else "flow", parameters)
-            start = self._pt_start_task if task else self._pt_start_flow
-            opened: Run | TaskAttempts = start(named.name, run, run_id, attrs, inputs)
-            if opened.span is None or not opened.span.get_span_context().is_valid:
-                return False
-            self.span, self._pt_open = opened.span, opened
-        except Exception as exc:
-            _warn("span start", exc)
+        if not self._pt_begin(run, task, inputs, parameters):
             return False
         if self._enabled and not task:
             try:  # what Prefect's native telemetry does: a flow run's trace is readable from its labels
@@ -91,7 +81,23 @@ class PipetraceRunTelemetry(RunTelemetry):
                 _warn("label update", exc)
         return True
 
-    def _pt_start_flow(self, flow: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> Run:
+    def _pt_begin(self, run: Any, task: bool, inputs: Any, parameters: dict[str, Any] | None) -> bool:
+        """Start the flow run's span or the task run's first attempt; False: not started (Prefect's own follows)."""
+        try:
+            named = getattr(self.engine(), "task" if task else "flow")  # the engine's Task or Flow
+            run_id = str(run.id)  # str(UUID): once, it is not free
+            kind, start = ("task", self._pt_start_task) if task else ("flow", self._pt_start_flow)
+            self._pt_run, attrs = run, runs.native_attributes(run, run_id, kind, parameters)  # (and whether plain)
+            opened: Run | TaskAttempts = start(named.name, run, run_id, inputs, *attrs)
+            if opened.span is None or not opened.span.get_span_context().is_valid:
+                return False
+            self.span, self._pt_open = opened.span, opened
+            return True
+        except Exception as exc:
+            _warn("span start", exc)
+            return False
+
+    def _pt_start_flow(self, flow: str, run: Any, run_id: str, inputs: Any, attrs: dict[str, Any], _: bool) -> Run:
         pipetrace.set_component("prefect-flow", override=False)  # a flow started from a worker keeps its name
         info = Run(runs.flow_identity(flow, run, current_span_context() or runs.label_context(run.labels)))
         span = info.start_span(attrs, links.input_links(links.entries(inputs), self._pt_client, info.ident.trace_id))
@@ -100,7 +106,8 @@ class PipetraceRunTelemetry(RunTelemetry):
             run.labels[runs.LABEL] = traceparent  # in memory, as Prefect does: subflows, workers, deployments
         return runs.flows.add(info)
 
-    def _pt_start_task(self, task: str, run: Any, run_id: str, attrs: dict[str, Any], inputs: Any) -> TaskAttempts:
+    def _pt_start_task(self, task: str, run: Any, run_id: str, inputs: Any, attrs: dict[str, Any],
+                       plain: bool) -> TaskAttempts:
         info = runs.flow_info_for_context()
         member = hooks.take_member(task, info)
         if info is None:  # a task called outside any flow: its own run
@@ -108,9 +115,10 @@ class PipetraceRunTelemetry(RunTelemetry):
         attrs.update(attempt_attributes(runs.SYSTEM, info.pipeline, info.run_id, task, task_run_id=run_id,
                                         map_index=member.map_index if member is not None else None))
         self._pt_later = later = []  # type: list[links.Entry]
-        linked = links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
+        linked = (links.input_links(links.entries(inputs), trace_id=info.ident.trace_id, later=later)
+                  if inputs and any(inputs.values()) else [])  # (most tasks: none, or values only)
         attempts = TaskAttempts(info, task, lambda n: runs.task_span_id(info.ident, task, run_id, n), attrs, linked,
-                                member, on_begin=lambda span: links.producers.remember(run_id, span))
+                                member, on_begin=lambda span: links.producers.remember(run_id, span), plain=plain)
         runs.flows.opened(info.run_id, self, PipetraceRunTelemetry._pt_abandon)  # (evicted: abandoned)
         attempts.begin(max(1, int(run.run_count or 0) + 1))
         return attempts
@@ -119,7 +127,7 @@ class PipetraceRunTelemetry(RunTelemetry):
     def update_state(self, new_state: Any) -> None:
         attempts = self._pt_open if isinstance(self._pt_open, TaskAttempts) else None
         try:
-            kind = str(getattr(new_state.type, "value", new_state.type))  # (its time: read only when used)
+            kind = str(getattr(new_state.type, "_value_", new_state.type))  # (runs.kind_of, inline: twice a task)
             if attempts is not None and kind == "RUNNING":
                 first = attempts.on_running(int(getattr(self._pt_run, "run_count", 0) or 0), to_ns(new_state.timestamp))
                 self.span = attempts.span  # a retry: the next try's
@@ -176,6 +184,7 @@ class PipetraceRunTelemetry(RunTelemetry):
             self.span.set_attribute("prefect.run.name", name)
             if isinstance(self._pt_open, TaskAttempts):  # the next attempts too
                 self._pt_open.attributes["prefect.run.name"] = name
+                self._pt_open.plain = self._pt_open.plain and type(name) is str
 
     @guarded(log, "prefect-span-end", "prefect span end failed (run continues)")
     def _pt_end(self, failure: str | None, *, abandoned: bool = False) -> None:
