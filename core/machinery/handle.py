@@ -432,14 +432,22 @@ class DeferredSpan(SpanHandle):
 def _built_links(limits: Any, given: Sequence[Link], added: list[Link] | None) -> Any:
     """The span's links as the SDK's span holds them: those given at the start as its ``_new_links`` makes
     them (valid ones, attributes bounded in place), then those added while it ran, in a ``BoundedList``
-    under the link limit (its drop count the SDK's)."""
+    under the link limit (its drop count the SDK's); a tuple when none was added and none is dropped (what an
+    exporter reads of it is the same: the links, none dropped; as the events, a tuple)."""
     valid = []
-    lean = bool(given) and record.lean_enabled()  # plain values put in without cleaning, as record._links does
-    for link in given:
-        if link and _is_valid_link(link.context, link.attributes):
-            link._attributes = record.link_attributes(limits, link.attributes, lean)
-            valid.append(link)
-    links = BoundedList.from_seq(limits.max_links, valid) if valid else BoundedList(limits.max_links)
+    if given:  # plain values put in without cleaning when the lean path is on, as record._links does
+        lean = record._state.lean is True or record.lean_enabled()
+        for link in given:
+            if not link:
+                continue
+            context, attributes = link.context, link.attributes
+            if context and (context.is_valid or attributes or context.trace_state):  # the SDK's _is_valid_link
+                link._attributes = record.link_attributes(limits, attributes, lean)
+                valid.append(link)
+    most = limits.max_links
+    if added is None and (most is None or len(valid) <= most):
+        return tuple(valid)
+    links = BoundedList.from_seq(most, valid) if valid else BoundedList(most)
     for link in added or ():
         links.append(link)
     return links

@@ -132,9 +132,15 @@ def link_attributes(limits: Any, attributes: Mapping[str, Any] | None, lean: boo
     if not lean:
         return BoundedAttributes(limits.max_link_attributes, attributes, immutable=True,
                                  max_value_len=limits.max_attribute_length)
-    bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
-                                max_value_len=limits.max_attribute_length)
-    if attributes:
+    most = limits.max_link_attributes
+    bounded = BoundedAttributes(most, None, immutable=False, max_value_len=limits.max_attribute_length)
+    if not attributes:
+        pass
+    elif type(attributes) is dict and limits.max_attribute_length is None and (
+            most is None or len(attributes) <= most) and PLAIN_TYPES.issuperset(map(type, attributes.values())) and (
+            _STR.issuperset(map(type, attributes)) and "" not in attributes):
+        bounded._dict.update(attributes)  # (_fill's all-plain case, inline: once per link)
+    else:
         _fill(bounded, attributes)
     bounded._immutable = True
     return bounded

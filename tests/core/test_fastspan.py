@@ -1033,3 +1033,25 @@ def test_a_parent_held_in_a_context_is_read_as_get_current_span_reads_it(current
     assert isinstance(decided, fastspan.Decision)
     assert decided.parent == (want if want.is_valid else None)
     assert decided.context.trace_id == (want.trace_id if want.is_valid else decided.context.trace_id)
+
+
+@pytest.mark.parametrize("limits", LINK_LIMITS, ids=LINK_LIMIT_IDS)
+def test_start_links_valid_or_not_are_kept_as_the_sdk_keeps_them(limits: SpanLimits) -> None:
+    """An invalid link with attributes is kept, one without anything dropped, link attributes a dict of plain
+    values (bounded in one step), of other values, or none (the SDK's ``_new_links``)."""
+    def given() -> list[Link]:
+        return [Link(SpanContext(0, 0, False), {"x": "y"}), Link(SpanContext(0, 0, False)),
+                Link(SpanContext(0x51, 0x61, True), {"k": "v", "n": 2, "f": 0.5}),
+                Link(SpanContext(0x51, 0x62, True), {"seq": ["a", "b"], "none": None, "long": "abcdefgh"}),
+                Link(SpanContext(0x51, 0x63, True))]
+
+    records = []
+    for begin in (deferred.begin_span, _eager_begin):
+        provider, exporter = _provider(limits=limits)
+        span = begin(provider.get_tracer("t"), "x", attributes={"a": "b"}, context=Context(), span_id=0x7,
+                     trace_id=0x8, start_time=100, links=given())
+        span.end(end_time=200)
+        records.append(exporter.get_finished_spans()[0])
+        if begin is deferred.begin_span:  # (a length limit applies to the span's attributes: the SDK's span)
+            assert (span._live is None) is (limits.max_attribute_length is None)
+    assert _link_shape(records[0]) == _link_shape(records[1]) and _full(records[0]) == _full(records[1])
