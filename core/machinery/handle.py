@@ -308,6 +308,22 @@ class DeferredSpan(SpanHandle):
         elif not self._done or self._live is not None:
             self.live().add_link(context, attributes)
 
+    def keep_link(self, link: Link) -> None:
+        """``add_link(link.context, link.attributes)`` for a ``link`` made for this span alone (a data read's,
+        :class:`pipetrace.adapter.handoffs.Reads`): kept itself, its attributes bounded in place as a start
+        link's are, instead of a second ``Link`` made from its parts."""
+        if self._live is None and not self._done and _LINKS_OK and type(self._decided) is record.Decision:
+            context, attributes = link.context, link.attributes
+            if not (context and (context.is_valid or attributes or context.trace_state)):  # _is_valid_link
+                return
+            link._attributes = record.link_attributes(self._tracer._span_limits, attributes,
+                                                      record._state.lean is True or record.lean_enabled())
+            if self._added is None:
+                self._added = []
+            self._added.append(link)
+        else:
+            self.add_link(link.context, link.attributes)
+
     def update_name(self, name: str) -> None:
         if self._live is not None:
             self._live.update_name(name)
