@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
 
 from ..carriers import inject_span_context
+from ..machinery import DeferredSpan
 from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.adapter")
@@ -90,8 +91,12 @@ class Reads(Generic[R]):
                 if len(self._pending) < self.bound:
                     self._pending.append(read)
                 return
+        deferred = type(span) is DeferredSpan  # (the link made here is its own: kept as it is, not rebuilt)
         for lk in self._links(targets, [read]):
-            span.add_link(lk.context, lk.attributes)
+            if deferred:
+                span.keep_link(lk)  # type: ignore[attr-defined]
+            else:
+                span.add_link(lk.context, lk.attributes)
 
     def begin(self, targets: Callable[[R], Iterable[Target]]) -> list[Link]:
         """Links of the reads kept so far; ``targets`` resolves this consumer's reads from now on."""

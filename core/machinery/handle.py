@@ -33,6 +33,7 @@ later call to it (:meth:`SpanHandle.live`). A record that cannot be made is coun
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -41,6 +42,7 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor as _SyncChain
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from ..util import losses
@@ -59,6 +61,40 @@ try:  # what the SDK's span builds its links with (checked: an SDK without them 
 except ImportError:  # pragma: no cover - another SDK
     _LINKS_OK = False
 _UNSET = Status(StatusCode.UNSET)
+_STR = frozenset((str,))
+_new_object = object.__new__
+
+
+def _rooms(limits: Any) -> tuple[Any, int, int, int]:
+    """(limits, the most attributes an event, the span and the events it may have with nothing for the SDK to
+    bound): -1 when it bounds each value's length (or, for an event, keeps any number; the SDK's span then);
+    read once per span limits object (one per tracer provider) and kept in ``_room``."""
+    most, span_most, events_most = limits.max_event_attributes, limits.max_span_attributes, limits.max_events
+    room = (limits, most if most is not None and limits.max_attribute_length is None else -1,
+            (span_most if span_most is not None else sys.maxsize) if limits.max_span_attribute_length is None else -1,
+            events_most if events_most is not None else sys.maxsize)
+    _room[0] = room
+    return room
+
+
+_room: list[tuple[Any, int, int, int]] = [(None, -1, -1, -1)]  # the span limits last seen and their _rooms
+
+
+def _made_by_fields(cls: type, fields: dict[str, Any], **kwargs: Any) -> bool:
+    """Whether ``cls(**kwargs)`` is an object whose ``__dict__`` is exactly ``fields`` (as in every SDK release
+    so far): then one is made as ``object.__new__`` plus its ``__dict__``, without the Python ``__init__``
+    call(s) (an event's two, a finished span's one with 13 keyword arguments; per span on the task's thread)."""
+    try:
+        made = cls(**kwargs)
+        fast: Any = _new_object(cls)
+        fast.__dict__ = dict(fields)
+        return vars(made) == fields and type(fast) is cls and vars(fast) == fields
+    except Exception:  # pragma: no cover - another SDK: its constructors
+        return False
+
+
+_EVENT_PROBE: dict[str, Any] = {"_name": "e", "_timestamp": 7, "_attributes": {"k": 1}}
+_EVENT_BY_FIELDS = _made_by_fields(Event, _EVENT_PROBE, name="e", attributes={"k": 1}, timestamp=7)
 
 
 def _sdk_no_op_hooks() -> set[Any]:
@@ -139,16 +175,6 @@ def _plain_attributes(tracer: Any, attributes: Mapping[str, Any] | None, extra: 
     if extra:
         out.update(extra)
     return out if _fits(tracer._span_limits, len(out)) and _as_stored(out) else None
-
-
-def _known_plain(tracer: Any, attributes: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any] | None:
-    """:func:`_plain_attributes` for start attributes the caller vouched for: only the limits and
-    what was set later are checked; the caller's dict itself becomes the span's attributes."""
-    if extra:
-        if not _all_plain(extra):
-            return None
-        attributes.update(extra)
-    return attributes if _fits(tracer._span_limits, len(attributes)) else None
 
 
 class SpanHandle(trace_api.Span):
@@ -240,13 +266,31 @@ class DeferredSpan(SpanHandle):
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
                   timestamp: int | None = None) -> None:
-        limits = self._tracer._span_limits if self._live is None else None
-        if limits is not None and not self._done and (not attributes or (
-                limits.max_event_attributes is not None and len(attributes) <= limits.max_event_attributes
-                and limits.max_attribute_length is None and all(type(v) in _PLAIN for v in attributes.values()))):
+        """Kept as the SDK's span keeps it when nothing is to be bounded or cleaned (within the event
+        attribute limit, no length limit, non-empty str keys, plain values: checked in C, no Python loop)."""
+        if self._live is None and not self._done:
+            limits = self._tracer._span_limits
+            rooms = _room[0]
+            if rooms[0] is not limits:
+                rooms = _rooms(limits)
+            if not attributes:
+                attrs: dict[str, Any] = {}
+            elif len(attributes) <= rooms[1] and _PLAIN.issuperset(map(type, attributes.values())) and (
+                    _STR.issuperset(map(type, attributes)) and "" not in attributes):
+                attrs = dict(attributes)
+            else:
+                self.live().add_event(name, attributes, timestamp)
+                return
             if self._events is None:
                 self._events = []
-            self._events.append(Event(name, dict(attributes) if attributes else {}, timestamp))
+            if timestamp is None:
+                timestamp = time.time_ns()
+            if _EVENT_BY_FIELDS:  # Event(name, attrs, timestamp) without its two __init__ calls
+                event = _new_object(Event)
+                event.__dict__ = {"_name": name, "_timestamp": timestamp, "_attributes": attrs}
+            else:
+                event = Event(name, attrs, timestamp)
+            self._events.append(event)
         else:
             self.live().add_event(name, attributes, timestamp)
 
@@ -263,6 +307,22 @@ class DeferredSpan(SpanHandle):
             self._added.append(Link(context, bounded))
         elif not self._done or self._live is not None:
             self.live().add_link(context, attributes)
+
+    def keep_link(self, link: Link) -> None:
+        """``add_link(link.context, link.attributes)`` for a ``link`` made for this span alone (a data read's,
+        :class:`pipetrace.adapter.handoffs.Reads`): kept itself, its attributes bounded in place as a start
+        link's are, instead of a second ``Link`` made from its parts."""
+        if self._live is None and not self._done and _LINKS_OK and type(self._decided) is record.Decision:
+            context, attributes = link.context, link.attributes
+            if not (context and (context.is_valid or attributes or context.trace_state)):  # _is_valid_link
+                return
+            link._attributes = record.link_attributes(self._tracer._span_limits, attributes,
+                                                      record._state.lean is True or record.lean_enabled())
+            if self._added is None:
+                self._added = []
+            self._added.append(link)
+        else:
+            self.add_link(link.context, link.attributes)
 
     def update_name(self, name: str) -> None:
         if self._live is not None:
@@ -342,19 +402,33 @@ class DeferredSpan(SpanHandle):
         if self._done:
             return
         decided = self._decided
-        if not isinstance(decided, record.Decision):
+        if type(decided) is not record.Decision:
             self._done = True
             return
         tracer = self._tracer
         end = end_time if end_time is not None else time.time_ns()
         try:
             limits = tracer._span_limits
+            rooms = _room[0]
+            if rooms[0] is not limits:
+                rooms = _rooms(limits)
             events = self._events
             attrs = None
-            if (_LINKS_OK or not (self._links or self._added)) and emits_directly(tracer) and (
-                    not events or (limits.max_events is None or len(events) <= limits.max_events)):
-                attrs = (_known_plain(tracer, self._owned, self._extra) if self._owned is not None
-                         else _plain_attributes(tracer, decided.attributes, self._extra))
+            try:  # (processors_of, inline: one span's end)
+                direct = tracer.span_processor._span_processors is _checked[0] and _checked[1]
+            except AttributeError:
+                direct = False
+            if (direct or emits_directly(tracer)) and (_LINKS_OK or not (self._links or self._added)) and (
+                    not events or len(events) <= rooms[3]):
+                attrs = self._owned
+                if attrs is None:
+                    attrs = _plain_attributes(tracer, decided.attributes, self._extra)
+                elif self._extra:  # (set after a value the owned dict could not take)
+                    attrs = attrs if _all_plain(self._extra) else None
+                    if attrs is not None:
+                        attrs.update(self._extra)
+                if attrs is not None and len(attrs) > rooms[2]:
+                    attrs = None
             if attrs is None:
                 self.live().end(end_time=end)
                 return
@@ -374,27 +448,55 @@ class DeferredSpan(SpanHandle):
 def _built_links(limits: Any, given: Sequence[Link], added: list[Link] | None) -> Any:
     """The span's links as the SDK's span holds them: those given at the start as its ``_new_links`` makes
     them (valid ones, attributes bounded in place), then those added while it ran, in a ``BoundedList``
-    under the link limit (its drop count the SDK's)."""
+    under the link limit (its drop count the SDK's); a tuple when none was added and none is dropped (what an
+    exporter reads of it is the same: the links, none dropped; as the events, a tuple)."""
     valid = []
-    lean = bool(given) and record.lean_enabled()  # plain values put in without cleaning, as record._links does
-    for link in given:
-        if link and _is_valid_link(link.context, link.attributes):
-            link._attributes = record.link_attributes(limits, link.attributes, lean)
-            valid.append(link)
-    links = BoundedList.from_seq(limits.max_links, valid) if valid else BoundedList(limits.max_links)
+    if given:  # plain values put in without cleaning when the lean path is on, as record._links does
+        lean = record._state.lean is True or record.lean_enabled()
+        for link in given:
+            if not link:
+                continue
+            context, attributes = link.context, link.attributes
+            if context and (context.is_valid or attributes or context.trace_state):  # the SDK's _is_valid_link
+                link._attributes = record.link_attributes(limits, attributes, lean)
+                valid.append(link)
+    most = limits.max_links
+    if added is None and (most is None or len(valid) <= most):
+        return tuple(valid)
+    links = BoundedList.from_seq(most, valid) if valid else BoundedList(most)
     for link in added or ():
         links.append(link)
     return links
 
 
 def _emit(span: DeferredSpan, attrs: dict[str, Any], end: int, links: Any = ()) -> None:
-    """Hand an ended deferred span's record to the processors."""
+    """Hand an ended deferred span's record, the ``ReadableSpan`` the SDK's span would give, to the processors
+    (as the SDK's synchronous multi-processor does: each in turn, without its own call in between)."""
     tracer, decided, events = span._tracer, span._decided, span._events
-    tracer.span_processor.on_end(ReadableSpan(
-        name=span.name, context=decided.context, parent=decided.parent, resource=tracer.resource,
-        attributes=attrs, events=tuple(events) if events else (), links=links, kind=span.kind,
-        status=span._status or _UNSET, instrumentation_info=tracer.instrumentation_info,
-        start_time=span.start_time, end_time=end, instrumentation_scope=tracer._instrumentation_scope))
+    fields = {"_name": span.name, "_context": decided.context, "_kind": span.kind,
+              "_instrumentation_info": tracer.instrumentation_info,
+              "_instrumentation_scope": tracer._instrumentation_scope, "_parent": decided.parent,
+              "_start_time": span.start_time, "_end_time": end, "_attributes": attrs,
+              "_events": tuple(events) if events else (), "_links": links, "_resource": tracer.resource,
+              "_status": span._status or _UNSET}
+    if _READABLE_BY_FIELDS:  # ReadableSpan(...) without its __init__ call (13 keyword arguments)
+        readable = _new_object(ReadableSpan)
+        readable.__dict__ = fields
+    else:
+        readable = ReadableSpan(**{key[1:]: value for key, value in fields.items()})
+    chain = tracer.span_processor
+    if type(chain) is _SyncChain:
+        for processor in chain._span_processors:
+            processor.on_end(readable)
+    else:
+        chain.on_end(readable)
+
+
+_READABLE_PROBE = {f"_{key}": object() for key in (
+    "name", "context", "kind", "instrumentation_info", "instrumentation_scope", "parent", "start_time", "end_time",
+    "attributes", "events", "links", "resource", "status")}
+_READABLE_BY_FIELDS = _made_by_fields(ReadableSpan, _READABLE_PROBE,
+                                      **{key[1:]: value for key, value in _READABLE_PROBE.items()})
 
 
 def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
@@ -408,8 +510,9 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     ``parent``: the parent span context itself (a consumer's extracted message context), instead of a
     Context holding it — one is built only if a sampler or processor asks for it.
     ``plain_attributes``: the caller hands ``attributes`` over (a dict it does not touch again) and
-    vouches that every key is a non-empty str and every value a str/bool/int/float, so the end does
-    not check them one by one again (what is set later still is).
+    vouches that every key is a non-empty str and every value is a str/bool/int/float or a tuple of values of
+    one of those types (what the SDK stores for a sequence: Prefect's tags), so the end does not check them
+    one by one again (what is set later still is). A list is not: the SDK stores it as a tuple.
     ``record_later``: the record of a span that ended on the direct path is built and handed to the processors
     on :mod:`pipetrace.machinery.later`'s thread when they all drain it (as a lazy span's), in a warm batch
     instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there).
@@ -417,7 +520,12 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     start = start_time if start_time is not None else time.time_ns()
     if parent is not None and not parent.is_valid:
         parent, context = None, context if context is not None else Context()
-    if record.usable(tracer) and emits_directly(tracer):
+    try:  # (processors_of and record.usable, inline: one span's start)
+        direct = tracer.span_processor._span_processors is _checked[0] and _checked[1]  # type: ignore[attr-defined]
+    except AttributeError:
+        direct = False
+    if (type(tracer) is record._SdkTracer and record._state.lean is True or record.usable(tracer)) and (
+            direct or emits_directly(tracer)):
         try:
             decided = record.decide(tracer, name, None if parent is not None else context, kind, attributes, links,
                                       trace_id, span_id, parent)

@@ -30,6 +30,7 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .ids import force_next, plain_generator, release
 
@@ -131,9 +132,15 @@ def link_attributes(limits: Any, attributes: Mapping[str, Any] | None, lean: boo
     if not lean:
         return BoundedAttributes(limits.max_link_attributes, attributes, immutable=True,
                                  max_value_len=limits.max_attribute_length)
-    bounded = BoundedAttributes(limits.max_link_attributes, None, immutable=False,
-                                max_value_len=limits.max_attribute_length)
-    if attributes:
+    most = limits.max_link_attributes
+    bounded = BoundedAttributes(most, None, immutable=False, max_value_len=limits.max_attribute_length)
+    if not attributes:
+        pass
+    elif type(attributes) is dict and limits.max_attribute_length is None and (
+            most is None or len(attributes) <= most) and PLAIN_TYPES.issuperset(map(type, attributes.values())) and (
+            _STR.issuperset(map(type, attributes)) and "" not in attributes):
+        bounded._dict.update(attributes)  # (_fill's all-plain case, inline: once per link)
+    else:
         _fill(bounded, attributes)
     bounded._immutable = True
     return bounded
@@ -228,6 +235,23 @@ def _span_context_is_made_of_its_fields() -> bool:
 _SC_FROM_FIELDS = _span_context_is_made_of_its_fields()
 
 
+def _non_recording_keeps_its_context() -> bool:
+    """Whether a ``NonRecordingSpan`` keeps its span context as ``_context`` (every API release so far): then
+    :func:`decide` reads a parent held in a ``Context`` (a run's or batch's, every attempt's) directly, instead
+    of ``get_current_span`` (an ABC ``isinstance``) and ``get_span_context`` calls."""
+    try:
+        sc = SpanContext(0x12, 0x34, is_remote=False)
+        span = NonRecordingSpan(sc)
+        held = trace_api.set_span_in_context(span, Context())
+        return held.get(_SPAN_KEY) is span and span._context is sc and span.get_span_context() is sc and (
+            trace_api.get_current_span(held) is span)
+    except Exception:  # pragma: no cover - another API
+        return False
+
+
+_NRS_FIELD = _non_recording_keeps_its_context()
+
+
 def parent_context(parent: SpanContext) -> Context:
     """A Context whose current span is ``parent`` (for samplers and processors that read one)."""
     return trace_api.set_span_in_context(NonRecordingSpan(parent), Context())
@@ -256,6 +280,8 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     parent: SpanContext | None
     if parent_span is not None:
         parent = parent_span
+    elif type(context) is Context and type(current := context.get(_SPAN_KEY)) is NonRecordingSpan and _NRS_FIELD:
+        parent = current._context  # (what get_current_span(context).get_span_context() gives, without 4 calls)
     else:
         parent = trace_api.get_current_span(context).get_span_context()
     enabled = getattr(tracer, "_is_enabled", None)
@@ -289,7 +315,8 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
     sampler = tracer.sampler
     table = _sampler_seen[1] if sampler is _sampler_seen[0] else _static_table(sampler)
     if table is not None:  # what the static sampler would return, without the call
-        decision, sampled, recording = table[0] if parent is None else _static_entry(table, p_remote, p_flags)
+        decision, sampled, recording = table[0] if parent is None else table[  # (_static_entry, inline)
+            (1 if p_remote else 3) + (0 if p_flags & _SAMPLED else 1)]
         trace_state = p_state if parent is not None else None
         sampled_attributes: Mapping[str, Any] | None = attributes if recording else None
     else:

@@ -142,3 +142,36 @@ def test_log_binding_round_trip() -> None:
     assert structlog.contextvars.get_contextvars() == {}
     assert bind_span_ids(NonRecordingSpan(SpanContext(0, 0, False))) == {}
     unbind_span_ids({})  # nothing bound: nothing to do
+
+
+@pytest.mark.parametrize("limits", [None, "link limit", "length limit"])
+def test_reads_noted_while_a_deferred_span_runs_are_the_links_the_sdks_span_gets(limits: str | None) -> None:
+    """A deferred span keeps the read's own link (not a copy made from its parts); what is exported is what
+    the SDK's span records from ``add_link`` (same links, attributes, drop counts), and the span stays deferred."""
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from pipetrace.machinery import DeferredSpan, begin_span, record
+
+    span_limits = {None: SpanLimits(), "link limit": SpanLimits(max_links=2, max_link_attributes=1),
+                   "length limit": SpanLimits(max_attribute_length=2)}[limits]
+    shapes = []
+    for make in (begin_span, record.start_span):
+        provider = TracerProvider(span_limits=span_limits, shutdown_on_exit=False)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        span = make(provider.get_tracer("t"), "consumer", context=Context(), trace_id=0xABC, span_id=0x1,
+                    start_time=100)
+        reads: Reads[tuple[str, str]] = Reads()
+        reads.begin(_targets([]))
+        reads.attach(span)
+        for producer in ("p1", "p2", "p1", "p3"):  # p1 twice: linked once
+            reads.note((producer, "value"))
+        if make is begin_span:
+            assert type(span) is DeferredSpan and span._live is None and len(span._added or ()) == 3
+        span.end(end_time=200)
+        (got,) = exporter.get_finished_spans()
+        shapes.append(([(lk.context, dict(lk.attributes or {}), lk.dropped_attributes) for lk in got.links],
+                       got.dropped_links))
+    assert shapes[0] == shapes[1] and len(shapes[0][0]) == (2 if limits == "link limit" else 3)

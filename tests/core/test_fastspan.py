@@ -876,3 +876,182 @@ def test_start_task_span_is_deferred_and_records_what_the_eager_span_did(case: s
         assert task_shape["attributes"][A.TASK_RESULT] == "success"
         assert task_shape["attributes"]["airflow.task_instance.state"] == "success"
         assert [lk[1]["pipetrace.link.kind"] for lk in links] == ["xcom", "xcom"]  # the given one and the added one
+
+
+# --- the direct path's record, field for field: a Prefect-shaped and an Airflow-shaped span --------------------
+
+
+def _full(span: ReadableSpan) -> dict[str, Any]:
+    """Everything an exporter reads of a finished span, event timestamps and drop counts included."""
+    return {**_shape(span), "end": span.end_time, "dropped_events": span.dropped_events,
+            "dropped_links": span.dropped_links, "description": span.status.description,
+            "event_times": [e.timestamp for e in span.events], "event_types": [type(e) for e in span.events],
+            "event_dropped": [getattr(e, "dropped_attributes", 0) for e in span.events],
+            "link_dropped": [lk.dropped_attributes for lk in span.links], "type": type(span)}
+
+
+PREFECT_ATTRS: dict[str, Any] = {
+    **{f"prefect.attr.{i}": f"v{i}" for i in range(10)}, "prefect.run.type": "task", "prefect.tags": ("a", "b"),
+    "prefect.run.id": "abc", "n": 3, "f": 0.5}
+STATE_EVENTS = [(f"{state}", {"prefect.state.message": "", "prefect.state.type": state.upper(),
+                              "prefect.state.name": state, "prefect.state.id": f"id-{state}"})
+                for state in ("Pending", "Running", "Completed")]
+
+
+def _shaped(begin: Any, tracer: Any, links: int, events: list[tuple[str, dict[str, Any]]], *,
+            timestamps: bool = True) -> Any:
+    given = [Link(SpanContext(0x51, 0x60 + i, True), {"pipetrace.link.kind": "input", "i": i}) for i in range(links)]
+    span = begin(tracer, "task run", attributes=dict(PREFECT_ATTRS), context=_ctx(REMOTE), span_id=0x7,
+                 start_time=100, links=given, plain_attributes=True)
+    for i, (name, attrs) in enumerate(events):
+        span.add_event(name, attrs, timestamp=110 + i if timestamps else None)
+    span.set_attribute("prefect.result", "success")
+    from opentelemetry.trace import Status
+
+    span.set_status(Status(StatusCode.OK))
+    span.end(end_time=200)
+    return span
+
+
+@pytest.mark.parametrize("links", [0, 1, 2])
+@pytest.mark.parametrize("fields", [True, False], ids=["made from fields", "made by the SDK's constructors"])
+def test_a_prefect_shaped_deferred_span_is_recorded_field_for_field_as_the_sdk_records_it(
+        links: int, fields: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain start attributes with a tuple of str (the contract of ``plain_attributes``), three state events of
+    four attributes, 0-2 links: the record is made without an SDK span, and with or without the SDK's
+    constructors (an SDK whose objects are not made of those fields) it is the eager span's, field for field."""
+    monkeypatch.setattr(deferred, "_READABLE_BY_FIELDS", fields)
+    monkeypatch.setattr(deferred, "_EVENT_BY_FIELDS", fields)
+    records = []
+    for begin in (deferred.begin_span, _eager_begin):
+        provider, exporter = _provider()
+        handle = _shaped(begin, provider.get_tracer("t"), links, STATE_EVENTS)
+        records.append(exporter.get_finished_spans()[0])
+        if begin is deferred.begin_span:
+            assert handle._live is None  # recorded directly
+    got, want = records
+    assert _full(got) == _full(want)
+    assert got.attributes["prefect.tags"] == ("a", "b") and len(got.events) == 3 and len(got.links) == links
+    if fields:
+        assert vars(got).keys() == vars(ReadableSpan("x")).keys()
+
+
+def test_the_sdk_objects_are_made_from_their_fields_on_this_sdk() -> None:
+    """The direct path's shortcut is on for the SDKs tested (newest and sdkmin): were it off silently, the
+    per-span cost would come back without any test failing."""
+    assert deferred._READABLE_BY_FIELDS and deferred._EVENT_BY_FIELDS and fastspan._NRS_FIELD
+
+
+def test_event_timestamps_default_to_the_clock_as_the_sdks() -> None:
+    provider, exporter = _provider()
+    before = __import__("time").time_ns()
+    _shaped(deferred.begin_span, provider.get_tracer("t"), 0, STATE_EVENTS, timestamps=False)
+    (span,) = exporter.get_finished_spans()
+    assert all(before <= e.timestamp <= __import__("time").time_ns() for e in span.events)
+
+
+EVENT_CASES: list[tuple[str, dict[Any, Any] | None, bool]] = [
+    # (name, attributes, recorded without an SDK span)
+    ("none", None, True), ("empty", {}, True), ("plain", {"a": "x", "n": 1, "f": 1.5, "b": False}, True),
+    ("a sequence", {"seq": ["a", "b"]}, False), ("a None value", {"x": None}, False),
+    ("an empty key", {"": "v", "a": 1}, False), ("a non-str key", {1: "v", "a": 1}, False),
+    ("over the limit", {f"k{i}": i for i in range(5)}, False), ("at the limit", {f"k{i}": i for i in range(4)}, True),
+]
+
+
+@pytest.mark.parametrize(("label", "attributes", "direct"), EVENT_CASES, ids=[c[0] for c in EVENT_CASES])
+@pytest.mark.parametrize("limits", [SpanLimits(max_event_attributes=4), SpanLimits(max_event_attributes=4,
+                                                                                     max_attribute_length=3)],
+                         ids=["event limit", "length limit"])
+def test_deferred_event_is_the_sdks_event(label: str, attributes: dict[Any, Any] | None, direct: bool,
+                                          limits: SpanLimits) -> None:
+    """Kept directly only when the SDK would store it unchanged (a key it drops, a value it cleans or cuts, a
+    count over the limit: the SDK's span); either way the same event."""
+    records, handles = [], []
+    for begin in (deferred.begin_span, _eager_begin):
+        provider, exporter = _provider(limits=limits)
+        span = begin(provider.get_tracer("t"), "x", attributes={"a": "b"}, context=Context(), span_id=0x7,
+                     trace_id=0x8, start_time=100)
+        span.add_event("e", attributes, timestamp=150)
+        span.end(end_time=200)
+        records.append(exporter.get_finished_spans()[0])
+        handles.append(span)
+    assert _full(records[0]) == _full(records[1])
+    assert (handles[0]._live is None) is (direct and limits.max_attribute_length is None)
+
+
+class _Order(SpanProcessor):
+    def __init__(self, seen: list[tuple[str, str]], label: str) -> None:
+        self.seen, self.label = seen, label
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.seen.append((self.label, span.name))
+
+
+def test_every_processor_gets_the_record_in_order_once() -> None:
+    provider, exporter = _provider()
+    seen: list[tuple[str, str]] = []
+    provider.add_span_processor(_Order(seen, "second"))
+    provider.add_span_processor(_Order(seen, "third"))
+    _shaped(deferred.begin_span, provider.get_tracer("t"), 1, STATE_EVENTS)
+    assert seen == [("second", "task run"), ("third", "task run")] and len(exporter.get_finished_spans()) == 1
+
+
+def test_a_concurrent_multi_processor_still_gets_the_record_through_its_own_on_end() -> None:
+    """Only the SDK's synchronous chain is called processor by processor; another chain is asked itself."""
+    from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor
+
+    chain = ConcurrentMultiSpanProcessor(2)
+    provider = TracerProvider(id_generator=DerivedIdGenerator(), active_span_processor=chain, shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    calls: list[ReadableSpan] = []
+    original = chain.on_end
+    chain.on_end = lambda span: (calls.append(span), original(span))  # type: ignore[method-assign]
+    span = _shaped(deferred.begin_span, provider.get_tracer("t"), 0, STATE_EVENTS)
+    assert span._live is None and len(calls) == 1 and exporter.get_finished_spans() == (calls[0],)
+    chain.shutdown()
+
+
+@pytest.mark.parametrize("current", ["non-recording", "sdk span", "deferred", "none", "invalid"])
+def test_a_parent_held_in_a_context_is_read_as_get_current_span_reads_it(current: str) -> None:
+    """decide reads a NonRecordingSpan's context directly; any other current span goes the API's way."""
+    provider, _ = _provider()
+    tracer = provider.get_tracer("t")
+    if current == "non-recording":
+        context = _ctx(REMOTE)
+    elif current == "sdk span":
+        context = trace.set_span_in_context(tracer.start_span("p"), Context())
+    elif current == "deferred":
+        context = trace.set_span_in_context(deferred.begin_span(tracer, "p", context=Context()), Context())
+    elif current == "none":
+        context = Context()
+    else:
+        context = _ctx(SpanContext(0, 0, False))
+    decided = fastspan.decide(tracer, "x", context, SpanKind.INTERNAL, None, (), None, 0x9)
+    want = trace.get_current_span(context).get_span_context()
+    assert isinstance(decided, fastspan.Decision)
+    assert decided.parent == (want if want.is_valid else None)
+    assert decided.context.trace_id == (want.trace_id if want.is_valid else decided.context.trace_id)
+
+
+@pytest.mark.parametrize("limits", LINK_LIMITS, ids=LINK_LIMIT_IDS)
+def test_start_links_valid_or_not_are_kept_as_the_sdk_keeps_them(limits: SpanLimits) -> None:
+    """An invalid link with attributes is kept, one without anything dropped, link attributes a dict of plain
+    values (bounded in one step), of other values, or none (the SDK's ``_new_links``)."""
+    def given() -> list[Link]:
+        return [Link(SpanContext(0, 0, False), {"x": "y"}), Link(SpanContext(0, 0, False)),
+                Link(SpanContext(0x51, 0x61, True), {"k": "v", "n": 2, "f": 0.5}),
+                Link(SpanContext(0x51, 0x62, True), {"seq": ["a", "b"], "none": None, "long": "abcdefgh"}),
+                Link(SpanContext(0x51, 0x63, True))]
+
+    records = []
+    for begin in (deferred.begin_span, _eager_begin):
+        provider, exporter = _provider(limits=limits)
+        span = begin(provider.get_tracer("t"), "x", attributes={"a": "b"}, context=Context(), span_id=0x7,
+                     trace_id=0x8, start_time=100, links=given())
+        span.end(end_time=200)
+        records.append(exporter.get_finished_spans()[0])
+        if begin is deferred.begin_span:  # (a length limit applies to the span's attributes: the SDK's span)
+            assert (span._live is None) is (limits.max_attribute_length is None)
+    assert _link_shape(records[0]) == _link_shape(records[1]) and _full(records[0]) == _full(records[1])
