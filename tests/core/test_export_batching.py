@@ -22,6 +22,9 @@ def test_defaults_otlp_waits_like_the_sdk_and_the_store_commits_per_run() -> Non
                                                           "interval_s": STORE_INTERVAL_S,
                                                           "run_end_gap_s": STORE_RUN_END_GAP_S}
     assert STORE_INTERVAL_S == 2.0 and STORE_RUN_END_GAP_S == 0.5
+    assert settings.export_interval_s is None  # unset: each exporter's own wait
+    # a Celery/kombu run is judged quiet only well after a span published at an attempt's end is stored
+    assert settings.run_settle_s >= STORE_INTERVAL_S + 1.5
 
 
 def test_otel_bsp_variables_are_honoured() -> None:
