@@ -16,6 +16,12 @@ interleaved rounds, each round in fresh processes and a fresh store: a paired be
         [--before <checkout>] [--postgresql postgresql://postgres@127.0.0.1:5432/postgres]
 
 ``--postgresql URL``: the same through a PostgreSQL store (a schema of its own per process, dropped after).
+
+``--paced SECONDS``: the export queue as deployed decides when to commit, not a flush per run: each run's
+spans end spread over SECONDS (the run span last, as the adapters end it), through the processor the
+settings build (store only, pipetrace's defaults for the queue's wait), back to back, with no flush until
+the last run. Reports the commits per run and the store thread's CPU per span (``--measured`` runs: keep it
+small, 20 runs of 1.2 s take 24 s a process).
 """
 
 from __future__ import annotations
@@ -137,14 +143,60 @@ def measure(system: str, runs: int, measured: int) -> dict[str, float]:
     return out
 
 
+def measure_paced(system: str, runs: int, measured: int, seconds: float) -> dict[str, float]:
+    """Commits per run and store-thread CPU µs per span when the queue's own policy decides the commits."""
+    import threading
+
+    from pipetrace.config import load
+    from pipetrace.processing.export import build_queues
+    from pipetrace.processing.processors import PipelineProcessor
+
+    tracer = _tracer()
+    make = RUNS[system]
+    home = Path(tempfile.mkdtemp(prefix="pipetrace-bench-store-paced-"))
+    [queue] = build_queues(load(home=home, exporters="store"))  # the environment's PIPETRACE_* as deployed
+    processor = PipelineProcessor([queue])
+    exporter = queue.exporter
+    for _ in range(runs):
+        exporter.export(make(tracer))
+    commits = [0]
+    export = exporter.export
+
+    def counted(spans: Any) -> Any:
+        commits[0] += 1
+        return export(spans)
+
+    exporter.export = counted  # type: ignore[method-assign]
+    batches = [make(tracer) for _ in range(measured + 1)]
+    for span in batches[0]:  # warm-up: the thread started, its connection open
+        processor.on_end(span)
+    processor.force_flush()
+    [thread] = [t for t in threading.enumerate() if t.name == "pipetrace-export-store"]
+    assert thread.ident is not None
+    clock = time.pthread_getcpuclockid(thread.ident)
+    commits[0], cpu_before, spans = 0, time.clock_gettime_ns(clock), 0
+    for batch in batches[1:]:
+        gap = seconds / len(batch)
+        for span in batch:
+            time.sleep(gap)
+            processor.on_end(span)
+        spans += len(batch)
+    processor.force_flush()
+    cpu = time.clock_gettime_ns(clock) - cpu_before
+    processor.shutdown()
+    return {"commits per run": commits[0] / measured, "per span (all commits)": cpu / spans / 1000,
+            "spans per commit": spans / max(1, commits[0])}
+
+
 def run_in(python: Path, args: argparse.Namespace) -> dict[str, float]:
     env = dict(os.environ)
     schema = f"bench_runs_{uuid.uuid4().hex[:8]}"
     if args.postgresql:  # the store exporter then writes to this server (its own schema, dropped after)
         env["PIPETRACE_STORE"] = f"{args.postgresql}?schema={schema}"
     try:
+        paced = ["--paced", str(args.paced)] if args.paced else []
         out = subprocess.run([str(python), __file__, "--child", "--system", args.system, "--runs", str(args.runs),
-                              "--measured", str(args.measured)], env=env, check=True, capture_output=True,
+                              "--measured", str(args.measured), *paced], env=env, check=True, capture_output=True,
                              text=True).stdout
     finally:
         if args.postgresql:
@@ -165,16 +217,22 @@ def main() -> None:
     ap.add_argument("--env", default="core")
     ap.add_argument("--postgresql", metavar="URL", help="write to this PostgreSQL server instead (thread CPU of "
                     "the exporting process only: the server's own work is not counted)")
+    ap.add_argument("--paced", type=float, metavar="SECONDS", help="each run's spans end over SECONDS and the "
+                    "queue's policy decides the commits (commits per run); no flush per run")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
+        if args.paced:
+            print(json.dumps(measure_paced(args.system, args.runs, args.measured, args.paced)))
+            return
         print(json.dumps(measure(args.system, args.runs, args.measured)))
         return
     pythons = {"after": Path(sys.executable)}
     if args.before is not None:
         pythons = {"before": args.before.resolve() / ".venvs" / args.env / "bin" / "python", **pythons}
     runs, loads = paired_rounds(tuple(pythons), args.rounds, lambda mode, _r: run_in(pythons[mode], args))
-    print(f"store exporter, {args.system} runs: thread CPU µs per span, a commit per run, {args.measured} runs "
+    policy = f"each run's spans over {args.paced} s, the queue's policy" if args.paced else "a commit per run"
+    print(f"store exporter, {args.system} runs: thread CPU µs per span, {policy}, {args.measured} runs "
           f"timed on a store of {args.runs}; {args.rounds} interleaved rounds, median (min, max); "
           f"load {load_range(loads)}")
     for name in runs["after"][0]:

@@ -67,7 +67,7 @@ class Settings:
     flush_timeout_s: float = 5.0
     max_queue_size: int = 20_000
     max_export_batch_size: int = 512
-    export_interval_s: float = 0.5
+    export_interval_s: float | None = None  # None: each exporter's own wait (processing.export.queue_options)
     span_link_limit: int = 1024
     attribute_value_length_limit: int = 8192
     redaction: bool = True
@@ -87,7 +87,7 @@ class Settings:
     metrics: bool = False
     store: StoreUrl | None = None
     run_timeout_s: float = 21_600.0
-    run_settle_s: float = 2.0
+    run_settle_s: float = 3.5
     run_sweep_s: float = 5.0
 
     @property
@@ -175,11 +175,16 @@ DESCRIPTIONS: dict[str, str] = {
     "flush_timeout_s": "Upper bound of the flush at shutdown, seconds.",
     "run_timeout_s": "Celery/kombu runs: seconds without activity (after the last ETA) before an unfinished run "
                      "is closed with result timeout.",
-    "run_settle_s": "Celery/kombu runs: quiet seconds after the last message was handled before the run is closed.",
+    "run_settle_s": "Celery/kombu runs: quiet seconds after the last message was handled before the run is closed; "
+                    "keep it above the store's wait (export_interval_s, 2 s unset) plus a margin: a message "
+                    "published as an attempt ends may reach the store one wait after that attempt.",
     "run_sweep_s": "Celery/kombu runs: seconds between a worker's sweeps for ended runs (0: no sweeper thread).",
     "max_queue_size": "Spans held per exporter queue before new ones are dropped (and counted).",
     "max_export_batch_size": "Spans per export batch.",
-    "export_interval_s": "Seconds between background exports.",
+    "export_interval_s": "Longest wait (seconds) of an ended span before its exporter's background write. Unset, "
+                         "each exporter has its own: the store 2 s, and at once when a run span ends (at most one "
+                         "such write per 0.5 s), so a run is one commit; OTLP 5 s or OTEL_BSP_SCHEDULE_DELAY; "
+                         "console 0.5 s. A flush, a full batch and the process's exit write at once (docs/scale.md).",
     "span_link_limit": "Most links kept on one span (the SDK default of 128 drops links of large batches).",
     "attribute_value_length_limit": "Longest string kept in a span name, attribute, event or link (characters; "
                                     "0 = no limit); cut after redaction, counted in stats()['redaction'].",

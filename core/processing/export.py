@@ -115,6 +115,22 @@ OTLP_INTERVAL_S = 5.0
 5,000 ms): an HTTP request costs about as much as encoding 15 spans, so 20-span batches cost ~3x what full
 512-span batches do per span. A full batch goes at once, and a flush or shutdown sends what is queued."""
 
+STORE_INTERVAL_S = 2.0
+"""The store queue's longest wait for a batch unless ``PIPETRACE_EXPORT_INTERVAL`` is set. A commit has a
+fixed cost (~0.3 ms, and a WAL checkpoint every few dozen commits) whatever it holds: a 1.2 s, 50-task
+Prefect flow made ~3 commits at 0.5 s, one now. A run span's end commits at once (``STORE_RUN_END_GAP_S``),
+so a finished run is in the store as soon as before; a running one's spans are at most 2 s behind (the
+viewer refreshes every 3 s, Celery's sweeper every 5 s, and its settle time, ``run_settle_s``, is 3.5 s so
+that a message published as an attempt ends still reaches the store before its run is judged quiet). A
+flush or exit still writes everything at once."""
+
+STORE_RUN_END_GAP_S = 0.5
+"""A run span's end writes the store queue's batch at once, or this long after its last write: many short
+runs cost at most the commits the old 0.5 s interval made."""
+
+CONSOLE_INTERVAL_S = 0.5
+"""The console exporter's wait: a person watching it."""
+
 _DEFAULTS = Settings()
 
 
@@ -133,22 +149,28 @@ def _bsp(env: Mapping[str, str], name: str, scale: float, fallback: float) -> fl
 
 
 def queue_options(settings: Settings, name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Batch size, queue bound and wait of exporter ``name``'s queue. The OTLP queue takes the OTel SDK's
-    ``OTEL_BSP_SCHEDULE_DELAY`` (ms), ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and ``OTEL_BSP_MAX_QUEUE_SIZE`` and
-    its 5 s default wait, unless pipetrace's own setting (``PIPETRACE_EXPORT_INTERVAL`` …) is given; the
-    store queue keeps pipetrace's 0.5 s, so the local viewer stays current."""
+    """Batch size, queue bound and wait of exporter ``name``'s queue. ``PIPETRACE_EXPORT_INTERVAL`` (or
+    ``configure(export_interval_s=…)``), when given, is every queue's wait. Unset: the store queue waits up
+    to 2 s (``STORE_INTERVAL_S``) and writes at once when a run span ends (``run_end_gap_s``); the OTLP
+    queue takes the OTel SDK's ``OTEL_BSP_SCHEDULE_DELAY`` (ms) and its 5 s default, and
+    ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``/``OTEL_BSP_MAX_QUEUE_SIZE`` unless pipetrace's own are given."""
     env = os.environ if env is None else env
     interval, batch, size = settings.export_interval_s, settings.max_export_batch_size, settings.max_queue_size
+    if name == "store":
+        interval = STORE_INTERVAL_S if interval is None else interval
+        return {"max_queue_size": size, "max_batch_size": min(batch, size), "interval_s": interval,
+                "run_end_gap_s": min(STORE_RUN_END_GAP_S, interval)}
     if name == "otlp":
         def own(value: float, default: float, var: str) -> bool:
             return value != default or var in env
 
-        if not own(interval, _DEFAULTS.export_interval_s, "PIPETRACE_EXPORT_INTERVAL"):
+        if interval is None:
             interval = _bsp(env, "OTEL_BSP_SCHEDULE_DELAY", 1000, OTLP_INTERVAL_S)
         if not own(batch, _DEFAULTS.max_export_batch_size, "PIPETRACE_MAX_EXPORT_BATCH_SIZE"):
             batch = int(_bsp(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, batch))
         if not own(size, _DEFAULTS.max_queue_size, "PIPETRACE_MAX_QUEUE_SIZE"):
             size = int(_bsp(env, "OTEL_BSP_MAX_QUEUE_SIZE", 1, size))
+    interval = CONSOLE_INTERVAL_S if interval is None else interval
     return {"max_queue_size": size, "max_batch_size": min(batch, size), "interval_s": interval}
 
 

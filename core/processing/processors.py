@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry.context import Context, detach
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from ..machinery import later
 from ..machinery.sdk import suppress_instrumentation
@@ -57,12 +58,19 @@ class ExportQueue:
     ``stage`` (several exporters) the stage transforms each span once, on whichever queue's thread takes
     it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
     After fork the child starts empty and starts its own thread on its first span.
+
+    ``run_end_gap_s`` (the store's queue): a run span's end (see :meth:`run_ended`) makes the batch due
+    at once, or that long after the last export if that was sooner: a finished run is written whole in
+    one batch (one commit) without waiting out ``interval_s``, and many short runs still cost at most one
+    export per ``run_end_gap_s``.
     """
 
     def __init__(self, exporter: SpanExporter, *, name: str, max_queue_size: int = 20_000,
                  max_batch_size: int = 512, interval_s: float = 0.5, retry_failures: bool = False,
-                 max_backoff_s: float = 5.0, transforms: list[SpanTransform] | None = None) -> None:
+                 max_backoff_s: float = 5.0, transforms: list[SpanTransform] | None = None,
+                 run_end_gap_s: float | None = None) -> None:
         self.exporter = exporter
+        self.run_end_gap_s = run_end_gap_s
         self.retry_failures = retry_failures
         self.max_backoff_s = max_backoff_s
         self._backoff_s = 0.0
@@ -89,6 +97,7 @@ class ExportQueue:
         self._thread: threading.Thread | None = None
         self._inflight = 0  # spans in the export running now (not in either deque)
         self._claimed = 0  # of those, counted lost by shutdown while the export was still running
+        self._last_export = 0.0  # monotonic time the last export started (run_ended's gap)
 
     @property
     def queued(self) -> int:
@@ -118,6 +127,19 @@ class ExportQueue:
                 self._cond.notify()  # the thread sleeps untimed while the queue is empty
             elif pending + 1 == self.max_batch_size:
                 self._cond.notify()
+
+    def run_ended(self) -> None:
+        """A run span just ended (and was offered): export what is queued now, or ``run_end_gap_s`` after
+        the last export. Nothing for a queue without ``run_end_gap_s``."""
+        gap = self.run_end_gap_s
+        if gap is None:
+            return
+        with self._cond:
+            if self._queue or self._ready:
+                due = max(time.monotonic(), self._last_export + gap)
+                if due < self._due:
+                    self._due = due
+                    self._cond.notify()
 
     def _wait_for_batch_locked(self) -> None:
         while not self._shutdown and not (self._queue or self._ready):
@@ -199,6 +221,7 @@ class ExportQueue:
                 self._wait_for_batch_locked()
                 ready, raw = self._take_locked()
                 self._busy = bool(ready or raw)
+                self._last_export = time.monotonic()
                 self._inflight = len(ready) + len(raw)
                 stop = self._shutdown and not (self._queue or self._ready)
             if ready or raw:
@@ -364,6 +387,7 @@ class PipelineProcessor(SpanProcessor):
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
+        self._run_end_queues = [q for q in self.queues if q.run_end_gap_s is not None]  # told when a run ends
         self.transforms = list(transforms)  # shared with the queue or stage that applies them: add_transform appends
         self.stage: TransformStage | None = None
         if len(self.queues) == 1:
@@ -389,6 +413,9 @@ class PipelineProcessor(SpanProcessor):
             item: Any = [span, False] if self.stage is not None and self.transforms else span
             for queue in self.queues:
                 queue.offer(item)
+            if self._run_end_queues and span.name.startswith("run ") and span.kind is SpanKind.SERVER:
+                for queue in self._run_end_queues:  # a run's spans ended before it: written in one batch now
+                    queue.run_ended()
         except Exception as exc:  # never into the traced code
             warn_once_per(log, "pipeline", "pipetrace: span processing failed: %r", exc)
 

@@ -16,6 +16,7 @@ from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 class _Recorder(SpanExporter):
     def __init__(self, fail_first: int = 0) -> None:
         self.batches: list[list[str]] = []
+        self.times: list[float] = []  # monotonic time of each export
         self.threads: set[str] = set()
         self.fail_first = fail_first
 
@@ -25,6 +26,7 @@ class _Recorder(SpanExporter):
             self.fail_first -= 1
             return SpanExportResult.FAILURE
         self.batches.append([s.name for s in spans])
+        self.times.append(time.monotonic())
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -205,4 +207,42 @@ def test_a_forked_child_gets_a_fresh_transform_stage_lock() -> None:
             os._exit(0 if stage._lock.acquire(timeout=2) else 1)  # noqa: SLF001
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    processor.shutdown()
+
+
+def _run_span(name: str = "run etl") -> ReadableSpan:
+    from opentelemetry.trace import SpanKind
+
+    return ReadableSpan(name=name, kind=SpanKind.SERVER)
+
+
+def test_a_run_spans_end_writes_the_queue_at_once_at_most_once_per_gap() -> None:
+    """A queue with ``run_end_gap_s`` (the store's) writes when a run span ends instead of waiting out its
+    interval, but not sooner than the gap after its last write; a queue without it (OTLP) just waits."""
+    store, otlp = _Recorder(), _Recorder()
+    quick = ExportQueue(store, name="store", interval_s=30, run_end_gap_s=0.4)
+    slow = ExportQueue(otlp, name="otlp", interval_s=30)
+    processor = PipelineProcessor([quick, slow])
+    for name in ("task a", "task b"):
+        processor.on_end(_span(name))
+    processor.on_end(_run_span("run etl-first"))
+    time.sleep(0.05)
+    processor.on_end(ReadableSpan(name="run client"))  # INTERNAL: not a run span
+    deadline = time.monotonic() + 5
+    while not store.batches and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert store.batches == [["task a", "task b", "run etl-first"]]
+    assert otlp.batches == []  # the OTLP queue keeps its own wait
+    processor.on_end(_span("task c"))
+    processor.on_end(_run_span())  # a second run right after: written one gap after the first write
+    while len(store.batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert store.batches[1:] == [["run client", "task c", "run etl"]]
+    assert store.times[1] - store.times[0] >= 0.35
+    processor.on_end(_span("task d"))  # no run end: waits for the interval
+    time.sleep(0.6)
+    assert len(store.batches) == 2
+    assert processor.force_flush(5_000) and store.batches[2:] == [["task d"]]
+    assert [n for b in otlp.batches for n in b] == ["task a", "task b", "run etl-first", "run client", "task c",
+                                                    "run etl", "task d"]
     processor.shutdown()
