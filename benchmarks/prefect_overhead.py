@@ -35,8 +35,8 @@ Printed per task run for each side, and pipetrace / native paired per round.
 a task run's seam (``__post_init__`` hook, ``start_span``, Running, Completed, ``end_span_on_success``) on
 prepared Prefect objects, 1,000 task runs a batch with the cyclic GC off, and prints the thread CPU per task
 run (median of 9 batches). With ``--before CHECKOUT`` the other checkout's ``.venvs/prefect`` runs the same
-replay, alternating, so a change is compared on the same machine state (the flow's task runs are cold and
-cost more; this isolates what changed)::
+replay, alternating (the order swapped each round), so a change is compared on the same machine state (the
+flow's task runs are cold and cost more; this isolates what changed)::
 
     .venvs/prefect/bin/python benchmarks/prefect_overhead.py --replay 3 --before /work/wt/prev
 """
@@ -277,15 +277,16 @@ def replay(rounds: int, exporters: str, before: str | None) -> None:
         pythons[f"before ({before})"] = str(Path(before) / ".venvs" / "prefect" / "bin" / "python")
     got: dict[str, list[float]] = {label: [] for label in pythons}
     with SpanCounter() as receiver:
-        for _ in range(rounds):
-            for label, python in pythons.items():
+        for round_ in range(rounds):
+            order = list(pythons.items())
+            for label, python in order if round_ % 2 == 0 else order[::-1]:  # which goes first: alternated
                 out = subprocess.run([python, "-c", REPLAY, exporters, receiver.endpoint], capture_output=True,
                                      text=True, timeout=300, cwd=Path(python).parents[3])
                 if out.returncode != 0:
                     raise RuntimeError(f"{label}: {out.stderr[-2000:]}")
                 got[label].append(float(out.stdout.strip().splitlines()[-1]))
     print(f"pipetrace seam replayed, thread CPU per task run (µs, median of 9 batches of 1,000; exporters "
-          f"{exporters}; {rounds} processes each, alternating):")
+          f"{exporters}; {rounds} processes each, alternating, the order swapped each round):")
     for label, values in got.items():
         print(f"  {label:>30s}: {fmt_spread(values, '.2f')}")
     if before:
