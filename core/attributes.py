@@ -6,14 +6,17 @@ they lack. Adapters import names from here so a rename happens in one place.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Final
 
-# the CICD and messaging conventions are still "incubating" in opentelemetry-semantic-conventions: that
-# subpackage is where the package publishes them (the contrib instrumentations import them from there)
 from opentelemetry.semconv._incubating.attributes import cicd_attributes as _cicd
 from opentelemetry.semconv._incubating.attributes import messaging_attributes as _messaging
 from opentelemetry.semconv.attributes import error_attributes as _error
 from opentelemetry.semconv.attributes import service_attributes as _service
+
+# the CICD and messaging conventions are still "incubating" in opentelemetry-semantic-conventions: that
+# subpackage is where the package publishes them (the contrib instrumentations import them from there)
+from opentelemetry.trace import SpanKind
 
 PIPELINE_NAME: Final = _cicd.CICD_PIPELINE_NAME
 PIPELINE_RUN_ID: Final = _cicd.CICD_PIPELINE_RUN_ID
@@ -58,8 +61,20 @@ RESULT_RETRY = "retry"  # not in the convention
 FAILED_RESULTS = frozenset({RESULT_FAILURE, RESULT_ERROR, RESULT_TIMEOUT})
 
 
+RUN_SPAN_PREFIX: Final[str] = "run "
+_SERVER_KINDS: Final = ("SERVER", SpanKind.SERVER)
+
+
 def run_span_name(pipeline: str) -> str:
-    return f"run {pipeline}"
+    return f"{RUN_SPAN_PREFIX}{pipeline}"
+
+
+def is_run_span(name: str, kind: object, attributes: Container[str]) -> bool:
+    """A pipeline run's own span: named ``run {pipeline}``, kind SERVER (the ``SpanKind`` or its name, as the
+    store keeps it) and carrying the run id; a user's or an orchestrator's span that is only *named* ``run …``
+    is not. The one rule for the store's ``is_run`` column, tail sampling's trigger and the store queue's
+    run-end write."""
+    return name.startswith(RUN_SPAN_PREFIX) and kind in _SERVER_KINDS and PIPELINE_RUN_ID in attributes
 
 
 def task_span_name(task: str) -> str:

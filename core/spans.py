@@ -21,7 +21,7 @@ from . import attributes as A
 from .carriers import span_context_of
 from .identity import RunIdentity
 from .machinery import begin_span, start_span
-from .machinery.record import PLAIN_TYPES
+from .machinery.record import all_plain
 from .processing.runtime import get_tracer
 from .redaction.text import exception_description, status_description
 from .util import losses
@@ -103,9 +103,6 @@ def _has_attr(span: Span, key: str) -> bool:
     return bool(attrs) and key in attrs  # type: ignore[operator]
 
 
-_STR = frozenset((str,))
-
-
 def start_task_span(
     system: str, pipeline: str, run_id: str, task: str, *, try_number: int = 1, map_index: int | None = None,
     attributes: Mapping[str, Any] | None = None, links: Iterable[Link | None] = (), upstream: object = None,
@@ -144,9 +141,8 @@ def start_task_span(
             **({} if not attributes else attributes if clean_attributes else _clean_attrs(attributes)),
         }
         start = start_time if type(start_time) is int and start_time > 10**15 else to_ns(start_time)
-        # all plain (checked in C, no Python loop): the end then checks only what was set later
-        plain = PLAIN_TYPES.issuperset(map(type, attrs.values())) and _STR.issuperset(map(type, attrs)) and (
-            "" not in attrs)
+        # all plain: the end then checks only what was set later
+        plain = all_plain(attrs)
         return begin_span(
             get_tracer(), name or A.task_span_name(task), context=parent, kind=kind, attributes=attrs,
             links=_links(links) if links else (), start_time=start, plain_attributes=plain,

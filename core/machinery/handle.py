@@ -61,7 +61,6 @@ try:  # what the SDK's span builds its links with (checked: an SDK without them 
 except ImportError:  # pragma: no cover - another SDK
     _LINKS_OK = False
 _UNSET = Status(StatusCode.UNSET)
-_STR = frozenset((str,))
 _new_object = object.__new__
 
 
@@ -135,11 +134,6 @@ def emits_directly(tracer: Any) -> bool:
     return _checked[1] is True
 
 
-def _all_plain(attributes: Mapping[str, Any]) -> bool:
-    """Every key a non-empty str and every value one the SDK stores unchanged."""
-    return all(type(value) in _PLAIN and type(key) is str and key for key, value in attributes.items())
-
-
 def _plain_sequence(value: Any) -> bool:
     """A list or tuple of values of one plain type: the SDK stores it as their tuple (every SDK release)."""
     if type(value) not in (list, tuple) or not value:
@@ -149,7 +143,7 @@ def _plain_sequence(value: Any) -> bool:
 
 
 def _as_stored(attributes: dict[str, Any]) -> bool:
-    """:func:`_all_plain`, also accepting :func:`_plain_sequence` values, which become tuples in place as the
+    """:func:`record.all_plain`, also accepting :func:`_plain_sequence` values, which become tuples in place as the
     SDK stores them (a tag list); False (``attributes`` then partly converted) when only the SDK can say."""
     for key, value in attributes.items():
         if type(value) in _PLAIN and type(key) is str and key:
@@ -275,8 +269,7 @@ class DeferredSpan(SpanHandle):
                 rooms = _rooms(limits)
             if not attributes:
                 attrs: dict[str, Any] = {}
-            elif len(attributes) <= rooms[1] and _PLAIN.issuperset(map(type, attributes.values())) and (
-                    _STR.issuperset(map(type, attributes)) and "" not in attributes):
+            elif len(attributes) <= rooms[1] and record.all_plain(attributes):
                 attrs = dict(attributes)
             else:
                 self.live().add_event(name, attributes, timestamp)
@@ -424,7 +417,7 @@ class DeferredSpan(SpanHandle):
                 if attrs is None:
                     attrs = _plain_attributes(tracer, decided.attributes, self._extra)
                 elif self._extra:  # (set after a value the owned dict could not take)
-                    attrs = attrs if _all_plain(self._extra) else None
+                    attrs = attrs if record.all_plain(self._extra) else None
                     if attrs is not None:
                         attrs.update(self._extra)
                 if attrs is not None and len(attrs) > rooms[2]:

@@ -39,6 +39,15 @@ log = logging.getLogger("pipetrace.spans")
 PLAIN_TYPES = frozenset((str, bool, int, float))
 """Attribute value types the SDK stores unchanged (its cleaning returns them as they are)."""
 _STR = frozenset((str,))
+
+
+def all_plain(attributes: Mapping[str, Any]) -> bool:
+    """Every key a non-empty str and every value of a type the SDK stores unchanged, so nothing needs
+    cleaning: checked in C (``issuperset`` over ``map``), no Python loop over the attributes."""
+    return PLAIN_TYPES.issuperset(map(type, attributes.values())) and _STR.issuperset(map(type, attributes)) and (
+        "" not in attributes)
+
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
@@ -103,8 +112,7 @@ def _fill(bounded: Any, attributes: Mapping[str, Any]) -> None:
             bounded[key] = value  # the SDK's own checks, limits and drop counts
         return
     target = bounded._dict
-    if PLAIN_TYPES.issuperset(map(type, attributes.values())) and _STR.issuperset(map(type, attributes)) \
-            and "" not in attributes:  # all plain (checked in C: no Python loop)
+    if all_plain(attributes):
         target.update(attributes)
         return
     for key, value in attributes.items():
@@ -137,8 +145,7 @@ def link_attributes(limits: Any, attributes: Mapping[str, Any] | None, lean: boo
     if not attributes:
         pass
     elif type(attributes) is dict and limits.max_attribute_length is None and (
-            most is None or len(attributes) <= most) and PLAIN_TYPES.issuperset(map(type, attributes.values())) and (
-            _STR.issuperset(map(type, attributes)) and "" not in attributes):
+            most is None or len(attributes) <= most) and all_plain(attributes):
         bounded._dict.update(attributes)  # (_fill's all-plain case, inline: once per link)
     else:
         _fill(bounded, attributes)

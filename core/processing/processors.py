@@ -18,8 +18,8 @@ from typing import Any
 from opentelemetry.context import Context, detach
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind
 
+from .. import attributes as A
 from ..machinery import later
 from ..machinery.sdk import suppress_instrumentation
 from ..util import losses
@@ -413,7 +413,8 @@ class PipelineProcessor(SpanProcessor):
             item: Any = [span, False] if self.stage is not None and self.transforms else span
             for queue in self.queues:
                 queue.offer(item)
-            if self._run_end_queues and span.name.startswith("run ") and span.kind is SpanKind.SERVER:
+            if self._run_end_queues and span.name.startswith(A.RUN_SPAN_PREFIX) and (  # (a call only for "run …")
+                    A.is_run_span(span.name, span.kind, span.attributes or ())):
                 for queue in self._run_end_queues:  # a run's spans ended before it: written in one batch now
                     queue.run_ended()
         except Exception as exc:  # never into the traced code

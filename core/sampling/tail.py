@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from .. import attributes as A
 from ..store import maintenance, queries, target
@@ -37,8 +37,7 @@ CHUNK = 512
 
 
 def is_run_span(span: ReadableSpan) -> bool:
-    attrs = span.attributes or {}
-    return span.name.startswith("run ") and A.PIPELINE_RUN_ID in attrs and span.kind == SpanKind.SERVER
+    return A.is_run_span(span.name, span.kind, span.attributes or {})
 
 
 def _failed(span: ReadableSpan) -> bool:

@@ -84,7 +84,7 @@ class SpanRecord:
 
     @property
     def is_run(self) -> bool:
-        return self.name.startswith("run ") and A.PIPELINE_RUN_ID in self.attributes and self.kind == "SERVER"
+        return A.is_run_span(self.name, self.kind, self.attributes)
 
     @property
     def quality(self) -> int:
@@ -151,7 +151,7 @@ def derived_columns(name: str, kind: str, attrs: Mapping[str, Any]) -> tuple[Any
     return (None if system is None else str(system), None if pipeline is None else str(pipeline),
             None if run_id is None else str(run_id), None if task is None else str(task),
             None if result is None else str(result),
-            1 if A.PIPELINE_RUN_ID in attrs and kind == "SERVER" and name.startswith("run ") else 0,
+            1 if A.is_run_span(name, kind, attrs) else 0,
             1 if get(A.SYNTHETIC) else 2)
 
 

@@ -95,3 +95,24 @@ def test_ids_are_sha256_as_documented() -> None:
     task_key = "pipetrace/1|airflow|etl|r1|task|load|-1|2"
     assert derive_task_span_id("airflow", "etl", "r1", "load", None, 2) == int.from_bytes(
         hashlib.sha256(task_key.encode()).digest()[:8], "big")
+
+
+def test_one_rule_tells_a_run_span_wherever_a_span_is_read() -> None:
+    """``is_run_span`` is the store's ``is_run`` column, tail sampling's trigger and the store queue's run-end
+    write: named ``run …``, kind SERVER (enum or the store's name) and carrying the run id; nothing less."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanKind
+    from pipetrace import attributes as A
+    from pipetrace.sampling.tail import is_run_span as tail_rule
+    from pipetrace.store.records import derived_columns
+
+    run = {A.PIPELINE_RUN_ID: "r1"}
+    assert A.is_run_span(A.run_span_name("etl"), SpanKind.SERVER, run)
+    assert A.is_run_span("run etl", "SERVER", run)
+    assert not A.is_run_span("run etl", SpanKind.INTERNAL, run)
+    assert not A.is_run_span("run etl", "SERVER", {})  # a user's span only named "run …"
+    assert not A.is_run_span("task etl", "SERVER", run)
+    assert tail_rule(ReadableSpan(name="run etl", kind=SpanKind.SERVER, attributes=run))
+    assert not tail_rule(ReadableSpan(name="run etl", kind=SpanKind.SERVER))
+    assert derived_columns("run etl", "SERVER", run)[5] == 1
+    assert derived_columns("run etl", "CLIENT", run)[5] == 0

@@ -210,10 +210,11 @@ def test_a_forked_child_gets_a_fresh_transform_stage_lock() -> None:
     processor.shutdown()
 
 
-def _run_span(name: str = "run etl") -> ReadableSpan:
+def _run_span(name: str = "run etl", run_id: str | None = "r1") -> ReadableSpan:
     from opentelemetry.trace import SpanKind
 
-    return ReadableSpan(name=name, kind=SpanKind.SERVER)
+    return ReadableSpan(name=name, kind=SpanKind.SERVER,
+                        attributes={} if run_id is None else {"cicd.pipeline.run.id": run_id})
 
 
 def test_a_run_spans_end_writes_the_queue_at_once_at_most_once_per_gap() -> None:
@@ -228,6 +229,7 @@ def test_a_run_spans_end_writes_the_queue_at_once_at_most_once_per_gap() -> None
     processor.on_end(_run_span("run etl-first"))
     time.sleep(0.05)
     processor.on_end(ReadableSpan(name="run client"))  # INTERNAL: not a run span
+    processor.on_end(_run_span("run user", run_id=None))  # SERVER but no run id: a user's span, not a run span
     deadline = time.monotonic() + 5
     while not store.batches and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -237,12 +239,12 @@ def test_a_run_spans_end_writes_the_queue_at_once_at_most_once_per_gap() -> None
     processor.on_end(_run_span())  # a second run right after: written one gap after the first write
     while len(store.batches) < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert store.batches[1:] == [["run client", "task c", "run etl"]]
+    assert store.batches[1:] == [["run client", "run user", "task c", "run etl"]]
     assert store.times[1] - store.times[0] >= 0.35
     processor.on_end(_span("task d"))  # no run end: waits for the interval
     time.sleep(0.6)
     assert len(store.batches) == 2
     assert processor.force_flush(5_000) and store.batches[2:] == [["task d"]]
-    assert [n for b in otlp.batches for n in b] == ["task a", "task b", "run etl-first", "run client", "task c",
-                                                    "run etl", "task d"]
+    assert [n for b in otlp.batches for n in b] == ["task a", "task b", "run etl-first", "run client", "run user",
+                                                    "task c", "run etl", "task d"]
     processor.shutdown()
