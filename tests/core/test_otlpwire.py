@@ -269,3 +269,20 @@ def test_tuples_and_lists_skip_the_abc_checks_and_encode_as_the_sdk(monkeypatch:
     assert otlpwire.any_value(()) == b"\x2a\x00"
     assert otlpwire.any_value(Pair("x", "y")) == otlpwire.any_value(("x", "y"))
     assert len(checked) == 1  # the named tuple: the general path
+
+
+def test_distinct_ids_of_any_size_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key judged distinct writes its values after a prefix cached by (tag, key, size): sizes around the
+    one- and two-byte length varints, empty and multi-byte text, each size seen twice."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    monkeypatch.setattr(otlpwire, "_prefixes", {})
+    monkeypatch.setattr(otlpwire, "DISTINCT_AFTER", 2)
+    values = [f"{n}-" + "é" * ((size - 3) // 2) + "x" * ((size - 3) % 2 + 1) if size > 3 else "x" * size
+              for size in (0, 1, 5, 60, 61, 62, 63, 64, 100, 120, 121, 122, 125, 126, 127, 128, 129, 200, 256)
+              for n in (1, 2)]
+    spans = [ReadableSpan(name="t", context=_ctx(1, 10 + i), resource=RES_A, kind=SpanKind.INTERNAL,
+                          attributes={"cicd.pipeline.run.id": value, "k": "v"}, start_time=1, end_time=2,
+                          instrumentation_scope=SCOPE_1) for i, value in enumerate(values)]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    assert otlpwire._prefixes  # the ids went the direct way
