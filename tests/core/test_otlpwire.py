@@ -286,3 +286,23 @@ def test_distinct_ids_of_any_size_encode_as_the_sdk_does(monkeypatch: pytest.Mon
                           instrumentation_scope=SCOPE_1) for i, value in enumerate(values)]
     assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
     assert otlpwire._prefixes  # the ids went the direct way
+
+
+def test_span_fields_are_read_directly_only_where_the_probe_allows() -> None:
+    """``ReadableSpan`` and the SDK's ``Span`` are read by their fields (the probe must keep finding them so:
+    this fails if it switches the shortcut off); a subclass that overrides a property is read through it."""
+    from opentelemetry.sdk.trace import Span
+
+    assert {ReadableSpan, Span} <= otlpwire._DIRECT
+
+    class Renamed(ReadableSpan):
+        @property
+        def name(self) -> str:
+            return "renamed"
+
+    span = Renamed(name="t", context=_ctx(1, 2), parent=_ctx(1, 3, remote=True), resource=RES_A,
+                   kind=SpanKind.PRODUCER, attributes={"a": "b"}, start_time=1, end_time=2,
+                   instrumentation_scope=SCOPE_1, events=[Event("e", {"k": 1}, timestamp=1)])
+    ours = _parsed(otlpwire.encode_request([span]))
+    assert ours == encode_spans([span])
+    assert ours.resource_spans[0].scope_spans[0].spans[0].name == "renamed"
