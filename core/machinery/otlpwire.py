@@ -97,6 +97,7 @@ def any_value(value: Any) -> bytes:
 
 _keys: dict[str, bytes] = {}
 _pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
+_prefixes: dict[tuple[bytes, str, int], bytes] = {}  # (tag, key, value size) -> the bytes before the value
 _distinct: dict[str, int] = {}  # key -> its values' misses in the pair cache since the last clear
 DISTINCT_AFTER = 64
 """Misses after which a key's values count as distinct (task ids, run ids, message ids): they are
@@ -125,19 +126,18 @@ def key_value(key: str, value: Any) -> bytes:
 
 
 def _str_field(tag: bytes, key: str, value: str) -> bytes:
-    """``_field(tag, key_value(key, value))`` for a str ``value``, in one join: the path of every id
-    (a key judged distinct), so written out (~2x faster than the nested calls)."""
-    head = _keys.get(key)
-    if head is None:
-        return _field(tag, key_value(key, value))
+    """``_field(tag, key_value(key, value))`` for a str ``value``: the path of every id (a key judged
+    distinct). All bytes before the value's depend only on (tag, key, its size): cached, so an id of a
+    fixed length (a uuid) is one lookup and a concatenation."""
     data = value.encode("utf-8")
     size = len(data)
-    inner = size + (2 if size < 128 else 1 + len(_varint(size)))
-    pair = len(head) + inner + (2 if inner < 128 else 1 + len(_varint(inner)))
-    small = _VARINT_SMALL
-    return b"".join((tag, small[pair] if pair < 128 else _varint(pair), head, b"\x12",
-                     small[inner] if inner < 128 else _varint(inner), b"\x0a",
-                     small[size] if size < 128 else _varint(size), data))
+    prefix = _prefixes.get((tag, key, size))
+    if prefix is None:
+        prefix = _field(tag, key_value(key, value))[:-size or None]
+        if len(_prefixes) >= _CACHE_LIMIT:
+            _prefixes.clear()
+        _prefixes[(tag, key, size)] = prefix
+    return prefix + data
 
 
 def _miss(tag: bytes, key: str, kind: type, value: Any) -> bytes:
@@ -233,22 +233,60 @@ def _name(name: str) -> bytes:
     return _cached_text(_names, b"\x2a", name)
 
 
+_FIELDS = ("name", "context", "parent", "kind", "start_time", "end_time", "status", "events", "links", "resource",
+           "instrumentation_scope")
+
+
+def _direct_types() -> frozenset[type]:
+    """The span classes whose fields :func:`encode_span` reads directly (``span._name`` for ``span.name``:
+    each property is a Python call, and ``events``/``links`` copy a tuple): ``ReadableSpan`` and the SDK's
+    ``Span`` when a probe finds each property returns its field unchanged; none otherwise (properties)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, Span
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, Status, StatusCode
+
+    try:
+        ctx = SpanContext(1, 2, False)
+        probe = ReadableSpan(name="n", context=ctx, parent=SpanContext(1, 3, True), resource=Resource({}),
+                             events=(Event("e", timestamp=1),), links=(Link(ctx),), kind=SpanKind.CONSUMER,
+                             status=Status(StatusCode.OK), start_time=1, end_time=2,
+                             instrumentation_scope=InstrumentationScope("s"))
+        for field in _FIELDS:
+            value, direct = getattr(probe, field), getattr(probe, f"_{field}")
+            if not (value is direct or (field in ("events", "links") and tuple(direct) == value)):
+                return frozenset()
+        ok: set[type] = {ReadableSpan}
+        if issubclass(Span, ReadableSpan) and all(getattr(Span, f) is getattr(ReadableSpan, f) for f in _FIELDS):
+            ok.add(Span)
+        return frozenset(ok)
+    except Exception:
+        return frozenset()
+
+
+_DIRECT = _direct_types()
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message (the SDK's ``_encode_span``)."""
-    ctx = span.context
+    if type(span) in _DIRECT:
+        ctx, parent, name, kind = span._context, span._parent, span._name, span._kind  # noqa: SLF001
+        start, end, status = span._start_time, span._end_time, span._status  # noqa: SLF001
+        has_events, has_links = bool(span._events), bool(span._links)  # noqa: SLF001
+    else:
+        ctx, parent, name, kind = span.context, span.parent, span.name, span.kind
+        start, end, status = span.start_time, span.end_time, span.status
+        has_events, has_links = bool(span.events), bool(span.links)
     assert ctx is not None
-    parent = span.parent
     parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
     state = ctx.trace_state
     if state:
         parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items())))
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    name = span.name
     if name:
         parts.append(_name(name))
-    parts.append(_KINDS[span.kind])
-    start, end = span.start_time, span.end_time
+    parts.append(_KINDS[kind])
     if start:
         parts.append(b"\x39" + _F64(start))
     if end:
@@ -257,13 +295,12 @@ def encode_span(span: ReadableSpan) -> bytes:
     dropped = span.dropped_attributes
     if dropped:
         parts.append(b"\x50" + _varint(dropped))
-    if span.events:
+    if has_events:
         parts.append(_events(span))
         parts.append(_dropped(b"\x60", span.dropped_events))
-    if span.links:
+    if has_links:
         parts.append(_links(span))
         parts.append(_dropped(b"\x70", span.dropped_links))
-    status = span.status
     if status is not None:
         code = status.status_code.value
         description = status.description
@@ -315,8 +352,10 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     for n, span in enumerate(spans, 1):
         if n % _YIELD_SPANS == 0:
             time.sleep(0)  # hand the GIL back: a task thread must not wait for a whole 512-span batch
-        resource = span.resource
-        scope = span.instrumentation_scope or None
+        if type(span) in _DIRECT:
+            resource, scope = span._resource, span._instrumentation_scope or None  # noqa: SLF001
+        else:
+            resource, scope = span.resource, span.instrumentation_scope or None
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})

@@ -188,6 +188,7 @@ def mask_secret(value: object, source: str = "api") -> bool:
 # airflow.sdk._shared). We never import Airflow: only a process that already loaded it has secrets in it.
 AIRFLOW_MASKER_MODULES = ("airflow.sdk._shared.secrets_masker.secrets_masker",
                           "airflow._shared.secrets_masker.secrets_masker")
+_AIRFLOW_SDK_MASKER, _AIRFLOW_MASKER = AIRFLOW_MASKER_MODULES
 _airflow_seen: dict[int, int] = {}
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
@@ -198,6 +199,9 @@ def _unescape(pattern: str) -> str:
 
 def sync_airflow() -> None:
     """Register what Airflow's loaded maskers hold that we have not seen yet (cheap when unchanged)."""
+    modules = sys.modules
+    if _AIRFLOW_SDK_MASKER not in modules and _AIRFLOW_MASKER not in modules:  # (once per span: no loop)
+        return
     for name in AIRFLOW_MASKER_MODULES:
         module = sys.modules.get(name)
         getter = getattr(module, "_secrets_masker", None) if module is not None else None

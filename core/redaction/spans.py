@@ -55,14 +55,19 @@ class RedactionTransform:
         self.failed = 0
         self.truncated = 0
         self._resources: dict[int, tuple[Resource, int, Resource]] = {}
+        self._last: tuple[Resource | None, int, Resource | None] = (None, -1, None)
         self._lock = threading.Lock()
 
     def _resource(self, resource: Resource | None) -> Resource | None:
         if resource is None:
             return None
         version = KNOWN.version
+        last = self._last  # (a process has one resource: the last one's result, without the dict)
+        if last[0] is resource and last[1] == version:
+            return last[2]
         entry = self._resources.get(id(resource))
         if entry is not None and entry[0] is resource and entry[1] == version:
+            self._last = entry
             return entry[2]
         attrs = self._attributes(self._read(resource.attributes))
         redacted = resource if attrs is None else Resource(attrs, resource.schema_url)

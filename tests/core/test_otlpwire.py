@@ -269,3 +269,40 @@ def test_tuples_and_lists_skip_the_abc_checks_and_encode_as_the_sdk(monkeypatch:
     assert otlpwire.any_value(()) == b"\x2a\x00"
     assert otlpwire.any_value(Pair("x", "y")) == otlpwire.any_value(("x", "y"))
     assert len(checked) == 1  # the named tuple: the general path
+
+
+def test_distinct_ids_of_any_size_encode_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key judged distinct writes its values after a prefix cached by (tag, key, size): sizes around the
+    one- and two-byte length varints, empty and multi-byte text, each size seen twice."""
+    monkeypatch.setattr(otlpwire, "_pairs", {})
+    monkeypatch.setattr(otlpwire, "_distinct", {})
+    monkeypatch.setattr(otlpwire, "_prefixes", {})
+    monkeypatch.setattr(otlpwire, "DISTINCT_AFTER", 2)
+    values = [f"{n}-" + "é" * ((size - 3) // 2) + "x" * ((size - 3) % 2 + 1) if size > 3 else "x" * size
+              for size in (0, 1, 5, 60, 61, 62, 63, 64, 100, 120, 121, 122, 125, 126, 127, 128, 129, 200, 256)
+              for n in (1, 2)]
+    spans = [ReadableSpan(name="t", context=_ctx(1, 10 + i), resource=RES_A, kind=SpanKind.INTERNAL,
+                          attributes={"cicd.pipeline.run.id": value, "k": "v"}, start_time=1, end_time=2,
+                          instrumentation_scope=SCOPE_1) for i, value in enumerate(values)]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    assert otlpwire._prefixes  # the ids went the direct way
+
+
+def test_span_fields_are_read_directly_only_where_the_probe_allows() -> None:
+    """``ReadableSpan`` and the SDK's ``Span`` are read by their fields (the probe must keep finding them so:
+    this fails if it switches the shortcut off); a subclass that overrides a property is read through it."""
+    from opentelemetry.sdk.trace import Span
+
+    assert {ReadableSpan, Span} <= otlpwire._DIRECT
+
+    class Renamed(ReadableSpan):
+        @property
+        def name(self) -> str:
+            return "renamed"
+
+    span = Renamed(name="t", context=_ctx(1, 2), parent=_ctx(1, 3, remote=True), resource=RES_A,
+                   kind=SpanKind.PRODUCER, attributes={"a": "b"}, start_time=1, end_time=2,
+                   instrumentation_scope=SCOPE_1, events=[Event("e", {"k": 1}, timestamp=1)])
+    ours = _parsed(otlpwire.encode_request([span]))
+    assert ours == encode_spans([span])
+    assert ours.resource_spans[0].scope_spans[0].spans[0].name == "renamed"

@@ -126,3 +126,24 @@ def test_the_grouped_trigger_literals_decide_as_every_literal_tested() -> None:
     assert {D.trigger_level(t) for t in texts} == {0, 1, 2}
     assert [D.trigger_level(t) for t in texts] == [_flat_trigger_level(t) for t in texts]
     assert sum(len(group) for _, group in D._TRIGGER_GROUPS) + len(D._TRIGGER_REST) == len(literals)  # noqa: SLF001
+
+
+def test_the_last_resource_is_redacted_again_when_a_secret_becomes_known() -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+    from pipetrace.redaction import KNOWN, Redactor, mask_secret
+    from pipetrace.redaction.spans import RedactionTransform
+
+    resource = Resource({"deploy.note": "built-with-Qw7rTy2uIo9p"})
+    span = ReadableSpan(name="t", context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+                        resource=resource, attributes={"n": 1}, start_time=1, end_time=2)
+    transform = RedactionTransform(Redactor())
+    try:
+        assert transform(span) is span and transform(span) is span  # the second from the last-resource check
+        assert mask_secret("Qw7rTy2uIo9p")
+        out = transform(span)
+        assert out is not None and out.resource.attributes["deploy.note"] == "built-with-***"
+        assert transform(span).resource is out.resource  # type: ignore[union-attr]
+    finally:
+        KNOWN.clear()
