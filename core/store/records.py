@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from .. import attributes as A
 
@@ -187,6 +187,21 @@ def _dict_of(mapping: Any) -> dict[str, Any]:
     return mapping if type(mapping) is dict else _attrs(mapping)
 
 
+# The name of a span kind and of a status code, looked up by the member's identity: an enum member's
+# ``name`` and its hash are Python-level calls; ``id`` and a dict lookup are not.
+_KIND_NAMES: dict[int, str] = {id(kind): kind.name for kind in SpanKind}
+_KIND_NAMES[id(None)] = SpanKind.INTERNAL.name  # the record path's default for a span without a kind
+_STATUS_NAMES: dict[int, str] = {id(code): code.name for code in StatusCode}
+
+
+def _resource_row_json(resource: Any) -> str:
+    """The resource column of ``resource`` (one per process): encoded once, then a dict lookup."""
+    cached = _resource_json_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    return resource_json(resource, _resource_attrs(resource)) if resource is not None else "{}"
+
+
 def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], Mapping[str, Any]] = _span_attrs,
                  attributes: Callable[[Any], Mapping[str, Any]] = _attrs) -> tuple[Any, ...]:
     """The store row (``backend.SPAN_COLUMNS`` order) of an SDK span, encoded straight from it: the
@@ -196,31 +211,78 @@ def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], M
     attribute mappings: by default a copy, made through the public mapping API. The processing layer
     passes readers that return the SDK's plain dicts under its ``BoundedAttributes`` (only read here,
     never kept): walking those key by key in Python costs ~3.7 µs a span. (The store may not reach into
-    the SDK's internals itself: ``pipetrace.machinery`` owns them.)"""
+    the SDK's internals itself: ``pipetrace.machinery`` owns them.)
+
+    Written for the export thread, where it runs once a span: the helpers it would call (``_dict_of``,
+    ``dumps``, the enum names) are inlined; ``from_readable`` + ``sqlite._row`` is the plain reference,
+    and tests compare the two row for row."""
     ctx = span.context
     assert ctx is not None
     parent = span.parent
     status = span.status
     name = span.name
-    kind = span.kind.name if span.kind is not None else "INTERNAL"
-    attrs = _dict_of(span_attributes(span))
+    kind_of = span.kind
+    kind = _KIND_NAMES.get(id(kind_of)) or kind_of.name
+    attrs = span_attributes(span)
+    if type(attrs) is not dict:
+        attrs = _attrs(attrs)
     start = int(span.start_time or 0)
+    if status is None:
+        code, description = StatusCode.UNSET.name, None
+    else:
+        status_code = status.status_code
+        code, description = _STATUS_NAMES.get(id(status_code)) or status_code.name, status.description
+    encode = _iterencode
+    if encode is None:  # no C encoder in this interpreter: the plain one
+        return _readable_row_plain(span, attrs, attributes, name, kind, start, code, description)
     events = span.events
+    if events:
+        parts = []
+        for e in events:
+            ea = attributes(e.attributes)
+            parts.append(_EVENT % (_json_text(e.name), int(e.timestamp or 0),
+                                   "".join(encode(ea if type(ea) is dict else _attrs(ea), 0))))
+        events_json = "[" + ",".join(parts) + "]"
+    else:
+        events_json = "[]"
     links = span.links
-    resource = span.resource
+    if links:
+        parts = []
+        for lk in links:
+            la = attributes(lk.attributes)
+            lctx = lk.context
+            la = la if type(la) is dict else _attrs(la)
+            parts.append(_LINK % (lctx.trace_id, lctx.span_id, "".join(encode(la, 0))))
+        links_json = "[" + ",".join(parts) + "]"
+    else:
+        links_json = "[]"
     scope = span.instrumentation_scope
     return (
         f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
         f"{parent.span_id:016x}" if parent is not None and parent.is_valid else None,
-        name, kind, start, int(span.end_time or start),
-        status.status_code.name if status is not None else StatusCode.UNSET.name,
-        status.description if status is not None else None,
+        name, kind, start, int(span.end_time or start), code, description,
+        *derived_columns(name, kind, attrs),
+        "".join(encode(attrs, 0)), events_json, links_json, _resource_row_json(span.resource),
+        scope.name if scope is not None else "",
+    )
+
+
+def _readable_row_plain(span: ReadableSpan, attrs: dict[str, Any], attributes: Callable[[Any], Mapping[str, Any]],
+                        name: str, kind: str, start: int, code: str, description: str | None) -> tuple[Any, ...]:
+    """``readable_row`` through ``dumps`` (an interpreter without ``json``'s C encoder)."""
+    ctx = span.context
+    assert ctx is not None
+    parent = span.parent
+    events, links, scope = span.events, span.links, span.instrumentation_scope
+    return (
+        f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None and parent.is_valid else None,
+        name, kind, start, int(span.end_time or start), code, description,
         *derived_columns(name, kind, attrs),
         dumps(attrs),
         "[" + ",".join([_EVENT % (_json_text(e.name), int(e.timestamp or 0), dumps(_dict_of(attributes(e.attributes))))
                         for e in events]) + "]" if events else "[]",
         "[" + ",".join([_LINK % (lk.context.trace_id, lk.context.span_id, dumps(_dict_of(attributes(lk.attributes))))
                         for lk in links]) + "]" if links else "[]",
-        resource_json(resource, _resource_attrs(resource)) if resource is not None else "{}",
-        scope.name if scope is not None else "",
+        _resource_row_json(span.resource), scope.name if scope is not None else "",
     )

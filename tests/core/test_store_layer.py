@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pipetrace
 import pytest
@@ -271,3 +272,30 @@ def test_events_and_links_encode_as_the_record_writes_them_whatever_their_text()
     row = readable_row(span)
     assert row == _row(from_readable(span))
     assert [e["name"] for e in json.loads(row[17])] == names and len(json.loads(row[18])) == len(names)
+
+
+def test_the_row_names_every_kind_and_status_as_the_record_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``readable_row`` names kinds and status codes by the members' identity and calls the C encoder
+    itself: the same row as the record path (``from_readable`` + ``_row``) for every kind, every status
+    code, no kind and no status, events and links, and the same again without the C encoder."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+    from pipetrace.store import records
+    from pipetrace.store.sqlite import _row
+
+    common: dict[str, Any] = dict(context=SpanContext(0xAB, 0xCD, False), start_time=5, end_time=9,
+                                  resource=Resource({"service.name": "svc", "n": 1}),
+                                  attributes={"cicd.pipeline.run.id": "r1", "v": (1.5, "ü")},
+                                  events=[Event("Running", {"prefect.state.type": "RUNNING"}, timestamp=6)],
+                                  links=[Link(SpanContext(0x12, 0x34, False), {"pipetrace.link.kind": "result"})])
+    spans = [ReadableSpan(name="run p", kind=kind, status=Status(code, "boom" if code is StatusCode.ERROR else None),
+                          **common) for kind in [*SpanKind, None] for code in StatusCode]
+    spans.append(ReadableSpan(name="task t", status=None, **common))  # type: ignore[arg-type]
+    spans.append(ReadableSpan(name="task u", context=SpanContext(1, 2, False)))  # no events, links, resource
+    expected = [_row(records.from_readable(s)) for s in spans]
+    assert [records.readable_row(s) for s in spans] == expected
+    assert {r[4] for r in expected} == {k.name for k in SpanKind}
+    assert {r[7] for r in expected} == {c.name for c in StatusCode}
+    monkeypatch.setattr(records, "_iterencode", None)  # an interpreter without json's C encoder
+    assert [records.readable_row(s) for s in spans] == expected

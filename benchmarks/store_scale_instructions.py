@@ -1,0 +1,110 @@
+"""Instructions per span of the store thread's three stages for Prefect-shaped runs, counted by valgrind.
+
+Thread CPU on a shared 2-core machine swings by 20-40 % between rounds (a stage whose code did not change
+can read 1.3x), so a change of a few percent cannot be seen in it. Instruction counts do not depend on
+the load: this runs one process under ``valgrind --tool=callgrind`` per (stage, count), with a fixed hash
+seed, and prints (instructions with ``--runs`` runs) - (instructions with none), per span:
+
+* ``rows``: ``records.readable_row`` as the store exporter calls it (the readers the settings pass);
+* ``redact``: the redaction transform the default settings build;
+* ``write``: ``SpanStore.write_rows`` of a run's rows, one commit a run, SQLite (user-space only: the
+  kernel's share of the WAL writes is not counted).
+
+The spans are ``store_scale_runs.prefect_run``'s: 50 task spans with two state events each, a batch span
+and the run span. ``--before CHECKOUT`` counts the same with that checkout's ``.venvs/core`` (its pipetrace).
+
+    .venvs/core/bin/python benchmarks/store_scale_instructions.py [--stages rows,redact,write] [--before <checkout>]
+
+Needs ``valgrind`` (Debian package ``valgrind``); ~40 s a process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SPANS_PER_RUN = 52
+
+CHILD = r'''
+import functools, random, sys, tempfile
+from pathlib import Path
+random.seed(1)
+sys.path.insert(0, sys.argv[3])
+from store_scale_runs import _tracer, prefect_run
+from pipetrace.machinery import sdk
+from pipetrace.store.records import readable_row
+stage, m, made = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
+tracer = _tracer()
+made_runs = [prefect_run(tracer) for _ in range(2 + made)]  # as many made whatever is counted
+runs = made_runs[:2 + m]
+row = functools.partial(readable_row, span_attributes=sdk.span_attributes, attributes=sdk.plain_attributes)
+if stage == "rows":
+    for r in runs:  # the first two warm up
+        for s in r:
+            row(s)
+elif stage == "redact":
+    from pipetrace.config import Settings
+    from pipetrace.redaction import transform_for
+    redact = transform_for(Settings(), span_attributes=sdk.span_attributes, attributes=sdk.plain_attributes)
+    for r in runs:
+        for s in r:
+            redact(s)
+elif stage == "write":
+    from pipetrace.config import Settings
+    from pipetrace.processing.export import build_queues
+    [queue] = build_queues(Settings(home=Path(tempfile.mkdtemp(prefix="pipetrace-bench-ir-")), exporters=("store",)))
+    rowsets = [[row(s) for s in r] for r in made_runs]  # as many built whatever is counted
+    for rows in rowsets[:2 + m]:
+        queue.exporter.store.write_rows(rows)
+'''
+
+
+def instructions(python: str, stage: str, runs: int, made: int) -> int:
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-c", CHILD,
+                          stage, str(runs), str(HERE), str(made)], capture_output=True, text=True, timeout=1200,
+                         env=dict(os.environ, PYTHONHASHSEED="0"))
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        raise RuntimeError(f"{stage} {runs}: {out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_span(python: str, stage: str, runs: int) -> float:
+    """Instructions per span of ``stage``: the same process (the same spans made) with ``runs`` runs put
+    through it and with none, subtracted; the first two runs of each warm the caches up."""
+    with ThreadPoolExecutor(2) as pool:
+        with_runs, without = pool.map(lambda n: instructions(python, stage, n, runs), (runs, 0))
+    return (with_runs - without) / (runs * SPANS_PER_RUN)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stages", default="rows,redact,write")
+    parser.add_argument("--runs", type=int, default=6, help="runs counted (52 spans each)")
+    parser.add_argument("--before", help="another checkout (with .venvs/core) counted as 'before'")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install -y valgrind)")
+    pythons = {"this checkout": sys.executable}
+    if args.before:
+        pythons[f"before ({args.before})"] = str(Path(args.before) / ".venvs" / "core" / "bin" / "python")
+    print(f"store thread, instructions per span (callgrind, PYTHONHASHSEED=0), Prefect runs of {SPANS_PER_RUN} "
+          f"spans, {args.runs} runs counted:")
+    for stage in args.stages.split(","):
+        got = {label: per_span(python, stage, args.runs) for label, python in pythons.items()}
+        line = "  ".join(f"{label} {value:,.0f}" for label, value in got.items())
+        if args.before:
+            values = list(got.values())
+            line += f"  this/before {values[0] / values[1]:.3f}"
+        print(f"  {stage:>6s}: {line}")
+
+
+if __name__ == "__main__":
+    main()
