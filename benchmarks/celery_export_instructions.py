@@ -8,7 +8,8 @@ slower in CPU time (it allocates a tuple per attribute). Instructions count that
 Each checkout's ``.venvs/core`` python runs ``export_path.celery_spans`` (fresh spans, unique task ids, as
 the adapter records them) under ``valgrind --tool=callgrind`` three times: spans made only, then redacted
 (the default settings' transform), then encoded (``otlpwire.encode_request``, 512-span batches); each
-stage's instructions are its run's total minus the first's, per span. ~40 s a run.
+stage's instructions are its run's total minus the first's, per span. ~40 s a run. Needs ``valgrind``
+(Debian package ``valgrind``).
 
     python benchmarks/celery_export_instructions.py [--spans 2000] --before <checkout>
 """
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=2000)
     ap.add_argument("--before", type=Path, required=True, help="another checkout (with its .venvs/core)")
     args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install -y valgrind)")
     checkouts = {"before": args.before.resolve(), "after": ROOT}
     per_span: dict[str, dict[str, float]] = {}
     for name, checkout in checkouts.items():
