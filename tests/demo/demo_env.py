@@ -39,6 +39,9 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
     env.update(PIPETRACE_HOME=str(home), COLUMNS="200", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
                PYTHONUNBUFFERED="1", PIPETRACE_DEMO_QUEUE=DEMO_QUEUE)
+    # Prefect's ephemeral API server is given 20 s to start by default; on a loaded 2-core CI machine that
+    # is not always enough (tests/prefect/conftest.py gives it the same 180 s); a user's own setting wins
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     env.update(extra)
     return env
 
