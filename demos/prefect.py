@@ -10,6 +10,8 @@ def run() -> str:
     """Run ``pt_fan_in`` traced; return its trace id (hex)."""
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="pipetrace-prefect-demo-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the ephemeral server's start is given 20 s by default: a busy laptop or a small VM can need more
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     from pipetrace.identity import RunIdentity
     from pipetrace.integrations.prefect import instrument
     from pipetrace.integrations.prefect.runs import SYSTEM
