@@ -129,6 +129,8 @@ class Redactor:
 
     def value(self, text: str) -> str | _Drop:
         """``text`` with every secret replaced per its detector's mode, or DROP."""
+        if type(text) is not str:  # a str subclass's own __eq__/__hash__ must not pick a cached result
+            text = str.__str__(text)  # its characters as a plain str
         cached = self._cache.get(text)
         if cached is not None:
             return cached
@@ -182,18 +184,22 @@ class Redactor:
             if mode == "drop":
                 return DROP
             return [self._replace(mode, str(v)) if isinstance(v, (str, bytes)) else v for v in value]
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        text = (bytes.decode(value, "utf-8", "replace") if isinstance(value, bytes)
+                else str.__str__(value) if isinstance(value, str) else str(value))  # a subclass's own characters
         KNOWN.add(text, "key")  # known from now on: masked wherever else it appears
         return self._replace(mode, text)
 
     def _one(self, value: Any) -> Any:
         if isinstance(value, str):
-            out = self.value(value)  # a str subclass (an enum's member) unchanged stays itself
-            return value if type(value) is not str and out == value else out
+            if type(value) is str:
+                return self.value(value)
+            plain = str.__str__(value)  # compared as plain strs: the subclass's __eq__ (which could say
+            out = self.value(plain)  # "equal" to anything) never decides whether it is kept
+            return value if type(out) is str and str.__eq__(out, plain) else out  # unchanged: stays itself
         if isinstance(value, bytes):
-            text = value.decode("utf-8", "replace")
+            text = bytes.decode(value, "utf-8", "replace")  # a bytes subclass's own decode is not trusted
             out = self.value(text)
-            return value if out == text else out
+            return value if type(out) is str and str.__eq__(out, text) else out
         if isinstance(value, (list, tuple)):
             changed = False
             items = []

@@ -158,15 +158,15 @@ def derived_columns(name: str, kind: str, attrs: Mapping[str, Any]) -> tuple[Any
 _resource_json_cache: dict[int, tuple[Any, str]] = {}
 
 
-def resource_json(resource: Any, attrs: Any) -> str:
-    """``attrs`` (the attributes of ``resource``) as JSON, encoded once per resource object (a process
-    has one resource for all its spans)."""
+def resource_json(resource: Any, attrs: Any = None) -> str:
+    """``attrs`` (the attributes of ``resource``; read from it when not given) as JSON, encoded once per
+    resource object (a process has one resource for all its spans): a hit is one dict lookup."""
     cached = _resource_json_cache.get(id(resource))
     if cached is not None and cached[0] is resource:
         return cached[1]
     if len(_resource_json_cache) > 64:
         _resource_json_cache.clear()
-    text = dumps(attrs)
+    text = dumps(_resource_attrs(resource) if attrs is None else attrs)
     _resource_json_cache[id(resource)] = (resource, text)
     return text
 
@@ -182,11 +182,6 @@ def _span_attrs(span: ReadableSpan) -> Mapping[str, Any]:
     return _attrs(span.attributes)
 
 
-def _dict_of(mapping: Any) -> dict[str, Any]:
-    """What a reader returned, as a dict (JSON encodes dicts only; another mapping is copied)."""
-    return mapping if type(mapping) is dict else _attrs(mapping)
-
-
 # The name of a span kind and of a status code, looked up by the member's identity: an enum member's
 # ``name`` and its hash are Python-level calls; ``id`` and a dict lookup are not.
 _KIND_NAMES: dict[int, str] = {id(kind): kind.name for kind in SpanKind}
@@ -194,12 +189,9 @@ _KIND_NAMES[id(None)] = SpanKind.INTERNAL.name  # the record path's default for 
 _STATUS_NAMES: dict[int, str] = {id(code): code.name for code in StatusCode}
 
 
-def _resource_row_json(resource: Any) -> str:
-    """The resource column of ``resource`` (one per process): encoded once, then a dict lookup."""
-    cached = _resource_json_cache.get(id(resource))
-    if cached is not None and cached[0] is resource:
-        return cached[1]
-    return resource_json(resource, _resource_attrs(resource)) if resource is not None else "{}"
+def _plain_iterencode(value: Any, _indent_level: int) -> tuple[str]:
+    """``_iterencode``'s call over the plain encoder, for an interpreter without ``json``'s C encoder."""
+    return (_encoder.encode(value),)
 
 
 def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], Mapping[str, Any]] = _span_attrs,
@@ -213,9 +205,10 @@ def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], M
     never kept): walking those key by key in Python costs ~3.7 µs a span. (The store may not reach into
     the SDK's internals itself: ``pipetrace.machinery`` owns them.)
 
-    Written for the export thread, where it runs once a span: the helpers it would call (``_dict_of``,
-    ``dumps``, the enum names) are inlined; ``from_readable`` + ``sqlite._row`` is the plain reference,
-    and tests compare the two row for row."""
+    Written for the export thread, where it runs once a span: the helpers it would call (``dumps``, the
+    enum names) are inlined, and a reader's non-dict mapping is copied (JSON encodes dicts only);
+    ``from_readable`` + ``sqlite._row`` is the plain reference, and tests compare the two row for row,
+    with and without the C encoder."""
     ctx = span.context
     assert ctx is not None
     parent = span.parent
@@ -232,9 +225,7 @@ def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], M
     else:
         status_code = status.status_code
         code, description = _STATUS_NAMES.get(id(status_code)) or status_code.name, status.description
-    encode = _iterencode
-    if encode is None:  # no C encoder in this interpreter: the plain one
-        return _readable_row_plain(span, attrs, attributes, name, kind, start, code, description)
+    encode = _iterencode or _plain_iterencode
     events = span.events
     if events:
         parts = []
@@ -262,27 +253,7 @@ def readable_row(span: ReadableSpan, span_attributes: Callable[[ReadableSpan], M
         f"{parent.span_id:016x}" if parent is not None and parent.is_valid else None,
         name, kind, start, int(span.end_time or start), code, description,
         *derived_columns(name, kind, attrs),
-        "".join(encode(attrs, 0)), events_json, links_json, _resource_row_json(span.resource),
+        "".join(encode(attrs, 0)), events_json, links_json, resource_json(span.resource),
         scope.name if scope is not None else "",
     )
 
-
-def _readable_row_plain(span: ReadableSpan, attrs: dict[str, Any], attributes: Callable[[Any], Mapping[str, Any]],
-                        name: str, kind: str, start: int, code: str, description: str | None) -> tuple[Any, ...]:
-    """``readable_row`` through ``dumps`` (an interpreter without ``json``'s C encoder)."""
-    ctx = span.context
-    assert ctx is not None
-    parent = span.parent
-    events, links, scope = span.events, span.links, span.instrumentation_scope
-    return (
-        f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
-        f"{parent.span_id:016x}" if parent is not None and parent.is_valid else None,
-        name, kind, start, int(span.end_time or start), code, description,
-        *derived_columns(name, kind, attrs),
-        dumps(attrs),
-        "[" + ",".join([_EVENT % (_json_text(e.name), int(e.timestamp or 0), dumps(_dict_of(attributes(e.attributes))))
-                        for e in events]) + "]" if events else "[]",
-        "[" + ",".join([_LINK % (lk.context.trace_id, lk.context.span_id, dumps(_dict_of(attributes(lk.attributes))))
-                        for lk in links]) + "]" if links else "[]",
-        _resource_row_json(span.resource), scope.name if scope is not None else "",
-    )

@@ -147,3 +147,65 @@ def test_a_str_enum_value_that_needs_no_redaction_leaves_the_span_as_it_was() ->
                          attributes={"state": State.LEAK}, start_time=1, end_time=2)
     out = transform(leaky)
     assert out is not None and "hunter2xyz" not in str(out.attributes["state"])  # type: ignore[index]
+
+
+class _AlwaysEqual(str):
+    """A str subclass whose ``==`` says "equal" to anything, hashed like another string: the redactor must
+    judge its characters, not its own ``__eq__``/``__hash__``."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return hash("an ordinary cached value")
+
+
+class _LyingBytes(bytes):
+    def decode(self, *args: object, **kwargs: object) -> str:  # type: ignore[override]
+        return "nothing to see"
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = bytes.__hash__
+
+
+SECRET_URI = "postgresql://u:hunter2xyz@db/x"
+
+
+def test_a_str_subclass_whose_eq_says_equal_cannot_keep_a_secret() -> None:
+    """Before: ``_one`` kept a subclass value whenever ``out == value``, which its own ``__eq__`` decides,
+    and the result cache could hand it another string's result (same hash, "equal")."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+    from pipetrace.redaction.spans import RedactionTransform
+
+    redactor = Redactor()
+    assert redactor.value("an ordinary cached value") == "an ordinary cached value"  # in the cache now
+    evil = _AlwaysEqual(SECRET_URI)
+    out = redactor.attributes({"db": evil, "many": [evil, "x"], "raw": _LyingBytes(SECRET_URI.encode())})
+    assert out is not None
+    for key in ("db", "many", "raw"):
+        assert "hunter2xyz" not in str.__str__(str(out[key])), key
+        assert type(out[key]) is not _AlwaysEqual and not isinstance(out[key], _LyingBytes), key
+    assert "hunter2xyz" not in redactor.text(_AlwaysEqual("login " + SECRET_URI))
+    assert "hunter2xyz" not in redactor.value(_AlwaysEqual(SECRET_URI))  # type: ignore[operator]
+
+    transform = RedactionTransform(Redactor(), limit=8192)
+    span = ReadableSpan(name=_AlwaysEqual("connect " + SECRET_URI),
+                        context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+                        attributes={"db": evil}, start_time=1, end_time=2,
+                        events=[Event("query", {"db": _AlwaysEqual(SECRET_URI)}, 1)])
+    redacted = transform(span)
+    assert redacted is not None
+    assert "hunter2xyz" not in str.__str__(redacted.name)
+    assert "hunter2xyz" not in str.__str__(str(redacted.attributes["db"]))  # type: ignore[index]
+    assert "hunter2xyz" not in str.__str__(str(redacted.events[0].attributes["db"]))  # type: ignore[index]
+
+
+def test_a_str_subclass_that_needs_no_redaction_is_still_kept_as_itself() -> None:
+    plain = _AlwaysEqual("RUNNING")
+    assert Redactor().attributes({"state": plain}) is None

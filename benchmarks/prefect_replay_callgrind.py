@@ -1,0 +1,276 @@
+"""Prefect run telemetry per task run in machine instructions, pipetrace against Prefect's native OTel
+telemetry, counted by callgrind: deterministic to about 1 %, so the goal "pipetrace as deployed is cheaper
+than native telemetry" reads the same on a quiet laptop and on a loaded 2-core machine, where
+``prefect_overhead.py``'s CPU ratios move ±30 % from round to round.
+
+What runs (each mode in its own process, under ``valgrind --tool=callgrind``, every thread counted):
+each task run is replayed through Prefect's telemetry seam as the task engine drives it — a fresh
+``TaskRun`` and two fresh states (real Prefect objects: unique run and state ids, as a real flow makes
+them), ``start_span``, ``update_state`` (Running, Completed), ``end_span_on_success`` — then the export
+is flushed, so the background work (batching, redaction, store, encoding, the OTLP post) is counted.
+
+* ``off``: Prefect as installed, no OTel SDK (its telemetry's no-op tracer). The base the others are read
+  against: the Prefect objects cost the same in every mode.
+* ``native``: Prefect's ``RunTelemetry`` with the SDK set up as OTel's docs tell a user: a plain
+  ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP/HTTP exporter, no pipetrace.
+* ``pipetrace``: pipetrace instrumented as deployed (``instrument()``, redaction on, exporters
+  ``store,otlp``: the embedded store and OTLP); ``pt-otlp``: the same exporting OTLP only, native's one
+  destination. With ``--before <checkout>``, the two again from that checkout's ``.venvs/prefect``.
+
+Both traced sides post OTLP/HTTP to the same local receiver in this process (not counted), which counts
+the spans (completeness printed). Callgrind counts only a window: it opens when the
+process is warm (200 task runs replayed and flushed) and closes after the measured runs' flush, so
+start-up, imports and shutdown are not in it. "Added" is a mode's instructions per task run minus
+``off``'s.
+
+What it leaves out: Prefect's engine, its API calls and the ephemeral server (the same in every mode; see
+``prefect_overhead.py`` for whole-flow wall and CPU), and pipetrace's map/submit hooks (data-flow links),
+which a replay of the seam does not drive. Instructions are not time: cache misses and memory stalls are
+not in them. Needs ``valgrind`` (Debian package ``valgrind``); a few minutes a side.
+
+``--flows K`` counts whole flows instead (``prefect_overhead.py``'s 50-task flow against a real ephemeral
+server; K flows after one): the flow's process only, off / native / pipetrace — the engine's work included,
+so "pipetrace / off" reads the ≤ 1.05× goal in instructions. The ephemeral server is a process of its own and
+is not counted (it serves the same calls in every mode), which makes the ratio stricter than the whole tree's.
+
+    .venvs/prefect/bin/python benchmarks/prefect_replay_callgrind.py [--runs 1000] [--before <checkout>]
+    .venvs/prefect/bin/python benchmarks/prefect_replay_callgrind.py --flows 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import SpanCounter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM = 200
+
+CHILD = r'''
+import gc, os, sys
+mode, total = sys.argv[1], int(sys.argv[2])  # (argv[3]: the warm-up's task runs)
+flush = lambda: None
+if mode in ("pipetrace", "pt-otlp"):
+    import pipetrace
+    pipetrace.configure(exporters="store,otlp" if mode == "pipetrace" else "otlp",
+                        otlp_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    from pipetrace.integrations.prefect import hooks, instrument
+    instrument()
+    flush = lambda: pipetrace.force_flush(60)
+elif mode == "native":
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    flush = lambda: provider.force_flush(60_000)
+import uuid
+from prefect.client.schemas import FlowRun, TaskRun
+from prefect.context import FlowRunContext
+from prefect.states import Completed, Running
+from prefect.telemetry.run_telemetry import RunTelemetry
+
+
+class Task:
+    name = "work"
+
+
+class Engine:
+    """What pipetrace's engine hook reads of a task engine: its task and its telemetry seam."""
+    task = Task()
+
+    def __init__(self):
+        self._telemetry = RunTelemetry()
+
+
+flow_run = FlowRun(id=uuid.uuid4(), name="smart-lemur", flow_id=uuid.uuid4())
+if mode in ("pipetrace", "pt-otlp"):
+    from pipetrace.adapter.runs import Run
+    from pipetrace.identity import RunIdentity
+    from pipetrace.integrations.prefect import runs
+    info = runs.flows.add(Run(RunIdentity("prefect", "bench_prefect", str(flow_run.id), None)))
+    info.start_span({})
+    runs.flow_info_for_context = lambda flow_ctx=None: info  # the flow run the tasks belong to
+
+
+def one(i):
+    engine = Engine()
+    run = TaskRun(flow_run_id=flow_run.id, task_key="work-3f2a1c", dynamic_key=str(i), name=f"work-{i % 1000:03x}",
+                  task_inputs={"i": []}, tags=[], labels={})
+    if mode in ("pipetrace", "pt-otlp"):
+        hooks._post_init(lambda: None, engine, (), {})
+    seam = engine._telemetry
+    seam.start_span(run, None, {"i": i})
+    seam.update_state(Running())
+    seam.update_state(Completed())
+    seam.end_span_on_success()
+
+
+for i in range(int(sys.argv[3])):  # warm-up: imports, first-call caches, the export threads started
+    one(i)
+flush()
+gc.collect()
+print("ready", flush=True)
+sys.stdin.readline()  # the counting window opens
+for i in range(total):
+    one(i)
+flush()
+gc.collect()
+print("done", flush=True)
+sys.stdin.readline()  # … and closes before the process exits
+'''
+
+
+FLOW_CHILD = r'''
+import os, sys
+mode, flows = sys.argv[1], int(sys.argv[2])  # (argv[3]: the warm-up's flows)
+flush = lambda: None
+if mode == "pipetrace":
+    import pipetrace
+    from pipetrace.integrations.prefect import instrument
+    pipetrace.configure(exporters="store,otlp", otlp_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    instrument()
+    flush = lambda: pipetrace.force_flush(60)
+elif mode == "native":
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    flush = lambda: provider.force_flush(60_000)
+from prefect import flow, task
+
+
+@task
+def work(i: int) -> int:
+    return sum(range(200)) + i
+
+
+@task
+def collect(values: list[int]) -> int:
+    return len(values)
+
+
+@flow(name="bench_prefect")
+def bench() -> int:  # prefect_overhead.py's flow: 25 mapped, 24 submitted, one fan-in
+    mapped = work.map(range(25))
+    submitted = [work.submit(i) for i in range(25, 49)]
+    return collect(list(mapped) + submitted)
+
+
+for _ in range(int(sys.argv[3])):  # warm-up: the ephemeral server, imports, first-run caches
+    bench()
+    flush()
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(flows):
+    bench()
+    flush()
+print("done", flush=True)
+sys.stdin.readline()
+'''
+
+
+def instructions(python: Path, mode: str, count: int, warm: int, endpoint: str, child: str = CHILD) -> int:
+    """Instructions of one process (every thread) in its counting window only: ``count`` task runs (or
+    flows) and their flush, after ``warm`` that are not counted. Callgrind starts with counting off;
+    ``callgrind_control`` turns it on when the child is warm and off before it exits, so start-up,
+    imports and shutdown are left out without a second run to subtract."""
+    with tempfile.TemporaryDirectory(prefix="pipetrace-bench-callgrind-") as home:
+        env = dict(os.environ, PREFECT_HOME=home, PIPETRACE_HOME=os.path.join(home, "pt"), PYTHONHASHSEED="0",
+                   PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
+                   OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+        for name in ("PREFECT_PLUGINS_ENABLED", "PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            env.pop(name, None)
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null",
+                                 str(python), "-c", child, mode, str(count), str(warm)], env=env, cwd=python.parents[3],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            for expected, switch in (("ready", "on"), ("done", "off")):
+                line = proc.stdout.readline().strip()
+                if line != expected:
+                    raise RuntimeError(f"{mode} ({python}): got {line!r}, not {expected!r}")
+                subprocess.run(["callgrind_control", "-i", switch, str(proc.pid)], check=True, capture_output=True,
+                               timeout=600)
+                proc.stdin.write("next\n")
+                proc.stdin.flush()
+            _, err = proc.communicate(timeout=600)  # (closes stdin: the child exits)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    found = re.search(r"Collected : (\d+)", err)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"{mode} ({python}): {err[-3000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1000, help=f"task runs counted (after {WARM} that are not)")
+    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/prefect): its pipetrace sides too")
+    ap.add_argument("--flows", type=int, default=0, metavar="K",
+                    help="instead: whole 50-task flows (a real ephemeral server), K counted after one")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install -y valgrind)")
+    if args.flows:
+        flows(args.flows)
+        return
+    here = Path(sys.executable)
+    sides: dict[str, tuple[Path, str]] = {m: (here, m) for m in ("off", "native", "pipetrace", "pt-otlp")}
+    if args.before is not None:
+        before = args.before.resolve() / ".venvs" / "prefect" / "bin" / "python"
+        sides.update({"before pipetrace": (before, "pipetrace"), "before pt-otlp": (before, "pt-otlp")})
+    per_run: dict[str, float] = {}
+    traced = 0
+    with SpanCounter() as receiver:
+        for label, (python, mode) in sides.items():
+            per_run[label] = instructions(python, mode, args.runs, WARM, receiver.endpoint) / args.runs
+            traced += WARM + args.runs if mode != "off" else 0
+            print(f"  {label:17s} {per_run[label]:>10,.0f} instructions a task run", flush=True)
+        spans = receiver.spans
+    off = per_run["off"]
+    added = {label: value - off for label, value in per_run.items() if label != "off"}
+    print(f"Prefect telemetry per task run, instructions (callgrind, every thread; {args.runs} task runs replayed "
+          f"through the seam after {WARM}; spans at the receiver {spans}/{traced})")
+    for label, value in added.items():
+        print(f"  added by {label:17s} {value:>10,.0f}   / native {value / added['native']:.3f}")
+
+
+def flows(k: int) -> None:
+    """``--flows``: the flow process's instructions per 50-task flow (the ephemeral server, a process of its
+    own, is not counted: it does the same work in every mode), pipetrace and native against off."""
+    here = Path(sys.executable)
+    per_flow: dict[str, float] = {}
+    with SpanCounter() as receiver:
+        for mode in ("off", "native", "pipetrace"):
+            per_flow[mode] = instructions(here, mode, k, 1, receiver.endpoint, FLOW_CHILD) / k
+            print(f"  {mode:9s} {per_flow[mode]:>16,.0f} instructions a flow", flush=True)
+        spans = receiver.spans
+    off = per_flow["off"]
+    print(f"Prefect 50-task flow, instructions of the flow's process per flow (callgrind, every thread; {k} flows "
+          f"counted after one; spans at the receiver {spans}):")
+    for mode in ("native", "pipetrace"):
+        print(f"  {mode:9s} / off {per_flow[mode] / off:.4f}  added per task run "
+              f"{(per_flow[mode] - off) / 50:,.0f}")
+    print(f"  pipetrace / native {per_flow['pipetrace'] / per_flow['native']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
