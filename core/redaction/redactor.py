@@ -74,6 +74,7 @@ class Redactor:
         # values ``value`` returns unchanged (plain strs of at most CLEAN_LONGEST characters, seen twice if inert):
         # a mapping of only these, small ints and floats is decided by three C-level passes (``_unchanged``)
         self._clean: set[Any] = set(_CLEAN_SEED)
+        self._is_clean = self._clean.__contains__  # (bound once: not a new method object per mapping)
         self._cache_size = cache_size
         self._known_version = KNOWN.version
         self._known_mode = self.modes[D.KNOWN_DETECTOR]
@@ -87,7 +88,7 @@ class Redactor:
             self._known_version = KNOWN.version
             self._cache.clear()
             self._ids.clear()
-            self._clean = set(_CLEAN_SEED)
+            self._reset_clean()
 
     def stale(self) -> bool:
         """True if a secret became known since the last ``refresh`` (cached results may be out of date)."""
@@ -171,10 +172,13 @@ class Redactor:
         return result
 
     def _add_clean(self, text: str) -> None:
-        clean = self._clean
-        if len(clean) >= CLEAN_SIZE:
-            clean = self._clean = set(_CLEAN_SEED)
-        clean.add(text)
+        if len(self._clean) >= CLEAN_SIZE:
+            self._reset_clean()
+        self._clean.add(text)
+
+    def _reset_clean(self) -> None:
+        self._clean = set(_CLEAN_SEED)
+        self._is_clean = self._clean.__contains__
 
     def text(self, text: str) -> str:
         """For span names and status messages, which cannot be dropped: a drop becomes a mask."""
@@ -250,22 +254,22 @@ class Redactor:
         """True if redaction leaves ``attrs`` as it is and no value is long, decided without the per-key loop:
         every key ordinary, every value of a plain type, and the values not already known clean (a span's
         unique ids, names and floats) few, each put through ``value``. False means nothing: the loop decides."""
-        if not (attrs.keys() <= self._plain_keys and _FAST_TYPES.issuperset(map(type, attrs.values()))):
+        values = attrs.values()  # (each pass in C, with no view or list made that it does not need)
+        if not (self._plain_keys.issuperset(attrs) and _FAST_TYPES.issuperset(map(type, values))):
             return False
         try:
-            rest = [*filterfalse(self._clean.__contains__, attrs.values())]
-        except TypeError:  # an unhashable value inside a tuple
+            for value in filterfalse(self._is_clean, values):  # the few not known clean
+                kind = type(value)
+                if kind is str:
+                    if len(value) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
+                        return False
+                    new = self.value(value)
+                    if new is not value and not (type(new) is str and new == value):
+                        return False
+                elif kind is tuple:
+                    return False
+        except TypeError:  # an unhashable value inside a tuple (raised by the set lookup; ``value`` does not)
             return False
-        for value in rest:
-            kind = type(value)
-            if kind is str:
-                if len(value) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
-                    return False
-                new = self.value(value)
-                if new is not value and not (type(new) is str and new == value):
-                    return False
-            elif kind is tuple:
-                return False
         return True
 
     def attributes_within(self, attrs: Mapping[str, Any] | None, limit: int | None
