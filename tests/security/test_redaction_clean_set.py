@@ -80,7 +80,9 @@ def test_a_known_secret_shaped_as_a_name_is_still_masked() -> None:
 def _values(rng: random.Random) -> list[Any]:
     secrets = [make(kind) for kind in KINDS if kind != "sensitive_key"]
     return [*ORDINARY.values(), *(s.text for s in secrets), *(s.needle for s in secrets), "", "RUNNING", "Running",
-            "success", "int", (), ("a", "b"), ("x", SECRET_URI), [1, 2], 0, 1, True, False, 2.5, 10**20,
+            "success", "int", (), ("a", "b"), ("x", SECRET_URI), ("etl", 1, 2.5, True), ("etl", ("nested",)),
+            ("nightly", "".join(["nigh", "tly"])), ("x", _AlwaysEqual(SECRET_URI)), ("x", None), [1, 2], 0, 1, True,
+            False, 2.5, 10**20,
             _AlwaysEqual(SECRET_URI), _AlwaysEqual("an ordinary cached value"), "x" * 300, "an ordinary cached value"]
 
 
@@ -96,6 +98,8 @@ def _mapping(rng: random.Random, pool: list[Any]) -> dict[str, Any]:
             out[key] = f"work-{rng.getrandbits(12):03x}"
         elif pick < 0.35:
             out[key] = rng.random()
+        elif pick < 0.4:  # tags made afresh, as a new run's are: equal strs, not the objects cached
+            out[key] = ("etl", "".join(["night", "ly"]))
         else:
             out[key] = rng.choice(pool)
     return out
