@@ -261,7 +261,10 @@ class Redactor:
             for value in filterfalse(self._is_clean, values):  # the few not known clean
                 kind = type(value)
                 if kind is str:
-                    if not self._kept(value):
+                    if len(value) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
+                        return False
+                    new = self.value(value)
+                    if new is not value and not (type(new) is str and new == value):
                         return False
                 elif kind is tuple:  # (tags): each item judged; the tuple is never put in the clean set, where
                     for item in value:  # an item's own ``__hash__``/``__eq__`` would decide its membership
@@ -273,13 +276,6 @@ class Redactor:
         except TypeError:  # an unhashable value inside a tuple (raised by the set lookup; ``value`` does not)
             return False
         return True
-
-    def _kept(self, text: str) -> bool:
-        """A plain str ``value`` keeps as it is, and short enough that no limit the fast path runs under cuts it."""
-        if len(text) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
-            return False
-        new = self.value(text)
-        return new is text or (type(new) is str and new == text)
 
     def attributes_within(self, attrs: Mapping[str, Any] | None, limit: int | None
                           ) -> tuple[dict[str, Any] | None, bool]:
