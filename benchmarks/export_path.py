@@ -3,9 +3,9 @@
 * Stages, one thread, no queues: redaction (as the default settings configure it), OTLP encoding, the
   store's row encoding, on realistic spans of three systems: Celery (a ``send`` PRODUCER and a ``task``
   CONSUMER span per task: unique task ids, a float queue wait), Dagster (a 30-op run: 30 step spans with
-  ``result`` links and the run span) and Prefect (a 50-task flow: task spans carrying Prefect's state
-  events with unique state ids and enum state types, batch spans and the run span); the SDK's own OTLP
-  encoder alongside, for scale.
+  ``result`` links and the run span) and Prefect (a 50-task flow shaped as a real one's spans reach the
+  export side: unique UUIDv7 task-run and state ids, generated run names, state events, the fan-in's
+  links, a batch span and the run span); the SDK's own OTLP encoder alongside, for scale.
 * The chain, as deployed: ``PipelineProcessor.on_end`` for each span of a run, then ``force_flush`` (as
   the Dagster and Prefect benchmarks do after each run), with the default exporters (store + OTLP/HTTP
   to a local receiver in this process) and redaction on. CPU of every pipetrace thread and of the
@@ -27,7 +27,6 @@ hid what reading them through the public mapping costs).
 from __future__ import annotations
 
 import argparse
-import enum
 import functools
 import json
 import os
@@ -139,37 +138,54 @@ def dagster_spans(runs: int) -> list[Any]:
     return out
 
 
-class StateType(str, enum.Enum):
-    """Prefect's ``StateType`` shape (an ``AutoEnum``: a ``str`` enum), as its state events carry it."""
+_ADJECTIVES = ("vigilant", "puzzling", "keen", "smart", "brave", "calm", "daring", "eager", "fancy", "gentle",
+               "hungry", "jolly", "lucky", "mellow", "nimble", "olive", "proud", "quick", "rustic", "witty")
+_ANIMALS = ("coua", "hyena", "baboon", "lemur", "otter", "falcon", "gecko", "heron", "ibis", "jackal", "koala",
+            "lynx", "marmot", "newt", "ocelot", "panda", "quail", "raven", "skink", "tapir")
 
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
+
+def uuid7() -> str:
+    """A UUIDv7 as Prefect makes its task-run and state ids (``prefect._internal.uuid7``): a millisecond
+    clock, then random bits; unique, as real ones are (the redactor's value caches cannot hold them)."""
+    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | random.getrandbits(12) << 64 | 0b10 << 62 \
+        | random.getrandbits(62)
+    return str(uuid.UUID(int=value))
 
 
 def _state_events(start: int) -> list[Any]:
+    """A task run's Running and Completed events as the Prefect adapter adds them: the state type a plain str,
+    a fresh state id each."""
     from opentelemetry.sdk.trace import Event
 
-    return [Event(name, bounded({"prefect.state.message": "", "prefect.state.type": state, "prefect.state.name": name,
-                                 "prefect.state.id": str(uuid.uuid4())}), start + n * 1_000_000)
-            for n, (name, state) in enumerate((("Running", StateType.RUNNING), ("Completed", StateType.COMPLETED)))]
+    return [Event(name, bounded({"prefect.state.message": "", "prefect.state.type": name.upper(),
+                                 "prefect.state.name": name, "prefect.state.id": uuid7()}), start + n * 1_000_000)
+            for n, name in enumerate(("Running", "Completed"))]
 
 
 def prefect_spans(runs: int, tasks: int = 50) -> list[Any]:
-    """A 50-task flow as the Prefect adapter records it (``benchmarks/prefect_overhead.py``'s flow): task
-    spans with Prefect's own attributes and state events, a batch span for the mapped tasks, the run span."""
-    from opentelemetry.trace import SpanKind
+    """A 50-task flow as the Prefect adapter records it for ``benchmarks/prefect_overhead.py``'s flow (25 mapped
+    ``work`` runs, 24 submitted, a ``collect`` fan-in), shaped as a real run's spans reach the export side:
+    task-run and state ids are UUIDv7s, unique per task run; task-run names ``<task>-<3 hex>``, the flow
+    run's a generated ``adjective-animal`` slug; ``collect`` has a ``result`` link per input (its producer's
+    run id) and Prefect's own link per input beside it; a batch span for the mapped runs; the run span."""
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
     flow = "bench_prefect"
+    flow_id = _flow_id()
+    sampled = _common()[2]
     out = []
     for _ in range(runs):
         trace_id, run_id, now = random.getrandbits(128), str(uuid.uuid4()), time.time_ns()
         run_span_id, batch_id = random.getrandbits(64), random.getrandbits(64)
         base = {"pipetrace.system": "prefect", "cicd.pipeline.name": flow, "cicd.pipeline.run.id": run_id}
+        inputs = []
         for n in range(tasks):
-            name, task_id = ("work", "collect")[n == tasks - 1], str(uuid.uuid4())
+            last = n == tasks - 1
+            name, task_id = ("work", "collect")[last], uuid7()
             attrs: dict[str, Any] = {
-                "prefect.run.name": f"{name}-{random.randrange(1000)}", "prefect.run.type": "task",
-                "prefect.run.id": task_id, "prefect.tags": (), "prefect.run.parameter.i": "int", **base,
+                "prefect.run.name": f"{name}-{uuid.uuid4().hex[:3]}", "prefect.run.type": "task",
+                "prefect.run.id": task_id, "prefect.tags": (),
+                f"prefect.run.parameter.{('i', 'values')[last]}": ("int", "list")[last], **base,
                 "cicd.pipeline.task.name": name, "cicd.pipeline.task.run.id": task_id}
             if n < tasks // 2:
                 attrs["pipetrace.task.map_index"] = n
@@ -177,15 +193,31 @@ def prefect_spans(runs: int, tasks: int = 50) -> list[Any]:
                           "cicd.pipeline.task.run.result": "success"})
             parent = batch_id if n < tasks // 2 else run_span_id
             start = now + n * 2_000_000
-            out.append(_span(f"task {name}", trace_id, parent, SpanKind.INTERNAL, start, attrs,
-                             events=_state_events(start)))
+            links = []
+            if last:
+                links = [Link(SpanContext(trace_id, span_id, False, sampled), bounded(  # (the id: a str of its own)
+                    {"pipetrace.link.kind": "result", "prefect.input.name": "values",
+                     "prefect.input.run.id": str(uuid.UUID(rid)), "prefect.input.run.type": "task_run"}))
+                    for span_id, rid in inputs]
+                links += [Link(SpanContext(trace_id, span_id, False, sampled), bounded(
+                    {"prefect.input.name": "values", "prefect.input.type": "int"})) for span_id, _ in inputs]
+            span = _span(f"task {name}", trace_id, parent, SpanKind.INTERNAL, start, attrs,
+                         events=_state_events(start), links=links)
+            inputs.append((span.context.span_id, task_id))
+            out.append(span)
         out.append(_span("batch work", trace_id, run_span_id, SpanKind.INTERNAL, now,
                          {**base, "cicd.pipeline.task.name": "work", "pipetrace.batch.size": tasks // 2,
-                          "pipetrace.batch.index": 0}))
-        flow_run = {"prefect.run.name": "keen-baboon", "prefect.run.type": "flow", "prefect.run.id": run_id,
-                    "prefect.tags": (), "prefect.flow.id": str(uuid.uuid4()), **base, "cicd.pipeline.result": "success"}
+                          "pipetrace.batch.index": 0}, status=Status()))
+        flow_run = {"prefect.run.name": f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}",
+                    "prefect.run.type": "flow", "prefect.run.id": run_id, "prefect.tags": (),
+                    "prefect.flow.id": flow_id, **base, "cicd.pipeline.result": "success"}
         out.append(_span(f"run {flow}", trace_id, None, SpanKind.SERVER, now, flow_run, events=_state_events(now)))
     return out
+
+
+@functools.cache
+def _flow_id() -> str:
+    return str(uuid.uuid4())  # one flow: one id, on every run's span
 
 
 PER_RUN = {"celery": 2, "dagster": 31, "prefect": 52}  # spans per task (Celery) or per run

@@ -156,10 +156,21 @@ def _aws_run(text: str) -> bool:
 # The shortest string any detector above can match; shorter ones skip the scan.
 _MIN_LEN = 8
 
+# A lower-case generated name: ``work-8b1`` (a Prefect task run's ``<task>-<3 hex>``), ``smart-lemur`` (a flow
+# run's slug), ``extract_rows``: a letter, then ``[a-z0-9_]``, in segments joined by single dashes. Checked per
+# detector: no whitespace, upper case or ``=:@./?&'"`` — so no detector but slack, github, stripe and the card can
+# match at all — and the first three need their prefix where a word starts (``\b``: the string's start or after
+# a dash here, as ``_`` is a word character), which the look-ahead refuses at every segment start; the card needs
+# a digit where a number may start (the string's start: a letter here; after a dash or a word character its
+# look-behind fails).
+_WORD_START = r"(?!xox|gh[pousr]_|github_pat_|[rs]k_|whsec_)"  # not slack's, github's or stripe's prefix
+_NAME = _WORD_START + r"[a-z][a-z0-9_]*(?:-" + _WORD_START + r"[a-z0-9_]+)*"
+
 # Shapes no detector can match (checked per detector above): a UUID, lower-case hex with a letter (task ids,
-# SHAs, span ids), a plain number. Only known secrets are looked for in them (``Redactor.value``).
+# SHAs, span ids), a plain number, a generated name. Only known secrets are looked for in them
+# (``Redactor.value``).
 _INERT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-                    r"|(?=[0-9a-f]*[a-f])[0-9a-f]+|[+-]?\d{1,12}(?:\.\d+)?(?:[eE][+-]?\d+)?")
+                    r"|(?=[0-9a-f]*[a-f])[0-9a-f]+|[+-]?\d{1,12}(?:\.\d+)?(?:[eE][+-]?\d+)?|" + _NAME)
 
 # What every prefilter above needs but the AWS secret's (a superset of each), as C-speed literal tests: a
 # string without any of them cannot match a detector, or, from 40 characters on, only ``aws_secret``. A
@@ -214,7 +225,7 @@ def triggered(text: str) -> bool:
 
 
 def inert(text: str) -> bool:
-    """True if ``text`` has a shape no detector can match (an id, a hex string, a number)."""
+    """True if ``text`` has a shape no detector can match (an id, a hex string, a number, a generated name)."""
     return _INERT.fullmatch(text) is not None
 
 

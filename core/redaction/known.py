@@ -92,6 +92,7 @@ class KnownSecrets:
         self._patterns: tuple[re.Pattern[str], ...] = ()
         self._dirty = False
         self.version = 0
+        self.any = False  # a value was registered (until ``clear``): without one there is nothing to look for
         self.refused = 0
         self.forgotten = 0
 
@@ -118,6 +119,7 @@ class KnownSecrets:
                 del self._sources[oldest]
                 self.forgotten += 1
             self._dirty = True
+            self.any = True
             self.version += 1
         return True
 
@@ -131,6 +133,7 @@ class KnownSecrets:
             self._patterns = ()
             self._full_words = set()
             self._dirty = False
+            self.any = False
             self.version += 1
 
     def _compile(self) -> None:

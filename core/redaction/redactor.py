@@ -11,15 +11,28 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
+from itertools import filterfalse
 from typing import Any
 
 from . import detectors as D
 from .known import KNOWN, sync_airflow
 
 MODES = ("mask", "token", "drop", "off")
-IDS_CACHE_SIZE = 256
-"""Inert values (ids, numbers) whose result is kept: enough for the runs in flight, small enough that clearing
-it when full costs nothing (unique task ids fill it every 256 values)."""
+IDS_CACHE_SIZE = 1024
+"""Inert values (ids, numbers, generated names) whose result is kept: enough for the runs in flight (a 50-task
+Prefect flow makes ~200: a run id and name per task run, a state id per event; its fan-in's links name its
+inputs' run ids again), small enough that clearing it when full costs little."""
+CLEAN_SIZE = 4096
+"""Values known to come out unchanged (:attr:`Redactor._clean`); the set is emptied when it outgrows this."""
+CLEAN_LONGEST = 256
+"""The longest string put in the clean set: a mapping is decided by it only under a length limit at least this
+long (the default is 8 KiB), so a clean value is never one the limit would cut."""
+_CLEAN_SEED = frozenset((*range(1024), (), ""))
+"""Clean from the start: small ints (counts, indexes, ``True``/``False``, which equal 1 and 0), the empty tuple
+(Prefect's tags), the empty string: a mapping's fast path then leaves only its unique values to the loop."""
+_FAST_TYPES = frozenset((str, int, float, bool, tuple))
+"""Value types the fast path reads by set membership: hashed and compared by the builtins' own methods (a
+subclass's ``__hash__``/``__eq__`` must never decide that a value is clean), and never redacted but a str."""
 MASK = "***"
 
 
@@ -57,6 +70,11 @@ class Redactor:
         self._cache: dict[str, str | _Drop] = {}
         self._ids: dict[str, str | _Drop] = {}  # recent inert values (a run id on each of its spans), kept apart
         self._key_cache: dict[str, int] = {}  # 0 ordinary, 1 sensitive, 2 not allowed
+        self._plain_keys: set[str] = set()  # the keys of class 0
+        # values ``value`` returns unchanged (plain strs of at most CLEAN_LONGEST characters, seen twice if inert):
+        # a mapping of only these, small ints and floats is decided by three C-level passes (``_unchanged``)
+        self._clean: set[Any] = set(_CLEAN_SEED)
+        self._is_clean = self._clean.__contains__  # (bound once: not a new method object per mapping)
         self._cache_size = cache_size
         self._known_version = KNOWN.version
         self._known_mode = self.modes[D.KNOWN_DETECTOR]
@@ -70,6 +88,7 @@ class Redactor:
             self._known_version = KNOWN.version
             self._cache.clear()
             self._ids.clear()
+            self._reset_clean()
 
     def stale(self) -> bool:
         """True if a secret became known since the last ``refresh`` (cached results may be out of date)."""
@@ -132,22 +151,34 @@ class Redactor:
         if type(text) is not str:  # a str subclass's own __eq__/__hash__ must not pick a cached result
             text = str.__str__(text)  # its characters as a plain str
         cached = self._cache.get(text)
+        if cached is None:
+            cached = self._ids.get(text)  # an inert value seen before (a run id on its run's next span)
         if cached is not None:
+            if cached == text and len(text) <= CLEAN_LONGEST:  # (plain strs: ``value`` made ``text`` one)
+                self._add_clean(text)
             return cached
-        seen = self._ids.get(text)
-        if seen is not None:
-            return seen
-        if D.inert(text):  # an id or a number: no detector can match; not in the value cache (unique ids would
-            result = self._known(text)  # evict the values that repeat), in a small one of its own: a run id
-            if len(self._ids) >= IDS_CACHE_SIZE:  # repeats on every span of its run, a task id on its span
-                self._ids.clear()
+        if D.inert(text):  # an id, a number, a generated name: no detector can match; not in the value cache
+            result = self._known(text) if KNOWN.any else text  # (unique ids would evict the values that repeat),
+            if len(self._ids) >= IDS_CACHE_SIZE:  # in a small one of its own: a run id repeats on every span of
+                self._ids.clear()  # its run, a task id on its span; clean only when seen again (most are seen once)
             self._ids[text] = result
             return result
         result = self._scan(text)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         self._cache[text] = result
+        if result == text and len(text) <= CLEAN_LONGEST:
+            self._add_clean(text)
         return result
+
+    def _add_clean(self, text: str) -> None:
+        if len(self._clean) >= CLEAN_SIZE:
+            self._reset_clean()
+        self._clean.add(text)
+
+    def _reset_clean(self) -> None:
+        self._clean = set(_CLEAN_SEED)
+        self._is_clean = self._clean.__contains__
 
     def text(self, text: str) -> str:
         """For span names and status messages, which cannot be dropped: a drop becomes a mask."""
@@ -165,7 +196,10 @@ class Redactor:
                 cls = 0
             if len(self._key_cache) >= self._cache_size:
                 self._key_cache.clear()
+                self._plain_keys.clear()
             self._key_cache[key] = cls
+            if cls == 0:
+                self._plain_keys.add(key)
         return cls
 
     def _whole(self, value: Any) -> Any:
@@ -216,6 +250,33 @@ class Redactor:
         """Redacted copy of ``attrs``, or None when nothing needed to change (the common case)."""
         return self.attributes_within(attrs, None)[0]
 
+    def _unchanged(self, attrs: Mapping[str, Any]) -> bool:
+        """True if redaction leaves ``attrs`` as it is and no value is long, decided without the per-key loop:
+        every key ordinary, every value of a plain type, and the values not already known clean (a span's
+        unique ids, names and floats) few, each put through ``value``. False means nothing: the loop decides."""
+        values = attrs.values()  # (each pass in C, with no view or list made that it does not need)
+        if not (self._plain_keys.issuperset(attrs) and _FAST_TYPES.issuperset(map(type, values))):
+            return False
+        try:
+            for value in filterfalse(self._is_clean, values):  # the few not known clean
+                kind = type(value)
+                if kind is str:
+                    if len(value) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
+                        return False
+                    new = self.value(value)
+                    if new is not value and not (type(new) is str and new == value):
+                        return False
+                elif kind is tuple:  # (tags): each item judged; the tuple is never put in the clean set, where
+                    for item in value:  # an item's own ``__hash__``/``__eq__`` would decide its membership
+                        if type(item) is str:  # kept only as the very object (``_one`` makes a list otherwise)
+                            if len(item) > CLEAN_LONGEST or self.value(item) is not item:
+                                return False
+                        elif type(item) not in _FAST_TYPES or type(item) is tuple:
+                            return False
+        except TypeError:  # an unhashable value inside a tuple (raised by the set lookup; ``value`` does not)
+            return False
+        return True
+
     def attributes_within(self, attrs: Mapping[str, Any] | None, limit: int | None
                           ) -> tuple[dict[str, Any] | None, bool]:
         """(:meth:`attributes`, whether a value may be longer than ``limit``: a str over it, a list or tuple
@@ -225,6 +286,8 @@ class Redactor:
         The loop is the hot path of every span: cached key classes and cached string results, and no
         copy unless something changed."""
         if not attrs:
+            return None, False
+        if (limit is None or limit >= CLEAN_LONGEST) and self._unchanged(attrs):
             return None, False
         cache = self._cache
         key_cache = self._key_cache

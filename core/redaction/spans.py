@@ -21,7 +21,7 @@ from opentelemetry.trace import Link, Status
 
 from ..util.ratelimit import warn_once_per
 from .known import KNOWN
-from .redactor import Redactor
+from .redactor import CLEAN_LONGEST, Redactor
 from .text import cut
 
 log = logging.getLogger("pipetrace.redaction")
@@ -33,6 +33,12 @@ def _public_span_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
 
 def _as_is(attributes: Any) -> Mapping[str, Any] | None:
     return attributes  # type: ignore[no-any-return]
+
+
+def _differs(new: str, old: str) -> bool:
+    """``new`` (redacted: a plain str) is not ``old``'s text. A str subclass's own ``__ne__``/``__eq__`` is not
+    asked: one that says "equal" to anything kept a secret span name unredacted."""
+    return new != old if type(old) is str else str.__ne__(new, str.__str__(old))
 
 
 class RedactionTransform:
@@ -52,6 +58,8 @@ class RedactionTransform:
         self._span_attributes = span_attributes or _public_span_attributes
         self._read = attributes or _as_is
         self.limit = limit if limit and limit > 0 else None
+        # the redactor's clean set decides a mapping or a name only where the limit cannot cut a clean value
+        self._fast = redactor is not None and (self.limit is None or self.limit >= CLEAN_LONGEST)
         self.failed = 0
         self.truncated = 0
         self._resources: dict[int, tuple[Resource, int, Resource]] = {}
@@ -89,6 +97,8 @@ class RedactionTransform:
         return {"truncated": self.truncated, "failed": self.failed, "known_secrets": len(KNOWN)}
 
     def _text(self, text: str) -> str:
+        if self._fast and type(text) is str and text in self.redactor._clean:  # type: ignore[union-attr]
+            return text  # (a plain str: its own hash and equality; at most CLEAN_LONGEST characters)
         out = self.redactor.text(text) if self.redactor is not None else text
         if self.limit is not None and len(out) > self.limit:
             self.truncated += 1
@@ -116,6 +126,8 @@ class RedactionTransform:
 
     def _attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Redacted, then length-limited copy of ``attrs``; None when nothing changed."""
+        if self._fast and attrs and self.redactor._unchanged(attrs):  # type: ignore[union-attr]
+            return None  # (no value is long: the limit has nothing to cut)
         if self.redactor is not None:
             out, long = self.redactor.attributes_within(attrs, self.limit)
         else:
@@ -134,12 +146,14 @@ class RedactionTransform:
         if r is not None and r.stale():
             r.refresh()  # …and are masked in the name, events and status below
         changed = attrs is not None
-        name = self._text(span.name)
-        changed |= name != span.name
+        raw_name = span.name  # (each read of a ReadableSpan's or an Event's field is a Python property call)
+        name = self._text(raw_name)
+        changed |= name is not raw_name and _differs(name, raw_name)
         status = span.status
         if status is not None and status.description:
-            desc = self._text(status.description)
-            if desc != status.description:
+            raw_desc = status.description
+            desc = self._text(raw_desc)
+            if desc is not raw_desc and _differs(desc, raw_desc):
                 status = Status(status.status_code, desc)
                 changed = True
         events: Sequence[Event] = span.events  # read once: the SDK's property copies them each time
@@ -152,8 +166,9 @@ class RedactionTransform:
             kept = self._links(links)
             changed |= kept is not links
             links = kept
-        resource = self._resource(span.resource)
-        changed |= resource is not span.resource
+        raw_resource = span.resource
+        resource = self._resource(raw_resource)
+        changed |= resource is not raw_resource
         if not changed:
             return span
         return ReadableSpan(
@@ -167,9 +182,10 @@ class RedactionTransform:
         """``events`` redacted: the same sequence when nothing changed, else a list with new events."""
         out: list[Event] | None = None
         for i, ev in enumerate(events):
-            ev_name = self._text(ev.name)
+            raw_name = ev.name
+            ev_name = self._text(raw_name)
             ev_attrs = self._attributes(self._read(ev.attributes))
-            if ev_attrs is not None or ev_name != ev.name:
+            if ev_attrs is not None or (ev_name is not raw_name and _differs(ev_name, raw_name)):
                 if out is None:
                     out = list(events)
                 out[i] = Event(ev_name, ev_attrs if ev_attrs is not None else ev.attributes, ev.timestamp)
