@@ -251,13 +251,16 @@ def _direct_types() -> frozenset[type]:
         probe = ReadableSpan(name="n", context=ctx, parent=SpanContext(1, 3, True), resource=Resource({}),
                              events=(Event("e", timestamp=1),), links=(Link(ctx),), kind=SpanKind.CONSUMER,
                              status=Status(StatusCode.OK), start_time=1, end_time=2,
-                             instrumentation_scope=InstrumentationScope("s"))
+                             instrumentation_scope=InstrumentationScope("s"), attributes={"k": 1})
         for field in _FIELDS:
             value, direct = getattr(probe, field), getattr(probe, f"_{field}")
             if not (value is direct or (field in ("events", "links") and tuple(direct) == value)):
                 return frozenset()
+        if type(probe._attributes) is not dict or probe.dropped_attributes != 0:  # (a plain dict drops none)
+            return frozenset()
         ok: set[type] = {ReadableSpan}
-        if issubclass(Span, ReadableSpan) and all(getattr(Span, f) is getattr(ReadableSpan, f) for f in _FIELDS):
+        if issubclass(Span, ReadableSpan) and all(getattr(Span, f) is getattr(ReadableSpan, f)
+                                                   for f in (*_FIELDS, "dropped_attributes")):
             ok.add(Span)
         return frozenset(ok)
     except Exception:
@@ -273,10 +276,12 @@ def encode_span(span: ReadableSpan) -> bytes:
         ctx, parent, name, kind = span._context, span._parent, span._name, span._kind  # noqa: SLF001
         start, end, status = span._start_time, span._end_time, span._status  # noqa: SLF001
         has_events, has_links = bool(span._events), bool(span._links)  # noqa: SLF001
+        attrs = span._attributes  # noqa: SLF001
     else:
         ctx, parent, name, kind = span.context, span.parent, span.name, span.kind
         start, end, status = span.start_time, span.end_time, span.status
         has_events, has_links = bool(span.events), bool(span.links)
+        attrs = None
     assert ctx is not None
     parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
     state = ctx.trace_state
@@ -291,10 +296,13 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(b"\x39" + _F64(start))
     if end:
         parts.append(b"\x41" + _F64(end))
-    parts.append(attributes(b"\x4a", span_attributes(span)))
-    dropped = span.dropped_attributes
-    if dropped:
-        parts.append(b"\x50" + _varint(dropped))
+    if type(attrs) is dict:  # a deferred span's record: a plain dict, nothing dropped (no property calls)
+        parts.append(attributes(b"\x4a", attrs))
+    else:
+        parts.append(attributes(b"\x4a", span_attributes(span)))
+        dropped = span.dropped_attributes
+        if dropped:
+            parts.append(b"\x50" + _varint(dropped))
     if has_events:
         parts.append(_events(span))
         parts.append(_dropped(b"\x60", span.dropped_events))

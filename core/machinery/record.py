@@ -29,7 +29,17 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer, TraceState
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+    TraceState,
+)
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .ids import force_next, plain_generator, release
@@ -289,6 +299,8 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
         parent = parent_span
     elif type(context) is Context and type(current := context.get(_SPAN_KEY)) is NonRecordingSpan and _NRS_FIELD:
         parent = current._context  # (what get_current_span(context).get_span_context() gives, without 4 calls)
+    elif type(context) is Context and current is None:  # no span in it (a publish outside any span): a root
+        parent = INVALID_SPAN_CONTEXT  # (what get_current_span gives for it, INVALID_SPAN's, without 2 calls)
     else:
         parent = trace_api.get_current_span(context).get_span_context()
     enabled = getattr(tracer, "_is_enabled", None)

@@ -90,7 +90,8 @@ class ExportQueue:
     def _init_state(self) -> None:
         self._queue: collections.deque[ReadableSpan] = collections.deque()  # as ended: not transformed yet
         self._ready: collections.deque[ReadableSpan] = collections.deque()  # transformed, kept for a retry
-        self._cond = threading.Condition()
+        self._mutex = threading.RLock()  # the condition's lock: ``with self._mutex`` is a C call, ``with
+        self._cond = threading.Condition(self._mutex)  # self._cond`` two Python ones (offer: once a span)
         self._busy = False
         self._flushes = 0
         self._due = 0.0
@@ -111,8 +112,8 @@ class ExportQueue:
     def offer(self, span: ReadableSpan) -> None:
         if self._shutdown:
             return
-        with self._cond:
-            pending = self.queued
+        with self._mutex:
+            pending = len(self._queue) + len(self._ready)  # (self.queued, inline)
             if pending >= self.max_queue_size:
                 self.dropped += 1
                 losses.count("queue_full", exporter=self.name)

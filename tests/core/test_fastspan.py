@@ -1055,3 +1055,21 @@ def test_start_links_valid_or_not_are_kept_as_the_sdk_keeps_them(limits: SpanLim
         if begin is deferred.begin_span:  # (a length limit applies to the span's attributes: the SDK's span)
             assert (span._live is None) is (limits.max_attribute_length is None)
     assert _link_shape(records[0]) == _link_shape(records[1]) and _full(records[0]) == _full(records[1])
+
+
+def test_a_root_decided_from_an_empty_context_is_the_one_from_its_invalid_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Context with no span in it (a publish outside any span) is decided as a root without the
+    get_current_span calls: the same decision as a Context holding INVALID_SPAN, the SDK's reading of it;
+    on a disabled tracer the same non-recording span too."""
+    provider, _ = _provider()
+    tracer = provider.get_tracer("pipetrace")
+    empty = fastspan.decide(tracer, "s", Context(), SpanKind.PRODUCER, {"a": "b"}, (), 0xAB, 0xCD)
+    held = fastspan.decide(tracer, "s", trace.set_span_in_context(trace.INVALID_SPAN, Context()), SpanKind.PRODUCER,
+                           {"a": "b"}, (), 0xAB, 0xCD)
+    assert isinstance(empty, fastspan.Decision) and isinstance(held, fastspan.Decision)
+    assert (empty.context, empty.parent, empty.attributes) == (held.context, held.parent, held.attributes)
+    assert empty.parent is None and empty.context.trace_id == 0xAB
+    monkeypatch.setattr(tracer, "_is_enabled", lambda: False, raising=False)
+    off = fastspan.decide(tracer, "s", Context(), SpanKind.PRODUCER, None, (), None, None)
+    assert isinstance(off, NonRecordingSpan)
+    assert off.get_span_context() == trace.get_current_span(Context()).get_span_context()

@@ -306,3 +306,17 @@ def test_span_fields_are_read_directly_only_where_the_probe_allows() -> None:
     ours = _parsed(otlpwire.encode_request([span]))
     assert ours == encode_spans([span])
     assert ours.resource_spans[0].scope_spans[0].spans[0].name == "renamed"
+
+
+def test_plain_dict_and_bounded_attributes_encode_as_the_sdk_does() -> None:
+    """A deferred span's record holds a plain dict (read directly: nothing dropped); one holding the SDK's
+    ``BoundedAttributes`` goes through the properties, its drop count included."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    bounded = BoundedAttributes(2, {"a": "x", "b": 1, "c": True}, immutable=False)
+    assert bounded.dropped == 1
+    spans = [ReadableSpan(name=f"s{i}", context=_ctx(1, 2 + i), resource=RES_A, attributes=attributes,
+                          start_time=1, end_time=2, instrumentation_scope=SCOPE_1)
+             for i, attributes in enumerate(({"a": "x", "b": 1, "c": True}, bounded, {}, None))]
+    assert _parsed(otlpwire.encode_request(spans)) == encode_spans(spans)
+    assert otlpwire._DIRECT  # the direct reads are on in this SDK: the dict path was taken

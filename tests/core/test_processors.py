@@ -34,8 +34,8 @@ class _Recorder(SpanExporter):
 
 
 class _CountingCondition(threading.Condition):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, lock: Any) -> None:
+        super().__init__(lock)
         self.waits = 0
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -51,7 +51,7 @@ def test_no_thread_until_the_first_span_and_no_wake_ups_while_idle() -> None:
     exporter = _Recorder()
     queue = ExportQueue(exporter, name="t", interval_s=0.02)
     assert queue._thread is None  # noqa: SLF001 - a process that ends no span has no export thread
-    cond = _CountingCondition()
+    cond = _CountingCondition(queue._mutex)  # noqa: SLF001 - the queue's lock: offer takes it directly
     queue._cond = cond  # noqa: SLF001
     queue.offer(_span("a"))
     assert queue.flush(5)
