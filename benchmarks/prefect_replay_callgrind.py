@@ -29,9 +29,10 @@ which a replay of the seam does not drive. Instructions are not time: cache miss
 not in them. Needs ``valgrind`` (Debian package ``valgrind``); a few minutes a side.
 
 ``--flows K`` counts whole flows instead (``prefect_overhead.py``'s 50-task flow against a real ephemeral
-server; K flows after one): the flow's process only, off / native / pipetrace — the engine's work included,
-so "pipetrace / off" reads the ≤ 1.05× goal in instructions. The ephemeral server is a process of its own and
-is not counted (it serves the same calls in every mode), which makes the ratio stricter than the whole tree's.
+server; K flows after one), off / native / pipetrace: the whole process tree as ``prefect_overhead.py``
+counts CPU — the flow's process with the engine's work, and the ephemeral server (valgrind follows it into
+its process; slow to start under valgrind, so this takes ~10 minutes a mode) — so "pipetrace / off" reads
+the ≤ 1.05× goal in instructions. The flow's process alone is printed too.
 
     .venvs/prefect/bin/python benchmarks/prefect_replay_callgrind.py [--runs 1000] [--before <checkout>]
     .venvs/prefect/bin/python benchmarks/prefect_replay_callgrind.py --flows 2
@@ -185,39 +186,78 @@ sys.stdin.readline()
 '''
 
 
-def instructions(python: Path, mode: str, count: int, warm: int, endpoint: str, child: str = CHILD) -> int:
-    """Instructions of one process (every thread) in its counting window only: ``count`` task runs (or
-    flows) and their flush, after ``warm`` that are not counted. Callgrind starts with counting off;
-    ``callgrind_control`` turns it on when the child is warm and off before it exits, so start-up,
-    imports and shutdown are left out without a second run to subtract."""
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (read from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # ended meanwhile
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(parents.get(tree[-1], ()))
+    return tree
+
+
+def _control(pids: list[int], *args: str) -> None:
+    for pid in pids:  # one process at a time, by pid: never another valgrind run on the machine
+        subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, timeout=600)
+
+
+def instructions(python: Path, mode: str, count: int, warm: int, endpoint: str, child: str = CHILD,
+                 tree: bool = False) -> dict[int, int]:
+    """Instructions in a counting window only: ``count`` task runs (or flows) and their flush, after ``warm``
+    that are not counted; every thread of the process, and with ``tree`` of its child processes too (the
+    ephemeral server). Callgrind starts with counting off; ``callgrind_control`` turns it on in each process
+    when the child is warm, and at the end turns it off and dumps the counts, so start-up, imports and
+    shutdown are left out without a second run to subtract (and a process stopped by a signal still counts).
+    Returns the instructions of each process by pid, the process started (the flow's) first."""
     with tempfile.TemporaryDirectory(prefix="pipetrace-bench-callgrind-") as home:
         env = dict(os.environ, PREFECT_HOME=home, PIPETRACE_HOME=os.path.join(home, "pt"), PYTHONHASHSEED="0",
                    PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
+                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="900",
                    OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
         for name in ("PREFECT_PLUGINS_ENABLED", "PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             env.pop(name, None)
-        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null",
+        dumps = Path(home) / "callgrind"
+        dumps.mkdir()
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                 f"--trace-children={'yes' if tree else 'no'}",
+                                 f"--callgrind-out-file={dumps}/cg.%p", f"--log-file={dumps}/log.%p",
                                  str(python), "-c", child, mode, str(count), str(warm)], env=env, cwd=python.parents[3],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            for expected, switch in (("ready", "on"), ("done", "off")):
-                line = proc.stdout.readline().strip()
-                if line != expected:
-                    raise RuntimeError(f"{mode} ({python}): got {line!r}, not {expected!r}")
-                subprocess.run(["callgrind_control", "-i", switch, str(proc.pid)], check=True, capture_output=True,
-                               timeout=600)
-                proc.stdin.write("next\n")
-                proc.stdin.flush()
-            _, err = proc.communicate(timeout=600)  # (closes stdin: the child exits)
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{mode} ({python}): did not start")
+            pids = _process_tree(proc.pid) if tree else [proc.pid]
+            _control(pids, "-i", "on")
+            proc.stdin.write("next\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "done":
+                raise RuntimeError(f"{mode} ({python}): did not finish")
+            _control(pids, "-i", "off")
+            for old in dumps.glob("cg.*"):
+                old.unlink()  # what start-up wrote (nothing counted), so only the window's dumps are summed
+            _control(pids, "--dump")
+            proc.communicate(timeout=900)  # (closes stdin: the child exits)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    found = re.search(r"Collected : (\d+)", err)
-    if proc.returncode != 0 or not found:
-        raise RuntimeError(f"{mode} ({python}): {err[-3000:]}")
-    return int(found.group(1))
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} ({python}): exit {proc.returncode}")
+        counted: dict[int, int] = {proc.pid: 0}
+        for dump in dumps.glob("cg.*"):
+            found = re.search(r"^totals: (\d+)", dump.read_text(errors="replace"), re.M)  # (summary: 0 in a dump)
+            pid = int(dump.name.split(".")[1])
+            counted[pid] = counted.get(pid, 0) + (int(found.group(1)) if found else 0)
+    if not counted.get(proc.pid):
+        raise RuntimeError(f"{mode} ({python}): no instructions counted")
+    return counted
 
 
 def main() -> None:
@@ -241,7 +281,7 @@ def main() -> None:
     traced = 0
     with SpanCounter() as receiver:
         for label, (python, mode) in sides.items():
-            per_run[label] = instructions(python, mode, args.runs, WARM, receiver.endpoint) / args.runs
+            per_run[label] = sum(instructions(python, mode, args.runs, WARM, receiver.endpoint).values()) / args.runs
             traced += WARM + args.runs if mode != "off" else 0
             print(f"  {label:17s} {per_run[label]:>10,.0f} instructions a task run", flush=True)
         spans = receiver.spans
@@ -254,22 +294,26 @@ def main() -> None:
 
 
 def flows(k: int) -> None:
-    """``--flows``: the flow process's instructions per 50-task flow (the ephemeral server, a process of its
-    own, is not counted: it does the same work in every mode), pipetrace and native against off."""
+    """``--flows``: instructions per 50-task flow of the whole process tree (and of the flow's process
+    alone), pipetrace and native against off."""
     here = Path(sys.executable)
-    per_flow: dict[str, float] = {}
+    tree: dict[str, float] = {}
+    alone: dict[str, float] = {}
     with SpanCounter() as receiver:
         for mode in ("off", "native", "pipetrace"):
-            per_flow[mode] = instructions(here, mode, k, 1, receiver.endpoint, FLOW_CHILD) / k
-            print(f"  {mode:9s} {per_flow[mode]:>16,.0f} instructions a flow", flush=True)
+            counted = instructions(here, mode, k, 1, receiver.endpoint, FLOW_CHILD, tree=True)
+            tree[mode] = sum(counted.values()) / k
+            alone[mode] = next(iter(counted.values())) / k  # the flow's process (the server is its child)
+            print(f"  {mode:9s} {tree[mode]:>16,.0f} instructions a flow, process tree ({len(counted)} processes); "
+                  f"the flow's process {alone[mode]:,.0f}", flush=True)
         spans = receiver.spans
-    off = per_flow["off"]
-    print(f"Prefect 50-task flow, instructions of the flow's process per flow (callgrind, every thread; {k} flows "
-          f"counted after one; spans at the receiver {spans}):")
-    for mode in ("native", "pipetrace"):
-        print(f"  {mode:9s} / off {per_flow[mode] / off:.4f}  added per task run "
-              f"{(per_flow[mode] - off) / 50:,.0f}")
-    print(f"  pipetrace / native {per_flow['pipetrace'] / per_flow['native']:.4f}")
+    print(f"Prefect 50-task flow, instructions per flow (callgrind, every thread; {k} flows counted after one; "
+          f"spans at the receiver {spans}):")
+    for label, per_flow in (("process tree", tree), ("the flow's process", alone)):
+        off, native, ours = per_flow["off"], per_flow["native"], per_flow["pipetrace"]
+        print(f"  {label}: native / off {native / off:.4f}, pipetrace / off {ours / off:.4f} (goal ≤ 1.05), "
+              f"pipetrace / native {ours / native:.4f}; added per task run: native {(native - off) / 50:,.0f}, "
+              f"pipetrace {(ours - off) / 50:,.0f}")
 
 
 if __name__ == "__main__":
