@@ -69,7 +69,63 @@ MODES = ("off", "pipetrace", "native")
 OTLP_ONLY = "pt-otlp"  # the extra side: pipetrace with native telemetry's one destination
 BEFORE = "1.058 (fixed order; native telemetry off only for the baseline)"
 
-CHILD = r'''
+NATIVE = r'''
+def native_telemetry():
+    """Prefect's native run telemetry set up as OTel's docs tell a user: a plain SDK provider + BSP + OTLP/HTTP
+    (the endpoint from ``OTEL_EXPORTER_OTLP_ENDPOINT``). Returns the flush."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return lambda: provider.force_flush(60_000)
+'''
+"""Child code (shared with ``prefect_replay_callgrind.py``): defines ``native_telemetry()``."""
+
+FLOW = r'''
+from prefect import flow, task
+
+
+@task
+def work(i: int) -> int:
+    return sum(range(200)) + i
+
+
+@task
+def collect(values: list[int]) -> int:
+    return len(values)
+
+
+@flow(name="bench_prefect")
+def bench() -> int:
+    half = n // 2
+    mapped = work.map(range(half))
+    submitted = [work.submit(i) for i in range(half, n - 1)]
+    return collect(list(mapped) + submitted)
+'''
+"""Child code: the measured flow of ``n`` task runs (half mapped, the rest but one submitted, one fan-in)."""
+
+ENGINE = r'''
+from prefect.telemetry.run_telemetry import RunTelemetry
+
+
+class Task:
+    name = "work"
+
+
+class Engine:
+    """What pipetrace's engine hook reads of a task engine: its task and its telemetry seam."""
+    task = Task()
+
+    def __init__(self):
+        self._telemetry = RunTelemetry()
+'''
+"""Child code (shared with ``prefect_replay_callgrind.py``): a task engine as the seam replays need it."""
+
+CHILD = NATIVE + r'''
 import json, os, sys, threading, time
 from time import thread_time
 mode, n, exporters = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -164,34 +220,8 @@ if mode in ("pipetrace", "pt-otlp"):
     time_seam(PipetraceRunTelemetry)
     flush = lambda: pipetrace.force_flush(30)
 elif mode == "native":
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    flush = lambda: provider.force_flush(30_000)
-from prefect import flow, task
-
-
-@task
-def work(i: int) -> int:
-    return sum(range(200)) + i
-
-
-@task
-def collect(values: list[int]) -> int:
-    return len(values)
-
-
-@flow(name="bench_prefect")
-def bench() -> int:
-    half = n // 2
-    mapped = work.map(range(half))
-    submitted = [work.submit(i) for i in range(half, n - 1)]
-    return collect(list(mapped) + submitted)
+    flush = native_telemetry()
+''' + FLOW + r'''
 
 
 for _ in range(2):  # warm-up: the ephemeral server, imports, first-run caches
@@ -233,17 +263,7 @@ info = runs.flows.add(Run(RunIdentity("prefect", "bench_prefect", str(flow_run_i
 info.start_span({})
 runs.flow_info_for_context = lambda flow_ctx=None: info  # the flow run the tasks belong to (no FlowRunContext)
 
-
-class Task:
-    name = "work"
-
-
-class Engine:
-    task = Task()
-
-    def __init__(self):
-        self._telemetry = RunTelemetry()
-
+''' + ENGINE + r'''
 
 def batch(n):
     prepared = [(Engine(), TaskRun(flow_run_id=flow_run_id, task_key="work-abc", dynamic_key=str(i), name=f"work-{i}",

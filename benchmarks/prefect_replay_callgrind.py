@@ -53,11 +53,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import SpanCounter  # noqa: E402
+from prefect_overhead import ENGINE, FLOW, NATIVE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = 200
 
-CHILD = r'''
+CHILD = NATIVE + r'''
 import gc, os, sys
 mode, total = sys.argv[1], int(sys.argv[2])  # (argv[3]: the warm-up's task runs)
 flush = lambda: None
@@ -69,32 +70,12 @@ if mode in ("pipetrace", "pt-otlp"):
     instrument()
     flush = lambda: pipetrace.force_flush(60)
 elif mode == "native":
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    flush = lambda: provider.force_flush(60_000)
+    flush = native_telemetry()
 import uuid
 from prefect.client.schemas import FlowRun, TaskRun
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Running
-from prefect.telemetry.run_telemetry import RunTelemetry
-
-
-class Task:
-    name = "work"
-
-
-class Engine:
-    """What pipetrace's engine hook reads of a task engine: its task and its telemetry seam."""
-    task = Task()
-
-    def __init__(self):
-        self._telemetry = RunTelemetry()
+''' + ENGINE + r'''
 
 
 flow_run = FlowRun(id=uuid.uuid4(), name="smart-lemur", flow_id=uuid.uuid4())
@@ -135,9 +116,10 @@ sys.stdin.readline()  # … and closes before the process exits
 '''
 
 
-FLOW_CHILD = r'''
+FLOW_CHILD = NATIVE + r'''
 import os, sys
 mode, flows = sys.argv[1], int(sys.argv[2])  # (argv[3]: the warm-up's flows)
+n = 50  # prefect_overhead.py's flow: 25 mapped, 24 submitted, one fan-in
 flush = lambda: None
 if mode == "pipetrace":
     import pipetrace
@@ -146,34 +128,8 @@ if mode == "pipetrace":
     instrument()
     flush = lambda: pipetrace.force_flush(60)
 elif mode == "native":
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench_prefect"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    flush = lambda: provider.force_flush(60_000)
-from prefect import flow, task
-
-
-@task
-def work(i: int) -> int:
-    return sum(range(200)) + i
-
-
-@task
-def collect(values: list[int]) -> int:
-    return len(values)
-
-
-@flow(name="bench_prefect")
-def bench() -> int:  # prefect_overhead.py's flow: 25 mapped, 24 submitted, one fan-in
-    mapped = work.map(range(25))
-    submitted = [work.submit(i) for i in range(25, 49)]
-    return collect(list(mapped) + submitted)
-
+    flush = native_telemetry()
+''' + FLOW + r'''
 
 for _ in range(int(sys.argv[3])):  # warm-up: the ephemeral server, imports, first-run caches
     bench()
