@@ -285,10 +285,12 @@ class Redactor:
 
         The loop is the hot path of every span: cached key classes and cached string results, and no
         copy unless something changed."""
-        if not attrs:
+        if not attrs or ((limit is None or limit >= CLEAN_LONGEST) and self._unchanged(attrs)):
             return None, False
-        if (limit is None or limit >= CLEAN_LONGEST) and self._unchanged(attrs):
-            return None, False
+        return self._walk(attrs, limit)
+
+    def _walk(self, attrs: Mapping[str, Any], limit: int | None) -> tuple[dict[str, Any] | None, bool]:
+        """:meth:`attributes_within` key by key, for a mapping the clean set did not decide."""
         cache = self._cache
         key_cache = self._key_cache
         changes: list[tuple[str, Any]] | None = None

@@ -126,10 +126,12 @@ class RedactionTransform:
 
     def _attributes(self, attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Redacted, then length-limited copy of ``attrs``; None when nothing changed."""
-        if self._fast and attrs and self.redactor._unchanged(attrs):  # type: ignore[union-attr]
+        if not attrs:
+            return None
+        if self._fast and self.redactor._unchanged(attrs):  # type: ignore[union-attr]
             return None  # (no value is long: the limit has nothing to cut)
-        if self.redactor is not None:
-            out, long = self.redactor.attributes_within(attrs, self.limit)
+        if self.redactor is not None:  # the key-by-key walk: the clean set's check is not repeated
+            out, long = self.redactor._walk(attrs, self.limit)
         else:
             out, long = None, True
         if long and self.limit is not None and attrs:  # a changed value may have grown (a token): checked too
