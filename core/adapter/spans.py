@@ -7,7 +7,7 @@ this module only:
 * :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt (a
   deferred span), after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
 * :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Prefect attempt);
-* :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
+* :func:`lazy_span` — built only when first needed, at the latest when it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
 * :func:`start_span` — a plain eager span of the adapter's tracer (batch spans);

@@ -12,9 +12,9 @@ The API every other part of pipetrace makes spans with (see :mod:`.handle` for w
   when first needed, at the latest when it ends.
 
 Modules: ``handle`` (the handle and its strategies), ``record`` (the SDK record each strategy makes),
-``ids`` (derived ids into SDK spans),
-``sdk`` (every other private SDK name: processors, resources, samplers, limits), ``otlpwire`` (OTLP/HTTP
-batches encoded straight to protobuf bytes, sent by the SDK exporter's own client).
+``ids`` (derived ids into SDK spans), ``sdk`` (every other private SDK name: processors, resources,
+samplers, limits), ``otlpwire`` (OTLP/HTTP batches encoded straight to protobuf bytes, sent by the SDK
+exporter's own client).
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ caller allows:
 - **lazy** (:func:`lazy_span`, a :class:`LazySpan`): nothing at all is decided at the start; a Celery
   task's span is current while the task body runs, but for most tasks nothing looks at it: its ids, its
   parent from the message headers, its sampling decision, its attributes and its record are all made
-  in one step when it ends, on the thread that ends it. (They were once made on a background thread of
-  their own. In a busy process that thread waited for the GIL through every task, and each of those
-  waits woke it for nothing: more kernel time than the work it took off the task's thread.
-  ``benchmarks/celery_inprocess.py`` prints the kernel time and the context switches per task.)
+  in one step when it ends, on the thread that ends it. Not on a background thread: in a busy process
+  such a thread waits for the GIL through every task and is woken for nothing each time the task's
+  thread lets go of it, which cost more kernel time than the work it took off the task's thread
+  (``benchmarks/celery_inprocess.py`` prints the kernel time and context switches per task).
 
 Links, given at the start or added while a deferred span runs, stay on its direct path: they are built as
 the SDK's span builds them (its link limits, ``BoundedAttributes``, drop counts; :func:`_built_links`).
