@@ -55,10 +55,10 @@ class ExportQueue:
     once a batch (when it fills), not also for each batch's first span. Every wake-up counts: in a busy
     process the woken thread must wait for the GIL, and while it waits, each moment the task's thread lets go
     of the GIL wakes it for nothing (``benchmarks/celery_inprocess.py`` prints the context switches). Spans
-    wait at most ``interval_s`` after the first of a batch arrives, less when a batch fills or a flush asks. With ``transforms`` (the
-    processor's single exporter) this thread also applies them, before the exporter sees a span; with a
-    ``stage`` (several exporters) the stage transforms each span once, on whichever queue's thread takes
-    it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
+    wait at most ``interval_s`` after the first of a batch arrives, less when a batch fills or a flush asks.
+    With ``transforms`` (the processor's single exporter) this thread also applies them, before the exporter
+    sees a span; with a ``stage`` (several exporters) the stage transforms each span once, on whichever
+    queue's thread takes it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
     After fork the child starts empty and starts its own thread on its first span.
 
     ``run_end_gap_s`` (the store's queue): a run span's end (see :meth:`run_ended`) makes the batch due
