@@ -7,8 +7,8 @@ with opcode events, and counts the bytecodes executed per task in each place pip
 
 * ``before_publish`` / ``after_publish`` / ``prerun`` / ``postrun``: the signal handlers and everything they
   call, on the task's thread (the handler functions are looked up by name in the checkout being measured);
-* ``later``: the ``pipetrace-later`` thread and :func:`pipetrace.machinery.later.drain` (the task span built
-  after it ends);
+* ``later``: in a checkout that has it (before this stop's), the ``pipetrace-later`` thread and its drain (the
+  task span built after it ends; the task span is now built in ``postrun``);
 * ``export``: the ``pipetrace-export-*`` threads (redaction, encoding, the OTLP post; per batch, so it moves a
   little with how the spans fell into batches).
 
@@ -37,11 +37,14 @@ from _harness import SpanCounter, fmt_spread, load_range, paired_rounds  # noqa:
 COUNT = r'''
 import collections
 from pipetrace.integrations.celery import publish as _publish, worker as _worker
-from pipetrace.machinery import later as _later
 
 ROOTS = {_publish.before_publish.__code__: "before_publish", _publish.after_publish.__code__: "after_publish",
-         _worker.task_prerun.__code__: "prerun", _worker.task_postrun.__code__: "postrun",
-         _later.drain.__code__: "later"}
+         _worker.task_prerun.__code__: "prerun", _worker.task_postrun.__code__: "postrun"}
+try:  # (a checkout before the later thread was removed)
+    from pipetrace.machinery import later as _later
+    ROOTS[_later.drain.__code__] = "later"
+except ImportError:
+    pass
 THREADS = (("pipetrace-later", "later"), ("pipetrace-export", "export"))
 counting = [False]
 per_thread = []

@@ -35,6 +35,8 @@ from _harness import SpanCounter, fmt_spread, load_range, paired_ratios, paired_
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHECKOUTS: dict[str, Path] = {}
+EXTRA_ENV: dict[str, str] = {}
+"""Set in every task process (``--quiet-background`` puts :data:`QUIET_BACKGROUND` here)."""
 
 SETUP = r'''
 import json, os, sys, threading, time, uuid
@@ -81,7 +83,32 @@ for _ in range(200):  # warm-up: imports, connections, first spans
     one()
 flush()
 print("ready", flush=True)
+
+
+def switches():
+    """(voluntary context switches of this thread, of every other thread): /proc, Linux only."""
+    mine, others = 0, 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/status") as f:
+                count = next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+            if int(tid) == threading.get_native_id():
+                mine += count
+            else:
+                others += count
+    except (OSError, StopIteration, ValueError):
+        pass
+    return mine, others
+
+
+if os.environ.get("BENCH_QUIET_BACKGROUND") and mode in ("pipetrace", "before"):
+    try:  # a checkout with the 'later' thread (before it was removed): the one wake-up no OTEL_BSP_* sets
+        import pipetrace.machinery.later as later_queue
+        later_queue.WAKE_AT, later_queue.INTERVAL_S = 10**9, 3600.0
+    except ImportError:
+        pass
 sys.stdin.readline()
+times0, switches0 = os.times(), switches()
 main0, cpu0 = time.thread_time(), time.process_time()
 for _ in range(n):
     one()
@@ -89,8 +116,17 @@ main1 = time.thread_time()
 flush()
 print(json.dumps({"cpu": time.process_time() - cpu0, "main": main1 - main0}), flush=True)
 sys.stdin.readline()  # the receiver has every span
-print(json.dumps({"cpu_drained": time.process_time() - cpu0}), flush=True)
+cpu_drained, times1, switches1 = time.process_time() - cpu0, os.times(), switches()
+print(json.dumps({"cpu_drained": cpu_drained, "user": times1.user - times0.user,
+                  "sys": times1.system - times0.system, "switches_task": switches1[0] - switches0[0],
+                  "switches_bg": switches1[1] - switches0[1]}), flush=True)
 '''
+
+
+QUIET_BACKGROUND = {"OTEL_BSP_SCHEDULE_DELAY": "3600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200000",
+                    "BENCH_QUIET_BACKGROUND": "1"}
+"""``--quiet-background``: no batch is due before the flush, on either side (the SDK's processor and
+pipetrace's queues read the same ``OTEL_BSP_*`` variables; the child sets pipetrace's record queue alike)."""
 
 
 def child_env(mode: str, home: str, endpoint: str) -> tuple[list[str], Path, dict[str, str]]:
@@ -106,8 +142,10 @@ def child_env(mode: str, home: str, endpoint: str) -> tuple[list[str], Path, dic
                # both sides keep every span (pipetrace's OTLP queue reads the same variable)
                OTEL_BSP_MAX_QUEUE_SIZE="200000",
                PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL",
+                 *QUIET_BACKGROUND):
         env.pop(name, None)
+    env.update(EXTRA_ENV)
     if mode == "otel":
         env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
     if checkout is not None:
@@ -149,7 +187,11 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as the mode 'before'")
+    ap.add_argument("--quiet-background", action="store_true",
+                    help="a diagnosis, not the goal's set-up: no side's background thread is woken before the flush")
     args = ap.parse_args()
+    if args.quiet_background:
+        EXTRA_ENV.update(QUIET_BACKGROUND)
     modes: tuple[str, ...] = ("untraced", "otel", "pipetrace")
     if args.before is not None:
         CHECKOUTS["before"] = args.before.resolve()
@@ -157,8 +199,9 @@ def main() -> None:
     n = args.tasks
     with SpanCounter() as receiver:
         runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
+    quiet = "; background threads kept asleep until the flush (--quiet-background)" if args.quiet_background else ""
     print(f"celery in one process (memory broker, fast_trace_task), {n} no-op tasks, {args.rounds} interleaved "
-          f"rounds; CPU µs per task, median (min, max); load {load_range(loads)}")
+          f"rounds; CPU µs per task, median (min, max); load {load_range(loads)}{quiet}")
 
     def added(mode: str, field: str) -> list[float]:
         return [(a[field] - u[field]) / n * 1e6 for a, u in zip(runs[mode], runs["untraced"], strict=True)]
@@ -172,6 +215,9 @@ def main() -> None:
                      f"{fmt_spread(added(mode, 'main'), '.1f')}; spans {sum(r['got'] for r in rs)}/"
                      f"{sum(r['expected'] for r in rs)}")
         print(line)
+        print(f"  {'':10s} of which kernel {fmt_spread([r['sys'] / n * 1e6 for r in rs], '.1f')}; voluntary "
+              f"context switches per task: task thread {fmt_spread([r['switches_task'] / n for r in rs])}, "
+              f"background threads {fmt_spread([r['switches_bg'] / n for r in rs])}")
     ref = added("otel", "cpu_drained")
     for mode in modes[2:]:
         ratios = paired_ratios(added(mode, "cpu_drained"), ref)

@@ -203,11 +203,9 @@ def cold(rounds: int, block: int) -> dict[str, dict[str, float]]:
     _environment(queue)
     from celery.app.trace import build_tracer
     from pipeline_app import app, noop
-    from pipetrace.machinery import later
 
     receiver = SpanCounter().__enter__()
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
-    later.INTERVAL_S = 3600.0  # spans made after the task are made by the drain below, inside the figure
     modes = _Modes()
     junk, zeros = bytearray(24 << 20), bytes(24 << 20)
     clock = time.perf_counter_ns

@@ -132,9 +132,7 @@ class TaskAttempts:
     def begin(self, try_number: int, start_ns: int | None = None, *, current: bool = False) -> Span:
         """Start the span of try ``try_number`` (made current if ``current``: the orchestrator does not),
         recorded when it ends (the deferred strategy: an SDK span only if something needs one, such as an
-        exception, a late link or a processor that watches running spans). The record is built on the task's
-        thread, not the later thread (``record_later``): with that, a served deployment's flow process once
-        lost its task spans in CI."""
+        exception, a late link or a processor that watches running spans), on the task's thread."""
         self.try_number, self.ran = try_number, False
         self.span = deferred_span(get_tracer(), self.name, context=self.parent,
                                   attributes={**self.attributes, A.TRY_NUMBER: try_number}, start_time=start_ns,

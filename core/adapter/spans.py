@@ -7,7 +7,7 @@ this module only:
 * :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt (a
   deferred span), after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
 * :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Prefect attempt);
-* :func:`lazy_span` — built only when first needed, or off the task's thread after it ends;
+* :func:`lazy_span` — built only when first needed, at the latest when it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
 * :func:`start_span` — a plain eager span of the adapter's tracer (batch spans);
@@ -37,13 +37,13 @@ from .errors import end_with_error
 
 deferred_span = begin_span
 """``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
-plain_attributes, record_later, record_exception, set_status_on_exception)`` → a span recorded when it ends (the
+plain_attributes, record_exception, set_status_on_exception)`` → a span recorded when it ends (the
 deferred strategy of :mod:`pipetrace.machinery`); links added while it runs stay on that path."""
 
 
 lazy_span = _lazy_span
-"""``lazy_span(tracer, build)`` → a span made by ``build()`` when first needed, or after it ends off this
-thread (the lazy strategy; bound directly: it is on the per-task path)."""
+"""``lazy_span(tracer, build)`` → a span made by ``build()`` when first needed, at the latest when it ends
+(the lazy strategy; bound directly: it is on the per-task path)."""
 
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,

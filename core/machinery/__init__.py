@@ -9,18 +9,17 @@ The API every other part of pipetrace makes spans with (see :mod:`.handle` for w
   plain_attributes)`` — deferred: a :class:`DeferredSpan`, recorded in one step when it ends;
 - ``add_link(span, context, attributes)`` — a link added to a running span, as the SDK's ``add_link`` does;
 - ``lazy_span(tracer, build)`` — lazy: a :class:`LazySpan`, ``build()`` (usually a ``begin_span``) run
-  when first needed, at the latest after it ends on the later thread.
+  when first needed, at the latest when it ends.
 
 Modules: ``handle`` (the handle and its strategies), ``record`` (the SDK record each strategy makes),
-``later`` (the background queue the lazy strategy finishes on), ``ids`` (derived ids into SDK spans),
-``sdk`` (every other private SDK name: processors, resources, samplers, limits), ``otlpwire`` (OTLP/HTTP
-batches encoded straight to protobuf bytes, sent by the SDK exporter's own client).
+``ids`` (derived ids into SDK spans), ``sdk`` (every other private SDK name: processors, resources,
+samplers, limits), ``otlpwire`` (OTLP/HTTP batches encoded straight to protobuf bytes, sent by the SDK
+exporter's own client).
 """
 
 from __future__ import annotations
 
-from . import later
 from .handle import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
 from .record import add_link
 
-__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "add_link", "begin_span", "later", "lazy_span", "start_span"]
+__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "add_link", "begin_span", "lazy_span", "start_span"]

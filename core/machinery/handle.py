@@ -18,8 +18,10 @@ caller allows:
 - **lazy** (:func:`lazy_span`, a :class:`LazySpan`): nothing at all is decided at the start; a Celery
   task's span is current while the task body runs, but for most tasks nothing looks at it: its ids, its
   parent from the message headers, its sampling decision, its attributes and its record are all made
-  after it ends, in a batch on :mod:`pipetrace.machinery.later`'s thread, where that work costs a
-  fraction of what it costs cold on the task's thread.
+  in one step when it ends, on the thread that ends it. Not on a background thread: in a busy process
+  such a thread waits for the GIL through every task and is woken for nothing each time the task's
+  thread lets go of it, which cost more kernel time than the work it took off the task's thread
+  (``benchmarks/celery_inprocess.py`` prints the kernel time and context switches per task).
 
 Links, given at the start or added while a deferred span runs, stay on its direct path: they are built as
 the SDK's span builds them (its link limits, ``BoundedAttributes``, drop counts; :func:`_built_links`).
@@ -47,7 +49,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanK
 
 from ..util import losses
 from ..util.ratelimit import warn_once_per
-from . import later, record
+from . import record
 from .record import start_span
 from .sdk import processors_of
 
@@ -199,7 +201,7 @@ class DeferredSpan(SpanHandle):
     """A span whose ids and sampling were decided at its start and whose record is made at its end."""
 
     __slots__ = ("_tracer", "name", "kind", "start_time", "_decided", "_context", "_links", "_extra", "_events",
-                 "_live", "_done", "_owned", "_from_parent", "_status", "record_later", "_added",
+                 "_live", "_done", "_owned", "_from_parent", "_status", "_added",
                  "_on_exception", "_sc")
 
     def __init__(self, tracer: Any, name: str, kind: SpanKind, start_time: int, decided: Any,
@@ -221,7 +223,6 @@ class DeferredSpan(SpanHandle):
         self._added: list[Link] | None = None  # links added while it runs, each as the SDK's add_link makes it
         self._on_exception: tuple[bool, bool] | None = None  # the SDK span's two flags, when not both True
         self._status: Status | None = None  # set by set_status(Status) as the SDK sets it; None: unset
-        self.record_later = False  # see begin_span
         self._live = live
         self._done = False
         # its span context: decided at its start, the same object whichever span records it (read several
@@ -429,10 +430,7 @@ class DeferredSpan(SpanHandle):
             links = _built_links(limits, self._links, self._added) if self._links or self._added else ()
             if decided.end_metrics is not None:
                 decided.end_metrics()
-            if self.record_later and later.accepts(tracer):
-                later.submit(_emit, self, attrs, end, links)
-            else:
-                _emit(self, attrs, end, links)
+            _emit(self, attrs, end, links)
         except Exception as exc:
             losses.count("span_record")
             warn_once_per(log, "deferred-end", "pipetrace: could not record span %s: %r", self.name, exc)
@@ -495,7 +493,7 @@ _READABLE_BY_FIELDS = _made_by_fields(ReadableSpan, _READABLE_PROBE,
 def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
                attributes: Mapping[str, Any] | None = None, context: Context | None = None, links: Sequence[Link] = (),
                trace_id: int | None = None, span_id: int | None = None, start_time: int | None = None,
-               parent: SpanContext | None = None, plain_attributes: bool = False, record_later: bool = False,
+               parent: SpanContext | None = None, plain_attributes: bool = False,
                record_exception: bool = True, set_status_on_exception: bool = True) -> DeferredSpan:
     """Start a span that will be recorded when it ends (or, when a processor watches running spans,
     the SDK's span at once); ``context`` None means the current one, as in the SDK.
@@ -506,9 +504,6 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     vouches that every key is a non-empty str and every value is a str/bool/int/float or a tuple of values of
     one of those types (what the SDK stores for a sequence: Prefect's tags), so the end does not check them
     one by one again (what is set later still is). A list is not: the SDK stores it as a tuple.
-    ``record_later``: the record of a span that ended on the direct path is built and handed to the processors
-    on :mod:`pipetrace.machinery.later`'s thread when they all drain it (as a lazy span's), in a warm batch
-    instead of cold on the traced thread (a Prefect attempt's end: ~13 µs less there).
     ``record_exception``/``set_status_on_exception``: as in the SDK's ``start_span`` (its span's, if it goes live)."""
     start = start_time if start_time is not None else time.time_ns()
     if parent is not None and not parent.is_valid:
@@ -528,7 +523,6 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
                 owned = attributes
             span = DeferredSpan(tracer, name, kind, start, decided, None if parent is not None else context, links,
                                 owned=owned, from_parent=parent is not None)
-            span.record_later = record_later
             if not (record_exception and set_status_on_exception):
                 span._on_exception = (record_exception, set_status_on_exception)
             return span
@@ -621,10 +615,7 @@ class LazySpan(SpanHandle):
             return
         self._ended = True
         end = end_time if end_time is not None else time.time_ns()
-        if self._real is None and later.accepts(self._tracer):
-            later.submit(_finish, self, end)
-        else:
-            _finish(self, end)
+        _finish(self, end)
 
 
 def _finish(span: LazySpan, end_time: int) -> None:
@@ -637,8 +628,8 @@ def _finish(span: LazySpan, end_time: int) -> None:
 
 lazy_span = LazySpan
 """``lazy_span(tracer, build)``, the lazy strategy: a handle whose span ``build()`` makes (usually with
-:func:`begin_span`) when first needed — at the latest after it ends, on the later thread when every processor
-drains that queue. (The class itself: one call less on a task's start.)"""
+:func:`begin_span`) when first needed — at the latest when it ends. (The class itself: one call less on a
+task's start.)"""
 
 
 __all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "emits_directly", "lazy_span", "start_span"]

@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import attributes as A
-from ..machinery import later
 from ..machinery.sdk import suppress_instrumentation
 from ..util import losses
 from ..util.gil import YIELD_EVERY
@@ -50,13 +49,16 @@ def _reinit_after_fork(owner: ExportQueue | TransformStage) -> None:
 class ExportQueue:
     """One exporter behind a bounded queue and a daemon thread.
 
-    The thread starts with the first span (a process that never ends a span has none) and sleeps
-    without a timeout while the queue is empty: an idle traced process is never woken by pipetrace
-    (each wake-up takes the GIL from the task's thread). Spans wait at most ``interval_s`` after the
-    first of a batch arrives, less when a batch fills or a flush asks. With ``transforms`` (the
-    processor's single exporter) this thread also applies them, before the exporter sees a span; with a
-    ``stage`` (several exporters) the stage transforms each span once, on whichever queue's thread takes
-    it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
+    The thread starts with the first span (a process that never ends a span has none). After an export
+    it waits one ``interval_s`` for the next spans without being woken for them, and only if none came
+    sleeps without a timeout: an idle traced process is never woken by pipetrace, and a busy one is woken
+    once a batch (when it fills), not also for each batch's first span. Every wake-up counts: in a busy
+    process the woken thread must wait for the GIL, and while it waits, each moment the task's thread lets go
+    of the GIL wakes it for nothing (``benchmarks/celery_inprocess.py`` prints the context switches). Spans
+    wait at most ``interval_s`` after the first of a batch arrives, less when a batch fills or a flush asks.
+    With ``transforms`` (the processor's single exporter) this thread also applies them, before the exporter
+    sees a span; with a ``stage`` (several exporters) the stage transforms each span once, on whichever
+    queue's thread takes it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
     After fork the child starts empty and starts its own thread on its first span.
 
     ``run_end_gap_s`` (the store's queue): a run span's end (see :meth:`run_ended`) makes the batch due
@@ -93,6 +95,7 @@ class ExportQueue:
         self._mutex = threading.RLock()  # the condition's lock: ``with self._mutex`` is a C call, ``with
         self._cond = threading.Condition(self._mutex)  # self._cond`` two Python ones (offer: once a span)
         self._busy = False
+        self._idle = False  # the thread sleeps untimed (nothing came for an interval): the next span wakes it
         self._flushes = 0
         self._due = 0.0
         self._thread: threading.Thread | None = None
@@ -125,7 +128,8 @@ class ExportQueue:
                 self._due = time.monotonic() + self.interval_s
                 if self._thread is None:
                     self._start_locked()
-                self._cond.notify()  # the thread sleeps untimed while the queue is empty
+                elif self._idle:
+                    self._cond.notify()  # otherwise the thread is waiting out an interval: it takes this then
             elif pending + 1 == self.max_batch_size:
                 self._cond.notify()
 
@@ -143,8 +147,14 @@ class ExportQueue:
                     self._cond.notify()
 
     def _wait_for_batch_locked(self) -> None:
+        if not (self._shutdown or self._flushes or self._queue or self._ready):
+            self._cond.wait(self.interval_s)  # the next spans, without a wake-up each (see the class)
         while not self._shutdown and not (self._queue or self._ready):
-            self._cond.wait()
+            self._idle = True
+            try:
+                self._cond.wait()
+            finally:
+                self._idle = False
         while not self._shutdown and not self._flushes and self.queued < self.max_batch_size:
             left = self._due - time.monotonic()
             if left <= 0:
@@ -384,7 +394,6 @@ class PipelineProcessor(SpanProcessor):
     nothing heavy on the task's thread."""
 
     ignores_running_spans = True  # no on_start / _on_ending work: see pipetrace.machinery.handle
-    drains_later = True  # spans may end on pipetrace.machinery.later's thread: each flush drains it first
 
     def __init__(self, queues: Sequence[ExportQueue] = (), transforms: Sequence[SpanTransform] = ()) -> None:
         self.queues = list(queues)
@@ -429,7 +438,6 @@ class PipelineProcessor(SpanProcessor):
 
     def _flush(self, queues: Sequence[ExportQueue], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        later.drain()  # spans ended but not yet made: made now, in this thread, before the queues flush
         for queue in queues:  # every queue starts on its batch at once; then each is waited for
             queue.kick()
         ok = True
@@ -442,7 +450,6 @@ class PipelineProcessor(SpanProcessor):
 
     def shutdown_within(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        later.drain()
         for queue in self.queues:
             queue.shutdown(max(0.0, deadline - time.monotonic()))
 

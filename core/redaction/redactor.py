@@ -42,6 +42,13 @@ class _Drop:
 
 DROP = _Drop()
 
+
+def same_text(new: str, old: str) -> bool:
+    """``new`` (a redaction result: a plain str) has ``old``'s characters. A str subclass is compared as the plain
+    str of its characters: its own ``__eq__`` (which could say "equal" to anything) never decides that a value
+    came out unchanged and may be passed on as it is."""
+    return new == old if type(old) is str else str.__eq__(new, str.__str__(old))
+
 # Our own vocabulary always passes the allow-list: without it the store and viewer cannot work.
 BUILTIN_ALLOWED = ("cicd.*", "pipetrace.*", "messaging.*", "error.type", "exception.type", "service.*",
                    "host.name", "process.pid", "telemetry.*", "otel.*", "code.*")
@@ -227,9 +234,8 @@ class Redactor:
         if isinstance(value, str):
             if type(value) is str:
                 return self.value(value)
-            plain = str.__str__(value)  # compared as plain strs: the subclass's __eq__ (which could say
-            out = self.value(plain)  # "equal" to anything) never decides whether it is kept
-            return value if type(out) is str and str.__eq__(out, plain) else out  # unchanged: stays itself
+            out = self.value(value)  # (``value`` reads a subclass as the plain str of its characters)
+            return value if type(out) is str and same_text(out, value) else out  # unchanged: stays itself
         if isinstance(value, bytes):
             text = bytes.decode(value, "utf-8", "replace")  # a bytes subclass's own decode is not trusted
             out = self.value(text)
@@ -241,7 +247,8 @@ class Redactor:
                 r = self._one(v)
                 if isinstance(r, _Drop):
                     return DROP
-                changed = changed or r is not v
+                if r is not v and not (type(v) is str and type(r) is str and r == v):
+                    changed = True  # (an equal str from the cache is no change: the sequence stays as it is)
                 items.append(r)
             return items if changed else value
         return value
@@ -268,8 +275,11 @@ class Redactor:
                         return False
                 elif kind is tuple:  # (tags): each item judged; the tuple is never put in the clean set, where
                     for item in value:  # an item's own ``__hash__``/``__eq__`` would decide its membership
-                        if type(item) is str:  # kept only as the very object (``_one`` makes a list otherwise)
-                            if len(item) > CLEAN_LONGEST or self.value(item) is not item:
+                        if type(item) is str:  # unchanged as ``_one`` judges it: the same characters
+                            if len(item) > CLEAN_LONGEST:
+                                return False
+                            new = self.value(item)
+                            if new is not item and not (type(new) is str and new == item):
                                 return False
                         elif type(item) not in _FAST_TYPES or type(item) is tuple:
                             return False

@@ -21,7 +21,7 @@ from opentelemetry.trace import Link, Status
 
 from ..util.ratelimit import warn_once_per
 from .known import KNOWN
-from .redactor import CLEAN_LONGEST, Redactor
+from .redactor import CLEAN_LONGEST, Redactor, same_text
 from .text import cut
 
 log = logging.getLogger("pipetrace.redaction")
@@ -36,9 +36,9 @@ def _as_is(attributes: Any) -> Mapping[str, Any] | None:
 
 
 def _differs(new: str, old: str) -> bool:
-    """``new`` (redacted: a plain str) is not ``old``'s text. A str subclass's own ``__ne__``/``__eq__`` is not
-    asked: one that says "equal" to anything kept a secret span name unredacted."""
-    return new != old if type(old) is str else str.__ne__(new, str.__str__(old))
+    """``new`` (redacted) is not ``old``'s text, by :func:`same_text` (a str subclass's own ``__eq__`` that said
+    "equal" to anything kept a secret span name unredacted)."""
+    return not same_text(new, old)
 
 
 class RedactionTransform:
@@ -134,7 +134,7 @@ class RedactionTransform:
             out, long = self.redactor._walk(attrs, self.limit)
         else:
             out, long = None, True
-        if long and self.limit is not None and attrs:  # a changed value may have grown (a token): checked too
+        if long and self.limit is not None:  # a changed value may have grown (a token): checked too
             limited = self._limited(out if out is not None else attrs)
             if limited is not None:
                 out = limited

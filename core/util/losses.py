@@ -33,7 +33,6 @@ CAUSES: dict[str, str] = {
     "transform_error": "a span transform (redaction, …) raised: the span is dropped rather than leaked",
     "span_record": "a span handle could not make its SDK record at the span's end",
     "span_build": "a lazy span handle could not be built",
-    "later_work": "work handed to the background 'later' thread failed",
     "span_start": "a span helper could not start or record a span (the body ran untraced)",
     "store_buffer_full": "the PostgreSQL store was unreachable and the local buffer was full or unwritable",
 }

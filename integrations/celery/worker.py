@@ -62,7 +62,7 @@ def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: 
         span: Span
         if getattr(request, "is_eager", False):  # apply()/always-eager: the caller's span may be the parent
             span = _start(task, request, task_id, now, otel_context.get_current())
-        else:  # made when first needed, or after the attempt ends, off this thread (lazy_span)
+        else:  # made when first needed, at the latest when the attempt ends (lazy_span)
             span = lazy_span(tracer(), partial(_start, task, request, task_id, now, None))
         root_id = str(getattr(request, "root_id", None) or task_id)
         attempts.add(task_id, Running(span, C.workflows, task, request, root_id))  # current until task_postrun

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind
 from pipetrace.cli.doctor import lost_spans
 from pipetrace.config import Settings
-from pipetrace.machinery import DeferredSpan, LazySpan, SpanHandle, begin_span, later, lazy_span, start_span
+from pipetrace.machinery import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
 from pipetrace.machinery.ids import DerivedIdGenerator
 from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 from pipetrace.util import losses, ratelimit
@@ -77,7 +77,6 @@ def test_each_strategy_is_the_one_handle_api() -> None:
     for span in (eager, deferred, lazy):
         span.set_attribute("k", "v")
         span.end()
-    later.drain()
     got = {s.name: (s.context.trace_id, s.context.span_id, dict(s.attributes or {}))
            for s in exporter.get_finished_spans()}
     assert got == {"eager": (0xA1, 0xB1, {"k": "v"}), "deferred": (0xA2, 0xB2, {"k": "v"}),
@@ -157,17 +156,15 @@ def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path
     processor = PipelineProcessor([ExportQueue(_Recorder(), name="t", interval_s=0.01)], [boom])
     processor.on_end(ReadableSpan(name="x", context=trace.SpanContext(1, 2, False, trace.TraceFlags(1))))
     assert processor.force_flush(5000)
-    later.submit(broken)
-    later.drain()
-    assert losses.snapshot() == {"span_build": 1, "transform_error": 1, "later_work": 1}
+    assert losses.snapshot() == {"span_build": 1, "transform_error": 1}
 
     import pipetrace
 
-    assert pipetrace.stats()["lost"] == {"span_build": 1, "transform_error": 1, "later_work": 1}
+    assert pipetrace.stats()["lost"] == {"span_build": 1, "transform_error": 1}
     lines = [f.line() for f in lost_spans(Settings(home=tmp_path))]
     assert any(ln.startswith("✗ lost spans: 1 span_build in this process: a lazy span handle could not be built")
                for ln in lines)
-    assert len(lines) == 3
+    assert len(lines) == 2
     losses.reset()
     none = [f.line() for f in lost_spans(Settings(home=tmp_path))]
     assert none[0].startswith("· lost spans: none in the last 7 days")
@@ -175,15 +172,14 @@ def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path
 
 LOSING_PROGRAM = """
 import pipetrace
-from pipetrace.machinery import later
+from pipetrace.machinery import lazy_span
 
 pipetrace.configure()
 def broken():
     raise RuntimeError("lost on purpose")
 for _ in range(3):
-    later.submit(broken)
-later.drain()
-assert pipetrace.stats()["lost"] == {"later_work": 3}, pipetrace.stats()
+    lazy_span(pipetrace.get_tracer(), broken).end()
+assert pipetrace.stats()["lost"] == {"span_build": 3}, pipetrace.stats()
 """
 
 
@@ -198,8 +194,8 @@ def test_doctor_in_its_own_process_shows_what_other_traced_processes_lost(tmp_pa
     doctor = subprocess.run([str(Path(sys.executable).with_name("pipetrace")), "doctor"], env=env, capture_output=True,
                             text=True, timeout=120)
     line = next(ln for ln in doctor.stdout.splitlines() if "lost spans" in ln)
-    assert line.startswith("✗ lost spans: 6 later_work in 2 traced process(es) of"), doctor.stdout
-    assert "work handed to the background 'later' thread failed" in line
+    assert line.startswith("✗ lost spans: 6 span_build in 2 traced process(es) of"), doctor.stdout
+    assert "a lazy span handle could not be built" in line
     assert doctor.returncode == 1  # a ✗ makes doctor exit 1
 
 
@@ -240,33 +236,3 @@ def test_the_span_context_decided_at_the_start_is_the_apis_own() -> None:
         api = SpanContext(sc.trace_id, sc.span_id, is_remote=False, trace_flags=sc.trace_flags)
         assert type(sc) is SpanContext and tuple(sc) == tuple(api) and sc.trace_state is api.trace_state
         assert sc.is_valid is (span_id is not None or type(generator) is RandomIdGenerator)
-
-
-def test_a_deferred_span_recorded_later_reaches_the_exporters_after_a_drain_the_same_span() -> None:
-    """``record_later``: the record is built on the later thread (pending until then) when every processor
-    drains it, and is the span recorded at once otherwise; without the flag nothing is queued."""
-    from opentelemetry.trace import Status, StatusCode
-
-    later.drain()
-    got = {}
-    for flag in (True, False):
-        exporter = InMemorySpanExporter()
-        provider, processor = _pipeline(exporter)
-        span = begin_span(provider.get_tracer("t"), "task x", attributes={"a": "b", "tags": ["p"]},
-                          context=Context(), trace_id=0xA, span_id=0xB, start_time=5, record_later=flag)
-        span.add_event("Running", {"k": "v"}, timestamp=6)
-        span.set_status(Status(StatusCode.OK))
-        with later._later.running:  # (the background thread cannot take it meanwhile)
-            span.end(end_time=9)
-            span.set_attribute("after", "end")  # ignored, as on an ended SDK span
-            assert later.pending() == (1 if flag else 0)
-        processor.force_flush()
-        assert later.pending() == 0
-        (got[flag],) = exporter.get_finished_spans()
-        provider.shutdown()
-    done = got[True]
-    assert dict(done.attributes) == {"a": "b", "tags": ("p",)} and done.end_time == 9
-    assert [e.name for e in done.events] == ["Running"] and done.status.status_code is StatusCode.OK
-    assert (done.name, done.context, done.parent, dict(done.attributes), done.status.status_code, done.end_time) == (
-        got[False].name, got[False].context, got[False].parent, dict(got[False].attributes),
-        got[False].status.status_code, got[False].end_time)

@@ -1,13 +1,11 @@
-"""Lazy spans (pipetrace.machinery.lazyspan) and the later queue (pipetrace.machinery.later): a span made when
-first needed or after it ends, off the thread, is the span an eager start makes, and no flush loses one."""
+"""Lazy spans (pipetrace.machinery.handle.LazySpan): a span made when first needed or when it ends is the span
+an eager start makes, and no flush loses one."""
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from pipetrace.machinery import later
 from pipetrace.machinery.handle import LazySpan
 from pipetrace.machinery.handle import begin_span as begin
 from pipetrace.machinery.ids import DerivedIdGenerator
@@ -34,16 +31,6 @@ class _Recorder(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.spans.extend(spans)
         return SpanExportResult.SUCCESS
-
-
-@pytest.fixture(autouse=True)
-def _slow_later(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The later thread waits a minute: what a test sees before a flush was not done by it."""
-    later.drain()
-    monkeypatch.setattr(later, "INTERVAL_S", 60.0)
-    yield
-    later.drain()
-    later._later.full.set()  # a thread waiting out the minute goes back to its untimed wait
 
 
 def _sdk_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -93,26 +80,27 @@ def test_with_an_sdk_processor_the_span_is_made_and_ended_at_end() -> None:
     calls: list[int] = []
     span = LazySpan(tracer, _builder(tracer, calls))
     span.set_attribute("result", "success")
-    assert not later.accepts(tracer)  # the SDK's processor would not wait for the later queue
     span.end(START + 9)
-    (done,) = exporter.get_finished_spans()  # at once: nothing waits for a later flush
+    (done,) = exporter.get_finished_spans()  # at once: nothing waits for a flush
     assert calls == [1] and done.attributes is not None and done.attributes["result"] == "success"
-    assert done.end_time == START + 9 and later.pending() == 0
+    assert done.end_time == START + 9
 
 
-def test_with_pipetraces_processor_the_span_is_made_later_and_a_flush_waits_for_it() -> None:
+def test_with_pipetraces_processor_the_span_is_made_when_it_ends_on_the_ending_thread() -> None:
+    """No background thread of its own: in a busy process one waited for the GIL through every task, and the
+    wake-ups cost the task's thread more than the work it took off it (``celery_inprocess.py`` shows them)."""
     provider, processor, exporter = _pipeline_provider()
     tracer = provider.get_tracer("t")
-    assert later.accepts(tracer)
     calls: list[int] = []
     span = LazySpan(tracer, _builder(tracer, calls))
     span.set_attribute("result", "success")
-    with later._later.running:  # (the background thread cannot take it meanwhile)
-        span.end(START + 7)
-        assert calls == [] and later.pending() == 1 and not span.is_recording()
+    threads = {t.name for t in threading.enumerate()}
+    span.end(START + 7)
+    assert calls == [1] and not span.is_recording()  # made and handed to the processor in the end call
+    assert {t.name for t in threading.enumerate()} - threads <= {"pipetrace-export-store"}
     span.set_attribute("after end", True)  # ignored, as the SDK ignores it on an ended span
     assert processor.force_flush(5000)
-    assert calls == [1] and later.pending() == 0
+    assert calls == [1]
     (done,) = exporter.spans
     assert dict(done.attributes or {}) == {"a": "x", "n": 1, "result": "success"}
     assert (done.context.span_id, done.end_time) == (0xDEF, START + 7)
@@ -129,9 +117,7 @@ def test_shutdown_makes_what_is_queued() -> None:
     assert sorted(s.name for s in exporter.spans) == [f"task {i}" for i in range(5)]
 
 
-def test_the_background_thread_makes_spans_without_a_flush(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(later, "INTERVAL_S", 0.01)
-    later._later.full.set()  # the thread may be waiting out a minute from an earlier test
+def test_an_ended_span_is_exported_without_a_flush() -> None:
     provider, processor, exporter = _pipeline_provider()
     tracer = provider.get_tracer("t")
     span = LazySpan(tracer, _builder(tracer, []))
@@ -141,7 +127,6 @@ def test_the_background_thread_makes_spans_without_a_flush(monkeypatch: pytest.M
             break
         threading.Event().wait(0.01)
     assert [s.name for s in exporter.spans] == ["task t"]
-    assert later._later.thread is not None and later._later.thread.name == "pipetrace-later"
     processor.shutdown()
 
 
@@ -183,44 +168,8 @@ def test_a_failing_build_is_logged_never_raised(caplog: pytest.LogCaptureFixture
     ratelimit.reset()
     with caplog.at_level(logging.WARNING, logger="pipetrace"):
         span.end()
-        assert later.drain() == 1
     assert "bad request" in caplog.text
     processor.shutdown()
-
-
-def test_an_idle_thread_sleeps_untimed_and_one_item_wakes_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(later, "INTERVAL_S", 0.01)
-    later._later.full.set()
-    done: list[int] = []
-    later.submit(done.append, 1)  # starts the thread if this process has none yet
-    for _ in range(500):
-        if done:
-            break
-        threading.Event().wait(0.01)
-    assert done == [1]
-    thread = later._later.thread
-    assert thread is not None
-    threading.Event().wait(0.05)  # back in its untimed wait: no wake-ups while nothing is queued
-    frame = sys._current_frames()[thread.ident or 0]
-    assert frame.f_code.co_name == "wait" and frame.f_locals.get("timeout") is None  # Condition.wait, untimed
-    assert not later._later.arrived.is_set()
-    later.submit(done.append, 2)
-    for _ in range(500):
-        if len(done) == 2:
-            break
-        threading.Event().wait(0.01)
-    assert done == [1, 2]
-
-
-def test_a_full_queue_does_the_work_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(later, "MAX_QUEUED", 2)
-    done: list[int] = []
-    with later._later.running:  # the thread cannot take anything meanwhile
-        for i in range(4):
-            later.submit(done.append, i)
-        assert done == [2, 3] and later.pending() == 2  # bounded, and nothing dropped
-    later.drain()
-    assert sorted(done) == [0, 1, 2, 3]
 
 
 def test_a_failing_build_in_the_tasks_thread_gives_an_invalid_span_not_an_exception(
@@ -285,27 +234,3 @@ def test_an_attribute_set_while_another_thread_builds_is_kept() -> None:
     assert done.attributes["during"] == "build" and done.attributes["after"] == "build"
 
 
-def test_a_failing_item_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
-    done: list[int] = []
-
-    def fail() -> None:
-        raise ValueError("nope")
-
-    later.submit(fail)
-    later.submit(done.append, 1)
-    with caplog.at_level(logging.WARNING, logger="pipetrace"):
-        assert later.drain() == 2
-    assert done == [1]
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
-def test_a_forked_child_starts_with_an_empty_queue() -> None:
-    with later._later.running:  # the parent's thread cannot take the item before the fork
-        later.submit(lambda: None)
-        assert later.pending() == 1
-        pid = os.fork()
-        if pid == 0:  # the child: nothing of the parent's queue, and its own thread on its first item
-            ok = later.pending() == 0 and later._later.thread is None and not later._later.running.locked()
-            os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0

@@ -91,14 +91,20 @@ def test_the_configured_exporter_sends_wire_bytes_to_a_receiver(traced, monkeypa
     monkeypatch.setattr(otlpwire, "encode_request", lambda spans: calls.append(len(spans)) or encode(spans))
     with OTLPReceiver() as receiver:
         exporter = otlp_exporter(load(env={}, otlp_endpoint=receiver.endpoint))
-        assert type(exporter).__name__ == "WireOTLPSpanExporter" and hasattr(exporter, "_client")
+        assert type(exporter).__name__ == "WireOTLPSpanExporter"
+        # SDKs before the HTTP client object (1.44, the oldest accepted) keep their own encoder: the
+        # exporter falls back to it, and the span arrives all the same
+        wire = hasattr(exporter, "_client")
         pipetrace.configure(home=traced.home, exporters="otlp", otlp_endpoint=receiver.endpoint,
                             export_interval_s=0.05)
         with pipetrace.task_span("python", "etl", "wire-1", "extract", attributes={"rows": 3, "ok": True}):
             pass
         assert pipetrace.force_flush(10)
         got = receiver.wait_for(1)
-    assert calls and sum(calls) == 1  # our encoder made the request, not the SDK's fallback
+    if wire:
+        assert calls and sum(calls) == 1  # our encoder made the request, not the SDK's fallback
+    else:
+        assert not calls
     (resource, span), = got
     assert span.name == "task extract" and attrs(span.attributes)["rows"] == 3 and attrs(span.attributes)["ok"] is True
     assert attrs(resource.attributes)["service.name"]

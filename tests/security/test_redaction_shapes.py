@@ -209,3 +209,20 @@ def test_a_str_subclass_whose_eq_says_equal_cannot_keep_a_secret() -> None:
 def test_a_str_subclass_that_needs_no_redaction_is_still_kept_as_itself() -> None:
     plain = _AlwaysEqual("RUNNING")
     assert Redactor().attributes({"state": plain}) is None
+
+
+@pytest.mark.parametrize("with_list", [False, True], ids=["fast path", "key-by-key walk"])
+def test_a_tuple_of_clean_strings_stays_the_same_tuple_when_the_cache_holds_an_equal_string(with_list: bool) -> None:
+    """Prefect's tags arrive as a fresh tuple of fresh strings each run; the cache answers with the equal string
+    of an earlier run. That is no change: the attributes are passed on as they were (before, the tuple came out
+    as a list, the span was copied and its value type changed), on the fast path and on the walk alike."""
+    redactor = Redactor()
+    first = "".join(["Nightly ", "Orders"])
+    assert redactor.value(first) == first  # cached as clean
+    fresh = "".join(["Nightly ", "Orders"])
+    assert fresh == first and fresh is not first
+    attrs: dict[str, object] = {"tags": (fresh, "Load")}
+    if with_list:
+        attrs["batches"] = [1, 2]  # a list: not a fast-path type, so every key is walked
+    assert redactor.attributes(attrs) is None
+    assert redactor._one(attrs["tags"]) is attrs["tags"]
