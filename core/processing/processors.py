@@ -58,8 +58,8 @@ class ExportQueue:
     wait at most ``interval_s`` after the first of a batch arrives, less when a batch fills or a flush asks.
     With ``transforms`` (the processor's single exporter) this thread also applies them, before the exporter
     sees a span; with a ``stage`` (several exporters) the stage transforms each span once, on whichever
-    queue's thread takes it first. A batch kept for a retry is kept transformed, so a transform never runs twice on one span.
-    After fork the child starts empty and starts its own thread on its first span.
+    queue's thread takes it first. A batch kept for a retry is kept transformed, so a transform never runs
+    twice on one span. After fork the child starts empty and starts its own thread on its first span.
 
     ``run_end_gap_s`` (the store's queue): a run span's end (see :meth:`run_ended`) makes the batch due
     at once, or that long after the last export if that was sooner: a finished run is written whole in
