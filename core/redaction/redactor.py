@@ -49,6 +49,7 @@ def same_text(new: str, old: str) -> bool:
     came out unchanged and may be passed on as it is."""
     return new == old if type(old) is str else str.__eq__(new, str.__str__(old))
 
+
 # Our own vocabulary always passes the allow-list: without it the store and viewer cannot work.
 BUILTIN_ALLOWED = ("cicd.*", "pipetrace.*", "messaging.*", "error.type", "exception.type", "service.*",
                    "host.name", "process.pid", "telemetry.*", "otel.*", "code.*")
