@@ -615,15 +615,11 @@ class LazySpan(SpanHandle):
             return
         self._ended = True
         end = end_time if end_time is not None else time.time_ns()
-        _finish(self, end)
-
-
-def _finish(span: LazySpan, end_time: int) -> None:
-    try:
-        span.live().end(end_time=end_time)
-    except Exception as exc:
-        losses.count("span_record")
-        warn_once_per(log, "lazy-end", "pipetrace: could not record a span: %r", exc)
+        try:
+            self.live().end(end_time=end)
+        except Exception as exc:
+            losses.count("span_record")
+            warn_once_per(log, "lazy-end", "pipetrace: could not record a span: %r", exc)
 
 
 lazy_span = LazySpan

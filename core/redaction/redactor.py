@@ -248,7 +248,7 @@ class Redactor:
                 r = self._one(v)
                 if isinstance(r, _Drop):
                     return DROP
-                if r is not v and not (type(v) is str and type(r) is str and r == v):
+                if r is not v and not (type(r) is str and isinstance(v, str) and same_text(r, v)):
                     changed = True  # (an equal str from the cache is no change: the sequence stays as it is)
                 items.append(r)
             return items if changed else value
@@ -271,7 +271,7 @@ class Redactor:
                 if kind is str:
                     if len(value) > CLEAN_LONGEST:  # long values: the loop (and the length limit) decide
                         return False
-                    new = self.value(value)
+                    new = self.value(value)  # unchanged: ``same_text`` for a plain str, spelt out (a call per value)
                     if new is not value and not (type(new) is str and new == value):
                         return False
                 elif kind is tuple:  # (tags): each item judged; the tuple is never put in the clean set, where

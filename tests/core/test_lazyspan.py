@@ -107,7 +107,7 @@ def test_with_pipetraces_processor_the_span_is_made_when_it_ends_on_the_ending_t
     processor.shutdown()
 
 
-def test_shutdown_makes_what_is_queued() -> None:
+def test_spans_ended_before_shutdown_are_exported_by_it() -> None:
     provider, processor, exporter = _pipeline_provider()
     tracer = provider.get_tracer("t")
     spans = [LazySpan(tracer, _builder(tracer, [], name=f"task {i}")) for i in range(5)]
