@@ -15,7 +15,14 @@ opentelemetry-instrumentation-celery + plain SDK ``BatchSpanProcessor`` + OTLP/H
 <checkout>`` also ``before`` (that checkout's ``.venvs/celery``). Every traced mode exports to the same
 local receiver, which counts the spans (completeness printed).
 
-    python benchmarks/celery_inprocess.py [--tasks 5000] [--rounds 5] [--before <checkout>]
+``--together``: in each round every side's process runs at the same moment (started in rotated order, set
+off together), instead of one after the other. CPU time per task on this project's shared 2-core VMs moves by
+±20 % between runs a few seconds apart, even for the untraced side alone; run at the same moment, the sides
+of a round share the machine's slow spells, and the paired per-round ratios are that much tighter. The
+processes share the cores, so only CPU time is compared, not wall.
+
+    python benchmarks/celery_inprocess.py [--tasks 5000] [--rounds 5] [--before <checkout>] [--together]
+                                          [--quiet-background]
 """
 
 from __future__ import annotations
@@ -27,10 +34,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, fmt_spread, load_range, paired_ratios, paired_rounds  # noqa: E402
+from _harness import (  # noqa: E402
+    SpanCounter,
+    fmt_spread,
+    load,
+    load_range,
+    paired_ratios,
+    paired_rounds,
+    rotated,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -182,6 +198,54 @@ def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
                 proc.kill()
 
 
+def run_together(modes: Sequence[str], n: int, receiver: SpanCounter) -> dict[str, dict[str, float]]:
+    """``--together``: one process per mode (started in the order given), all set off at the same moment, so a
+    slow spell of the shared machine lands on every side of the round alike (CPU time, not wall, is compared:
+    the processes share the cores)."""
+    receiver.reset()
+    with tempfile.TemporaryDirectory() as home:
+        procs: dict[str, subprocess.Popen[str]] = {}
+        try:
+            for mode in modes:
+                (Path(home) / mode).mkdir()
+                command, app_dir, env = child_env(mode, str(Path(home) / mode), receiver.endpoint)
+                procs[mode] = subprocess.Popen([*command, "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
+                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            traced = [m for m in modes if m != "untraced"]
+            for mode, proc in procs.items():
+                assert proc.stdout is not None
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"{mode}: the task process did not start")
+            receiver.wait_for(200 * 2 * len(traced), 30)
+            base = receiver.spans
+            for proc in procs.values():
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            outs: dict[str, dict[str, float]] = {}
+            for mode, proc in procs.items():
+                assert proc.stdout is not None
+                outs[mode] = json.loads(proc.stdout.readline())
+            receiver.wait_for(base + n * 2 * len(traced), 120)
+            got = receiver.spans - base
+            for mode, proc in procs.items():
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write("report\n")
+                proc.stdin.flush()
+                outs[mode].update(json.loads(proc.stdout.readline()))
+                # the receiver counts every side's spans together: each traced side is credited its share
+                # of what arrived (completeness is printed as the sum)
+                outs[mode]["got"] = got / len(traced) if mode != "untraced" else 0
+                outs[mode]["expected"] = n * 2 if mode != "untraced" else 0
+            for proc in procs.values():
+                proc.wait(60)
+            return outs
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=5000)
@@ -189,6 +253,8 @@ def main() -> None:
     ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as the mode 'before'")
     ap.add_argument("--quiet-background", action="store_true",
                     help="a diagnosis, not the goal's set-up: no side's background thread is woken before the flush")
+    ap.add_argument("--together", action="store_true",
+                    help="run every side's process at the same time in each round (start order rotated)")
     args = ap.parse_args()
     if args.quiet_background:
         EXTRA_ENV.update(QUIET_BACKGROUND)
@@ -198,10 +264,21 @@ def main() -> None:
         modes = (*modes, "before")
     n = args.tasks
     with SpanCounter() as receiver:
-        runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
+        if args.together:
+            runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+            loads: list[str] = []
+            for r in range(args.rounds):
+                outs = run_together(rotated(modes, r), n, receiver)
+                for mode in modes:
+                    runs[mode].append(outs[mode])
+                loads.append(load())
+        else:
+            runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
     quiet = "; background threads kept asleep until the flush (--quiet-background)" if args.quiet_background else ""
-    print(f"celery in one process (memory broker, fast_trace_task), {n} no-op tasks, {args.rounds} interleaved "
-          f"rounds; CPU µs per task, median (min, max); load {load_range(loads)}{quiet}")
+    how = ("rounds, every side's process at the same time (--together)" if args.together
+           else "interleaved rounds")
+    print(f"celery in one process (memory broker, fast_trace_task), {n} no-op tasks, {args.rounds} {how}; "
+          f"CPU µs per task, median (min, max); load {load_range(loads)}{quiet}")
 
     def added(mode: str, field: str) -> list[float]:
         return [(a[field] - u[field]) / n * 1e6 for a, u in zip(runs[mode], runs["untraced"], strict=True)]

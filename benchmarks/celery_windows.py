@@ -1,0 +1,329 @@
+"""Celery overhead on a real prefork worker, finely interleaved: every side (untraced, the reference,
+pipetrace, optionally a ``--before`` checkout) keeps one worker and one producer running for the whole
+benchmark, and the sides take turns in short windows of ``--window-tasks`` no-op tasks, the order rotated
+each round.
+
+Why a second Celery benchmark: ``celery_overhead.py`` starts a fresh worker and producer per round and
+runs 2,000 tasks in each, so a round takes ~10 s per side and the machine's slow spells (they last
+minutes on the shared 2-core VMs this project runs on) land on one side and not the next. Its added CPU
+per task moved from 0.39 to 1.13 of the reference's between runs of the same code. Here a round takes
+~25 s for all three sides, many rounds cost no start-ups, and a slow spell hits every side alike.
+
+What is the same as ``celery_overhead.py`` (whose pieces it reuses):
+
+* the same worker (``-P prefork -c 2`` on Redis, gossip, mingle and heartbeat off) and task;
+* **the reference** is ``opentelemetry-instrumentation-celery`` as its docs set it up (plain SDK
+  ``TracerProvider`` + ``BatchSpanProcessor`` + OTLP/HTTP, in the pool children from
+  ``worker_process_init`` and in the producer at start), no pipetrace in its processes;
+* **pipetrace** runs as deployed (``pipetrace run --``, redaction on, ``--exporters``, default ``otlp``);
+* both export to one local receiver that counts what it got (completeness printed per side).
+
+What a window counts: the CPU of the side's producer and whole worker (main process and pool children,
+every thread, from /proc) from the first publish until **a fixed time after it** (``--window``, longer
+than every side's drain: the SDK exports a part batch after its 5 s ``schedule_delay``). Every side's
+window lasts equally long, so the idle time in it (the worker's own timers and polling) is the same for
+all, and each side's background export of the window's spans is in its own window: a window closes only
+after the receiver has every span of it (one that drains later is longer, and says so).
+Wall: first publish to last result. Each side runs one window before the rounds that is not counted (its
+first export's connection, anything set up on first use).
+
+Printed per side: CPU and wall per task, median (min, max) over windows; added per task (paired with the
+untraced window of the same round); pipetrace added / reference added as the ratio of the medians, the
+median of the per-round ratios and the ratio of the totals (goal, issue 24: <= 0.5 for CPU and wall).
+
+``--aa`` adds a second untraced side, ``untraced-b``, run exactly as ``untraced``: its "added" CPU and wall
+are the benchmark's noise floor (an A/A comparison), printed next to the traced sides'.
+
+    python benchmarks/celery_windows.py [--rounds 20] [--window-tasks 500] [--window 7.5]
+                                        [--exporters otlp] [--before <checkout>] [--aa] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import (  # noqa: E402
+    TABLE_HEADER,
+    SpanCounter,
+    fmt_spread,
+    load_range,
+    paired_ratios,
+    paired_rounds,
+    spread,
+    summary_row,
+    tree_cpu,
+)
+from celery_overhead import APP_DIR, BIN, SPANS_PER_TASK, _delete_keys  # noqa: E402
+
+MODES = ("untraced", "otel", "pipetrace")
+WARMUP = 200
+
+PRODUCER = r'''
+import json, sys, time
+import os
+import pipeline_app
+from pipeline_app import noop
+if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "reference":
+    pipeline_app.setup_reference_tracing()
+warm = int(sys.argv[1])
+for r in [noop.delay() for _ in range(warm)]:  # connections, and every pool child's first-task imports
+    r.get(timeout=120)
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    t0 = time.perf_counter()
+    results = [noop.delay() for _ in range(n)]
+    for r in results:
+        r.get(timeout=300)
+    print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+'''
+
+
+@dataclass
+class Side:
+    """One side's long-lived worker and producer."""
+
+    mode: str
+    worker: subprocess.Popen[bytes]
+    producer: subprocess.Popen[str]
+    prefix_key: str
+    home: tempfile.TemporaryDirectory[str]
+    log: Path
+
+
+@dataclass
+class Window:
+    wall: float  # first publish -> last result
+    drained: float  # first publish -> the receiver has every span of the window
+    length: float  # first publish -> the CPU reading (the fixed window, or the drain if that came later)
+    producer: float  # CPU seconds, every thread
+    main: float  # the worker's main process
+    pool: float  # its pool children
+    got: int
+    expected: int
+    wire: int
+
+    @property
+    def cpu(self) -> float:
+        return self.producer + self.main + self.pool
+
+
+@dataclass
+class Settings:
+    tasks: int
+    window: float
+    exporters: str
+    db: int
+    checkouts: dict[str, Path] = field(default_factory=dict)
+
+
+A_A = "untraced-b"
+"""``--aa``: a second untraced side, the noise floor."""
+
+
+def _spans_per_task(mode: str, exporters: str) -> int:
+    if mode == A_A:
+        return 0
+    return SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
+
+
+def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
+    """Start ``mode``'s worker and producer, run the warm-up and wait until its spans are out."""
+    checkout = settings.checkouts.get(mode)
+    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
+    app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
+    home = tempfile.TemporaryDirectory()
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: every key under our prefix
+    env = dict(os.environ, PIPETRACE_HOME=home.name, PIPETRACE_EXAMPLE_QUEUE=queue,
+               PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{settings.db}",
+               PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{settings.db}",
+               PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=settings.exporters,
+               OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+        env.pop(name, None)
+    if mode == "otel":
+        env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
+    if checkout is not None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
+    prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
+    log = Path(home.name) / "worker.log"
+    receiver.reset()
+    with open(log, "wb") as fh:
+        worker = subprocess.Popen(
+            [*prefix, str(bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2", "-Q",
+             queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-l", "warning"], cwd=app_dir, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    producer = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", PRODUCER, str(WARMUP)], cwd=app_dir,
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    side = Side(mode, worker, producer, prefix_key, home, log)
+    assert producer.stdout is not None
+    if producer.stdout.readline().strip() != "ready":
+        stop(side, settings)
+        raise RuntimeError(f"{mode}: producer did not start; worker log:\n{log.read_text()[-2000:]}")
+    want = WARMUP * _spans_per_task(mode, settings.exporters)
+    if not receiver.wait_for(want, 30):
+        print(f"  {mode}: warm-up spans {receiver.spans}/{want}", file=sys.stderr)
+    time.sleep(1.0)  # a late warm-up span is not counted in the first window
+    return side
+
+
+def stop(side: Side, settings: Settings) -> None:
+    if side.producer.poll() is None:
+        side.producer.kill()
+    side.worker.send_signal(signal.SIGTERM)
+    try:
+        side.worker.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(side.worker.pid, signal.SIGKILL)
+    _delete_keys(settings.db, side.prefix_key)
+    side.home.cleanup()
+
+
+def window(side: Side, settings: Settings, receiver: SpanCounter) -> Window:
+    """One window: ``settings.tasks`` tasks published and their results waited for, then the CPU read
+    ``settings.window`` seconds after the first publish (or when the last span arrived, if later)."""
+    assert side.producer.stdin is not None and side.producer.stdout is not None
+    expected = settings.tasks * _spans_per_task(side.mode, settings.exporters)
+    receiver.reset()
+    main0, pool0 = tree_cpu(side.worker.pid)
+    producer0 = sum(tree_cpu(side.producer.pid))
+    t0 = time.perf_counter()
+    side.producer.stdin.write(f"{settings.tasks}\n")
+    side.producer.stdin.flush()
+    line = side.producer.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{side.mode}: producer ended; worker log:\n{side.log.read_text()[-2000:]}")
+    wall = float(json.loads(line)["seconds"])
+    receiver.wait_for(expected, 60)
+    drained = time.perf_counter() - t0
+    rest = settings.window - (time.perf_counter() - t0)
+    if rest > 0:
+        time.sleep(rest)
+    length = time.perf_counter() - t0
+    main1, pool1 = tree_cpu(side.worker.pid)
+    producer1 = sum(tree_cpu(side.producer.pid))
+    return Window(wall, drained, length, producer1 - producer0, main1 - main0, pool1 - pool0, receiver.spans,
+                  expected, receiver.bytes)
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[str]) -> list[str]:
+    """Print the figures; return the closing-note rows."""
+    n = args.window_tasks
+
+    def per_task(mode: str, name: str) -> list[float]:
+        return [getattr(w, name) / n * 1e6 for w in runs[mode]]
+
+    def added(mode: str, name: str) -> list[float]:
+        """Added µs per task, paired with the untraced window of the same round."""
+        return [(getattr(a, name) - getattr(u, name)) / n * 1e6 for a, u in zip(runs[mode], runs["untraced"],
+                                                                                   strict=True)]
+
+    print(f"celery on redis, prefork -c 2, {args.rounds} rounds of {n}-task windows per side (rotating order), "
+          f"windows of {args.window:.1f} s, pipetrace exporters={args.exporters}; median (min, max) over windows; "
+          f"load {load_range(loads)}")
+    for mode, ws in runs.items():
+        longer = sum(1 for w in ws if w.length > args.window + 0.5)
+        print(f"  {mode:10s} cpu {fmt_spread(per_task(mode, 'cpu'), '.1f')} us a task, "
+              f"wall {fmt_spread(per_task(mode, 'wall'), '.1f')} us a task, "
+              f"drained {fmt_spread([w.drained for w in ws])} s"
+              + (f"  ({longer} windows longer than {args.window:.1f} s: drained later)" if longer else ""))
+        if mode == "untraced":
+            continue
+        got, want = sum(w.got for w in ws), sum(w.expected for w in ws)
+        wire = sum(w.wire for w in ws) / got if got else 0.0
+        print(f"    added per task: cpu {fmt_spread(added(mode, 'cpu'), '.1f')} us "
+              f"(producer {statistics.median(added(mode, 'producer')):.1f}, "
+              f"worker main {statistics.median(added(mode, 'main')):.1f}, "
+              f"pool {statistics.median(added(mode, 'pool')):.1f}), "
+              f"wall {fmt_spread(added(mode, 'wall'), '.1f')} us; "
+              f"spans received {got}/{want}, {wire:.0f} bytes a span on the wire")
+    if A_A in runs:
+        for name, label in (("cpu", "CPU"), ("wall", "wall")):
+            floor, ref = added(A_A, name), added("otel", name)
+            low, mid, high = spread(floor)
+            print(f"noise floor ({A_A} against untraced, both untraced), added {label} per task: {mid:.1f} us "
+                  f"(min {low:.1f}, max {high:.1f}), mean {statistics.fmean(floor):.1f} us = "
+                  f"{statistics.median(floor) / statistics.median(ref):+.2f} of the reference's median added {label}")
+    rows = []
+    for name, label in (("cpu", "CPU"), ("wall", "wall")):
+        ref = added("otel", name)
+        figures = {}
+        for mode in [m for m in runs if m not in ("untraced", "otel", A_A)]:
+            ours = added(mode, name)
+            mid_ref = statistics.median(ref)
+            of_medians = statistics.median(ours) / mid_ref if mid_ref > 0 else float("nan")
+            of_totals = sum(ours) / sum(ref) if sum(ref) > 0 else float("nan")
+            ratios = paired_ratios(ours, ref)
+            print(f"{mode} added / reference added, {label}: {of_medians:.2f} (ratio of medians; goal <= 0.5), "
+                  f"{of_totals:.2f} (ratio of totals); per-round ratios {fmt_spread(ratios)}")
+            low, mid, high = spread(ratios)
+            figures[mode] = (f"**{of_medians:.2f}** ({statistics.median(ours):.0f} µs; totals {of_totals:.2f}; "
+                             f"per round {mid:.2f})", f"per round {low:.2f}–{high:.2f}")
+        rows.append(summary_row(
+            f"Celery added {label} per task, pipetrace / reference, real prefork worker, finely interleaved "
+            f"(`celery_windows.py --rounds {args.rounds} --window-tasks {n}`, exporters {args.exporters})",
+            figures["before"][0] if "before" in figures else "—", figures["pipetrace"][0],
+            f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
+            figures["pipetrace"][1], loads))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--window-tasks", type=int, default=500, help="tasks per side per window")
+    ap.add_argument("--window", type=float, default=7.5,
+                    help="seconds from a window's first publish to its CPU reading, every side alike")
+    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
+    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
+    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
+    ap.add_argument("--aa", action="store_true", help=f"add a second untraced side ({A_A}): the noise floor")
+    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
+    args = ap.parse_args()
+    settings = Settings(args.window_tasks, args.window, args.exporters, args.db)
+    modes: tuple[str, ...] = MODES
+    if args.before is not None:
+        settings.checkouts["before"] = args.before.resolve()
+        modes = (*modes, "before")
+    if args.aa:
+        modes = (*modes, A_A)
+
+    def echo(mode: str, r: int, w: Window) -> None:
+        print(f"  round {r + 1} {mode:10s} {w.wall:5.2f} s wall {w.drained:5.2f} s drained "
+              f"{w.producer:5.2f} s producer {w.main:5.2f} s main {w.pool:5.2f} s pool  spans {w.got}/{w.expected}",
+              file=sys.stderr, flush=True)
+
+    with SpanCounter() as receiver:
+        sides: dict[str, Side] = {}
+        try:
+            for mode in modes:
+                sides[mode] = start(mode, settings, receiver)
+            for mode in modes:  # one window each, not counted: a side's first export, first window's lazy set-ups
+                window(sides[mode], settings, receiver)
+            runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: window(sides[mode], settings, receiver),
+                                        echo=echo)
+        finally:
+            for side in sides.values():
+                stop(side, settings)
+    rows = report(args, runs, loads)
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
