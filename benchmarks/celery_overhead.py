@@ -175,44 +175,24 @@ class Run:
 def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks: Path | None = None) -> Run:
     """One run of n tasks in ``mode``; with ``hooks`` (a folder), the timing shim runs in every process."""
     receiver.reset()
-    checkout = CHECKOUTS.get(mode)
-    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
-    app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
     with tempfile.TemporaryDirectory() as home:
-        queue = f"bench-{uuid.uuid4().hex[:6]}"
-        prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: DB 0, keys under our prefix
-        env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
-                   PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{db}",
-                   PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db}", PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
-                   PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
-                   OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
-        for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
-            env.pop(name, None)
+        side = side_setup(mode, home, db, exporters, receiver.endpoint)
+        env = side.env
         if hooks is not None:
             (hooks / "sitecustomize.py").write_text(HOOK_SHIM)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hooks), env.get("PYTHONPATH", "")) if p)
             env["PIPETRACE_BENCH_HOOKS"] = str(hooks / "out")
             (hooks / "out").mkdir(exist_ok=True)
-        if mode == "otel":
-            env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
-        if checkout is not None:
-            env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
-        prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
-        per_task = SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
-        log = Path(home) / "worker.log"
-        with open(log, "wb") as fh:
-            worker = subprocess.Popen(
-                [*prefix, str(bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2", "-Q",
-                 queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "-l", "warning"], cwd=app_dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        per_task = spans_per_task(mode, exporters)
+        worker = start_worker(side)
         producer = None
         try:
-            producer = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", PRODUCER, str(n), str(WARMUP)],
-                                        cwd=app_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            producer = subprocess.Popen([*side.prefix, str(side.bin_dir / "python"), "-c", PRODUCER, str(n),
+                                         str(WARMUP)], cwd=side.app_dir, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
             assert producer.stdin is not None and producer.stdout is not None
             if producer.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"{mode}: producer did not start; worker log:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(f"{mode}: producer did not start; worker log:\n{side.log.read_text()[-2000:]}")
             receiver.wait_for(WARMUP * per_task, 30)  # the warm-up's spans are out before the window opens
             time.sleep(0.5)
             base_spans, base_bytes = receiver.spans, receiver.bytes
@@ -232,14 +212,72 @@ def run(mode: str, n: int, db: int, exporters: str, receiver: SpanCounter, hooks
             return Run(wall, drained if per_task else wall, producer_cpu, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1],
                        receiver.spans - base_spans, n * per_task, receiver.bytes - base_bytes)
         finally:
-            if producer is not None and producer.poll() is None:
-                producer.kill()
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-            _delete_keys(db, prefix_key)
+            stop_side(side, worker, producer, db)
+
+
+@dataclass
+class SideSetup:
+    """How one side's processes run: its checkout's binaries and app, its environment (its own queue and
+    Redis key prefix, the receiver as its OTLP endpoint) and the command prefix (``pipetrace run --``)."""
+
+    mode: str
+    bin_dir: Path
+    app_dir: Path
+    env: dict[str, str]
+    prefix: list[str]
+    queue: str
+    prefix_key: str
+    log: Path
+
+
+def spans_per_task(mode: str, exporters: str) -> int:
+    """Spans the receiver gets per task from ``mode`` (pipetrace sends OTLP only with the ``otlp`` exporter)."""
+    return SPANS_PER_TASK.get(mode, 0) if "otlp" in exporters.split(",") or mode == "otel" else 0
+
+
+def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str) -> SideSetup:
+    """``mode``'s set-up in ``home`` (a fresh folder); a checkout in :data:`CHECKOUTS` runs its own binaries."""
+    checkout = CHECKOUTS.get(mode)
+    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
+    app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: DB 0, keys under our prefix
+    env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
+               PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{db}",
+               PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db}", PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
+               OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
+        env.pop(name, None)
+    if mode == "otel":
+        env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
+    if checkout is not None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
+    prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
+    return SideSetup(mode, bin_dir, app_dir, env, prefix, queue, prefix_key, Path(home) / "worker.log")
+
+
+def start_worker(side: SideSetup) -> subprocess.Popen[bytes]:
+    """The side's real prefork worker (``-c 2``; gossip, mingle and heartbeat off), its output in ``side.log``."""
+    with open(side.log, "wb") as fh:
+        return subprocess.Popen(
+            [*side.prefix, str(side.bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2",
+             "-Q", side.queue, "-n", f"{side.queue}@%h", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-l", "warning"], cwd=side.app_dir, env=side.env, stdout=fh,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_side(side: SideSetup, worker: subprocess.Popen[bytes], producer: subprocess.Popen[str] | None,
+              db: int) -> None:
+    """Stop the producer and the worker (SIGTERM, then the whole group) and delete the side's Redis keys."""
+    if producer is not None and producer.poll() is None:
+        producer.kill()
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+    _delete_keys(db, side.prefix_key)
 
 
 def _delete_keys(db: int, prefix: str) -> None:
@@ -371,7 +409,7 @@ def main() -> None:
     ap.add_argument("--hook-rounds", type=int, default=3, help="interleaved runs per traced mode for --hooks")
     ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
     args = ap.parse_args()
-    modes = MODES
+    modes: tuple[str, ...] = MODES
     if args.before is not None:
         CHECKOUTS["before"] = args.before.resolve()
         modes = (*MODES, "before")

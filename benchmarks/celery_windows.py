@@ -42,18 +42,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import celery_overhead  # noqa: E402
 from _harness import (  # noqa: E402
     TABLE_HEADER,
     SpanCounter,
@@ -65,7 +63,7 @@ from _harness import (  # noqa: E402
     summary_row,
     tree_cpu,
 )
-from celery_overhead import APP_DIR, BIN, SPANS_PER_TASK, _delete_keys  # noqa: E402
+from celery_overhead import SideSetup, side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
 
 MODES = ("untraced", "otel", "pipetrace")
 WARMUP = 200
@@ -95,12 +93,14 @@ for line in sys.stdin:
 class Side:
     """One side's long-lived worker and producer."""
 
-    mode: str
+    setup: SideSetup
     worker: subprocess.Popen[bytes]
     producer: subprocess.Popen[str]
-    prefix_key: str
     home: tempfile.TemporaryDirectory[str]
-    log: Path
+
+    @property
+    def mode(self) -> str:
+        return self.setup.mode
 
 
 @dataclass
@@ -126,7 +126,6 @@ class Settings:
     window: float
     exporters: str
     db: int
-    checkouts: dict[str, Path] = field(default_factory=dict)
 
 
 A_A = "untraced-b"
@@ -134,46 +133,23 @@ A_A = "untraced-b"
 
 
 def _spans_per_task(mode: str, exporters: str) -> int:
-    if mode == A_A:
-        return 0
-    return SPANS_PER_TASK[mode] if "otlp" in exporters.split(",") or mode == "otel" else 0
+    return 0 if mode == A_A else spans_per_task(mode, exporters)
 
 
 def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
     """Start ``mode``'s worker and producer, run the warm-up and wait until its spans are out."""
-    checkout = settings.checkouts.get(mode)
-    bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
-    app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
     home = tempfile.TemporaryDirectory()
-    queue = f"bench-{uuid.uuid4().hex[:6]}"
-    prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: every key under our prefix
-    env = dict(os.environ, PIPETRACE_HOME=home.name, PIPETRACE_EXAMPLE_QUEUE=queue,
-               PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{settings.db}",
-               PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{settings.db}",
-               PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
-               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=settings.exporters,
-               OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
-    for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
-        env.pop(name, None)
-    if mode == "otel":
-        env["PIPETRACE_EXAMPLE_OTEL"] = "reference"
-    if checkout is not None:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
-    prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
-    log = Path(home.name) / "worker.log"
+    setup = side_setup(mode, home.name, settings.db, settings.exporters, receiver.endpoint)
     receiver.reset()
-    with open(log, "wb") as fh:
-        worker = subprocess.Popen(
-            [*prefix, str(bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2", "-Q",
-             queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-l", "warning"], cwd=app_dir, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    producer = subprocess.Popen([*prefix, str(bin_dir / "python"), "-c", PRODUCER, str(WARMUP)], cwd=app_dir,
-                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    side = Side(mode, worker, producer, prefix_key, home, log)
+    worker = start_worker(setup)
+    producer = subprocess.Popen([*setup.prefix, str(setup.bin_dir / "python"), "-c", PRODUCER, str(WARMUP)],
+                                cwd=setup.app_dir, env=setup.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+    side = Side(setup, worker, producer, home)
     assert producer.stdout is not None
     if producer.stdout.readline().strip() != "ready":
         stop(side, settings)
-        raise RuntimeError(f"{mode}: producer did not start; worker log:\n{log.read_text()[-2000:]}")
+        raise RuntimeError(f"{mode}: producer did not start; worker log:\n{setup.log.read_text()[-2000:]}")
     want = WARMUP * _spans_per_task(mode, settings.exporters)
     if not receiver.wait_for(want, 30):
         print(f"  {mode}: warm-up spans {receiver.spans}/{want}", file=sys.stderr)
@@ -182,14 +158,7 @@ def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
 
 
 def stop(side: Side, settings: Settings) -> None:
-    if side.producer.poll() is None:
-        side.producer.kill()
-    side.worker.send_signal(signal.SIGTERM)
-    try:
-        side.worker.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(side.worker.pid, signal.SIGKILL)
-    _delete_keys(settings.db, side.prefix_key)
+    stop_side(side.setup, side.worker, side.producer, settings.db)
     side.home.cleanup()
 
 
@@ -206,7 +175,7 @@ def window(side: Side, settings: Settings, receiver: SpanCounter) -> Window:
     side.producer.stdin.flush()
     line = side.producer.stdout.readline()
     if not line:
-        raise RuntimeError(f"{side.mode}: producer ended; worker log:\n{side.log.read_text()[-2000:]}")
+        raise RuntimeError(f"{side.mode}: producer ended; worker log:\n{side.setup.log.read_text()[-2000:]}")
     wall = float(json.loads(line)["seconds"])
     receiver.wait_for(expected, 60)
     drained = time.perf_counter() - t0
@@ -297,7 +266,7 @@ def main() -> None:
     settings = Settings(args.window_tasks, args.window, args.exporters, args.db)
     modes: tuple[str, ...] = MODES
     if args.before is not None:
-        settings.checkouts["before"] = args.before.resolve()
+        celery_overhead.CHECKOUTS["before"] = args.before.resolve()
         modes = (*modes, "before")
     if args.aa:
         modes = (*modes, A_A)
