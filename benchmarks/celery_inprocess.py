@@ -19,7 +19,8 @@ local receiver, which counts the spans (completeness printed).
 off together), instead of one after the other. CPU time per task on this project's shared 2-core VMs moves by
 ±20 % between runs a few seconds apart, even for the untraced side alone; run at the same moment, the sides
 of a round share the machine's slow spells, and the paired per-round ratios are that much tighter. The
-processes share the cores, so only CPU time is compared, not wall.
+processes share the cores, so only CPU time is compared, not wall. Each side then exports to a receiver of its
+own, so its completeness is counted on its own.
 
     python benchmarks/celery_inprocess.py [--tasks 5000] [--rounds 5] [--before <checkout>] [--together]
                                           [--quiet-background]
@@ -28,13 +29,14 @@ processes share the cores, so only CPU time is compared, not wall.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -198,26 +200,27 @@ def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
                 proc.kill()
 
 
-def run_together(modes: Sequence[str], n: int, receiver: SpanCounter) -> dict[str, dict[str, float]]:
+def run_together(modes: Sequence[str], n: int, receivers: Mapping[str, SpanCounter]) -> dict[str, dict[str, float]]:
     """``--together``: one process per mode (started in the order given), all set off at the same moment, so a
     slow spell of the shared machine lands on every side of the round alike (CPU time, not wall, is compared:
-    the processes share the cores)."""
-    receiver.reset()
+    the processes share the cores). Each side exports to a receiver of its own, so its completeness is its own."""
     with tempfile.TemporaryDirectory() as home:
         procs: dict[str, subprocess.Popen[str]] = {}
         try:
             for mode in modes:
+                receivers[mode].reset()
                 (Path(home) / mode).mkdir()
-                command, app_dir, env = child_env(mode, str(Path(home) / mode), receiver.endpoint)
+                command, app_dir, env = child_env(mode, str(Path(home) / mode), receivers[mode].endpoint)
                 procs[mode] = subprocess.Popen([*command, "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            traced = [m for m in modes if m != "untraced"]
+            expected = {mode: 0 if mode == "untraced" else n * 2 for mode in modes}
+            base: dict[str, int] = {}
             for mode, proc in procs.items():
                 assert proc.stdout is not None
                 if proc.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"{mode}: the task process did not start")
-            receiver.wait_for(200 * 2 * len(traced), 30)
-            base = receiver.spans
+                receivers[mode].wait_for(200 * 2 if expected[mode] else 0, 30)
+                base[mode] = receivers[mode].spans
             for proc in procs.values():
                 assert proc.stdin is not None
                 proc.stdin.write("go\n")
@@ -226,17 +229,13 @@ def run_together(modes: Sequence[str], n: int, receiver: SpanCounter) -> dict[st
             for mode, proc in procs.items():
                 assert proc.stdout is not None
                 outs[mode] = json.loads(proc.stdout.readline())
-            receiver.wait_for(base + n * 2 * len(traced), 120)
-            got = receiver.spans - base
             for mode, proc in procs.items():
+                receivers[mode].wait_for(base[mode] + expected[mode], 120)
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.write("report\n")
                 proc.stdin.flush()
                 outs[mode].update(json.loads(proc.stdout.readline()))
-                # the receiver counts every side's spans together: each traced side is credited its share
-                # of what arrived (completeness is printed as the sum)
-                outs[mode]["got"] = got / len(traced) if mode != "untraced" else 0
-                outs[mode]["expected"] = n * 2 if mode != "untraced" else 0
+                outs[mode]["got"], outs[mode]["expected"] = receivers[mode].spans - base[mode], expected[mode]
             for proc in procs.values():
                 proc.wait(60)
             return outs
@@ -263,16 +262,18 @@ def main() -> None:
         CHECKOUTS["before"] = args.before.resolve()
         modes = (*modes, "before")
     n = args.tasks
-    with SpanCounter() as receiver:
-        if args.together:
-            runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
-            loads: list[str] = []
+    if args.together:
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        loads: list[str] = []
+        with contextlib.ExitStack() as stack:
+            receivers = {mode: stack.enter_context(SpanCounter()) for mode in modes}
             for r in range(args.rounds):
-                outs = run_together(rotated(modes, r), n, receiver)
+                outs = run_together(rotated(modes, r), n, receivers)
                 for mode in modes:
                     runs[mode].append(outs[mode])
                 loads.append(load())
-        else:
+    else:
+        with SpanCounter() as receiver:
             runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
     quiet = "; background threads kept asleep until the flush (--quiet-background)" if args.quiet_background else ""
     how = ("rounds, every side's process at the same time (--together)" if args.together
