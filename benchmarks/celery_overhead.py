@@ -231,7 +231,8 @@ class SideSetup:
 
 
 def spans_per_task(mode: str, exporters: str) -> int:
-    """Spans the receiver gets per task from ``mode`` (pipetrace sends OTLP only with the ``otlp`` exporter)."""
+    """Spans the receiver gets per task from ``mode`` (pipetrace sends OTLP only with the ``otlp`` exporter; a mode
+    not in :data:`SPANS_PER_TASK`, such as a second untraced side, sends none)."""
     return SPANS_PER_TASK.get(mode, 0) if "otlp" in exporters.split(",") or mode == "otel" else 0
 
 

@@ -129,11 +129,7 @@ class Settings:
 
 
 A_A = "untraced-b"
-"""``--aa``: a second untraced side, the noise floor."""
-
-
-def _spans_per_task(mode: str, exporters: str) -> int:
-    return 0 if mode == A_A else spans_per_task(mode, exporters)
+"""``--aa``: a second untraced side, the noise floor (no spans: ``spans_per_task`` knows only traced modes)."""
 
 
 def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
@@ -150,7 +146,7 @@ def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
     if producer.stdout.readline().strip() != "ready":
         stop(side, settings)
         raise RuntimeError(f"{mode}: producer did not start; worker log:\n{setup.log.read_text()[-2000:]}")
-    want = WARMUP * _spans_per_task(mode, settings.exporters)
+    want = WARMUP * spans_per_task(mode, settings.exporters)
     if not receiver.wait_for(want, 30):
         print(f"  {mode}: warm-up spans {receiver.spans}/{want}", file=sys.stderr)
     time.sleep(1.0)  # a late warm-up span is not counted in the first window
@@ -166,7 +162,7 @@ def window(side: Side, settings: Settings, receiver: SpanCounter) -> Window:
     """One window: ``settings.tasks`` tasks published and their results waited for, then the CPU read
     ``settings.window`` seconds after the first publish (or when the last span arrived, if later)."""
     assert side.producer.stdin is not None and side.producer.stdout is not None
-    expected = settings.tasks * _spans_per_task(side.mode, settings.exporters)
+    expected = settings.tasks * spans_per_task(side.mode, settings.exporters)
     receiver.reset()
     main0, pool0 = tree_cpu(side.worker.pid)
     producer0 = sum(tree_cpu(side.producer.pid))
