@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
+from ..util.gil import YIELD_EVERY, hand_back
 from ..util.ratelimit import warn_once_per
 from .sdk import plain_attributes, span_attributes
 
@@ -32,7 +33,6 @@ _VARINT_SMALL = [bytes([i]) for i in range(128)]
 _HAS_IS_REMOTE = 0x100  # SpanFlags: the parent's is_remote is known…
 _IS_REMOTE = 0x200  # …and it is remote
 _CACHE_LIMIT = 4096
-_YIELD_SPANS = 64  # ~0.5 ms of encoding between releases of the GIL (a switch interval is 5 ms)
 _KINDS = {kind: b"\x30" + bytes([kind.value + 1]) for kind in SpanKind}  # the SDK enum + 1, as the proto
 
 
@@ -357,9 +357,10 @@ _scopes = _Encoded()
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """An ``ExportTraceServiceRequest``: spans grouped by resource, then by instrumentation scope."""
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    since = time.perf_counter()
     for n, span in enumerate(spans, 1):
-        if n % _YIELD_SPANS == 0:
-            time.sleep(0)  # hand the GIL back: a task thread must not wait for a whole 512-span batch
+        if n % YIELD_EVERY == 0:
+            since = hand_back(since)  # a task thread must not wait for a whole 512-span batch for the GIL
         if type(span) in _DIRECT:
             resource, scope = span._resource, span._instrumentation_scope or None  # noqa: SLF001
         else:

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .. import attributes as A
 from ..machinery.sdk import suppress_instrumentation
 from ..util import losses
-from ..util.gil import YIELD_EVERY
+from ..util.gil import YIELD_EVERY, hand_back
 from ..util.ratelimit import warn_once_per
 
 log = logging.getLogger("pipetrace.export")
@@ -179,9 +179,10 @@ class ExportQueue:
         if not transforms:
             return spans
         out = []
+        since = time.perf_counter()
         for n, span in enumerate(spans, 1):
             if n % YIELD_EVERY == 0:
-                time.sleep(0)  # hand the GIL back: a task thread must not wait a whole switch interval
+                since = hand_back(since)  # a task thread must not wait a whole switch interval for the GIL
             done = apply_transforms(transforms, span)
             if done is not None:
                 out.append(done)
@@ -348,13 +349,14 @@ class TransformStage:
         out: list[ReadableSpan] = []
         transforms = self.transforms
         with self._lock:
+            since = time.perf_counter()
             for n, item in enumerate(items, 1):
                 if type(item) is not list:  # a pending item is ``[span, done]`` (see on_end)
                     out.append(item)
                     continue
                 if not item[1]:
                     if n % YIELD_EVERY == 0:
-                        time.sleep(0)  # hand the GIL back (see YIELD_EVERY)
+                        since = hand_back(since)
                     item[0] = apply_transforms(transforms, item[0]) if transforms else item[0]
                     item[1] = True
                     if item[0] is None:

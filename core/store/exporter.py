@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..util.gil import YIELD_EVERY
+from ..util.gil import YIELD_EVERY, hand_back
 from ..util.ratelimit import warn_once_per
 from .buffer import BufferedWriter
 from .records import readable_row
@@ -23,9 +23,10 @@ log = logging.getLogger("pipetrace.store")
 def _rows(spans: Sequence[ReadableSpan], row: Callable[[ReadableSpan], tuple[Any, ...]] = readable_row
           ) -> list[tuple[Any, ...]]:
     out = []
+    since = time.perf_counter()
     for n, span in enumerate(spans, 1):
         if n % YIELD_EVERY == 0:
-            time.sleep(0)  # let the task's thread have the GIL (see processors.YIELD_EVERY)
+            since = hand_back(since)  # let the task's thread have the GIL
         out.append(row(span))
     return out
 
