@@ -22,8 +22,15 @@ of a round share the machine's slow spells, and the paired per-round ratios are 
 processes share the cores, so only CPU time is compared, not wall. Each side then exports to a receiver of its
 own, so its completeness is counted on its own.
 
+``--cpu N``: every task process, all of its threads, is bound to CPU ``N``. Unbound, a side's background
+export thread runs on the other core while the task's thread works, and both threads' CPU time grows: on this
+project's 2-core VMs by 60–90 µs a task on either side, 50–70 of it on the task's thread. That is the cost of two
+cores handing one process's objects and GIL back and forth, not work done, and it moves from run to run. Bound,
+the two threads take turns on one core, as in a worker whose cores are all busy with pool children, and the
+rounds spread ±5 % instead of ±20 %.
+
     python benchmarks/celery_inprocess.py [--tasks 5000] [--rounds 5] [--before <checkout>] [--together]
-                                          [--quiet-background]
+                                          [--quiet-background] [--cpu N]
 """
 
 from __future__ import annotations
@@ -55,6 +62,14 @@ BIN = Path(sys.executable).parent
 CHECKOUTS: dict[str, Path] = {}
 EXTRA_ENV: dict[str, str] = {}
 """Set in every task process (``--quiet-background`` puts :data:`QUIET_BACKGROUND` here)."""
+CPUS: set[int] = set()
+"""``--cpu``: the CPU every task process (all of its threads) is bound to; empty: any."""
+
+
+def _bind() -> None:
+    """In a task process before it runs (``preexec_fn``): bound to :data:`CPUS` when set."""
+    if CPUS:
+        os.sched_setaffinity(0, CPUS)
 
 SETUP = r'''
 import json, os, sys, threading, time, uuid
@@ -177,7 +192,7 @@ def run(mode: str, n: int, receiver: SpanCounter) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as home:
         command, app_dir, env = child_env(mode, home, receiver.endpoint)
         proc = subprocess.Popen([*command, "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_bind)
         assert proc.stdin is not None and proc.stdout is not None
         try:
             if proc.stdout.readline().strip() != "ready":
@@ -212,7 +227,8 @@ def run_together(modes: Sequence[str], n: int, receivers: Mapping[str, SpanCount
                 (Path(home) / mode).mkdir()
                 command, app_dir, env = child_env(mode, str(Path(home) / mode), receivers[mode].endpoint)
                 procs[mode] = subprocess.Popen([*command, "-c", CHILD, mode, str(n)], cwd=app_dir, env=env,
-                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                               preexec_fn=_bind)
             expected = {mode: 0 if mode == "untraced" else n * 2 for mode in modes}
             base: dict[str, int] = {}
             for mode, proc in procs.items():
@@ -254,7 +270,12 @@ def main() -> None:
                     help="a diagnosis, not the goal's set-up: no side's background thread is woken before the flush")
     ap.add_argument("--together", action="store_true",
                     help="run every side's process at the same time in each round (start order rotated)")
+    ap.add_argument("--cpu", type=int,
+                    help="bind every task process, all its threads, to this one CPU (as on a worker whose cores are "
+                         "all busy)")
     args = ap.parse_args()
+    if args.cpu is not None:
+        CPUS.add(args.cpu)
     if args.quiet_background:
         EXTRA_ENV.update(QUIET_BACKGROUND)
     modes: tuple[str, ...] = ("untraced", "otel", "pipetrace")
@@ -276,6 +297,8 @@ def main() -> None:
         with SpanCounter() as receiver:
             runs, loads = paired_rounds(modes, args.rounds, lambda mode, _r: run(mode, n, receiver))
     quiet = "; background threads kept asleep until the flush (--quiet-background)" if args.quiet_background else ""
+    if args.cpu is not None:
+        quiet += f"; every task process bound to CPU {args.cpu} (--cpu)"
     how = ("rounds, every side's process at the same time (--together)" if args.together
            else "interleaved rounds")
     print(f"celery in one process (memory broker, fast_trace_task), {n} no-op tasks, {args.rounds} {how}; "
