@@ -7,7 +7,6 @@ this module only:
 * :func:`start_task_span` / :func:`end_task_span` / :func:`record_span` / :func:`run_span` — attempt (a
   deferred span), after-the-fact and run spans with derived ids (:mod:`pipetrace.spans`);
 * :func:`deferred_span` — recorded when it ends (a publish, a consumed message, a Prefect attempt);
-* :func:`lazy_span` — built only when first needed, at the latest when it ends;
 * :func:`span_with_ids` — an eager SDK span with forced ids (an orchestrator seam that wants the SDK's
   own span object);
 * :func:`start_span` — a plain eager span of the adapter's tracer (batch spans);
@@ -29,7 +28,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 from ..machinery import DeferredSpan, add_link, begin_span
-from ..machinery import lazy_span as _lazy_span
 from ..machinery import start_span as _start_span
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
 from ..util.ratelimit import warn_once_per
@@ -39,11 +37,6 @@ deferred_span = begin_span
 """``deferred_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
 plain_attributes, record_exception, set_status_on_exception)`` → a span recorded when it ends (the
 deferred strategy of :mod:`pipetrace.machinery`); links added while it runs stay on that path."""
-
-
-lazy_span = _lazy_span
-"""``lazy_span(tracer, build)`` → a span made by ``build()`` when first needed, at the latest when it ends
-(the lazy strategy; bound directly: it is on the per-task path)."""
 
 
 def span_with_ids(tracer: Tracer, name: str, *, context: Context | None, kind: SpanKind = SpanKind.INTERNAL,
@@ -72,7 +65,7 @@ def with_links(span: ReadableSpan, links: Sequence[Link]) -> ReadableSpan:
     )
 
 
-__all__ = ["DeferredSpan", "add_link", "deferred_span", "end_task_span", "ending", "guarded_span", "lazy_span", "link",
+__all__ = ["DeferredSpan", "add_link", "deferred_span", "end_task_span", "ending", "guarded_span", "link",
            "mark_result", "record_span", "run_span", "span_with_ids", "start_span", "start_task_span", "to_ns",
            "with_links"]
 

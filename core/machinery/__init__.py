@@ -1,4 +1,4 @@
-"""Span machinery: the one span handle (eager / deferred / lazy strategies) and the only code that touches
+"""Span machinery: the one span handle (eager and deferred strategies) and the only code that touches
 the OpenTelemetry SDK's internals.
 
 The API every other part of pipetrace makes spans with (see :mod:`.handle` for when to use which):
@@ -7,9 +7,7 @@ The API every other part of pipetrace makes spans with (see :mod:`.handle` for w
   record_exception, set_status_on_exception)`` — eager: the SDK's own span, now, with the ids given;
 - ``begin_span(tracer, name, *, kind, attributes, context, links, trace_id, span_id, start_time, parent,
   plain_attributes)`` — deferred: a :class:`DeferredSpan`, recorded in one step when it ends;
-- ``add_link(span, context, attributes)`` — a link added to a running span, as the SDK's ``add_link`` does;
-- ``lazy_span(tracer, build)`` — lazy: a :class:`LazySpan`, ``build()`` (usually a ``begin_span``) run
-  when first needed, at the latest when it ends.
+- ``add_link(span, context, attributes)`` — a link added to a running span, as the SDK's ``add_link`` does.
 
 Modules: ``handle`` (the handle and its strategies), ``record`` (the SDK record each strategy makes),
 ``ids`` (derived ids into SDK spans), ``sdk`` (every other private SDK name: processors, resources,
@@ -19,7 +17,7 @@ exporter's own client).
 
 from __future__ import annotations
 
-from .handle import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
+from .handle import DeferredSpan, SpanHandle, begin_span, start_span
 from .record import add_link
 
-__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "add_link", "begin_span", "lazy_span", "start_span"]
+__all__ = ["DeferredSpan", "SpanHandle", "add_link", "begin_span", "start_span"]

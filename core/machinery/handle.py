@@ -1,9 +1,9 @@
-"""The span handle: one API span whose SDK record is made as late as it can be, by one of three strategies.
+"""The span handle: one API span whose SDK record is made as late as it can be, by one of two strategies.
 
 Why: on a per-task or per-message path (a Celery publish and task run, a kombu message, an Airflow,
 Dagster or Prefect attempt) a live SDK span costs more than the work it traces needs: most of what a
 span records is only ever read after it ends. Each strategy makes the same span the SDK would have made
-(``tests/core/test_fastspan.py`` and ``test_lazyspan.py`` compare them field by field), as late as the
+(``tests/core/test_fastspan.py`` compares them field by field), as late as the
 caller allows:
 
 - **eager** (:func:`start_span`): the SDK's own span, started now with the ids given (the record is
@@ -15,13 +15,10 @@ caller allows:
   into plain containers; the finished ``ReadableSpan`` is built in one step at the end and handed to
   the processors. Measured in a real producer on Redis, a live SDK span adds ~45 µs to a publish (its
   many small objects are cold after each broker round trip); the finished ``ReadableSpan`` ~17 µs.
-- **lazy** (:func:`lazy_span`, a :class:`LazySpan`): nothing at all is decided at the start; a Celery
-  task's span is current while the task body runs, but for most tasks nothing looks at it: its ids, its
-  parent from the message headers, its sampling decision, its attributes and its record are all made
-  in one step when it ends, on the thread that ends it. Not on a background thread: in a busy process
-  such a thread waits for the GIL through every task and is woken for nothing each time the task's
-  thread lets go of it, which cost more kernel time than the work it took off the task's thread
-  (``benchmarks/celery_inprocess.py`` prints the kernel time and context switches per task).
+
+A third, lazy strategy (a handle that decided nothing until first needed, for Celery's task spans) was
+removed: beginning the task span as a deferred span at ``task_prerun`` does the same work without the
+handle around it, ~9 µs of CPU a task less (``benchmarks/celery_inprocess.py --cpu 1 --before``).
 
 Links, given at the start or added while a deferred span runs, stay on its direct path: they are built as
 the SDK's span builds them (its link limits, ``BoundedAttributes``, drop counts; :func:`_built_links`).
@@ -37,7 +34,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -536,96 +533,4 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     return DeferredSpan(tracer, name, kind, start, live, context, links, live=live)
 
 
-class LazySpan(SpanHandle):
-    """An API span whose real span is made by ``build()`` when first needed."""
-
-    __slots__ = ("_build", "_real", "_tracer", "_pending", "_ended")
-
-    def __init__(self, tracer: Any, build: Callable[[], Span]) -> None:
-        self._tracer = tracer
-        self._build: Callable[[], Span] | None = build
-        self._real: Span | None = None
-        self._pending: list[tuple[str, Any]] | None = None  # attributes set before the build
-        self._ended = False
-
-    def live(self) -> Span:
-        """The span itself, built now if it was not yet (with the attributes set so far). Never raises:
-        a build that fails gives a non-recording span (and one rate-limited warning)."""
-        real = self._real
-        if real is not None:
-            return real
-        build = self._build
-        if build is None:  # being built right now: asked from inside the build (a log record's trace ids)
-            return trace_api.INVALID_SPAN  # or by another thread at that instant; no lock to deadlock on
-        self._build = None
-        try:
-            span = build()
-        except Exception as exc:
-            losses.count("span_build")
-            warn_once_per(log, "lazy-build", "pipetrace: could not make a span: %r", exc)
-            span = trace_api.INVALID_SPAN
-        self._real = span  # first: an attribute set from now on goes to it directly (see set_attribute)
-        pending, self._pending = self._pending, None
-        for key, value in pending or ():
-            span.set_attribute(key, value)
-        return span
-
-    real = live  # (the lazy handle's older name for it)
-
-    @property
-    def built(self) -> bool:
-        return self._real is not None
-
-    # --- the API span ---------------------------------------------------------------------------------
-
-    def get_span_context(self) -> SpanContext:
-        return self.live().get_span_context()
-
-    def is_recording(self) -> bool:
-        return not self._ended and self.live().is_recording()
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        if self._real is None:
-            if self._ended:
-                return  # ended and not built: ignored, as the SDK ignores it on an ended span
-            pending = self._pending
-            if pending is None:
-                pending = self._pending = []
-            pending.append((key, value))
-            if self._real is None:
-                return  # the build replays it
-            # built meanwhile by another thread, which may have replayed the list before this append
-        self._real.set_attribute(key, value)
-
-    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
-        self.live().add_event(name, attributes, timestamp)
-
-    def update_name(self, name: str) -> None:
-        self.live().update_name(name)
-
-    def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
-        if exc_val is not None and not self._ended:
-            self.live().__exit__(exc_type, exc_val, exc_tb)  # the SDK's rules for an escaping exception
-            self._ended = True
-            return
-        self.end()
-
-    def end(self, end_time: int | None = None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        end = end_time if end_time is not None else time.time_ns()
-        try:
-            self.live().end(end_time=end)
-        except Exception as exc:
-            losses.count("span_record")
-            warn_once_per(log, "lazy-end", "pipetrace: could not record a span: %r", exc)
-
-
-lazy_span = LazySpan
-"""``lazy_span(tracer, build)``, the lazy strategy: a handle whose span ``build()`` makes (usually with
-:func:`begin_span`) when first needed — at the latest when it ends. (The class itself: one call less on a
-task's start.)"""
-
-
-__all__ = ["DeferredSpan", "LazySpan", "SpanHandle", "begin_span", "emits_directly", "lazy_span", "start_span"]
+__all__ = ["DeferredSpan", "SpanHandle", "begin_span", "emits_directly", "start_span"]

@@ -1,7 +1,7 @@
 """The span handle's SDK record: decided (ids, parent, sampler) at the start, made now or later.
 
 Every strategy of :mod:`pipetrace.machinery.handle` makes its record here: the eager one at once
-(:func:`start_span`), the deferred and lazy ones from the :class:`Decision` kept at the start
+(:func:`start_span`), the deferred one from the :class:`Decision` kept at the start
 (:func:`materialise`, or a ``ReadableSpan`` built at the end).
 
 Why: on the per-task path (a Celery publish and task run, a kombu message, an Airflow, Dagster or

@@ -32,7 +32,7 @@ CAUSES: dict[str, str] = {
     "shutdown": "still queued or exporting when the flush bound ran out at shutdown",
     "transform_error": "a span transform (redaction, …) raised: the span is dropped rather than leaked",
     "span_record": "a span handle could not make its SDK record at the span's end",
-    "span_build": "a lazy span handle could not be built",
+    "span_build": "a lazy span handle could not be built (pipetrace before its removal; read in older journals)",
     "span_start": "a span helper could not start or record a span (the body ran untraced)",
     "store_buffer_full": "the PostgreSQL store was unreachable and the local buffer was full or unwritable",
 }

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind
 from pipetrace.cli.doctor import lost_spans
 from pipetrace.config import Settings
-from pipetrace.machinery import DeferredSpan, LazySpan, SpanHandle, begin_span, lazy_span, start_span
+from pipetrace.machinery import DeferredSpan, SpanHandle, begin_span, start_span
 from pipetrace.machinery.ids import DerivedIdGenerator
 from pipetrace.processing.processors import ExportQueue, PipelineProcessor
 from pipetrace.util import losses, ratelimit
@@ -70,17 +70,14 @@ def test_each_strategy_is_the_one_handle_api() -> None:
     tracer = provider.get_tracer("t")
     eager = start_span(tracer, "eager", context=Context(), trace_id=0xA1, span_id=0xB1)
     deferred = begin_span(tracer, "deferred", context=Context(), trace_id=0xA2, span_id=0xB2)
-    lazy = lazy_span(tracer, lambda: begin_span(tracer, "lazy", context=Context(), trace_id=0xA3, span_id=0xB3))
     assert isinstance(eager, ReadableSpan)  # eager: the SDK's own span
-    assert isinstance(deferred, DeferredSpan) and isinstance(lazy, LazySpan)
-    assert isinstance(deferred, SpanHandle) and isinstance(lazy, SpanHandle)
-    for span in (eager, deferred, lazy):
+    assert isinstance(deferred, DeferredSpan) and isinstance(deferred, SpanHandle)
+    for span in (eager, deferred):
         span.set_attribute("k", "v")
         span.end()
     got = {s.name: (s.context.trace_id, s.context.span_id, dict(s.attributes or {}))
            for s in exporter.get_finished_spans()}
-    assert got == {"eager": (0xA1, 0xB1, {"k": "v"}), "deferred": (0xA2, 0xB2, {"k": "v"}),
-                   "lazy": (0xA3, 0xB3, {"k": "v"})}
+    assert got == {"eager": (0xA1, 0xB1, {"k": "v"}), "deferred": (0xA2, 0xB2, {"k": "v"})}
 
 
 def test_the_export_runs_with_instrumentation_suppressed() -> None:
@@ -140,13 +137,9 @@ def test_a_full_queue_a_failing_exporter_and_shutdown_are_counted_by_cause() -> 
 
 
 def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path) -> None:
-    provider = TracerProvider(id_generator=DerivedIdGenerator())
-    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    from pipetrace.spans import start_task_span
 
-    def broken() -> Any:
-        raise RuntimeError("headers unreadable")
-
-    span = lazy_span(provider.get_tracer("t"), broken)
+    span = start_task_span("celery", "p", "r", "t", start_time="not a time")  # bad input from an adapter
     assert not span.get_span_context().is_valid  # the body runs under an invalid span, never an error
     span.end()
 
@@ -156,14 +149,14 @@ def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path
     processor = PipelineProcessor([ExportQueue(_Recorder(), name="t", interval_s=0.01)], [boom])
     processor.on_end(ReadableSpan(name="x", context=trace.SpanContext(1, 2, False, trace.TraceFlags(1))))
     assert processor.force_flush(5000)
-    assert losses.snapshot() == {"span_build": 1, "transform_error": 1}
+    assert losses.snapshot() == {"span_start": 1, "transform_error": 1}
 
     import pipetrace
 
-    assert pipetrace.stats()["lost"] == {"span_build": 1, "transform_error": 1}
+    assert pipetrace.stats()["lost"] == {"span_start": 1, "transform_error": 1}
     lines = [f.line() for f in lost_spans(Settings(home=tmp_path))]
-    assert any(ln.startswith("✗ lost spans: 1 span_build in this process: a lazy span handle could not be built")
-               for ln in lines)
+    assert any(ln.startswith("✗ lost spans: 1 span_start in this process: a span helper could not start or record "
+                             "a span") for ln in lines)
     assert len(lines) == 2
     losses.reset()
     none = [f.line() for f in lost_spans(Settings(home=tmp_path))]
@@ -172,14 +165,12 @@ def test_handle_losses_are_counted_and_stats_and_doctor_show_them(tmp_path: Path
 
 LOSING_PROGRAM = """
 import pipetrace
-from pipetrace.machinery import lazy_span
+from pipetrace.spans import start_task_span
 
 pipetrace.configure()
-def broken():
-    raise RuntimeError("lost on purpose")
-for _ in range(3):
-    lazy_span(pipetrace.get_tracer(), broken).end()
-assert pipetrace.stats()["lost"] == {"span_build": 3}, pipetrace.stats()
+for _ in range(3):  # lost on purpose: a start time that is not one
+    start_task_span("celery", "p", "r", "t", start_time="not a time").end()
+assert pipetrace.stats()["lost"] == {"span_start": 3}, pipetrace.stats()
 """
 
 
@@ -194,8 +185,8 @@ def test_doctor_in_its_own_process_shows_what_other_traced_processes_lost(tmp_pa
     doctor = subprocess.run([str(Path(sys.executable).with_name("pipetrace")), "doctor"], env=env, capture_output=True,
                             text=True, timeout=120)
     line = next(ln for ln in doctor.stdout.splitlines() if "lost spans" in ln)
-    assert line.startswith("✗ lost spans: 6 span_build in 2 traced process(es) of"), doctor.stdout
-    assert "a lazy span handle could not be built" in line
+    assert line.startswith("✗ lost spans: 6 span_start in 2 traced process(es) of"), doctor.stdout
+    assert "a span helper could not start or record a span" in line
     assert doctor.returncode == 1  # a ✗ makes doctor exit 1
 
 
