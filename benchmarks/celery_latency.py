@@ -26,21 +26,25 @@ part), median (min, max) over windows; added per task (paired with the untraced 
 pipetrace added / reference added as the ratio of the medians and the per-round ratios with their spread
 (goal, issue 24: <= 0.5). ``--aa`` adds a second untraced side whose "added" wall is the noise floor.
 
-**The same quiet gap before every window** (``--gap``, 6 s from a window's last result, longer than the SDK's
-5 s batch delay, so every side's export of it is done): a window that started right after another one ran
-100–140 µs a round trip slower than one that started after a traced side's drain (``--aa``: the untraced
-side that followed the other untraced side was slower in every round). Without a fixed gap, which side
-follows which decides part of the figure.
+What keeps one side's figure from depending on the others (each found with ``--aa``, whose two untraced
+sides must come out alike; figures from this project's 2-core VM, 400-task windows):
 
-``--restart-every N`` (default 1): every side's worker and producer are started afresh (in a shuffled
-order) every N rounds. Two untraced sides (``--aa``) kept for a whole run differed by 170 µs a round trip,
-more than the reference adds: a process keeps a bias of its own for its life (where the scheduler put it,
-its hash seed, where its memory landed). Started afresh, those biases vary from round to round like the rest
-of the noise. Why shuffled and not rotated: with rotation each side always runs right after the same other
-side; whatever one leaves behind then lands on the next as a bias.
+* **The same quiet gap before every window** (``--gap``, 6 s from a window's last result, longer than the
+  SDK's 5 s batch delay): the next window starts only after this side's export of its spans is done, and
+  after the same quiet time whichever side ran before (a traced side's drain would otherwise give the window
+  after it a quiet time an untraced side's does not).
+* **Every side started afresh each round** (``--restart-every``, default 1; all at once, their warm-ups not
+  measured): kept for a whole run, two untraced sides differed by 168 µs a round trip (min −239, max +10
+  over 8 rounds), more than the reference adds. A process keeps whatever it got at its start for its life.
+* **A fresh order each round** (:func:`_harness.shuffled`), for the windows and for the starts: started afresh
+  each round but in the same rotation, the two untraced sides still differed by 143 µs (7 rounds of 8). With
+  rotation each side always runs right after the same other side and starts in the same place.
+  Shuffled, the A/A difference lies on both sides of zero (−24.5 µs by the median; min −428, max +460 over 20
+  rounds): what is left is noise, and the per-round ratios and their confidence interval show how much.
 
-``--pin``: every side's producer on CPU 0, its worker (main process and pool children) on CPU 1: the
-scheduler's placement, which moves a round trip by ±100 µs, is then the same for every side.
+``--pin``: every side's producer on CPU 0, its worker (main process and pool children) on CPU 1. The worker
+then has one core: what a pool child does after the result is sent (``task_postrun``, ending the span) delays
+the next task, so the figure counts it, as in a worker whose cores are all busy.
 
     python benchmarks/celery_latency.py [--rounds 20] [--window-tasks 400] [--gap 6] [--restart-every 1]
                                         [--pin] [--exporters otlp] [--before <checkout>] [--aa] [--markdown]
@@ -223,7 +227,9 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
                                        for a, u in zip(ws, runs["untraced"], strict=True))
                for name in ("producer_cpu", "main_cpu", "pool_cpu")}
         print(f"    added CPU per task (every thread, export included), median: producer {cpu['producer_cpu']:.1f}, "
-              f"worker main {cpu['main_cpu']:.1f}, pool children {cpu['pool_cpu']:.1f} us")
+              f"worker main {cpu['main_cpu']:.1f}, pool children {cpu['pool_cpu']:.1f} us (counted in /proc's "
+              f"10 ms ticks: steps of {10_000 / n:.0f} us a task; celery_overhead.py and celery_inprocess.py "
+              f"measure CPU)")
     if A_A in runs:
         floor, ref = added(A_A, "trip"), added("otel", "trip")
         low, mid, high = spread(floor)
