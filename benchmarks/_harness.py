@@ -2,7 +2,8 @@
 
 * :func:`paired_rounds`: every mode once per round, the order rotated each round (two modes alternate),
   so a noisy moment of the shared machine, a warm cache or a cold start hits every mode alike; each
-  round also records the machine's load.
+  round also records the machine's load. ``order=shuffled``: a fresh permutation each round, for three or
+  more modes when what one side leaves behind could bias the next (rotation keeps each mode's neighbours).
 * :func:`spread` / :func:`fmt_spread`: min / median / max of a list, printed with every figure.
 * :func:`paired_ratios`: a / b per round (the pairs ran next to each other), then their spread.
 * :func:`median_ci`: a distribution-free 95 % confidence interval of a median (binomial order statistics),
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import statistics
 import threading
 import time
@@ -43,13 +45,24 @@ def rotated(modes: Sequence[str], round_no: int) -> list[str]:
     return list(modes[k:]) + list(modes[:k])
 
 
+def shuffled(modes: Sequence[str], round_no: int, seed: int = 24) -> list[str]:
+    """The run order of ``round_no``: a permutation drawn afresh each round (seeded: a run can be repeated).
+    Rotation keeps each mode's neighbours: with three or more modes, a mode always runs right after the same
+    other one, and whatever one side leaves behind lands on the next as a bias; a shuffle makes it noise."""
+    order = list(modes)
+    random.Random(seed * 1_000_003 + round_no).shuffle(order)
+    return order
+
+
 def paired_rounds(modes: Sequence[str], rounds: int, run: Callable[[str, int], T], *,
-                  echo: Callable[[str, int, T], None] | None = None) -> tuple[dict[str, list[T]], list[str]]:
-    """Run every mode once per round in rotating order; (results per mode in round order, load per round)."""
+                  echo: Callable[[str, int, T], None] | None = None,
+                  order: Callable[[Sequence[str], int], list[str]] = rotated) -> tuple[dict[str, list[T]], list[str]]:
+    """Run every mode once per round in ``order`` (rotating by default); (results per mode in round order,
+    load per round)."""
     results: dict[str, list[T]] = {m: [] for m in modes}
     loads: list[str] = []
     for r in range(rounds):
-        for mode in rotated(modes, r):
+        for mode in order(modes, r):
             value = run(mode, r)
             results[mode].append(value)
             if echo is not None:

@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,14 +259,15 @@ def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str) -> 
     return SideSetup(mode, bin_dir, app_dir, env, prefix, queue, prefix_key, Path(home) / "worker.log")
 
 
-def start_worker(side: SideSetup) -> subprocess.Popen[bytes]:
-    """The side's real prefork worker (``-c 2``; gossip, mingle and heartbeat off), its output in ``side.log``."""
+def start_worker(side: SideSetup, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """The side's real prefork worker (``-c 2``; gossip, mingle and heartbeat off), its output in ``side.log``;
+    ``preexec_fn`` runs in the worker's process before it starts (``celery_latency.py --pin``)."""
     with open(side.log, "wb") as fh:
         return subprocess.Popen(
             [*side.prefix, str(side.bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2",
              "-Q", side.queue, "-n", f"{side.queue}@%h", "--without-gossip", "--without-mingle",
              "--without-heartbeat", "-l", "warning"], cwd=side.app_dir, env=side.env, stdout=fh,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
 
 
 def stop_side(side: SideSetup, worker: subprocess.Popen[bytes], producer: subprocess.Popen[str] | None,

@@ -73,3 +73,15 @@ def test_report_on_off_prints_both_measures_and_returns_their_rows(harness, caps
     measure = "with / without (`job.py --rounds 2`, exporters store,otlp)"
     assert rows == [f"| Job wall, {measure} | old wall | **1.050** | untraced | 1.000–1.100 | 1.0–2.0 |",
                     f"| Job CPU, {measure} | old cpu | **1.150** | untraced | 1.100–1.200 | 1.0–2.0 |"]
+
+
+def test_shuffled_order_is_a_repeatable_permutation_that_changes_neighbours(harness) -> None:  # noqa: ANN001
+    modes = ("a", "b", "c", "d", "e")
+    orders = [harness.shuffled(modes, r) for r in range(20)]
+    assert all(sorted(o) == sorted(modes) for o in orders)
+    assert orders == [harness.shuffled(modes, r) for r in range(20)]  # seeded: the same run again
+    after_a = {o[o.index("a") + 1] for o in orders if o[-1] != "a"}
+    assert len(after_a) > 1  # rotation would always put "b" right after "a"
+    calls: list[str] = []
+    harness.paired_rounds(modes, 2, lambda m, r: calls.append(m), order=harness.shuffled)
+    assert calls == [*harness.shuffled(modes, 0), *harness.shuffled(modes, 1)]
