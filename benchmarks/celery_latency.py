@@ -65,7 +65,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import celery_overhead  # noqa: E402
 from _harness import (  # noqa: E402
     TABLE_HEADER,
     SpanCounter,
@@ -80,9 +79,8 @@ from _harness import (  # noqa: E402
     tree_cpu,
 )
 from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
-from celery_windows import A_A, Side  # noqa: E402
+from celery_windows import A_A, Side, add_side_arguments, side_modes  # noqa: E402
 
-MODES = ("untraced", "otel", "pipetrace")
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
 
@@ -265,9 +263,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--window-tasks", type=int, default=400, help="round trips per side per window")
-    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
-    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
-    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
+    add_side_arguments(ap)
     ap.add_argument("--gap", type=float, default=6.0,
                     help="seconds between a window's last result and the next window, every side alike (longer "
                          "than the export's 5 s batch delay)")
@@ -275,16 +271,9 @@ def main() -> None:
                     help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
     ap.add_argument("--restart-every", type=int, default=1,
                     help="start every side's worker and producer afresh every N rounds (0: never)")
-    ap.add_argument("--aa", action="store_true", help=f"add a second untraced side ({A_A}): the noise floor")
-    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
     args = ap.parse_args()
     settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin)
-    modes: tuple[str, ...] = MODES
-    if args.before is not None:
-        celery_overhead.CHECKOUTS["before"] = args.before.resolve()
-        modes = (*modes, "before")
-    if args.aa:
-        modes = (*modes, A_A)
+    modes = side_modes(args)
 
     def echo(mode: str, r: int, w: Window) -> None:
         print(f"  round {r + 1} {mode:10s} trip {w.trip * 1e6:7.1f} us publish {w.publish * 1e6:6.1f} us "

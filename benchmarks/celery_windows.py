@@ -132,6 +132,26 @@ A_A = "untraced-b"
 """``--aa``: a second untraced side, the noise floor (no spans: ``spans_per_task`` knows only traced modes)."""
 
 
+def add_side_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every finely interleaved Celery benchmark shares (this one and ``celery_latency.py``)."""
+    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
+    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
+    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
+    ap.add_argument("--aa", action="store_true", help=f"add a second untraced side ({A_A}): the noise floor")
+    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
+
+
+def side_modes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The sides :func:`add_side_arguments`' options ask for (``--before`` registers its checkout)."""
+    modes: tuple[str, ...] = MODES
+    if args.before is not None:
+        celery_overhead.CHECKOUTS["before"] = args.before.resolve()
+        modes = (*modes, "before")
+    if args.aa:
+        modes = (*modes, A_A)
+    return modes
+
+
 def start(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
     """Start ``mode``'s worker and producer, run the warm-up and wait until its spans are out."""
     home = tempfile.TemporaryDirectory()
@@ -253,19 +273,10 @@ def main() -> None:
     ap.add_argument("--window-tasks", type=int, default=500, help="tasks per side per window")
     ap.add_argument("--window", type=float, default=7.5,
                     help="seconds from a window's first publish to its CPU reading, every side alike")
-    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
-    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
-    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
-    ap.add_argument("--aa", action="store_true", help=f"add a second untraced side ({A_A}): the noise floor")
-    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
+    add_side_arguments(ap)
     args = ap.parse_args()
     settings = Settings(args.window_tasks, args.window, args.exporters, args.db)
-    modes: tuple[str, ...] = MODES
-    if args.before is not None:
-        celery_overhead.CHECKOUTS["before"] = args.before.resolve()
-        modes = (*modes, "before")
-    if args.aa:
-        modes = (*modes, A_A)
+    modes = side_modes(args)
 
     def echo(mode: str, r: int, w: Window) -> None:
         print(f"  round {r + 1} {mode:10s} {w.wall:5.2f} s wall {w.drained:5.2f} s drained "
