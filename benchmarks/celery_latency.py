@@ -252,7 +252,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
         rows.append(summary_row(
             f"Celery added wall per task, {label}, pipetrace / reference, real prefork worker, one task at a time "
             f"(`celery_latency.py --rounds {args.rounds} --window-tasks {args.window_tasks} --restart-every "
-            f"{args.restart_every}`, exporters {args.exporters})",
+            f"{args.restart_every}{' --pin' if args.pin else ''}{' --aa' if args.aa else ''}`, exporters "
+            f"{args.exporters})",
             figures["before"][0] if "before" in figures else "—", figures["pipetrace"][0],
             f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
             figures["pipetrace"][1], loads))
