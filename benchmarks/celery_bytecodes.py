@@ -17,13 +17,14 @@ Bytecodes are not time (C code, allocation and cache misses are not in them), so
 
 ``--time`` times each signal send instead (thread CPU per call, no tracing; warm: the tasks run back to back).
 
-    python benchmarks/celery_bytecodes.py [--tasks 500] [--rounds 2] [--time] --before <checkout>
+    python benchmarks/celery_bytecodes.py [--tasks 500] [--rounds 2] [--time] [--detail N] --before <checkout>
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -154,7 +155,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--before", type=Path, required=True, help="another checkout (with its .venvs/celery)")
     ap.add_argument("--time", action="store_true", help="thread CPU per signal instead of bytecodes")
+    ap.add_argument("--detail", type=int, default=0, metavar="N",
+                    help="also the N functions that run the most bytecodes in each handler (their own, per task)")
     args = ap.parse_args()
+    if args.detail:
+        os.environ["BYTECODES_DETAIL"] = "1"  # (read by the task process: per-function counts too)
     celery_inprocess.CHECKOUTS["before"] = args.before.resolve()
     modes = ("before", "pipetrace")
     with SpanCounter() as receiver:
@@ -173,11 +178,18 @@ def main() -> None:
     for bucket in (*buckets, "total"):
         cells = []
         for mode in modes:
-            values = [sum(r["opcodes"].values()) if bucket == "total" else r["opcodes"].get(bucket, 0.0)
-                      for r in runs[mode]]
+            values = [sum(v for k, v in r["opcodes"].items() if k in buckets) if bucket == "total"
+                      else r["opcodes"].get(bucket, 0.0) for r in runs[mode]]
             called = statistics.median(r["calls"].get(bucket, 0.0) for r in runs[mode])
             cells.append(f"{mode} {fmt_spread(values, '.0f')}" + (f" [{called:.2f}]" if called else ""))
         print(f"  {bucket:15s} " + "; ".join(cells))
+    for bucket in buckets[:4] if args.detail else ():
+        for mode in modes:
+            own = {k.split(" ", 1)[1]: statistics.median(r["opcodes"].get(k, 0.0) for r in runs[mode])
+                   for k in runs[mode][0]["opcodes"] if k.startswith(f"{bucket} ")}
+            top = sorted(own.items(), key=lambda kv: -kv[1])[: args.detail]
+            print(f"  {bucket} ({mode}), the functions running the most of its bytecodes (their own, per task): "
+                  + ", ".join(f"{name} {count:.0f}" for name, count in top))
 
 
 if __name__ == "__main__":

@@ -319,12 +319,14 @@ def main() -> None:
         print(f"  {'':10s} of which kernel {fmt_spread([r['sys'] / n * 1e6 for r in rs], '.1f')}; voluntary "
               f"context switches per task: task thread {fmt_spread([r['switches_task'] / n for r in rs])}, "
               f"background threads {fmt_spread([r['switches_bg'] / n for r in rs])}")
-    ref = added("otel", "cpu_drained")
-    for mode in modes[2:]:
-        ratios = paired_ratios(added(mode, "cpu_drained"), ref)
-        ours = statistics.median(added(mode, "cpu_drained"))
-        print(f"{mode} added / reference added (all threads): {ours / statistics.median(ref):.2f} "
-              f"(ratio of medians); per round {fmt_spread(ratios)}")
+    for field, what in (("cpu_drained", "all threads"),
+                        ("main", "task thread: the part a task's caller waits for, export threads left out")):
+        ref = added("otel", field)
+        for mode in modes[2:]:
+            ratios = paired_ratios(added(mode, field), ref)
+            ours = statistics.median(added(mode, field))
+            print(f"{mode} added / reference added ({what}): {ours / statistics.median(ref):.2f} "
+                  f"(ratio of medians); per round {fmt_spread(ratios)}")
 
 
 if __name__ == "__main__":

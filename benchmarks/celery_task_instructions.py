@@ -48,20 +48,74 @@ for _ in range(n):
 flush()
 '''
 
+CRITICAL = ("before_task_publish", "after_task_publish", "task_prerun")
+"""The signals whose handlers a caller of ``task.delay().get()`` waits for: the publish (``delay()`` returns
+after ``after_task_publish``) and the pool child's ``task_prerun`` (the task body starts after it).
+``task_postrun`` runs after the result is sent."""
 
-def instructions(mode: str, n: int, warm: int, receiver: SpanCounter) -> int:
-    """Instructions of one task process of ``mode`` running ``warm`` then ``n`` tasks, every thread."""
+THROUGH_CALL = r'''
+import operator as _operator
+import celery.app.trace as _trace
+from celery import signals as _signals
+
+
+def _through(send):
+    """``send`` called through ``operator.call``: callgrind counts only inside it (``--toggle-collect``)."""
+    call = _operator.call
+    return lambda *args, **kwargs: call(send, *args, **kwargs)
+
+
+for _name in SIGNALS:
+    _signal = getattr(_signals, _name)
+    _signal.send = _through(_signal.send)  # read by Celery's task sender when the app first publishes
+_trace.send_prerun = _signals.task_prerun.send  # (the tracer reads these module globals at each task)
+_trace.send_postrun = _signals.task_postrun.send
+'''
+"""Set before the task process's set-up when only some signals' handlers are counted (``--path``)."""
+
+EVENTS_CACHE = ("--cache-sim=yes", "--branch-sim=yes")
+
+
+def counts(mode: str, n: int, warm: int, receiver: SpanCounter, *, cache: bool = False,
+           signals: tuple[str, ...] = (), last_level: int | None = None) -> dict[str, int]:
+    """Callgrind's totals (``Ir``, and with ``cache`` the simulated cache misses and mispredicted branches) of
+    one task process of ``mode`` running ``warm`` then ``n`` tasks: every thread, or only inside the sends
+    of ``signals`` when given (:data:`CRITICAL`: the handlers a caller waits for). ``last_level``: the simulated
+    last-level cache's size in bytes (8-way, 64-byte lines) instead of this machine's."""
     with tempfile.TemporaryDirectory() as home:
         command, app_dir, env = celery_inprocess.child_env(mode, home, receiver.endpoint)
         env["PYTHONHASHSEED"] = "0"
         grind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        if cache:
+            grind += EVENTS_CACHE
+            if last_level is not None:
+                grind.append(f"--LL={last_level},8,64")
+        child = CHILD
+        if signals:
+            grind.append("--toggle-collect=_operator_call")
+            child = f"SIGNALS = {signals!r}\n" + THROUGH_CALL + CHILD
         *prefix, python = command
-        out = subprocess.run([*prefix, *grind, python, "-c", CHILD, mode, str(n), str(warm)], cwd=app_dir, env=env,
+        out = subprocess.run([*prefix, *grind, python, "-c", child, mode, str(n), str(warm)], cwd=app_dir, env=env,
                              capture_output=True, text=True, timeout=3600)
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode != 0 or not found:
+    events = re.search(r"Events\s*: ([\w ]+)", out.stderr)
+    found = re.search(r"Collected : ([\d ]+)", out.stderr)
+    if out.returncode != 0 or not found or not events:
         raise RuntimeError(f"{mode} {n}: exit {out.returncode}\n{out.stderr[-3000:]}")
-    return int(found.group(1))
+    names, values = events.group(1).split(), [int(v) for v in found.group(1).split()]
+    return dict(zip(names, values + [0] * (len(names) - len(values)), strict=True))  # (trailing zeros left out)
+
+
+def instructions(mode: str, n: int, warm: int, receiver: SpanCounter) -> int:
+    """Instructions of one task process of ``mode`` running ``warm`` then ``n`` tasks, every thread."""
+    return counts(mode, n, warm, receiver)["Ir"]
+
+
+def estimated_cycles(c: dict[str, float]) -> float:
+    """Cachegrind's rough cost model (kcachegrind's "cycle estimation"): an instruction a cycle, 10 for an L1
+    miss or a mispredicted branch, 100 for a last-level miss."""
+    l1 = c.get("I1mr", 0) + c.get("D1mr", 0) + c.get("D1mw", 0)
+    ll = c.get("ILmr", 0) + c.get("DLmr", 0) + c.get("DLmw", 0)
+    return c["Ir"] + 10 * (l1 + c.get("Bcm", 0) + c.get("Bim", 0)) + 100 * ll
 
 
 def main() -> None:
@@ -72,6 +126,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as the mode 'before'")
     ap.add_argument("--modes", default="untraced,otel,pipetrace", help="comma list (before is added by --before)")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the caches and branch predictor: misses and an estimate in cycles")
+    ap.add_argument("--path", default="all",
+                    help="all: every thread; critical: only inside the handlers a caller waits for "
+                         "(before_task_publish, after_task_publish, task_prerun); or a comma list of Celery "
+                         "signals whose handlers alone are counted")
+    ap.add_argument("--last-level", type=int, metavar="BYTES",
+                    help="with --cache-sim: the simulated last-level cache's size (a power of two, at least 512 "
+                         "bytes; 8-way, 64-byte lines) instead of this machine's: a smaller one stands for a cache "
+                         "shared with other processes (the broker, the worker's main process, other tenants)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install -y valgrind)")
@@ -82,22 +146,41 @@ def main() -> None:
     if "untraced" not in modes:
         modes.insert(0, "untraced")
     runs = [(mode, n) for mode in modes for n in (args.low, args.high)]
+    signals = () if args.path == "all" else CRITICAL if args.path == "critical" else tuple(args.path.split(","))
     with SpanCounter() as receiver, ThreadPoolExecutor(args.jobs) as pool:
-        counts = dict(zip(runs, pool.map(lambda run: instructions(*run, args.warm, receiver), runs), strict=True))
-    per_task = {m: (counts[m, args.high] - counts[m, args.low]) / (args.high - args.low) for m in modes}
-    print(f"celery in one process (memory broker, fast_trace_task), instructions per task, every thread "
-          f"(callgrind; ({args.high} tasks - {args.low} tasks) / {args.high - args.low}, after {args.warm} warm-up)")
+        def one(run: tuple[str, int]) -> dict[str, int]:
+            return counts(run[0], run[1], args.warm, receiver, cache=args.cache_sim, signals=signals,
+                          last_level=args.last_level)
+
+        got = dict(zip(runs, pool.map(one, runs), strict=True))
+    extra = args.high - args.low
+    per_task = {m: {e: (got[m, args.high][e] - got[m, args.low][e]) / extra for e in got[m, args.high]}
+                for m in modes}
+    where = f"only inside the handlers of {', '.join(signals)}" if signals else "every thread"
+    print(f"celery in one process (memory broker, fast_trace_task), per task, {where} (callgrind; "
+          f"({args.high} tasks - {args.low} tasks) / {extra}, after {args.warm} warm-up)")
     for mode in modes:
-        line = (f"  {mode:10s} {per_task[mode]:>12,.0f}  (runs: {counts[mode, args.low]:,} and "
-                f"{counts[mode, args.high]:,})")
+        ir = per_task[mode]["Ir"]
+        line = (f"  {mode:10s} instructions {ir:>12,.0f}  (runs: {got[mode, args.low]['Ir']:,} and "
+                f"{got[mode, args.high]['Ir']:,})")
         if mode != "untraced":
-            line += f"  added {per_task[mode] - per_task['untraced']:>10,.0f}"
+            line += f"  added {ir - per_task['untraced']['Ir']:>10,.0f}"
         print(line)
+        if args.cache_sim:
+            c = per_task[mode]
+            print(f"  {'':10s} L1 misses {c['I1mr'] + c['D1mr'] + c['D1mw']:,.0f} (instruction {c['I1mr']:,.0f}), "
+                  f"last-level misses {c['ILmr'] + c['DLmr'] + c['DLmw']:,.0f}, mispredicted branches "
+                  f"{c['Bcm'] + c['Bim']:,.0f}; estimated cycles {estimated_cycles(c):,.0f}")
     if "otel" in per_task:
-        ref = per_task["otel"] - per_task["untraced"]
-        for mode in modes:
-            if mode not in ("untraced", "otel"):
-                print(f"{mode} added / reference added: {(per_task[mode] - per_task['untraced']) / ref:.3f}")
+        measures = [("instructions", lambda c: c["Ir"])]
+        if args.cache_sim:
+            measures.append(("estimated cycles", estimated_cycles))
+        for label, measure in measures:
+            base = measure(per_task["untraced"])
+            ref = measure(per_task["otel"]) - base
+            for mode in modes:
+                if mode not in ("untraced", "otel"):
+                    print(f"{mode} added / reference added, {label}: {(measure(per_task[mode]) - base) / ref:.3f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from .util.ratelimit import warn_once_per
+from .util.spancontext import DEFAULT_STATE, FROM_FIELDS, new_tuple
 
 log = logging.getLogger("pipetrace.carriers")
 
@@ -90,8 +91,23 @@ def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
         if type(raw_state) is not str or len(raw_state) > MAX_TRACESTATE_CHARS:
             return None
         state = TraceState.from_header([raw_state])
-    return SpanContext(int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
+    trace_flags = _FLAGS.get(flags)
+    if trace_flags is None:  # (not ``or``: flags 00 are falsy)
+        trace_flags = _flags(flags)
+    if FROM_FIELDS:  # ids non-zero (above) and of 32 and 16 hex digits: valid, as SpanContext.__new__ would find
+        return new_tuple(SpanContext, (int(trace_hex, 16), int(span_hex, 16), True, trace_flags,
+                                       DEFAULT_STATE if state is None else state, True))
+    return SpanContext(int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=trace_flags,
                        trace_state=state)
+
+
+_FLAGS: dict[str, TraceFlags] = {}
+"""The ``TraceFlags`` of each flags field seen (two hex digits: at most 256), made once."""
+
+
+def _flags(field: str) -> TraceFlags:
+    flags = _FLAGS[field] = TraceFlags(int(field, 16))
+    return flags
 
 
 def inject(carrier: dict[str, Any] | None = None, context: Context | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from . import attributes as A
 from .carriers import span_context_of
 from .identity import RunIdentity
 from .machinery import begin_span, start_span
+from .machinery.current import attach_span
 from .machinery.record import all_plain
 from .processing.runtime import get_tracer
 from .redaction.text import exception_description, status_description
@@ -183,7 +184,7 @@ class _LiveTaskSpan:
 
     def __enter__(self) -> Span:
         try:
-            self._token = context_api.attach(trace.set_span_in_context(self.span))
+            self._token = attach_span(self.span)
         except Exception as exc:
             warn_once_per(log, "task_span_enter", "pipetrace: could not activate task span: %r", exc)
         return self.span

@@ -16,10 +16,10 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Link, Span
 
 from .. import attributes as A
+from ..machinery.current import attach_span
 from ..spans import end_task_span
 
 MAX_OPEN = 10_000
@@ -84,7 +84,7 @@ class OpenAttempts(Generic[K, V]):
 
 def activate(span: Span) -> object:
     """Make ``span`` the current span; returns the token :func:`deactivate` takes."""
-    return otel_context.attach(trace.set_span_in_context(span))
+    return attach_span(span)
 
 
 def deactivate(token: object) -> bool:

@@ -68,14 +68,15 @@ def _tops(source: Any) -> Sequence[Any]:
     return (getattr(source, "__dict__", None), getattr(source, "headers", None))
 
 
-def read(source: Any, keys: Sequence[str], plain: tuple[type, ...] = ()) -> dict[str, Any]:
+def read(source: Any, keys: Sequence[str] | frozenset[str], plain: tuple[type, ...] = ()) -> dict[str, Any]:
     """The values of ``keys`` in a message's headers: ``source`` is the headers mapping, or an object
     holding them (its ``request_dict`` or attributes, and its ``headers``), each read with up to two
     nested ``headers`` levels below it; the first place that has a key wins. ``plain``: types whose
-    attributes are the message itself."""
+    attributes are the message itself. ``keys`` as a frozenset: a caller reading the same keys per message
+    (one set, made once)."""
     out: dict[str, Any] = {}
     seen: list[int] = []
-    wanted = _wanted(keys) if type(keys) is tuple else frozenset(keys)
+    wanted = keys if type(keys) is frozenset else _wanted(keys) if type(keys) is tuple else frozenset(keys)
     # its attributes are the message: no lookup that fails (an exception) per read
     for top in (source.__dict__,) if type(source) in plain else _tops(source):
         mapping = top

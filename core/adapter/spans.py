@@ -29,6 +29,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 from ..machinery import DeferredSpan, add_link, begin_span
 from ..machinery import start_span as _start_span
+from ..machinery.current import attach_span
 from ..spans import end_task_span, link, mark_result, record_span, run_span, start_task_span, to_ns
 from ..util.ratelimit import warn_once_per
 from .errors import end_with_error
@@ -84,7 +85,7 @@ class ending:  # noqa: N801 - used like a function: ``with ending(span): ...``
 
     def __enter__(self) -> Span:
         if self.current:
-            self._token = context_api.attach(trace.set_span_in_context(self.span))
+            self._token = attach_span(self.span)
         return self.span
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:

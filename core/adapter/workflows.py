@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
@@ -27,6 +26,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 from .. import attributes as A
 from ..carriers import extract
 from ..identity import RunIdentity, derive_task_span_id
+from ..machinery.current import attach_span
 from ..spans import record_span
 from . import headers as hdr
 from .attempts import Attempt, deactivate
@@ -57,6 +57,7 @@ class Workflows:
         self.run_header = run_header
         self.links_header = links_header
         self.keys = (*hdr.TRACE_KEYS, PUBLISHED_HEADER, pipeline_header, run_header, links_header)
+        self._wanted = frozenset(self.keys)  # (read per task: no lookup of the tuple's set)
         self._plain = plain
         self._plain_types: tuple[type, ...] | None = None
         self.current: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
@@ -69,7 +70,7 @@ class Workflows:
         if plain is None:
             plain = self._plain_types = tuple(getattr(importlib.import_module(m), n)
                                               for m, n in (p.split(":") for p in self._plain))
-        return hdr.read(source, self.keys, plain)
+        return hdr.read(source, self._wanted, plain)
 
     def pipeline(self, values: Mapping[str, Any], default: str) -> str:
         """The workflow's pipeline from the headers, or ``default`` when absent or unusable (any producer
@@ -193,7 +194,7 @@ class Running(Attempt):
 
     def __init__(self, span: Span, workflows: Workflows, task: Any, request: Any, root_id: str) -> None:
         self.span = span
-        self.token = otel_context.attach(trace.set_span_in_context(span))
+        self.token = attach_span(span)
         self.try_number, self.data = 1, None
         self.workflows = workflows
         self.task, self.request, self.root_id = task, request, root_id

@@ -503,7 +503,7 @@ def begin_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     one by one again (what is set later still is). A list is not: the SDK stores it as a tuple.
     ``record_exception``/``set_status_on_exception``: as in the SDK's ``start_span`` (its span's, if it goes live)."""
     start = start_time if start_time is not None else time.time_ns()
-    if parent is not None and not parent.is_valid:
+    if parent is not None and not (parent[5] if record._SC_IS_TUPLE else parent.is_valid):  # (no property call)
         parent, context = None, context if context is not None else Context()
     try:  # (processors_of and record.usable, inline: one span's start)
         direct = tracer.span_processor._span_processors is _checked[0] and _checked[1]  # type: ignore[attr-defined]

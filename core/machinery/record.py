@@ -38,10 +38,10 @@ from opentelemetry.trace import (
     SpanKind,
     TraceFlags,
     Tracer,
-    TraceState,
 )
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from ..util import spancontext
 from .ids import force_next, plain_generator, release
 
 log = logging.getLogger("pipetrace.spans")
@@ -213,43 +213,12 @@ def _static_entry(table: _Table, remote: bool, flags: int) -> _Entry:
     return table[(1 if remote else 3) + (0 if flags & _SAMPLED else 1)]
 
 
-def _fields_by_property(sc: SpanContext) -> tuple[int, int, bool, TraceFlags, TraceState, bool]:
-    return sc.trace_id, sc.span_id, sc.is_remote, sc.trace_flags, sc.trace_state, sc.is_valid
-
-
-def _span_context_is_its_fields() -> bool:
-    """Whether a ``SpanContext`` is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state,
-    is_valid), as in every API release so far: then :func:`decide` unpacks its parent in one step instead
-    of six property calls (each a Python call, costly when cold on the per-message path)."""
-    try:
-        state = TraceState([("k", "v")])
-        sc = SpanContext(0x12, 0x34, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=state)
-        return isinstance(sc, tuple) and tuple(sc) == _fields_by_property(sc) and len(sc) == 6
-    except Exception:  # pragma: no cover - another API
-        return False
-
-
-_SC_IS_TUPLE = _span_context_is_its_fields()
-_DEFAULT_STATE = SpanContext(1, 1, False).trace_state
-_TRACE_MAX, _SPAN_MAX = 2**128 - 1, 2**64 - 1
-_new_tuple = tuple.__new__
-
-
-def _span_context_is_made_of_its_fields() -> bool:
-    """Whether a ``SpanContext`` is made by ``tuple.__new__`` from its fields once ``SpanContext.__new__``
-    checked them: then :func:`decide`, whose ids are known valid, makes its span's context in one step
-    (``SpanContext.__new__`` is a Python call with keyword arguments, once per span on the task's path)."""
-    try:
-        flags = TraceFlags(TraceFlags.SAMPLED)
-        made = _new_tuple(SpanContext, (0x12, 0x34, False, flags, _DEFAULT_STATE, True))
-        api = SpanContext(0x12, 0x34, is_remote=False, trace_flags=flags, trace_state=None)
-        return _SC_IS_TUPLE and type(made) is type(api) and made == api and made.is_valid and made.trace_state is (
-            api.trace_state)
-    except Exception:  # pragma: no cover - another API
-        return False
-
-
-_SC_FROM_FIELDS = _span_context_is_made_of_its_fields()
+# (a SpanContext read and made by its fields: pipetrace.util.spancontext)
+_fields_by_property = spancontext.fields_by_property
+_SC_IS_TUPLE, _SC_FROM_FIELDS = spancontext.IS_TUPLE, spancontext.FROM_FIELDS
+_DEFAULT_STATE = spancontext.DEFAULT_STATE
+_TRACE_MAX, _SPAN_MAX = spancontext.TRACE_MAX, spancontext.SPAN_MAX
+_new_tuple = spancontext.new_tuple
 
 
 def _non_recording_keeps_its_context() -> bool:
