@@ -31,6 +31,7 @@ def _runtime_variable() -> contextvars.ContextVar[Context] | None:
             return None
 
         def same_both_ways() -> bool:
+            before = otel_context.get_current()  # (what is current where this is imported, if anything)
             span = NonRecordingSpan(INVALID_SPAN_CONTEXT)
             api = otel_context.attach(trace.set_span_in_context(span))
             by_api = otel_context.get_current()
@@ -41,7 +42,7 @@ def _runtime_variable() -> contextvars.ContextVar[Context] | None:
             ours = otel_context.get_current()
             found = trace.get_current_span() is span
             otel_context.detach(token)  # the variable's token is what detach takes
-            return found and type(ours) is type(by_api) and ours == by_api and otel_context.get_current() == {}
+            return found and type(ours) is type(by_api) and ours == by_api and otel_context.get_current() is before
 
         return variable if contextvars.copy_context().run(same_both_ways) else None
     except Exception:  # pragma: no cover - another API

@@ -53,3 +53,16 @@ def test_nested_attaches_restore_in_order() -> None:
         assert trace.get_current_span() is trace.INVALID_SPAN
 
     contextvars.copy_context().run(run)
+
+
+def test_the_check_at_import_holds_inside_a_span_too() -> None:
+    """Imported while a span is current (a lazy import inside a task), the check still finds the one-step path."""
+
+    def run() -> None:
+        token = otel_context.attach(trace.set_span_in_context(SPAN))
+        try:
+            assert current._runtime_variable() is current._VARIABLE is not None
+        finally:
+            otel_context.detach(token)
+
+    contextvars.copy_context().run(run)
