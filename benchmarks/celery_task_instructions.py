@@ -20,7 +20,16 @@ second, which callgrind stretches: that part is noise of ~1 % of the added figur
 ``untraced`` run this checkout's code as it is when each run starts: do not edit it while a run is going.
 Callgrind sees C functions only, so this gives the whole; ``celery_bytecodes.py`` says in which Python code.
 
+``--path critical``: only the work inside the handlers a caller of ``delay().get()`` waits for
+(:data:`CRITICAL`: the publish's two, and ``task_prerun``, which the task body waits for), the wall's share of
+the work; ``--path <signal,...>``: named signals' handlers alone. Each of those signal sends is called through
+``operator.call`` (set before the app is made: :data:`THROUGH_CALL`) and callgrind counts only inside it
+(``--toggle-collect=_operator_call``). ``--cache-sim``: callgrind's simulated caches and branch predictor too,
+and kcachegrind's cycle estimate from them (:func:`estimated_cycles`), which sees the code and data a path
+touches; ``--last-level BYTES`` simulates a smaller last-level cache (one shared with other processes).
+
     python benchmarks/celery_task_instructions.py [--low 50] [--high 250] [--before <checkout>] [--jobs 2]
+                                                  [--path all|critical|<signals>] [--cache-sim] [--last-level BYTES]
 """
 
 from __future__ import annotations
