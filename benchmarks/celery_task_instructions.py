@@ -114,11 +114,6 @@ def counts(mode: str, n: int, warm: int, receiver: SpanCounter, *, cache: bool =
     return dict(zip(names, values + [0] * (len(names) - len(values)), strict=True))  # (trailing zeros left out)
 
 
-def instructions(mode: str, n: int, warm: int, receiver: SpanCounter) -> int:
-    """Instructions of one task process of ``mode`` running ``warm`` then ``n`` tasks, every thread."""
-    return counts(mode, n, warm, receiver)["Ir"]
-
-
 def estimated_cycles(c: dict[str, float]) -> float:
     """Cachegrind's rough cost model (kcachegrind's "cycle estimation"): an instruction a cycle, 10 for an L1
     miss or a mispredicted branch, 100 for a last-level miss."""
