@@ -17,7 +17,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from .util.ratelimit import warn_once_per
-from .util.spancontext import DEFAULT_STATE, FROM_FIELDS, new_tuple
+from .util.spancontext import DEFAULT_STATE, FROM_FIELDS, IS_TUPLE, fields_by_property, new_tuple
 
 log = logging.getLogger("pipetrace.carriers")
 
@@ -52,11 +52,14 @@ def _w3c_fast() -> bool:
 
 
 def _write_w3c(target: dict[str, Any], sc: SpanContext) -> None:
-    if not sc.trace_id and sc == INVALID_SPAN_CONTEXT:  # the int first: a full compare is costly when cold
+    # its fields unpacked, not read by property (three Python calls), once per message
+    trace_id, span_id, _, flags, state, _ = sc if IS_TUPLE else fields_by_property(sc)
+    if not trace_id and sc == INVALID_SPAN_CONTEXT:  # the int first: a full compare is costly when cold
         return
-    target["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
-    if sc.trace_state:
-        target["tracestate"] = sc.trace_state.to_header()
+    # (% formatting: about a third fewer instructions than an f-string with format specs, callgrind-counted)
+    target["traceparent"] = "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031
+    if state:
+        target["tracestate"] = state.to_header()
 
 
 def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
