@@ -19,15 +19,15 @@ from collections.abc import Callable, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 
 from .. import attributes as A
 from ..carriers import extract
 from ..identity import RunIdentity, derive_task_span_id
-from ..machinery.current import attach_span
+from ..machinery.current import attach_span, span_context_in
 from ..spans import record_span
+from ..util.spancontext import IS_TUPLE
 from . import headers as hdr
 from .attempts import Attempt, deactivate
 from .attributes import attempt_attributes
@@ -165,8 +165,8 @@ class Workflows:
         if running is not None:
             return running.pipeline, running.run_id
         pipeline = self.pipeline(self.read(headers), name) if root_id != message_id else name
-        sc = trace.get_current_span(context).get_span_context()
-        if not sc.is_valid:
+        sc = span_context_in(context)
+        if not (sc[5] if IS_TUPLE else sc.is_valid):  # (no property call: once per publish)
             return pipeline, self.run_id(self.read(headers), root_id) if self.run_header in headers else root_id
         run_id, pipeline = self.producer_runs.claim(sc.trace_id, root_id, pipeline)
         return pipeline, run_id
