@@ -17,7 +17,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from .util.ratelimit import warn_once_per
-from .util.spancontext import DEFAULT_STATE, FROM_FIELDS, new_tuple
+from .util.spancontext import DEFAULT_STATE, FROM_FIELDS, IS_TUPLE, fields_by_property, new_tuple
 
 log = logging.getLogger("pipetrace.carriers")
 
@@ -28,6 +28,9 @@ MAX_ENTRIES = 4096  # a carrier with more entries than this is not a trace carri
 MAX_TRACEPARENT_CHARS = 512  # the SDK's W3C propagator's limits
 MAX_TRACESTATE_CHARS = 512
 _TRACEPARENT = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$")
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""The form every version-00 writer sends (no padding, nothing after the flags), matched whole: what
+``_TRACEPARENT`` finds in it, in about four fifths of the instructions (no optional parts to try)."""
 
 
 class _W3C:
@@ -49,11 +52,14 @@ def _w3c_fast() -> bool:
 
 
 def _write_w3c(target: dict[str, Any], sc: SpanContext) -> None:
-    if not sc.trace_id and sc == INVALID_SPAN_CONTEXT:  # the int first: a full compare is costly when cold
+    # its fields unpacked, not read by property (three Python calls), once per message
+    trace_id, span_id, _, flags, state, _ = sc if IS_TUPLE else fields_by_property(sc)
+    if not trace_id and sc == INVALID_SPAN_CONTEXT:  # the int first: a full compare is costly when cold
         return
-    target["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
-    if sc.trace_state:
-        target["tracestate"] = sc.trace_state.to_header()
+    # (% formatting: about a third fewer instructions than an f-string with format specs, callgrind-counted)
+    target["traceparent"] = "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031
+    if state:
+        target["tracestate"] = state.to_header()
 
 
 def _w3c_inject(target: dict[str, Any], context: Context | None) -> bool:
@@ -79,11 +85,17 @@ def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
     if (type(header) is not str or len(header) > MAX_TRACEPARENT_CHARS or "baggage" in carrier
             or len(carrier) > MAX_ENTRIES):
         return None
-    match = _TRACEPARENT.search(header)
-    if match is None:
-        return None
-    version, trace_hex, span_hex, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or trace_hex == "0" * 32 or span_hex == "0" * 16:
+    match = _TRACEPARENT_00.fullmatch(header) if len(header) == 55 else None
+    if match is not None:
+        trace_hex, span_hex, flags = match.groups()
+    else:
+        match = _TRACEPARENT.search(header)
+        if match is None:
+            return None
+        version, trace_hex, span_hex, flags, rest = match.groups()
+        if version == "ff" or (version == "00" and rest):
+            return None
+    if trace_hex == "0" * 32 or span_hex == "0" * 16:
         return None
     raw_state = carrier.get("tracestate")
     state = None
@@ -91,9 +103,7 @@ def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
         if type(raw_state) is not str or len(raw_state) > MAX_TRACESTATE_CHARS:
             return None
         state = TraceState.from_header([raw_state])
-    trace_flags = _FLAGS.get(flags)
-    if trace_flags is None:  # (not ``or``: flags 00 are falsy)
-        trace_flags = _flags(flags)
+    trace_flags = _FLAGS[flags]  # (two lowercase hex digits, as every key there)
     if FROM_FIELDS:  # ids non-zero (above) and of 32 and 16 hex digits: valid, as SpanContext.__new__ would find
         return new_tuple(SpanContext, (int(trace_hex, 16), int(span_hex, 16), True, trace_flags,
                                        DEFAULT_STATE if state is None else state, True))
@@ -101,13 +111,8 @@ def _w3c_span_context(carrier: dict[Any, Any]) -> SpanContext | None:
                        trace_state=state)
 
 
-_FLAGS: dict[str, TraceFlags] = {}
-"""The ``TraceFlags`` of each flags field seen (two hex digits: at most 256), made once."""
-
-
-def _flags(field: str) -> TraceFlags:
-    flags = _FLAGS[field] = TraceFlags(int(field, 16))
-    return flags
+_FLAGS: dict[str, TraceFlags] = {f"{value:02x}": TraceFlags(value) for value in range(256)}
+"""The ``TraceFlags`` of each flags field (two lowercase hex digits), made once."""
 
 
 def inject(carrier: dict[str, Any] | None = None, context: Context | None = None) -> dict[str, Any]:
@@ -191,9 +196,13 @@ def extract(carrier: object, source: str = "carrier") -> Context | None:
 def extract_span_context(carrier: object, source: str = "carrier") -> SpanContext | None:
     """The remote span context in ``carrier`` (what :func:`extract` finds, without building a Context:
     a message consumer that starts its span from it needs only this), or ``None``."""
-    fast = _fast_span_context(carrier)
-    if fast is not None:
-        return fast
+    if type(carrier) is dict and _W3C.textmap is not None and propagate.get_global_textmap() is _W3C.textmap:
+        try:  # (_fast_span_context, inline: once per message)
+            fast = _w3c_span_context(carrier)
+        except Exception:
+            fast = None
+        if fast is not None:
+            return fast
     ctx = _propagators_extract(carrier, source)
     return None if ctx is None else trace.get_current_span(ctx).get_span_context()
 

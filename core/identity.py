@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -16,6 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 PREFIX = "pipetrace/1"
+_first_8 = struct.Struct(">Q").unpack_from
 
 try:  # CPython's own SHA-256: the same digest as OpenSSL's, without its per-call provider machinery
     from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]  # Python >= 3.12
@@ -54,7 +56,11 @@ def derive_task_span_id(
     # the same key as _digest(system, pipeline, run_id, "task", task, mi, try_number), built directly:
     # this runs once per task attempt
     key = f"{PREFIX}|{system}|{pipeline}|{run_id}|task|{task}|{mi}|{try_number}"
-    return int.from_bytes(_sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big") or 1  # _nonzero
+    try:
+        data = key.encode()  # (the default codec's call is cheaper: the same bytes unless a lone surrogate)
+    except UnicodeEncodeError:
+        data = key.encode("utf-8", "surrogatepass")
+    return _first_8(_sha256(data).digest())[0] or 1  # the big-endian first 8 bytes; 0 made 1: _nonzero
 
 
 @functools.lru_cache(maxsize=4096)  # every task of a run asks for these again

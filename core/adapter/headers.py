@@ -75,20 +75,27 @@ def read(source: Any, keys: Sequence[str] | frozenset[str], plain: tuple[type, .
     attributes are the message itself. ``keys`` as a frozenset: a caller reading the same keys per message
     (one set, made once)."""
     out: dict[str, Any] = {}
-    seen: list[int] = []
+    seen: list[Any] = []  # the places read (a place met again: a cycle, or the same dict twice)
     wanted = keys if type(keys) is frozenset else _wanted(keys) if type(keys) is tuple else frozenset(keys)
     # its attributes are the message: no lookup that fails (an exception) per read
     for top in (source.__dict__,) if type(source) in plain else _tops(source):
-        mapping = top
-        for _ in range(3):  # the place itself, then up to two nested ``headers`` levels
-            # (``_is_mapping`` inline, the exact type first: once per task start)
-            if mapping is None or not (type(mapping) is dict or isinstance(mapping, Mapping)) or id(mapping) in seen:
-                break
-            seen.append(id(mapping))
-            for key in mapping.keys() & wanted:  # (one set operation in C: most keys are in no place)
-                if key not in out and (value := mapping[key]) is not None:
-                    out[key] = value
-            mapping = mapping.get("headers")
+        mapping, depth = top, 0
+        # the place itself, then up to two nested ``headers`` levels (``_is_mapping`` inline, the exact type
+        # first: once per task start)
+        while depth < 3 and mapping is not None and (type(mapping) is dict or isinstance(mapping, Mapping)):
+            for place in seen:
+                if place is mapping:
+                    break
+            else:
+                seen.append(mapping)
+                # a place with few keys (a nested ``headers``) tested key by key; a large one (a task request's
+                # attributes) in one set operation in C: most of its keys are none of ours
+                for key in mapping if len(mapping) <= len(wanted) else mapping.keys() & wanted:
+                    if key in wanted and key not in out and (value := mapping[key]) is not None:
+                        out[key] = value
+                mapping, depth = mapping.get("headers"), depth + 1
+                continue
+            break
     return out
 
 

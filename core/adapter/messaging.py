@@ -188,8 +188,8 @@ def queued_ms(headers: Mapping[str, Any] | None, now_ns: int | None = None, eta:
         return None
     if eta is not None:
         published = max(published, _eta_ns(eta) or 0)
-    now = now_ns if now_ns is not None else time.time_ns()
-    return max(0, now - published) // 1000 / 1000  # ms, to the µs below (integer steps: no float rounding)
+    waited = (now_ns if now_ns is not None else time.time_ns()) - published
+    return waited // 1000 / 1000 if waited > 0 else 0.0  # ms, to the µs below (integer steps: no float rounding)
 
 
 # ---- the producer's context on the consumer side -----------------------------------------------------

@@ -19,15 +19,15 @@ from collections.abc import Callable, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags
 
 from .. import attributes as A
 from ..carriers import extract
 from ..identity import RunIdentity, derive_task_span_id
-from ..machinery.current import attach_span
+from ..machinery.current import attach_span, span_context_in
 from ..spans import record_span
+from ..util.spancontext import IS_TUPLE
 from . import headers as hdr
 from .attempts import Attempt, deactivate
 from .attributes import attempt_attributes
@@ -111,9 +111,11 @@ class Workflows:
         else a root of its run's derived trace. ``attrs`` (a new dict: the messaging attributes every
         attempt of the task on its queue shares, and the adapter's own) gets the workflow's and the
         attempt's attributes, and its queue wait (from publish, or from ``eta`` when later)."""
-        run = hdr.checked(values.get(self.run_header), root_id)  # (self.run_id/pipeline inline: per task)
-        attrs[A.PIPELINE_NAME] = hdr.checked(values.get(self.pipeline_header), name)  # the message id is the
-        # task run id: no messaging.message.id
+        # (self.run_id/pipeline inline, and a header that is absent not checked: per task)
+        run, pipeline = values.get(self.run_header), values.get(self.pipeline_header)
+        run = root_id if run is None else hdr.checked(run, root_id)
+        attrs[A.PIPELINE_NAME] = name if pipeline is None else hdr.checked(pipeline, name)  # the message id is
+        # the task run id: no messaging.message.id
         attrs[A.PIPELINE_RUN_ID] = run
         attrs[A.TASK_RUN_ID] = message_id
         attrs[A.TRY_NUMBER] = try_number
@@ -126,7 +128,9 @@ class Workflows:
         return consumer_span(f"task {name}", values, attrs, source=f"{self.system} task {name}", caller=caller,
                              links=partial(self.attempt_links, linked) if linked else None, start_time=now_ns,
                              root_trace_id=lambda: self.run_identity(run).trace_id,
-                             span_id=self.attempt_span_id(message_id, try_number), plain_attributes=True)
+                             span_id=derive_task_span_id(self.system, self.system, message_id, "attempt", None,
+                                                         try_number),  # (self.attempt_span_id, inline)
+                             plain_attributes=True)
 
     def record_attempt(self, name: str, message_id: str, values: Mapping[str, Any], try_number: int, root_id: Any,
                        result: str, attrs: Mapping[str, Any], *, messaging: Mapping[str, Any] | None = None,
@@ -161,8 +165,8 @@ class Workflows:
         if running is not None:
             return running.pipeline, running.run_id
         pipeline = self.pipeline(self.read(headers), name) if root_id != message_id else name
-        sc = trace.get_current_span(context).get_span_context()
-        if not sc.is_valid:
+        sc = span_context_in(context)
+        if not (sc[5] if IS_TUPLE else sc.is_valid):  # (no property call: once per publish)
             return pipeline, self.run_id(self.read(headers), root_id) if self.run_header in headers else root_id
         run_id, pipeline = self.producer_runs.claim(sc.trace_id, root_id, pipeline)
         return pipeline, run_id

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, SpanContext
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 
@@ -61,3 +61,12 @@ def attach_span(span: Span) -> object:
     values = variable.get().copy()
     values[_SPAN_KEY] = span
     return variable.set(Context(values))
+
+
+def span_context_in(context: Context | None) -> SpanContext:
+    """``trace.get_current_span(context).get_span_context()``: for a ``Context`` with no span in it (a
+    message published outside any span, the common case) the API's invalid span context without its three
+    calls."""
+    if type(context) is Context and context.get(_SPAN_KEY) is None:
+        return INVALID_SPAN_CONTEXT
+    return trace.get_current_span(context).get_span_context()

@@ -257,6 +257,23 @@ class Decision:
         self.end_metrics = end_metrics
 
 
+_new_object = object.__new__
+
+
+def _enabled_is_its_config() -> bool:
+    """Whether the SDK tracer's ``_is_enabled()`` only reads ``self._tracer_config.is_enabled`` (the SDKs with
+    tracer configurators): then :func:`decide` reads that itself, instead of a method call per span."""
+    try:
+        code = _SdkTracer._is_enabled.__code__
+        return code.co_names == ("_tracer_config", "is_enabled") and code.co_argcount == 1 and not code.co_consts[1:]
+    except Exception:  # another SDK (none before tracer configurators): getattr and call, as before
+        return False
+
+
+_ENABLED_IS_CONFIG = _enabled_is_its_config()
+_RANDOM = bool(_RANDOM_FLAG)
+
+
 def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attributes: Mapping[str, Any] | None,
            links: Sequence[Link], trace_id: int | None, span_id: int | None,
            parent_span: SpanContext | None = None) -> Decision | NonRecordingSpan:
@@ -272,9 +289,13 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
         parent = INVALID_SPAN_CONTEXT  # (what get_current_span gives for it, INVALID_SPAN's, without 2 calls)
     else:
         parent = trace_api.get_current_span(context).get_span_context()
-    enabled = getattr(tracer, "_is_enabled", None)
-    if enabled is not None and not enabled():
-        return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
+    if type(tracer) is _SdkTracer and _ENABLED_IS_CONFIG:  # (what its _is_enabled() returns, without the call)
+        if not tracer._tracer_config.is_enabled:
+            return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
+    else:
+        enabled = getattr(tracer, "_is_enabled", None)
+        if enabled is not None and not enabled():
+            return NonRecordingSpan(context=parent)  # type: ignore[arg-type]
     if parent is not None:
         p_tid, _, p_remote, p_flags, p_state, p_valid = parent if _SC_IS_TUPLE else _fields_by_property(parent)
     generator = tracer.id_generator
@@ -293,13 +314,13 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
                     span_id = getrandbits(64)
                     while not span_id:
                         span_id = getrandbits(64)
-                random_id = bool(_RANDOM_FLAG)
+                random_id = _RANDOM
             else:
                 tid = generator.generate_trace_id()
-                random_id = bool(_RANDOM_FLAG) and generator.is_trace_id_random()
+                random_id = _RANDOM and generator.is_trace_id_random()
     else:
         tid = p_tid
-        random_id = bool(_RANDOM_FLAG) and bool(p_flags & _RANDOM_FLAG)
+        random_id = _RANDOM and bool(p_flags & _RANDOM_FLAG)
     sampler = tracer.sampler
     table = _sampler_seen[1] if sampler is _sampler_seen[0] else _static_table(sampler)
     if table is not None:  # what the static sampler would return, without the call
@@ -327,7 +348,10 @@ def decide(tracer: Any, name: str, context: Context | None, kind: SpanKind, attr
                    if metrics is not None and type(metrics) is not _NoOpTracerMetrics else None)
     if not recording:
         return NonRecordingSpan(context=sc)
-    return Decision(sc, parent, sampled_attributes, end_metrics)
+    decision = _new_object(Decision)  # (its four fields set here: no __init__ call, once per span)
+    decision.context, decision.parent, decision.attributes, decision.end_metrics = (
+        sc, parent, sampled_attributes, end_metrics)
+    return decision
 
 
 def materialise(tracer: Any, name: str, decided: Decision, context: Context | None, kind: SpanKind,

@@ -13,8 +13,6 @@ from typing import Any
 
 import pipetrace
 from opentelemetry import context as otel_context
-from opentelemetry.context import Context
-from opentelemetry.trace import Span
 from pipetrace import attributes as A
 from pipetrace.adapter import guarded, record_error, status_description
 from pipetrace.adapter.headers import delivered_to
@@ -34,34 +32,29 @@ STATES = {A.RESULT_SUCCESS: "SUCCESS", A.RESULT_FAILURE: "FAILURE", A.RESULT_RET
 EXPECTED = "pipetrace.celery.expected_error"
 
 
-def _start(task: Any, request: Any, task_id: str, now: int, caller: Context | None) -> Span:
-    """The attempt's span, started at ``now`` (``caller``: the context an eager run was called in)."""
-    name = C.task_name(task, request)
-    attrs = C.shared_attributes(getattr(task, "app", None), "process", name,
-                                *delivered_to(getattr(request, "delivery_info", None), "celery"))
-    group, eta = getattr(request, "group", None), getattr(request, "eta", None)
-    if group:
-        attrs["celery.group_id"] = str(group)
-    if eta:
-        attrs["celery.eta"] = str(eta)
-    return C.workflows.attempt_span(name, task_id, int(getattr(request, "retries", 0) or 0) + 1,
-                                    str(getattr(request, "root_id", None) or task_id), C.read(request), attrs,
-                                    now_ns=now, eta=eta, map_index=getattr(request, "group_index", None),
-                                    caller=caller)
-
-
 def task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
+    """Start the attempt's span (its record is made when ``task_postrun`` ends it) and make it current."""
     try:
         if task is None or task_id is None or (interop.coexistence.may_defer and interop.deferring()):
             return
         task_id = str(task_id)
         request = task.request
-        # a deferred span: its record is made when task_postrun ends it; a span made only then (a lazy
-        # handle around this call) cost ~9 µs a task more (celery_inprocess.py --cpu 1 --before)
-        # apply()/always-eager: the caller's span may be the parent
-        span = _start(task, request, task_id, time.time_ns(),
-                      otel_context.get_current() if getattr(request, "is_eager", False) else None)
+        now = time.time_ns()
+        name = C.task_name(task, request)
+        attrs = C.shared_attributes(getattr(task, "app", None), "process", name,
+                                    *delivered_to(getattr(request, "delivery_info", None), "celery"))
+        group, eta = getattr(request, "group", None), getattr(request, "eta", None)
+        if group:
+            attrs["celery.group_id"] = str(group)
+        if eta:
+            attrs["celery.eta"] = str(eta)
         root_id = str(getattr(request, "root_id", None) or task_id)
+        # a deferred span: a span made only at task_postrun (a lazy handle around this call) cost ~9 µs a task
+        # more (celery_inprocess.py --cpu 1 --before); apply()/always-eager: the caller's span may be the parent
+        span = C.workflows.attempt_span(
+            name, task_id, int(getattr(request, "retries", 0) or 0) + 1, root_id, C.read(request), attrs, now_ns=now,
+            eta=eta, map_index=getattr(request, "group_index", None),
+            caller=otel_context.get_current() if getattr(request, "is_eager", False) else None)
         attempts.add(task_id, Running(span, C.workflows, task, request, root_id))  # current until task_postrun
     except Exception as exc:
         warn_once_per(log, "celery-prerun", "pipetrace: celery task not traced: %r", exc)

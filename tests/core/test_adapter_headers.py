@@ -10,6 +10,8 @@ import types
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.trace import SpanContext, TraceFlags
 from pipetrace.adapter import headers as H
 from pipetrace.adapter.messaging import PUBLISHED_HEADER, Coexistence, static_attributes, url_system
@@ -127,3 +129,50 @@ def test_read_skips_a_none_value_for_a_lower_level_and_reads_any_mapping() -> No
     source = {"traceparent": None, "headers": MappingProxyType({"traceparent": TP, "other": 1})}
     assert H.read(source, KEYS) == {"traceparent": TP}
     assert H.read(source, list(KEYS)) == {"traceparent": TP}  # keys as any sequence
+
+
+def _read_as_documented(source: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """headers.read's rule, written plainly: the place, then up to two nested ``headers`` levels; the first
+    place with a non-None value of a key wins; a place met again is not read again."""
+    out: dict[str, Any] = {}
+    seen: list[int] = []
+    place: Any = source
+    for _ in range(3):
+        if not isinstance(place, dict) or id(place) in seen:
+            break
+        seen.append(id(place))
+        for key in keys:
+            if key not in out and place.get(key) is not None:
+                out[key] = place[key]
+        place = place.get("headers")
+    return out
+
+
+_NAMES = st.sampled_from(["traceparent", "tracestate", "mine", "other", "task", "id"])
+_PLACES = st.recursive(
+    st.dictionaries(_NAMES, st.one_of(st.none(), st.text(max_size=3)), max_size=6),
+    lambda inner: st.builds(lambda d, h: {**d, "headers": h},
+                            st.dictionaries(_NAMES, st.one_of(st.none(), st.text(max_size=3)), max_size=6), inner),
+    max_leaves=5)
+
+
+@settings(max_examples=300)
+@given(source=_PLACES, padding=st.integers(0, 12))
+def test_read_is_the_documented_rule_for_small_and_large_places(source: dict[str, Any], padding: int) -> None:
+    """Places with fewer keys than are wanted are read key by key, larger ones by a set operation: the
+    same values either way (``padding`` makes the top level large)."""
+    source = {**{f"unrelated-{i}": i for i in range(padding)}, **source}
+    assert H.read(source, KEYS) == _read_as_documented(source, KEYS)
+    assert H.read(source, frozenset(KEYS)) == _read_as_documented(source, KEYS)
+
+
+def test_read_stops_at_a_place_met_again_and_below_the_third_level() -> None:
+    looped: dict[str, Any] = {"traceparent": TP}
+    looped["headers"] = looped  # a cycle: read once
+    assert H.read(looped, KEYS) == {"traceparent": TP}
+    deep = {"headers": {"headers": {"headers": {"mine": "fourth level"}, "tracestate": "a=b"}}}
+    assert H.read(deep, KEYS) == {"tracestate": "a=b"}  # a fourth level is not read
+    shared = {"traceparent": None, "tracestate": "a=b"}
+    request = _Request(shared)
+    request.headers = shared  # type: ignore[assignment]  # the same dict in both places: read once
+    assert H.read(request, KEYS) == {"tracestate": "a=b"}

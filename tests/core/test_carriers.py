@@ -260,3 +260,60 @@ def test_inject_span_context_reads_baggage_from_the_given_or_current_context(tra
         assert "baggage" not in empty and empty["traceparent"].endswith("-0000000000000def-01") and not asked
     finally:
         otel_context.detach(token)
+
+
+def _one_off(size: int) -> st.SearchStrategy[str]:
+    """``size`` lowercase hex digits but one, which is something ``int(_, 16)`` may still take."""
+    return st.builds(lambda digits, at, odd: digits[:at] + odd + digits[at + 1:],
+                     st.text("0123456789abcdef", min_size=size, max_size=size), st.integers(0, size - 1),
+                     st.sampled_from(["A", "F", "-", "_", " ", "+", "x", "\t", "g", "\u0660"]))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(version=st.sampled_from(["00", "00", "01", "0A", " 0"]),
+       trace_hex=st.one_of(st.text("0123456789abcdef", min_size=32, max_size=32), _one_off(32)),
+       span_hex=st.one_of(st.text("0123456789abcdef", min_size=16, max_size=16), _one_off(16)),
+       flags=st.text("0123456789afF -", min_size=2, max_size=2), sep=st.sampled_from(["-", "-", "_"]))
+def test_fuzz_whole_length_traceparents_read_as_the_propagators_read_them(
+        traced, version: str, trace_hex: str, span_hex: str, flags: str, sep: str) -> None:
+    """A 55-character ``traceparent`` of version 00 is matched whole, anything else as before: the span context
+    ``extract_span_context`` finds, with the fast path on, is the propagators' (None when they find none)."""
+    from opentelemetry import propagate
+    from opentelemetry.trace import TraceFlags
+    from pipetrace import carriers
+    from pipetrace.carriers import extract_span_context
+
+    header = f"{version}-{trace_hex}{sep}{span_hex}-{flags}"
+    assert len(header) == 55
+    textmap = propagate.get_global_textmap()
+    carriers.use_w3c_fast_path(textmap)
+    fast = extract_span_context({"traceparent": header}, source="fast")
+    carriers.use_w3c_fast_path(None)
+    slow = extract_span_context({"traceparent": header}, source="slow")
+    carriers.use_w3c_fast_path(textmap)
+    assert fast == slow
+    if fast is not None:
+        assert fast.is_remote and fast.is_valid and type(fast.trace_flags) is TraceFlags
+
+
+def test_a_whole_length_traceparent_is_read_without_the_general_pattern(traced, monkeypatch: pytest.MonkeyPatch
+                                                                         ) -> None:
+    """The common form takes the whole-match path; a padded or longer one still takes the general pattern."""
+    from pipetrace import carriers
+    from pipetrace.carriers import extract_span_context
+
+    searched: list[str] = []
+    general = carriers._TRACEPARENT
+
+    class Spy:
+        def search(self, text: str) -> object:
+            searched.append(text)
+            return general.search(text)
+
+    monkeypatch.setattr(carriers, "_TRACEPARENT", Spy())
+    common = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    got = extract_span_context({"traceparent": common})
+    assert got is not None and got.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and got.span_id == 0xB7AD6B7169203331
+    assert searched == []
+    padded = extract_span_context({"traceparent": f" {common}\t"})
+    assert padded == got and searched == [f" {common}\t"]

@@ -33,7 +33,7 @@ def test_attach_span_is_the_apis_attach(monkeypatch: pytest.MonkeyPatch, one_ste
         got = otel_context.get_current()
         assert got == by_api and type(got) is type(by_api)
         assert trace.get_current_span() is SPAN and baggage.get_baggage("k") == "v"
-        otel_context.detach(token)  # type: ignore[arg-type]
+        otel_context.detach(token)
         assert otel_context.get_current() == before and trace.get_current_span() is not SPAN
         otel_context.detach(outer)
 
@@ -47,9 +47,9 @@ def test_nested_attaches_restore_in_order() -> None:
         first = current.attach_span(SPAN)
         second = current.attach_span(other)
         assert trace.get_current_span() is other
-        otel_context.detach(second)  # type: ignore[arg-type]
+        otel_context.detach(second)
         assert trace.get_current_span() is SPAN
-        otel_context.detach(first)  # type: ignore[arg-type]
+        otel_context.detach(first)
         assert trace.get_current_span() is trace.INVALID_SPAN
 
     contextvars.copy_context().run(run)
@@ -66,3 +66,20 @@ def test_the_check_at_import_holds_inside_a_span_too() -> None:
             otel_context.detach(token)
 
     contextvars.copy_context().run(run)
+
+
+def test_span_context_in_is_the_apis_reading_of_any_context() -> None:
+    """``span_context_in`` gives what ``get_current_span(context).get_span_context()`` gives: for an empty
+    Context, one with baggage only, one holding a span, one holding something that is not a span, and None
+    (the current context, inside a span and outside)."""
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    contexts: list[Context | None] = [
+        Context(), baggage.set_baggage("tenant", "acme", Context()), trace.set_span_in_context(SPAN, Context()),
+        Context({_SPAN_KEY: "not a span"}), trace.set_span_in_context(trace.INVALID_SPAN, Context()), None]
+    for context in contexts:
+        assert current.span_context_in(context) == trace.get_current_span(context).get_span_context()
+    with trace.use_span(SPAN):
+        assert current.span_context_in(None) is SPAN.get_span_context()
+    assert current.span_context_in(Context()) is trace.INVALID_SPAN_CONTEXT

@@ -1070,6 +1070,31 @@ def test_a_root_decided_from_an_empty_context_is_the_one_from_its_invalid_span(m
     assert (empty.context, empty.parent, empty.attributes) == (held.context, held.parent, held.attributes)
     assert empty.parent is None and empty.context.trace_id == 0xAB
     monkeypatch.setattr(tracer, "_is_enabled", lambda: False, raising=False)
+    monkeypatch.setattr(fastspan, "_ENABLED_IS_CONFIG", False)  # (an SDK whose _is_enabled is called)
     off = fastspan.decide(tracer, "s", Context(), SpanKind.PRODUCER, None, (), None, None)
     assert isinstance(off, NonRecordingSpan)
     assert off.get_span_context() == trace.get_current_span(Context()).get_span_context()
+
+
+def test_a_tracer_its_configurator_turned_off_decides_no_span() -> None:
+    """An SDK tracer turned off by the provider's tracer configurator (its ``_tracer_config``, which its
+    ``_is_enabled()`` reads and :func:`decide` reads directly) gives the non-recording span the SDK's
+    ``start_span`` gives, with the parent's context; turned on again, a decision."""
+    from opentelemetry.sdk import trace as sdk_trace
+
+    off_rule = getattr(sdk_trace, "_disable_tracer_configurator", None)
+    if off_rule is None:  # pragma: no cover - an SDK before tracer configurators
+        pytest.skip("this SDK has no tracer configurators")
+    provider, _ = _provider()
+    tracer = provider.get_tracer("pipetrace")
+    assert fastspan._ENABLED_IS_CONFIG and tracer._is_enabled()
+    parent = SpanContext(0xFEED, 0xBEEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    provider._set_tracer_configurator(tracer_configurator=off_rule)
+    assert not tracer._is_enabled()
+    off = fastspan.decide(tracer, "s", None, SpanKind.CONSUMER, {"a": "b"}, (), None, 0x12, parent)
+    sdk_off = tracer.start_span("s", context=trace.set_span_in_context(NonRecordingSpan(parent)))
+    assert isinstance(off, NonRecordingSpan) and type(sdk_off) is NonRecordingSpan
+    assert off.get_span_context() == sdk_off.get_span_context() == parent
+    provider._set_tracer_configurator(tracer_configurator=sdk_trace._default_tracer_configurator)
+    on = fastspan.decide(tracer, "s", None, SpanKind.CONSUMER, {"a": "b"}, (), None, 0x12, parent)
+    assert isinstance(on, fastspan.Decision) and on.context.span_id == 0x12 and on.parent == parent

@@ -97,6 +97,22 @@ def test_ids_are_sha256_as_documented() -> None:
         hashlib.sha256(task_key.encode()).digest()[:8], "big")
 
 
+@pytest.mark.parametrize("run_id", ["r1", "caf\u00e9-\u65e5\u672c", "lone-\ud800-surrogate", "\udfff"])
+@pytest.mark.parametrize(("map_index", "try_number"), [(None, 1), (0, 3), (17, 2)])
+def test_task_span_ids_are_the_documented_digest_of_any_run_id(run_id: str, map_index: int | None,
+                                                                try_number: int) -> None:
+    """Task span ids are the first 8 bytes of SHA-256 over the key in UTF-8, a lone surrogate kept
+    (``surrogatepass``), whichever way the key is encoded."""
+    import hashlib
+
+    mi = -1 if map_index is None else map_index
+    key = f"pipetrace/1|celery|etl|{run_id}|task|attempt|{mi}|{try_number}"
+    want = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    assert derive_task_span_id("celery", "etl", run_id, "attempt", map_index, try_number) == want
+    assert derive_task_span_id("celery", "etl", run_id, "attempt", map_index, try_number) == int.from_bytes(
+        ident_mod._digest("celery", "etl", run_id, "task", "attempt", mi, try_number)[:8], "big")
+
+
 def test_one_rule_tells_a_run_span_wherever_a_span_is_read() -> None:
     """``is_run_span`` is the store's ``is_run`` column, tail sampling's trigger and the store queue's run-end
     write: named ``run …``, kind SERVER (enum or the store's name) and carrying the run id; nothing less."""

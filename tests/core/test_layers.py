@@ -19,7 +19,7 @@ MACHINERY = ROOT / "core" / "machinery"
 
 PRIVATE_ATTRIBUTES = frozenset({
     "_Span", "_span_processors", "_active_span_processor", "_span_limits", "_instrumentation_scope",
-    "_update_resource", "_tracers", "_tracers_lock", "_tracer_metrics", "_is_enabled", "_dict",
+    "_update_resource", "_tracers", "_tracers_lock", "_tracer_metrics", "_is_enabled", "_tracer_config", "_dict",
     "_SUPPRESS_INSTRUMENTATION_KEY", "_real_tracer", "_TRACER_PROVIDER", "_RUNTIME_CONTEXT", "_decision",
     "_root", "_remote_parent_sampled", "_local_parent_sampled",
 })
