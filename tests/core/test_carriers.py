@@ -269,7 +269,7 @@ def _one_off(size: int) -> st.SearchStrategy[str]:
                      st.sampled_from(["A", "F", "-", "_", " ", "+", "x", "\t", "g", "\u0660"]))
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(version=st.sampled_from(["00", "00", "01", "0A", " 0"]),
        trace_hex=st.one_of(st.text("0123456789abcdef", min_size=32, max_size=32), _one_off(32)),
        span_hex=st.one_of(st.text("0123456789abcdef", min_size=16, max_size=16), _one_off(16)),
