@@ -196,13 +196,9 @@ def extract(carrier: object, source: str = "carrier") -> Context | None:
 def extract_span_context(carrier: object, source: str = "carrier") -> SpanContext | None:
     """The remote span context in ``carrier`` (what :func:`extract` finds, without building a Context:
     a message consumer that starts its span from it needs only this), or ``None``."""
-    if type(carrier) is dict and _W3C.textmap is not None and propagate.get_global_textmap() is _W3C.textmap:
-        try:  # (_fast_span_context, inline: once per message)
-            fast = _w3c_span_context(carrier)
-        except Exception:
-            fast = None
-        if fast is not None:
-            return fast
+    fast = _fast_span_context(carrier)
+    if fast is not None:
+        return fast
     ctx = _propagators_extract(carrier, source)
     return None if ctx is None else trace.get_current_span(ctx).get_span_context()
 
