@@ -269,7 +269,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
 
     print(f"celery on redis, prefork -c 2, one task at a time: {args.rounds} rounds of {args.window_tasks}-task "
           f"windows per side (order shuffled each round; sides started afresh every {args.restart_every} rounds, "
-          f"0: never; pinned {args.pin}), "
+          f"0: never; pinned {args.pin}; one CPU {args.one_cpu}), "
           f"pipetrace exporters={args.exporters}; window medians, median (min, "
           f"max) over windows; load {load_range(loads)}")
     for mode, ws in runs.items():
