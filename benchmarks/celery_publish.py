@@ -22,7 +22,14 @@ round; pipetrace added / reference added as the ratio of the medians with a pair
 (:func:`_harness.added_ratio`). Both sides export OTLP to one local receiver, which must get every span
 (completeness printed; the producer exits after its last publish and each side's processor sends the rest).
 
+``--count instructions``: instead of timing, each side's producer runs under callgrind (every thread, export
+included) at two publish counts, ``--warm`` and ``--warm + --calls``, and prints instructions per ``delay()``
+(start-up cancels out); ``--count syscalls``: the same under ``strace -f -c``, system calls per ``delay()`` by
+name. Both repeat exactly (callgrind with a fixed hash seed), so they tell whether a timed difference is more
+work, more kernel crossings, or the same work costing more per instruction. Needs ``valgrind`` / ``strace``.
+
     python benchmarks/celery_publish.py [--rounds 10] [--calls 2000] [--warm 300] [--cpu 0] [--markdown]
+                                        [--count instructions|syscalls]
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -73,6 +81,66 @@ print(json.dumps({"wall": statistics.median(wall), "cpu": statistics.median(cpu)
 '''
 
 
+COUNTED = r'''
+import os, sys
+import pipeline_app
+from pipeline_app import noop
+if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "reference":
+    pipeline_app.setup_reference_tracing()
+for _ in range(int(sys.argv[1])):
+    noop.delay()
+'''
+
+
+def counted(mode: str, publishes: int, how: str, args: argparse.Namespace, receiver: SpanCounter) -> dict[str, int]:
+    """A producer of ``mode`` making ``publishes`` publishes under callgrind (``{"instructions": n}``, every
+    thread) or ``strace -f -c`` (calls by system call name)."""
+    with tempfile.TemporaryDirectory() as home:
+        setup = side_setup(mode, home, args.db, "otlp", receiver.endpoint)
+        out = Path(home) / "counted"
+        tool = (["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] if how == "instructions"
+                else ["strace", "-f", "-c", "-o", str(out)])
+        env = dict(setup.env, PYTHONHASHSEED="0")
+        try:
+            done = subprocess.run([*setup.prefix, *tool, str(setup.bin_dir / "python"), "-c", COUNTED, str(publishes)],
+                                  cwd=setup.app_dir, env=env, capture_output=True, text=True, timeout=3600)
+        finally:
+            _delete_keys(args.db, setup.prefix_key)
+        if how == "instructions":
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if done.returncode != 0 or not found:
+                raise RuntimeError(f"{mode}: exit {done.returncode}\n{done.stderr[-3000:]}")
+            return {"instructions": int(found.group(1))}
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{mode}: exit {done.returncode}\n{done.stderr[-3000:]}")
+        calls: dict[str, int] = {}
+        for line in out.read_text().splitlines():  # "% time  seconds  usecs/call  calls  [errors]  syscall"
+            fields = line.split()
+            if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+                calls[fields[-1]] = int(fields[3])
+        return calls
+
+
+def count_report(args: argparse.Namespace) -> None:
+    """Per side, what one ``delay()`` costs in instructions or system calls (two publish counts, differenced)."""
+    low, high = args.warm, args.warm + args.calls
+    per: dict[str, dict[str, float]] = {}
+    with SpanCounter() as receiver:
+        for mode in MODES:
+            a, b = (counted(mode, n, args.count, args, receiver) for n in (low, high))
+            per[mode] = {k: (b.get(k, 0) - a.get(k, 0)) / (high - low) for k in a.keys() | b.keys()}
+    print(f"celery delay() on redis, no worker, {args.count} per delay() ({high} - {low} publishes, every thread)")
+    totals = {mode: sum(v.values()) for mode, v in per.items()}
+    for mode in MODES:
+        top = sorted(((v, k) for k, v in per[mode].items() if abs(v) >= 0.05), reverse=True)
+        detail = "" if args.count == "instructions" else ": " + ", ".join(f"{k} {v:.2f}" for v, k in top)
+        print(f"  {mode:9s} {totals[mode]:,.2f} a delay(), added {totals[mode] - totals['untraced']:,.2f}{detail}")
+    ref = totals["otel"] - totals["untraced"]
+    if ref > 0:
+        ours = totals["pipetrace"] - totals["untraced"]
+        print(f"pipetrace added / reference added, {args.count}: {ours / ref:.3f}")
+
+
 def one_side(mode: str, args: argparse.Namespace, receiver: SpanCounter) -> dict[str, float]:
     """A fresh producer of ``mode``: its medians (seconds) and the spans the receiver got from it."""
     with tempfile.TemporaryDirectory() as home:
@@ -100,7 +168,12 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=0, help="the CPU every producer is bound to")
     ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: keys under a per-side prefix)")
     ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
+    ap.add_argument("--count", choices=("instructions", "syscalls"),
+                    help="count per delay() instead of timing (callgrind or strace; no rounds: counts repeat)")
     args = ap.parse_args()
+    if args.count:
+        count_report(args)
+        return
 
     def echo(mode: str, r: int, w: dict[str, float]) -> None:
         print(f"  round {r + 1} {mode:9s} delay() {w['wall'] * 1e6:6.1f} us, thread CPU {w['cpu'] * 1e6:6.1f} us, "
