@@ -134,7 +134,9 @@ def count_report(args: argparse.Namespace) -> None:
     for mode in MODES:
         top = sorted(((v, k) for k, v in per[mode].items() if abs(v) >= 0.05), reverse=True)
         detail = "" if args.count == "instructions" else ": " + ", ".join(f"{k} {v:.2f}" for v, k in top)
-        print(f"  {mode:9s} {totals[mode]:,.2f} a delay(), added {totals[mode] - totals['untraced']:,.2f}{detail}")
+        digits = 0 if args.count == "instructions" else 2
+        print(f"  {mode:9s} {totals[mode]:,.{digits}f} a delay(), added {totals[mode] - totals['untraced']:,.{digits}f}"
+              f"{detail}")
     ref = totals["otel"] - totals["untraced"]
     if ref > 0:
         ours = totals["pipetrace"] - totals["untraced"]
