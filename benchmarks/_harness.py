@@ -8,6 +8,9 @@
 * :func:`paired_ratios`: a / b per round (the pairs ran next to each other), then their spread.
 * :func:`median_ci`: a distribution-free 95 % confidence interval of a median (binomial order statistics),
   so a goal is called met or missed only when the whole interval is on one side of it.
+* :func:`added_ratio`: pipetrace's added cost over the reference's, as the ratio of the two medians of
+  per-round added values, with a paired bootstrap interval over rounds (the per-round ratios divide by a
+  small noisy difference and can be wild; this interval is the one a goal on the ratio is judged by).
 * :class:`SpanCounter`: a local OTLP/HTTP receiver that both sides export to; it decodes each request
   and counts the spans and bytes it got, so completeness (got / expected) is printed per side.
 * :func:`tree_cpu`: CPU seconds of a process and all its descendants, every thread included.
@@ -23,7 +26,8 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +100,47 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
     return (kept[k - 1], kept[n - k]) if k else None
 
 
+@dataclass(frozen=True)
+class AddedRatio:
+    """``ours`` added over ``ref`` added, both paired per round with the same baseline."""
+
+    of_medians: float  # median(ours) / median(ref); nan when the reference's median added is not positive
+    ci: tuple[float, float] | None  # paired bootstrap percentile interval of ``of_medians``; None under 6 rounds
+    ratios: list[float]  # the per-round ratios (nan where the reference's round added nothing)
+
+    def ci_text(self) -> str:
+        if self.ci is None:
+            return "too few rounds for an interval"
+        return f"95 % bootstrap CI {self.ci[0]:.2f}–{self.ci[1]:.2f}"
+
+
+def _of_medians(ours: Sequence[float], ref: Sequence[float]) -> float:
+    mid_ref = statistics.median(ref)
+    return statistics.median(ours) / mid_ref if mid_ref > 0 else math.inf
+
+
+def added_ratio(ours: Sequence[float], ref: Sequence[float], *, level: float = 0.95, resamples: int = 4000,
+                seed: int = 24) -> AddedRatio:
+    """Ratio of the medians of the added values, and its paired bootstrap interval: the rounds are resampled
+    with replacement (a round keeps its pair: both sides ran in it), the ratio of medians taken of each
+    resample. A resample whose reference added nothing by its median counts as an infinite ratio, so the
+    upper bound is never made smaller by a round where the reference could not be measured."""
+    ours, ref = list(ours), list(ref)
+    mid = _of_medians(ours, ref)
+    ci = None
+    if len(ours) >= 6:
+        draw = random.Random(seed)
+        n = len(ours)
+        boots = []
+        for _ in range(resamples):
+            picks = [draw.randrange(n) for _ in range(n)]
+            boots.append(_of_medians([ours[i] for i in picks], [ref[i] for i in picks]))
+        boots.sort()
+        tail = (1 - level) / 2
+        ci = (boots[int(tail * resamples)], boots[min(resamples - 1, int((1 - tail) * resamples))])
+    return AddedRatio(mid if mid != math.inf else math.nan, ci, paired_ratios(ours, ref))
+
+
 def fmt_ci(values: Sequence[float], fmt: str = ".3f") -> str:
     ci = median_ci(values)
     return f"95% CI of the median {ci[0]:{fmt}}–{ci[1]:{fmt}}" if ci else "too few rounds for a CI of the median"
@@ -123,7 +168,7 @@ def summary_row(measure: str, before: str, after: str, reference: str, spread_te
     return f"| {measure} | {before} | {after} | {reference} | {spread_text} | {load_range(loads)} |"
 
 
-def report_on_off(runs: dict[str, list[tuple[float, float]]], loads: Sequence[str], spans: Sequence[int],
+def report_on_off(runs: Mapping[str, Sequence[tuple[float, ...]]], loads: Sequence[str], spans: Sequence[int],
                   args: Any, *, name: str, title: str, script: str, per: int, unit: str, goal: float,
                   before: Sequence[str], labels: Sequence[str] = ("wall", "CPU")) -> list[str]:
     """Print ``title`` (with the exporters and the spans received per traced run), then each measure of paired

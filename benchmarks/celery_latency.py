@@ -46,8 +46,23 @@ sides must come out alike; figures from this project's 2-core VM, 400-task windo
 then has one core: what a pool child does after the result is sent (``task_postrun``, ending the span) delays
 the next task, so the figure counts it, as in a worker whose cores are all busy.
 
+``--one-cpu``: every side's producer and worker, and a Redis of this run's own (a fresh ``redis-server`` on a
+free loopback port, nothing saved), on CPU 0; this script, and so the receiver, on CPU 1. A round trip then
+runs on one core from end to end: every cycle any process spends while it waits is on its wall — the
+handlers, what a pool child does after the result (ending and batching the span), a batch thread waking in
+the window (a burst over a few round trips: in the window's mean, printed with its own ratio, more than in
+its median) — and a window's median no longer depends on where the scheduler put each process and the shared
+Redis (unbound, two untraced sides' windows differ by hundreds of µs). It is the least favourable placement for
+tracing: nothing it does can hide on an idle core. The receiver's decoding is not counted (a collector runs
+elsewhere).
+
+Judged by: the ratio of the medians of the added round trips, with a paired bootstrap interval over rounds
+(:func:`_harness.added_ratio`); the goal is met only when the interval's upper end is under 0.5. The
+per-round ratios are printed too, but each divides by one round's small, noisy difference.
+
     python benchmarks/celery_latency.py [--rounds 20] [--window-tasks 400] [--gap 6] [--restart-every 1]
-                                        [--pin] [--exporters otlp] [--before <checkout>] [--aa] [--markdown]
+                                        [--pin | --one-cpu] [--exporters otlp] [--before <checkout>] [--aa]
+                                        [--markdown]
 """
 
 from __future__ import annotations
@@ -55,14 +70,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
@@ -70,16 +89,13 @@ from _harness import (  # noqa: E402
     SpanCounter,
     fmt_spread,
     load_range,
-    median_ci,
-    paired_ratios,
     paired_rounds,
     shuffled,
     spread,
-    summary_row,
     tree_cpu,
 )
 from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
-from celery_windows import A_A, Side, add_side_arguments, side_modes  # noqa: E402
+from celery_windows import A_A, Side, add_side_arguments, compare_to_reference, side_modes  # noqa: E402
 
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
@@ -134,6 +150,8 @@ class Settings:
     db: int
     gap: float
     pin: bool = False
+    one_cpu: bool = False
+    redis_port: int = 6379
 
 
 def _on_cpu(cpu: int) -> Callable[[], None]:
@@ -141,14 +159,58 @@ def _on_cpu(cpu: int) -> Callable[[], None]:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+def _placement(settings: Settings) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
+    """The ``preexec_fn`` of a side's (worker, producer): unbound; ``--pin``: worker CPU 1, producer CPU 0;
+    ``--one-cpu``: both on CPU 0 (with the private Redis)."""
+    if settings.one_cpu:
+        return _on_cpu(0), _on_cpu(0)
+    if settings.pin:
+        return _on_cpu(1), _on_cpu(0)
+    return None, None
+
+
+@contextmanager
+def private_redis(cpu: int) -> Iterator[int]:
+    """A Redis of this run's own on a free loopback port, bound to ``cpu``, nothing saved; its port. The shared
+    Redis serves others too, and its process runs on whichever core is free: neither can be held still."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tempfile.TemporaryDirectory()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", folder.name], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, preexec_fn=_on_cpu(cpu))
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"private redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        folder.cleanup()
+
+
 def launch(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
     """Start ``mode``'s worker and producer; the producer runs its warm-ups (:func:`ready` waits for them)."""
     home = tempfile.TemporaryDirectory()
-    setup = side_setup(mode, home.name, settings.db, settings.exporters, receiver.endpoint)
-    worker = start_worker(setup, _on_cpu(1) if settings.pin else None)
+    setup = side_setup(mode, home.name, settings.db, settings.exporters, receiver.endpoint, settings.redis_port)
+    on_worker, on_producer = _placement(settings)
+    worker = start_worker(setup, on_worker)
     producer = subprocess.Popen([*setup.prefix, str(setup.bin_dir / "python"), "-c", PRODUCER, str(WARMUP),
                                  str(SEQUENTIAL_WARMUP)], cwd=setup.app_dir, env=setup.env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, preexec_fn=_on_cpu(0) if settings.pin else None)
+                                stdout=subprocess.PIPE, text=True, preexec_fn=on_producer)
     return Side(setup, worker, producer, home)
 
 
@@ -207,7 +269,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
 
     print(f"celery on redis, prefork -c 2, one task at a time: {args.rounds} rounds of {args.window_tasks}-task "
           f"windows per side (order shuffled each round; sides started afresh every {args.restart_every} rounds, "
-          f"0: never; pinned {args.pin}), "
+          f"0: never; pinned {args.pin}; one CPU {args.one_cpu}), "
           f"pipetrace exporters={args.exporters}; window medians, median (min, "
           f"max) over windows; load {load_range(loads)}")
     for mode, ws in runs.items():
@@ -234,29 +296,15 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
         print(f"noise floor ({A_A} against untraced, both untraced), added round trip: {mid:.1f} us "
               f"(min {low:.1f}, max {high:.1f}) = {mid / statistics.median(ref):+.2f} of the reference's median added")
     rows = []
-    for name, label in (("trip", "round trip (wall a caller waits for)"), ("publish", "publish (producer's part)")):
-        ref = added("otel", name)
-        figures = {}
-        for mode in [m for m in runs if m not in ("untraced", "otel", A_A)]:
-            ours = added(mode, name)
-            mid_ref = statistics.median(ref)
-            of_medians = statistics.median(ours) / mid_ref if mid_ref > 0 else float("nan")
-            ratios = paired_ratios(ours, ref)
-            ci = median_ci(ratios)
-            ci_text = f", 95 % CI of the per-round median {ci[0]:.2f}–{ci[1]:.2f}" if ci else ""
-            print(f"{mode} added / reference added, {label}: {of_medians:.2f} (ratio of medians; goal <= 0.5); "
-                  f"per-round ratios {fmt_spread(ratios)}{ci_text}")
-            low, mid, high = spread(ratios)
-            figures[mode] = (f"**{of_medians:.2f}** ({statistics.median(ours):.0f} µs; per round {mid:.2f}{ci_text})",
-                             f"per round {low:.2f}–{high:.2f}")
-        rows.append(summary_row(
+    for name, label in (("trip", "round trip (wall a caller waits for)"),
+                        ("mean", "round trip, mean of the window (its slow calls: a batch thread's bursts)"),
+                        ("publish", "publish (producer's part)")):
+        rows.append(compare_to_reference(
+            runs, added, name, label,
             f"Celery added wall per task, {label}, pipetrace / reference, real prefork worker, one task at a time "
             f"(`celery_latency.py --rounds {args.rounds} --window-tasks {args.window_tasks} --restart-every "
-            f"{args.restart_every}{' --pin' if args.pin else ''}{' --aa' if args.aa else ''}`, exporters "
-            f"{args.exporters})",
-            figures["before"][0] if "before" in figures else "—", figures["pipetrace"][0],
-            f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
-            figures["pipetrace"][1], loads))
+            f"{args.restart_every}{' --pin' if args.pin else ''}{' --one-cpu' if args.one_cpu else ''}"
+            f"{' --aa' if args.aa else ''}`, exporters {args.exporters})", loads))
     return rows
 
 
@@ -270,11 +318,30 @@ def main() -> None:
                          "than the export's 5 s batch delay)")
     ap.add_argument("--pin", action="store_true",
                     help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="every side's producer and worker, and a private Redis of this run, on CPU 0; this "
+                         "script (the receiver) on CPU 1: every cycle on a task's path, tracing's after the result "
+                         "and its batch thread included, is on the caller's wall")
     ap.add_argument("--restart-every", type=int, default=1,
                     help="start every side's worker and producer afresh every N rounds (0: never)")
     args = ap.parse_args()
-    settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin)
+    if args.pin and args.one_cpu:
+        ap.error("--pin and --one-cpu are two different placements: choose one")
     modes = side_modes(args)
+    with ExitStack() as stack:
+        port = 6379
+        if args.one_cpu:
+            os.sched_setaffinity(0, {1})  # the receiver (this process) off the measured core
+            port = stack.enter_context(private_redis(0))
+        settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
+        rows = measure(args, settings, modes)
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
+
+
+def measure(args: argparse.Namespace, settings: Settings, modes: tuple[str, ...]) -> list[str]:
+    """Every round's windows, then the report; the closing-note rows."""
 
     def echo(mode: str, r: int, w: Window) -> None:
         print(f"  round {r + 1} {mode:10s} trip {w.trip * 1e6:7.1f} us publish {w.publish * 1e6:6.1f} us "
@@ -308,10 +375,7 @@ def main() -> None:
         finally:
             for side in sides.values():
                 stop(side, settings)
-    rows = report(args, runs, loads)
-    if args.markdown:
-        print(TABLE_HEADER)
-        print("\n".join(rows))
+    return report(args, runs, loads)
 
 
 if __name__ == "__main__":

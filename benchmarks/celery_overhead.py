@@ -229,6 +229,7 @@ class SideSetup:
     queue: str
     prefix_key: str
     log: Path
+    redis_port: int = 6379  # the shared Redis, or a benchmark's private one (``celery_latency.py --one-cpu``)
 
 
 def spans_per_task(mode: str, exporters: str) -> int:
@@ -237,16 +238,17 @@ def spans_per_task(mode: str, exporters: str) -> int:
     return SPANS_PER_TASK.get(mode, 0) if "otlp" in exporters.split(",") or mode == "otel" else 0
 
 
-def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str) -> SideSetup:
-    """``mode``'s set-up in ``home`` (a fresh folder); a checkout in :data:`CHECKOUTS` runs its own binaries."""
+def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str, redis_port: int = 6379) -> SideSetup:
+    """``mode``'s set-up in ``home`` (a fresh folder); a checkout in :data:`CHECKOUTS` runs its own binaries;
+    broker and result backend on the Redis at ``redis_port``."""
     checkout = CHECKOUTS.get(mode)
     bin_dir = checkout / ".venvs" / "celery" / "bin" if checkout is not None else BIN
     app_dir = checkout / "example_dags" / "celery" if checkout is not None else APP_DIR
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     prefix_key = f"pipetrace-bench-{uuid.uuid4().hex[:8]}:"  # a shared Redis: DB 0, keys under our prefix
     env = dict(os.environ, PIPETRACE_HOME=home, PIPETRACE_EXAMPLE_QUEUE=queue,
-               PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:6379/{db}",
-               PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:6379/{db}", PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
+               PIPETRACE_EXAMPLE_BROKER=f"redis://127.0.0.1:{redis_port}/{db}",
+               PIPETRACE_EXAMPLE_BACKEND=f"redis://127.0.0.1:{redis_port}/{db}", PIPETRACE_EXAMPLE_KEYPREFIX=prefix_key,
                PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", PIPETRACE_EXPORTERS=exporters,
                OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
     for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "PIPETRACE_EXAMPLE_OTEL"):
@@ -256,7 +258,7 @@ def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str) -> 
     if checkout is not None:
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # another checkout is only read
     prefix = [str(bin_dir / "pipetrace"), "run", "--"] if mode in ("pipetrace", "before") else []
-    return SideSetup(mode, bin_dir, app_dir, env, prefix, queue, prefix_key, Path(home) / "worker.log")
+    return SideSetup(mode, bin_dir, app_dir, env, prefix, queue, prefix_key, Path(home) / "worker.log", redis_port)
 
 
 def start_worker(side: SideSetup, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
@@ -280,14 +282,14 @@ def stop_side(side: SideSetup, worker: subprocess.Popen[bytes], producer: subpro
         worker.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(worker.pid, signal.SIGKILL)
-    _delete_keys(db, side.prefix_key)
+    _delete_keys(db, side.prefix_key, side.redis_port)
 
 
-def _delete_keys(db: int, prefix: str) -> None:
-    """Remove this run's keys (and only them) from the shared Redis."""
+def _delete_keys(db: int, prefix: str, port: int = 6379) -> None:
+    """Remove this run's keys (and only them) from the Redis it used (the shared one: others' keys stay)."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client = redis.Redis(host="127.0.0.1", port=port, db=db)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i:i + 500])

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +56,9 @@ import celery_overhead  # noqa: E402
 from _harness import (  # noqa: E402
     TABLE_HEADER,
     SpanCounter,
+    added_ratio,
     fmt_spread,
     load_range,
-    paired_ratios,
     paired_rounds,
     spread,
     summary_row,
@@ -205,6 +206,28 @@ def window(side: Side, settings: Settings, receiver: SpanCounter) -> Window:
                   expected, receiver.bytes)
 
 
+def compare_to_reference(runs: Mapping[str, object], added: Callable[[str, str], list[float]], name: str, label: str,
+                         measure: str, loads: Sequence[str]) -> str:
+    """Print every pipetrace side's added ``name`` over the reference's (ratio of medians with its paired bootstrap
+    interval, ratio of totals, per-round ratios); return the closing-note row. Shared by this benchmark and
+    ``celery_latency.py``."""
+    ref = added("otel", name)
+    figures = {}
+    for mode in [m for m in runs if m not in ("untraced", "otel", A_A)]:
+        ours = added(mode, name)
+        ratio = added_ratio(ours, ref)
+        of_totals = sum(ours) / sum(ref) if sum(ref) > 0 else float("nan")
+        print(f"{mode} added / reference added, {label}: {ratio.of_medians:.2f} (ratio of medians; goal <= 0.5), "
+              f"{ratio.ci_text()}; {of_totals:.2f} (ratio of totals); per-round ratios {fmt_spread(ratio.ratios)}")
+        low, mid, high = spread(ratio.ratios)
+        figures[mode] = (f"**{ratio.of_medians:.2f}** ({statistics.median(ours):.0f} µs; {ratio.ci_text()}; "
+                         f"totals {of_totals:.2f}; per round {mid:.2f})", f"per round {low:.2f}–{high:.2f}")
+    return summary_row(
+        measure, figures["before"][0] if "before" in figures else "—", figures["pipetrace"][0],
+        f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
+        figures["pipetrace"][1], loads)
+
+
 def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[str]) -> list[str]:
     """Print the figures; return the closing-note rows."""
     n = args.window_tasks
@@ -245,25 +268,10 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
                   f"{statistics.median(floor) / statistics.median(ref):+.2f} of the reference's median added {label}")
     rows = []
     for name, label in (("cpu", "CPU"), ("wall", "wall")):
-        ref = added("otel", name)
-        figures = {}
-        for mode in [m for m in runs if m not in ("untraced", "otel", A_A)]:
-            ours = added(mode, name)
-            mid_ref = statistics.median(ref)
-            of_medians = statistics.median(ours) / mid_ref if mid_ref > 0 else float("nan")
-            of_totals = sum(ours) / sum(ref) if sum(ref) > 0 else float("nan")
-            ratios = paired_ratios(ours, ref)
-            print(f"{mode} added / reference added, {label}: {of_medians:.2f} (ratio of medians; goal <= 0.5), "
-                  f"{of_totals:.2f} (ratio of totals); per-round ratios {fmt_spread(ratios)}")
-            low, mid, high = spread(ratios)
-            figures[mode] = (f"**{of_medians:.2f}** ({statistics.median(ours):.0f} µs; totals {of_totals:.2f}; "
-                             f"per round {mid:.2f})", f"per round {low:.2f}–{high:.2f}")
-        rows.append(summary_row(
+        rows.append(compare_to_reference(
+            runs, added, name, label,
             f"Celery added {label} per task, pipetrace / reference, real prefork worker, finely interleaved "
-            f"(`celery_windows.py --rounds {args.rounds} --window-tasks {n}`, exporters {args.exporters})",
-            figures["before"][0] if "before" in figures else "—", figures["pipetrace"][0],
-            f"{statistics.median(ref):.0f} µs: otel-instrumentation-celery, plain SDK + BatchSpanProcessor + OTLP/HTTP",
-            figures["pipetrace"][1], loads))
+            f"(`celery_windows.py --rounds {args.rounds} --window-tasks {n}`, exporters {args.exporters})", loads))
     return rows
 
 

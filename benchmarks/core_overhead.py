@@ -32,6 +32,7 @@ import pipetrace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.util.types import AttributeValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import TABLE_HEADER, SpanCounter, fmt_spread, paired_ratios, paired_rounds, summary_row  # noqa: E402
@@ -80,8 +81,9 @@ def main() -> None:
         bare_provider.add_span_processor(BatchSpanProcessor(
             OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"), max_queue_size=10 * n))
         bare = bare_provider.get_tracer("bench")
-        attrs = {"pipetrace.system": "python", "cicd.pipeline.name": "bench", "cicd.pipeline.run.id": "r",
-                 "cicd.pipeline.task.name": "t", "pipetrace.task.try_number": 1, "cicd.pipeline.task.run.id": "r/t#1"}
+        attrs: dict[str, AttributeValue] = {
+            "pipetrace.system": "python", "cicd.pipeline.name": "bench", "cicd.pipeline.run.id": "r",
+            "cicd.pipeline.task.name": "t", "pipetrace.task.try_number": 1, "cicd.pipeline.task.run.id": "r/t#1"}
 
         def ours(i: int) -> None:
             with pipetrace.task_span("python", "bench", "run", f"task-{i}"):

@@ -178,7 +178,7 @@ def prefect_spans(runs: int, tasks: int = 50) -> list[Any]:
         trace_id, run_id, now = random.getrandbits(128), str(uuid.uuid4()), time.time_ns()
         run_span_id, batch_id = random.getrandbits(64), random.getrandbits(64)
         base = {"pipetrace.system": "prefect", "cicd.pipeline.name": flow, "cicd.pipeline.run.id": run_id}
-        inputs = []
+        inputs: list[tuple[int, str]] = []
         for n in range(tasks):
             last = n == tasks - 1
             name, task_id = ("work", "collect")[last], uuid7()

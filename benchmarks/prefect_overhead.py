@@ -437,17 +437,18 @@ def main() -> None:
           + ", ".join(f"{m} {min(spans[m])}–{max(spans[m])}" for m in modes))
     rows = []
     for k, label in ((0, "wall"), (1, "CPU")):
-        off = [r[k] for r in runs["off"]]
+        column = {m: [r[0] if k == 0 else r[1] for r in runs[m]] for m in modes}  # this measure of each run
+        off = column["off"]
         print(f"  {label}: off {fmt_spread(off, '.3f')} s")
         for mode in modes[1:]:
-            values = [r[k] for r in runs[mode]]
+            values = column[mode]
             ratios = paired_ratios(values, off)
             added = [(b - a) / args.tasks * 1000 for a, b in zip(off, values, strict=True)]
             print(f"    {mode:9s} {fmt_spread(values, '.3f')} s  ratio per round {fmt_spread(ratios, '.3f')}  "
                   f"added per task run {fmt_spread(added, '+.2f')} ms")
-        ours = paired_ratios([r[k] for r in runs["pipetrace"]], off)
-        native = paired_ratios([r[k] for r in runs["native"]], off)
-        vs_native = paired_ratios([r[k] for r in runs["pipetrace"]], [r[k] for r in runs["native"]])
+        ours = paired_ratios(column["pipetrace"], off)
+        native = paired_ratios(column["native"], off)
+        vs_native = paired_ratios(column["pipetrace"], column["native"])
         print(f"    pipetrace / native per round {fmt_spread(vs_native, '.3f')} (goal: pipetrace <= 1.05x off, "
               f"and cheaper than native)")
         rows.append(summary_row(

@@ -78,9 +78,9 @@ def main() -> None:
     # ---- ingest: generation is not timed, only SpanStore.write of 5,000-span batches ----
     t_all = time.perf_counter()
     write_s, write_cpu, written, batch, trace_ids = 0.0, 0.0, 0, [], []
-    for run, _slow in generate(spec):
-        batch.extend(run.spans)
-        trace_ids.append(run.trace_id)
+    for history_run, _slow in generate(spec):
+        batch.extend(history_run.spans)
+        trace_ids.append(history_run.trace_id)
         if len(batch) >= 5000:
             t, c = time.perf_counter(), time.process_time()
             written += store.write(batch)

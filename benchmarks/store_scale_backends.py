@@ -81,7 +81,8 @@ def writer(k: int, runs_per_pipeline: int, newest: int, now: int, targets: dict[
     rounds: list[list[ReadableSpan]] = [[] for _ in range(ROUNDS)]
     trace_ids: list[str] = []
     bulk_s = {kind: 0.0 for kind in stores}
-    bulk_n, pending, flip = 0, [], 0
+    bulk_n, flip = 0, 0
+    pending: list[tuple[Any, ...]] = []
 
     def flush_bulk() -> None:
         nonlocal flip

@@ -63,8 +63,10 @@ def dagster_run(tracer: Any) -> list[Any]:
     parent = set_span_in_context(run)
     out, previous = [], None
     for n, step in enumerate(["source", *(f"stage_{i:02d}" for i in range(1, 29)), "sink"]):
-        links = [Link(previous.get_span_context(), {"pipetrace.link.kind": "result", "dagster.input": "value",
-                                                    "dagster.output": "result"})] if previous is not None else []
+        links: list[Link] = []
+        if previous is not None:
+            links.append(Link(previous.get_span_context(), {"pipetrace.link.kind": "result", "dagster.input": "value",
+                                                            "dagster.output": "result"}))
         start = now + n * 3_000_000
         previous = tracer.start_span(f"task {step}", context=parent, start_time=start, links=links, attributes={
             **base, "cicd.pipeline.task.name": step, "pipetrace.task.try_number": 1,

@@ -85,3 +85,22 @@ def test_shuffled_order_is_a_repeatable_permutation_that_changes_neighbours(harn
     calls: list[str] = []
     harness.paired_rounds(modes, 2, lambda m, r: calls.append(m), order=harness.shuffled)
     assert calls == [*harness.shuffled(modes, 0), *harness.shuffled(modes, 1)]
+
+
+def test_added_ratio_is_the_ratio_of_medians_with_a_paired_bootstrap_interval(harness) -> None:  # noqa: ANN001
+    ours = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    exact = harness.added_ratio(ours, [2 * v for v in ours])
+    assert exact.of_medians == 0.5 and exact.ci == (0.5, 0.5)  # paired: every resample keeps the rounds' pairs
+    assert exact.ci_text() == "95 % bootstrap CI 0.50–0.50" and exact.ratios == [0.5] * 7
+
+    ref = [100.0, 250.0, 180.0, 90.0, 300.0, 150.0, 220.0, 170.0, 260.0, 120.0]
+    noisy = harness.added_ratio([40.0, 160.0, 60.0, 10.0, 120.0, 90.0, 30.0, 110.0, 70.0, 50.0], ref)
+    assert noisy.of_medians == pytest.approx(65.0 / 175.0)
+    assert noisy.ci is not None and noisy.ci[0] < noisy.of_medians < noisy.ci[1]
+    assert harness.added_ratio([40.0, 160.0, 60.0, 10.0, 120.0, 90.0, 30.0, 110.0, 70.0, 50.0], ref) == noisy
+
+    # a reference that added nothing by its median has no ratio, and resamples like it push the upper end up
+    lost = harness.added_ratio([10.0] * 8, [-5.0, -3.0, 1.0, -2.0, 4.0, -1.0, 2.0, -4.0])
+    assert math.isnan(lost.of_medians) and lost.ci is not None and lost.ci[1] == math.inf
+    assert harness.added_ratio([1.0] * 5, [2.0] * 5).ci is None  # under 6 rounds: no interval
+    assert harness.added_ratio([1.0] * 5, [2.0] * 5).ci_text() == "too few rounds for an interval"
