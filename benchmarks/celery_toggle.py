@@ -290,6 +290,14 @@ def report(args: argparse.Namespace, pairs: dict[str, list[Pair]], loads: list[s
     low, mid, high = spread(floor)
     print(f"noise floor (the untraced side's on less off, nothing switched), round trip: {mid:.1f} us (min {low:.1f}, "
           f"max {high:.1f}) = {mid / statistics.median(ref):+.2f} of the reference's median added")
+    def across(mode: str, name: str) -> list[float]:
+        """µs a task over the untraced side's windows of the same round (other processes: celery_latency.py's way)."""
+        return [(getattr(p.on, name) - (getattr(u.off, name) + getattr(u.on, name)) / 2) * 1e6
+                for p, u in zip(pairs[mode], pairs["untraced"], strict=True)]
+
+    print("the same windows the other way, each traced window less the untraced side's (other processes, "
+          "celery_latency.py's way; each process's own speed in it):")
+    compare_to_reference(pairs, across, "trip", "round trip over the untraced side", "", loads)
     rows = []
     for name, label in (("trip", "round trip (wall a caller waits for)"),
                         ("mean", "round trip, mean of the window (its slow calls: a batch thread's bursts)"),
