@@ -1,15 +1,22 @@
-"""Celery's added wall per task measured inside the same processes: every side's tracing is turned off and on
-between windows of the same producer and worker, and what tracing adds is a window with it on less the window
-with it off next to it, in those processes.
+"""Celery's added wall per task, with the noise of a shared machine taken out two ways: every side's tracing
+is switched off and on in the same processes, and the sides take turns round trip by round trip.
 
-Why a fourth Celery wall benchmark: ``celery_latency.py`` takes what a side adds over an untraced side's windows,
-which run in other processes. Each fresh process has its own speed (its memory layout, where its pages and hash
-tables fell), and on this project's shared 2-core VMs that moves a 2–4 ms round trip by hundreds of µs: two
-untraced sides differ by −774…654 µs over 30 rounds (``celery_latency.py --one-cpu --aa``), against the 200–350
-µs the reference adds. Here the "off" window and the "on" window of a side run in the same producer, worker and
-pool children, back to back, so a process's own speed is in both and cancels; what is left is the work tracing
-does per task. The untraced side does the same switching with nothing to switch: its "on" less "off" is the
-noise floor, printed.
+Why a fourth Celery wall benchmark: ``celery_latency.py`` takes what a side adds over an untraced side's
+windows, which run in other processes and at other moments. On this project's shared 2-core VMs both move a
+2–4 ms round trip by hundreds of µs: each fresh process has its own speed (its memory layout, where its pages
+and hash tables fell), and slow spells of the host last seconds and land on one window and not the next. Two
+untraced sides differed by −774…654 µs over 30 rounds (``celery_latency.py --one-cpu --aa``), against the
+200–450 µs the reference adds. Here:
+
+* **The same processes, off and on.** A round has two windows, one with every side's tracing switched off and
+  one with it on, in the same producers, workers and pool children.
+* **Round trip by round trip.** In a window the sides take turns one round trip at a time (``noop.delay().get()``,
+  the order drawn afresh each cycle, a ``--pause`` after each so that what a worker does after the result is done
+  before the next side's trip): a slow spell of the host lands on every side alike.
+* **Added = a difference of differences**: a side's "on" median less the untraced side's in the same window
+  (a slow spell cancels), less the same for the "off" window (the side's processes' own speed cancels). The
+  untraced side (switching nothing) is the baseline; ``--aa`` adds a second one whose added time is the noise
+  floor, printed. The plain "on" less "off" of each side is printed too.
 
 What is switched (nothing else; the processes are never told to do anything else between windows):
 
@@ -27,20 +34,22 @@ What is switched (nothing else; the processes are never told to do anything else
   half made). The producer turns itself off before it sends them and on after them: a switch publish is never
   traced. The receiver checks the switch: an "off" window must bring no span, an "on" window every span.
 
-Every window is preceded by the same steps, whichever side and state: the switch (sent even when the state stays),
-then the same quiet ``--gap`` (6 s: longer than the SDK's 5 s batch delay, so the spans of a switch task and the
-window before are exported before the window). Each side's two windows of a round run back to back, "off" first in
-even rounds and "on" first in odd ones; the sides' order is shuffled each round; every side is started afresh every
-``--restart-every`` rounds (each start samples another process speed, which multiplies the added time a little).
+Every window is preceded by the same steps: every side switched (sent even when the state stays), then the same
+quiet ``--gap`` (6 s: longer than the SDK's 5 s batch delay, so the spans of the switch tasks and of the window
+before are exported first). "Off" first in even rounds, "on" first in odd ones; every side is started afresh every
+``--restart-every`` rounds. What is not in the figure: a side's background export runs on the trips of whichever
+side is running then (every side's alike; a burst moves a few round trips, not a window's median — the window
+means are not printed for that reason; ``celery_latency.py`` keeps each side's export in its own window).
 Placement as ``celery_latency.py``: unbound, ``--pin``, or ``--one-cpu`` (producers, workers and a private Redis on
-CPU 0, the receiver on CPU 1: the whole round trip on one core).
+CPU 0, this script and the receiver on CPU 1: the whole round trip on one core).
 
-Judged by the ratio of the medians of the per-round added round trips (on less off, same processes), with a paired
-bootstrap 95 % interval over rounds (:func:`_harness.added_ratio`): the goal (issue 24, ≤ 0.5) is met only when the
-interval's upper end is under it. The window means' ratio and the publish's are printed too.
+Judged by the ratio of the medians of the per-round added round trips, with a paired bootstrap 95 % interval over
+rounds (:func:`_harness.added_ratio`): the goal (issue 24, ≤ 0.5) is met only when the interval's upper end is
+under it.
 
-    python benchmarks/celery_toggle.py [--rounds 20] [--window-tasks 400] [--gap 6] [--restart-every 5]
-                                       [--pin | --one-cpu] [--exporters otlp] [--before <checkout>] [--markdown]
+    python benchmarks/celery_toggle.py [--rounds 20] [--window-tasks 400] [--pause 0.003] [--gap 6]
+                                       [--restart-every 5] [--pin | --one-cpu] [--exporters otlp] [--aa]
+                                       [--before <checkout>] [--markdown]
 """
 
 from __future__ import annotations
@@ -48,28 +57,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load_range, paired_rounds, shuffled, spread  # noqa: E402
+from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
 from celery_latency import Settings, _placement, private_redis  # noqa: E402
 from celery_overhead import CHECKOUTS, side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
-from celery_windows import Side, compare_to_reference  # noqa: E402
+from celery_windows import A_A, Side, compare_to_reference  # noqa: E402
 
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
 POOL = 2  # the worker's ``-c``
 SWITCH_MODULE = "pipetrace_bench_switch"
-KIND = {"untraced": "none", "otel": "reference", "pipetrace": "pipetrace", "before": "pipetrace"}
-"""What each side's switch turns: nothing, the reference's instrumentor, pipetrace's adapters."""
+KIND = {"otel": "reference", "pipetrace": "pipetrace", "before": "pipetrace"}
+"""What each side's switch turns: the reference's instrumentor, pipetrace's adapters; nothing (an untraced side)."""
 STATES = ("off", "on")
 
 SWITCH = r'''
@@ -130,7 +139,7 @@ for _ in range(sequential):  # the one-at-a-time path warm too (the result chann
 print("ready", flush=True)
 clock = time.perf_counter
 for line in sys.stdin:
-    command, value = line.split()
+    command, _, value = line.strip().partition(" ")
     if command == "switch":
         on = value == "on"
         switch.turn(False)  # a switch task's publish is never traced
@@ -144,28 +153,19 @@ for line in sys.stdin:
             switch.turn(True)
         print(json.dumps({"children": len(children)}), flush=True)
         continue
-    publish, trip = [], []
-    for _ in range(int(value)):
-        t0 = clock()
-        r = noop.delay()
-        t1 = clock()
-        r.get(timeout=60)
-        t2 = clock()
-        publish.append(t1 - t0)
-        trip.append(t2 - t0)
-    print(json.dumps({"trip": statistics.median(trip), "publish": statistics.median(publish),
-                      "mean": statistics.fmean(trip)}), flush=True)
+    t0 = clock()
+    r = noop.delay()
+    t1 = clock()
+    r.get(timeout=60)
+    t2 = clock()
+    print(json.dumps({"trip": t2 - t0, "publish": t1 - t0}), flush=True)
 '''
 
 
 @dataclass
 class Window:
-    state: str  # "off" or "on"
     trip: float  # median round trip, seconds
     publish: float  # median delay() call, seconds
-    mean: float  # mean round trip, seconds
-    got: int  # spans the receiver got in the window and its drain
-    expected: int
 
 
 @dataclass
@@ -175,9 +175,12 @@ class Pair:
     off: Window
     on: Window
 
-    def added(self, name: str) -> float:
-        """µs a task tracing added: the "on" window less the "off" one."""
-        return (getattr(self.on, name) - getattr(self.off, name)) * 1e6
+
+@dataclass
+class Round:
+    pairs: dict[str, Pair]
+    got: dict[str, int]  # spans the receiver got in each state's window (and its drain)
+    expected: dict[str, int]
 
 
 def launch(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
@@ -186,7 +189,7 @@ def launch(mode: str, settings: Settings, receiver: SpanCounter) -> Side:
     Path(home.name, f"{SWITCH_MODULE}.py").write_text(SWITCH)
     setup = side_setup(mode, home.name, settings.db, settings.exporters, receiver.endpoint, settings.redis_port)
     setup.env["PYTHONPATH"] = os.pathsep.join(p for p in (home.name, setup.env.get("PYTHONPATH", "")) if p)
-    setup.env["PIPETRACE_BENCH_SWITCH"] = KIND.get(mode, "pipetrace")
+    setup.env["PIPETRACE_BENCH_SWITCH"] = KIND.get(mode, "none")
     on_worker, on_producer = _placement(settings)
     worker = start_worker(setup, on_worker, extra=("-I", SWITCH_MODULE))
     producer = subprocess.Popen([*setup.prefix, str(setup.bin_dir / "python"), "-c", PRODUCER, str(WARMUP),
@@ -206,18 +209,31 @@ def _ask(side: Side, command: str) -> dict[str, float]:
     return answer
 
 
-def window(side: Side, state: str, settings: Settings, receiver: SpanCounter) -> Window:
-    """Switch ``side`` to ``state``, wait the gap, run ``settings.tasks`` round trips, drain their spans."""
-    children = _ask(side, f"switch {state}")["children"]
-    if children < POOL:
-        raise RuntimeError(f"{side.mode}: the switch reached {children} of {POOL} pool children")
+def window(sides: dict[str, Side], state: str, r: int, settings: Settings, pause: float,
+           receiver: SpanCounter) -> tuple[dict[str, Window], int, int]:
+    """Switch every side to ``state``, wait the gap, then ``settings.tasks`` cycles of one round trip per side
+    (a fresh order each cycle); every side's window medians, spans got and expected."""
+    for mode in shuffled(list(sides), r, seed=3):
+        children = _ask(sides[mode], f"switch {state}")["children"]
+        if children < POOL:
+            raise RuntimeError(f"{mode}: the switch reached {children} of {POOL} pool children")
     time.sleep(settings.gap)  # the switch tasks' spans and the window before exported; the same quiet time
-    traced = state == "on"
-    expected = settings.tasks * spans_per_task(side.mode, settings.exporters) if traced else 0
+    expected = sum(settings.tasks * spans_per_task(mode, settings.exporters) for mode in sides) if state == "on" else 0
     receiver.reset()
-    got = _ask(side, f"run {settings.tasks}")
-    receiver.wait_for(expected, 60 if traced else 0)
-    return Window(state, got["trip"], got["publish"], got["mean"], receiver.spans, expected)
+    draw = random.Random(r * 2 + (state == "on"))
+    trips: dict[str, list[float]] = {mode: [] for mode in sides}
+    publishes: dict[str, list[float]] = {mode: [] for mode in sides}
+    order = list(sides)
+    for _ in range(settings.tasks):
+        draw.shuffle(order)
+        for mode in order:
+            got = _ask(sides[mode], "trip")
+            trips[mode].append(got["trip"])
+            publishes[mode].append(got["publish"])
+            time.sleep(pause)  # what this side's worker does after the result, done before the next side's trip
+    receiver.wait_for(expected, 60 if expected else 0)
+    windows = {mode: Window(statistics.median(trips[mode]), statistics.median(publishes[mode])) for mode in sides}
+    return windows, receiver.spans, expected
 
 
 def stop(side: Side, settings: Settings) -> None:
@@ -226,96 +242,96 @@ def stop(side: Side, settings: Settings) -> None:
 
 
 def measure(args: argparse.Namespace, settings: Settings, modes: tuple[str, ...]) -> list[str]:
-    """Every round's pairs of windows, then the report; the closing-note rows."""
-
-    def echo(mode: str, r: int, pair: Pair) -> None:
-        print(f"  round {r + 1} {mode:10s} off {pair.off.trip * 1e6:7.1f} us on {pair.on.trip * 1e6:7.1f} us "
-              f"added {pair.added('trip'):6.1f} us (publish {pair.added('publish'):6.1f}); spans off "
-              f"{pair.off.got}/{pair.off.expected} on {pair.on.got}/{pair.on.expected}", file=sys.stderr, flush=True)
-
+    """Every round's two windows, then the report; the closing-note rows."""
+    rounds: list[Round] = []
+    loads: list[str] = []
     with SpanCounter() as receiver:
         sides: dict[str, Side] = {}
-
-        def start_all(r: int) -> None:
-            for side in sides.values():
-                stop(side, settings)
-            sides.clear()
-            for mode in shuffled(modes, r, seed=11):
-                sides[mode] = launch(mode, settings, receiver)
-            for side in sides.values():
-                assert side.producer.stdout is not None
-                if side.producer.stdout.readline().strip() != "ready":
-                    raise RuntimeError(f"{side.mode}: producer did not start; worker log:\n"
-                                       f"{side.setup.log.read_text()[-2000:]}")
-
-        def order(ms: Sequence[str], r: int) -> list[str]:
-            return shuffled(ms, r, seed=5)
-
-        def run(mode: str, r: int) -> Pair:
-            every = args.restart_every
-            if mode == order(modes, r)[0] and (r == 0 or (every > 0 and r % every == 0)):
-                start_all(r)
-            states = STATES if r % 2 == 0 else STATES[::-1]
-            done = {state: window(sides[mode], state, settings, receiver) for state in states}
-            return Pair(done["off"], done["on"])
-
         try:
-            pairs, loads = paired_rounds(modes, args.rounds, run, echo=echo, order=order)
+            for r in range(args.rounds):
+                if r == 0 or (args.restart_every > 0 and r % args.restart_every == 0):
+                    for side in sides.values():
+                        stop(side, settings)
+                    sides.clear()
+                    for mode in shuffled(modes, r, seed=11):
+                        sides[mode] = launch(mode, settings, receiver)
+                    for side in sides.values():
+                        assert side.producer.stdout is not None
+                        if side.producer.stdout.readline().strip() != "ready":
+                            raise RuntimeError(f"{side.mode}: producer did not start; worker log:\n"
+                                               f"{side.setup.log.read_text()[-2000:]}")
+                done, got, expected = {}, {}, {}
+                for state in STATES if r % 2 == 0 else STATES[::-1]:
+                    done[state], got[state], expected[state] = window(sides, state, r, settings, args.pause, receiver)
+                this = Round({m: Pair(done["off"][m], done["on"][m]) for m in modes}, got, expected)
+                rounds.append(this)
+                loads.append(load())
+                print(f"  round {r + 1}: " + "; ".join(
+                    f"{m} off {p.off.trip * 1e6:.0f} on {p.on.trip * 1e6:.0f}" for m, p in this.pairs.items())
+                      + f" us; spans off {got['off']}/0 on {got['on']}/{expected['on']}", file=sys.stderr, flush=True)
         finally:
             for side in sides.values():
                 stop(side, settings)
-    return report(args, pairs, loads)
+    return report(args, rounds, loads)
 
 
-def report(args: argparse.Namespace, pairs: dict[str, list[Pair]], loads: list[str]) -> list[str]:
+def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> list[str]:
     """Print the figures; return the closing-note rows."""
+    modes = list(rounds[0].pairs)
+
+    def within(mode: str, name: str) -> list[float]:
+        """µs a task: the side's "on" window less its "off" window (the same processes)."""
+        return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs[mode].off, name)) * 1e6 for x in rounds]
 
     def added(mode: str, name: str) -> list[float]:
-        return [p.added(name) for p in pairs[mode]]
+        """µs a task: (on less the untraced side in the same window) less (off less the untraced side)."""
+        return [((getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name))
+                 - (getattr(x.pairs[mode].off, name) - getattr(x.pairs["untraced"].off, name))) * 1e6 for x in rounds]
 
-    print(f"celery on redis, prefork -c {POOL}, one task at a time, tracing switched off and on in the same "
-          f"processes: {args.rounds} rounds of two {args.window_tasks}-task windows per side (sides shuffled each "
-          f"round, started afresh every {args.restart_every} rounds; pinned {args.pin}; one CPU {args.one_cpu}), "
-          f"pipetrace exporters={args.exporters}; window medians, median (min, max) over rounds; "
-          f"load {load_range(loads)}")
-    for mode, ps in pairs.items():
-        off_spans = sum(p.off.got for p in ps)
-        got, want = sum(p.on.got for p in ps), sum(p.on.expected for p in ps)
-        print(f"  {mode:10s} round trip off {fmt_spread([p.off.trip * 1e6 for p in ps], '.1f')} us, "
-              f"on {fmt_spread([p.on.trip * 1e6 for p in ps], '.1f')} us")
-        print(f"    added (on less off): round trip {fmt_spread(added(mode, 'trip'), '.1f')} us, "
-              f"mean {fmt_spread(added(mode, 'mean'), '.1f')} us, publish {fmt_spread(added(mode, 'publish'), '.1f')}"
-              f" us; spans received: on {got}/{want}, off {off_spans} (0 expected)")
-    floor, ref = added("untraced", "trip"), added("otel", "trip")
-    low, mid, high = spread(floor)
-    print(f"noise floor (the untraced side's on less off, nothing switched), round trip: {mid:.1f} us (min {low:.1f}, "
-          f"max {high:.1f}) = {mid / statistics.median(ref):+.2f} of the reference's median added")
-    def across(mode: str, name: str) -> list[float]:
-        """µs a task over the untraced side's windows of the same round (other processes: celery_latency.py's way)."""
-        return [(getattr(p.on, name) - (getattr(u.off, name) + getattr(u.on, name)) / 2) * 1e6
-                for p, u in zip(pairs[mode], pairs["untraced"], strict=True)]
-
-    print("the same windows the other way, each traced window less the untraced side's (other processes, "
-          "celery_latency.py's way; each process's own speed in it):")
-    compare_to_reference(pairs, across, "trip", "round trip over the untraced side", "", loads)
+    print(f"celery on redis, prefork -c {POOL}, one task at a time, the sides taking turns trip by trip "
+          f"(pause {args.pause * 1e3:.1f} ms), tracing switched off and on in the same processes: {args.rounds} "
+          f"rounds of an off and an on window of {args.window_tasks} round trips a side (started afresh every "
+          f"{args.restart_every} rounds; pinned {args.pin}; one CPU {args.one_cpu}), pipetrace exporters="
+          f"{args.exporters}; window medians, median (min, max) over rounds; load {load_range(loads)}")
+    got_on, want_on = sum(x.got["on"] for x in rounds), sum(x.expected["on"] for x in rounds)
+    print(f"  spans received: on windows {got_on}/{want_on}, off windows {sum(x.got['off'] for x in rounds)} "
+          f"(0 expected)")
+    for mode in modes:
+        print(f"  {mode:10s} round trip off {fmt_spread([x.pairs[mode].off.trip * 1e6 for x in rounds], '.1f')} us, "
+              f"on {fmt_spread([x.pairs[mode].on.trip * 1e6 for x in rounds], '.1f')} us")
+        if mode == "untraced":
+            continue
+        print(f"    added: round trip {fmt_spread(added(mode, 'trip'), '.1f')} us, publish "
+              f"{fmt_spread(added(mode, 'publish'), '.1f')} us (on less off: round trip "
+              f"{fmt_spread(within(mode, 'trip'), '.1f')} us)")
+    floor = ""
+    if A_A in modes:
+        low, mid, high = spread(added(A_A, "trip"))
+        ref_mid = statistics.median(added("otel", "trip"))
+        floor = f"; noise floor {mid:+.0f} µs ({low:.0f}…{high:.0f})"
+        print(f"noise floor ({A_A}, untraced, as the others), added round trip: {mid:.1f} us (min {low:.1f}, "
+              f"max {high:.1f}) = {mid / ref_mid:+.2f} of the reference's median added")
+    print("on less off alone (no untraced baseline in the window: a slow spell of one window is in it):")
+    compare_to_reference({m: None for m in modes}, within, "trip", "round trip, on less off", "", loads)
     rows = []
-    for name, label in (("trip", "round trip (wall a caller waits for)"),
-                        ("mean", "round trip, mean of the window (its slow calls: a batch thread's bursts)"),
-                        ("publish", "publish (producer's part)")):
+    for name, label in (("trip", "round trip (wall a caller waits for)"), ("publish", "publish (producer's part)")):
         rows.append(compare_to_reference(
-            pairs, added, name, label,
-            f"Celery added wall per task, {label}, pipetrace / reference, tracing switched off and on in the same "
-            f"processes, real prefork worker, one task at a time (`celery_toggle.py --rounds {args.rounds} "
-            f"--window-tasks {args.window_tasks} --restart-every {args.restart_every}"
-            f"{' --pin' if args.pin else ''}{' --one-cpu' if args.one_cpu else ''}`, exporters {args.exporters}; "
-            f"noise floor {mid:+.0f} µs, {low:.0f}…{high:.0f})", loads))
+            {m: None for m in modes}, added, name, label,
+            f"Celery added wall per task, {label}, pipetrace / reference, the sides taking turns trip by trip and "
+            f"tracing switched off and on in the same processes, real prefork worker (`celery_toggle.py --rounds "
+            f"{args.rounds} --window-tasks {args.window_tasks} --pause {args.pause}"
+            f"{' --pin' if args.pin else ''}{' --one-cpu' if args.one_cpu else ''}{' --aa' if args.aa else ''}`, "
+            f"exporters {args.exporters}{floor})", loads))
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--window-tasks", type=int, default=400, help="round trips per window")
+    ap.add_argument("--window-tasks", type=int, default=400, help="round trips per side per window")
+    ap.add_argument("--pause", type=float, default=0.003,
+                    help="seconds after each round trip before the next side's (what a worker does after the result)")
+    ap.add_argument("--aa", action="store_true", help="add a second untraced side: the noise floor")
     ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
     ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
     ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
@@ -333,7 +349,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.pin and args.one_cpu:
         ap.error("--pin and --one-cpu are two different placements: choose one")
-    modes: tuple[str, ...] = ("untraced", "otel", "pipetrace")
+    modes: tuple[str, ...] = ("untraced", "otel", "pipetrace", *((A_A,) if args.aa else ()))
     if args.before is not None:
         CHECKOUTS["before"] = args.before.resolve()
         modes = (*modes, "before")
