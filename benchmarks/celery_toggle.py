@@ -47,7 +47,7 @@ Judged by the ratio of the medians of the per-round added round trips, with a pa
 rounds (:func:`_harness.added_ratio`): the goal (issue 24, ≤ 0.5) is met only when the interval's upper end is
 under it.
 
-    python benchmarks/celery_toggle.py [--rounds 20] [--window-tasks 400] [--pause 0.003] [--gap 6]
+    python benchmarks/celery_toggle.py [--rounds 20] [--window-tasks 400] [--pause 0.003] [--burst 1] [--gap 6]
                                        [--restart-every 5] [--pin | --one-cpu] [--exporters otlp] [--aa]
                                        [--before <checkout>] [--markdown]
 """
@@ -209,27 +209,29 @@ def _ask(side: Side, command: str) -> dict[str, float]:
     return answer
 
 
-def window(sides: dict[str, Side], state: str, r: int, settings: Settings, pause: float,
+def window(sides: dict[str, Side], state: str, r: int, settings: Settings, pause: float, burst: int,
            receiver: SpanCounter) -> tuple[dict[str, Window], int, int]:
-    """Switch every side to ``state``, wait the gap, then ``settings.tasks`` cycles of one round trip per side
-    (a fresh order each cycle); every side's window medians, spans got and expected."""
+    """Switch every side to ``state``, wait the gap, then cycles of ``burst`` round trips per side (a fresh order
+    each cycle) until each side made ``settings.tasks``; every side's window medians, spans got and expected."""
     for mode in shuffled(list(sides), r, seed=3):
         children = _ask(sides[mode], f"switch {state}")["children"]
         if children < POOL:
             raise RuntimeError(f"{mode}: the switch reached {children} of {POOL} pool children")
     time.sleep(settings.gap)  # the switch tasks' spans and the window before exported; the same quiet time
-    expected = sum(settings.tasks * spans_per_task(mode, settings.exporters) for mode in sides) if state == "on" else 0
+    tasks = -(-settings.tasks // burst) * burst
+    expected = sum(tasks * spans_per_task(mode, settings.exporters) for mode in sides) if state == "on" else 0
     receiver.reset()
     draw = random.Random(r * 2 + (state == "on"))
     trips: dict[str, list[float]] = {mode: [] for mode in sides}
     publishes: dict[str, list[float]] = {mode: [] for mode in sides}
     order = list(sides)
-    for _ in range(settings.tasks):
+    for _ in range(-(-settings.tasks // burst)):
         draw.shuffle(order)
         for mode in order:
-            got = _ask(sides[mode], "trip")
-            trips[mode].append(got["trip"])
-            publishes[mode].append(got["publish"])
+            for _ in range(burst):
+                got = _ask(sides[mode], "trip")
+                trips[mode].append(got["trip"])
+                publishes[mode].append(got["publish"])
             time.sleep(pause)  # what this side's worker does after the result, done before the next side's trip
     receiver.wait_for(expected, 60 if expected else 0)
     windows = {mode: Window(statistics.median(trips[mode]), statistics.median(publishes[mode])) for mode in sides}
@@ -262,7 +264,8 @@ def measure(args: argparse.Namespace, settings: Settings, modes: tuple[str, ...]
                                                f"{side.setup.log.read_text()[-2000:]}")
                 done, got, expected = {}, {}, {}
                 for state in STATES if r % 2 == 0 else STATES[::-1]:
-                    done[state], got[state], expected[state] = window(sides, state, r, settings, args.pause, receiver)
+                    done[state], got[state], expected[state] = window(sides, state, r, settings, args.pause, args.burst,
+                                                                  receiver)
                 this = Round({m: Pair(done["off"][m], done["on"][m]) for m in modes}, got, expected)
                 rounds.append(this)
                 loads.append(load())
@@ -288,8 +291,8 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         return [((getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name))
                  - (getattr(x.pairs[mode].off, name) - getattr(x.pairs["untraced"].off, name))) * 1e6 for x in rounds]
 
-    print(f"celery on redis, prefork -c {POOL}, one task at a time, the sides taking turns trip by trip "
-          f"(pause {args.pause * 1e3:.1f} ms), tracing switched off and on in the same processes: {args.rounds} "
+    print(f"celery on redis, prefork -c {POOL}, one task at a time, the sides taking turns {args.burst} trip(s) at a "
+          f"time (pause {args.pause * 1e3:.1f} ms), tracing switched off and on in the same processes: {args.rounds} "
           f"rounds of an off and an on window of {args.window_tasks} round trips a side (started afresh every "
           f"{args.restart_every} rounds; pinned {args.pin}; one CPU {args.one_cpu}), pipetrace exporters="
           f"{args.exporters}; window medians, median (min, max) over rounds; load {load_range(loads)}")
@@ -311,15 +314,22 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         floor = f"; noise floor {mid:+.0f} µs ({low:.0f}…{high:.0f})"
         print(f"noise floor ({A_A}, untraced, as the others), added round trip: {mid:.1f} us (min {low:.1f}, "
               f"max {high:.1f}) = {mid / ref_mid:+.2f} of the reference's median added")
-    print("on less off alone (no untraced baseline in the window: a slow spell of one window is in it):")
-    compare_to_reference({m: None for m in modes}, within, "trip", "round trip, on less off", "", loads)
+    def beside(mode: str, name: str) -> list[float]:
+        """µs a task: the "on" window less the untraced side in it (other processes: each one's own speed in it)."""
+        return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name)) * 1e6 for x in rounds]
+
+    print("each half of the difference alone, for what it takes out:")
+    compare_to_reference({m: None for m in modes}, within, "trip", "round trip, on less off (a slow spell of one "
+                         "window in it)", "", loads)
+    compare_to_reference({m: None for m in modes}, beside, "trip", "round trip, on less the untraced side in the "
+                         "same window (each process's own speed in it)", "", loads)
     rows = []
     for name, label in (("trip", "round trip (wall a caller waits for)"), ("publish", "publish (producer's part)")):
         rows.append(compare_to_reference(
             {m: None for m in modes}, added, name, label,
             f"Celery added wall per task, {label}, pipetrace / reference, the sides taking turns trip by trip and "
             f"tracing switched off and on in the same processes, real prefork worker (`celery_toggle.py --rounds "
-            f"{args.rounds} --window-tasks {args.window_tasks} --pause {args.pause}"
+            f"{args.rounds} --window-tasks {args.window_tasks} --pause {args.pause} --burst {args.burst}"
             f"{' --pin' if args.pin else ''}{' --one-cpu' if args.one_cpu else ''}{' --aa' if args.aa else ''}`, "
             f"exporters {args.exporters}{floor})", loads))
     return rows
@@ -331,6 +341,10 @@ def main() -> None:
     ap.add_argument("--window-tasks", type=int, default=400, help="round trips per side per window")
     ap.add_argument("--pause", type=float, default=0.003,
                     help="seconds after each round trip before the next side's (what a worker does after the result)")
+    ap.add_argument("--burst", type=int, default=1,
+                    help="round trips a side makes in its turn, one after the other (1: every trip after other sides' "
+                         "work, its caches cold; more: the trips after the first warm, and what a worker does after a "
+                         "result delays its own next trip, as in a busy worker)")
     ap.add_argument("--aa", action="store_true", help="add a second untraced side: the noise floor")
     ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
     ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
