@@ -11,8 +11,11 @@ untraced sides differed by −774…654 µs over 30 rounds (``celery_latency.py 
 * **The same processes, off and on.** A round has two windows, one with every side's tracing switched off and
   one with it on, in the same producers, workers and pool children.
 * **Round trip by round trip.** In a window the sides take turns one round trip at a time (``noop.delay().get()``,
-  the order drawn afresh each cycle, a ``--pause`` after each so that what a worker does after the result is done
-  before the next side's trip): a slow spell of the host lands on every side alike.
+  the order drawn afresh each cycle, a ``--pause`` after each turn so that what a worker does after the result is
+  done before the next side's trip): a slow spell of the host lands on every side alike. Each trip then starts
+  with caches the other sides' processes used last (a producer that publishes now and then). ``--burst N``: a side
+  makes N trips one after the other in its turn, so the trips after the first run warm and what a worker does
+  after a result (``task_postrun``, ending the span) delays its own next trip, as in a busy worker.
 * **Added = a difference of differences**: a side's "on" median less the untraced side's in the same window
   (a slow spell cancels), less the same for the "off" window (the side's processes' own speed cancels). The
   untraced side (switching nothing) is the baseline; ``--aa`` adds a second one whose added time is the noise
@@ -327,8 +330,9 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
     for name, label in (("trip", "round trip (wall a caller waits for)"), ("publish", "publish (producer's part)")):
         rows.append(compare_to_reference(
             {m: None for m in modes}, added, name, label,
-            f"Celery added wall per task, {label}, pipetrace / reference, the sides taking turns trip by trip and "
-            f"tracing switched off and on in the same processes, real prefork worker (`celery_toggle.py --rounds "
+            f"Celery added wall per task, {label}, pipetrace / reference, the sides taking turns {args.burst} "
+            f"trip(s) at a time and tracing switched off and on in the same processes, real prefork worker "
+            f"(`celery_toggle.py --rounds "
             f"{args.rounds} --window-tasks {args.window_tasks} --pause {args.pause} --burst {args.burst}"
             f"{' --pin' if args.pin else ''}{' --one-cpu' if args.one_cpu else ''}{' --aa' if args.aa else ''}`, "
             f"exporters {args.exporters}{floor})", loads))
