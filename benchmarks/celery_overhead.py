@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,14 +261,16 @@ def side_setup(mode: str, home: str, db: int, exporters: str, endpoint: str, red
     return SideSetup(mode, bin_dir, app_dir, env, prefix, queue, prefix_key, Path(home) / "worker.log", redis_port)
 
 
-def start_worker(side: SideSetup, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(side: SideSetup, preexec_fn: Callable[[], None] | None = None,
+                 extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """The side's real prefork worker (``-c 2``; gossip, mingle and heartbeat off), its output in ``side.log``;
-    ``preexec_fn`` runs in the worker's process before it starts (``celery_latency.py --pin``)."""
+    ``preexec_fn`` runs in the worker's process before it starts (``celery_latency.py --pin``); ``extra``: more
+    worker options (``celery_toggle.py``'s ``-I`` of its switch module)."""
     with open(side.log, "wb") as fh:
         return subprocess.Popen(
             [*side.prefix, str(side.bin_dir / "celery"), "-A", "pipeline_app", "worker", "-P", "prefork", "-c", "2",
              "-Q", side.queue, "-n", f"{side.queue}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "warning"], cwd=side.app_dir, env=side.env, stdout=fh,
+             "--without-heartbeat", "-l", "warning", *extra], cwd=side.app_dir, env=side.env, stdout=fh,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
 
 
