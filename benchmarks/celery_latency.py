@@ -308,6 +308,27 @@ def report(args: argparse.Namespace, runs: dict[str, list[Window]], loads: list[
     return rows
 
 
+def add_placement_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--pin`` / ``--one-cpu``: where every side's processes run (this benchmark and ``celery_toggle.py``)."""
+    ap.add_argument("--pin", action="store_true",
+                    help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="every side's producer and worker, and a private Redis of this run, on CPU 0; this "
+                         "script (the receiver) on CPU 1: every cycle on a task's path, tracing's after the result "
+                         "and its batch thread included, is on the caller's wall")
+
+
+def placed(ap: argparse.ArgumentParser, args: argparse.Namespace, stack: ExitStack) -> int:
+    """Check the placement options; with ``--one-cpu`` move this process to CPU 1 and start the run's own Redis on
+    CPU 0 (stopped when ``stack`` closes). The port of the Redis the sides use."""
+    if args.pin and args.one_cpu:
+        ap.error("--pin and --one-cpu are two different placements: choose one")
+    if not args.one_cpu:
+        return 6379
+    os.sched_setaffinity(0, {1})  # the receiver (this process) off the measured core
+    return stack.enter_context(private_redis(0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
@@ -316,23 +337,13 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=6.0,
                     help="seconds between a window's last result and the next window, every side alike (longer "
                          "than the export's 5 s batch delay)")
-    ap.add_argument("--pin", action="store_true",
-                    help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
-    ap.add_argument("--one-cpu", action="store_true",
-                    help="every side's producer and worker, and a private Redis of this run, on CPU 0; this "
-                         "script (the receiver) on CPU 1: every cycle on a task's path, tracing's after the result "
-                         "and its batch thread included, is on the caller's wall")
+    add_placement_arguments(ap)
     ap.add_argument("--restart-every", type=int, default=1,
                     help="start every side's worker and producer afresh every N rounds (0: never)")
     args = ap.parse_args()
-    if args.pin and args.one_cpu:
-        ap.error("--pin and --one-cpu are two different placements: choose one")
     modes = side_modes(args)
     with ExitStack() as stack:
-        port = 6379
-        if args.one_cpu:
-            os.sched_setaffinity(0, {1})  # the receiver (this process) off the measured core
-            port = stack.enter_context(private_redis(0))
+        port = placed(ap, args, stack)
         settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
         rows = measure(args, settings, modes)
     if args.markdown:

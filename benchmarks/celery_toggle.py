@@ -72,9 +72,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
-from celery_latency import Settings, _placement, private_redis  # noqa: E402
-from celery_overhead import CHECKOUTS, side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
-from celery_windows import A_A, Side, compare_to_reference  # noqa: E402
+from celery_latency import Settings, _placement, add_placement_arguments, placed  # noqa: E402
+from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
+from celery_windows import A_A, Side, add_side_arguments, compare_to_reference, side_modes  # noqa: E402
 
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
@@ -349,33 +349,17 @@ def main() -> None:
                     help="round trips a side makes in its turn, one after the other (1: every trip after other sides' "
                          "work, its caches cold; more: the trips after the first warm, and what a worker does after a "
                          "result delays its own next trip, as in a busy worker)")
-    ap.add_argument("--aa", action="store_true", help="add a second untraced side: the noise floor")
-    ap.add_argument("--db", type=int, default=0, help="Redis DB (shared Redis: 0, keys under a per-run prefix)")
-    ap.add_argument("--before", type=Path, help="another checkout (with its .venvs/celery) as a 4th side")
-    ap.add_argument("--exporters", default="otlp", help="pipetrace's exporters (the reference always exports OTLP)")
     ap.add_argument("--gap", type=float, default=6.0,
                     help="seconds between a switch and the window after it, every side and state alike (longer than "
                          "the SDK's 5 s batch delay)")
     ap.add_argument("--restart-every", type=int, default=5,
                     help="start every side's worker and producer afresh every N rounds (0: never)")
-    ap.add_argument("--pin", action="store_true",
-                    help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
-    ap.add_argument("--one-cpu", action="store_true",
-                    help="every side's producer and worker, and a private Redis of this run, on CPU 0; this script "
-                         "(the receiver) on CPU 1")
-    ap.add_argument("--markdown", action="store_true", help="end with the closing-note table rows")
+    add_side_arguments(ap)
+    add_placement_arguments(ap)
     args = ap.parse_args()
-    if args.pin and args.one_cpu:
-        ap.error("--pin and --one-cpu are two different placements: choose one")
-    modes: tuple[str, ...] = ("untraced", "otel", "pipetrace", *((A_A,) if args.aa else ()))
-    if args.before is not None:
-        CHECKOUTS["before"] = args.before.resolve()
-        modes = (*modes, "before")
+    modes = side_modes(args)
     with ExitStack() as stack:
-        port = 6379
-        if args.one_cpu:
-            os.sched_setaffinity(0, {1})  # the receiver (this process) off the measured core
-            port = stack.enter_context(private_redis(0))
+        port = placed(ap, args, stack)
         settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
         rows = measure(args, settings, modes)
     if args.markdown:
