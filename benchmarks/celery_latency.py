@@ -329,6 +329,22 @@ def placed(ap: argparse.ArgumentParser, args: argparse.Namespace, stack: ExitSta
     return stack.enter_context(private_redis(0))
 
 
+def run_and_print(ap: argparse.ArgumentParser,
+                  measure_with: Callable[[argparse.Namespace, Settings, tuple[str, ...]], list[str]]) -> None:
+    """Parse ``ap`` (with :func:`add_placement_arguments` and ``celery_windows.add_side_arguments``), place the
+    sides, run ``measure_with`` and print its closing-note rows with ``--markdown`` (this benchmark and
+    ``celery_toggle.py``)."""
+    args = ap.parse_args()
+    modes = side_modes(args)
+    with ExitStack() as stack:
+        port = placed(ap, args, stack)
+        settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
+        rows = measure_with(args, settings, modes)
+    if args.markdown:
+        print(TABLE_HEADER)
+        print("\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
@@ -340,15 +356,7 @@ def main() -> None:
     add_placement_arguments(ap)
     ap.add_argument("--restart-every", type=int, default=1,
                     help="start every side's worker and producer afresh every N rounds (0: never)")
-    args = ap.parse_args()
-    modes = side_modes(args)
-    with ExitStack() as stack:
-        port = placed(ap, args, stack)
-        settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
-        rows = measure(args, settings, modes)
-    if args.markdown:
-        print(TABLE_HEADER)
-        print("\n".join(rows))
+    run_and_print(ap, measure)
 
 
 def measure(args: argparse.Namespace, settings: Settings, modes: tuple[str, ...]) -> list[str]:

@@ -66,15 +66,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TABLE_HEADER, SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
-from celery_latency import Settings, _placement, add_placement_arguments, placed  # noqa: E402
+from _harness import SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
+from celery_latency import Settings, _placement, add_placement_arguments, run_and_print  # noqa: E402
 from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
-from celery_windows import A_A, Side, add_side_arguments, compare_to_reference, side_modes  # noqa: E402
+from celery_windows import A_A, Side, add_side_arguments, compare_to_reference  # noqa: E402
 
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
@@ -356,15 +355,7 @@ def main() -> None:
                     help="start every side's worker and producer afresh every N rounds (0: never)")
     add_side_arguments(ap)
     add_placement_arguments(ap)
-    args = ap.parse_args()
-    modes = side_modes(args)
-    with ExitStack() as stack:
-        port = placed(ap, args, stack)
-        settings = Settings(args.window_tasks, args.exporters, args.db, args.gap, args.pin, args.one_cpu, port)
-        rows = measure(args, settings, modes)
-    if args.markdown:
-        print(TABLE_HEADER)
-        print("\n".join(rows))
+    run_and_print(ap, measure)
 
 
 if __name__ == "__main__":
