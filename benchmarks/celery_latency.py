@@ -100,7 +100,7 @@ from celery_windows import A_A, Side, add_side_arguments, compare_to_reference, 
 WARMUP = 200
 SEQUENTIAL_WARMUP = 100
 
-PRODUCER = r'''
+PRODUCER_START = r'''
 import json, os, statistics, sys, time
 import pipeline_app
 from pipeline_app import noop
@@ -113,6 +113,11 @@ for _ in range(sequential):  # the one-at-a-time path warm too (the result chann
     noop.delay().get(timeout=60)
 print("ready", flush=True)
 clock = time.perf_counter
+'''
+"""A one-at-a-time producer's start (this benchmark's and ``celery_toggle.py``'s): the reference set up, the
+warm-ups run, then ``ready``; its loop over commands on stdin follows."""
+
+PRODUCER = PRODUCER_START + r'''
 for line in sys.stdin:
     n = int(line)
     publish, trip = [], []

@@ -71,7 +71,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
-from celery_latency import Settings, _placement, add_placement_arguments, run_and_print  # noqa: E402
+from celery_latency import PRODUCER_START, Settings, _placement, add_placement_arguments, run_and_print  # noqa: E402
 from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
 from celery_windows import A_A, Side, add_side_arguments, compare_to_reference  # noqa: E402
 
@@ -126,20 +126,9 @@ def _after_task(**_):
 task_postrun.connect(_after_task, weak=False)
 '''
 
-PRODUCER = r'''
-import json, os, statistics, sys, time
-import pipeline_app
-from pipeline_app import noop
+PRODUCER = PRODUCER_START + r'''
 import pipetrace_bench_switch as switch
-if os.environ.get("PIPETRACE_EXAMPLE_OTEL") == "reference":
-    pipeline_app.setup_reference_tracing()
-warm, sequential, pool = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-for r in [noop.delay() for _ in range(warm)]:  # connections, and every pool child's first-task imports
-    r.get(timeout=120)
-for _ in range(sequential):  # the one-at-a-time path warm too (the result channel's subscribe)
-    noop.delay().get(timeout=60)
-print("ready", flush=True)
-clock = time.perf_counter
+pool = int(sys.argv[3])
 for line in sys.stdin:
     command, _, value = line.strip().partition(" ")
     if command == "switch":
