@@ -33,9 +33,11 @@ What is switched (nothing else; the processes are never told to do anything else
   ``CeleryInstrumentor().uninstrument()`` / ``.instrument()``.
 * In the producer between windows; in each pool child by a switch task (``-I`` of a module this script writes:
   it keeps a child busy a moment so that each child gets one, and turns the child's tracing at that task's
-  ``task_postrun``, after the instrumentation's own receivers of that signal ran, so no span is left open or
-  half made). The producer turns itself off before it sends them and on after them: a switch publish is never
-  traced. The receiver checks the switch: an "off" window must bring no span, an "on" window every span.
+  ``task_postrun``: Celery sends a signal to the receivers it had when the send began, so an instrumentation
+  turned off there still ends that task's span, and one turned on there begins with the next task — no span is
+  left open or half made). The producer turns itself off before it sends them and on after them: a switch
+  publish is never traced. The receiver checks the switch: an "off" window must bring no span, an "on" window
+  every span.
 
 Every window is preceded by the same steps: every side switched (sent even when the state stays), then the same
 quiet ``--gap`` (6 s: longer than the SDK's 5 s batch delay, so the spans of the switch tasks and of the window
@@ -305,6 +307,7 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         floor = f"; noise floor {mid:+.0f} µs ({low:.0f}…{high:.0f})"
         print(f"noise floor ({A_A}, untraced, as the others), added round trip: {mid:.1f} us (min {low:.1f}, "
               f"max {high:.1f}) = {mid / ref_mid:+.2f} of the reference's median added")
+
     def beside(mode: str, name: str) -> list[float]:
         """µs a task: the "on" window less the untraced side in it (other processes: each one's own speed in it)."""
         return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name)) * 1e6 for x in rounds]
