@@ -319,8 +319,8 @@ def add_placement_arguments(ap: argparse.ArgumentParser) -> None:
                     help="every side's producer on CPU 0, its worker (main process and pool children) on CPU 1")
     ap.add_argument("--one-cpu", action="store_true",
                     help="every side's producer and worker, and a private Redis of this run, on CPU 0; this "
-                         "script (the receiver) on CPU 1: every cycle on a task's path, tracing's after the result "
-                         "and its batch thread included, is on the caller's wall")
+                         "script (the receiver) on CPU 1: the whole round trip on one core, where nothing tracing "
+                         "does can hide on an idle one")
 
 
 def placed(ap: argparse.ArgumentParser, args: argparse.Namespace, stack: ExitStack) -> int:

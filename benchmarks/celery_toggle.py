@@ -19,7 +19,10 @@ untraced sides differed by −774…654 µs over 30 rounds (``celery_latency.py 
 * **Added = a difference of differences**: a side's "on" median less the untraced side's in the same window
   (a slow spell cancels), less the same for the "off" window (the side's processes' own speed cancels). The
   untraced side (switching nothing) is the baseline; ``--aa`` adds a second one whose added time is the noise
-  floor, printed. The plain "on" less "off" of each side is printed too.
+  floor, printed. The plain "on" less "off" of each side is printed too, and the same difference of differences
+  for the CPU a trip of each side's producer and worker (process trees, every thread, from /proc in 10 ms ticks:
+  25 µs a trip over 400 trips), while the trips ran and until the window's spans were exported: where the added
+  wall goes.
 
 What is switched (nothing else; the processes are never told to do anything else between windows):
 
@@ -33,9 +36,11 @@ What is switched (nothing else; the processes are never told to do anything else
   ``CeleryInstrumentor().uninstrument()`` / ``.instrument()``.
 * In the producer between windows; in each pool child by a switch task (``-I`` of a module this script writes:
   it keeps a child busy a moment so that each child gets one, and turns the child's tracing at that task's
-  ``task_postrun``, after the instrumentation's own receivers of that signal ran, so no span is left open or
-  half made). The producer turns itself off before it sends them and on after them: a switch publish is never
-  traced. The receiver checks the switch: an "off" window must bring no span, an "on" window every span.
+  ``task_postrun``: Celery sends a signal to the receivers it had when the send began, so an instrumentation
+  turned off there still ends that task's span, and one turned on there begins with the next task — no span is
+  left open or half made). The producer turns itself off before it sends them and on after them: a switch
+  publish is never traced. The receiver checks the switch: an "off" window must bring no span, an "on" window
+  every span.
 
 Every window is preceded by the same steps: every side switched (sent even when the state stays), then the same
 quiet ``--gap`` (6 s: longer than the SDK's 5 s batch delay, so the spans of the switch tasks and of the window
@@ -70,7 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import SpanCounter, fmt_spread, load, load_range, shuffled, spread  # noqa: E402
+from _harness import SpanCounter, fmt_spread, load, load_range, shuffled, spread, tree_cpu  # noqa: E402
 from celery_latency import PRODUCER_START, Settings, _placement, add_placement_arguments, run_and_print  # noqa: E402
 from celery_overhead import side_setup, spans_per_task, start_worker, stop_side  # noqa: E402
 from celery_windows import A_A, Side, add_side_arguments, compare_to_reference  # noqa: E402
@@ -157,6 +162,9 @@ for line in sys.stdin:
 class Window:
     trip: float  # median round trip, seconds
     publish: float  # median delay() call, seconds
+    producer_cpu: float = 0.0  # µs a trip: the producer's process tree, every thread, while the trips ran
+    worker_cpu: float = 0.0  # µs a trip: the worker's (main process and pool children), while the trips ran
+    drained_cpu: float = 0.0  # µs a trip: both, until the receiver had the window's spans (its export included)
 
 
 @dataclass
@@ -216,6 +224,7 @@ def window(sides: dict[str, Side], state: str, r: int, settings: Settings, pause
     trips: dict[str, list[float]] = {mode: [] for mode in sides}
     publishes: dict[str, list[float]] = {mode: [] for mode in sides}
     order = list(sides)
+    cpu0 = {mode: _cpu(sides[mode]) for mode in sides}
     for _ in range(-(-settings.tasks // burst)):
         draw.shuffle(order)
         for mode in order:
@@ -224,9 +233,20 @@ def window(sides: dict[str, Side], state: str, r: int, settings: Settings, pause
                 trips[mode].append(got["trip"])
                 publishes[mode].append(got["publish"])
             time.sleep(pause)  # what this side's worker does after the result, done before the next side's trip
+    cpu1 = {mode: _cpu(sides[mode]) for mode in sides}
     receiver.wait_for(expected, 60 if expected else 0)
-    windows = {mode: Window(statistics.median(trips[mode]), statistics.median(publishes[mode])) for mode in sides}
+    cpu2 = {mode: _cpu(sides[mode]) for mode in sides}
+    per_trip = 1e6 / tasks
+    windows = {mode: Window(statistics.median(trips[mode]), statistics.median(publishes[mode]),
+                            (cpu1[mode][0] - cpu0[mode][0]) * per_trip, (cpu1[mode][1] - cpu0[mode][1]) * per_trip,
+                            (sum(cpu2[mode]) - sum(cpu0[mode])) * per_trip) for mode in sides}
     return windows, receiver.spans, expected
+
+
+def _cpu(side: Side) -> tuple[float, float]:
+    """CPU seconds so far of the side's producer and of its worker, each process tree whole (/proc: 10 ms ticks,
+    25 µs a trip over a 400-trip window)."""
+    return sum(tree_cpu(side.producer.pid)), sum(tree_cpu(side.worker.pid))
 
 
 def stop(side: Side, settings: Settings) -> None:
@@ -277,10 +297,11 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         """µs a task: the side's "on" window less its "off" window (the same processes)."""
         return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs[mode].off, name)) * 1e6 for x in rounds]
 
-    def added(mode: str, name: str) -> list[float]:
+    def added(mode: str, name: str, scale: float = 1e6) -> list[float]:
         """µs a task: (on less the untraced side in the same window) less (off less the untraced side)."""
         return [((getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name))
-                 - (getattr(x.pairs[mode].off, name) - getattr(x.pairs["untraced"].off, name))) * 1e6 for x in rounds]
+                 - (getattr(x.pairs[mode].off, name) - getattr(x.pairs["untraced"].off, name))) * scale
+                for x in rounds]
 
     print(f"celery on redis, prefork -c {POOL}, one task at a time, the sides taking turns {args.burst} trip(s) at a "
           f"time (pause {args.pause * 1e3:.1f} ms), tracing switched off and on in the same processes: {args.rounds} "
@@ -298,6 +319,10 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         print(f"    added: round trip {fmt_spread(added(mode, 'trip'), '.1f')} us, publish "
               f"{fmt_spread(added(mode, 'publish'), '.1f')} us (on less off: round trip "
               f"{fmt_spread(within(mode, 'trip'), '.1f')} us)")
+        print(f"    added CPU a trip (same difference of differences; /proc ticks): producer "
+              f"{fmt_spread(added(mode, 'producer_cpu', 1), '.0f')} us, worker "
+              f"{fmt_spread(added(mode, 'worker_cpu', 1), '.0f')} us while the trips ran; both until the window's "
+              f"spans were exported {fmt_spread(added(mode, 'drained_cpu', 1), '.0f')} us")
     floor = ""
     if A_A in modes:
         low, mid, high = spread(added(A_A, "trip"))
@@ -305,6 +330,7 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         floor = f"; noise floor {mid:+.0f} µs ({low:.0f}…{high:.0f})"
         print(f"noise floor ({A_A}, untraced, as the others), added round trip: {mid:.1f} us (min {low:.1f}, "
               f"max {high:.1f}) = {mid / ref_mid:+.2f} of the reference's median added")
+
     def beside(mode: str, name: str) -> list[float]:
         """µs a task: the "on" window less the untraced side in it (other processes: each one's own speed in it)."""
         return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name)) * 1e6 for x in rounds]
