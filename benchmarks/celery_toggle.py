@@ -45,9 +45,10 @@ What is switched (nothing else; the processes are never told to do anything else
 Every window is preceded by the same steps: every side switched (sent even when the state stays), then the same
 quiet ``--gap`` (6 s: longer than the SDK's 5 s batch delay, so the spans of the switch tasks and of the window
 before are exported first). "Off" first in even rounds, "on" first in odd ones; every side is started afresh every
-``--restart-every`` rounds. What is not in the figure: a side's background export runs on the trips of whichever
-side is running then (every side's alike; a burst moves a few round trips, not a window's median — the window
-means are not printed for that reason; ``celery_latency.py`` keeps each side's export in its own window).
+``--restart-every`` rounds. Where a side's background work lands: on one core it competes with every side's trips
+for the CPU, and through its own process's GIL it delays that side's next publish or task — so only part of it is
+on the side's own wall, and the window means are not printed (``celery_latency.py`` keeps each side's export in its
+own window; the CPU columns here count all of it in the side's processes).
 Placement as ``celery_latency.py``: unbound, ``--pin``, or ``--one-cpu`` (producers, workers and a private Redis on
 CPU 0, this script and the receiver on CPU 1: the whole round trip on one core).
 
