@@ -35,10 +35,11 @@ from _harness import SpanCounter, fmt_spread, load, load_range, rotated  # noqa:
 SIDES = ("otel", "pipetrace")
 HANDLERS = ("before_task_publish", "after_task_publish", "task_prerun", "task_postrun")
 CRITICAL = HANDLERS[:3]
+WARMUP = 300  # untimed calls a process makes first
 
 CHILD = r'''
 import json, os, statistics, sys, time, uuid
-side, calls, sweep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+side, calls, sweep, warm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 from celery import Celery
 app = Celery("pipeline_app", broker="memory://")
 
@@ -107,7 +108,7 @@ def one(cold):
     return times + [t1 - t0, t2 - t1]
 
 
-for _ in range(300):
+for _ in range(warm):
     one(False)
 out = {}
 for mode, cold in (("warm", False), ("cold", True)):
@@ -126,11 +127,11 @@ def one_side(side: str, args: argparse.Namespace, receiver: SpanCounter) -> dict
                    PIPETRACE_HOME=home)
         for name in ("PIPETRACE_AUTO", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             env.pop(name, None)
-        done = subprocess.run([sys.executable, "-c", CHILD, side, str(args.calls), str(args.sweep)], env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-c", CHILD, side, str(args.calls), str(args.sweep), str(WARMUP)],
+                              env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"{side}: {done.stderr[-2000:]}")
-    expected = (300 + 2 * args.calls) * 2  # a send and a task span a call
+    expected = (WARMUP + 2 * args.calls) * 2  # a send and a task span a call
     receiver.wait_for(expected, 30)
     print(f"  {side:9s} spans received {receiver.spans}/{expected}", file=sys.stderr, flush=True)
     figures: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])

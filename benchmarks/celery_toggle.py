@@ -336,15 +336,16 @@ def report(args: argparse.Namespace, rounds: list[Round], loads: list[str]) -> l
         """µs a task: the "on" window less the untraced side in it (other processes: each one's own speed in it)."""
         return [(getattr(x.pairs[mode].on, name) - getattr(x.pairs["untraced"].on, name)) * 1e6 for x in rounds]
 
+    sides = dict.fromkeys(modes)  # what compare_to_reference iterates: the sides, in order
     print("each half of the difference alone, for what it takes out:")
-    compare_to_reference({m: None for m in modes}, within, "trip", "round trip, on less off (a slow spell of one "
+    compare_to_reference(sides, within, "trip", "round trip, on less off (a slow spell of one "
                          "window in it)", "", loads)
-    compare_to_reference({m: None for m in modes}, beside, "trip", "round trip, on less the untraced side in the "
+    compare_to_reference(sides, beside, "trip", "round trip, on less the untraced side in the "
                          "same window (each process's own speed in it)", "", loads)
     rows = []
     for name, label in (("trip", "round trip (wall a caller waits for)"), ("publish", "publish (producer's part)")):
         rows.append(compare_to_reference(
-            {m: None for m in modes}, added, name, label,
+            sides, added, name, label,
             f"Celery added wall per task, {label}, pipetrace / reference, the sides taking turns {args.burst} "
             f"trip(s) at a time and tracing switched off and on in the same processes, real prefork worker "
             f"(`celery_toggle.py --rounds "
